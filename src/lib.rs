@@ -1,0 +1,17 @@
+//! agentprof profiles agent workflow runs: it takes the `IntermediateStep` events that NVIDIA's
+//! AgentIQ / NeMo Agent Toolkit emits and computes what the toolkit's offline profiler computes,
+//! number for number, as a CLI and as an HTTP service.
+//!
+//! # Layout
+//!
+//! Data flows one way: wire format -> store -> profiler -> wire format.
+//!
+//! - [`trace`]: the toolkit's step JSON (aiqtoolkit 1.1.0 and nvidia-nat 1.9 shapes), the three
+//!   input forms, and validation that names the JSON pointer of every rejected value.
+//! - [`profiler`]: pure analysis over the standardized rows of a run; one file per analysis,
+//!   plus Python-compatible formatting (`pyfmt`, `pyjson`) so outputs match the reference's bytes.
+//! - [`analyze`]: `agentprof analyze FILE --out DIR`, the profiler on a file with no database.
+
+pub mod analyze;
+pub mod profiler;
+pub mod trace;

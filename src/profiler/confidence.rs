@@ -1,0 +1,226 @@
+//! Workflow run time, LLM latency and throughput intervals (REFERENCE.md §4.1-4.4).
+//!
+//! These are the reference's z-intervals on the *population* standard deviation (B12), with its
+//! time-ordered LLM latency pairing (B6) and its throughput heuristic (B11), reproduced because
+//! users compare them with what the toolkit printed. `stats.rs` has the sound versions.
+
+use super::exact;
+use super::frame::Frame;
+use crate::trace::EventType;
+use serde::ser::{Serialize, SerializeMap, Serializer};
+
+const Z_VALUES: [f64; 3] = [1.645, 1.96, 2.576];
+
+/// `InferenceMetricsModel`: a sample size, a mean and three intervals.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct InferenceMetrics {
+    pub n: usize,
+    pub mean: f64,
+    /// The 90%, 95% and 99% intervals.
+    pub intervals: [(f64, f64); 3],
+}
+
+impl InferenceMetrics {
+    /// The model's unvalidated default, which dumps integer zeros (`"mean": 0`).
+    pub const EMPTY: InferenceMetrics = InferenceMetrics {
+        n: 0,
+        mean: 0.0,
+        intervals: [(0.0, 0.0); 3],
+    };
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+}
+
+impl Serialize for InferenceMetrics {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(5))?;
+        m.serialize_entry("n", &self.n)?;
+        let names = ["ninetieth_interval", "ninety_fifth_interval", "ninety_ninth_interval"];
+        if self.is_empty() {
+            m.serialize_entry("mean", &0)?;
+            for name in names {
+                m.serialize_entry(name, &[0, 0])?;
+            }
+        } else {
+            m.serialize_entry("mean", &self.mean)?;
+            for (name, (lo, hi)) in names.iter().zip(self.intervals) {
+                m.serialize_entry(name, &[lo, hi])?;
+            }
+        }
+        m.end()
+    }
+}
+
+/// The three headline metrics of `inference_optimization.json`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ConfidenceIntervals {
+    pub workflow_run_time_confidence_intervals: InferenceMetrics,
+    pub llm_latency_confidence_intervals: InferenceMetrics,
+    pub throughput_estimate_confidence_interval: InferenceMetrics,
+}
+
+pub fn compute(frame: &Frame) -> ConfidenceIntervals {
+    ConfidenceIntervals {
+        workflow_run_time_confidence_intervals: z_intervals(&run_times(frame)),
+        llm_latency_confidence_intervals: z_intervals(&llm_latencies(frame)),
+        throughput_estimate_confidence_interval: throughput(frame),
+    }
+}
+
+/// `max(ts) - min(ts)` of every non-empty request, in request order.
+pub fn run_times(frame: &Frame) -> Vec<f64> {
+    frame
+        .iter_requests()
+        .filter(|(_, rows)| !rows.is_empty())
+        .map(|(_, rows)| {
+            let (lo, hi) = rows.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| {
+                (lo.min(r.event_timestamp), hi.max(r.event_timestamp))
+            });
+            hi - lo
+        })
+        .collect()
+}
+
+/// §4.2: per request, in time order (stable), each LLM_END is paired with the latest unmatched
+/// LLM_START before it, whatever their UUIDs.
+pub fn llm_latencies(frame: &Frame) -> Vec<f64> {
+    let mut latencies = Vec::new();
+    let mut order: Vec<usize> = Vec::new();
+    for (_, rows) in frame.iter_requests() {
+        order.clear();
+        order.extend(0..rows.len());
+        order.sort_by(|a, b| rows[*a].event_timestamp.total_cmp(&rows[*b].event_timestamp));
+        let mut start: Option<f64> = None;
+        for &i in &order {
+            let r = &rows[i];
+            match r.event_type {
+                EventType::LlmStart => start = Some(r.event_timestamp),
+                EventType::LlmEnd => {
+                    if let Some(s) = start.take() {
+                        latencies.push(r.event_timestamp - s);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    latencies
+}
+
+/// `_compute_confidence_intervals`: mean ± z·pstdev/√n, or (mean, mean) when n = 1.
+pub fn z_intervals(data: &[f64]) -> InferenceMetrics {
+    let Some(mean) = exact::mean(data) else {
+        return InferenceMetrics::EMPTY;
+    };
+    let n = data.len();
+    if n == 1 {
+        return InferenceMetrics {
+            n,
+            mean,
+            intervals: [(mean, mean); 3],
+        };
+    }
+    let sd = exact::pstdev(data).unwrap_or(0.0);
+    let se = sd / (n as f64).sqrt();
+    InferenceMetrics {
+        n,
+        mean,
+        intervals: Z_VALUES.map(|z| {
+            let margin = z * se;
+            (mean - margin, mean + margin)
+        }),
+    }
+}
+
+/// §4.3: N requests (empty ones included) over the run's whole time span, SE = thr/√N, lower
+/// bound clamped at 0.
+pub fn throughput(frame: &Frame) -> InferenceMetrics {
+    if frame.rows.is_empty() {
+        return InferenceMetrics::EMPTY;
+    }
+    let (lo, hi) = frame
+        .rows
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| {
+            (lo.min(r.event_timestamp), hi.max(r.event_timestamp))
+        });
+    let total_time = hi - lo;
+    let n = frame.requests.len();
+    if total_time <= 0.0 || n <= 1 {
+        return InferenceMetrics::EMPTY;
+    }
+    let thr = n as f64 / total_time;
+    let se = thr / (n as f64).sqrt();
+    InferenceMetrics {
+        n,
+        mean: thr,
+        intervals: Z_VALUES.map(|z| ((thr - z * se).max(0.0), thr + z * se)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profiler::testutil::frame_of;
+    use serde_json::json;
+
+    #[test]
+    fn latency_pairs_by_time_not_uuid() {
+        // START A, START B, END A, END B: only END A - START B is recorded (B6).
+        let f = frame_of(&[vec![
+            ("LLM_START", 0.0, "a"),
+            ("LLM_START", 1.0, "b"),
+            ("LLM_END", 3.0, "a"),
+            ("LLM_END", 4.0, "b"),
+        ]]);
+        assert_eq!(llm_latencies(&f), [2.0]);
+    }
+
+    #[test]
+    fn orphan_end_ignored_and_unended_start_overwritten() {
+        let f = frame_of(&[vec![
+            ("LLM_END", 0.5, "x"),
+            ("LLM_START", 1.0, "a"),
+            ("LLM_START", 2.0, "b"),
+            ("LLM_END", 2.5, "b"),
+        ]]);
+        assert_eq!(llm_latencies(&f), [0.5]);
+    }
+
+    #[test]
+    fn single_request_and_empty_requests() {
+        let f = frame_of(&[vec![("TOOL_START", 1.0, "t"), ("TOOL_END", 3.0, "t")], vec![]]);
+        assert_eq!(run_times(&f), [2.0]);
+        let ci = z_intervals(&run_times(&f));
+        assert_eq!(ci.intervals, [(2.0, 2.0); 3]);
+        // Two requests (one empty) over 2 s: throughput counts the empty one (B11).
+        let t = throughput(&f);
+        assert_eq!((t.n, t.mean), (2, 1.0));
+        let one = frame_of(&[vec![("TOOL_START", 1.0, "t"), ("TOOL_END", 3.0, "t")]]);
+        assert!(throughput(&one).is_empty());
+    }
+
+    #[test]
+    fn same_timestamp_gives_zero_throughput() {
+        let f = frame_of(&[vec![("TOOL_START", 1.0, "t")], vec![("TOOL_START", 1.0, "u")]]);
+        assert!(throughput(&f).is_empty());
+    }
+
+    #[test]
+    fn empty_serialises_integer_zeros() {
+        assert_eq!(
+            serde_json::to_value(InferenceMetrics::EMPTY).unwrap(),
+            json!({"n": 0, "mean": 0, "ninetieth_interval": [0, 0], "ninety_fifth_interval": [0, 0], "ninety_ninth_interval": [0, 0]})
+        );
+    }
+
+    #[test]
+    fn z_interval_uses_population_stdev() {
+        let ci = z_intervals(&[1.0, 3.0]);
+        // pstdev = 1, se = 1/sqrt(2)
+        let se = 1.0 / 2f64.sqrt();
+        assert_eq!(ci.intervals[1], (2.0 - 1.96 * se, 2.0 + 1.96 * se));
+    }
+}

@@ -1,0 +1,201 @@
+//! `ProfilerConfig` with the toolkit's field names (REFERENCE.md §3).
+//!
+//! agentprof's default differs from the toolkit's on purpose: every analysis is on, with the
+//! toolkit's default thresholds, because a service that computes on demand has no reason to make
+//! users opt in. A user's config is merged over this default field by field.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProfilerConfig {
+    pub token_usage_forecast: bool,
+    pub token_uniqueness_forecast: bool,
+    pub workflow_runtime_forecast: bool,
+    pub compute_llm_metrics: bool,
+    pub csv_exclude_io_text: bool,
+    pub prompt_caching_prefixes: PromptCachingConfig,
+    pub bottleneck_analysis: BottleneckConfig,
+    pub concurrency_spike_analysis: ConcurrencySpikeConfig,
+    pub prefix_span_analysis: PrefixSpanConfig,
+    /// nvidia-nat's switch that also enables `workflow_runtimes`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_metrics: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PromptCachingConfig {
+    pub enable: bool,
+    pub min_frequency: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BottleneckConfig {
+    pub enable_simple_stack: bool,
+    pub enable_nested_stack: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConcurrencySpikeConfig {
+    pub enable: bool,
+    pub spike_threshold: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrefixSpanConfig {
+    pub enable: bool,
+    /// Below 1: a fraction of the sequences; 1 or more: an absolute count. The toolkit decides
+    /// by the value's Python type instead, so `2.0` from YAML silently finds nothing (B10).
+    pub min_support: f64,
+    pub min_coverage: f64,
+    pub max_text_len: i64,
+    pub top_k: i64,
+    /// Accepted for compatibility; it never had an effect in the toolkit (B8).
+    pub chain_with_common_prefixes: bool,
+}
+
+impl Default for ProfilerConfig {
+    fn default() -> Self {
+        ProfilerConfig {
+            token_usage_forecast: true,
+            token_uniqueness_forecast: true,
+            workflow_runtime_forecast: true,
+            compute_llm_metrics: true,
+            csv_exclude_io_text: false,
+            prompt_caching_prefixes: PromptCachingConfig::default(),
+            bottleneck_analysis: BottleneckConfig::default(),
+            concurrency_spike_analysis: ConcurrencySpikeConfig::default(),
+            prefix_span_analysis: PrefixSpanConfig::default(),
+            base_metrics: None,
+        }
+    }
+}
+
+impl Default for PromptCachingConfig {
+    fn default() -> Self {
+        PromptCachingConfig {
+            enable: true,
+            min_frequency: 0.5,
+        }
+    }
+}
+
+impl Default for BottleneckConfig {
+    fn default() -> Self {
+        BottleneckConfig {
+            enable_simple_stack: true,
+            enable_nested_stack: true,
+        }
+    }
+}
+
+impl Default for ConcurrencySpikeConfig {
+    fn default() -> Self {
+        ConcurrencySpikeConfig {
+            enable: true,
+            spike_threshold: 1,
+        }
+    }
+}
+
+impl Default for PrefixSpanConfig {
+    fn default() -> Self {
+        PrefixSpanConfig {
+            enable: true,
+            min_support: 2.0,
+            min_coverage: 0.0,
+            max_text_len: 1000,
+            top_k: 10,
+            chain_with_common_prefixes: false,
+        }
+    }
+}
+
+/// A config value that failed to parse, with the JSON pointer of the offending field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl ProfilerConfig {
+    /// Parses a user's config (toolkit field names) merged over agentprof's default.
+    pub fn from_json(value: serde_json::Value) -> Result<ProfilerConfig, ConfigError> {
+        let cfg: ProfilerConfig = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e
+                .path()
+                .iter()
+                .filter_map(|seg| match seg {
+                    serde_path_to_error::Segment::Map { key } => Some(format!("/{key}")),
+                    serde_path_to_error::Segment::Seq { index } => Some(format!("/{index}")),
+                    _ => None,
+                })
+                .collect::<String>();
+            ConfigError {
+                path,
+                message: e.inner().to_string(),
+            }
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |path: &str, message: &str| {
+            Err(ConfigError {
+                path: path.to_owned(),
+                message: message.to_owned(),
+            })
+        };
+        let f = self.prompt_caching_prefixes.min_frequency;
+        if !f.is_finite() {
+            return bad("/prompt_caching_prefixes/min_frequency", "must be a finite number");
+        }
+        let p = &self.prefix_span_analysis;
+        if !(p.min_support.is_finite() && p.min_support > 0.0) {
+            return bad("/prefix_span_analysis/min_support", "must be a positive number");
+        }
+        if !p.min_coverage.is_finite() {
+            return bad("/prefix_span_analysis/min_coverage", "must be a finite number");
+        }
+        if p.top_k < 0 {
+            return bad("/prefix_span_analysis/top_k", "must not be negative");
+        }
+        Ok(())
+    }
+
+    /// Whether `workflow_runtimes` is computed (nat's `base_metrics` also turns it on).
+    pub fn workflow_runtimes_enabled(&self) -> bool {
+        self.workflow_runtime_forecast || self.base_metrics == Some(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merges_over_defaults() {
+        let c = ProfilerConfig::from_json(json!({"prompt_caching_prefixes": {"min_frequency": 0.3}, "token_usage_forecast": false})).unwrap();
+        assert!(c.prompt_caching_prefixes.enable);
+        assert_eq!(c.prompt_caching_prefixes.min_frequency, 0.3);
+        assert!(!c.token_usage_forecast);
+        assert!(c.compute_llm_metrics);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = ProfilerConfig::from_json(json!({"concurrency_spike_analysis": {"spike_threshold": "x"}})).unwrap_err();
+        assert_eq!(e.path, "/concurrency_spike_analysis/spike_threshold");
+        let e = ProfilerConfig::from_json(json!({"prompt_caching": {}})).unwrap_err();
+        assert!(e.message.contains("unknown field"), "{e}");
+        let e = ProfilerConfig::from_json(json!({"prefix_span_analysis": {"min_support": 0}})).unwrap_err();
+        assert_eq!(e.path, "/prefix_span_analysis/min_support");
+    }
+}

@@ -1,0 +1,204 @@
+//! The standardized frame (REFERENCE.md §4.0): one row per step, in input order, request by
+//! request. Every analysis reads these rows, never the raw steps, so the service can build them
+//! straight from stored columns without re-parsing step JSON.
+
+use crate::profiler::pyfmt::py_str;
+use crate::trace::{EventType, Framework, IntermediateStep, InvocationNode};
+use serde_json::Value;
+use std::ops::Range;
+
+/// One step as the profiler sees it: the columns of `create_standardized_dataframe`, plus
+/// `seconds_between_calls` for forecasting.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub event_type: EventType,
+    pub event_timestamp: f64,
+    /// The request's number (the reference's `example_number`).
+    pub example_number: i64,
+    /// Token counts; 0 when `usage_info` is null.
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub total_tokens: i64,
+    pub seconds_between_calls: i64,
+    /// `str(data.input)` on LLM_START with data, `""` otherwise; `None` for a null input.
+    pub llm_text_input: Option<String>,
+    /// `str(data.output)` on LLM_END with data, `""` otherwise; `None` for a null output.
+    pub llm_text_output: Option<String>,
+    /// `str(data.chunk)` on LLM_NEW_TOKEN with data, `""` otherwise; `None` for a null chunk.
+    pub llm_new_token: Option<String>,
+    /// `payload.name` on LLM_START/LLM_END when non-empty, else `""`.
+    pub llm_name: String,
+    /// `payload.name` on TOOL_START/TOOL_END when non-empty, else `""`.
+    pub tool_name: String,
+    /// `None` when the step's `function_ancestry` was JSON `null`.
+    pub ancestry: Option<InvocationNode>,
+    pub uuid: String,
+    pub framework: Option<Framework>,
+}
+
+impl Row {
+    pub fn from_step(step: &IntermediateStep, example_number: i64) -> Row {
+        let p = &step.payload;
+        let et = p.event_type;
+        let tokens = p.usage_info.as_ref().map(|u| &u.token_usage);
+        let text_of = |wanted: EventType, pick: fn(&crate::trace::StreamEventData) -> &Value| {
+            match (&p.data, et == wanted) {
+                (Some(d), true) => match pick(d) {
+                    Value::Null => None,
+                    v => Some(py_str(v)),
+                },
+                _ => Some(String::new()),
+            }
+        };
+        let name_if = |types: [EventType; 2]| match &p.name {
+            Some(n) if !n.is_empty() && types.contains(&et) => n.clone(),
+            _ => String::new(),
+        };
+        Row {
+            event_type: et,
+            event_timestamp: p.event_timestamp,
+            example_number,
+            prompt_tokens: tokens.map_or(0, |t| t.prompt_tokens),
+            completion_tokens: tokens.map_or(0, |t| t.completion_tokens),
+            total_tokens: tokens.map_or(0, |t| t.total_tokens),
+            seconds_between_calls: p.usage_info.as_ref().map_or(0, |u| u.seconds_between_calls),
+            llm_text_input: text_of(EventType::LlmStart, |d| &d.input),
+            llm_text_output: text_of(EventType::LlmEnd, |d| &d.output),
+            llm_new_token: text_of(EventType::LlmNewToken, |d| &d.chunk),
+            llm_name: name_if([EventType::LlmStart, EventType::LlmEnd]),
+            tool_name: name_if([EventType::ToolStart, EventType::ToolEnd]),
+            ancestry: step.function_ancestry.clone(),
+            uuid: p.uuid.clone(),
+            framework: p.framework,
+        }
+    }
+
+    /// `llm_text_input.astype(str)`: a null input reads as the string `"None"`.
+    pub fn text_input_as_str(&self) -> &str {
+        self.llm_text_input.as_deref().unwrap_or("None")
+    }
+
+    pub fn function_name(&self) -> Option<&str> {
+        self.ancestry.as_ref().map(|a| a.function_name.as_str())
+    }
+}
+
+/// A request's place in the frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestSlice {
+    pub number: i64,
+    pub rows: Range<usize>,
+}
+
+/// All rows of a run, grouped by request, requests ordered by number.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Frame {
+    pub rows: Vec<Row>,
+    pub requests: Vec<RequestSlice>,
+}
+
+impl Frame {
+    /// Builds the frame from requests given as `(number, steps)`, already in ascending number
+    /// order (see `Batch::into_numbered`).
+    pub fn from_requests<'a, I>(requests: I) -> Frame
+    where
+        I: IntoIterator<Item = (i64, &'a [IntermediateStep])>,
+    {
+        let mut builder = FrameBuilder::default();
+        for (number, steps) in requests {
+            builder.push_request(number, steps.iter().map(|s| Row::from_step(s, number)));
+        }
+        builder.finish()
+    }
+
+    pub fn request_rows(&self, r: &RequestSlice) -> &[Row] {
+        &self.rows[r.rows.clone()]
+    }
+
+    /// Iterates `(request, rows)` in request order.
+    pub fn iter_requests(&self) -> impl Iterator<Item = (&RequestSlice, &[Row])> {
+        self.requests.iter().map(|r| (r, self.request_rows(r)))
+    }
+
+    /// Whether the reference would have a standardized DataFrame at all. It builds the frame
+    /// from every step or, when any step lacks a `function_ancestry` (JSON null) or there are no
+    /// steps, returns an empty one on which every frame-based analysis aborts (§8 B1). We give
+    /// those analyses their empty result instead.
+    pub fn is_standardized(&self) -> bool {
+        !self.rows.is_empty() && self.rows.iter().all(|r| r.ancestry.is_some())
+    }
+}
+
+/// Assembles a [`Frame`] request by request; requests must arrive in ascending number order.
+#[derive(Debug, Default)]
+pub struct FrameBuilder {
+    frame: Frame,
+}
+
+impl FrameBuilder {
+    pub fn push_request(&mut self, number: i64, rows: impl IntoIterator<Item = Row>) {
+        let start = self.frame.rows.len();
+        self.frame.rows.extend(rows);
+        let end = self.frame.rows.len();
+        self.frame.requests.push(RequestSlice {
+            number,
+            rows: start..end,
+        });
+    }
+
+    pub fn finish(self) -> Frame {
+        self.frame
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn rows_of(steps: Value) -> Vec<Row> {
+        crate::profiler::testutil::frame_of_json(json!([steps])).rows
+    }
+
+    #[test]
+    fn text_columns_follow_event_type() {
+        let rows = rows_of(json!([
+            {"payload": {"event_type": "LLM_START", "name": "m", "data": {"input": [{"role": "user"}], "output": "x"}}},
+            {"payload": {"event_type": "LLM_END", "name": "m", "data": {"input": "p", "output": "answer"},
+                         "usage_info": {"token_usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}}}},
+            {"payload": {"event_type": "LLM_NEW_TOKEN", "name": "m", "data": {"chunk": null}}},
+            {"payload": {"event_type": "TOOL_START", "name": "search", "data": {"input": "q"}}},
+            {"payload": {"event_type": "LLM_START", "name": "", "data": {"input": null}}},
+            {"payload": {"event_type": "LLM_START", "name": "m"}}
+        ]));
+        assert_eq!(rows[0].llm_text_input.as_deref(), Some("[{'role': 'user'}]"));
+        assert_eq!(rows[0].llm_text_output.as_deref(), Some(""));
+        assert_eq!(rows[1].llm_text_output.as_deref(), Some("answer"));
+        assert_eq!(rows[1].llm_text_input.as_deref(), Some(""));
+        assert_eq!((rows[1].prompt_tokens, rows[1].completion_tokens, rows[1].total_tokens), (3, 4, 7));
+        assert_eq!(rows[2].llm_new_token, None);
+        assert_eq!(rows[2].llm_name, "", "LLM_NEW_TOKEN rows get no llm_name (B17)");
+        assert_eq!(rows[3].tool_name, "search");
+        assert_eq!(rows[3].llm_text_input.as_deref(), Some(""));
+        assert_eq!(rows[4].llm_text_input, None);
+        assert_eq!(rows[4].text_input_as_str(), "None");
+        assert_eq!(rows[4].llm_name, "");
+        assert_eq!(rows[5].llm_text_input.as_deref(), Some(""), "no data -> empty text");
+    }
+
+    #[test]
+    fn requests_sorted_by_number_and_merged() {
+        let frame = crate::profiler::testutil::frame_of_json(
+            json!([
+                {"request_number": 5, "intermediate_steps": [{"payload": {"event_type": "TOOL_START", "event_timestamp": 1.0}}]},
+                {"request_number": 2, "intermediate_steps": []},
+                {"request_number": 5, "intermediate_steps": [{"payload": {"event_type": "TOOL_END", "event_timestamp": 2.0}}]}
+            ]),
+        );
+        let numbers: Vec<i64> = frame.requests.iter().map(|r| r.number).collect();
+        assert_eq!(numbers, [2, 5]);
+        assert_eq!(frame.requests[1].rows, 0..2);
+        assert_eq!(frame.rows[1].event_type, EventType::ToolEnd);
+        assert!(frame.is_standardized());
+    }
+}

@@ -1,0 +1,13 @@
+//! Workflow runtime percentiles (REFERENCE.md §4.7): p90/p95/p99 of each request's
+//! `max(ts) - min(ts)`, empty requests excluded.
+
+use super::confidence::run_times;
+use super::frame::Frame;
+use super::uniqueness::Percentiles;
+
+pub fn compute(frame: &Frame) -> Percentiles {
+    if !frame.is_standardized() {
+        return Percentiles::ZERO;
+    }
+    Percentiles::of(&run_times(frame)).unwrap_or(Percentiles::ZERO)
+}

@@ -1,0 +1,99 @@
+//! Inter-query token uniqueness (REFERENCE.md §4.6): how many new words each LLM prompt adds over
+//! the previous prompt to the same model in the same request, as p90/p95/p99 per model.
+
+use super::frame::Frame;
+use super::percentile::p90_p95_p99;
+use super::pyfmt::is_word_char;
+use crate::trace::EventType;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashSet};
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Percentiles {
+    pub p90: f64,
+    pub p95: f64,
+    pub p99: f64,
+}
+
+impl Percentiles {
+    pub const ZERO: Percentiles = Percentiles {
+        p90: 0.0,
+        p95: 0.0,
+        p99: 0.0,
+    };
+
+    pub fn of(data: &[f64]) -> Option<Percentiles> {
+        p90_p95_p99(data).map(|[p90, p95, p99]| Percentiles { p90, p95, p99 })
+    }
+}
+
+/// Keyed by `llm_name`, sorted; a model with no consecutive prompts is absent.
+pub type TokenUniqueness = BTreeMap<String, Percentiles>;
+
+pub fn compute(frame: &Frame) -> TokenUniqueness {
+    if !frame.is_standardized() {
+        return TokenUniqueness::new();
+    }
+    // Group LLM_START rows by (llm_name, example_number), in sorted group order.
+    let mut groups: BTreeMap<(&str, i64), Vec<usize>> = BTreeMap::new();
+    for (i, row) in frame.rows.iter().enumerate() {
+        if row.event_type == EventType::LlmStart {
+            groups
+                .entry((row.llm_name.as_str(), row.example_number))
+                .or_default()
+                .push(i);
+        }
+    }
+    let mut counts: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for ((llm, _), mut idx) in groups {
+        // Stable by timestamp (DESIGN.md "Ties").
+        idx.sort_by(|a, b| {
+            frame.rows[*a]
+                .event_timestamp
+                .total_cmp(&frame.rows[*b].event_timestamp)
+        });
+        let mut new_words = Vec::new();
+        for pair in idx.windows(2) {
+            let prev = &frame.rows[pair[0]].llm_text_input;
+            let cur = &frame.rows[pair[1]].llm_text_input;
+            // A null previous input drops the row (pandas' dropna on the shifted column).
+            let Some(prev) = prev else { continue };
+            let prev_words = words(prev);
+            let cur_words = cur.as_deref().map(words).unwrap_or_default();
+            new_words.push(cur_words.difference(&prev_words).count() as f64);
+        }
+        if !new_words.is_empty() {
+            counts.entry(llm).or_default().extend(new_words);
+        }
+    }
+    counts
+        .into_iter()
+        .filter_map(|(llm, c)| Percentiles::of(&c).map(|p| (llm.to_owned(), p)))
+        .collect()
+}
+
+/// `set(re.findall(r"\w+", text.lower()))` with Python's Unicode `\w`.
+pub fn words(text: &str) -> HashSet<String> {
+    let lower = text.to_lowercase();
+    lower
+        .split(|c: char| !is_word_char(c))
+        .filter(|w| !w.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_are_lowercased_unicode_runs() {
+        let w = words("Hello, HELLO wörld_2 -- x");
+        let mut v: Vec<&str> = w.iter().map(String::as_str).collect();
+        v.sort();
+        assert_eq!(v, ["hello", "wörld_2", "x"]);
+        // Python: 'İ'.lower() is 'i' + U+0307 (a mark, not \w), which splits the word.
+        let w = words("İx");
+        assert!(w.contains("i") && w.contains("x"), "{w:?}");
+    }
+}

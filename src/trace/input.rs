@@ -1,0 +1,467 @@
+//! The documents that carry steps, and how we tell them apart.
+//!
+//! Three JSON forms arrive (DESIGN.md "Input forms"), optionally gzip-compressed:
+//! - the profiler form, `all_requests_profiler_traces.json`:
+//!   `[{"request_number": n, "intermediate_steps": [...]}, ...]`;
+//! - the eval form, `workflow_output.json`: `[{"id": ..., "intermediate_steps": [...], ...}, ...]`;
+//! - bare lists of step lists: `[[step, ...], ...]`.
+//!
+//! The form is read off the document itself, as the reference's oracle does, so a user can post
+//! whatever file their workflow left behind.
+
+use super::model::IntermediateStep;
+use super::parse::{FieldError, Validator, short, type_name};
+use serde_json::Value;
+use std::io::Read;
+
+/// Largest `request_number` we accept: it must fit PostgreSQL's `integer` and stay meaningful.
+pub const MAX_REQUEST_NUMBER: i64 = i32::MAX as i64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputForm {
+    Profiler,
+    Eval,
+    Raw,
+    /// An empty list: no requests at all.
+    Empty,
+}
+
+/// One request of a document: its steps plus whatever identified it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestInput {
+    /// The profiler form's `request_number`.
+    pub request_number: Option<i64>,
+    /// The eval form's `id`, as text (a JSON string as itself, anything else as JSON).
+    pub external_id: Option<String>,
+    /// Index of the request in the document.
+    pub position: usize,
+    pub steps: Vec<IntermediateStep>,
+}
+
+impl RequestInput {
+    /// The request number a standalone analysis gives this request: its own number when it has
+    /// one, otherwise its position (the reference numbers requests by position).
+    pub fn number_in_document(&self) -> i64 {
+        self.request_number.unwrap_or(self.position as i64)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    pub form: InputForm,
+    pub requests: Vec<RequestInput>,
+}
+
+impl Batch {
+    pub fn step_count(&self) -> usize {
+        self.requests.iter().map(|r| r.steps.len()).sum()
+    }
+
+    /// The requests as a standalone run sees them: numbered (see
+    /// [`RequestInput::number_in_document`]), ordered by number, and with the steps of items
+    /// that share a number concatenated in document order.
+    pub fn into_numbered(self) -> Vec<(i64, Vec<IntermediateStep>)> {
+        let mut out: Vec<(i64, Vec<IntermediateStep>)> = Vec::with_capacity(self.requests.len());
+        let mut index: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
+        for r in self.requests {
+            let n = r.number_in_document();
+            match index.get(&n) {
+                Some(&i) => out[i].1.extend(r.steps),
+                None => {
+                    index.insert(n, out.len());
+                    out.push((n, r.steps));
+                }
+            }
+        }
+        out.sort_by_key(|(n, _)| *n);
+        out
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    #[error("not valid JSON: {0}")]
+    Syntax(String),
+    #[error("not valid gzip data: {0}")]
+    Gzip(String),
+    #[error("the decompressed body is larger than {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("{}", describe(.errors, *.omitted))]
+    Invalid {
+        errors: Vec<FieldError>,
+        /// Errors beyond the ones listed.
+        omitted: usize,
+    },
+}
+
+fn describe(errors: &[FieldError], omitted: usize) -> String {
+    let total = errors.len() + omitted;
+    match errors.first() {
+        Some(e) if total == 1 => format!("{}: {}", pointer_or_root(&e.path), e.message),
+        Some(e) => format!(
+            "{}: {} (and {} more invalid value{})",
+            pointer_or_root(&e.path),
+            e.message,
+            total - 1,
+            if total == 2 { "" } else { "s" }
+        ),
+        None => "invalid document".to_owned(),
+    }
+}
+
+fn pointer_or_root(p: &str) -> &str {
+    if p.is_empty() { "(document root)" } else { p }
+}
+
+/// Options for reading a document.
+#[derive(Debug, Clone, Copy)]
+pub struct ParseOptions {
+    /// Epoch seconds used for a step without `event_timestamp` (the toolkit's `time.time()`).
+    pub now: f64,
+    /// Refuse gzip bodies that inflate beyond this many bytes.
+    pub max_decompressed_bytes: Option<u64>,
+}
+
+impl Default for ParseOptions {
+    fn default() -> Self {
+        ParseOptions {
+            now: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0),
+            max_decompressed_bytes: None,
+        }
+    }
+}
+
+/// `true` when the bytes start with the gzip magic number.
+pub fn is_gzip(bytes: &[u8]) -> bool {
+    bytes.starts_with(&[0x1f, 0x8b])
+}
+
+/// Inflates a gzip body, refusing to go past `limit` bytes (gzip bombs).
+pub fn gunzip(bytes: &[u8], limit: Option<u64>) -> Result<Vec<u8>, TraceError> {
+    let decoder = flate2::read::MultiGzDecoder::new(bytes);
+    let mut out = Vec::new();
+    match limit {
+        Some(limit) => {
+            let mut limited = decoder.take(limit + 1);
+            limited
+                .read_to_end(&mut out)
+                .map_err(|e| TraceError::Gzip(e.to_string()))?;
+            if out.len() as u64 > limit {
+                return Err(TraceError::TooLarge { limit });
+            }
+        }
+        None => {
+            let mut decoder = decoder;
+            decoder
+                .read_to_end(&mut out)
+                .map_err(|e| TraceError::Gzip(e.to_string()))?;
+        }
+    }
+    Ok(out)
+}
+
+/// Reads a document in any form from bytes (gzip-compressed or not).
+pub fn parse_document(bytes: &[u8], opts: &ParseOptions) -> Result<Batch, TraceError> {
+    if is_gzip(bytes) {
+        let inflated = gunzip(bytes, opts.max_decompressed_bytes)?;
+        return parse_json(&inflated, opts);
+    }
+    parse_json(bytes, opts)
+}
+
+/// Reads an uncompressed JSON document in any form.
+pub fn parse_json(bytes: &[u8], opts: &ParseOptions) -> Result<Batch, TraceError> {
+    let doc: Value = serde_json::from_slice(bytes).map_err(|e| TraceError::Syntax(e.to_string()))?;
+    parse_value(doc, opts)
+}
+
+/// Detects the form of a decoded document and validates every step in it.
+pub fn parse_value(doc: Value, opts: &ParseOptions) -> Result<Batch, TraceError> {
+    let mut v = Validator::new(opts.now);
+    let batch = read_batch(&mut v, doc);
+    match batch {
+        Some(b) if v.error_count() == 0 => Ok(b),
+        _ => Err(TraceError::Invalid {
+            errors: v.errors,
+            omitted: v.omitted,
+        }),
+    }
+}
+
+fn read_batch(v: &mut Validator, doc: Value) -> Option<Batch> {
+    let items = match doc {
+        Value::Array(items) => items,
+        Value::Object(mut obj) if obj.contains_key("eval_input_items") => {
+            // The EvalInput dump: {"eval_input_items": [{"trajectory": [...]}, ...]}
+            return v.at("eval_input_items", |v| match obj.shift_remove("eval_input_items") {
+                Some(Value::Array(items)) => {
+                    let requests = items
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, item)| v.at(i, |v| eval_item(v, item, i, "trajectory")))
+                        .collect::<Vec<_>>();
+                    Some(Batch {
+                        form: InputForm::Eval,
+                        requests: requests.into_iter().collect::<Option<Vec<_>>>()?,
+                    })
+                }
+                other => {
+                    v.error(format!(
+                        "expected a list of eval items, got {}",
+                        other.as_ref().map_or("nothing", type_name)
+                    ));
+                    None
+                }
+            });
+        }
+        other => {
+            v.error(format!(
+                "expected a list of requests (profiler form), eval items (workflow_output.json) \
+                 or step lists, got {}",
+                type_name(&other)
+            ));
+            return None;
+        }
+    };
+    if items.is_empty() {
+        return Some(Batch {
+            form: InputForm::Empty,
+            requests: Vec::new(),
+        });
+    }
+    let form = detect_form(&items);
+    let mut requests = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for (i, item) in items.into_iter().enumerate() {
+        let r = v.at(i, |v| match form {
+            InputForm::Raw => match item {
+                Value::Array(steps) => Some(RequestInput {
+                    request_number: None,
+                    external_id: None,
+                    position: i,
+                    steps: step_list(v, steps, i)?,
+                }),
+                other => {
+                    v.error(format!(
+                        "expected a list of steps like the other items, got {}",
+                        type_name(&other)
+                    ));
+                    None
+                }
+            },
+            InputForm::Profiler => profiler_item(v, item, i),
+            _ => eval_item(v, item, i, "intermediate_steps"),
+        });
+        match r {
+            Some(r) => requests.push(r),
+            None => ok = false,
+        }
+    }
+    ok.then_some(Batch { form, requests })
+}
+
+/// The form is decided by the first item; every other item is then held to it, so a mixed
+/// document fails with a pointer to the first item that does not fit.
+fn detect_form(items: &[Value]) -> InputForm {
+    match items.first() {
+        Some(Value::Array(_)) => InputForm::Raw,
+        Some(Value::Object(o)) if o.contains_key("request_number") => InputForm::Profiler,
+        _ => InputForm::Eval,
+    }
+}
+
+fn profiler_item(v: &mut Validator, item: Value, position: usize) -> Option<RequestInput> {
+    let Value::Object(mut obj) = item else {
+        v.error(format!(
+            "expected a request object {{\"request_number\", \"intermediate_steps\"}}, got {}",
+            type_name(&item)
+        ));
+        return None;
+    };
+    let number = match obj.shift_remove("request_number") {
+        None => {
+            v.at("request_number", |v| {
+                v.error("field required: the first item has a request_number, so every item needs one")
+            });
+            None
+        }
+        Some(n) => v.at("request_number", |v| request_number(v, &n)),
+    };
+    let steps = match obj.shift_remove("intermediate_steps") {
+        None => {
+            v.at("intermediate_steps", |v| v.error("field required"));
+            None
+        }
+        Some(s) => v.at("intermediate_steps", |v| steps_value(v, s, position)),
+    };
+    Some(RequestInput {
+        request_number: Some(number?),
+        external_id: None,
+        position,
+        steps: steps?,
+    })
+}
+
+fn request_number(v: &mut Validator, n: &Value) -> Option<i64> {
+    match n.as_i64() {
+        Some(n) if (0..=MAX_REQUEST_NUMBER).contains(&n) => Some(n),
+        _ => {
+            v.error(format!(
+                "expected an integer from 0 to {MAX_REQUEST_NUMBER}, got {}",
+                short(n)
+            ));
+            None
+        }
+    }
+}
+
+fn eval_item(v: &mut Validator, item: Value, position: usize, key: &str) -> Option<RequestInput> {
+    let Value::Object(mut obj) = item else {
+        v.error(format!(
+            "expected an eval item object with \"{key}\", got {}",
+            type_name(&item)
+        ));
+        return None;
+    };
+    let external_id = match obj.shift_remove("id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s),
+        Some(other) => Some(other.to_string()),
+    };
+    let steps = match obj.shift_remove(key) {
+        None => {
+            v.at(key, |v| {
+                v.error(format!(
+                    "field required: an eval item carries its steps in \"{key}\""
+                ))
+            });
+            None
+        }
+        Some(s) => v.at(key, |v| steps_value(v, s, position)),
+    };
+    Some(RequestInput {
+        request_number: None,
+        external_id,
+        position,
+        steps: steps?,
+    })
+}
+
+fn steps_value(v: &mut Validator, s: Value, position: usize) -> Option<Vec<IntermediateStep>> {
+    match s {
+        Value::Array(steps) => step_list(v, steps, position),
+        // The oracle treats a null trajectory as an empty one.
+        Value::Null => Some(Vec::new()),
+        other => {
+            v.error(format!("expected a list of steps, got {}", type_name(&other)));
+            None
+        }
+    }
+}
+
+fn step_list(v: &mut Validator, steps: Vec<Value>, position: usize) -> Option<Vec<IntermediateStep>> {
+    let mut out = Vec::with_capacity(steps.len());
+    let mut ok = true;
+    for (i, raw) in steps.into_iter().enumerate() {
+        // A step without a UUID gets one derived from its content and place, so that posting
+        // the same batch twice yields the same UUID and the retry is recognised as a duplicate.
+        let fingerprint = if needs_uuid(&raw) {
+            Some(format!("{position}/{i}/{raw}"))
+        } else {
+            None
+        };
+        match v.at(i, |v| v.step(raw)) {
+            Some(mut step) => {
+                if let Some(fp) = fingerprint {
+                    step.payload.uuid =
+                        uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, fp.as_bytes()).to_string();
+                }
+                out.push(step);
+            }
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+fn needs_uuid(raw: &Value) -> bool {
+    raw.get("payload")
+        .and_then(Value::as_object)
+        .is_some_and(|p| !p.contains_key("UUID"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn step(et: &str, ts: f64) -> Value {
+        json!({"payload": {"event_type": et, "event_timestamp": ts, "UUID": "u"}})
+    }
+
+    #[test]
+    fn detects_each_form() {
+        let opts = ParseOptions::default();
+        let p = parse_value(json!([{"request_number": 3, "intermediate_steps": [step("LLM_START", 1.0)]}]), &opts).unwrap();
+        assert_eq!(p.form, InputForm::Profiler);
+        assert_eq!(p.requests[0].request_number, Some(3));
+        let e = parse_value(json!([{"id": 17, "question": "q", "intermediate_steps": []}]), &opts).unwrap();
+        assert_eq!(e.form, InputForm::Eval);
+        assert_eq!(e.requests[0].external_id.as_deref(), Some("17"));
+        let r = parse_value(json!([[step("LLM_START", 1.0)], []]), &opts).unwrap();
+        assert_eq!(r.form, InputForm::Raw);
+        assert_eq!(r.requests.len(), 2);
+        let empty = parse_value(json!([]), &opts).unwrap();
+        assert_eq!(empty.form, InputForm::Empty);
+    }
+
+    #[test]
+    fn errors_point_into_the_document() {
+        let opts = ParseOptions::default();
+        let err = parse_value(
+            json!([{"request_number": 0, "intermediate_steps": [step("LLM_START", 1.0), {"payload": {"event_type": "LLM_END", "event_timestamp": []}}]}]),
+            &opts,
+        )
+        .unwrap_err();
+        let TraceError::Invalid { errors, .. } = err else { panic!("{err}") };
+        assert_eq!(errors[0].path, "/0/intermediate_steps/1/payload/event_timestamp");
+    }
+
+    #[test]
+    fn rejects_bad_request_numbers_and_mixed_forms() {
+        let opts = ParseOptions::default();
+        for n in [json!(-1), json!(1e30), json!("3"), json!(2147483648u64)] {
+            let err = parse_value(json!([{"request_number": n, "intermediate_steps": []}]), &opts).unwrap_err();
+            assert!(err.to_string().starts_with("/0/request_number"), "{err}");
+        }
+        let err = parse_value(json!([[], {"request_number": 1}]), &opts).unwrap_err();
+        assert!(err.to_string().starts_with("/1:"), "{err}");
+        let err = parse_value(json!({"a": 1}), &opts).unwrap_err();
+        assert!(err.to_string().starts_with("(document root)"), "{err}");
+    }
+
+    #[test]
+    fn missing_uuid_is_deterministic() {
+        let opts = ParseOptions::default();
+        let doc = json!([[{"payload": {"event_type": "LLM_START", "event_timestamp": 1.0}}]]);
+        let a = parse_value(doc.clone(), &opts).unwrap();
+        let b = parse_value(doc, &opts).unwrap();
+        assert_eq!(a.requests[0].steps[0].payload.uuid, b.requests[0].steps[0].payload.uuid);
+        assert_eq!(a.requests[0].steps[0].payload.uuid.len(), 36);
+    }
+
+    #[test]
+    fn gzip_limit_stops_bombs() {
+        use flate2::{Compression, write::GzEncoder};
+        use std::io::Write;
+        let mut enc = GzEncoder::new(Vec::new(), Compression::best());
+        enc.write_all(&vec![b' '; 1 << 20]).unwrap();
+        let gz = enc.finish().unwrap();
+        assert!(matches!(gunzip(&gz, Some(1000)), Err(TraceError::TooLarge { limit: 1000 })));
+        assert_eq!(gunzip(&gz, None).unwrap().len(), 1 << 20);
+    }
+}

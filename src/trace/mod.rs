@@ -1,0 +1,18 @@
+//! The toolkit's wire format: `IntermediateStep` (aiqtoolkit 1.1.0, plus the nvidia-nat 1.9
+//! additions), the documents that carry steps, and their validation with JSON-pointer errors.
+//!
+//! This layer knows nothing of HTTP, storage or metrics: bytes in, typed steps out.
+
+mod input;
+mod model;
+mod parse;
+
+pub use input::{
+    Batch, InputForm, MAX_REQUEST_NUMBER, ParseOptions, RequestInput, TraceError, gunzip, is_gzip,
+    parse_document, parse_json, parse_value,
+};
+pub use model::{
+    EventState, EventType, Framework, IntermediateStep, InvocationNode, Payload, StreamEventData,
+    TokenUsage, UsageInfo,
+};
+pub use parse::{FieldError, MAX_FIELD_ERRORS};

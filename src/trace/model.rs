@@ -1,0 +1,351 @@
+//! The `IntermediateStep` data model of aiqtoolkit 1.1.0 (REFERENCE.md §1), widened to accept the
+//! nvidia-nat 1.9 additions (§9) without losing them.
+//!
+//! Serialising a step gives the key order of the toolkit's `model_dump()`: declared fields first,
+//! then the extra keys that `payload` and `data` allow, in the order they arrived.
+
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::{Map, Value};
+
+/// `IntermediateStepType`, plus nat's `TTC_START`/`TTC_END`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventType {
+    LlmStart,
+    LlmEnd,
+    LlmNewToken,
+    ToolStart,
+    ToolEnd,
+    WorkflowStart,
+    WorkflowEnd,
+    TaskStart,
+    TaskEnd,
+    FunctionStart,
+    FunctionEnd,
+    CustomStart,
+    CustomEnd,
+    SpanStart,
+    SpanChunk,
+    SpanEnd,
+    TtcStart,
+    TtcEnd,
+}
+
+/// Whether an event opens, continues or closes a span (`event_state`, not serialised).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventState {
+    Start,
+    Chunk,
+    End,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 18] = [
+        EventType::LlmStart,
+        EventType::LlmEnd,
+        EventType::LlmNewToken,
+        EventType::ToolStart,
+        EventType::ToolEnd,
+        EventType::WorkflowStart,
+        EventType::WorkflowEnd,
+        EventType::TaskStart,
+        EventType::TaskEnd,
+        EventType::FunctionStart,
+        EventType::FunctionEnd,
+        EventType::CustomStart,
+        EventType::CustomEnd,
+        EventType::SpanStart,
+        EventType::SpanChunk,
+        EventType::SpanEnd,
+        EventType::TtcStart,
+        EventType::TtcEnd,
+    ];
+
+    /// The wire value, e.g. `"LLM_START"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::LlmStart => "LLM_START",
+            EventType::LlmEnd => "LLM_END",
+            EventType::LlmNewToken => "LLM_NEW_TOKEN",
+            EventType::ToolStart => "TOOL_START",
+            EventType::ToolEnd => "TOOL_END",
+            EventType::WorkflowStart => "WORKFLOW_START",
+            EventType::WorkflowEnd => "WORKFLOW_END",
+            EventType::TaskStart => "TASK_START",
+            EventType::TaskEnd => "TASK_END",
+            EventType::FunctionStart => "FUNCTION_START",
+            EventType::FunctionEnd => "FUNCTION_END",
+            EventType::CustomStart => "CUSTOM_START",
+            EventType::CustomEnd => "CUSTOM_END",
+            EventType::SpanStart => "SPAN_START",
+            EventType::SpanChunk => "SPAN_CHUNK",
+            EventType::SpanEnd => "SPAN_END",
+            EventType::TtcStart => "TTC_START",
+            EventType::TtcEnd => "TTC_END",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EventType> {
+        EventType::ALL.into_iter().find(|e| e.as_str() == s)
+    }
+
+    /// `event_category`: the part before the first `_` (`LLM`, `TOOL`, `FUNCTION`, ...).
+    pub fn category(self) -> &'static str {
+        let s = self.as_str();
+        s.split_once('_').map_or(s, |(head, _)| head)
+    }
+
+    pub fn state(self) -> EventState {
+        match self {
+            EventType::LlmNewToken | EventType::SpanChunk => EventState::Chunk,
+            e if e.as_str().ends_with("_START") => EventState::Start,
+            _ => EventState::End,
+        }
+    }
+
+    /// LLM and TOOL events are the "calls" that the stack analyses nest.
+    pub fn is_llm_or_tool(self) -> bool {
+        matches!(
+            self,
+            EventType::LlmStart
+                | EventType::LlmEnd
+                | EventType::LlmNewToken
+                | EventType::ToolStart
+                | EventType::ToolEnd
+        )
+    }
+}
+
+/// `LLMFrameworkEnum` (aiq 1.1.0), plus the values nat 1.9 added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Framework {
+    Langchain,
+    LlamaIndex,
+    Crewai,
+    SemanticKernel,
+    Agno,
+    Adk,
+    Strands,
+    Autogen,
+}
+
+impl Framework {
+    pub const ALL: [Framework; 8] = [
+        Framework::Langchain,
+        Framework::LlamaIndex,
+        Framework::Crewai,
+        Framework::SemanticKernel,
+        Framework::Agno,
+        Framework::Adk,
+        Framework::Strands,
+        Framework::Autogen,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Framework::Langchain => "langchain",
+            Framework::LlamaIndex => "llama_index",
+            Framework::Crewai => "crewai",
+            Framework::SemanticKernel => "semantic_kernel",
+            Framework::Agno => "agno",
+            Framework::Adk => "adk",
+            Framework::Strands => "strands",
+            Framework::Autogen => "autogen",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Framework> {
+        Framework::ALL.into_iter().find(|f| f.as_str() == s)
+    }
+}
+
+/// `InvocationNode`: which function a step ran in. In 1.1.0 `parent_id` is the parent *span*'s
+/// UUID; in nat it is the parent *function*'s id (REFERENCE.md §8 B18).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InvocationNode {
+    pub function_id: String,
+    pub function_name: String,
+    pub parent_id: Option<String>,
+    pub parent_name: Option<String>,
+}
+
+impl InvocationNode {
+    /// What the toolkit fills in when `function_ancestry` is absent.
+    pub fn not_available() -> Self {
+        InvocationNode {
+            function_id: "N/A".to_owned(),
+            function_name: "N/A".to_owned(),
+            parent_id: None,
+            parent_name: None,
+        }
+    }
+}
+
+/// `TokenUsageBaseModel`; nat's `cached_tokens` and `reasoning_tokens` are kept when present.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TokenUsage {
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub total_tokens: i64,
+    pub cached_tokens: Option<i64>,
+    pub reasoning_tokens: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UsageInfo {
+    pub token_usage: TokenUsage,
+    pub num_llm_calls: i64,
+    pub seconds_between_calls: i64,
+}
+
+/// `StreamEventData`: three free-form values plus any extra keys (`extra="allow"`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StreamEventData {
+    pub input: Value,
+    pub output: Value,
+    pub chunk: Value,
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Payload {
+    pub event_type: EventType,
+    /// Epoch seconds.
+    pub event_timestamp: f64,
+    /// The span's start time; only END events may carry it.
+    pub span_event_timestamp: Option<f64>,
+    pub framework: Option<Framework>,
+    /// Model name for LLM events, tool name for TOOL events, function name for FUNCTION events.
+    pub name: Option<String>,
+    pub tags: Option<Vec<String>>,
+    /// Always a plain object when read from JSON (the `dict[str, Any]` arm of the union wins).
+    pub metadata: Option<Map<String, Value>>,
+    pub data: Option<StreamEventData>,
+    pub usage_info: Option<UsageInfo>,
+    pub uuid: String,
+    /// Keys beyond the declared fields (`extra="allow"`), kept in arrival order.
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntermediateStep {
+    /// nat 1.9's top-level `parent_id` (the parent span's UUID); aiq 1.1.0 has no such field.
+    pub parent_id: Option<String>,
+    /// `None` is an explicit JSON `null`, which the reference accepts and then crashes on.
+    pub function_ancestry: Option<InvocationNode>,
+    pub payload: Payload,
+}
+
+impl Serialize for EventType {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl Serialize for Framework {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl Serialize for InvocationNode {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(4))?;
+        m.serialize_entry("function_id", &self.function_id)?;
+        m.serialize_entry("function_name", &self.function_name)?;
+        m.serialize_entry("parent_id", &self.parent_id)?;
+        m.serialize_entry("parent_name", &self.parent_name)?;
+        m.end()
+    }
+}
+
+impl Serialize for TokenUsage {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("prompt_tokens", &self.prompt_tokens)?;
+        m.serialize_entry("completion_tokens", &self.completion_tokens)?;
+        // nat's order: prompt, completion, cached, reasoning, total.
+        if let Some(v) = self.cached_tokens {
+            m.serialize_entry("cached_tokens", &v)?;
+        }
+        if let Some(v) = self.reasoning_tokens {
+            m.serialize_entry("reasoning_tokens", &v)?;
+        }
+        m.serialize_entry("total_tokens", &self.total_tokens)?;
+        m.end()
+    }
+}
+
+impl Serialize for UsageInfo {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(3))?;
+        m.serialize_entry("token_usage", &self.token_usage)?;
+        m.serialize_entry("num_llm_calls", &self.num_llm_calls)?;
+        m.serialize_entry("seconds_between_calls", &self.seconds_between_calls)?;
+        m.end()
+    }
+}
+
+impl Serialize for StreamEventData {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(3 + self.extra.len()))?;
+        m.serialize_entry("input", &self.input)?;
+        m.serialize_entry("output", &self.output)?;
+        m.serialize_entry("chunk", &self.chunk)?;
+        for (k, v) in &self.extra {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+impl Serialize for Payload {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(10 + self.extra.len()))?;
+        m.serialize_entry("event_type", &self.event_type)?;
+        m.serialize_entry("event_timestamp", &self.event_timestamp)?;
+        m.serialize_entry("span_event_timestamp", &self.span_event_timestamp)?;
+        m.serialize_entry("framework", &self.framework)?;
+        m.serialize_entry("name", &self.name)?;
+        m.serialize_entry("tags", &self.tags)?;
+        m.serialize_entry("metadata", &self.metadata)?;
+        m.serialize_entry("data", &self.data)?;
+        m.serialize_entry("usage_info", &self.usage_info)?;
+        m.serialize_entry("UUID", &self.uuid)?;
+        for (k, v) in &self.extra {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+impl Serialize for IntermediateStep {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        if let Some(parent_id) = &self.parent_id {
+            m.serialize_entry("parent_id", parent_id)?;
+        }
+        m.serialize_entry("function_ancestry", &self.function_ancestry)?;
+        m.serialize_entry("payload", &self.payload)?;
+        m.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn categories_and_states() {
+        assert_eq!(EventType::LlmNewToken.category(), "LLM");
+        assert_eq!(EventType::FunctionEnd.category(), "FUNCTION");
+        assert_eq!(EventType::TtcStart.category(), "TTC");
+        assert_eq!(EventType::LlmNewToken.state(), EventState::Chunk);
+        assert_eq!(EventType::SpanChunk.state(), EventState::Chunk);
+        assert_eq!(EventType::TaskStart.state(), EventState::Start);
+        assert_eq!(EventType::CustomEnd.state(), EventState::End);
+        for e in EventType::ALL {
+            assert_eq!(EventType::parse(e.as_str()), Some(e));
+        }
+        assert_eq!(EventType::parse("llm_start"), None);
+    }
+}

@@ -1,0 +1,577 @@
+//! Validation of step JSON into [`IntermediateStep`], with pydantic 2's lax-mode coercions and a
+//! JSON pointer for every rejected value.
+//!
+//! The rules are those the reference applies when it loads a step (REFERENCE.md §1), checked
+//! against pydantic 2.10 (tests/fixtures/validation): numbers and numeric strings become floats,
+//! integral floats and numeric strings become ints, strings stay strict, unknown keys are kept in
+//! `payload` and `data`, dropped in `usage_info` and `function_ancestry`, and rejected at the top.
+//! Two deliberate differences: non-finite numbers (`"nan"`, `"inf"`) and integers beyond `i64`
+//! are rejected, because no JSON output or database column could carry them back.
+
+use super::model::*;
+use serde_json::{Map, Value};
+use std::fmt::Write;
+
+/// One rejected value: where it is (a JSON pointer into the document) and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldError {
+    pub path: String,
+    pub message: String,
+}
+
+/// At most this many field errors are collected from one document; the rest are counted.
+pub const MAX_FIELD_ERRORS: usize = 50;
+
+/// Collects errors while walking a document, tracking the JSON pointer of the current value.
+pub(crate) struct Validator {
+    pub(crate) errors: Vec<FieldError>,
+    pub(crate) omitted: usize,
+    path: Vec<String>,
+    /// `time.time()` at validation: the toolkit's default for a missing `event_timestamp`.
+    now: f64,
+}
+
+impl Validator {
+    pub(crate) fn new(now: f64) -> Self {
+        Validator {
+            errors: Vec::new(),
+            omitted: 0,
+            path: Vec::new(),
+            now,
+        }
+    }
+
+    pub(crate) fn pointer(&self) -> String {
+        let mut p = String::new();
+        for seg in &self.path {
+            p.push('/');
+            // RFC 6901: `~` -> `~0`, `/` -> `~1`.
+            p.push_str(&seg.replace('~', "~0").replace('/', "~1"));
+        }
+        p
+    }
+
+    pub(crate) fn error(&mut self, message: impl Into<String>) {
+        if self.errors.len() < MAX_FIELD_ERRORS {
+            let path = self.pointer();
+            self.errors.push(FieldError {
+                path,
+                message: message.into(),
+            });
+        } else {
+            self.omitted += 1;
+        }
+    }
+
+    pub(crate) fn at<R>(&mut self, seg: impl ToString, f: impl FnOnce(&mut Self) -> R) -> R {
+        self.path.push(seg.to_string());
+        let r = f(self);
+        self.path.pop();
+        r
+    }
+
+    pub(crate) fn error_count(&self) -> usize {
+        self.errors.len() + self.omitted
+    }
+
+    /// Validates one step. `None` means it was rejected (the errors say why).
+    pub(crate) fn step(&mut self, v: Value) -> Option<IntermediateStep> {
+        let before = self.error_count();
+        let Value::Object(mut obj) = v else {
+            self.error(format!(
+                "a step must be an object, got {}",
+                type_name(&v)
+            ));
+            return None;
+        };
+        let function_ancestry = match obj.shift_remove("function_ancestry") {
+            None => Some(InvocationNode::not_available()),
+            Some(Value::Null) => None,
+            Some(v) => self.at("function_ancestry", |c| c.invocation_node(v)),
+        };
+        let parent_id = match obj.shift_remove("parent_id") {
+            None | Some(Value::Null) => None,
+            Some(v) => self.at("parent_id", |c| c.string(v)),
+        };
+        let payload = match obj.shift_remove("payload") {
+            None => {
+                self.at("payload", |c| c.error("field required"));
+                None
+            }
+            Some(v) => self.at("payload", |c| c.payload(v)),
+        };
+        for key in obj.keys() {
+            self.at(key, |c| {
+                c.error("unknown field: a step has only function_ancestry, payload and parent_id")
+            });
+        }
+        if self.error_count() > before {
+            return None;
+        }
+        Some(IntermediateStep {
+            parent_id,
+            function_ancestry,
+            payload: payload?,
+        })
+    }
+
+    fn invocation_node(&mut self, v: Value) -> Option<InvocationNode> {
+        let Value::Object(mut obj) = v else {
+            self.error(format!("expected an object or null, got {}", type_name(&v)));
+            return None;
+        };
+        let function_id = self.required_string(&mut obj, "function_id");
+        let function_name = self.required_string(&mut obj, "function_name");
+        let parent_id = self.optional_string(&mut obj, "parent_id");
+        let parent_name = self.optional_string(&mut obj, "parent_name");
+        // Extra keys are ignored, as pydantic's default `extra="ignore"` does.
+        Some(InvocationNode {
+            function_id: function_id?,
+            function_name: function_name?,
+            parent_id: parent_id?,
+            parent_name: parent_name?,
+        })
+    }
+
+    fn payload(&mut self, v: Value) -> Option<Payload> {
+        let Value::Object(mut obj) = v else {
+            self.error(format!("expected an object, got {}", type_name(&v)));
+            return None;
+        };
+        let before = self.error_count();
+        let event_type = match obj.shift_remove("event_type") {
+            None => {
+                self.at("event_type", |c| c.error("field required"));
+                None
+            }
+            Some(v) => self.at("event_type", |c| c.event_type(v)),
+        };
+        let event_timestamp = match obj.shift_remove("event_timestamp") {
+            None => Some(self.now),
+            Some(v) => self.at("event_timestamp", |c| c.float(v)),
+        };
+        let span_event_timestamp = match obj.shift_remove("span_event_timestamp") {
+            None | Some(Value::Null) => Some(None),
+            Some(v) => self.at("span_event_timestamp", |c| c.float(v).map(Some)),
+        };
+        let framework = match obj.shift_remove("framework") {
+            None | Some(Value::Null) => Some(None),
+            Some(v) => self.at("framework", |c| c.framework(v).map(Some)),
+        };
+        let name = self.optional_string(&mut obj, "name");
+        let tags = match obj.shift_remove("tags") {
+            None | Some(Value::Null) => Some(None),
+            Some(v) => self.at("tags", |c| c.string_list(v).map(Some)),
+        };
+        let metadata = match obj.shift_remove("metadata") {
+            None | Some(Value::Null) => Some(None),
+            Some(Value::Object(m)) => Some(Some(m)),
+            Some(v) => {
+                self.at("metadata", |c| {
+                    c.error(format!("expected an object or null, got {}", type_name(&v)))
+                });
+                None
+            }
+        };
+        let data = match obj.shift_remove("data") {
+            None | Some(Value::Null) => Some(None),
+            Some(Value::Object(mut m)) => Some(Some(StreamEventData {
+                input: m.shift_remove("input").unwrap_or(Value::Null),
+                output: m.shift_remove("output").unwrap_or(Value::Null),
+                chunk: m.shift_remove("chunk").unwrap_or(Value::Null),
+                extra: m,
+            })),
+            Some(v) => {
+                self.at("data", |c| {
+                    c.error(format!("expected an object or null, got {}", type_name(&v)))
+                });
+                None
+            }
+        };
+        let usage_info = match obj.shift_remove("usage_info") {
+            None | Some(Value::Null) => Some(None),
+            Some(v) => self.at("usage_info", |c| c.usage_info(v).map(Some)),
+        };
+        let uuid = match obj.shift_remove("UUID") {
+            // Filled in by the caller, which knows the step's position (see `input.rs`).
+            None => Some(String::new()),
+            Some(v) => self.at("UUID", |c| c.string(v)),
+        };
+        if let (Some(et), Some(Some(_))) = (event_type, span_event_timestamp)
+            && et.state() != EventState::End
+        {
+            self.at("span_event_timestamp", |c| {
+                c.error(format!(
+                    "span_event_timestamp can only be provided for events with an END state, not {}",
+                    et.as_str()
+                ))
+            });
+        }
+        if self.error_count() > before {
+            return None;
+        }
+        Some(Payload {
+            event_type: event_type?,
+            event_timestamp: event_timestamp?,
+            span_event_timestamp: span_event_timestamp?,
+            framework: framework?,
+            name: name?,
+            tags: tags?,
+            metadata: metadata?,
+            data: data?,
+            usage_info: usage_info?,
+            uuid: uuid?,
+            extra: obj,
+        })
+    }
+
+    fn usage_info(&mut self, v: Value) -> Option<UsageInfo> {
+        let Value::Object(mut obj) = v else {
+            self.error(format!("expected an object or null, got {}", type_name(&v)));
+            return None;
+        };
+        let token_usage = match obj.shift_remove("token_usage") {
+            None => Some(TokenUsage::default()),
+            Some(v) => self.at("token_usage", |c| c.token_usage(v)),
+        };
+        let num_llm_calls = self.int_field(&mut obj, "num_llm_calls");
+        let seconds_between_calls = self.int_field(&mut obj, "seconds_between_calls");
+        Some(UsageInfo {
+            token_usage: token_usage?,
+            num_llm_calls: num_llm_calls?,
+            seconds_between_calls: seconds_between_calls?,
+        })
+    }
+
+    fn token_usage(&mut self, v: Value) -> Option<TokenUsage> {
+        let Value::Object(mut obj) = v else {
+            self.error(format!("expected an object, got {}", type_name(&v)));
+            return None;
+        };
+        let prompt_tokens = self.int_field(&mut obj, "prompt_tokens");
+        let completion_tokens = self.int_field(&mut obj, "completion_tokens");
+        let total_tokens = self.int_field(&mut obj, "total_tokens");
+        let cached_tokens = self.optional_int_field(&mut obj, "cached_tokens");
+        let reasoning_tokens = self.optional_int_field(&mut obj, "reasoning_tokens");
+        Some(TokenUsage {
+            prompt_tokens: prompt_tokens?,
+            completion_tokens: completion_tokens?,
+            total_tokens: total_tokens?,
+            cached_tokens: cached_tokens?,
+            reasoning_tokens: reasoning_tokens?,
+        })
+    }
+
+    fn int_field(&mut self, obj: &mut Map<String, Value>, key: &str) -> Option<i64> {
+        match obj.shift_remove(key) {
+            None => Some(0),
+            Some(v) => self.at(key, |c| c.int(v)),
+        }
+    }
+
+    /// nat-only counters: kept when present, never invented.
+    fn optional_int_field(&mut self, obj: &mut Map<String, Value>, key: &str) -> Option<Option<i64>> {
+        match obj.shift_remove(key) {
+            None => Some(None),
+            Some(v) => self.at(key, |c| c.int(v).map(Some)),
+        }
+    }
+
+    fn required_string(&mut self, obj: &mut Map<String, Value>, key: &str) -> Option<String> {
+        match obj.shift_remove(key) {
+            None => {
+                self.at(key, |c| c.error("field required"));
+                None
+            }
+            Some(v) => self.at(key, |c| c.string(v)),
+        }
+    }
+
+    fn optional_string(&mut self, obj: &mut Map<String, Value>, key: &str) -> Option<Option<String>> {
+        match obj.shift_remove(key) {
+            None | Some(Value::Null) => Some(None),
+            Some(v) => self.at(key, |c| c.string(v).map(Some)),
+        }
+    }
+
+    fn string(&mut self, v: Value) -> Option<String> {
+        match v {
+            Value::String(s) => Some(s),
+            other => {
+                self.error(format!("expected a string, got {}", type_name(&other)));
+                None
+            }
+        }
+    }
+
+    fn string_list(&mut self, v: Value) -> Option<Vec<String>> {
+        let Value::Array(items) = v else {
+            self.error(format!("expected a list of strings or null, got {}", type_name(&v)));
+            return None;
+        };
+        let mut out = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for (i, item) in items.into_iter().enumerate() {
+            match self.at(i, |c| c.string(item)) {
+                Some(s) => out.push(s),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn event_type(&mut self, v: Value) -> Option<EventType> {
+        if let Value::String(s) = &v
+            && let Some(et) = EventType::parse(s)
+        {
+            return Some(et);
+        }
+        let mut msg = String::from("expected one of ");
+        for (i, e) in EventType::ALL.iter().enumerate() {
+            let _ = write!(msg, "{}{}", if i > 0 { ", " } else { "" }, e.as_str());
+        }
+        let _ = write!(msg, "; got {}", short(&v));
+        self.error(msg);
+        None
+    }
+
+    fn framework(&mut self, v: Value) -> Option<Framework> {
+        if let Value::String(s) = &v
+            && let Some(f) = Framework::parse(s)
+        {
+            return Some(f);
+        }
+        let names: Vec<&str> = Framework::ALL.iter().map(|f| f.as_str()).collect();
+        self.error(format!(
+            "expected one of {} or null; got {}",
+            names.join(", "),
+            short(&v)
+        ));
+        None
+    }
+
+    /// pydantic's lax `float`: numbers, booleans and numeric strings.
+    fn float(&mut self, v: Value) -> Option<f64> {
+        let x = match &v {
+            Value::Number(n) => n.as_f64(),
+            Value::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
+            Value::String(s) => parse_python_float(s),
+            _ => None,
+        };
+        match x {
+            Some(x) if x.is_finite() => Some(x),
+            Some(_) => {
+                self.error(format!("expected a finite number, got {}", short(&v)));
+                None
+            }
+            None => {
+                self.error(format!("expected a number, got {}", short(&v)));
+                None
+            }
+        }
+    }
+
+    /// pydantic's lax `int`: integers, integral floats, booleans and integer strings.
+    fn int(&mut self, v: Value) -> Option<i64> {
+        let x = match &v {
+            Value::Number(n) => n.as_i64().or_else(|| n.as_f64().and_then(integral_f64)),
+            Value::Bool(b) => Some(i64::from(*b)),
+            Value::String(s) => parse_python_int(s),
+            _ => None,
+        };
+        if x.is_none() {
+            self.error(format!(
+                "expected an integer between {} and {}, got {}",
+                i64::MIN,
+                i64::MAX,
+                short(&v)
+            ));
+        }
+        x
+    }
+}
+
+fn integral_f64(x: f64) -> Option<i64> {
+    // 2^63 is exactly representable; anything at or beyond it does not fit.
+    (x.fract() == 0.0 && x >= -9.223_372_036_854_775_808e18 && x < 9.223_372_036_854_775_808e18)
+        .then_some(x as i64)
+}
+
+/// Python's `float(str)`: surrounding whitespace, `_` between digits, `inf`/`nan` spellings.
+fn parse_python_float(s: &str) -> Option<f64> {
+    let t = s.trim();
+    let cleaned = strip_digit_underscores(t)?;
+    let lower = cleaned.to_ascii_lowercase();
+    let body = lower.trim_start_matches(['+', '-']);
+    if body.is_empty() || !(body.starts_with(|c: char| c.is_ascii_digit() || c == '.') || body.starts_with("inf") || body.starts_with("nan")) {
+        return None;
+    }
+    cleaned.parse::<f64>().ok()
+}
+
+/// Integer strings, as pydantic reads them: `"7"`, `" 7 "`, `"1_000"`, and `"7.0"` (an integral
+/// float spelled out).
+fn parse_python_int(s: &str) -> Option<i64> {
+    let t = s.trim();
+    let cleaned = strip_digit_underscores(t)?;
+    if let Ok(i) = cleaned.parse::<i64>() {
+        return Some(i);
+    }
+    let (int_part, frac) = cleaned.split_once('.')?;
+    if !frac.is_empty() && frac.chars().all(|c| c == '0') {
+        return int_part.parse::<i64>().ok();
+    }
+    None
+}
+
+/// Removes `_` separators that sit between two digits; any other `_` makes the string invalid.
+fn strip_digit_underscores(s: &str) -> Option<String> {
+    if !s.contains('_') {
+        return Some(s.to_owned());
+    }
+    let chars: Vec<char> = s.chars().collect();
+    let mut out = String::with_capacity(s.len());
+    for (i, c) in chars.iter().enumerate() {
+        if *c == '_' {
+            let before = i > 0 && chars[i - 1].is_ascii_digit();
+            let after = chars.get(i + 1).is_some_and(|c| c.is_ascii_digit());
+            if !(before && after) {
+                return None;
+            }
+        } else {
+            out.push(*c);
+        }
+    }
+    Some(out)
+}
+
+pub(crate) fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A short rendering of a rejected value for error messages (never the whole of a large value).
+pub(crate) fn short(v: &Value) -> String {
+    match v {
+        Value::Array(_) | Value::Object(_) => type_name(v).to_owned(),
+        other => {
+            let s = other.to_string();
+            if s.chars().count() > 60 {
+                let cut: String = s.chars().take(57).collect();
+                format!("{cut}...")
+            } else {
+                s
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn validate(v: Value) -> Result<IntermediateStep, Vec<FieldError>> {
+        let mut c = Validator::new(123.0);
+        match c.step(v) {
+            Some(s) => Ok(s),
+            None => Err(c.errors),
+        }
+    }
+
+    #[test]
+    fn defaults_match_model_dump() {
+        let s = validate(json!({"payload": {"event_type": "LLM_START", "UUID": "u"}})).unwrap();
+        assert_eq!(s.function_ancestry, Some(InvocationNode::not_available()));
+        assert_eq!(s.payload.event_timestamp, 123.0);
+        let dumped = serde_json::to_value(&s).unwrap();
+        assert_eq!(
+            dumped,
+            json!({"function_ancestry": {"function_id": "N/A", "function_name": "N/A", "parent_id": null, "parent_name": null},
+                   "payload": {"event_type": "LLM_START", "event_timestamp": 123.0, "span_event_timestamp": null,
+                               "framework": null, "name": null, "tags": null, "metadata": null, "data": null,
+                               "usage_info": null, "UUID": "u"}})
+        );
+    }
+
+    #[test]
+    fn lax_coercions() {
+        let s = validate(json!({"payload": {"event_type": "LLM_END", "event_timestamp": " 1_000.5 ",
+            "span_event_timestamp": 3, "usage_info": {"token_usage": {"prompt_tokens": "7.0", "completion_tokens": 2.0,
+            "total_tokens": true, "zz": 1}, "seconds_between_calls": "4"}}}))
+        .unwrap();
+        assert_eq!(s.payload.event_timestamp, 1000.5);
+        assert_eq!(s.payload.span_event_timestamp, Some(3.0));
+        let u = s.payload.usage_info.unwrap();
+        assert_eq!((u.token_usage.prompt_tokens, u.token_usage.completion_tokens, u.token_usage.total_tokens), (7, 2, 1));
+        assert_eq!(u.seconds_between_calls, 4);
+    }
+
+    #[test]
+    fn errors_carry_json_pointers() {
+        let errs = validate(json!({"payload": {"event_type": "LLM_START", "event_timestamp": "abc",
+            "span_event_timestamp": 1.0, "name": 5, "tags": ["a", 1], "usage_info": {"token_usage": {"prompt_tokens": 1.5}}},
+            "bogus": 1}))
+        .unwrap_err();
+        let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/payload/event_timestamp",
+                "/payload/name",
+                "/payload/tags/1",
+                "/payload/usage_info/token_usage/prompt_tokens",
+                "/payload/span_event_timestamp",
+                "/bogus"
+            ]
+        );
+    }
+
+    #[test]
+    fn span_timestamp_only_on_end_events() {
+        let errs = validate(json!({"payload": {"event_type": "LLM_NEW_TOKEN", "span_event_timestamp": 1.0}})).unwrap_err();
+        assert_eq!(errs[0].path, "/payload/span_event_timestamp");
+        assert!(validate(json!({"payload": {"event_type": "TOOL_END", "span_event_timestamp": 1.0}})).is_ok());
+    }
+
+    #[test]
+    fn null_ancestry_is_kept_as_null() {
+        let s = validate(json!({"function_ancestry": null, "payload": {"event_type": "LLM_START"}})).unwrap();
+        assert_eq!(s.function_ancestry, None);
+    }
+
+    #[test]
+    fn nat_shape_is_accepted_and_kept() {
+        let s = validate(json!({"parent_id": "root", "function_ancestry": {"function_id": "f", "function_name": "n", "parent_id": null, "parent_name": null},
+            "payload": {"event_type": "TTC_START", "framework": "adk", "data": {"input": 1, "payload": null},
+            "usage_info": {"token_usage": {"prompt_tokens": 1, "completion_tokens": 2, "cached_tokens": 3, "reasoning_tokens": 4, "total_tokens": 3}}}}))
+        .unwrap();
+        let dumped = serde_json::to_value(&s).unwrap();
+        assert_eq!(dumped["parent_id"], json!("root"));
+        assert_eq!(dumped["payload"]["data"]["payload"], json!(null));
+        assert_eq!(dumped["payload"]["usage_info"]["token_usage"]["cached_tokens"], json!(3));
+    }
+
+    #[test]
+    fn rejects_non_finite_and_oversized_numbers() {
+        assert!(validate(json!({"payload": {"event_type": "LLM_START", "event_timestamp": "nan"}})).is_err());
+        assert!(validate(json!({"payload": {"event_type": "LLM_START", "usage_info": {"num_llm_calls": 1e30}}})).is_err());
+    }
+
+    #[test]
+    fn python_number_strings() {
+        assert_eq!(parse_python_float("1e3"), Some(1000.0));
+        assert_eq!(parse_python_float("0x10"), None);
+        assert_eq!(parse_python_float("1__0"), None);
+        assert_eq!(parse_python_float("_1"), None);
+        assert_eq!(parse_python_int("7.0"), Some(7));
+        assert_eq!(parse_python_int("7.5"), None);
+        assert_eq!(parse_python_int(" -12 "), Some(-12));
+    }
+}
