@@ -1,7 +1,8 @@
 //! `agentprof analyze`: the profiler on a file, with no database, writing the files the toolkit
 //! writes. It is the offline twin of the service and the quickest conformance check.
 
-use crate::profiler::{self, Frame, ProfilerConfig, pyjson, traces::TracesWriter};
+use crate::profiler::calltree::CallForest;
+use crate::profiler::{self, Frame, ProfilerConfig, gantt, pyjson, traces::TracesWriter};
 use crate::trace::{self, ParseOptions, TraceError};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -95,6 +96,28 @@ pub fn analyze_file(input: &Path, out_dir: &Path, config: &ProfilerConfig) -> Re
     write_file("inference_optimization.json", &mut |w| {
         pyjson::write(w, &inference, true).map_err(io::Error::other)
     })?;
+
+    let profiling = profiler::workflow_profiling(&frame, config);
+    if !profiling.is_empty() {
+        write_file("workflow_profiling_report.txt", &mut |w| {
+            w.write_all(profiling.report.as_bytes())
+        })?;
+        write_file("workflow_profiling_metrics.json", &mut |w| {
+            pyjson::write(w, &profiling, true).map_err(io::Error::other)
+        })?;
+    }
+    if config.bottleneck_analysis.enable_nested_stack && frame.is_standardized() {
+        let forest = CallForest::build(&frame);
+        if !forest.nodes.is_empty() {
+            write_file("gantt_chart.svg", &mut |w| gantt::write_svg(w, &forest).map(|_| ()))?;
+        }
+    }
+    if config.token_usage_forecast {
+        let forecast = profiler::forecast::fit(&frame);
+        write_file("forecast.json", &mut |w| {
+            pyjson::write(w, &forecast, true).map_err(io::Error::other)
+        })?;
+    }
 
     Ok(Summary {
         requests: requests.len(),

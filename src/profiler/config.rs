@@ -50,8 +50,8 @@ pub struct PrefixSpanConfig {
     pub enable: bool,
     /// Below 1: a fraction of the sequences; 1 or more: an absolute count. The toolkit decides
     /// by the value's Python type instead, so `2.0` from YAML silently finds nothing (B10).
-    pub min_support: f64,
-    pub min_coverage: f64,
+    pub min_support: ConfigNumber,
+    pub min_coverage: ConfigNumber,
     pub max_text_len: i64,
     pub top_k: i64,
     /// Accepted for compatibility; it never had an effect in the toolkit (B8).
@@ -106,12 +106,59 @@ impl Default for PrefixSpanConfig {
     fn default() -> Self {
         PrefixSpanConfig {
             enable: true,
-            min_support: 2.0,
-            min_coverage: 0.0,
+            min_support: ConfigNumber::unset(2),
+            min_coverage: ConfigNumber::unset(0),
             max_text_len: 1000,
             top_k: 10,
             chain_with_common_prefixes: false,
         }
+    }
+}
+
+/// A float setting that remembers whether the user set it. The toolkit declares these
+/// `float = 2` / `float = 0`: left unset they stay Python ints and print as `2` / `0` in the
+/// PrefixSpan report, while any value that goes through validation becomes a float (`2.0`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ConfigNumber {
+    pub value: f64,
+    pub from_user: bool,
+}
+
+impl ConfigNumber {
+    pub const fn unset(default: i32) -> Self {
+        ConfigNumber {
+            value: default as f64,
+            from_user: false,
+        }
+    }
+
+    /// How the toolkit's report prints the setting (`repr` of an int or a float).
+    pub fn python_repr(&self) -> String {
+        if self.from_user {
+            crate::profiler::pyfmt::float_repr(self.value)
+        } else {
+            format!("{}", self.value as i64)
+        }
+    }
+}
+
+impl Serialize for ConfigNumber {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.from_user {
+            s.serialize_f64(self.value)
+        } else {
+            s.serialize_i64(self.value as i64)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ConfigNumber {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = f64::deserialize(d)?;
+        Ok(ConfigNumber {
+            value,
+            from_user: true,
+        })
     }
 }
 
@@ -157,10 +204,10 @@ impl ProfilerConfig {
             return bad("/prompt_caching_prefixes/min_frequency", "must be a finite number");
         }
         let p = &self.prefix_span_analysis;
-        if !(p.min_support.is_finite() && p.min_support > 0.0) {
+        if !(p.min_support.value.is_finite() && p.min_support.value > 0.0) {
             return bad("/prefix_span_analysis/min_support", "must be a positive number");
         }
-        if !p.min_coverage.is_finite() {
+        if !p.min_coverage.value.is_finite() {
             return bad("/prefix_span_analysis/min_coverage", "must be a finite number");
         }
         if p.top_k < 0 {

@@ -5,17 +5,25 @@
 //! in its own file and reproduces REFERENCE.md, quirks included, except where DESIGN.md lists a
 //! deliberate deviation.
 
-pub mod config;
+pub mod calltree;
 pub mod confidence;
+pub mod config;
 pub mod csv;
 pub mod exact;
+pub mod forecast;
 pub mod frame;
+pub mod gantt;
 pub mod llm_metrics;
+pub mod nested_stack;
+pub mod npstats;
 pub mod percentile;
+pub mod prefix_span;
 pub mod prefixes;
 pub mod pyfmt;
 pub mod pyjson;
 pub mod runtimes;
+pub mod simple_stack;
+pub mod spikes;
 pub mod traces;
 pub mod uniqueness;
 
@@ -49,5 +57,71 @@ pub fn inference_optimization(frame: &Frame, config: &ProfilerConfig) -> Inferen
         workflow_runtimes: config
             .workflow_runtimes_enabled()
             .then(|| runtimes::compute(frame)),
+    }
+}
+
+/// `workflow_profiling_metrics.json` (REFERENCE.md §5.2) and the text report (§5.3); only the
+/// enabled analyses appear.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WorkflowProfiling {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub simple_stack_analysis: Option<indexmap::IndexMap<String, simple_stack::OperationStats>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nested_stack_analysis: Option<nested_stack::NestedStackAnalysis>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency_spike_analysis: Option<spikes::SpikeAnalysis>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix_span_analysis: Option<prefix_span::PrefixSpanAnalysis>,
+    /// `workflow_profiling_report.txt`: each enabled analysis' report, each after `"\n\n\n"`.
+    #[serde(skip)]
+    pub report: String,
+}
+
+impl WorkflowProfiling {
+    /// Whether the toolkit would write the files at all (it skips them when nothing is enabled).
+    pub fn is_empty(&self) -> bool {
+        self.simple_stack_analysis.is_none()
+            && self.nested_stack_analysis.is_none()
+            && self.concurrency_spike_analysis.is_none()
+            && self.prefix_span_analysis.is_none()
+    }
+}
+
+pub fn workflow_profiling(frame: &Frame, config: &ProfilerConfig) -> WorkflowProfiling {
+    let mut report = String::new();
+    let mut section = |text: &str| {
+        report.push_str("\n\n\n");
+        report.push_str(text);
+    };
+    let simple = config.bottleneck_analysis.enable_simple_stack.then(|| {
+        let a = simple_stack::analyze(frame);
+        section(&a.summary);
+        a.stats
+    });
+    let needs_tree = config.bottleneck_analysis.enable_nested_stack || config.concurrency_spike_analysis.enable;
+    let standardized = frame.is_standardized();
+    let empty_frame = Frame::default();
+    let forest = calltree::CallForest::build(if standardized && needs_tree { frame } else { &empty_frame });
+    let nested = config.bottleneck_analysis.enable_nested_stack.then(|| {
+        let a = nested_stack::analyze(&forest);
+        section(&a.textual_report);
+        a
+    });
+    let spikes = config.concurrency_spike_analysis.enable.then(|| {
+        let a = spikes::analyze(&forest, config.concurrency_spike_analysis.spike_threshold);
+        section(&a.textual_report);
+        a
+    });
+    let prefix_span = config.prefix_span_analysis.enable.then(|| {
+        let a = prefix_span::analyze(frame, &config.prefix_span_analysis);
+        section(&a.textual_report);
+        a
+    });
+    WorkflowProfiling {
+        simple_stack_analysis: simple,
+        nested_stack_analysis: nested,
+        concurrency_spike_analysis: spikes,
+        prefix_span_analysis: prefix_span,
+        report,
     }
 }

@@ -1,0 +1,236 @@
+//! Nested stack analysis (REFERENCE.md §4.10): self and subtree time per call, the run-wide
+//! concurrency distribution, each call's concurrency at its midpoint, and the top bottlenecks.
+
+use super::calltree::{CallForest, Segment, level_at, segments};
+use super::pyfmt::fixed;
+use indexmap::IndexMap;
+use serde::Serialize;
+use std::fmt::Write;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConcurrencyDistribution {
+    pub timeline_segments: Vec<Segment>,
+    pub p50: f64,
+    pub p90: f64,
+    pub p95: f64,
+    pub p99: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeMetrics {
+    pub uuid: String,
+    pub operation_type: &'static str,
+    pub operation_name: String,
+    pub start_time: f64,
+    pub end_time: f64,
+    pub duration: f64,
+    pub self_time: f64,
+    pub subtree_time: f64,
+    pub concurrency_midpoint: f64,
+    pub bottleneck_score: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NestedStackAnalysis {
+    pub concurrency: ConcurrencyDistribution,
+    /// Keyed by UUID in DFS order; a UUID seen twice keeps its first place and last value.
+    pub node_metrics: IndexMap<String, NodeMetrics>,
+    pub top_bottlenecks: Vec<NodeMetrics>,
+    #[serde(skip)]
+    pub textual_report: String,
+}
+
+pub fn analyze(forest: &CallForest) -> NestedStackAnalysis {
+    let order = forest.dfs_order();
+    if order.is_empty() {
+        return NestedStackAnalysis {
+            concurrency: ConcurrencyDistribution {
+                timeline_segments: Vec::new(),
+                p50: 0.0,
+                p90: 0.0,
+                p95: 0.0,
+                p99: 0.0,
+            },
+            node_metrics: IndexMap::new(),
+            top_bottlenecks: Vec::new(),
+            textual_report: "No calls found.".to_owned(),
+        };
+    }
+    let concurrency = concurrency_distribution(forest, &order);
+    let self_times: Vec<f64> = forest.nodes.iter().map(|_| 0.0).collect();
+    let mut self_times = self_times;
+    for &n in &order {
+        self_times[n] = self_time(forest, n);
+    }
+    // subtree = self + children's subtrees in child order, computed bottom-up (reverse pre-order).
+    let mut subtree = vec![0.0f64; forest.nodes.len()];
+    for &n in order.iter().rev() {
+        let mut total = self_times[n];
+        for &c in &forest.nodes[n].children {
+            total += subtree[c];
+        }
+        subtree[n] = total;
+    }
+    let mut node_metrics: IndexMap<String, NodeMetrics> = IndexMap::new();
+    for &n in &order {
+        let node = &forest.nodes[n];
+        let mid = if node.start >= node.end {
+            node.start
+        } else {
+            0.5 * (node.start + node.end)
+        };
+        let m = NodeMetrics {
+            uuid: node.uuid.to_owned(),
+            operation_type: node.op_type.as_str(),
+            operation_name: node.op_name.to_owned(),
+            start_time: node.start,
+            end_time: node.end,
+            duration: node.duration,
+            self_time: self_times[n],
+            subtree_time: subtree[n],
+            concurrency_midpoint: level_at(&concurrency.timeline_segments, mid).map_or(0.0, |l| l as f64),
+            bottleneck_score: subtree[n],
+        };
+        node_metrics.insert(m.uuid.clone(), m);
+    }
+    let mut ranked: Vec<&NodeMetrics> = node_metrics.values().collect();
+    ranked.sort_by(|a, b| b.bottleneck_score.total_cmp(&a.bottleneck_score));
+    let top_bottlenecks: Vec<NodeMetrics> = ranked.into_iter().take(5).cloned().collect();
+    let textual_report = report(forest, &order, &concurrency, &top_bottlenecks);
+    NestedStackAnalysis {
+        concurrency,
+        node_metrics,
+        top_bottlenecks,
+        textual_report,
+    }
+}
+
+fn concurrency_distribution(forest: &CallForest, order: &[usize]) -> ConcurrencyDistribution {
+    let timeline_segments = segments(forest, order);
+    let mut total_time = 0.0;
+    let mut by_level: Vec<(i64, f64)> = Vec::new();
+    for s in &timeline_segments {
+        let length = s.end - s.start;
+        if length <= 0.0 {
+            continue;
+        }
+        total_time += length;
+        match by_level.iter_mut().find(|(l, _)| *l == s.level) {
+            Some((_, d)) => *d += length,
+            None => by_level.push((s.level, length)),
+        }
+    }
+    let mut out = ConcurrencyDistribution {
+        timeline_segments,
+        p50: 0.0,
+        p90: 0.0,
+        p95: 0.0,
+        p99: 0.0,
+    };
+    if total_time <= 0.0 {
+        return out;
+    }
+    by_level.sort_by_key(|(l, _)| *l);
+    let at = |p: f64| {
+        let threshold = total_time * (p / 100.0);
+        let mut accum = 0.0;
+        let mut last = 0;
+        for &(level, dur) in &by_level {
+            accum += dur;
+            if accum >= threshold {
+                return level as f64;
+            }
+            last = level;
+        }
+        last as f64
+    };
+    out.p50 = at(50.0);
+    out.p90 = at(90.0);
+    out.p95 = at(95.0);
+    out.p99 = at(99.0);
+    out
+}
+
+/// Duration minus the union of the children's intervals clipped to the call, floored at 0.
+fn self_time(forest: &CallForest, n: usize) -> f64 {
+    let node = &forest.nodes[n];
+    if node.children.is_empty() {
+        return node.duration;
+    }
+    let mut intervals: Vec<(f64, f64)> = node
+        .children
+        .iter()
+        .map(|c| (forest.nodes[*c].start, forest.nodes[*c].end))
+        .collect();
+    intervals.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut merged = Vec::with_capacity(intervals.len());
+    let (mut cur_start, mut cur_end) = intervals[0];
+    for &(s, e) in &intervals[1..] {
+        if s <= cur_end {
+            cur_end = cur_end.max(e);
+        } else {
+            merged.push((cur_start, cur_end));
+            (cur_start, cur_end) = (s, e);
+        }
+    }
+    merged.push((cur_start, cur_end));
+    let mut covered = 0.0;
+    for (s, e) in merged {
+        let s = s.max(node.start);
+        let e = e.min(node.end);
+        if e > s {
+            covered += e - s;
+        }
+    }
+    (node.duration - covered).max(0.0)
+}
+
+fn report(forest: &CallForest, order: &[usize], c: &ConcurrencyDistribution, top: &[NodeMetrics]) -> String {
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "=== Multi-Example Nested Call Profiling Report ===\nTotal calls (across all examples): {}\n\
+         \n-- Concurrency Distribution (all examples) --\np50={}, p90={}, p95={}, p99={}\n\
+         \n-- Top 5 Calls by Bottleneck Score (subtree_time) --",
+        order.len(),
+        fixed(c.p50, 1),
+        fixed(c.p90, 1),
+        fixed(c.p95, 1),
+        fixed(c.p99, 1)
+    );
+    for (i, m) in top.iter().enumerate() {
+        let _ = write!(
+            out,
+            "\n{}) UUID={}, {} '{}', dur={}, self_time={}, subtree_time={}, concurrency={}, score={}",
+            i + 1,
+            m.uuid,
+            m.operation_type,
+            m.operation_name,
+            fixed(m.duration, 2),
+            fixed(m.self_time, 2),
+            fixed(m.subtree_time, 2),
+            fixed(m.concurrency_midpoint, 1),
+            fixed(m.bottleneck_score, 2)
+        );
+    }
+    out.push_str("\n\n-- Full Tree(s) (All Examples) --");
+    let depths = forest.depths();
+    for &n in order {
+        let node = &forest.nodes[n];
+        out.push('\n');
+        for _ in 0..depths[n] {
+            out.push_str("  ");
+        }
+        let _ = write!(
+            out,
+            "- {} '{}' (uuid={}, start={}, end={}, dur={})",
+            node.op_type.as_str(),
+            node.op_name,
+            node.uuid,
+            fixed(node.start, 2),
+            fixed(node.end, 2),
+            fixed(node.duration, 2)
+        );
+    }
+    out
+}

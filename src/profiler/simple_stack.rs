@@ -1,0 +1,205 @@
+//! Simple stack bottleneck analysis (REFERENCE.md §4.9): calls paired by UUID, durations per
+//! operation, and the peak concurrency of each operation name on the run-wide timeline.
+//!
+//! Quirks kept: concurrency is keyed by name alone, so an LLM and a tool sharing a name share it,
+//! and it is global across requests (B13); the name is the first row's, so an unnamed START gives
+//! the name `""`.
+
+use super::frame::{Frame, Row};
+use super::npstats;
+use super::percentile::percentile_sorted;
+use super::pyfmt::fixed;
+use crate::trace::EventType;
+use indexmap::IndexMap;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OperationStats {
+    pub operation_type: &'static str,
+    pub operation_name: String,
+    pub usage_count: usize,
+    pub avg_duration: f64,
+    pub p95_duration: f64,
+    pub p99_duration: f64,
+    pub max_concurrency: i64,
+    pub bottleneck_score: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimpleStackAnalysis {
+    /// Keyed `"<TYPE>:<name>"`, in sorted (type, name) order.
+    pub stats: IndexMap<String, OperationStats>,
+    pub summary: String,
+}
+
+struct Operation<'a> {
+    op_type: &'static str,
+    name: &'a str,
+    start: f64,
+    end: f64,
+}
+
+pub fn analyze(frame: &Frame) -> SimpleStackAnalysis {
+    let empty = || SimpleStackAnalysis {
+        stats: IndexMap::new(),
+        summary: "No operations found to profile.".to_owned(),
+    };
+    if !frame.is_standardized() {
+        return empty();
+    }
+    let mut by_uuid: BTreeMap<&str, Vec<&Row>> = BTreeMap::new();
+    for r in &frame.rows {
+        by_uuid.entry(r.uuid.as_str()).or_default().push(r);
+    }
+    let mut ops: Vec<Operation> = Vec::new();
+    for (_, mut rows) in by_uuid {
+        if rows.len() < 2 {
+            continue;
+        }
+        rows.sort_by(|a, b| a.event_timestamp.total_cmp(&b.event_timestamp));
+        let first = rows[0];
+        let (op_type, start_type, end_type) = match first.event_type.as_str() {
+            s if s.starts_with("LLM_") => ("LLM", EventType::LlmStart, EventType::LlmEnd),
+            s if s.starts_with("TOOL_") => ("TOOL", EventType::ToolStart, EventType::ToolEnd),
+            _ => continue,
+        };
+        let min_of = |et: EventType| {
+            rows.iter()
+                .filter(|r| r.event_type == et)
+                .map(|r| r.event_timestamp)
+                .fold(None, |acc: Option<f64>, t| Some(acc.map_or(t, |a| a.min(t))))
+        };
+        let max_of = |et: EventType| {
+            rows.iter()
+                .filter(|r| r.event_type == et)
+                .map(|r| r.event_timestamp)
+                .fold(None, |acc: Option<f64>, t| Some(acc.map_or(t, |a| a.max(t))))
+        };
+        let (Some(start), Some(end)) = (min_of(start_type), max_of(end_type)) else {
+            continue;
+        };
+        let name = if op_type == "LLM" { &first.llm_name } else { &first.tool_name };
+        ops.push(Operation {
+            op_type,
+            name,
+            start,
+            end,
+        });
+    }
+    if ops.is_empty() {
+        return empty();
+    }
+
+    let overall_max = max_concurrency(ops.iter(), true);
+    let mut max_by_name: HashMap<&str, i64> = HashMap::new();
+    let mut names: Vec<&str> = Vec::new();
+    for op in &ops {
+        if !max_by_name.contains_key(op.name) {
+            max_by_name.insert(op.name, 0);
+            names.push(op.name);
+        }
+    }
+    for name in names {
+        let m = max_concurrency(ops.iter().filter(|o| o.name == name), false);
+        max_by_name.insert(name, m);
+    }
+
+    let mut groups: BTreeMap<(&str, &str), Vec<f64>> = BTreeMap::new();
+    for op in &ops {
+        groups.entry((op.op_type, op.name)).or_default().push(op.end - op.start);
+    }
+    let mut stats = IndexMap::new();
+    for ((op_type, name), durations) in groups {
+        let avg = npstats::mean(&durations).unwrap_or(0.0);
+        let mut sorted = durations.clone();
+        sorted.sort_by(f64::total_cmp);
+        let max_c = max_by_name.get(name).copied().unwrap_or(0);
+        stats.insert(
+            format!("{op_type}:{name}"),
+            OperationStats {
+                operation_type: op_type,
+                operation_name: name.to_owned(),
+                usage_count: durations.len(),
+                avg_duration: avg,
+                p95_duration: percentile_sorted(&sorted, 95.0),
+                p99_duration: percentile_sorted(&sorted, 99.0),
+                max_concurrency: max_c,
+                bottleneck_score: avg * max_c as f64,
+            },
+        );
+    }
+    let summary = summary(&stats, overall_max);
+    SimpleStackAnalysis { stats, summary }
+}
+
+/// Running sum over `(start, +1)`/`(end, -1)` events, stably sorted by time. `overall` reproduces
+/// the overall pass (max over the whole trace); the per-name pass starts its maximum at 0.
+fn max_concurrency<'a, 'b: 'a>(ops: impl Iterator<Item = &'a Operation<'b>>, overall: bool) -> i64 {
+    let mut events: Vec<(f64, i64)> = Vec::new();
+    for op in ops {
+        events.push((op.start, 1));
+        events.push((op.end, -1));
+    }
+    events.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut cur = 0;
+    let mut max = if overall { i64::MIN } else { 0 };
+    for (_, d) in &events {
+        cur += d;
+        max = max.max(cur);
+    }
+    if events.is_empty() { 0 } else { max }
+}
+
+fn summary(stats: &IndexMap<String, OperationStats>, overall_max: i64) -> String {
+    let mut ranked: Vec<&OperationStats> = stats.values().collect();
+    ranked.sort_by(|a, b| b.bottleneck_score.total_cmp(&a.bottleneck_score));
+    let mut out = format!(
+        "---- BOTTLENECK REPORT ----\nTotal distinct operations found: {}\nOverall max concurrency (all ops): {overall_max}\n\
+         Top 3 Bottlenecks by bottleneck_score (avg_duration * max_concurrency):",
+        stats.len()
+    );
+    for (i, s) in ranked.iter().take(3).enumerate() {
+        let _ = write!(
+            out,
+            "\n{}) {} '{}': score={}, avg_dur={}, max_concurrency={}",
+            i + 1,
+            s.operation_type,
+            s.operation_name,
+            fixed(s.bottleneck_score, 2),
+            fixed(s.avg_duration, 2),
+            s.max_concurrency
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profiler::testutil::frame_of;
+
+    #[test]
+    fn pairs_by_uuid_and_counts_concurrency_across_requests() {
+        let f = frame_of(&[
+            vec![("LLM_START", 0.0, "a"), ("LLM_NEW_TOKEN", 0.5, "a"), ("LLM_END", 2.0, "a")],
+            vec![("LLM_START", 1.0, "b"), ("LLM_END", 2.0, "b"), ("TOOL_START", 5.0, "t")],
+        ]);
+        let a = analyze(&f);
+        let s = &a.stats["LLM:m"];
+        assert_eq!((s.usage_count, s.max_concurrency), (2, 2));
+        assert_eq!(s.avg_duration, 1.5);
+        assert_eq!(s.bottleneck_score, 3.0);
+        assert!(!a.stats.contains_key("TOOL:t"), "a START alone is not an operation");
+        assert!(a.summary.contains("Overall max concurrency (all ops): 2"));
+    }
+
+    #[test]
+    fn no_operations() {
+        let f = frame_of(&[vec![("FUNCTION_START", 0.0, "f"), ("FUNCTION_END", 1.0, "f")]]);
+        let a = analyze(&f);
+        assert!(a.stats.is_empty());
+        assert_eq!(a.summary, "No operations found to profile.");
+    }
+}
