@@ -52,7 +52,11 @@ pub fn read_config(path: &Path) -> Result<ProfilerConfig, AnalyzeError> {
 }
 
 /// Analyses `input` (any input form, gzip or not) and writes the outputs into `out_dir`.
-pub fn analyze_file(input: &Path, out_dir: &Path, config: &ProfilerConfig) -> Result<Summary, AnalyzeError> {
+pub fn analyze_file(
+    input: &Path,
+    out_dir: &Path,
+    config: &ProfilerConfig,
+) -> Result<Summary, AnalyzeError> {
     let io_err = |path: &Path| {
         let path = path.to_owned();
         move |source| AnalyzeError::Io { path, source }
@@ -109,7 +113,9 @@ pub fn analyze_file(input: &Path, out_dir: &Path, config: &ProfilerConfig) -> Re
     if config.bottleneck_analysis.enable_nested_stack && frame.is_standardized() {
         let forest = CallForest::build(&frame);
         if !forest.nodes.is_empty() {
-            write_file("gantt_chart.svg", &mut |w| gantt::write_svg(w, &forest).map(|_| ()))?;
+            write_file("gantt_chart.svg", &mut |w| {
+                gantt::write_svg(w, &forest).map(|_| ())
+            })?;
         }
     }
     if config.token_usage_forecast {

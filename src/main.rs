@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
-#[command(name = "agentprof", version, about = "Profiles agent workflow runs (AgentIQ / NeMo Agent Toolkit steps)")]
+#[command(
+    name = "agentprof",
+    version,
+    about = "Profiles agent workflow runs (AgentIQ / NeMo Agent Toolkit steps)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

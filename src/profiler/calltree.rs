@@ -74,14 +74,20 @@ impl<'a> CallForest<'a> {
             order.clear();
             order.extend(0..rows.len());
             // Stable: equal timestamps keep input order (DESIGN.md "Ties").
-            order.sort_by(|a, b| rows[*a].event_timestamp.total_cmp(&rows[*b].event_timestamp));
+            order.sort_by(|a, b| {
+                rows[*a]
+                    .event_timestamp
+                    .total_cmp(&rows[*b].event_timestamp)
+            });
             let mut stack: Vec<usize> = Vec::new();
             let mut open: HashMap<&str, usize> = HashMap::new();
             let mut top_level: Vec<usize> = Vec::new();
             let mut top_index: HashMap<&str, usize> = HashMap::new();
             for &i in &order {
                 let row = &rows[i];
-                let Some(op_type) = OpType::of(row.event_type) else { continue };
+                let Some(op_type) = OpType::of(row.event_type) else {
+                    continue;
+                };
                 let name = row.event_type.as_str();
                 if name.ends_with("_START") {
                     let id = forest.nodes.len();
@@ -111,8 +117,13 @@ impl<'a> CallForest<'a> {
                     stack.push(id);
                     open.insert(&row.uuid, id);
                 } else if name.ends_with("_END") {
-                    let Some(id) = open.remove(row.uuid.as_str()) else { continue };
-                    if stack.last().is_some_and(|top| forest.nodes[*top].uuid == row.uuid) {
+                    let Some(id) = open.remove(row.uuid.as_str()) else {
+                        continue;
+                    };
+                    if stack
+                        .last()
+                        .is_some_and(|top| forest.nodes[*top].uuid == row.uuid)
+                    {
                         stack.pop();
                     }
                     let node = &mut forest.nodes[id];
@@ -254,7 +265,12 @@ mod tests {
 
     #[test]
     fn orphan_end_and_unended_start() {
-        let f = frame_of(&[vec![("LLM_END", 0.0, "x"), ("LLM_START", 1.0, "a"), ("TOOL_START", 2.0, "t"), ("TOOL_END", 3.0, "t")]]);
+        let f = frame_of(&[vec![
+            ("LLM_END", 0.0, "x"),
+            ("LLM_START", 1.0, "a"),
+            ("TOOL_START", 2.0, "t"),
+            ("TOOL_END", 3.0, "t"),
+        ]]);
         let forest = CallForest::build(&f);
         assert_eq!(forest.nodes.len(), 2);
         let a = &forest.nodes[forest.roots[0]];

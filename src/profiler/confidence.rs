@@ -37,7 +37,11 @@ impl Serialize for InferenceMetrics {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(Some(5))?;
         m.serialize_entry("n", &self.n)?;
-        let names = ["ninetieth_interval", "ninety_fifth_interval", "ninety_ninth_interval"];
+        let names = [
+            "ninetieth_interval",
+            "ninety_fifth_interval",
+            "ninety_ninth_interval",
+        ];
         if self.is_empty() {
             m.serialize_entry("mean", &0)?;
             for name in names {
@@ -75,9 +79,11 @@ pub fn run_times(frame: &Frame) -> Vec<f64> {
         .iter_requests()
         .filter(|(_, rows)| !rows.is_empty())
         .map(|(_, rows)| {
-            let (lo, hi) = rows.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| {
-                (lo.min(r.event_timestamp), hi.max(r.event_timestamp))
-            });
+            let (lo, hi) = rows
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| {
+                    (lo.min(r.event_timestamp), hi.max(r.event_timestamp))
+                });
             hi - lo
         })
         .collect()
@@ -91,7 +97,11 @@ pub fn llm_latencies(frame: &Frame) -> Vec<f64> {
     for (_, rows) in frame.iter_requests() {
         order.clear();
         order.extend(0..rows.len());
-        order.sort_by(|a, b| rows[*a].event_timestamp.total_cmp(&rows[*b].event_timestamp));
+        order.sort_by(|a, b| {
+            rows[*a]
+                .event_timestamp
+                .total_cmp(&rows[*b].event_timestamp)
+        });
         let mut start: Option<f64> = None;
         for &i in &order {
             let r = &rows[i];
@@ -191,7 +201,10 @@ mod tests {
 
     #[test]
     fn single_request_and_empty_requests() {
-        let f = frame_of(&[vec![("TOOL_START", 1.0, "t"), ("TOOL_END", 3.0, "t")], vec![]]);
+        let f = frame_of(&[
+            vec![("TOOL_START", 1.0, "t"), ("TOOL_END", 3.0, "t")],
+            vec![],
+        ]);
         assert_eq!(run_times(&f), [2.0]);
         let ci = z_intervals(&run_times(&f));
         assert_eq!(ci.intervals, [(2.0, 2.0); 3]);
@@ -204,7 +217,10 @@ mod tests {
 
     #[test]
     fn same_timestamp_gives_zero_throughput() {
-        let f = frame_of(&[vec![("TOOL_START", 1.0, "t")], vec![("TOOL_START", 1.0, "u")]]);
+        let f = frame_of(&[
+            vec![("TOOL_START", 1.0, "t")],
+            vec![("TOOL_START", 1.0, "u")],
+        ]);
         assert!(throughput(&f).is_empty());
     }
 

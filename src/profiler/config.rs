@@ -201,14 +201,23 @@ impl ProfilerConfig {
         };
         let f = self.prompt_caching_prefixes.min_frequency;
         if !f.is_finite() {
-            return bad("/prompt_caching_prefixes/min_frequency", "must be a finite number");
+            return bad(
+                "/prompt_caching_prefixes/min_frequency",
+                "must be a finite number",
+            );
         }
         let p = &self.prefix_span_analysis;
         if !(p.min_support.value.is_finite() && p.min_support.value > 0.0) {
-            return bad("/prefix_span_analysis/min_support", "must be a positive number");
+            return bad(
+                "/prefix_span_analysis/min_support",
+                "must be a positive number",
+            );
         }
         if !p.min_coverage.value.is_finite() {
-            return bad("/prefix_span_analysis/min_coverage", "must be a finite number");
+            return bad(
+                "/prefix_span_analysis/min_coverage",
+                "must be a finite number",
+            );
         }
         if p.top_k < 0 {
             return bad("/prefix_span_analysis/top_k", "must not be negative");
@@ -238,11 +247,15 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let e = ProfilerConfig::from_json(json!({"concurrency_spike_analysis": {"spike_threshold": "x"}})).unwrap_err();
+        let e = ProfilerConfig::from_json(
+            json!({"concurrency_spike_analysis": {"spike_threshold": "x"}}),
+        )
+        .unwrap_err();
         assert_eq!(e.path, "/concurrency_spike_analysis/spike_threshold");
         let e = ProfilerConfig::from_json(json!({"prompt_caching": {}})).unwrap_err();
         assert!(e.message.contains("unknown field"), "{e}");
-        let e = ProfilerConfig::from_json(json!({"prefix_span_analysis": {"min_support": 0}})).unwrap_err();
+        let e = ProfilerConfig::from_json(json!({"prefix_span_analysis": {"min_support": 0}}))
+            .unwrap_err();
         assert_eq!(e.path, "/prefix_span_analysis/min_support");
     }
 }

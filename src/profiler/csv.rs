@@ -43,7 +43,9 @@ pub fn write<W: Write>(w: &mut W, frame: &Frame, config: &ProfilerConfig) -> io:
     if frame.rows.is_empty() {
         return w.write_all(b"\n");
     }
-    let nova = config.compute_llm_metrics.then(|| llm_metrics::compute(frame));
+    let nova = config
+        .compute_llm_metrics
+        .then(|| llm_metrics::compute(frame));
     let exclude_text = config.csv_exclude_io_text;
     let header = column_names(config);
     let mut line = String::with_capacity(4096);
@@ -79,7 +81,12 @@ fn write_row(line: &mut String, r: &Row, exclude_text: bool) {
     push_field(line, r.event_type.as_str());
     line.push(',');
     write_float_repr(line, r.event_timestamp);
-    for n in [r.example_number, r.prompt_tokens, r.completion_tokens, r.total_tokens] {
+    for n in [
+        r.example_number,
+        r.prompt_tokens,
+        r.completion_tokens,
+        r.total_tokens,
+    ] {
         line.push(',');
         line.push_str(itoa::Buffer::new().format(n));
     }

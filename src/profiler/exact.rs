@@ -72,11 +72,7 @@ pub fn mean(data: &[f64]) -> Option<f64> {
         return Some(data.iter().sum::<f64>() / data.len() as f64);
     }
     let s = ExactSums::of(data);
-    Some(signed_ratio_to_f64(
-        &s.sum,
-        &BigUint::from(s.n),
-        s.scale,
-    ))
+    Some(signed_ratio_to_f64(&s.sum, &BigUint::from(s.n), s.scale))
 }
 
 /// `statistics.pstdev(data)`: the correctly rounded square root of the exact population variance.
@@ -123,12 +119,20 @@ fn sqrt_of_frac(n: &BigUint, m: &BigUint) -> f64 {
 /// `isqrt(n // m)`, with the low bit set when the root is inexact (round to odd).
 fn isqrt_frac_rto(n: &BigUint, m: &BigUint) -> BigUint {
     let a = (n / m).sqrt();
-    if &(&a * &a * m) != n { a | BigUint::one() } else { a }
+    if &(&a * &a * m) != n {
+        a | BigUint::one()
+    } else {
+        a
+    }
 }
 
 fn signed_ratio_to_f64(num: &BigInt, den: &BigUint, exp2: i32) -> f64 {
     let magnitude = ratio_to_f64(num.magnitude(), den, exp2);
-    if num.is_negative() { -magnitude } else { magnitude }
+    if num.is_negative() {
+        -magnitude
+    } else {
+        magnitude
+    }
 }
 
 /// `num / den * 2^exp2`, rounded to the nearest `f64`, ties to even (as Python's `int / int`).
@@ -204,7 +208,10 @@ mod tests {
     #[test]
     fn pstdev_matches_python() {
         // Values from CPython 3.11: statistics.pstdev([1.5, 2.5, 2.5, 2.75, 3.25, 4.75])
-        assert_eq!(pstdev(&[1.5, 2.5, 2.5, 2.75, 3.25, 4.75]), Some(0.986893273527251));
+        assert_eq!(
+            pstdev(&[1.5, 2.5, 2.5, 2.75, 3.25, 4.75]),
+            Some(0.986893273527251)
+        );
         assert_eq!(pstdev(&[2.0, 2.0]), Some(0.0));
         assert_eq!(pstdev(&[0.1, 0.2, 0.3]), Some(0.0816496580927726));
     }
@@ -216,8 +223,14 @@ mod tests {
         assert_eq!(ratio_to_f64(&n, &BigUint::one(), 0), 9007199254740992.0);
         let n = (BigUint::one() << 53usize) + BigUint::from(3u32);
         assert_eq!(ratio_to_f64(&n, &BigUint::one(), 0), 9007199254740996.0);
-        assert_eq!(ratio_to_f64(&BigUint::one(), &BigUint::from(3u32), 0), 1.0 / 3.0);
-        assert_eq!(ratio_to_f64(&BigUint::one(), &BigUint::one(), -1074), 5e-324);
+        assert_eq!(
+            ratio_to_f64(&BigUint::one(), &BigUint::from(3u32), 0),
+            1.0 / 3.0
+        );
+        assert_eq!(
+            ratio_to_f64(&BigUint::one(), &BigUint::one(), -1074),
+            5e-324
+        );
     }
 
     /// Brute force: with small integer inputs the f64 sum is exact, so the naive mean is the

@@ -91,7 +91,11 @@ pub fn training_set(frame: &Frame) -> Result<TrainingSet, String> {
                             req.number, r.uuid
                         ));
                     };
-                    run.push([*sec as f64, r.prompt_tokens as f64, r.completion_tokens as f64]);
+                    run.push([
+                        *sec as f64,
+                        r.prompt_tokens as f64,
+                        r.completion_tokens as f64,
+                    ]);
                 }
                 _ => {}
             }
@@ -176,13 +180,21 @@ pub fn fit(frame: &Frame) -> Forecast {
             criterion: "squared_error",
             bootstrap: true,
             seed: SEED,
-            columns: ["seconds_between_calls", "prompt_tokens", "completion_tokens"],
+            columns: [
+                "seconds_between_calls",
+                "prompt_tokens",
+                "completion_tokens",
+            ],
         },
         matrix_length: n,
         training_samples: set.x.len(),
         features: n * 3,
         outputs: n * 3,
-        in_sample_mae: if count > 0 { abs_err / count as f64 } else { 0.0 },
+        in_sample_mae: if count > 0 {
+            abs_err / count as f64
+        } else {
+            0.0
+        },
         predictions,
     })
 }
@@ -207,7 +219,13 @@ pub struct Forest {
 }
 
 impl Forest {
-    pub fn fit(x: &[Vec<f64>], y: &[Vec<f64>], n_estimators: usize, max_depth: usize, seed: u64) -> Forest {
+    pub fn fit(
+        x: &[Vec<f64>],
+        y: &[Vec<f64>],
+        n_estimators: usize,
+        max_depth: usize,
+        seed: u64,
+    ) -> Forest {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let n = x.len();
         let trees = (0..n_estimators)
@@ -236,7 +254,13 @@ impl Forest {
                         threshold,
                         left,
                         right,
-                    } => node = if x[*feature] <= *threshold { left } else { right },
+                    } => {
+                        node = if x[*feature] <= *threshold {
+                            left
+                        } else {
+                            right
+                        }
+                    }
                 }
             };
             if sum.is_empty() {
@@ -289,8 +313,12 @@ fn grow(x: &[Vec<f64>], y: &[Vec<f64>], weight: &[f64], idx: &[usize], depth: us
 
 /// The split with the largest drop in weighted squared error (summed over outputs); thresholds
 /// are midpoints between distinct feature values. `None` when no split improves.
-fn best_split(x: &[Vec<f64>], y: &[Vec<f64>], weight: &[f64], idx: &[usize]) -> Option<(usize, f64)> {
-    let features = x[idx[0]].len();
+fn best_split(
+    x: &[Vec<f64>],
+    y: &[Vec<f64>],
+    weight: &[f64],
+    idx: &[usize],
+) -> Option<(usize, f64)> {
     let outputs = y[idx[0]].len();
     // Totals: Σw, Σw·y, Σw·y² per output.
     let mut tw = 0.0;
@@ -303,11 +331,19 @@ fn best_split(x: &[Vec<f64>], y: &[Vec<f64>], weight: &[f64], idx: &[usize]) -> 
             tq += weight[i] * v * v;
         }
     }
-    let sse = |w: f64, s: &[f64], q: f64| if w > 0.0 { q - s.iter().map(|v| v * v).sum::<f64>() / w } else { 0.0 };
+    let sse = |w: f64, s: &[f64], q: f64| {
+        if w > 0.0 {
+            q - s.iter().map(|v| v * v).sum::<f64>() / w
+        } else {
+            0.0
+        }
+    };
     let parent = sse(tw, &ts, tq);
     let mut best: Option<(f64, usize, f64)> = None;
     let mut order: Vec<usize> = idx.to_vec();
     let mut ls = vec![0.0; outputs];
+    let features = x[idx[0]].len();
+    #[allow(clippy::needless_range_loop)] // `f` indexes a column across many rows
     for f in 0..features {
         order.sort_by(|a, b| x[*a][f].total_cmp(&x[*b][f]));
         let (mut lw, mut lq) = (0.0, 0.0);
@@ -340,7 +376,14 @@ mod tests {
     use crate::profiler::testutil::frame_of_json;
     use serde_json::json;
 
-    fn llm(uuid: &str, ts: f64, et: &str, prompt: i64, completion: i64, sec: i64) -> serde_json::Value {
+    fn llm(
+        uuid: &str,
+        ts: f64,
+        et: &str,
+        prompt: i64,
+        completion: i64,
+        sec: i64,
+    ) -> serde_json::Value {
         json!({"payload": {"event_type": et, "event_timestamp": ts, "UUID": uuid,
             "usage_info": {"token_usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
                            "seconds_between_calls": sec}}})
@@ -349,9 +392,16 @@ mod tests {
     #[test]
     fn windows_match_the_reference() {
         let f = frame_of_json(json!([
-            [llm("a", 0.0, "LLM_START", 0, 0, 5), llm("a", 1.0, "LLM_END", 10, 20, 0),
-             llm("b", 2.0, "LLM_START", 0, 0, 7), llm("b", 3.0, "LLM_END", 30, 40, 0)],
-            [llm("c", 0.0, "LLM_START", 0, 0, 1), llm("c", 1.0, "LLM_END", 50, 60, 0)]
+            [
+                llm("a", 0.0, "LLM_START", 0, 0, 5),
+                llm("a", 1.0, "LLM_END", 10, 20, 0),
+                llm("b", 2.0, "LLM_START", 0, 0, 7),
+                llm("b", 3.0, "LLM_END", 30, 40, 0)
+            ],
+            [
+                llm("c", 0.0, "LLM_START", 0, 0, 1),
+                llm("c", 1.0, "LLM_END", 50, 60, 0)
+            ]
         ]));
         let set = training_set(&f).unwrap();
         assert_eq!(set.matrix_length, 2); // ceil(3 / 2)
@@ -365,15 +415,21 @@ mod tests {
     #[test]
     fn skipped_where_the_reference_fails() {
         let no_end = frame_of_json(json!([[llm("a", 0.0, "LLM_START", 0, 0, 0)]]));
-        assert!(matches!(fit(&no_end), Forecast::Skipped { reason } if reason.contains("no LLM_END")));
+        assert!(
+            matches!(fit(&no_end), Forecast::Skipped { reason } if reason.contains("no LLM_END"))
+        );
         let orphan = frame_of_json(json!([[llm("a", 0.0, "LLM_END", 1, 1, 0)]]));
-        assert!(matches!(fit(&orphan), Forecast::Skipped { reason } if reason.contains("KeyError")));
+        assert!(
+            matches!(fit(&orphan), Forecast::Skipped { reason } if reason.contains("KeyError"))
+        );
     }
 
     #[test]
     fn forest_fits_a_step_function_and_is_deterministic() {
         let x: Vec<Vec<f64>> = (0..40).map(|i| vec![i as f64, (i % 3) as f64]).collect();
-        let y: Vec<Vec<f64>> = (0..40).map(|i| vec![if i < 20 { 1.0 } else { 9.0 }, 2.0]).collect();
+        let y: Vec<Vec<f64>> = (0..40)
+            .map(|i| vec![if i < 20 { 1.0 } else { 9.0 }, 2.0])
+            .collect();
         let f = Forest::fit(&x, &y, 3, 2, 0);
         assert_eq!(f.predict(&[3.0, 0.0]), [1.0, 2.0]);
         assert_eq!(f.predict(&[35.0, 0.0]), [9.0, 2.0]);

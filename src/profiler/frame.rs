@@ -41,14 +41,15 @@ impl Row {
         let p = &step.payload;
         let et = p.event_type;
         let tokens = p.usage_info.as_ref().map(|u| &u.token_usage);
-        let text_of = |wanted: EventType, pick: fn(&crate::trace::StreamEventData) -> &Value| {
-            match (&p.data, et == wanted) {
-                (Some(d), true) => match pick(d) {
-                    Value::Null => None,
-                    v => Some(py_str(v)),
-                },
-                _ => Some(String::new()),
-            }
+        let text_of = |wanted: EventType, pick: fn(&crate::trace::StreamEventData) -> &Value| match (
+            &p.data,
+            et == wanted,
+        ) {
+            (Some(d), true) => match pick(d) {
+                Value::Null => None,
+                v => Some(py_str(v)),
+            },
+            _ => Some(String::new()),
         };
         let name_if = |types: [EventType; 2]| match &p.name {
             Some(n) if !n.is_empty() && types.contains(&et) => n.clone(),
@@ -171,30 +172,45 @@ mod tests {
             {"payload": {"event_type": "LLM_START", "name": "", "data": {"input": null}}},
             {"payload": {"event_type": "LLM_START", "name": "m"}}
         ]));
-        assert_eq!(rows[0].llm_text_input.as_deref(), Some("[{'role': 'user'}]"));
+        assert_eq!(
+            rows[0].llm_text_input.as_deref(),
+            Some("[{'role': 'user'}]")
+        );
         assert_eq!(rows[0].llm_text_output.as_deref(), Some(""));
         assert_eq!(rows[1].llm_text_output.as_deref(), Some("answer"));
         assert_eq!(rows[1].llm_text_input.as_deref(), Some(""));
-        assert_eq!((rows[1].prompt_tokens, rows[1].completion_tokens, rows[1].total_tokens), (3, 4, 7));
+        assert_eq!(
+            (
+                rows[1].prompt_tokens,
+                rows[1].completion_tokens,
+                rows[1].total_tokens
+            ),
+            (3, 4, 7)
+        );
         assert_eq!(rows[2].llm_new_token, None);
-        assert_eq!(rows[2].llm_name, "", "LLM_NEW_TOKEN rows get no llm_name (B17)");
+        assert_eq!(
+            rows[2].llm_name, "",
+            "LLM_NEW_TOKEN rows get no llm_name (B17)"
+        );
         assert_eq!(rows[3].tool_name, "search");
         assert_eq!(rows[3].llm_text_input.as_deref(), Some(""));
         assert_eq!(rows[4].llm_text_input, None);
         assert_eq!(rows[4].text_input_as_str(), "None");
         assert_eq!(rows[4].llm_name, "");
-        assert_eq!(rows[5].llm_text_input.as_deref(), Some(""), "no data -> empty text");
+        assert_eq!(
+            rows[5].llm_text_input.as_deref(),
+            Some(""),
+            "no data -> empty text"
+        );
     }
 
     #[test]
     fn requests_sorted_by_number_and_merged() {
-        let frame = crate::profiler::testutil::frame_of_json(
-            json!([
-                {"request_number": 5, "intermediate_steps": [{"payload": {"event_type": "TOOL_START", "event_timestamp": 1.0}}]},
-                {"request_number": 2, "intermediate_steps": []},
-                {"request_number": 5, "intermediate_steps": [{"payload": {"event_type": "TOOL_END", "event_timestamp": 2.0}}]}
-            ]),
-        );
+        let frame = crate::profiler::testutil::frame_of_json(json!([
+            {"request_number": 5, "intermediate_steps": [{"payload": {"event_type": "TOOL_START", "event_timestamp": 1.0}}]},
+            {"request_number": 2, "intermediate_steps": []},
+            {"request_number": 5, "intermediate_steps": [{"payload": {"event_type": "TOOL_END", "event_timestamp": 2.0}}]}
+        ]));
         let numbers: Vec<i64> = frame.requests.iter().map(|r| r.number).collect();
         assert_eq!(numbers, [2, 5]);
         assert_eq!(frame.requests[1].rows, 0..2);

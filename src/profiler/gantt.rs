@@ -68,7 +68,10 @@ pub fn write_svg<W: Write>(w: &mut W, forest: &CallForest) -> io::Result<bool> {
     let ticks = (span / step).floor() as usize;
     for i in 0..=ticks {
         let x = LABEL_WIDTH + i as f64 * step * scale;
-        writeln!(w, r#"<line x1="{x:.2}" y1="{TOP:.0}" x2="{x:.2}" y2="{plot_bottom:.2}"/>"#)?;
+        writeln!(
+            w,
+            r#"<line x1="{x:.2}" y1="{TOP:.0}" x2="{x:.2}" y2="{plot_bottom:.2}"/>"#
+        )?;
     }
     writeln!(w, "</g>\n<g text-anchor=\"middle\">")?;
     for i in 0..=ticks {
@@ -150,7 +153,11 @@ fn tick_step(span: f64) -> f64 {
 fn trim_number(x: f64) -> String {
     let s = format!("{x:.3}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
-    if s.is_empty() { "0".to_owned() } else { s.to_owned() }
+    if s.is_empty() {
+        "0".to_owned()
+    } else {
+        s.to_owned()
+    }
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -193,7 +200,11 @@ mod tests {
         ]);
         let forest = CallForest::build(&f);
         let svg = to_svg(&forest).unwrap();
-        assert_eq!(svg.matches("<rect x=").count(), 6, "two bars plus background, two legend keys and the frame");
+        assert_eq!(
+            svg.matches("<rect x=").count(),
+            6,
+            "two bars plus background, two legend keys and the frame"
+        );
         let llm = svg.find("fill=\"#1f77b4\"><title>LLM").unwrap();
         let tool = svg.find("fill=\"#2ca02c\"><title>TOOL").unwrap();
         assert!(llm < tool, "the earlier call comes first");
@@ -203,7 +214,10 @@ mod tests {
 
     #[test]
     fn escapes_names() {
-        assert_eq!(escape("a<b & \"c\"\u{1}"), "a&lt;b &amp; &quot;c&quot;\u{fffd}");
+        assert_eq!(
+            escape("a<b & \"c\"\u{1}"),
+            "a&lt;b &amp; &quot;c&quot;\u{fffd}"
+        );
         assert_eq!(tick_step(7.3), 1.0);
         assert_eq!(tick_step(0.05), 0.005);
         assert_eq!(trim_number(2.5), "2.5");

@@ -98,10 +98,15 @@ pub fn workflow_profiling(frame: &Frame, config: &ProfilerConfig) -> WorkflowPro
         section(&a.summary);
         a.stats
     });
-    let needs_tree = config.bottleneck_analysis.enable_nested_stack || config.concurrency_spike_analysis.enable;
+    let needs_tree =
+        config.bottleneck_analysis.enable_nested_stack || config.concurrency_spike_analysis.enable;
     let standardized = frame.is_standardized();
     let empty_frame = Frame::default();
-    let forest = calltree::CallForest::build(if standardized && needs_tree { frame } else { &empty_frame });
+    let forest = calltree::CallForest::build(if standardized && needs_tree {
+        frame
+    } else {
+        &empty_frame
+    });
     let nested = config.bottleneck_analysis.enable_nested_stack.then(|| {
         let a = nested_stack::analyze(&forest);
         section(&a.textual_report);

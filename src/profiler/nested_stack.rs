@@ -88,7 +88,8 @@ pub fn analyze(forest: &CallForest) -> NestedStackAnalysis {
             duration: node.duration,
             self_time: self_times[n],
             subtree_time: subtree[n],
-            concurrency_midpoint: level_at(&concurrency.timeline_segments, mid).map_or(0.0, |l| l as f64),
+            concurrency_midpoint: level_at(&concurrency.timeline_segments, mid)
+                .map_or(0.0, |l| l as f64),
             bottleneck_score: subtree[n],
         };
         node_metrics.insert(m.uuid.clone(), m);
@@ -185,7 +186,12 @@ fn self_time(forest: &CallForest, n: usize) -> f64 {
     (node.duration - covered).max(0.0)
 }
 
-fn report(forest: &CallForest, order: &[usize], c: &ConcurrencyDistribution, top: &[NodeMetrics]) -> String {
+fn report(
+    forest: &CallForest,
+    order: &[usize],
+    c: &ConcurrencyDistribution,
+    top: &[NodeMetrics],
+) -> String {
     let mut out = String::new();
     let _ = write!(
         out,

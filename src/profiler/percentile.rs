@@ -62,7 +62,10 @@ mod tests {
     #[test]
     fn known_values_from_numpy() {
         // numpy 1.26: np.percentile([1, 2, 3, 4], [90, 95, 99]) -> [3.7, 3.85, 3.97]
-        assert_eq!(p90_p95_p99(&[1.0, 2.0, 3.0, 4.0]), Some([3.7, 3.8499999999999996, 3.9699999999999998]));
+        assert_eq!(
+            p90_p95_p99(&[1.0, 2.0, 3.0, 4.0]),
+            Some([3.7, 3.8499999999999996, 3.9699999999999998])
+        );
         assert_eq!(percentile(&[7.0], 99.0), Some(7.0));
         assert_eq!(percentile(&[], 50.0), None);
         assert_eq!(percentile(&[3.0, 1.0, 2.0], 50.0), Some(2.0));

@@ -69,14 +69,32 @@ pub fn analyze(frame: &Frame, config: &PrefixSpanConfig) -> PrefixSpanAnalysis {
                 continue;
             }
             let mut order: Vec<usize> = (0..rows.len()).collect();
-            order.sort_by(|a, b| rows[*a].event_timestamp.total_cmp(&rows[*b].event_timestamp));
+            order.sort_by(|a, b| {
+                rows[*a]
+                    .event_timestamp
+                    .total_cmp(&rows[*b].event_timestamp)
+            });
             let mut open: HashMap<&str, (u32, f64)> = HashMap::new();
             let mut calls = Vec::new();
             for i in order {
                 let r = &rows[i];
                 let (op, name) = match r.event_type {
-                    EventType::LlmStart | EventType::LlmEnd => ("LLM", if r.llm_name.is_empty() { "unknown_llm" } else { &r.llm_name }),
-                    EventType::ToolStart | EventType::ToolEnd => ("TOOL", if r.tool_name.is_empty() { "unknown_tool" } else { &r.tool_name }),
+                    EventType::LlmStart | EventType::LlmEnd => (
+                        "LLM",
+                        if r.llm_name.is_empty() {
+                            "unknown_llm"
+                        } else {
+                            &r.llm_name
+                        },
+                    ),
+                    EventType::ToolStart | EventType::ToolEnd => (
+                        "TOOL",
+                        if r.tool_name.is_empty() {
+                            "unknown_tool"
+                        } else {
+                            &r.tool_name
+                        },
+                    ),
                     _ => continue,
                 };
                 if matches!(r.event_type, EventType::LlmStart | EventType::ToolStart) {
@@ -95,7 +113,10 @@ pub fn analyze(frame: &Frame, config: &PrefixSpanConfig) -> PrefixSpanAnalysis {
             sequences.push((req.number, calls));
         }
     }
-    let db: Vec<Vec<u32>> = sequences.iter().map(|(_, c)| c.iter().map(|c| c.token).collect()).collect();
+    let db: Vec<Vec<u32>> = sequences
+        .iter()
+        .map(|(_, c)| c.iter().map(|c| c.token).collect())
+        .collect();
     let min_support = absolute_min_support(config.min_support.value, db.len());
     let mut miner = Miner {
         db: &db,
@@ -126,13 +147,19 @@ pub fn analyze(frame: &Frame, config: &PrefixSpanConfig) -> PrefixSpanAnalysis {
         count: usize,
         total_duration: f64,
     }
-    let index: HashMap<&[u32], usize> = found.iter().enumerate().map(|(i, (p, _))| (p.as_slice(), i)).collect();
+    let index: HashMap<&[u32], usize> = found
+        .iter()
+        .enumerate()
+        .map(|(i, (p, _))| (p.as_slice(), i))
+        .collect();
     let mut occ: Vec<Occurrences> = found.iter().map(|_| Occurrences::default()).collect();
     let mut durations: Vec<f64> = Vec::new();
     for ((example, calls), tokens) in sequences.iter().zip(&db) {
         for start in 0..tokens.len() {
             for end in start + 1..=tokens.len() {
-                let Some(&i) = index.get(&tokens[start..end]) else { break };
+                let Some(&i) = index.get(&tokens[start..end]) else {
+                    break;
+                };
                 durations.clear();
                 durations.extend(calls[start..end].iter().map(|c| c.duration));
                 let o = &mut occ[i];
@@ -156,7 +183,11 @@ pub fn analyze(frame: &Frame, config: &PrefixSpanConfig) -> PrefixSpanAnalysis {
         if coverage < min_coverage {
             continue;
         }
-        let average_duration = if o.count > 0 { o.total_duration / o.count as f64 } else { 0.0 };
+        let average_duration = if o.count > 0 {
+            o.total_duration / o.count as f64
+        } else {
+            0.0
+        };
         patterns.push(FrequentPattern {
             pattern: pattern.iter().map(|t| vocab[*t as usize].clone()).collect(),
             frequency: *frequency,
@@ -253,7 +284,11 @@ impl Miner<'_> {
     }
 }
 
-fn report(patterns: &[FrequentPattern], total_examples: usize, config: &PrefixSpanConfig) -> String {
+fn report(
+    patterns: &[FrequentPattern],
+    total_examples: usize,
+    config: &PrefixSpanConfig,
+) -> String {
     let mut out = format!(
         "=== PrefixSpan Sub-Workflow Mining w/ LLM Text ===\nTotal examples: {total_examples}\n\
          min_support={}, top_k={}, min_coverage={}, max_text_len={}\nPatterns discovered: {}",
@@ -264,7 +299,11 @@ fn report(patterns: &[FrequentPattern], total_examples: usize, config: &PrefixSp
         patterns.len()
     );
     for (i, p) in patterns.iter().enumerate() {
-        let examples: Vec<String> = p.examples_containing.iter().map(|e| e.to_string()).collect();
+        let examples: Vec<String> = p
+            .examples_containing
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
         let _ = write!(
             out,
             "\n\n{}) Pattern: {}\n   Frequency: {}\n   Coverage: {}  (appears in {} examples)\n   \
@@ -288,7 +327,13 @@ mod tests {
 
     fn mine(db: &[Vec<u32>], min_support: f64) -> Vec<(Vec<u32>, usize)> {
         let vocab_size = db.iter().flatten().max().map_or(0, |m| *m as usize + 1);
-        let mut m = Miner { db, min_support, out: Vec::new(), truncated: false, vocab_size };
+        let mut m = Miner {
+            db,
+            min_support,
+            out: Vec::new(),
+            truncated: false,
+            vocab_size,
+        };
         m.mine();
         m.out
     }
@@ -299,8 +344,13 @@ mod tests {
         // [(3,[0]),(3,[0,2]),(2,[1]),(2,[1,2]),(3,[2])]
         let db = vec![vec![0, 1, 2], vec![1, 0, 2], vec![0, 2]];
         let got = mine(&db, 2.0);
-        let want: Vec<(Vec<u32>, usize)> =
-            vec![(vec![0], 3), (vec![0, 2], 3), (vec![1], 2), (vec![1, 2], 2), (vec![2], 3)];
+        let want: Vec<(Vec<u32>, usize)> = vec![
+            (vec![0], 3),
+            (vec![0, 2], 3),
+            (vec![1], 2),
+            (vec![1, 2], 2),
+            (vec![2], 3),
+        ];
         assert_eq!(got, want);
     }
 
@@ -317,16 +367,26 @@ mod tests {
         // Both requests run LLM, TOOL, LLM: the pattern [LLM, LLM] has frequency 2 but never
         // occurs contiguously, so its coverage is 0 (B9).
         let req = vec![
-            ("LLM_START", 0.0, "a"), ("LLM_END", 1.0, "a"),
-            ("TOOL_START", 1.0, "t"), ("TOOL_END", 2.0, "t"),
-            ("LLM_START", 2.0, "b"), ("LLM_END", 3.0, "b"),
+            ("LLM_START", 0.0, "a"),
+            ("LLM_END", 1.0, "a"),
+            ("TOOL_START", 1.0, "t"),
+            ("TOOL_END", 2.0, "t"),
+            ("LLM_START", 2.0, "b"),
+            ("LLM_END", 3.0, "b"),
         ];
         let f = frame_of(&[req.clone(), req]);
         let a = analyze(&f, &PrefixSpanConfig::default());
-        let ll = a.patterns.iter().find(|p| p.pattern == ["LLM:m", "LLM:m"]).expect("pattern found");
+        let ll = a
+            .patterns
+            .iter()
+            .find(|p| p.pattern == ["LLM:m", "LLM:m"])
+            .expect("pattern found");
         assert_eq!((ll.frequency, ll.coverage), (2, 0.0));
         let first = &a.patterns[0];
         assert_eq!(first.frequency, 2);
-        assert!(a.textual_report.contains("min_support=2, top_k=10, min_coverage=0, max_text_len=1000"));
+        assert!(
+            a.textual_report
+                .contains("min_support=2, top_k=10, min_coverage=0, max_text_len=1000")
+        );
     }
 }

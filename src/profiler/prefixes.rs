@@ -215,7 +215,10 @@ mod tests {
             count: usize,
             children: Vec<(char, usize)>,
         }
-        let mut nodes = vec![TrieNode { count: 0, children: vec![] }];
+        let mut nodes = vec![TrieNode {
+            count: 0,
+            children: vec![],
+        }];
         for t in texts {
             let mut cur = 0;
             nodes[cur].count += 1;
@@ -223,7 +226,10 @@ mod tests {
                 let next = match nodes[cur].children.iter().find(|(c, _)| *c == ch) {
                     Some((_, n)) => *n,
                     None => {
-                        nodes.push(TrieNode { count: 0, children: vec![] });
+                        nodes.push(TrieNode {
+                            count: 0,
+                            children: vec![],
+                        });
                         let n = nodes.len() - 1;
                         nodes[cur].children.push((ch, n));
                         n
@@ -251,9 +257,13 @@ mod tests {
                 stack.push((*child, p));
             }
         }
-        let mut filtered: Vec<PrefixInfo> =
-            results.into_iter().filter(|r| r.calls_percentage >= min_frequency).collect();
-        filtered.sort_by(|a, b| (b.prefix_length, b.calls_count).cmp(&(a.prefix_length, a.calls_count)));
+        let mut filtered: Vec<PrefixInfo> = results
+            .into_iter()
+            .filter(|r| r.calls_percentage >= min_frequency)
+            .collect();
+        filtered.sort_by(|a, b| {
+            (b.prefix_length, b.calls_count).cmp(&(a.prefix_length, a.calls_count))
+        });
         let mut kept: Vec<PrefixInfo> = Vec::new();
         for r in filtered {
             if !kept.iter().any(|k| k.prefix.contains(&r.prefix)) {

@@ -54,7 +54,11 @@ impl Formatter for PyFormatter {
         self.write_f64(w, f64::from(value))
     }
 
-    fn write_string_fragment<W: ?Sized + Write>(&mut self, w: &mut W, fragment: &str) -> io::Result<()> {
+    fn write_string_fragment<W: ?Sized + Write>(
+        &mut self,
+        w: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
         if !self.ensure_ascii || fragment.is_ascii() && !fragment.contains('\u{7f}') {
             return w.write_all(fragment.as_bytes());
         }
@@ -73,7 +77,11 @@ impl Formatter for PyFormatter {
         w.write_all(&fragment.as_bytes()[start..])
     }
 
-    fn write_char_escape<W: ?Sized + Write>(&mut self, w: &mut W, escape: CharEscape) -> io::Result<()> {
+    fn write_char_escape<W: ?Sized + Write>(
+        &mut self,
+        w: &mut W,
+        escape: CharEscape,
+    ) -> io::Result<()> {
         // serde_json already escapes like CPython (`\"`, `\\`, `\n`, `\u001f`), except that
         // CPython never escapes `/`, which serde_json does not either.
         serde_json::ser::CompactFormatter.write_char_escape(w, escape)
@@ -112,7 +120,11 @@ impl Formatter for PyFormatter {
 }
 
 /// Writes `value` as `json.dump(value, f, indent=2)` would.
-pub fn write<W: Write, T: Serialize + ?Sized>(w: W, value: &T, ensure_ascii: bool) -> serde_json::Result<()> {
+pub fn write<W: Write, T: Serialize + ?Sized>(
+    w: W,
+    value: &T,
+    ensure_ascii: bool,
+) -> serde_json::Result<()> {
     let mut ser = serde_json::Serializer::with_formatter(w, PyFormatter::new(ensure_ascii));
     value.serialize(&mut ser)
 }

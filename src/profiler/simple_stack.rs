@@ -69,18 +69,26 @@ pub fn analyze(frame: &Frame) -> SimpleStackAnalysis {
             rows.iter()
                 .filter(|r| r.event_type == et)
                 .map(|r| r.event_timestamp)
-                .fold(None, |acc: Option<f64>, t| Some(acc.map_or(t, |a| a.min(t))))
+                .fold(None, |acc: Option<f64>, t| {
+                    Some(acc.map_or(t, |a| a.min(t)))
+                })
         };
         let max_of = |et: EventType| {
             rows.iter()
                 .filter(|r| r.event_type == et)
                 .map(|r| r.event_timestamp)
-                .fold(None, |acc: Option<f64>, t| Some(acc.map_or(t, |a| a.max(t))))
+                .fold(None, |acc: Option<f64>, t| {
+                    Some(acc.map_or(t, |a| a.max(t)))
+                })
         };
         let (Some(start), Some(end)) = (min_of(start_type), max_of(end_type)) else {
             continue;
         };
-        let name = if op_type == "LLM" { &first.llm_name } else { &first.tool_name };
+        let name = if op_type == "LLM" {
+            &first.llm_name
+        } else {
+            &first.tool_name
+        };
         ops.push(Operation {
             op_type,
             name,
@@ -108,7 +116,10 @@ pub fn analyze(frame: &Frame) -> SimpleStackAnalysis {
 
     let mut groups: BTreeMap<(&str, &str), Vec<f64>> = BTreeMap::new();
     for op in &ops {
-        groups.entry((op.op_type, op.name)).or_default().push(op.end - op.start);
+        groups
+            .entry((op.op_type, op.name))
+            .or_default()
+            .push(op.end - op.start);
     }
     let mut stats = IndexMap::new();
     for ((op_type, name), durations) in groups {
@@ -183,21 +194,35 @@ mod tests {
     #[test]
     fn pairs_by_uuid_and_counts_concurrency_across_requests() {
         let f = frame_of(&[
-            vec![("LLM_START", 0.0, "a"), ("LLM_NEW_TOKEN", 0.5, "a"), ("LLM_END", 2.0, "a")],
-            vec![("LLM_START", 1.0, "b"), ("LLM_END", 2.0, "b"), ("TOOL_START", 5.0, "t")],
+            vec![
+                ("LLM_START", 0.0, "a"),
+                ("LLM_NEW_TOKEN", 0.5, "a"),
+                ("LLM_END", 2.0, "a"),
+            ],
+            vec![
+                ("LLM_START", 1.0, "b"),
+                ("LLM_END", 2.0, "b"),
+                ("TOOL_START", 5.0, "t"),
+            ],
         ]);
         let a = analyze(&f);
         let s = &a.stats["LLM:m"];
         assert_eq!((s.usage_count, s.max_concurrency), (2, 2));
         assert_eq!(s.avg_duration, 1.5);
         assert_eq!(s.bottleneck_score, 3.0);
-        assert!(!a.stats.contains_key("TOOL:t"), "a START alone is not an operation");
+        assert!(
+            !a.stats.contains_key("TOOL:t"),
+            "a START alone is not an operation"
+        );
         assert!(a.summary.contains("Overall max concurrency (all ops): 2"));
     }
 
     #[test]
     fn no_operations() {
-        let f = frame_of(&[vec![("FUNCTION_START", 0.0, "f"), ("FUNCTION_END", 1.0, "f")]]);
+        let f = frame_of(&[vec![
+            ("FUNCTION_START", 0.0, "f"),
+            ("FUNCTION_END", 1.0, "f"),
+        ]]);
         let a = analyze(&f);
         assert!(a.stats.is_empty());
         assert_eq!(a.summary, "No operations found to profile.");

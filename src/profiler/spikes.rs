@@ -71,7 +71,10 @@ pub fn analyze(forest: &CallForest, spike_threshold: i64) -> SpikeAnalysis {
     let (mut prompt_sum, mut prompt_n, mut total_sum, mut total_n) = (0i128, 0u64, 0i128, 0u64);
     let mut spike_intervals = Vec::new();
     let mut seen: HashSet<&str> = HashSet::new();
-    for s in segs.iter().filter(|s| s.level >= spike_threshold && s.end > s.start) {
+    for s in segs
+        .iter()
+        .filter(|s| s.level >= spike_threshold && s.end > s.start)
+    {
         while next < by_start.len() && forest.nodes[by_start[next]].start < s.end {
             let n = by_start[next];
             active.insert(position[n], n);
@@ -218,7 +221,11 @@ fn report(a: &SpikeAnalysis, num_calls: usize, total_time: f64) -> String {
     let mut lat: Vec<(&i64, &f64)> = a.average_latency_by_concurrency.iter().collect();
     lat.sort_by_key(|(l, _)| **l);
     for (level, v) in lat {
-        let _ = write!(out, "\n  concurrency={level} => avg_latency={}", fixed(*v, 2));
+        let _ = write!(
+            out,
+            "\n  concurrency={level} => avg_latency={}",
+            fixed(*v, 2)
+        );
     }
     out
 }
@@ -251,7 +258,8 @@ mod tests {
         let mut out: Vec<String> = Vec::new();
         for n in forest.dfs_order() {
             let node = &forest.nodes[n];
-            if !(node.end <= s || node.start >= e) && !out.iter().any(|u| u == node.uuid) {
+            let overlaps = !(node.end <= s || node.start >= e);
+            if overlaps && !out.iter().any(|u| u == node.uuid) {
                 out.push(node.uuid.to_owned());
             }
         }
@@ -261,17 +269,37 @@ mod tests {
     #[test]
     fn sweep_equals_quadratic_scan() {
         let f = frame_of(&[
-            vec![("LLM_START", 0.0, "a"), ("TOOL_START", 0.5, "t"), ("TOOL_END", 0.7, "t"), ("LLM_END", 2.0, "a")],
-            vec![("LLM_START", 1.0, "b"), ("LLM_END", 3.0, "b"), ("TOOL_START", 3.0, "z"), ("TOOL_END", 3.0, "z")],
-            vec![("LLM_START", 1.5, "c"), ("LLM_END", 1.6, "c"), ("LLM_START", 4.0, "d")],
+            vec![
+                ("LLM_START", 0.0, "a"),
+                ("TOOL_START", 0.5, "t"),
+                ("TOOL_END", 0.7, "t"),
+                ("LLM_END", 2.0, "a"),
+            ],
+            vec![
+                ("LLM_START", 1.0, "b"),
+                ("LLM_END", 3.0, "b"),
+                ("TOOL_START", 3.0, "z"),
+                ("TOOL_END", 3.0, "z"),
+            ],
+            vec![
+                ("LLM_START", 1.5, "c"),
+                ("LLM_END", 1.6, "c"),
+                ("LLM_START", 4.0, "d"),
+            ],
         ]);
         let forest = CallForest::build(&f);
         let a = analyze(&forest, 1);
         assert!(!a.spike_intervals.is_empty());
         for sp in &a.spike_intervals {
-            assert_eq!(sp.active_uuids, brute_active(&forest, sp.start_time, sp.end_time));
+            assert_eq!(
+                sp.active_uuids,
+                brute_active(&forest, sp.start_time, sp.end_time)
+            );
         }
-        assert_eq!(a.spike_intervals.iter().map(|s| s.concurrency).max(), Some(3));
+        assert_eq!(
+            a.spike_intervals.iter().map(|s| s.concurrency).max(),
+            Some(3)
+        );
         let high = analyze(&forest, 3);
         assert_eq!(high.spike_intervals.len(), 1);
     }
@@ -283,6 +311,9 @@ mod tests {
         let a = analyze(&forest, 1);
         assert!(a.concurrency_distribution.is_empty());
         assert_eq!(a.p50_concurrency, 0.0);
-        assert!(a.textual_report.ends_with("No calls or no concurrency data."));
+        assert!(
+            a.textual_report
+                .ends_with("No calls or no concurrency data.")
+        );
     }
 }

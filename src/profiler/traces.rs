@@ -54,8 +54,11 @@ impl<W: Write> TracesWriter<W> {
 
     /// Appends one step already rendered by [`render_step`].
     pub fn rendered_step(&mut self, rendered: &[u8]) -> io::Result<()> {
-        self.out
-            .write_all(if self.steps_in_request == 0 { b"\n      " } else { b",\n      " })?;
+        self.out.write_all(if self.steps_in_request == 0 {
+            b"\n      "
+        } else {
+            b",\n      "
+        })?;
         self.steps_in_request += 1;
         self.out.write_all(rendered)
     }
@@ -107,10 +110,15 @@ mod tests {
             for s in &r.steps {
                 w.step(s).unwrap();
             }
-            whole.push(json!({"request_number": r.number_in_document(), "intermediate_steps": r.steps}));
+            whole.push(
+                json!({"request_number": r.number_in_document(), "intermediate_steps": r.steps}),
+            );
         }
         let got = w.finish().unwrap();
-        assert_eq!(String::from_utf8(got).unwrap(), String::from_utf8(pyjson::to_vec(&whole)).unwrap());
+        assert_eq!(
+            String::from_utf8(got).unwrap(),
+            String::from_utf8(pyjson::to_vec(&whole)).unwrap()
+        );
         assert_eq!(TracesWriter::new(Vec::new()).finish().unwrap(), b"[]");
     }
 }

@@ -175,7 +175,8 @@ pub fn parse_document(bytes: &[u8], opts: &ParseOptions) -> Result<Batch, TraceE
 
 /// Reads an uncompressed JSON document in any form.
 pub fn parse_json(bytes: &[u8], opts: &ParseOptions) -> Result<Batch, TraceError> {
-    let doc: Value = serde_json::from_slice(bytes).map_err(|e| TraceError::Syntax(e.to_string()))?;
+    let doc: Value =
+        serde_json::from_slice(bytes).map_err(|e| TraceError::Syntax(e.to_string()))?;
     parse_value(doc, opts)
 }
 
@@ -197,24 +198,26 @@ fn read_batch(v: &mut Validator, doc: Value) -> Option<Batch> {
         Value::Array(items) => items,
         Value::Object(mut obj) if obj.contains_key("eval_input_items") => {
             // The EvalInput dump: {"eval_input_items": [{"trajectory": [...]}, ...]}
-            return v.at("eval_input_items", |v| match obj.shift_remove("eval_input_items") {
-                Some(Value::Array(items)) => {
-                    let requests = items
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, item)| v.at(i, |v| eval_item(v, item, i, "trajectory")))
-                        .collect::<Vec<_>>();
-                    Some(Batch {
-                        form: InputForm::Eval,
-                        requests: requests.into_iter().collect::<Option<Vec<_>>>()?,
-                    })
-                }
-                other => {
-                    v.error(format!(
-                        "expected a list of eval items, got {}",
-                        other.as_ref().map_or("nothing", type_name)
-                    ));
-                    None
+            return v.at("eval_input_items", |v| {
+                match obj.shift_remove("eval_input_items") {
+                    Some(Value::Array(items)) => {
+                        let requests = items
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, item)| v.at(i, |v| eval_item(v, item, i, "trajectory")))
+                            .collect::<Vec<_>>();
+                        Some(Batch {
+                            form: InputForm::Eval,
+                            requests: requests.into_iter().collect::<Option<Vec<_>>>()?,
+                        })
+                    }
+                    other => {
+                        v.error(format!(
+                            "expected a list of eval items, got {}",
+                            other.as_ref().map_or("nothing", type_name)
+                        ));
+                        None
+                    }
                 }
             });
         }
@@ -285,7 +288,9 @@ fn profiler_item(v: &mut Validator, item: Value, position: usize) -> Option<Requ
     let number = match obj.shift_remove("request_number") {
         None => {
             v.at("request_number", |v| {
-                v.error("field required: the first item has a request_number, so every item needs one")
+                v.error(
+                    "field required: the first item has a request_number, so every item needs one",
+                )
             });
             None
         }
@@ -357,13 +362,20 @@ fn steps_value(v: &mut Validator, s: Value, position: usize) -> Option<Vec<Inter
         // The oracle treats a null trajectory as an empty one.
         Value::Null => Some(Vec::new()),
         other => {
-            v.error(format!("expected a list of steps, got {}", type_name(&other)));
+            v.error(format!(
+                "expected a list of steps, got {}",
+                type_name(&other)
+            ));
             None
         }
     }
 }
 
-fn step_list(v: &mut Validator, steps: Vec<Value>, position: usize) -> Option<Vec<IntermediateStep>> {
+fn step_list(
+    v: &mut Validator,
+    steps: Vec<Value>,
+    position: usize,
+) -> Option<Vec<IntermediateStep>> {
     let mut out = Vec::with_capacity(steps.len());
     let mut ok = true;
     for (i, raw) in steps.into_iter().enumerate() {
@@ -406,10 +418,18 @@ mod tests {
     #[test]
     fn detects_each_form() {
         let opts = ParseOptions::default();
-        let p = parse_value(json!([{"request_number": 3, "intermediate_steps": [step("LLM_START", 1.0)]}]), &opts).unwrap();
+        let p = parse_value(
+            json!([{"request_number": 3, "intermediate_steps": [step("LLM_START", 1.0)]}]),
+            &opts,
+        )
+        .unwrap();
         assert_eq!(p.form, InputForm::Profiler);
         assert_eq!(p.requests[0].request_number, Some(3));
-        let e = parse_value(json!([{"id": 17, "question": "q", "intermediate_steps": []}]), &opts).unwrap();
+        let e = parse_value(
+            json!([{"id": 17, "question": "q", "intermediate_steps": []}]),
+            &opts,
+        )
+        .unwrap();
         assert_eq!(e.form, InputForm::Eval);
         assert_eq!(e.requests[0].external_id.as_deref(), Some("17"));
         let r = parse_value(json!([[step("LLM_START", 1.0)], []]), &opts).unwrap();
@@ -427,15 +447,24 @@ mod tests {
             &opts,
         )
         .unwrap_err();
-        let TraceError::Invalid { errors, .. } = err else { panic!("{err}") };
-        assert_eq!(errors[0].path, "/0/intermediate_steps/1/payload/event_timestamp");
+        let TraceError::Invalid { errors, .. } = err else {
+            panic!("{err}")
+        };
+        assert_eq!(
+            errors[0].path,
+            "/0/intermediate_steps/1/payload/event_timestamp"
+        );
     }
 
     #[test]
     fn rejects_bad_request_numbers_and_mixed_forms() {
         let opts = ParseOptions::default();
         for n in [json!(-1), json!(1e30), json!("3"), json!(2147483648u64)] {
-            let err = parse_value(json!([{"request_number": n, "intermediate_steps": []}]), &opts).unwrap_err();
+            let err = parse_value(
+                json!([{"request_number": n, "intermediate_steps": []}]),
+                &opts,
+            )
+            .unwrap_err();
             assert!(err.to_string().starts_with("/0/request_number"), "{err}");
         }
         let err = parse_value(json!([[], {"request_number": 1}]), &opts).unwrap_err();
@@ -450,7 +479,10 @@ mod tests {
         let doc = json!([[{"payload": {"event_type": "LLM_START", "event_timestamp": 1.0}}]]);
         let a = parse_value(doc.clone(), &opts).unwrap();
         let b = parse_value(doc, &opts).unwrap();
-        assert_eq!(a.requests[0].steps[0].payload.uuid, b.requests[0].steps[0].payload.uuid);
+        assert_eq!(
+            a.requests[0].steps[0].payload.uuid,
+            b.requests[0].steps[0].payload.uuid
+        );
         assert_eq!(a.requests[0].steps[0].payload.uuid.len(), 36);
     }
 
@@ -461,7 +493,10 @@ mod tests {
         let mut enc = GzEncoder::new(Vec::new(), Compression::best());
         enc.write_all(&vec![b' '; 1 << 20]).unwrap();
         let gz = enc.finish().unwrap();
-        assert!(matches!(gunzip(&gz, Some(1000)), Err(TraceError::TooLarge { limit: 1000 })));
+        assert!(matches!(
+            gunzip(&gz, Some(1000)),
+            Err(TraceError::TooLarge { limit: 1000 })
+        ));
         assert_eq!(gunzip(&gz, None).unwrap().len(), 1 << 20);
     }
 }

@@ -78,10 +78,7 @@ impl Validator {
     pub(crate) fn step(&mut self, v: Value) -> Option<IntermediateStep> {
         let before = self.error_count();
         let Value::Object(mut obj) = v else {
-            self.error(format!(
-                "a step must be an object, got {}",
-                type_name(&v)
-            ));
+            self.error(format!("a step must be an object, got {}", type_name(&v)));
             return None;
         };
         let function_ancestry = match obj.shift_remove("function_ancestry") {
@@ -270,7 +267,11 @@ impl Validator {
     }
 
     /// nat-only counters: kept when present, never invented.
-    fn optional_int_field(&mut self, obj: &mut Map<String, Value>, key: &str) -> Option<Option<i64>> {
+    fn optional_int_field(
+        &mut self,
+        obj: &mut Map<String, Value>,
+        key: &str,
+    ) -> Option<Option<i64>> {
         match obj.shift_remove(key) {
             None => Some(None),
             Some(v) => self.at(key, |c| c.int(v).map(Some)),
@@ -287,7 +288,11 @@ impl Validator {
         }
     }
 
-    fn optional_string(&mut self, obj: &mut Map<String, Value>, key: &str) -> Option<Option<String>> {
+    fn optional_string(
+        &mut self,
+        obj: &mut Map<String, Value>,
+        key: &str,
+    ) -> Option<Option<String>> {
         match obj.shift_remove(key) {
             None | Some(Value::Null) => Some(None),
             Some(v) => self.at(key, |c| c.string(v).map(Some)),
@@ -306,7 +311,10 @@ impl Validator {
 
     fn string_list(&mut self, v: Value) -> Option<Vec<String>> {
         let Value::Array(items) = v else {
-            self.error(format!("expected a list of strings or null, got {}", type_name(&v)));
+            self.error(format!(
+                "expected a list of strings or null, got {}",
+                type_name(&v)
+            ));
             return None;
         };
         let mut out = Vec::with_capacity(items.len());
@@ -393,8 +401,8 @@ impl Validator {
 
 fn integral_f64(x: f64) -> Option<i64> {
     // 2^63 is exactly representable; anything at or beyond it does not fit.
-    (x.fract() == 0.0 && x >= -9.223_372_036_854_775_808e18 && x < 9.223_372_036_854_775_808e18)
-        .then_some(x as i64)
+    const TWO_63: f64 = 9_223_372_036_854_775_808.0;
+    (x.fract() == 0.0 && (-TWO_63..TWO_63).contains(&x)).then_some(x as i64)
 }
 
 /// Python's `float(str)`: surrounding whitespace, `_` between digits, `inf`/`nan` spellings.
@@ -403,7 +411,11 @@ fn parse_python_float(s: &str) -> Option<f64> {
     let cleaned = strip_digit_underscores(t)?;
     let lower = cleaned.to_ascii_lowercase();
     let body = lower.trim_start_matches(['+', '-']);
-    if body.is_empty() || !(body.starts_with(|c: char| c.is_ascii_digit() || c == '.') || body.starts_with("inf") || body.starts_with("nan")) {
+    if body.is_empty()
+        || !(body.starts_with(|c: char| c.is_ascii_digit() || c == '.')
+            || body.starts_with("inf")
+            || body.starts_with("nan"))
+    {
         return None;
     }
     cleaned.parse::<f64>().ok()
@@ -509,7 +521,14 @@ mod tests {
         assert_eq!(s.payload.event_timestamp, 1000.5);
         assert_eq!(s.payload.span_event_timestamp, Some(3.0));
         let u = s.payload.usage_info.unwrap();
-        assert_eq!((u.token_usage.prompt_tokens, u.token_usage.completion_tokens, u.token_usage.total_tokens), (7, 2, 1));
+        assert_eq!(
+            (
+                u.token_usage.prompt_tokens,
+                u.token_usage.completion_tokens,
+                u.token_usage.total_tokens
+            ),
+            (7, 2, 1)
+        );
         assert_eq!(u.seconds_between_calls, 4);
     }
 
@@ -535,14 +554,22 @@ mod tests {
 
     #[test]
     fn span_timestamp_only_on_end_events() {
-        let errs = validate(json!({"payload": {"event_type": "LLM_NEW_TOKEN", "span_event_timestamp": 1.0}})).unwrap_err();
+        let errs = validate(
+            json!({"payload": {"event_type": "LLM_NEW_TOKEN", "span_event_timestamp": 1.0}}),
+        )
+        .unwrap_err();
         assert_eq!(errs[0].path, "/payload/span_event_timestamp");
-        assert!(validate(json!({"payload": {"event_type": "TOOL_END", "span_event_timestamp": 1.0}})).is_ok());
+        assert!(
+            validate(json!({"payload": {"event_type": "TOOL_END", "span_event_timestamp": 1.0}}))
+                .is_ok()
+        );
     }
 
     #[test]
     fn null_ancestry_is_kept_as_null() {
-        let s = validate(json!({"function_ancestry": null, "payload": {"event_type": "LLM_START"}})).unwrap();
+        let s =
+            validate(json!({"function_ancestry": null, "payload": {"event_type": "LLM_START"}}))
+                .unwrap();
         assert_eq!(s.function_ancestry, None);
     }
 
@@ -555,12 +582,18 @@ mod tests {
         let dumped = serde_json::to_value(&s).unwrap();
         assert_eq!(dumped["parent_id"], json!("root"));
         assert_eq!(dumped["payload"]["data"]["payload"], json!(null));
-        assert_eq!(dumped["payload"]["usage_info"]["token_usage"]["cached_tokens"], json!(3));
+        assert_eq!(
+            dumped["payload"]["usage_info"]["token_usage"]["cached_tokens"],
+            json!(3)
+        );
     }
 
     #[test]
     fn rejects_non_finite_and_oversized_numbers() {
-        assert!(validate(json!({"payload": {"event_type": "LLM_START", "event_timestamp": "nan"}})).is_err());
+        assert!(
+            validate(json!({"payload": {"event_type": "LLM_START", "event_timestamp": "nan"}}))
+                .is_err()
+        );
         assert!(validate(json!({"payload": {"event_type": "LLM_START", "usage_info": {"num_llm_calls": 1e30}}})).is_err());
     }
 
