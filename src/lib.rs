@@ -11,7 +11,17 @@
 //! - [`profiler`]: pure analysis over the standardized rows of a run; one file per analysis,
 //!   plus Python-compatible formatting (`pyfmt`, `pyjson`) so outputs match the reference's bytes.
 //! - [`analyze`]: `agentprof analyze FILE --out DIR`, the profiler on a file with no database.
+//! - [`store`]: persistence behind one trait, PostgreSQL (production) and SQLite (embedded
+//!   default); a batch is prepared outside the transaction and stored whole or not at all.
+//! - [`compute`]: outputs computed on demand from stored steps, cached per run version and config.
+//! - [`api`]: the axum HTTP API, problem+json errors, API keys, OpenAPI and Swagger UI.
+//! - [`config`] and [`server`]: typed configuration and `agentprof serve`.
 
 pub mod analyze;
+pub mod api;
+pub mod compute;
+pub mod config;
 pub mod profiler;
+pub mod server;
+pub mod store;
 pub mod trace;

@@ -1,24 +1,24 @@
 //! The `agentprof` binary: argument parsing and dispatch; the work lives in the library.
 
 use agentprof::analyze::{analyze_file, read_config};
+use agentprof::config::ServeConfig;
 use agentprof::profiler::ProfilerConfig;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "agentprof",
-    version,
-    about = "Profiles agent workflow runs (AgentIQ / NeMo Agent Toolkit steps)"
-)]
+#[command(name = "agentprof", version, about = "Profiles agent workflow runs (AgentIQ / NeMo Agent Toolkit steps)")]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the HTTP service (the default command).
+    Serve(ServeConfig),
     /// Profile a trace file offline and write the toolkit profiler's output files.
     Analyze {
         /// all_requests_profiler_traces.json, workflow_output.json or a list of step lists (.gz ok)
@@ -30,12 +30,14 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Print the OpenAPI document (what openapi/openapi.json holds).
+    Openapi,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Analyze { input, out, config } => {
+        Some(Command::Analyze { input, out, config }) => {
             let result = config
                 .as_deref()
                 .map(read_config)
@@ -43,12 +45,7 @@ fn main() -> ExitCode {
                 .and_then(|cfg| analyze_file(&input, &out, &cfg));
             match result {
                 Ok(summary) => {
-                    eprintln!(
-                        "analyzed {} requests, {} steps -> {}",
-                        summary.requests,
-                        summary.steps,
-                        out.display()
-                    );
+                    eprintln!("analyzed {} requests, {} steps -> {}", summary.requests, summary.steps, out.display());
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -56,6 +53,32 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Some(Command::Openapi) => {
+            print!("{}", agentprof::api::docs::to_json(&agentprof::api::openapi()));
+            ExitCode::SUCCESS
+        }
+        Some(Command::Serve(config)) => serve(config),
+        None => serve(ServeConfig::parse_from_env()),
+    }
+}
+
+fn serve(config: ServeConfig) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")))
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(agentprof::server::serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -36,42 +36,98 @@ pub struct Row {
     pub framework: Option<Framework>,
 }
 
-impl Row {
-    pub fn from_step(step: &IntermediateStep, example_number: i64) -> Row {
+/// What a step contributes to the frame, before it is placed in a request: the columns the
+/// service stores per step. Both the CLI (from parsed steps) and the store (from its columns)
+/// build rows through this one type, so the derivation rules live in one place.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepColumns {
+    pub event_type: EventType,
+    pub event_timestamp: f64,
+    pub uuid: String,
+    /// `payload.name` as sent.
+    pub name: Option<String>,
+    pub framework: Option<Framework>,
+    pub ancestry: Option<InvocationNode>,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub total_tokens: i64,
+    pub seconds_between_calls: i64,
+    /// On LLM_START / LLM_END / LLM_NEW_TOKEN: `str()` of data.input / data.output / data.chunk,
+    /// `""` when the step has no data, `None` when the value is null. `""` on other steps.
+    pub text: Option<String>,
+}
+
+impl StepColumns {
+    pub fn from_step(step: &IntermediateStep) -> StepColumns {
         let p = &step.payload;
-        let et = p.event_type;
         let tokens = p.usage_info.as_ref().map(|u| &u.token_usage);
-        let text_of = |wanted: EventType, pick: fn(&crate::trace::StreamEventData) -> &Value| match (
-            &p.data,
-            et == wanted,
-        ) {
-            (Some(d), true) => match pick(d) {
+        let pick: Option<fn(&crate::trace::StreamEventData) -> &Value> = match p.event_type {
+            EventType::LlmStart => Some(|d| &d.input),
+            EventType::LlmEnd => Some(|d| &d.output),
+            EventType::LlmNewToken => Some(|d| &d.chunk),
+            _ => None,
+        };
+        let text = match (pick, &p.data) {
+            (Some(pick), Some(d)) => match pick(d) {
                 Value::Null => None,
                 v => Some(py_str(v)),
             },
             _ => Some(String::new()),
         };
-        let name_if = |types: [EventType; 2]| match &p.name {
-            Some(n) if !n.is_empty() && types.contains(&et) => n.clone(),
-            _ => String::new(),
-        };
-        Row {
-            event_type: et,
+        StepColumns {
+            event_type: p.event_type,
             event_timestamp: p.event_timestamp,
-            example_number,
+            uuid: p.uuid.clone(),
+            name: p.name.clone(),
+            framework: p.framework,
+            ancestry: step.function_ancestry.clone(),
             prompt_tokens: tokens.map_or(0, |t| t.prompt_tokens),
             completion_tokens: tokens.map_or(0, |t| t.completion_tokens),
             total_tokens: tokens.map_or(0, |t| t.total_tokens),
             seconds_between_calls: p.usage_info.as_ref().map_or(0, |u| u.seconds_between_calls),
-            llm_text_input: text_of(EventType::LlmStart, |d| &d.input),
-            llm_text_output: text_of(EventType::LlmEnd, |d| &d.output),
-            llm_new_token: text_of(EventType::LlmNewToken, |d| &d.chunk),
-            llm_name: name_if([EventType::LlmStart, EventType::LlmEnd]),
-            tool_name: name_if([EventType::ToolStart, EventType::ToolEnd]),
-            ancestry: step.function_ancestry.clone(),
-            uuid: p.uuid.clone(),
-            framework: p.framework,
+            text,
         }
+    }
+
+    /// The frame row of this step in request `example_number`.
+    pub fn into_row(self, example_number: i64) -> Row {
+        let et = self.event_type;
+        let name_if = |types: [EventType; 2]| match &self.name {
+            Some(n) if !n.is_empty() && types.contains(&et) => n.clone(),
+            _ => String::new(),
+        };
+        let llm_name = name_if([EventType::LlmStart, EventType::LlmEnd]);
+        let tool_name = name_if([EventType::ToolStart, EventType::ToolEnd]);
+        let empty = || Some(String::new());
+        let (llm_text_input, llm_text_output, llm_new_token) = match et {
+            EventType::LlmStart => (self.text, empty(), empty()),
+            EventType::LlmEnd => (empty(), self.text, empty()),
+            EventType::LlmNewToken => (empty(), empty(), self.text),
+            _ => (empty(), empty(), empty()),
+        };
+        Row {
+            event_type: et,
+            event_timestamp: self.event_timestamp,
+            example_number,
+            prompt_tokens: self.prompt_tokens,
+            completion_tokens: self.completion_tokens,
+            total_tokens: self.total_tokens,
+            seconds_between_calls: self.seconds_between_calls,
+            llm_text_input,
+            llm_text_output,
+            llm_new_token,
+            llm_name,
+            tool_name,
+            ancestry: self.ancestry,
+            uuid: self.uuid,
+            framework: self.framework,
+        }
+    }
+}
+
+impl Row {
+    pub fn from_step(step: &IntermediateStep, example_number: i64) -> Row {
+        StepColumns::from_step(step).into_row(example_number)
     }
 
     /// `llm_text_input.astype(str)`: a null input reads as the string `"None"`.
@@ -137,6 +193,23 @@ pub struct FrameBuilder {
 }
 
 impl FrameBuilder {
+    /// Starts a request; rows pushed next belong to it.
+    pub fn begin_request(&mut self, number: i64) {
+        let at = self.frame.rows.len();
+        self.frame.requests.push(RequestSlice {
+            number,
+            rows: at..at,
+        });
+    }
+
+    /// Appends a row to the request begun last.
+    pub fn push_row(&mut self, row: Row) {
+        self.frame.rows.push(row);
+        if let Some(last) = self.frame.requests.last_mut() {
+            last.rows.end = self.frame.rows.len();
+        }
+    }
+
     pub fn push_request(&mut self, number: i64, rows: impl IntoIterator<Item = Row>) {
         let start = self.frame.rows.len();
         self.frame.rows.extend(rows);

@@ -140,6 +140,21 @@ pub fn to_svg(forest: &CallForest) -> Option<String> {
     }
 }
 
+/// The chart of a run without LLM or tool calls: the title and a note, so that the resource
+/// always exists for a run and always renders.
+pub fn empty_svg() -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<svg xmlns="http://www.w3.org/2000/svg" width="800" height="120" viewBox="0 0 800 120" font-family="DejaVu Sans, Arial, sans-serif">
+<title>{TITLE}</title>
+<rect x="0" y="0" width="800" height="120" fill="white"/>
+<text x="400" y="30" font-size="16" text-anchor="middle">{TITLE}</text>
+<text x="400" y="75" font-size="13" text-anchor="middle">No calls found.</text>
+</svg>
+"#
+    )
+}
+
 fn tick_step(span: f64) -> f64 {
     let raw = span / 10.0;
     let magnitude = 10f64.powf(raw.log10().floor());

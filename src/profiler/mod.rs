@@ -31,7 +31,7 @@ pub mod uniqueness;
 pub(crate) mod testutil;
 
 pub use config::ProfilerConfig;
-pub use frame::{Frame, FrameBuilder, RequestSlice, Row};
+pub use frame::{Frame, FrameBuilder, RequestSlice, Row, StepColumns};
 
 use serde::Serialize;
 

@@ -87,6 +87,19 @@ impl<W: Write> TracesWriter<W> {
     }
 }
 
+impl TracesWriter<Vec<u8>> {
+    /// Bytes written and not yet taken.
+    pub fn buffered(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Takes the bytes written so far, for streaming the file out in chunks.
+    pub fn take(&mut self) -> Vec<u8> {
+        let capacity = self.out.capacity();
+        std::mem::replace(&mut self.out, Vec::with_capacity(capacity))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

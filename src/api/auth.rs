@@ -1,0 +1,82 @@
+//! API keys: `Authorization: Bearer KEY`. A write key may do everything, a read key only reads.
+//!
+//! Keys are compared in constant time (over fixed-length digests, so neither the content nor the
+//! length of a key leaks through timing), and every configured key is checked on every request.
+//! The key itself is never logged.
+
+use super::AppState;
+use super::error::ApiError;
+use crate::config::{Access, ApiKeys};
+use axum::extract::{Request, State};
+use axum::http::{Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// Paths anyone may fetch even when keys are configured: probes and the API description.
+pub fn is_open_path(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/openapi.json" | "/docs") || path.starts_with("/docs/")
+}
+
+/// What a request needs: reads need any key, writes a write key. `POST /v1/compare` only reads.
+pub fn required_access(method: &Method, path: &str) -> Access {
+    match *method {
+        Method::GET | Method::HEAD | Method::OPTIONS => Access::Read,
+        Method::POST if path == "/v1/compare" => Access::Read,
+        _ => Access::Write,
+    }
+}
+
+/// The access a presented key grants, if it is one of ours.
+pub fn lookup(keys: &ApiKeys, presented: &str) -> Option<Access> {
+    let digest = Sha256::digest(presented.as_bytes());
+    let mut found: Option<Access> = None;
+    for (access, key) in &keys.keys {
+        let candidate = Sha256::digest(key.as_bytes());
+        // No early exit: every key is compared.
+        if bool::from(candidate.ct_eq(&digest)) {
+            found = Some(found.map_or(*access, |a| a.max(*access)));
+        }
+    }
+    found
+}
+
+pub async fn require_key(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(keys) = st.keys.as_deref() else {
+        return next.run(req).await;
+    };
+    let path = req.uri().path();
+    if is_open_path(path) {
+        return next.run(req).await;
+    }
+    let needed = required_access(req.method(), path);
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    match presented.and_then(|k| lookup(keys, k)) {
+        None => ApiError::Unauthorized.into_response(),
+        Some(granted) if granted < needed => ApiError::Forbidden.into_response(),
+        Some(_) => next.run(req).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_grant_their_access() {
+        let keys: ApiKeys = "read:reader-key-123,write:writer-key-456".parse().unwrap();
+        assert_eq!(lookup(&keys, "reader-key-123"), Some(Access::Read));
+        assert_eq!(lookup(&keys, "writer-key-456"), Some(Access::Write));
+        assert_eq!(lookup(&keys, "writer-key-45"), None);
+        assert_eq!(lookup(&keys, ""), None);
+        assert_eq!(required_access(&Method::DELETE, "/v1/runs/x"), Access::Write);
+        assert_eq!(required_access(&Method::POST, "/v1/compare"), Access::Read);
+        assert!(is_open_path("/docs/index.html") && !is_open_path("/metrics"));
+    }
+}

@@ -1,0 +1,233 @@
+//! One error type for the HTTP layer, rendered as RFC 9457 `application/problem+json`.
+//!
+//! Internal error text never reaches the client: store and computation failures are logged with
+//! the request's context and answered with a generic 500 (or a 503 with `Retry-After` when the
+//! database is unreachable).
+
+use crate::compute::ComputeError;
+use crate::store::StoreError;
+use crate::trace::{FieldError, TraceError};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Seconds a client should wait before retrying when the database is unavailable.
+pub const RETRY_AFTER_SECS: u32 = 5;
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "type": "urn:agentprof:problem:validation-error",
+    "title": "Request body failed validation",
+    "status": 422,
+    "detail": "/3/intermediate_steps/17/payload/event_timestamp: expected a number, got \"soon\"",
+    "code": "validation-error",
+    "errors": [{"path": "/3/intermediate_steps/17/payload/event_timestamp", "message": "expected a number, got \"soon\""}]
+}))]
+pub struct Problem {
+    /// A URI naming the kind of problem (`urn:agentprof:problem:<code>`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Stable machine-readable code, the last segment of `type`.
+    pub code: String,
+    /// Each rejected value with the JSON pointer of its place in the request body.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<ProblemField>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProblemField {
+    /// JSON pointer (RFC 6901) into the request body; `""` is the whole body.
+    pub path: String,
+    pub message: String,
+}
+
+impl From<FieldError> for ProblemField {
+    fn from(e: FieldError) -> Self {
+        ProblemField {
+            path: e.path,
+            message: e.message,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("run {0} not found")]
+    RunNotFound(uuid::Uuid),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("method not allowed on this endpoint; see /docs")]
+    MethodNotAllowed,
+    #[error("{detail}")]
+    Invalid { detail: String, errors: Vec<ProblemField> },
+    #[error("request body is larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("missing or unknown API key")]
+    Unauthorized,
+    #[error("this API key may only read")]
+    Forbidden,
+    #[error("the database is unavailable")]
+    Unavailable,
+    /// Logged in full; the client sees a generic message.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::RunNotFound(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn code_and_title(&self) -> (&'static str, &'static str) {
+        match self {
+            ApiError::RunNotFound(_) => ("run-not-found", "Run not found"),
+            ApiError::NotFound(_) => ("not-found", "Not found"),
+            ApiError::BadRequest(_) => ("malformed-request", "Malformed request"),
+            ApiError::MethodNotAllowed => ("method-not-allowed", "Method not allowed"),
+            ApiError::Invalid { .. } => ("validation-error", "Request body failed validation"),
+            ApiError::TooLarge { .. } => ("body-too-large", "Request body too large"),
+            ApiError::UnsupportedMediaType(_) => ("unsupported-media-type", "Unsupported media type"),
+            ApiError::Unauthorized => ("unauthorized", "Authentication required"),
+            ApiError::Forbidden => ("forbidden", "Not allowed with this API key"),
+            ApiError::Unavailable => ("database-unavailable", "Service temporarily unavailable"),
+            ApiError::Internal(_) => ("internal-error", "Internal server error"),
+        }
+    }
+
+    pub fn problem(&self) -> Problem {
+        let (code, title) = self.code_and_title();
+        let detail = match self {
+            ApiError::Internal(_) => "An unexpected error occurred; it has been logged.".to_owned(),
+            ApiError::Unavailable => format!(
+                "The database cannot be reached right now; retry in {RETRY_AFTER_SECS} seconds."
+            ),
+            other => other.to_string(),
+        };
+        let errors = match self {
+            ApiError::Invalid { errors, .. } => errors.clone(),
+            _ => Vec::new(),
+        };
+        Problem {
+            kind: format!("urn:agentprof:problem:{code}"),
+            title: title.to_owned(),
+            status: self.status().as_u16(),
+            detail,
+            code: code.to_owned(),
+            errors,
+        }
+    }
+
+    /// A validation failure at one place in the body.
+    pub fn invalid_at(path: impl Into<String>, message: impl Into<String>) -> ApiError {
+        let (path, message) = (path.into(), message.into());
+        let shown = if path.is_empty() { "(body)".to_owned() } else { path.clone() };
+        ApiError::Invalid {
+            detail: format!("{shown}: {message}"),
+            errors: vec![ProblemField { path, message }],
+        }
+    }
+
+    /// A trace error, with every pointer moved under `prefix` (e.g. `/requests`).
+    pub fn from_trace(e: TraceError, prefix: &str) -> ApiError {
+        match e {
+            TraceError::Syntax(msg) => ApiError::BadRequest(format!("request body is not valid JSON: {msg}")),
+            TraceError::Gzip(msg) => ApiError::BadRequest(format!("request body is not valid gzip: {msg}")),
+            TraceError::TooLarge { limit } => ApiError::TooLarge { limit: limit as usize },
+            TraceError::Invalid { errors, omitted } => {
+                let errors: Vec<ProblemField> = errors
+                    .into_iter()
+                    .map(|e| ProblemField {
+                        path: format!("{prefix}{}", e.path),
+                        message: e.message,
+                    })
+                    .collect();
+                let total = errors.len() + omitted;
+                let detail = match errors.first() {
+                    Some(first) if total == 1 => format!("{}: {}", display_path(&first.path), first.message),
+                    Some(first) => format!(
+                        "{}: {} (and {} more)",
+                        display_path(&first.path),
+                        first.message,
+                        total - 1
+                    ),
+                    None => "invalid request body".to_owned(),
+                };
+                ApiError::Invalid { detail, errors }
+            }
+        }
+    }
+}
+
+fn display_path(p: &str) -> &str {
+    if p.is_empty() { "(body)" } else { p }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ApiError::NotFound("run not found".to_owned()),
+            StoreError::Unavailable(_) => ApiError::Unavailable,
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<ComputeError> for ApiError {
+    fn from(e: ComputeError) -> Self {
+        match e {
+            ComputeError::NotFound => ApiError::NotFound("run not found".to_owned()),
+            ComputeError::Unavailable => ApiError::Unavailable,
+            ComputeError::Internal(msg) => ApiError::Internal(msg),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match &self {
+            ApiError::Internal(msg) => tracing::error!(error = %msg, "request failed"),
+            ApiError::Unavailable => tracing::warn!("database unavailable"),
+            _ => {}
+        }
+        let problem = self.problem();
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut resp = (self.status(), body).into_response();
+        let headers = resp.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        match self {
+            ApiError::Unavailable => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+            }
+            ApiError::Unauthorized => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
+        }
+        resp
+    }
+}
+
+/// `Result` for handlers.
+pub type ApiResult<T> = Result<T, ApiError>;

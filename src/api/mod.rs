@@ -1,0 +1,167 @@
+//! The HTTP API (axum): one router per resource, utoipa annotations on every handler, one
+//! error type rendered as problem+json, and the middleware stack.
+//!
+//! Middleware, outermost first: request id (set and echoed as `x-request-id`), a tracing span per
+//! request, a panic catcher (a 500 problem, never a dropped connection), request metrics, API-key
+//! checks, a timeout (503 when a response has not started in time), and response compression.
+
+pub mod auth;
+pub mod body;
+pub mod docs;
+pub mod error;
+pub mod ops;
+pub mod outputs;
+pub mod runs;
+pub mod schema;
+
+use crate::compute::Analyzer;
+use crate::config::ApiKeys;
+use crate::store::Store;
+use axum::Router;
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use body::BodyLimits;
+use error::ApiError;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// Everything a handler needs.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub analyzer: Arc<Analyzer>,
+    pub limits: BodyLimits,
+    pub keys: Option<Arc<ApiKeys>>,
+    pub prometheus: PrometheusHandle,
+}
+
+/// Settings of the HTTP layer that are not per-request state.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpSettings {
+    pub request_timeout: Duration,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            request_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// The process-wide Prometheus recorder (the `metrics` facade allows only one).
+pub fn prometheus_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+            PrometheusBuilder::new()
+                .set_buckets(&buckets)
+                .ok()
+                .and_then(|b| b.install_recorder().ok())
+                // Someone else installed a global recorder (only in unusual embeddings): keep a
+                // private one so /metrics still renders.
+                .unwrap_or_else(|| PrometheusBuilder::new().build_recorder().handle())
+        })
+        .clone()
+}
+
+/// The routes and their OpenAPI description, before state and middleware.
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
+        .routes(routes!(runs::create_run, runs::list_runs))
+        .routes(routes!(runs::get_run, runs::patch_run, runs::delete_run))
+        .routes(routes!(runs::append_steps))
+        .routes(routes!(runs::get_requests))
+        .routes(routes!(outputs::metrics))
+        .routes(routes!(outputs::profiling))
+        .routes(routes!(outputs::report))
+        .routes(routes!(outputs::csv))
+        .routes(routes!(outputs::gantt))
+        .routes(routes!(outputs::forecast))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::prometheus))
+}
+
+/// The OpenAPI document, as served at `/openapi.json` and checked in as `openapi/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, api) = routes().split_for_parts();
+    docs::finish(api)
+}
+
+/// The complete application.
+pub fn app(state: AppState, settings: HttpSettings) -> Router {
+    let (router, api) = routes().split_for_parts();
+    let api = docs::finish(api);
+    let router = router
+        .merge(docs::router(&api))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(CompressionLayer::new())
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, settings.request_timeout))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::require_key))
+        .layer(middleware::from_fn(record_request))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
+    router.with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such endpoint; see /docs".to_owned())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("handler panicked");
+    ApiError::Internal("handler panicked".to_owned()).into_response()
+}
+
+/// Counts requests and records latencies per route template (not per concrete URL, which would
+/// give every run its own time series).
+async fn record_request(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().as_str().to_owned();
+    let started = Instant::now();
+    let mut resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!("agentprof_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("agentprof_http_request_duration_seconds", "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    resp.headers_mut()
+        .entry(header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
+    resp
+}
+
+/// Spawns the periodic upkeep the Prometheus recorder needs (it drains histogram buffers).
+pub fn spawn_metrics_upkeep(handle: PrometheusHandle) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            handle.run_upkeep();
+        }
+    });
+}
+

@@ -1,0 +1,199 @@
+//! The toolkit profiler's outputs for a run, computed on demand and cached per (run version,
+//! profiler config). Each carries a strong ETag; `If-None-Match` answers 304 without computing.
+
+use super::AppState;
+use super::error::{ApiError, ApiResult, Problem};
+use super::runs::{for_run, run_id};
+use super::schema::{ForecastDoc, InferenceOptimizationDoc, WorkflowProfilingDoc};
+use crate::compute::{Artifact, effective_config, etag};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+/// Whether an `If-None-Match` header matches `tag` (weak comparison, `*` matches anything).
+pub fn if_none_match(headers: &HeaderMap, tag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|t| t == "*" || t.trim_start_matches("W/") == tag)
+}
+
+async fn output(st: AppState, path: Result<Path<String>, PathRejection>, headers: HeaderMap, kind: Artifact) -> ApiResult<Response> {
+    let id = run_id(path)?;
+    let run = st.store.get_run(id).await.map_err(for_run(id))?;
+    let (_, fp) = effective_config(&run).map_err(ApiError::from)?;
+    let current = etag(id, run.version, &fp, kind);
+    let cache_headers = |tag: &str| {
+        [
+            (header::ETAG, HeaderValue::from_str(tag).unwrap_or(HeaderValue::from_static("\"\""))),
+            (header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache")),
+        ]
+    };
+    if if_none_match(&headers, &current) {
+        return Ok((StatusCode::NOT_MODIFIED, cache_headers(&current)).into_response());
+    }
+    let rendered = st.analyzer.render(&run, kind).await.map_err(|e| match e {
+        crate::compute::ComputeError::NotFound => ApiError::RunNotFound(id),
+        other => ApiError::from(other),
+    })?;
+    Ok((
+        StatusCode::OK,
+        cache_headers(&rendered.etag),
+        [(header::CONTENT_TYPE, kind.content_type())],
+        rendered.bytes.clone(),
+    )
+        .into_response())
+}
+
+/// Inference metrics
+///
+/// `inference_optimization.json`: confidence intervals of workflow run time, LLM latency and
+/// throughput, common prompt prefixes, token uniqueness and runtime percentiles, with the
+/// toolkit's numbers (and quirks: time-ordered latency pairing, population-stdev z-intervals).
+#[utoipa::path(
+    get, path = "/v1/runs/{run_id}/metrics", tag = "outputs",
+    params(("run_id" = uuid::Uuid, Path, description = "Run id"),
+           ("If-None-Match" = Option<String>, Header, description = "ETag of a copy you hold")),
+    responses(
+        (status = 200, description = "inference_optimization.json", body = InferenceOptimizationDoc,
+            headers(("ETag" = String, description = "Changes with the run's data and config"))),
+        (status = 304, description = "Not modified"),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn metrics(State(st): State<AppState>, path: Result<Path<String>, PathRejection>, headers: HeaderMap) -> ApiResult<Response> {
+    output(st, path, headers, Artifact::Metrics).await
+}
+
+/// Workflow profiling metrics
+///
+/// `workflow_profiling_metrics.json`: simple and nested stack bottleneck analyses, concurrency
+/// spikes and PrefixSpan sub-workflow patterns.
+#[utoipa::path(
+    get, path = "/v1/runs/{run_id}/profiling", tag = "outputs",
+    params(("run_id" = uuid::Uuid, Path, description = "Run id"),
+           ("If-None-Match" = Option<String>, Header, description = "ETag of a copy you hold")),
+    responses(
+        (status = 200, description = "workflow_profiling_metrics.json", body = WorkflowProfilingDoc,
+            headers(("ETag" = String, description = "Changes with the run's data and config"))),
+        (status = 304, description = "Not modified"),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn profiling(State(st): State<AppState>, path: Result<Path<String>, PathRejection>, headers: HeaderMap) -> ApiResult<Response> {
+    output(st, path, headers, Artifact::Profiling).await
+}
+
+/// Profiling report
+///
+/// `workflow_profiling_report.txt`, the toolkit's text report, byte for byte.
+#[utoipa::path(
+    get, path = "/v1/runs/{run_id}/report", tag = "outputs",
+    params(("run_id" = uuid::Uuid, Path, description = "Run id"),
+           ("If-None-Match" = Option<String>, Header, description = "ETag of a copy you hold")),
+    responses(
+        (status = 200, description = "workflow_profiling_report.txt", body = String, content_type = "text/plain",
+            headers(("ETag" = String, description = "Changes with the run's data and config"))),
+        (status = 304, description = "Not modified"),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn report(State(st): State<AppState>, path: Result<Path<String>, PathRejection>, headers: HeaderMap) -> ApiResult<Response> {
+    output(st, path, headers, Artifact::Report).await
+}
+
+/// Standardized CSV
+///
+/// `standardized_data_all.csv`: one row per step, with the six NOVA columns when
+/// `compute_llm_metrics` is on and without the text columns when `csv_exclude_io_text` is.
+#[utoipa::path(
+    get, path = "/v1/runs/{run_id}/standardized.csv", tag = "outputs",
+    params(("run_id" = uuid::Uuid, Path, description = "Run id"),
+           ("If-None-Match" = Option<String>, Header, description = "ETag of a copy you hold")),
+    responses(
+        (status = 200, description = "standardized_data_all.csv", body = String, content_type = "text/csv",
+            headers(("ETag" = String, description = "Changes with the run's data and config"))),
+        (status = 304, description = "Not modified"),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn csv(State(st): State<AppState>, path: Result<Path<String>, PathRejection>, headers: HeaderMap) -> ApiResult<Response> {
+    output(st, path, headers, Artifact::Csv).await
+}
+
+/// Gantt chart
+///
+/// One bar per LLM or tool call, sorted by start (blue: LLM, green: tool), as a standalone SVG.
+#[utoipa::path(
+    get, path = "/v1/runs/{run_id}/gantt.svg", tag = "outputs",
+    params(("run_id" = uuid::Uuid, Path, description = "Run id"),
+           ("If-None-Match" = Option<String>, Header, description = "ETag of a copy you hold")),
+    responses(
+        (status = 200, description = "The chart", body = String, content_type = "image/svg+xml",
+            headers(("ETag" = String, description = "Changes with the run's data and config"))),
+        (status = 304, description = "Not modified"),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn gantt(State(st): State<AppState>, path: Result<Path<String>, PathRejection>, headers: HeaderMap) -> ApiResult<Response> {
+    output(st, path, headers, Artifact::Gantt).await
+}
+
+/// Token-usage forecast
+///
+/// The toolkit fits a random forest to predict the next calls' token usage and pickles it; we
+/// fit the same shape of model on the same windows, seeded, and serve its description, in-sample
+/// error and each request's predicted next calls. `status: skipped` says why the toolkit's fit
+/// would fail on this run (a request without LLM_END, an LLM_END without its LLM_START).
+#[utoipa::path(
+    get, path = "/v1/runs/{run_id}/forecast", tag = "outputs",
+    params(("run_id" = uuid::Uuid, Path, description = "Run id"),
+           ("If-None-Match" = Option<String>, Header, description = "ETag of a copy you hold")),
+    responses(
+        (status = 200, description = "Forecast model summary and predictions", body = ForecastDoc,
+            headers(("ETag" = String, description = "Changes with the run's data and config"))),
+        (status = 304, description = "Not modified"),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn forecast(State(st): State<AppState>, path: Result<Path<String>, PathRejection>, headers: HeaderMap) -> ApiResult<Response> {
+    output(st, path, headers, Artifact::Forecast).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_none_match_forms() {
+        let mut h = HeaderMap::new();
+        assert!(!if_none_match(&h, "\"a\""));
+        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"x\", W/\"a\""));
+        assert!(if_none_match(&h, "\"a\""));
+        assert!(!if_none_match(&h, "\"b\""));
+        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
+        assert!(if_none_match(&h, "\"b\""));
+    }
+}

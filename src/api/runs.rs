@@ -1,0 +1,458 @@
+//! The run resource: create, list, read, change, delete, and append step batches.
+
+use super::AppState;
+use super::body::{parse_json, read_json_bytes};
+use super::error::{ApiError, ApiResult, Problem};
+use super::schema::*;
+use crate::profiler::ProfilerConfig;
+use crate::store::{IngestOutcome, NewRun, PreparedBatch, RunChanges, RunCursor, RunRecord, StoreError};
+use crate::trace::{ParseOptions, parse_value};
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use utoipa::IntoParams;
+use uuid::Uuid;
+
+/// Maps a store error for run `id` (so a 404 names the run).
+pub(crate) fn for_run(id: Uuid) -> impl Fn(StoreError) -> ApiError {
+    move |e| match e {
+        StoreError::NotFound => ApiError::RunNotFound(id),
+        other => ApiError::from(other),
+    }
+}
+
+/// The run as the API shows it, with the effective profiler config.
+pub(crate) fn run_view(r: RunRecord) -> ApiResult<RunView> {
+    let config = ProfilerConfig::from_json(r.profiler_config.clone())
+        .map_err(|e| ApiError::Internal(format!("stored profiler config of run {} is invalid: {e}", r.id)))?;
+    Ok(RunView {
+        id: r.id,
+        name: r.name,
+        created_at: r.created_at,
+        updated_at: r.updated_at,
+        version: r.version,
+        request_count: r.request_count,
+        step_count: r.step_count,
+        profiler_config: serde_json::to_value(config).unwrap_or(Value::Null),
+        metadata: r.metadata,
+    })
+}
+
+pub(crate) fn ingest_view(run_id: Uuid, o: IngestOutcome) -> IngestResponse {
+    IngestResponse {
+        run_id,
+        version: o.version,
+        requests: RequestCounts {
+            received: o.requests_received,
+            created: o.requests_created,
+        },
+        steps: StepCounts {
+            received: o.steps_received,
+            stored: o.steps_stored,
+            skipped_duplicate: o.steps_skipped_duplicate,
+        },
+    }
+}
+
+fn record_ingest(o: &IngestOutcome) {
+    metrics::counter!("agentprof_steps_received_total").increment(o.steps_received as u64);
+    metrics::counter!("agentprof_steps_stored_total").increment(o.steps_stored as u64);
+    metrics::counter!("agentprof_steps_duplicate_total").increment(o.steps_skipped_duplicate as u64);
+}
+
+/// Validates a profiler config object (toolkit field names) at `path` in the body.
+fn check_config(v: &Value, path: &str) -> ApiResult<()> {
+    if !v.is_object() {
+        return Err(ApiError::invalid_at(path, "expected an object with the toolkit's ProfilerConfig field names"));
+    }
+    ProfilerConfig::from_json(v.clone())
+        .map(|_| ())
+        .map_err(|e| ApiError::invalid_at(format!("{path}{}", e.path), e.message))
+}
+
+/// A step document (any input form) at `/requests` of the create body, or the whole body.
+fn prepare_steps(doc: Value, prefix: &str) -> ApiResult<PreparedBatch> {
+    let batch = parse_value(doc, &ParseOptions::default()).map_err(|e| ApiError::from_trace(e, prefix))?;
+    Ok(PreparedBatch::prepare(batch))
+}
+
+/// Parses and validates a create body: `{name?, profiler_config?, metadata?, requests?}`, or a
+/// bare step document (a JSON list) as a shorthand for `{"requests": [...]}`.
+fn parse_create(body: Value) -> ApiResult<(NewRun, Option<PreparedBatch>)> {
+    let mut obj = match body {
+        Value::Object(o) => o,
+        list @ Value::Array(_) => {
+            let mut o = Map::new();
+            o.insert("requests".to_owned(), list);
+            o
+        }
+        other => {
+            return Err(ApiError::invalid_at(
+                "",
+                format!("expected an object {{name, profiler_config, metadata, requests}} or a list of requests, got {}", kind(&other)),
+            ));
+        }
+    };
+    let name = match obj.remove("name") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) if s.chars().count() <= 500 => s,
+        Some(Value::String(_)) => return Err(ApiError::invalid_at("/name", "at most 500 characters")),
+        Some(other) => return Err(ApiError::invalid_at("/name", format!("expected a string, got {}", kind(&other)))),
+    };
+    let profiler_config = match obj.remove("profiler_config") {
+        None | Some(Value::Null) => Value::Object(Map::new()),
+        Some(v) => {
+            check_config(&v, "/profiler_config")?;
+            v
+        }
+    };
+    let metadata = match obj.remove("metadata") {
+        None | Some(Value::Null) => Value::Object(Map::new()),
+        Some(v @ Value::Object(_)) => v,
+        Some(other) => return Err(ApiError::invalid_at("/metadata", format!("expected an object, got {}", kind(&other)))),
+    };
+    let requests = obj.remove("requests");
+    if let Some(key) = obj.keys().next() {
+        return Err(ApiError::invalid_at(
+            format!("/{}", key.replace('~', "~0").replace('/', "~1")),
+            "unknown field: a run has name, profiler_config, metadata and requests",
+        ));
+    }
+    let batch = match requests {
+        None | Some(Value::Null) => None,
+        Some(doc) => Some(prepare_steps(doc, "/requests")?),
+    };
+    Ok((NewRun { name, profiler_config, metadata }, batch))
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Runs CPU-heavy body handling (JSON parsing, validation, rendering) off the async executor.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> ApiResult<T> + Send + 'static) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Internal(format!("body task failed: {e}")))?
+}
+
+/// Create a run
+///
+/// Creates a run, optionally with its first batch of steps in `requests` (any input form: the
+/// profiler's `all_requests_profiler_traces.json`, the eval `workflow_output.json`, or a list of
+/// step lists). The run and its steps are stored in one transaction: if any step is invalid,
+/// nothing is created. A bare JSON list as the body is shorthand for `{"requests": [...]}`.
+/// `profiler_config` takes the toolkit's `ProfilerConfig` field names and is merged over the
+/// default (every analysis on, the toolkit's default thresholds).
+#[utoipa::path(
+    post, path = "/v1/runs", tag = "runs",
+    request_body(content = CreateRun, description = "The run, optionally with steps", content_type = "application/json"),
+    responses(
+        (status = 201, description = "Run created", body = CreatedRun,
+            headers(("Location" = String, description = "URL of the new run"))),
+        (status = 400, description = "Malformed JSON or gzip", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Read-only API key", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json, or unknown Content-Encoding", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field or step failed validation; `errors` holds JSON pointers", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create_run(State(st): State<AppState>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+    let bytes = read_json_bytes(&headers, body, st.limits).await?;
+    let (run, batch) = blocking(move || parse_create(parse_json(&bytes)?)).await?;
+    let (record, outcome) = st.store.create_run(run, batch).await?;
+    if let Some(o) = &outcome {
+        record_ingest(o);
+    }
+    let id = record.id;
+    let view = CreatedRun {
+        run: run_view(record)?,
+        ingest: outcome.map(|o| ingest_view(id, o)),
+    };
+    let mut resp = (StatusCode::CREATED, Json(view)).into_response();
+    if let Ok(loc) = HeaderValue::from_str(&format!("/v1/runs/{id}")) {
+        resp.headers_mut().insert(header::LOCATION, loc);
+    }
+    Ok(resp)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Page size, 1 to 1000 (default 50).
+    #[param(minimum = 1, maximum = 1000, example = 50)]
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// List runs
+///
+/// Newest first, a page at a time; pass `next_cursor` back as `cursor` for the next page.
+#[utoipa::path(
+    get, path = "/v1/runs", tag = "runs", params(ListParams),
+    responses(
+        (status = 200, description = "A page of runs", body = RunList),
+        (status = 400, description = "Bad limit or cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_runs(State(st): State<AppState>, query: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>) -> ApiResult<Json<RunList>> {
+    let Query(p) = query.map_err(|e| ApiError::BadRequest(format!("bad query string: {}", e.body_text())))?;
+    let limit = p.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::BadRequest("limit must be between 1 and 1000".to_owned()));
+    }
+    let after = match p.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(RunCursor::decode(c).ok_or_else(|| ApiError::BadRequest("cursor is not one this server issued".to_owned()))?),
+    };
+    let page = st.store.list_runs(limit, after).await?;
+    Ok(Json(RunList {
+        items: page.items.into_iter().map(run_view).collect::<ApiResult<_>>()?,
+        next_cursor: page.next.map(|c| c.encode()),
+    }))
+}
+
+/// Parses the `{run_id}` path segment.
+pub(crate) fn run_id(path: Result<Path<String>, axum::extract::rejection::PathRejection>) -> ApiResult<Uuid> {
+    let Path(raw) = path.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    raw.parse::<Uuid>()
+        .map_err(|_| ApiError::NotFound(format!("no run {raw:?}: run ids are UUIDs")))
+}
+
+/// Get a run
+///
+/// Counts, version and the effective profiler config. `version` changes with every batch that
+/// stores something.
+#[utoipa::path(
+    get, path = "/v1/runs/{run_id}", tag = "runs",
+    params(("run_id" = Uuid, Path, description = "Run id")),
+    responses(
+        (status = 200, description = "The run", body = RunView),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_run(State(st): State<AppState>, path: Result<Path<String>, axum::extract::rejection::PathRejection>) -> ApiResult<Json<RunView>> {
+    let id = run_id(path)?;
+    let record = st.store.get_run(id).await.map_err(for_run(id))?;
+    Ok(Json(run_view(record)?))
+}
+
+/// Change a run
+///
+/// A JSON merge patch (RFC 7396) of `name`, `metadata` and `profiler_config`: keys given replace
+/// the stored ones, `null` removes a key (a profiler setting then returns to its default).
+/// Outputs are recomputed with the new config on the next request.
+#[utoipa::path(
+    patch, path = "/v1/runs/{run_id}", tag = "runs",
+    params(("run_id" = Uuid, Path, description = "Run id")),
+    request_body(content = PatchRun, content_type = "application/merge-patch+json"),
+    responses(
+        (status = 200, description = "The changed run", body = RunView),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Read-only API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field failed validation", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn patch_run(
+    State(st): State<AppState>,
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<RunView>> {
+    let id = run_id(path)?;
+    let bytes = read_json_bytes(&headers, body, st.limits).await?;
+    let Value::Object(mut patch) = parse_json(&bytes)? else {
+        return Err(ApiError::invalid_at("", "expected an object {name, profiler_config, metadata}"));
+    };
+    let current = st.store.get_run(id).await.map_err(for_run(id))?;
+    let mut changes = RunChanges::default();
+    if let Some(v) = patch.remove("name") {
+        changes.name = Some(match v {
+            Value::Null => String::new(),
+            Value::String(s) if s.chars().count() <= 500 => s,
+            Value::String(_) => return Err(ApiError::invalid_at("/name", "at most 500 characters")),
+            other => return Err(ApiError::invalid_at("/name", format!("expected a string or null, got {}", kind(&other)))),
+        });
+    }
+    if let Some(v) = patch.remove("profiler_config") {
+        let mut merged = current.profiler_config.clone();
+        merge_patch(&mut merged, v);
+        if merged.is_null() {
+            merged = Value::Object(Map::new());
+        }
+        check_config(&merged, "/profiler_config")?;
+        changes.profiler_config = Some(merged);
+    }
+    if let Some(v) = patch.remove("metadata") {
+        let mut merged = current.metadata.clone();
+        merge_patch(&mut merged, v);
+        if !merged.is_object() {
+            merged = Value::Object(Map::new());
+        }
+        changes.metadata = Some(merged);
+    }
+    if let Some(key) = patch.keys().next() {
+        return Err(ApiError::invalid_at(format!("/{key}"), "unknown field: only name, profiler_config and metadata can change"));
+    }
+    let record = st.store.update_run(id, changes).await.map_err(for_run(id))?;
+    Ok(Json(run_view(record)?))
+}
+
+/// RFC 7396 JSON merge patch.
+pub fn merge_patch(target: &mut Value, patch: Value) {
+    match patch {
+        Value::Object(p) => {
+            if !target.is_object() {
+                *target = Value::Object(Map::new());
+            }
+            if let Value::Object(t) = target {
+                for (k, v) in p {
+                    if v.is_null() {
+                        t.remove(&k);
+                    } else {
+                        merge_patch(t.entry(k).or_insert(Value::Null), v);
+                    }
+                }
+            }
+        }
+        other => *target = other,
+    }
+}
+
+/// Delete a run
+///
+/// Deletes the run with all its requests and steps.
+#[utoipa::path(
+    delete, path = "/v1/runs/{run_id}", tag = "runs",
+    params(("run_id" = Uuid, Path, description = "Run id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Read-only API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn delete_run(State(st): State<AppState>, path: Result<Path<String>, axum::extract::rejection::PathRejection>) -> ApiResult<StatusCode> {
+    let id = run_id(path)?;
+    st.store.delete_run(id).await.map_err(for_run(id))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Append steps
+///
+/// Appends a batch in any input form (see `POST /v1/runs`), plain or with
+/// `Content-Encoding: gzip`. Steps of a request that already exists are appended to it (the
+/// profiler form matches requests by `request_number`, the eval form by `id`, step lists by
+/// position). A step already stored (same request, UUID, event type and timestamp) is skipped,
+/// so a retried batch changes nothing. The batch is atomic: stored whole or not at all.
+#[utoipa::path(
+    post, path = "/v1/runs/{run_id}/steps", tag = "runs",
+    params(("run_id" = Uuid, Path, description = "Run id")),
+    request_body(content = StepDocument, description = "Steps in any input form", content_type = "application/json"),
+    responses(
+        (status = 200, description = "What the batch stored", body = IngestResponse),
+        (status = 400, description = "Malformed JSON or gzip", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Read-only API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large (or inflates beyond the limit)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json, or unknown Content-Encoding", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A step failed validation; `errors` holds JSON pointers", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn append_steps(
+    State(st): State<AppState>,
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<IngestResponse>> {
+    let id = run_id(path)?;
+    let bytes = read_json_bytes(&headers, body, st.limits).await?;
+    let batch = blocking(move || prepare_steps(parse_json(&bytes)?, "")).await?;
+    let outcome = st.store.append(id, batch).await.map_err(for_run(id))?;
+    record_ingest(&outcome);
+    Ok(Json(ingest_view(id, outcome)))
+}
+
+/// Combined requests JSON
+///
+/// `all_requests_profiler_traces.json`: every request with its steps, in the toolkit's layout
+/// (`json.dump(indent=2)`), streamed from the database.
+#[utoipa::path(
+    get, path = "/v1/runs/{run_id}/requests", tag = "outputs",
+    params(("run_id" = Uuid, Path, description = "Run id")),
+    responses(
+        (status = 200, description = "The combined requests file", body = Vec<RequestDoc>, content_type = "application/json"),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_requests(State(st): State<AppState>, path: Result<Path<String>, axum::extract::rejection::PathRejection>) -> ApiResult<Response> {
+    let id = run_id(path)?;
+    let stream = st.store.stream_requests(id).await.map_err(for_run(id))?;
+    let body = Body::from_stream(futures::TryStreamExt::map_err(stream, |e| {
+        tracing::error!(error = %e, "streaming requests failed mid-response");
+        std::io::Error::other("stream aborted")
+    }));
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merge_patch_follows_rfc_7396() {
+        let mut t = json!({"a": 1, "b": {"c": 2, "d": 3}});
+        merge_patch(&mut t, json!({"a": null, "b": {"c": 5}, "e": [1]}));
+        assert_eq!(t, json!({"b": {"c": 5, "d": 3}, "e": [1]}));
+    }
+
+    #[test]
+    fn create_body_validation_points_at_fields() {
+        let err = parse_create(json!({"name": 5})).unwrap_err();
+        assert!(matches!(&err, ApiError::Invalid { errors, .. } if errors[0].path == "/name"));
+        let err = parse_create(json!({"profiler_config": {"prefix_span_analysis": {"top_k": "x"}}})).unwrap_err();
+        assert!(matches!(&err, ApiError::Invalid { errors, .. } if errors[0].path == "/profiler_config/prefix_span_analysis/top_k"), "{err:?}");
+        let err = parse_create(json!({"requests": [[{"payload": {"event_type": "NOPE"}}]]})).unwrap_err();
+        assert!(matches!(&err, ApiError::Invalid { errors, .. } if errors[0].path == "/requests/0/0/payload/event_type"), "{err:?}");
+        let err = parse_create(json!({"bogus": 1})).unwrap_err();
+        assert!(matches!(&err, ApiError::Invalid { errors, .. } if errors[0].path == "/bogus"));
+        let (run, batch) = parse_create(json!([[{"payload": {"event_type": "LLM_START"}}]])).unwrap();
+        assert_eq!(run.name, "");
+        assert_eq!(batch.unwrap().step_count(), 1);
+    }
+}

@@ -1,0 +1,413 @@
+//! Request and response shapes of the HTTP API, with their OpenAPI schemas.
+//!
+//! Responses that the handlers build are the real types below. The toolkit's file formats are
+//! described by documentation-only types (`*Doc`): the service writes those files byte for byte
+//! as the toolkit does, so their schemas describe, rather than produce, the bytes.
+
+#![allow(dead_code)] // the *Doc types exist for the OpenAPI document only
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// A run: a set of requests (workflow invocations) and their steps.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "0b6f3b1c-3a0a-4f5e-9f77-2d8c7e1f9a10", "name": "nightly eval", "created_at": "2026-11-28T14:27:36Z",
+    "updated_at": "2026-11-28T14:30:02Z", "version": 3, "request_count": 50, "step_count": 1032,
+    "profiler_config": {"token_usage_forecast": true, "token_uniqueness_forecast": true, "workflow_runtime_forecast": true,
+        "compute_llm_metrics": true, "csv_exclude_io_text": false,
+        "prompt_caching_prefixes": {"enable": true, "min_frequency": 0.5},
+        "bottleneck_analysis": {"enable_simple_stack": true, "enable_nested_stack": true},
+        "concurrency_spike_analysis": {"enable": true, "spike_threshold": 1},
+        "prefix_span_analysis": {"enable": true, "min_support": 2, "min_coverage": 0, "max_text_len": 1000, "top_k": 10, "chain_with_common_prefixes": false}},
+    "metadata": {"commit": "4f2a9c1"}
+}))]
+pub struct RunView {
+    pub id: Uuid,
+    pub name: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    /// Changes with every batch that stores something; outputs are cached per version.
+    pub version: i64,
+    pub request_count: i64,
+    pub step_count: i64,
+    /// The effective `ProfilerConfig` (toolkit field names): the run's settings merged over
+    /// the defaults.
+    #[schema(value_type = ProfilerConfigDoc)]
+    pub profiler_config: Value,
+    /// Free-form object stored with the run.
+    #[schema(value_type = Object)]
+    pub metadata: Value,
+}
+
+/// The new run, plus what its first batch stored when `requests` was given.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CreatedRun {
+    #[serde(flatten)]
+    pub run: RunView,
+    /// Present when the request carried `requests`.
+    pub ingest: Option<IngestResponse>,
+}
+
+/// Body of `POST /v1/runs`. Every field is optional; a bare list is taken as `requests`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[schema(example = json!({"name": "nightly eval", "profiler_config": {"prompt_caching_prefixes": {"min_frequency": 0.3}},
+    "metadata": {"commit": "4f2a9c1"}}))]
+pub struct CreateRun {
+    /// At most 500 characters.
+    pub name: Option<String>,
+    pub profiler_config: Option<ProfilerConfigDoc>,
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Value>,
+    /// Steps in any input form (see `StepDocument`).
+    pub requests: Option<StepDocument>,
+}
+
+/// Body of `PATCH /v1/runs/{run_id}`: a JSON merge patch; `null` removes a key.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[schema(example = json!({"name": "renamed", "profiler_config": {"concurrency_spike_analysis": {"spike_threshold": 4}}}))]
+pub struct PatchRun {
+    pub name: Option<String>,
+    pub profiler_config: Option<ProfilerConfigDoc>,
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Value>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RunList {
+    pub items: Vec<RunView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+pub struct RequestCounts {
+    pub received: i64,
+    /// Requests the run did not have before.
+    pub created: i64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+pub struct StepCounts {
+    pub received: i64,
+    pub stored: i64,
+    /// Steps already stored (same request, UUID, event type and timestamp).
+    pub skipped_duplicate: i64,
+}
+
+/// What a batch did to the run.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[schema(example = json!({"run_id": "0b6f3b1c-3a0a-4f5e-9f77-2d8c7e1f9a10", "version": 4,
+    "requests": {"received": 12, "created": 12}, "steps": {"received": 196, "stored": 196, "skipped_duplicate": 0}}))]
+pub struct IngestResponse {
+    pub run_id: Uuid,
+    /// The run's version after the batch (unchanged when nothing was stored).
+    pub version: i64,
+    pub requests: RequestCounts,
+    pub steps: StepCounts,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Readiness {
+    pub status: String,
+    /// `postgres` or `sqlite`.
+    pub database: String,
+}
+
+// ----- the toolkit's formats, for documentation -----------------------------------------------
+
+/// Steps in one of the three input forms, detected from the document.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum StepDocument {
+    /// `all_requests_profiler_traces.json`
+    Profiler(Vec<RequestDoc>),
+    /// The eval output `workflow_output.json`
+    Eval(Vec<EvalItemDoc>),
+    /// A list of step lists, one per request
+    Lists(Vec<Vec<StepDoc>>),
+}
+
+/// One request of the profiler form.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RequestDoc {
+    /// 0 to 2147483647; requests are ordered by it.
+    pub request_number: i32,
+    pub intermediate_steps: Vec<StepDoc>,
+}
+
+/// One item of an eval `workflow_output.json`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct EvalItemDoc {
+    /// The dataset id; later batches with the same id append to the same request.
+    #[schema(value_type = Option<Object>)]
+    pub id: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    pub question: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    pub answer: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    pub generated_answer: Option<Value>,
+    pub intermediate_steps: Vec<StepDoc>,
+}
+
+/// An `IntermediateStep` (aiqtoolkit 1.1.0; nvidia-nat 1.9's additions are accepted too).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({
+    "function_ancestry": {"function_id": "008a05a6-c464-4159-8324-c9859b810e76", "function_name": "react_agent", "parent_id": "root", "parent_name": "root"},
+    "payload": {"event_type": "LLM_END", "event_timestamp": 1748779200.4603305, "span_event_timestamp": 1748779200.0307972,
+        "framework": "langchain", "name": "meta/llama-3.1-70b-instruct", "tags": null, "metadata": null,
+        "data": {"input": "What is the capital of France?", "output": "Paris.", "chunk": null},
+        "usage_info": {"token_usage": {"prompt_tokens": 413, "completion_tokens": 26, "total_tokens": 439}, "num_llm_calls": 1, "seconds_between_calls": 0},
+        "UUID": "b9d179e0-6c0f-44f5-b813-0c4237730edf"}
+}))]
+pub struct StepDoc {
+    /// Defaults to `{"function_id": "N/A", "function_name": "N/A"}` when absent.
+    pub function_ancestry: Option<AncestryDoc>,
+    pub payload: PayloadDoc,
+    /// nvidia-nat 1.9 only: the parent span's UUID.
+    pub parent_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AncestryDoc {
+    pub function_id: String,
+    pub function_name: String,
+    pub parent_id: Option<String>,
+    pub parent_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PayloadDoc {
+    pub event_type: EventTypeDoc,
+    /// Epoch seconds (numbers and numeric strings are accepted); the time of receipt when absent.
+    pub event_timestamp: Option<f64>,
+    /// Start time of the span; END events only.
+    pub span_event_timestamp: Option<f64>,
+    pub framework: Option<FrameworkDoc>,
+    /// Model name (LLM events), tool name (TOOL events) or function name.
+    pub name: Option<String>,
+    pub tags: Option<Vec<String>>,
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Value>,
+    pub data: Option<StreamDataDoc>,
+    pub usage_info: Option<UsageInfoDoc>,
+    /// Ties a START to its END; a deterministic UUID is derived when absent.
+    #[serde(rename = "UUID")]
+    pub uuid: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[allow(clippy::upper_case_acronyms, non_camel_case_types)]
+pub enum EventTypeDoc {
+    LLM_START,
+    LLM_END,
+    LLM_NEW_TOKEN,
+    TOOL_START,
+    TOOL_END,
+    WORKFLOW_START,
+    WORKFLOW_END,
+    TASK_START,
+    TASK_END,
+    FUNCTION_START,
+    FUNCTION_END,
+    CUSTOM_START,
+    CUSTOM_END,
+    SPAN_START,
+    SPAN_CHUNK,
+    SPAN_END,
+    TTC_START,
+    TTC_END,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FrameworkDoc {
+    Langchain,
+    LlamaIndex,
+    Crewai,
+    SemanticKernel,
+    Agno,
+    Adk,
+    Strands,
+    Autogen,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StreamDataDoc {
+    #[schema(value_type = Option<Object>)]
+    pub input: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    pub output: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    pub chunk: Option<Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct UsageInfoDoc {
+    pub token_usage: Option<TokenUsageDoc>,
+    pub num_llm_calls: Option<i64>,
+    pub seconds_between_calls: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TokenUsageDoc {
+    pub prompt_tokens: Option<i64>,
+    pub completion_tokens: Option<i64>,
+    pub total_tokens: Option<i64>,
+}
+
+/// The toolkit's `ProfilerConfig`; every field is optional and merged over the default.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ProfilerConfigDoc {
+    /// Fit the token-usage forecast (`GET .../forecast`).
+    pub token_usage_forecast: Option<bool>,
+    /// `token_uniqueness` in the metrics.
+    pub token_uniqueness_forecast: Option<bool>,
+    /// `workflow_runtimes` in the metrics.
+    pub workflow_runtime_forecast: Option<bool>,
+    /// The six NOVA columns of the CSV.
+    pub compute_llm_metrics: Option<bool>,
+    /// Leave the prompt/output/token text out of the CSV.
+    pub csv_exclude_io_text: Option<bool>,
+    pub prompt_caching_prefixes: Option<PromptCachingDoc>,
+    pub bottleneck_analysis: Option<BottleneckDoc>,
+    pub concurrency_spike_analysis: Option<SpikeConfigDoc>,
+    pub prefix_span_analysis: Option<PrefixSpanConfigDoc>,
+    /// nvidia-nat: also enables `workflow_runtimes`.
+    pub base_metrics: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PromptCachingDoc {
+    pub enable: Option<bool>,
+    /// Share of calls a prefix needs (LLM_END rows count in the denominator, as in the toolkit).
+    pub min_frequency: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BottleneckDoc {
+    pub enable_simple_stack: Option<bool>,
+    pub enable_nested_stack: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SpikeConfigDoc {
+    pub enable: Option<bool>,
+    pub spike_threshold: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PrefixSpanConfigDoc {
+    pub enable: Option<bool>,
+    /// Below 1: a fraction of the requests; 1 or more: an absolute count.
+    pub min_support: Option<f64>,
+    pub min_coverage: Option<f64>,
+    pub max_text_len: Option<i64>,
+    pub top_k: Option<i64>,
+    /// Accepted; it never had an effect in the toolkit.
+    pub chain_with_common_prefixes: Option<bool>,
+}
+
+/// `InferenceMetricsModel`: a sample size, its mean and z-intervals on the population stdev.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct IntervalDoc {
+    pub n: i64,
+    pub mean: f64,
+    /// `[low, high]`
+    pub ninetieth_interval: Vec<f64>,
+    pub ninety_fifth_interval: Vec<f64>,
+    pub ninety_ninth_interval: Vec<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ConfidenceIntervalsDoc {
+    /// Seconds from a request's first to its last event.
+    pub workflow_run_time_confidence_intervals: IntervalDoc,
+    /// Seconds per LLM call (START paired with the next END in time, as the toolkit does).
+    pub llm_latency_confidence_intervals: IntervalDoc,
+    /// Requests per second over the run.
+    pub throughput_estimate_confidence_interval: IntervalDoc,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PrefixInfoDoc {
+    pub prefix: String,
+    pub prefix_length: i64,
+    pub calls_count: i64,
+    pub calls_percentage: f64,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PrefixGroupDoc {
+    pub total_calls: i64,
+    pub prefix_info: Vec<PrefixInfoDoc>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PercentilesDoc {
+    pub p90: f64,
+    pub p95: f64,
+    pub p99: f64,
+}
+
+/// `inference_optimization.json`, exactly as the toolkit writes it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct InferenceOptimizationDoc {
+    pub confidence_intervals: ConfidenceIntervalsDoc,
+    /// Keyed by model name (`""` holds the non-LLM rows); null when disabled.
+    pub common_prefixes: Option<BTreeMap<String, PrefixGroupDoc>>,
+    /// New words per prompt, per model; null when disabled.
+    pub token_uniqueness: Option<BTreeMap<String, PercentilesDoc>>,
+    /// Seconds per request; null when disabled.
+    pub workflow_runtimes: Option<PercentilesDoc>,
+}
+
+/// `workflow_profiling_metrics.json`, exactly as the toolkit writes it; only the enabled
+/// analyses appear.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct WorkflowProfilingDoc {
+    /// `"<TYPE>:<name>"` -> operation statistics.
+    #[schema(value_type = Option<Object>)]
+    pub simple_stack_analysis: Option<Value>,
+    /// `{concurrency, node_metrics, top_bottlenecks}`
+    #[schema(value_type = Option<Object>)]
+    pub nested_stack_analysis: Option<Value>,
+    /// `{concurrency_distribution, p50_concurrency, ..., spike_intervals, correlation_stats, average_latency_by_concurrency}`
+    #[schema(value_type = Option<Object>)]
+    pub concurrency_spike_analysis: Option<Value>,
+    /// `{patterns: [{pattern, frequency, coverage, average_duration, examples_containing}]}`
+    #[schema(value_type = Option<Object>)]
+    pub prefix_span_analysis: Option<Value>,
+}
+
+/// The token-usage forecast: a seeded random forest on the toolkit's training windows, or why
+/// it could not be fitted.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ForecastDoc {
+    /// `fitted` or `skipped`.
+    pub status: String,
+    /// Why the toolkit's fit would fail (`skipped` only).
+    pub reason: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub model: Option<Value>,
+    pub matrix_length: Option<i64>,
+    pub training_samples: Option<i64>,
+    pub features: Option<i64>,
+    pub outputs: Option<i64>,
+    pub in_sample_mae: Option<f64>,
+    /// Per request: the next `matrix_length` calls as `[seconds_between_calls, prompt_tokens, completion_tokens]`.
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub predictions: Option<Value>,
+}

@@ -1,0 +1,215 @@
+//! Outputs computed on demand from stored steps, cached per (run, version, profiler config).
+//!
+//! Two caches share one memory budget: loaded frames (per run version), so that asking for the
+//! CSV after the metrics does not read the database again, and rendered outputs (per run
+//! version, config and kind). Concurrent requests for the same missing entry wait for one
+//! computation instead of starting their own, and the CPU work runs on the blocking pool so it
+//! never stalls the async executor.
+
+use crate::profiler::calltree::CallForest;
+use crate::profiler::{self, Frame, ProfilerConfig, gantt, pyjson};
+use crate::store::{RunRecord, Store, StoreError};
+use bytes::Bytes;
+use moka::future::Cache;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Instant;
+use uuid::Uuid;
+
+/// The resources computed from a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Artifact {
+    /// `inference_optimization.json`
+    Metrics,
+    /// `workflow_profiling_metrics.json`
+    Profiling,
+    /// `workflow_profiling_report.txt`
+    Report,
+    /// `standardized_data_all.csv`
+    Csv,
+    /// The Gantt chart as SVG.
+    Gantt,
+    /// The token-usage forecast.
+    Forecast,
+}
+
+impl Artifact {
+    pub fn name(self) -> &'static str {
+        match self {
+            Artifact::Metrics => "metrics",
+            Artifact::Profiling => "profiling",
+            Artifact::Report => "report",
+            Artifact::Csv => "csv",
+            Artifact::Gantt => "gantt",
+            Artifact::Forecast => "forecast",
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Artifact::Metrics | Artifact::Profiling | Artifact::Forecast => "application/json",
+            Artifact::Report => "text/plain; charset=utf-8",
+            Artifact::Csv => "text/csv; charset=utf-8",
+            Artifact::Gantt => "image/svg+xml",
+        }
+    }
+}
+
+/// A rendered output and the validator that identifies it.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub bytes: Bytes,
+    pub etag: String,
+    pub version: i64,
+}
+
+/// Why an output could not be produced; `Clone` because one failure is shared by every request
+/// that waited on the same computation.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ComputeError {
+    #[error("run not found")]
+    NotFound,
+    #[error("database unavailable")]
+    Unavailable,
+    /// Anything else: a corrupt stored config or row, a crashed computation. Logged, never shown.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for ComputeError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ComputeError::NotFound,
+            StoreError::Unavailable(_) => ComputeError::Unavailable,
+            other => ComputeError::Internal(other.to_string()),
+        }
+    }
+}
+
+type OutputKey = (Uuid, i64, [u8; 16], Artifact);
+
+pub struct Analyzer {
+    store: Arc<dyn Store>,
+    frames: Cache<(Uuid, i64), Arc<(i64, Frame)>>,
+    outputs: Cache<OutputKey, Arc<Rendered>>,
+}
+
+/// A run's effective config and its fingerprint, part of every cache key and ETag.
+pub fn effective_config(run: &RunRecord) -> Result<(ProfilerConfig, [u8; 16]), ComputeError> {
+    let config = ProfilerConfig::from_json(run.profiler_config.clone())
+        .map_err(|e| ComputeError::Internal(format!("stored profiler config is invalid: {e}")))?;
+    let canonical = serde_json::to_vec(&config).unwrap_or_default();
+    let digest = Sha256::digest(&canonical);
+    let mut fp = [0u8; 16];
+    fp.copy_from_slice(&digest[..16]);
+    Ok((config, fp))
+}
+
+/// The strong ETag of an output: it changes with the run's data, its config and the output kind.
+pub fn etag(run: Uuid, version: i64, config_fp: &[u8; 16], kind: Artifact) -> String {
+    let mut h = Sha256::new();
+    h.update(run.as_bytes());
+    h.update(version.to_le_bytes());
+    h.update(config_fp);
+    h.update(kind.name().as_bytes());
+    h.update(env!("CARGO_PKG_VERSION").as_bytes());
+    let d = h.finalize();
+    let hex: String = d[..12].iter().map(|b| format!("{b:02x}")).collect();
+    format!("\"{hex}\"")
+}
+
+impl Analyzer {
+    pub fn new(store: Arc<dyn Store>, cache_bytes: u64) -> Analyzer {
+        let frames = Cache::builder()
+            .max_capacity(cache_bytes / 2)
+            .weigher(|_, f: &Arc<(i64, Frame)>| frame_weight(&f.1))
+            .build();
+        let outputs = Cache::builder()
+            .max_capacity(cache_bytes / 2)
+            .weigher(|_, r: &Arc<Rendered>| u32::try_from(r.bytes.len()).unwrap_or(u32::MAX))
+            .build();
+        Analyzer { store, frames, outputs }
+    }
+
+    /// The output `kind` of `run` at its current version, computed once per version.
+    pub async fn render(&self, run: &RunRecord, kind: Artifact) -> Result<Arc<Rendered>, ComputeError> {
+        let (config, fp) = effective_config(run)?;
+        let key = (run.id, run.version, fp, kind);
+        if let Some(hit) = self.outputs.get(&key).await {
+            metrics::counter!("agentprof_output_cache_hits_total", "output" => kind.name()).increment(1);
+            return Ok(hit);
+        }
+        let id = run.id;
+        self.outputs
+            .try_get_with(key, async move {
+                let frame = self.frame(id, run.version).await?;
+                let started = Instant::now();
+                let (version, bytes) = tokio::task::spawn_blocking(move || (frame.0, compute(&frame.1, &config, kind)))
+                    .await
+                    .map_err(|e| ComputeError::Internal(format!("computation failed: {e}")))?;
+                metrics::counter!("agentprof_computations_total", "output" => kind.name()).increment(1);
+                metrics::histogram!("agentprof_computation_seconds", "output" => kind.name())
+                    .record(started.elapsed().as_secs_f64());
+                Ok::<_, ComputeError>(Arc::new(Rendered {
+                    bytes,
+                    etag: etag(id, version, &fp, kind),
+                    version,
+                }))
+            })
+            .await
+            .map_err(|e: Arc<ComputeError>| (*e).clone())
+    }
+
+    /// The frame of a run's version, loaded once. The loaded version can be newer than asked for
+    /// when a batch lands in between; the caller's ETag then follows the loaded one.
+    pub async fn frame(&self, id: Uuid, version: i64) -> Result<Arc<(i64, Frame)>, ComputeError> {
+        let store = self.store.clone();
+        self.frames
+            .try_get_with((id, version), async move {
+                let loaded = store.load(id).await?;
+                Ok::<_, ComputeError>(Arc::new((loaded.version, loaded.frame)))
+            })
+            .await
+            .map_err(|e: Arc<ComputeError>| (*e).clone())
+    }
+}
+
+/// Renders one output from a frame. Pure CPU work.
+pub fn compute(frame: &Frame, config: &ProfilerConfig, kind: Artifact) -> Bytes {
+    match kind {
+        Artifact::Metrics => pyjson::to_vec(&profiler::inference_optimization(frame, config)).into(),
+        Artifact::Profiling => pyjson::to_vec(&profiler::workflow_profiling(frame, config)).into(),
+        Artifact::Report => profiler::workflow_profiling(frame, config).report.into_bytes().into(),
+        Artifact::Csv => profiler::csv::to_string(frame, config).into_bytes().into(),
+        Artifact::Gantt => {
+            let empty = Frame::default();
+            let forest = CallForest::build(if frame.is_standardized() { frame } else { &empty });
+            gantt::to_svg(&forest).unwrap_or_else(gantt::empty_svg).into_bytes().into()
+        }
+        Artifact::Forecast if !config.token_usage_forecast => pyjson::to_vec(&profiler::forecast::Forecast::Skipped {
+            reason: "token_usage_forecast is off in the run's profiler_config".to_owned(),
+        })
+        .into(),
+        Artifact::Forecast => pyjson::to_vec(&profiler::forecast::fit(frame)).into(),
+    }
+}
+
+/// Rough heap size of a frame, for the cache's memory budget.
+fn frame_weight(frame: &Frame) -> u32 {
+    let strings: usize = frame
+        .rows
+        .iter()
+        .map(|r| {
+            r.uuid.len()
+                + r.llm_name.len()
+                + r.tool_name.len()
+                + r.llm_text_input.as_ref().map_or(0, String::len)
+                + r.llm_text_output.as_ref().map_or(0, String::len)
+                + r.llm_new_token.as_ref().map_or(0, String::len)
+                + r.ancestry.as_ref().map_or(0, |a| {
+                    a.function_id.len() + a.function_name.len() + a.parent_id.as_ref().map_or(0, String::len)
+                })
+        })
+        .sum();
+    u32::try_from(strings + frame.rows.len() * std::mem::size_of::<profiler::Row>()).unwrap_or(u32::MAX)
+}

@@ -1,0 +1,231 @@
+//! Typed server configuration, from flags and environment variables (clap's `env`).
+//!
+//! Secrets (the database URL's password, API keys) never reach logs: their `Debug` output is
+//! redacted, and the keys are compared in constant time (see `api::auth`).
+
+use clap::Args;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+#[derive(Clone, Args)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    #[arg(long, env = "AGENTPROF_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+
+    /// `postgres://...` for PostgreSQL, `sqlite://PATH` for SQLite. Without it, runs are kept in
+    /// SQLite at `AGENTPROF_DATA_DIR/agentprof.db`.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<DatabaseUrl>,
+
+    /// Directory for the embedded SQLite database when no DATABASE_URL is given.
+    #[arg(long, env = "AGENTPROF_DATA_DIR", default_value = ".")]
+    pub data_dir: PathBuf,
+
+    /// Comma-separated `read:KEY` / `write:KEY` entries; a write key can also read. Without keys
+    /// every endpoint is open, and the server refuses non-loopback addresses unless
+    /// `--allow-unauthenticated` is given.
+    #[arg(long, env = "AGENTPROF_API_KEYS", hide_env_values = true)]
+    pub api_keys: Option<ApiKeys>,
+
+    /// Serve without API keys on a non-loopback address.
+    #[arg(long, env = "AGENTPROF_ALLOW_UNAUTHENTICATED", default_value_t = false)]
+    pub allow_unauthenticated: bool,
+
+    /// Largest request body accepted, in bytes (compressed size for gzip bodies).
+    #[arg(long, env = "AGENTPROF_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+
+    /// Largest size a gzip body may inflate to, in bytes (default: 4x the body limit).
+    #[arg(long, env = "AGENTPROF_MAX_DECOMPRESSED_BYTES")]
+    pub max_decompressed_bytes: Option<usize>,
+
+    /// Memory for cached frames and computed outputs, in bytes.
+    #[arg(long, env = "AGENTPROF_CACHE_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub cache_bytes: u64,
+
+    /// Seconds before a request that has not produced its response headers gets a 503.
+    #[arg(long, env = "AGENTPROF_REQUEST_TIMEOUT_SECS", default_value_t = 120)]
+    pub request_timeout_secs: u64,
+}
+
+/// `ServeConfig` as a standalone command line, for `agentprof` with no subcommand.
+#[derive(clap::Parser)]
+struct ServeOnly {
+    #[command(flatten)]
+    config: ServeConfig,
+}
+
+impl ServeConfig {
+    /// Reads the configuration from the environment alone (flags need the `serve` subcommand).
+    pub fn parse_from_env() -> ServeConfig {
+        <ServeOnly as clap::Parser>::parse_from(["agentprof"]).config
+    }
+
+    pub fn max_decompressed(&self) -> usize {
+        self.max_decompressed_bytes
+            .unwrap_or(self.max_body_bytes.saturating_mul(4))
+    }
+}
+
+impl fmt::Debug for ServeConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServeConfig")
+            .field("bind", &self.bind)
+            .field("database_url", &self.database_url)
+            .field("data_dir", &self.data_dir)
+            .field("api_keys", &self.api_keys)
+            .field("allow_unauthenticated", &self.allow_unauthenticated)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_decompressed_bytes", &self.max_decompressed())
+            .field("cache_bytes", &self.cache_bytes)
+            .field("request_timeout_secs", &self.request_timeout_secs)
+            .finish()
+    }
+}
+
+/// A database URL whose password is hidden from `Debug` and `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.0.starts_with("postgres://") || self.0.starts_with("postgresql://")
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        self.0.starts_with("sqlite:")
+    }
+
+    /// The URL with any password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        let s = &self.0;
+        let Some(scheme_end) = s.find("://") else { return s.clone() };
+        let rest = &s[scheme_end + 3..];
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let authority = &rest[..authority_end];
+        match authority.rfind('@') {
+            Some(at) => {
+                let userinfo = &authority[..at];
+                let user = userinfo.split(':').next().unwrap_or("");
+                let masked = if userinfo.contains(':') { format!("{user}:***") } else { user.to_owned() };
+                format!("{}://{}@{}", &s[..scheme_end], masked, &rest[at + 1..])
+            }
+            None => s.clone(),
+        }
+    }
+}
+
+impl FromStr for DatabaseUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let url = DatabaseUrl(s.to_owned());
+        if url.is_postgres() || url.is_sqlite() {
+            Ok(url)
+        } else {
+            Err("expected a postgres:// or sqlite:// URL".to_owned())
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.redacted())
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// What a key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+/// The configured API keys. `Debug` shows only how many there are.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKeys {
+    pub(crate) keys: Vec<(Access, String)>,
+}
+
+impl ApiKeys {
+    pub fn new(keys: Vec<(Access, String)>) -> ApiKeys {
+        ApiKeys { keys }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+impl FromStr for ApiKeys {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut keys = Vec::new();
+        for (i, entry) in s.split(',').map(str::trim).filter(|e| !e.is_empty()).enumerate() {
+            let (kind, key) = entry
+                .split_once(':')
+                .ok_or_else(|| format!("entry {} is not `read:KEY` or `write:KEY`", i + 1))?;
+            let access = match kind.trim() {
+                "read" => Access::Read,
+                "write" => Access::Write,
+                other => return Err(format!("entry {}: unknown access {other:?} (use read or write)", i + 1)),
+            };
+            let key = key.trim();
+            if key.len() < 8 {
+                return Err(format!("entry {}: keys must be at least 8 characters", i + 1));
+            }
+            keys.push((access, key.to_owned()));
+        }
+        if keys.is_empty() {
+            return Err("no keys given".to_owned());
+        }
+        Ok(ApiKeys { keys })
+    }
+}
+
+impl fmt::Debug for ApiKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let reads = self.keys.iter().filter(|(a, _)| *a == Access::Read).count();
+        write!(f, "ApiKeys {{ read: {reads}, write: {}, values: <redacted> }}", self.keys.len() - reads)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_url_hides_password() {
+        let u: DatabaseUrl = "postgres://app:s3cret@db:5432/agentprof".parse().unwrap();
+        assert_eq!(u.redacted(), "postgres://app:***@db:5432/agentprof");
+        assert!(!format!("{u:?}").contains("s3cret"));
+        let u: DatabaseUrl = "sqlite://./agentprof.db".parse().unwrap();
+        assert_eq!(u.redacted(), "sqlite://./agentprof.db");
+        assert!("mysql://x".parse::<DatabaseUrl>().is_err());
+    }
+
+    #[test]
+    fn api_keys_parse_and_redact() {
+        let k: ApiKeys = "read:reader-key-1, write:writer-key-1".parse().unwrap();
+        assert_eq!(k.keys, [(Access::Read, "reader-key-1".to_owned()), (Access::Write, "writer-key-1".to_owned())]);
+        let shown = format!("{k:?}");
+        assert!(!shown.contains("reader-key-1") && shown.contains("read: 1"));
+        assert!("admin:whatever-long".parse::<ApiKeys>().is_err());
+        assert!("read:short".parse::<ApiKeys>().is_err());
+        assert!("".parse::<ApiKeys>().is_err());
+    }
+}

@@ -1,0 +1,126 @@
+//! `agentprof serve`: choose the store, build the application, listen, and shut down gracefully.
+
+use crate::api::{self, AppState, HttpSettings, body::BodyLimits};
+use crate::compute::Analyzer;
+use crate::config::ServeConfig;
+use crate::store::{Store, StoreError, postgres::PgStore, sqlite::SqliteStore};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(
+        "refusing to listen on {0} without API keys: set AGENTPROF_API_KEYS (e.g. \"write:$(openssl rand -hex 16)\"), \
+         bind to 127.0.0.1, or pass --allow-unauthenticated"
+    )]
+    UnauthenticatedPublicBind(SocketAddr),
+    #[error("cannot open the database: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("server error: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Opens the configured store: PostgreSQL or SQLite by URL, the embedded SQLite file otherwise.
+pub async fn open_store(config: &ServeConfig) -> Result<Arc<dyn Store>, ServeError> {
+    match &config.database_url {
+        Some(url) if url.is_postgres() => {
+            let store = PgStore::connect_lazy(url.expose())?;
+            // Apply migrations now if the database is up; otherwise keep retrying in the
+            // background while the server answers 503 (readiness tells).
+            store.migrate_with_retry(Duration::from_secs(10)).await;
+            Ok(Arc::new(store))
+        }
+        Some(url) => Ok(Arc::new(SqliteStore::connect(url.expose()).await?)),
+        None => {
+            std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
+                path: config.data_dir.clone(),
+                source,
+            })?;
+            let path = config.data_dir.join("agentprof.db");
+            tracing::info!(path = %path.display(), "no DATABASE_URL: using the embedded SQLite store");
+            Ok(Arc::new(SqliteStore::open(&path).await?))
+        }
+    }
+}
+
+/// Runs the server until SIGINT or SIGTERM; requests in flight (a batch being stored) finish
+/// before the process exits.
+pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
+    let keys = config.api_keys.clone().filter(|k| !k.is_empty());
+    if keys.is_none() && !config.bind.ip().is_loopback() && !config.allow_unauthenticated {
+        return Err(ServeError::UnauthenticatedPublicBind(config.bind));
+    }
+    let store = open_store(&config).await?;
+    let prometheus = api::prometheus_handle();
+    api::spawn_metrics_upkeep(prometheus.clone());
+    let state = AppState {
+        analyzer: Arc::new(Analyzer::new(store.clone(), config.cache_bytes)),
+        store: store.clone(),
+        limits: BodyLimits {
+            max_bytes: config.max_body_bytes,
+            max_decompressed: config.max_decompressed(),
+        },
+        keys: keys.clone().map(Arc::new),
+        prometheus,
+    };
+    let app = api::app(
+        state,
+        HttpSettings {
+            request_timeout: Duration::from_secs(config.request_timeout_secs),
+        },
+    );
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: config.bind,
+            source,
+        })?;
+    let addr = listener.local_addr().unwrap_or(config.bind);
+    let database = match &config.database_url {
+        Some(url) => url.to_string(),
+        None => format!("sqlite {}", config.data_dir.join("agentprof.db").display()),
+    };
+    match &keys {
+        Some(k) => tracing::info!(%addr, %database, keys = ?k, "agentprof listening; API keys required"),
+        None => tracing::warn!(
+            %addr, %database,
+            "agentprof listening WITHOUT API keys: anyone who can reach {addr} can read and write runs"
+        ),
+    }
+    eprintln!("agentprof listening on http://{addr} (Swagger UI at http://{addr}/docs), database: {database}");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(ServeError::Serve)?;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received; finishing requests in flight");
+}

@@ -1,0 +1,419 @@
+//! Persistence behind one trait: runs, their requests and steps.
+//!
+//! A batch of steps is prepared (validated, rendered, its profiler columns derived) before any
+//! transaction starts, so the database only ever sees complete batches, and a batch is stored
+//! whole or not at all. Steps are deduplicated by (request, UUID, event type, timestamp): a retried
+//! batch changes nothing, not even the run's version.
+
+pub mod postgres;
+pub mod sqlite;
+
+use crate::profiler::{Frame, StepColumns, traces::render_step};
+use crate::trace::{Batch, EventType, Framework, InputForm};
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use serde::Serialize;
+use serde_json::Value;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// What a run looks like from outside: identity, counts and settings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunRecord {
+    pub id: Uuid,
+    pub name: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    pub version: i64,
+    pub request_count: i64,
+    pub step_count: i64,
+    /// The user's profiler config as stored (toolkit field names, merged over the defaults when
+    /// used).
+    pub profiler_config: Value,
+    pub metadata: Value,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRun {
+    pub name: String,
+    pub profiler_config: Value,
+    pub metadata: Value,
+}
+
+/// Fields to replace; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunChanges {
+    pub name: Option<String>,
+    pub profiler_config: Option<Value>,
+    pub metadata: Option<Value>,
+}
+
+/// How an incoming request is matched to a stored one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RequestKey {
+    /// The profiler form's `request_number`, or the position of a bare step list.
+    Number(i64),
+    /// The eval form's `id`: an existing request with this id is appended to, otherwise a new
+    /// request gets the next free number.
+    External(String),
+}
+
+/// A step ready to insert: its profiler columns and its rendered JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreparedStep {
+    pub columns: StepColumns,
+    /// The step as the combined requests file shows it (see `profiler::traces::render_step`).
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreparedRequest {
+    pub key: RequestKey,
+    pub steps: Vec<PreparedStep>,
+}
+
+/// A validated batch, ready for one transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreparedBatch {
+    pub form: InputForm,
+    pub requests: Vec<PreparedRequest>,
+}
+
+impl PreparedBatch {
+    /// Derives everything the store needs from a parsed document. CPU-bound: run it off the
+    /// async executor for large batches.
+    pub fn prepare(batch: Batch) -> PreparedBatch {
+        let form = batch.form;
+        let requests = batch
+            .requests
+            .into_iter()
+            .map(|r| {
+                let key = match (form, r.request_number, r.external_id) {
+                    (_, Some(n), _) => RequestKey::Number(n),
+                    (InputForm::Eval, None, Some(id)) => RequestKey::External(id),
+                    _ => RequestKey::Number(r.position as i64),
+                };
+                let steps = r
+                    .steps
+                    .iter()
+                    .map(|s| PreparedStep {
+                        columns: StepColumns::from_step(s),
+                        // render_step output is JSON text, hence UTF-8.
+                        body: String::from_utf8(render_step(s)).unwrap_or_default(),
+                    })
+                    .collect();
+                PreparedRequest { key, steps }
+            })
+            .collect();
+        PreparedBatch { form, requests }
+    }
+
+    pub fn step_count(&self) -> usize {
+        self.requests.iter().map(|r| r.steps.len()).sum()
+    }
+}
+
+/// What a batch did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct IngestOutcome {
+    /// The run's version after the batch (unchanged when nothing was stored).
+    pub version: i64,
+    pub requests_received: i64,
+    pub requests_created: i64,
+    pub steps_received: i64,
+    pub steps_stored: i64,
+    /// Steps already stored (same request, UUID, event type and timestamp), skipped.
+    pub steps_skipped_duplicate: i64,
+}
+
+/// A run's stored steps, loaded for analysis.
+#[derive(Debug, Clone)]
+pub struct LoadedRun {
+    pub version: i64,
+    pub frame: Frame,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("run not found")]
+    NotFound,
+    /// The database could not be reached, is shutting down, or is not migrated yet; worth
+    /// retrying.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        if is_unavailable(&e) {
+            StoreError::Unavailable(e.to_string())
+        } else {
+            StoreError::Database(e)
+        }
+    }
+}
+
+/// Errors that mean "the database is not there right now" rather than "this query is wrong".
+fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            // 08: connection exception; 57P0x: shutdown / cannot connect now; 53300: too many
+            // connections; SQLite 5/6: busy / locked.
+            c.starts_with("08") || c.starts_with("57P") || c == "53300" || c == "5" || c == "6"
+        }),
+        _ => false,
+    }
+}
+
+/// A cursor position in the newest-first run list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunCursor {
+    pub created_at: OffsetDateTime,
+    pub id: Uuid,
+}
+
+impl RunCursor {
+    pub fn encode(&self) -> String {
+        use base64::Engine;
+        let raw = format!("{}|{}", self.created_at.unix_timestamp_nanos(), self.id);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    pub fn decode(s: &str) -> Option<RunCursor> {
+        use base64::Engine;
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).ok()?;
+        let raw = String::from_utf8(raw).ok()?;
+        let (nanos, id) = raw.split_once('|')?;
+        Some(RunCursor {
+            created_at: OffsetDateTime::from_unix_timestamp_nanos(nanos.parse().ok()?).ok()?,
+            id: id.parse().ok()?,
+        })
+    }
+}
+
+/// A page of the run list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunPage {
+    pub items: Vec<RunRecord>,
+    pub next: Option<RunCursor>,
+}
+
+/// Chunks of `all_requests_profiler_traces.json`, produced as the rows arrive.
+pub type ByteStream = BoxStream<'static, Result<Bytes, StoreError>>;
+
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which backend this is, for logs and health output ("postgres", "sqlite").
+    fn backend(&self) -> &'static str;
+    /// Cheap round trip, for readiness.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Creates a run, with an optional first batch, in one transaction.
+    async fn create_run(&self, run: NewRun, batch: Option<PreparedBatch>) -> Result<(RunRecord, Option<IngestOutcome>), StoreError>;
+    async fn get_run(&self, id: Uuid) -> Result<RunRecord, StoreError>;
+    async fn list_runs(&self, limit: i64, after: Option<RunCursor>) -> Result<RunPage, StoreError>;
+    async fn update_run(&self, id: Uuid, changes: RunChanges) -> Result<RunRecord, StoreError>;
+    async fn delete_run(&self, id: Uuid) -> Result<(), StoreError>;
+    /// Appends a batch atomically.
+    async fn append(&self, id: Uuid, batch: PreparedBatch) -> Result<IngestOutcome, StoreError>;
+    /// Every request and step of a run, with the version they belong to.
+    async fn load(&self, id: Uuid) -> Result<LoadedRun, StoreError>;
+    /// The combined requests file, streamed from the database in bounded memory.
+    async fn stream_requests(&self, id: Uuid) -> Result<ByteStream, StoreError>;
+}
+
+/// Where a batch's requests and steps land in a run, decided before any row is written.
+pub(crate) struct BatchPlan {
+    /// Each distinct request of the batch, in batch order: its number, and its eval id when the
+    /// request is new.
+    pub requests: Vec<(i32, Option<String>)>,
+    /// Every step with its request number and sequence number.
+    pub steps: Vec<(i32, i64, PreparedStep)>,
+    /// The run's next free sequence number after this batch.
+    pub next_seq: i64,
+    pub requests_received: i64,
+    pub steps_received: i64,
+}
+
+impl PreparedBatch {
+    /// The eval ids the batch refers to, to look up in the run.
+    pub(crate) fn external_ids(&self) -> Vec<String> {
+        self.requests
+            .iter()
+            .filter_map(|r| match &r.key {
+                RequestKey::External(e) => Some(e.clone()),
+                RequestKey::Number(_) => None,
+            })
+            .collect()
+    }
+
+    /// Numbers the batch's requests: explicit numbers as given, known eval ids as stored, new
+    /// eval ids after the highest number in the run or the batch; sequence numbers continue from
+    /// `next_seq`.
+    pub(crate) fn plan(
+        self,
+        known_external: &std::collections::HashMap<String, i64>,
+        max_number: i64,
+        next_seq: i64,
+    ) -> Result<BatchPlan, StoreError> {
+        let explicit_max = self
+            .requests
+            .iter()
+            .filter_map(|r| match r.key {
+                RequestKey::Number(n) => Some(n),
+                RequestKey::External(_) => None,
+            })
+            .max()
+            .unwrap_or(-1);
+        let mut next_number = max_number.max(explicit_max) + 1;
+        let mut assigned: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut plan = BatchPlan {
+            requests: Vec::new(),
+            steps: Vec::with_capacity(self.step_count()),
+            next_seq,
+            requests_received: self.requests.len() as i64,
+            steps_received: self.step_count() as i64,
+        };
+        for r in self.requests {
+            let (number, external) = match r.key {
+                RequestKey::Number(n) => (n, None),
+                RequestKey::External(e) => match known_external.get(&e).or_else(|| assigned.get(&e)) {
+                    Some(n) => (*n, None),
+                    None => {
+                        let n = next_number;
+                        next_number += 1;
+                        assigned.insert(e.clone(), n);
+                        (n, Some(e))
+                    }
+                },
+            };
+            let number = i32::try_from(number)
+                .map_err(|_| StoreError::Corrupt(format!("request number {number} is out of range")))?;
+            if seen.insert(number) {
+                plan.requests.push((number, external));
+            }
+            for step in r.steps {
+                plan.steps.push((number, plan.next_seq, step));
+                plan.next_seq += 1;
+            }
+        }
+        Ok(plan)
+    }
+}
+
+/// Walks a run's request numbers alongside its steps (both ascending), so that requests without
+/// steps still appear, in order, in frames and in the combined requests file.
+pub(crate) struct RequestWalker {
+    numbers: std::iter::Peekable<std::vec::IntoIter<i64>>,
+    current: Option<i64>,
+}
+
+impl RequestWalker {
+    pub(crate) fn new(numbers: Vec<i64>) -> RequestWalker {
+        RequestWalker {
+            numbers: numbers.into_iter().peekable(),
+            current: None,
+        }
+    }
+
+    /// The requests to open before a step of request `n`: the empty ones that sort before it,
+    /// then `n` itself; nothing when `n` is already open.
+    pub(crate) fn open(&mut self, n: i64) -> Vec<i64> {
+        if self.current == Some(n) {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        while let Some(&m) = self.numbers.peek() {
+            if m > n {
+                break;
+            }
+            self.numbers.next();
+            if m != n {
+                out.push(m);
+            }
+        }
+        out.push(n);
+        self.current = Some(n);
+        out
+    }
+
+    /// Requests after the last step (all without steps).
+    pub(crate) fn remaining(self) -> impl Iterator<Item = i64> {
+        self.numbers
+    }
+}
+
+/// Stable small-integer codes for the enums stored in `steps`; never reorder.
+pub(crate) fn event_type_code(et: EventType) -> i16 {
+    EventType::ALL.iter().position(|e| *e == et).map_or(-1, |i| i as i16)
+}
+
+pub(crate) fn event_type_from_code(code: i16) -> Result<EventType, StoreError> {
+    usize::try_from(code)
+        .ok()
+        .and_then(|i| EventType::ALL.get(i).copied())
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown event type code {code}")))
+}
+
+pub(crate) fn framework_code(f: Framework) -> i16 {
+    Framework::ALL.iter().position(|x| *x == f).map_or(-1, |i| i as i16)
+}
+
+pub(crate) fn framework_from_code(code: i16) -> Result<Framework, StoreError> {
+    usize::try_from(code)
+        .ok()
+        .and_then(|i| Framework::ALL.get(i).copied())
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown framework code {code}")))
+}
+
+pub(crate) fn utf8(bytes: Vec<u8>) -> Result<String, StoreError> {
+    String::from_utf8(bytes).map_err(|e| StoreError::Corrupt(format!("stored text is not UTF-8: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_round_trips() {
+        let c = RunCursor {
+            created_at: OffsetDateTime::from_unix_timestamp_nanos(1_764_000_000_123_456_789).unwrap(),
+            id: Uuid::new_v4(),
+        };
+        assert_eq!(RunCursor::decode(&c.encode()), Some(c));
+        assert_eq!(RunCursor::decode("garbage"), None);
+    }
+
+    #[test]
+    fn walker_interleaves_empty_requests() {
+        let mut w = RequestWalker::new(vec![0, 1, 3, 4, 6]);
+        assert_eq!(w.open(1), [0, 1]);
+        assert_eq!(w.open(1), Vec::<i64>::new());
+        assert_eq!(w.open(4), [3, 4]);
+        assert_eq!(w.remaining().collect::<Vec<_>>(), [6]);
+    }
+
+    #[test]
+    fn codes_round_trip() {
+        for et in EventType::ALL {
+            assert_eq!(event_type_from_code(event_type_code(et)).unwrap(), et);
+        }
+        for f in Framework::ALL {
+            assert_eq!(framework_from_code(framework_code(f)).unwrap(), f);
+        }
+        assert!(event_type_from_code(99).is_err());
+    }
+}

@@ -1,0 +1,556 @@
+//! The PostgreSQL store (sqlx, `PgPool`).
+//!
+//! A batch runs in one transaction that first locks its run row (`FOR UPDATE`), so concurrent
+//! batches for the same run serialise (each sees the other's steps for deduplication and takes
+//! the next sequence numbers) while batches for different runs proceed in parallel. Steps go in
+//! with one `INSERT ... SELECT FROM UNNEST(...) ON CONFLICT DO NOTHING`, one array per column.
+
+use super::*;
+use crate::profiler::{FrameBuilder, StepColumns};
+use crate::trace::InvocationNode;
+use futures::{StreamExt, TryStreamExt};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{PgPool, Postgres, Row, Transaction};
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    /// Set once the migrations have run; until then data operations answer "unavailable".
+    schema_ready: Arc<AtomicBool>,
+}
+
+/// Connection settings for the pool; short acquire timeouts so that an unreachable database
+/// turns into a prompt 503 rather than a hung request.
+pub fn pool_options() -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(16)
+        .min_connections(0)
+        .acquire_timeout(Duration::from_secs(3))
+        .idle_timeout(Duration::from_secs(300))
+}
+
+impl PgStore {
+    /// Connects and applies the migrations; fails if the database is unreachable.
+    pub async fn connect(url: &str) -> Result<PgStore, StoreError> {
+        let store = PgStore::connect_lazy(url)?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// A store whose connections open on first use, so the server can start while the database
+    /// is down; call [`PgStore::migrate_with_retry`] next.
+    pub fn connect_lazy(url: &str) -> Result<PgStore, StoreError> {
+        let opts = PgConnectOptions::from_str(url).map_err(StoreError::Database)?;
+        Ok(PgStore::from_pool(pool_options().connect_lazy_with(opts)))
+    }
+
+    /// Wraps a pool whose database is already migrated (or will be, through `migrate`).
+    pub fn from_pool(pool: PgPool) -> PgStore {
+        PgStore {
+            pool,
+            schema_ready: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(inner) => StoreError::from(inner),
+            other => StoreError::Migrate(other),
+        })?;
+        self.schema_ready.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Tries the migrations for up to `wait`; if the database is still unreachable, keeps
+    /// trying in the background (every two seconds) and returns, so that the server can answer
+    /// 503 meanwhile. A migration that fails for any other reason is logged at each attempt.
+    pub async fn migrate_with_retry(&self, wait: Duration) {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match self.migrate().await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "database not ready; migrations will be retried");
+                    if tokio::time::Instant::now() >= deadline {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+        let store = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                match store.migrate().await {
+                    Ok(()) => {
+                        tracing::info!("database reachable; migrations applied");
+                        return;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "database still not ready"),
+                }
+            }
+        });
+    }
+
+    fn ready(&self) -> Result<(), StoreError> {
+        if self.schema_ready.load(Ordering::Acquire) {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable("migrations have not run yet".to_owned()))
+        }
+    }
+}
+
+const RUN_COLUMNS: &str = "id, name, created_at, updated_at, version, request_count, step_count, profiler_config, metadata";
+
+fn run_from_row(r: &PgRow) -> Result<RunRecord, StoreError> {
+    Ok(RunRecord {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+        version: r.try_get("version")?,
+        request_count: i64::from(r.try_get::<i32, _>("request_count")?),
+        step_count: r.try_get("step_count")?,
+        profiler_config: r.try_get::<sqlx::types::Json<Value>, _>("profiler_config")?.0,
+        metadata: r.try_get::<sqlx::types::Json<Value>, _>("metadata")?.0,
+    })
+}
+
+async fn fetch_run(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<RunRecord, StoreError> {
+    let q = sqlx::AssertSqlSafe(format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"));
+    let row = sqlx::query(q).bind(id).fetch_optional(&mut *conn).await?;
+    run_from_row(&row.ok_or(StoreError::NotFound)?)
+}
+
+/// Column arrays for one `UNNEST` insert.
+#[derive(Default)]
+struct StepArrays {
+    request_number: Vec<i32>,
+    seq: Vec<i64>,
+    event_type: Vec<i16>,
+    event_timestamp: Vec<f64>,
+    uuid: Vec<Vec<u8>>,
+    name: Vec<Option<Vec<u8>>>,
+    framework: Vec<Option<i16>>,
+    function_name: Vec<Option<Vec<u8>>>,
+    function_id: Vec<Option<Vec<u8>>>,
+    parent_name: Vec<Option<Vec<u8>>>,
+    parent_id: Vec<Option<Vec<u8>>>,
+    prompt_tokens: Vec<i64>,
+    completion_tokens: Vec<i64>,
+    total_tokens: Vec<i64>,
+    seconds_between_calls: Vec<i64>,
+    text_value: Vec<Option<Vec<u8>>>,
+    body: Vec<String>,
+}
+
+impl StepArrays {
+    fn push(&mut self, request_number: i32, seq: i64, step: PreparedStep) {
+        let c = step.columns;
+        let bytes = |s: Option<String>| s.map(String::into_bytes);
+        self.request_number.push(request_number);
+        self.seq.push(seq);
+        self.event_type.push(event_type_code(c.event_type));
+        self.event_timestamp.push(c.event_timestamp);
+        self.uuid.push(c.uuid.into_bytes());
+        self.name.push(bytes(c.name));
+        self.framework.push(c.framework.map(framework_code));
+        let (fname, fid, pname, pid) = match c.ancestry {
+            Some(a) => (Some(a.function_name), Some(a.function_id), a.parent_name, a.parent_id),
+            None => (None, None, None, None),
+        };
+        self.function_name.push(bytes(fname));
+        self.function_id.push(bytes(fid));
+        self.parent_name.push(bytes(pname));
+        self.parent_id.push(bytes(pid));
+        self.prompt_tokens.push(c.prompt_tokens);
+        self.completion_tokens.push(c.completion_tokens);
+        self.total_tokens.push(c.total_tokens);
+        self.seconds_between_calls.push(c.seconds_between_calls);
+        self.text_value.push(bytes(c.text));
+        self.body.push(step.body);
+    }
+}
+
+const INSERT_STEPS: &str = "
+WITH inserted AS (
+    INSERT INTO steps (run_id, request_number, seq, event_type, event_timestamp, uuid, name, framework,
+                       function_name, function_id, parent_name, parent_id, prompt_tokens, completion_tokens,
+                       total_tokens, seconds_between_calls, text_value, body)
+    SELECT $1, * FROM UNNEST($2::int4[], $3::int8[], $4::int2[], $5::float8[], $6::bytea[], $7::bytea[], $8::int2[],
+                             $9::bytea[], $10::bytea[], $11::bytea[], $12::bytea[], $13::int8[], $14::int8[],
+                             $15::int8[], $16::int8[], $17::bytea[], $18::text[])
+    ON CONFLICT DO NOTHING
+    RETURNING request_number
+)
+SELECT request_number, count(*) AS stored FROM inserted GROUP BY request_number";
+
+/// Appends a prepared batch inside `tx`, which must not yet hold the run lock.
+async fn append_in(tx: &mut Transaction<'static, Postgres>, id: Uuid, batch: PreparedBatch) -> Result<IngestOutcome, StoreError> {
+    let locked = sqlx::query("SELECT version, next_seq FROM runs WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    let version: i64 = locked.try_get("version")?;
+    let next_seq: i64 = locked.try_get("next_seq")?;
+
+    // Resolve eval ids to request numbers: existing ones first, new ones after the highest.
+    let externals = batch.external_ids();
+    let mut by_external: HashMap<String, i64> = HashMap::new();
+    if !externals.is_empty() {
+        let rows = sqlx::query("SELECT external_id, request_number FROM requests WHERE run_id = $1 AND external_id = ANY($2)")
+            .bind(id)
+            .bind(&externals)
+            .fetch_all(&mut **tx)
+            .await?;
+        for r in rows {
+            by_external.insert(r.try_get("external_id")?, i64::from(r.try_get::<i32, _>("request_number")?));
+        }
+    }
+    let max_number: i64 = sqlx::query_scalar::<_, Option<i32>>("SELECT max(request_number) FROM requests WHERE run_id = $1")
+        .bind(id)
+        .fetch_one(&mut **tx)
+        .await?
+        .map_or(-1, i64::from);
+    let plan = batch.plan(&by_external, max_number, next_seq)?;
+    let (req_numbers, req_external): (Vec<i32>, Vec<Option<String>>) = plan.requests.into_iter().unzip();
+    let mut arrays = StepArrays::default();
+    for (number, seq, step) in plan.steps {
+        arrays.push(number, seq, step);
+    }
+    let (requests_received, steps_received, seq) = (plan.requests_received, plan.steps_received, plan.next_seq);
+
+    let created = sqlx::query(
+        "INSERT INTO requests (run_id, request_number, external_id)
+         SELECT $1, * FROM UNNEST($2::int4[], $3::text[]) ON CONFLICT DO NOTHING",
+    )
+    .bind(id)
+    .bind(&req_numbers)
+    .bind(&req_external)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected() as i64;
+
+    let mut stored = 0i64;
+    if !arrays.seq.is_empty() {
+        let a = arrays;
+        let per_request = sqlx::query(INSERT_STEPS)
+            .bind(id)
+            .bind(&a.request_number)
+            .bind(&a.seq)
+            .bind(&a.event_type)
+            .bind(&a.event_timestamp)
+            .bind(&a.uuid)
+            .bind(&a.name)
+            .bind(&a.framework)
+            .bind(&a.function_name)
+            .bind(&a.function_id)
+            .bind(&a.parent_name)
+            .bind(&a.parent_id)
+            .bind(&a.prompt_tokens)
+            .bind(&a.completion_tokens)
+            .bind(&a.total_tokens)
+            .bind(&a.seconds_between_calls)
+            .bind(&a.text_value)
+            .bind(&a.body)
+            .fetch_all(&mut **tx)
+            .await?;
+        let mut numbers = Vec::with_capacity(per_request.len());
+        let mut counts = Vec::with_capacity(per_request.len());
+        for r in per_request {
+            numbers.push(r.try_get::<i32, _>("request_number")?);
+            let c: i64 = r.try_get("stored")?;
+            stored += c;
+            counts.push(c as i32);
+        }
+        if !numbers.is_empty() {
+            sqlx::query(
+                "UPDATE requests r SET step_count = r.step_count + u.n
+                 FROM UNNEST($2::int4[], $3::int4[]) AS u(request_number, n)
+                 WHERE r.run_id = $1 AND r.request_number = u.request_number",
+            )
+            .bind(id)
+            .bind(&numbers)
+            .bind(&counts)
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+
+    let mut new_version = version;
+    if stored > 0 || created > 0 {
+        new_version = sqlx::query_scalar(
+            "UPDATE runs SET version = version + 1, next_seq = $2, request_count = request_count + $3,
+                             step_count = step_count + $4, updated_at = now()
+             WHERE id = $1 RETURNING version",
+        )
+        .bind(id)
+        .bind(seq)
+        .bind(created as i32)
+        .bind(stored)
+        .fetch_one(&mut **tx)
+        .await?;
+    }
+    Ok(IngestOutcome {
+        version: new_version,
+        requests_received,
+        requests_created: created,
+        steps_received,
+        steps_stored: stored,
+        steps_skipped_duplicate: steps_received - stored,
+    })
+}
+
+fn columns_from_row(r: &PgRow) -> Result<StepColumns, StoreError> {
+    let opt = |name: &str| -> Result<Option<String>, StoreError> {
+        r.try_get::<Option<Vec<u8>>, _>(name)?.map(utf8).transpose()
+    };
+    let ancestry = match opt("function_name")? {
+        Some(function_name) => Some(InvocationNode {
+            function_name,
+            function_id: opt("function_id")?.unwrap_or_default(),
+            parent_name: opt("parent_name")?,
+            parent_id: opt("parent_id")?,
+        }),
+        None => None,
+    };
+    Ok(StepColumns {
+        event_type: event_type_from_code(r.try_get("event_type")?)?,
+        event_timestamp: r.try_get("event_timestamp")?,
+        uuid: utf8(r.try_get("uuid")?)?,
+        name: opt("name")?,
+        framework: r.try_get::<Option<i16>, _>("framework")?.map(framework_from_code).transpose()?,
+        ancestry,
+        prompt_tokens: r.try_get("prompt_tokens")?,
+        completion_tokens: r.try_get("completion_tokens")?,
+        total_tokens: r.try_get("total_tokens")?,
+        seconds_between_calls: r.try_get("seconds_between_calls")?,
+        text: opt("text_value")?,
+    })
+}
+
+#[async_trait::async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.ready()?;
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn create_run(&self, run: NewRun, batch: Option<PreparedBatch>) -> Result<(RunRecord, Option<IngestOutcome>), StoreError> {
+        self.ready()?;
+        let mut tx = self.pool.begin().await?;
+        let id = Uuid::new_v4();
+        sqlx::query("INSERT INTO runs (id, name, profiler_config, metadata) VALUES ($1, $2, $3, $4)")
+            .bind(id)
+            .bind(&run.name)
+            .bind(sqlx::types::Json(&run.profiler_config))
+            .bind(sqlx::types::Json(&run.metadata))
+            .execute(&mut *tx)
+            .await?;
+        let outcome = match batch {
+            Some(b) => Some(append_in(&mut tx, id, b).await?),
+            None => None,
+        };
+        let record = fetch_run(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok((record, outcome))
+    }
+
+    async fn get_run(&self, id: Uuid) -> Result<RunRecord, StoreError> {
+        self.ready()?;
+        let mut conn = self.pool.acquire().await?;
+        fetch_run(&mut conn, id).await
+    }
+
+    async fn list_runs(&self, limit: i64, after: Option<RunCursor>) -> Result<RunPage, StoreError> {
+        self.ready()?;
+        let rows = match &after {
+            None => {
+                let q = sqlx::AssertSqlSafe(format!(
+                    "SELECT {RUN_COLUMNS} FROM runs ORDER BY created_at DESC, id DESC LIMIT $1"
+                ));
+                sqlx::query(q).bind(limit + 1).fetch_all(&self.pool).await?
+            }
+            Some(c) => {
+                let q = sqlx::AssertSqlSafe(format!(
+                    "SELECT {RUN_COLUMNS} FROM runs WHERE (created_at, id) < ($2, $3)
+                     ORDER BY created_at DESC, id DESC LIMIT $1"
+                ));
+                sqlx::query(q)
+                    .bind(limit + 1)
+                    .bind(c.created_at)
+                    .bind(c.id)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        let mut items = rows.iter().map(run_from_row).collect::<Result<Vec<_>, _>>()?;
+        let next = if items.len() as i64 > limit {
+            items.truncate(limit as usize);
+            items.last().map(|r| RunCursor {
+                created_at: r.created_at,
+                id: r.id,
+            })
+        } else {
+            None
+        };
+        Ok(RunPage { items, next })
+    }
+
+    async fn update_run(&self, id: Uuid, changes: RunChanges) -> Result<RunRecord, StoreError> {
+        self.ready()?;
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE runs SET name = COALESCE($2, name), profiler_config = COALESCE($3, profiler_config),
+                             metadata = COALESCE($4, metadata), updated_at = now()
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(changes.name)
+        .bind(changes.profiler_config.map(sqlx::types::Json))
+        .bind(changes.metadata.map(sqlx::types::Json))
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        let record = fetch_run(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    async fn delete_run(&self, id: Uuid) -> Result<(), StoreError> {
+        self.ready()?;
+        let done = sqlx::query("DELETE FROM runs WHERE id = $1").bind(id).execute(&self.pool).await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn append(&self, id: Uuid, batch: PreparedBatch) -> Result<IngestOutcome, StoreError> {
+        self.ready()?;
+        let mut tx = self.pool.begin().await?;
+        let outcome = append_in(&mut tx, id, batch).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn load(&self, id: Uuid) -> Result<LoadedRun, StoreError> {
+        self.ready()?;
+        let mut tx = self.pool.begin().await?;
+        // One snapshot for the version and the rows it covers.
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let version: i64 = sqlx::query_scalar("SELECT version FROM runs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let numbers: Vec<i32> = sqlx::query_scalar("SELECT request_number FROM requests WHERE run_id = $1 ORDER BY request_number")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut walker = RequestWalker::new(numbers.into_iter().map(i64::from).collect());
+        let mut builder = FrameBuilder::default();
+        {
+            let mut rows = sqlx::query(
+                "SELECT request_number, event_type, event_timestamp, uuid, name, framework, function_name, function_id,
+                        parent_name, parent_id, prompt_tokens, completion_tokens, total_tokens, seconds_between_calls,
+                        text_value
+                 FROM steps WHERE run_id = $1 ORDER BY request_number, seq",
+            )
+            .bind(id)
+            .fetch(&mut *tx);
+            while let Some(row) = rows.try_next().await? {
+                let n = i64::from(row.try_get::<i32, _>("request_number")?);
+                for m in walker.open(n) {
+                    builder.begin_request(m);
+                }
+                builder.push_row(columns_from_row(&row)?.into_row(n));
+            }
+        }
+        for m in walker.remaining() {
+            builder.begin_request(m);
+        }
+        tx.commit().await?;
+        Ok(LoadedRun {
+            version,
+            frame: builder.finish(),
+        })
+    }
+
+    async fn stream_requests(&self, id: Uuid) -> Result<ByteStream, StoreError> {
+        self.ready()?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM runs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let numbers: Vec<i32> = sqlx::query_scalar("SELECT request_number FROM requests WHERE run_id = $1 ORDER BY request_number")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+        let stream = async_stream::try_stream! {
+            let mut out = crate::profiler::traces::TracesWriter::new(Vec::with_capacity(CHUNK * 2));
+            let mut walker = RequestWalker::new(numbers.into_iter().map(i64::from).collect());
+            {
+                let mut rows = sqlx::query("SELECT request_number, body FROM steps WHERE run_id = $1 ORDER BY request_number, seq")
+                    .bind(id)
+                    .fetch(&mut *tx);
+                while let Some(row) = rows.try_next().await.map_err(StoreError::from)? {
+                    let n = i64::from(row.try_get::<i32, _>("request_number").map_err(StoreError::from)?);
+                    for m in walker.open(n) {
+                        out.begin_request(m).map_err(io_err)?;
+                    }
+                    let body: &str = row.try_get("body").map_err(StoreError::from)?;
+                    out.rendered_step(body.as_bytes()).map_err(io_err)?;
+                    if out.buffered() >= CHUNK {
+                        yield Bytes::from(out.take());
+                    }
+                }
+            }
+            for m in walker.remaining() {
+                out.begin_request(m).map_err(io_err)?;
+            }
+            let rest = out.finish().map_err(io_err)?;
+            tx.commit().await.map_err(StoreError::from)?;
+            yield Bytes::from(rest);
+        };
+        Ok(stream.boxed())
+    }
+}
+
+/// Bytes per streamed chunk of the combined requests file.
+const CHUNK: usize = 64 * 1024;
+
+fn io_err(e: std::io::Error) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+

@@ -1,0 +1,442 @@
+//! The embedded SQLite store: a single file, no server, for `agentprof serve` out of the box.
+//!
+//! Writes take SQLite's write lock up front (`BEGIN IMMEDIATE`), which serialises batches the way
+//! the PostgreSQL store's run-row lock does. WAL mode lets readers (metrics, streaming) proceed
+//! while a batch is written. SQLite has no array parameters, so steps go in with multi-row
+//! `INSERT ... VALUES` statements, a few hundred rows at a time.
+
+use super::*;
+use crate::profiler::{FrameBuilder, StepColumns};
+use crate::trace::InvocationNode;
+use futures::{StreamExt, TryStreamExt};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
+use std::collections::HashMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// Rows per multi-row INSERT: 18 parameters each stays well under SQLite's 32766 limit.
+const ROWS_PER_INSERT: usize = 500;
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path` and applies the migrations.
+    pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let opts = SqliteConnectOptions::new().filename(path).create_if_missing(true);
+        SqliteStore::with_options(opts, 8).await
+    }
+
+    /// Opens a `sqlite:` URL (`sqlite://PATH`, `sqlite::memory:`).
+    pub async fn connect(url: &str) -> Result<SqliteStore, StoreError> {
+        let opts = SqliteConnectOptions::from_str(url)
+            .map_err(StoreError::Database)?
+            .create_if_missing(true);
+        let in_memory = url.contains(":memory:");
+        // An in-memory database lives as long as a connection to it: keep exactly one.
+        SqliteStore::with_options(opts, if in_memory { 1 } else { 8 }).await
+    }
+
+    async fn with_options(opts: SqliteConnectOptions, max: u32) -> Result<SqliteStore, StoreError> {
+        let opts = opts
+            .foreign_keys(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max)
+            .min_connections(if max == 1 { 1 } else { 0 })
+            .idle_timeout(if max == 1 { None } else { Some(Duration::from_secs(600)) })
+            .max_lifetime(if max == 1 { None } else { Some(Duration::from_secs(3600)) })
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts)
+            .await?;
+        let store = SqliteStore { pool };
+        MIGRATOR.run(&store.pool).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(inner) => StoreError::from(inner),
+            other => StoreError::Migrate(other),
+        })?;
+        Ok(store)
+    }
+}
+
+fn micros(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1000) as i64
+}
+
+fn from_micros(m: i64) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(m) * 1000)
+        .map_err(|e| StoreError::Corrupt(format!("stored timestamp out of range: {e}")))
+}
+
+const RUN_COLUMNS: &str = "id, name, created_at, updated_at, version, request_count, step_count, profiler_config, metadata";
+
+fn run_from_row(r: &SqliteRow) -> Result<RunRecord, StoreError> {
+    let json = |name: &str| -> Result<Value, StoreError> {
+        let text: String = r.try_get(name)?;
+        serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("stored {name} is not JSON: {e}")))
+    };
+    Ok(RunRecord {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        created_at: from_micros(r.try_get("created_at")?)?,
+        updated_at: from_micros(r.try_get("updated_at")?)?,
+        version: r.try_get("version")?,
+        request_count: r.try_get("request_count")?,
+        step_count: r.try_get("step_count")?,
+        profiler_config: json("profiler_config")?,
+        metadata: json("metadata")?,
+    })
+}
+
+async fn fetch_run(conn: &mut sqlx::SqliteConnection, id: Uuid) -> Result<RunRecord, StoreError> {
+    let q = sqlx::AssertSqlSafe(format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"));
+    let row = sqlx::query(q).bind(id).fetch_optional(&mut *conn).await?;
+    run_from_row(&row.ok_or(StoreError::NotFound)?)
+}
+
+async fn append_in(tx: &mut Transaction<'static, Sqlite>, id: Uuid, batch: PreparedBatch) -> Result<IngestOutcome, StoreError> {
+    let run = sqlx::query("SELECT version, next_seq FROM runs WHERE id = ?1")
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    let version: i64 = run.try_get("version")?;
+    let next_seq: i64 = run.try_get("next_seq")?;
+
+    let mut by_external: HashMap<String, i64> = HashMap::new();
+    for chunk in batch.external_ids().chunks(ROWS_PER_INSERT) {
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT external_id, request_number FROM requests WHERE run_id = ");
+        q.push_bind(id).push(" AND external_id IN (");
+        let mut sep = q.separated(", ");
+        for e in chunk {
+            sep.push_bind(e.clone());
+        }
+        q.push(")");
+        for r in q.build().fetch_all(&mut **tx).await? {
+            by_external.insert(r.try_get("external_id")?, r.try_get("request_number")?);
+        }
+    }
+    let max_number: i64 = sqlx::query_scalar::<_, Option<i64>>("SELECT max(request_number) FROM requests WHERE run_id = ?1")
+        .bind(id)
+        .fetch_one(&mut **tx)
+        .await?
+        .unwrap_or(-1);
+    let plan = batch.plan(&by_external, max_number, next_seq)?;
+
+    let mut created = 0i64;
+    for chunk in plan.requests.chunks(ROWS_PER_INSERT) {
+        let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO requests (run_id, request_number, external_id) ");
+        q.push_values(chunk, |mut b, (number, external)| {
+            b.push_bind(id).push_bind(*number).push_bind(external.clone());
+        });
+        q.push(" ON CONFLICT DO NOTHING");
+        created += q.build().execute(&mut **tx).await?.rows_affected() as i64;
+    }
+
+    let mut stored_per_request: HashMap<i32, i64> = HashMap::new();
+    let mut steps = plan.steps.into_iter().peekable();
+    while steps.peek().is_some() {
+        let chunk: Vec<(i32, i64, PreparedStep)> = steps.by_ref().take(ROWS_PER_INSERT).collect();
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO steps (run_id, request_number, seq, event_type, event_timestamp, uuid, name, framework,
+                                function_name, function_id, parent_name, parent_id, prompt_tokens, completion_tokens,
+                                total_tokens, seconds_between_calls, text_value, body) ",
+        );
+        q.push_values(chunk, |mut b, (number, seq, step)| {
+            let c = step.columns;
+            let bytes = |s: Option<String>| s.map(String::into_bytes);
+            let (fname, fid, pname, pid) = match c.ancestry {
+                Some(a) => (Some(a.function_name), Some(a.function_id), a.parent_name, a.parent_id),
+                None => (None, None, None, None),
+            };
+            b.push_bind(id)
+                .push_bind(number)
+                .push_bind(seq)
+                .push_bind(event_type_code(c.event_type))
+                .push_bind(c.event_timestamp)
+                .push_bind(c.uuid.into_bytes())
+                .push_bind(bytes(c.name))
+                .push_bind(c.framework.map(framework_code))
+                .push_bind(bytes(fname))
+                .push_bind(bytes(fid))
+                .push_bind(bytes(pname))
+                .push_bind(bytes(pid))
+                .push_bind(c.prompt_tokens)
+                .push_bind(c.completion_tokens)
+                .push_bind(c.total_tokens)
+                .push_bind(c.seconds_between_calls)
+                .push_bind(bytes(c.text))
+                .push_bind(step.body);
+        });
+        q.push(" ON CONFLICT DO NOTHING RETURNING request_number");
+        for r in q.build().fetch_all(&mut **tx).await? {
+            *stored_per_request.entry(r.try_get("request_number")?).or_default() += 1;
+        }
+    }
+    let stored: i64 = stored_per_request.values().sum();
+    for (number, n) in &stored_per_request {
+        sqlx::query("UPDATE requests SET step_count = step_count + ?3 WHERE run_id = ?1 AND request_number = ?2")
+            .bind(id)
+            .bind(number)
+            .bind(n)
+            .execute(&mut **tx)
+            .await?;
+    }
+    let mut new_version = version;
+    if stored > 0 || created > 0 {
+        new_version = sqlx::query_scalar(
+            "UPDATE runs SET version = version + 1, next_seq = ?2, request_count = request_count + ?3,
+                             step_count = step_count + ?4, updated_at = ?5
+             WHERE id = ?1 RETURNING version",
+        )
+        .bind(id)
+        .bind(plan.next_seq)
+        .bind(created)
+        .bind(stored)
+        .bind(micros(OffsetDateTime::now_utc()))
+        .fetch_one(&mut **tx)
+        .await?;
+    }
+    Ok(IngestOutcome {
+        version: new_version,
+        requests_received: plan.requests_received,
+        requests_created: created,
+        steps_received: plan.steps_received,
+        steps_stored: stored,
+        steps_skipped_duplicate: plan.steps_received - stored,
+    })
+}
+
+fn columns_from_row(r: &SqliteRow) -> Result<StepColumns, StoreError> {
+    let opt = |name: &str| -> Result<Option<String>, StoreError> {
+        r.try_get::<Option<Vec<u8>>, _>(name)?.map(utf8).transpose()
+    };
+    let ancestry = match opt("function_name")? {
+        Some(function_name) => Some(InvocationNode {
+            function_name,
+            function_id: opt("function_id")?.unwrap_or_default(),
+            parent_name: opt("parent_name")?,
+            parent_id: opt("parent_id")?,
+        }),
+        None => None,
+    };
+    Ok(StepColumns {
+        event_type: event_type_from_code(r.try_get("event_type")?)?,
+        event_timestamp: r.try_get("event_timestamp")?,
+        uuid: utf8(r.try_get("uuid")?)?,
+        name: opt("name")?,
+        framework: r.try_get::<Option<i16>, _>("framework")?.map(framework_from_code).transpose()?,
+        ancestry,
+        prompt_tokens: r.try_get("prompt_tokens")?,
+        completion_tokens: r.try_get("completion_tokens")?,
+        total_tokens: r.try_get("total_tokens")?,
+        seconds_between_calls: r.try_get("seconds_between_calls")?,
+        text: opt("text_value")?,
+    })
+}
+
+/// Bytes per streamed chunk of the combined requests file.
+const CHUNK: usize = 64 * 1024;
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn create_run(&self, run: NewRun, batch: Option<PreparedBatch>) -> Result<(RunRecord, Option<IngestOutcome>), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let id = Uuid::new_v4();
+        let now = micros(OffsetDateTime::now_utc());
+        sqlx::query("INSERT INTO runs (id, name, created_at, updated_at, profiler_config, metadata) VALUES (?1, ?2, ?3, ?3, ?4, ?5)")
+            .bind(id)
+            .bind(&run.name)
+            .bind(now)
+            .bind(run.profiler_config.to_string())
+            .bind(run.metadata.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let outcome = match batch {
+            Some(b) => Some(append_in(&mut tx, id, b).await?),
+            None => None,
+        };
+        let record = fetch_run(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok((record, outcome))
+    }
+
+    async fn get_run(&self, id: Uuid) -> Result<RunRecord, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        fetch_run(&mut conn, id).await
+    }
+
+    async fn list_runs(&self, limit: i64, after: Option<RunCursor>) -> Result<RunPage, StoreError> {
+        let rows = match &after {
+            None => {
+                let q = sqlx::AssertSqlSafe(format!(
+                    "SELECT {RUN_COLUMNS} FROM runs ORDER BY created_at DESC, id DESC LIMIT ?1"
+                ));
+                sqlx::query(q).bind(limit + 1).fetch_all(&self.pool).await?
+            }
+            Some(c) => {
+                let q = sqlx::AssertSqlSafe(format!(
+                    "SELECT {RUN_COLUMNS} FROM runs WHERE created_at < ?2 OR (created_at = ?2 AND id < ?3)
+                     ORDER BY created_at DESC, id DESC LIMIT ?1"
+                ));
+                sqlx::query(q)
+                    .bind(limit + 1)
+                    .bind(micros(c.created_at))
+                    .bind(c.id)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        let mut items = rows.iter().map(run_from_row).collect::<Result<Vec<_>, _>>()?;
+        let next = if items.len() as i64 > limit {
+            items.truncate(limit as usize);
+            items.last().map(|r| RunCursor {
+                created_at: r.created_at,
+                id: r.id,
+            })
+        } else {
+            None
+        };
+        Ok(RunPage { items, next })
+    }
+
+    async fn update_run(&self, id: Uuid, changes: RunChanges) -> Result<RunRecord, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let updated = sqlx::query(
+            "UPDATE runs SET name = COALESCE(?2, name), profiler_config = COALESCE(?3, profiler_config),
+                             metadata = COALESCE(?4, metadata), updated_at = ?5
+             WHERE id = ?1",
+        )
+        .bind(id)
+        .bind(changes.name)
+        .bind(changes.profiler_config.map(|v| v.to_string()))
+        .bind(changes.metadata.map(|v| v.to_string()))
+        .bind(micros(OffsetDateTime::now_utc()))
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        let record = fetch_run(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    async fn delete_run(&self, id: Uuid) -> Result<(), StoreError> {
+        let done = sqlx::query("DELETE FROM runs WHERE id = ?1").bind(id).execute(&self.pool).await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn append(&self, id: Uuid, batch: PreparedBatch) -> Result<IngestOutcome, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let outcome = append_in(&mut tx, id, batch).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn load(&self, id: Uuid) -> Result<LoadedRun, StoreError> {
+        // A read transaction sees one snapshot (WAL), so the version matches the rows.
+        let mut tx = self.pool.begin().await?;
+        let version: i64 = sqlx::query_scalar("SELECT version FROM runs WHERE id = ?1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let numbers: Vec<i64> = sqlx::query_scalar("SELECT request_number FROM requests WHERE run_id = ?1 ORDER BY request_number")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut walker = RequestWalker::new(numbers);
+        let mut builder = FrameBuilder::default();
+        {
+            let mut rows = sqlx::query(
+                "SELECT request_number, event_type, event_timestamp, uuid, name, framework, function_name, function_id,
+                        parent_name, parent_id, prompt_tokens, completion_tokens, total_tokens, seconds_between_calls,
+                        text_value
+                 FROM steps WHERE run_id = ?1 ORDER BY request_number, seq",
+            )
+            .bind(id)
+            .fetch(&mut *tx);
+            while let Some(row) = rows.try_next().await? {
+                let n: i64 = row.try_get("request_number")?;
+                for m in walker.open(n) {
+                    builder.begin_request(m);
+                }
+                builder.push_row(columns_from_row(&row)?.into_row(n));
+            }
+        }
+        for m in walker.remaining() {
+            builder.begin_request(m);
+        }
+        tx.commit().await?;
+        Ok(LoadedRun {
+            version,
+            frame: builder.finish(),
+        })
+    }
+
+    async fn stream_requests(&self, id: Uuid) -> Result<ByteStream, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM runs WHERE id = ?1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let numbers: Vec<i64> = sqlx::query_scalar("SELECT request_number FROM requests WHERE run_id = ?1 ORDER BY request_number")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+        let stream = async_stream::try_stream! {
+            let mut out = crate::profiler::traces::TracesWriter::new(Vec::with_capacity(CHUNK * 2));
+            let mut walker = RequestWalker::new(numbers);
+            {
+                let mut rows = sqlx::query("SELECT request_number, body FROM steps WHERE run_id = ?1 ORDER BY request_number, seq")
+                    .bind(id)
+                    .fetch(&mut *tx);
+                while let Some(row) = rows.try_next().await.map_err(StoreError::from)? {
+                    let n: i64 = row.try_get("request_number").map_err(StoreError::from)?;
+                    for m in walker.open(n) {
+                        out.begin_request(m).map_err(io_err)?;
+                    }
+                    let body: &str = row.try_get("body").map_err(StoreError::from)?;
+                    out.rendered_step(body.as_bytes()).map_err(io_err)?;
+                    if out.buffered() >= CHUNK {
+                        yield Bytes::from(out.take());
+                    }
+                }
+            }
+            for m in walker.remaining() {
+                out.begin_request(m).map_err(io_err)?;
+            }
+            let rest = out.finish().map_err(io_err)?;
+            tx.commit().await.map_err(StoreError::from)?;
+            yield Bytes::from(rest);
+        };
+        Ok(stream.boxed())
+    }
+}
+
+fn io_err(e: std::io::Error) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
