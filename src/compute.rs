@@ -128,15 +128,24 @@ impl Analyzer {
             .max_capacity(cache_bytes / 2)
             .weigher(|_, r: &Arc<Rendered>| u32::try_from(r.bytes.len()).unwrap_or(u32::MAX))
             .build();
-        Analyzer { store, frames, outputs }
+        Analyzer {
+            store,
+            frames,
+            outputs,
+        }
     }
 
     /// The output `kind` of `run` at its current version, computed once per version.
-    pub async fn render(&self, run: &RunRecord, kind: Artifact) -> Result<Arc<Rendered>, ComputeError> {
+    pub async fn render(
+        &self,
+        run: &RunRecord,
+        kind: Artifact,
+    ) -> Result<Arc<Rendered>, ComputeError> {
         let (config, fp) = effective_config(run)?;
         let key = (run.id, run.version, fp, kind);
         if let Some(hit) = self.outputs.get(&key).await {
-            metrics::counter!("agentprof_output_cache_hits_total", "output" => kind.name()).increment(1);
+            metrics::counter!("agentprof_output_cache_hits_total", "output" => kind.name())
+                .increment(1);
             return Ok(hit);
         }
         let id = run.id;
@@ -144,10 +153,13 @@ impl Analyzer {
             .try_get_with(key, async move {
                 let frame = self.frame(id, run.version).await?;
                 let started = Instant::now();
-                let (version, bytes) = tokio::task::spawn_blocking(move || (frame.0, compute(&frame.1, &config, kind)))
-                    .await
-                    .map_err(|e| ComputeError::Internal(format!("computation failed: {e}")))?;
-                metrics::counter!("agentprof_computations_total", "output" => kind.name()).increment(1);
+                let (version, bytes) = tokio::task::spawn_blocking(move || {
+                    (frame.0, compute(&frame.1, &config, kind))
+                })
+                .await
+                .map_err(|e| ComputeError::Internal(format!("computation failed: {e}")))?;
+                metrics::counter!("agentprof_computations_total", "output" => kind.name())
+                    .increment(1);
                 metrics::histogram!("agentprof_computation_seconds", "output" => kind.name())
                     .record(started.elapsed().as_secs_f64());
                 Ok::<_, ComputeError>(Arc::new(Rendered {
@@ -177,19 +189,33 @@ impl Analyzer {
 /// Renders one output from a frame. Pure CPU work.
 pub fn compute(frame: &Frame, config: &ProfilerConfig, kind: Artifact) -> Bytes {
     match kind {
-        Artifact::Metrics => pyjson::to_vec(&profiler::inference_optimization(frame, config)).into(),
+        Artifact::Metrics => {
+            pyjson::to_vec(&profiler::inference_optimization(frame, config)).into()
+        }
         Artifact::Profiling => pyjson::to_vec(&profiler::workflow_profiling(frame, config)).into(),
-        Artifact::Report => profiler::workflow_profiling(frame, config).report.into_bytes().into(),
+        Artifact::Report => profiler::workflow_profiling(frame, config)
+            .report
+            .into_bytes()
+            .into(),
         Artifact::Csv => profiler::csv::to_string(frame, config).into_bytes().into(),
         Artifact::Gantt => {
             let empty = Frame::default();
-            let forest = CallForest::build(if frame.is_standardized() { frame } else { &empty });
-            gantt::to_svg(&forest).unwrap_or_else(gantt::empty_svg).into_bytes().into()
+            let forest = CallForest::build(if frame.is_standardized() {
+                frame
+            } else {
+                &empty
+            });
+            gantt::to_svg(&forest)
+                .unwrap_or_else(gantt::empty_svg)
+                .into_bytes()
+                .into()
         }
-        Artifact::Forecast if !config.token_usage_forecast => pyjson::to_vec(&profiler::forecast::Forecast::Skipped {
-            reason: "token_usage_forecast is off in the run's profiler_config".to_owned(),
-        })
-        .into(),
+        Artifact::Forecast if !config.token_usage_forecast => {
+            pyjson::to_vec(&profiler::forecast::Forecast::Skipped {
+                reason: "token_usage_forecast is off in the run's profiler_config".to_owned(),
+            })
+            .into()
+        }
         Artifact::Forecast => pyjson::to_vec(&profiler::forecast::fit(frame)).into(),
     }
 }
@@ -207,9 +233,12 @@ fn frame_weight(frame: &Frame) -> u32 {
                 + r.llm_text_output.as_ref().map_or(0, String::len)
                 + r.llm_new_token.as_ref().map_or(0, String::len)
                 + r.ancestry.as_ref().map_or(0, |a| {
-                    a.function_id.len() + a.function_name.len() + a.parent_id.as_ref().map_or(0, String::len)
+                    a.function_id.len()
+                        + a.function_name.len()
+                        + a.parent_id.as_ref().map_or(0, String::len)
                 })
         })
         .sum();
-    u32::try_from(strings + frame.rows.len() * std::mem::size_of::<profiler::Row>()).unwrap_or(u32::MAX)
+    u32::try_from(strings + frame.rows.len() * std::mem::size_of::<profiler::Row>())
+        .unwrap_or(u32::MAX)
 }

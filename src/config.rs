@@ -108,7 +108,9 @@ impl DatabaseUrl {
     /// The URL with any password replaced by `***`.
     pub fn redacted(&self) -> String {
         let s = &self.0;
-        let Some(scheme_end) = s.find("://") else { return s.clone() };
+        let Some(scheme_end) = s.find("://") else {
+            return s.clone();
+        };
         let rest = &s[scheme_end + 3..];
         let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
         let authority = &rest[..authority_end];
@@ -116,7 +118,11 @@ impl DatabaseUrl {
             Some(at) => {
                 let userinfo = &authority[..at];
                 let user = userinfo.split(':').next().unwrap_or("");
-                let masked = if userinfo.contains(':') { format!("{user}:***") } else { user.to_owned() };
+                let masked = if userinfo.contains(':') {
+                    format!("{user}:***")
+                } else {
+                    user.to_owned()
+                };
                 format!("{}://{}@{}", &s[..scheme_end], masked, &rest[at + 1..])
             }
             None => s.clone(),
@@ -175,18 +181,31 @@ impl FromStr for ApiKeys {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut keys = Vec::new();
-        for (i, entry) in s.split(',').map(str::trim).filter(|e| !e.is_empty()).enumerate() {
+        for (i, entry) in s
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .enumerate()
+        {
             let (kind, key) = entry
                 .split_once(':')
                 .ok_or_else(|| format!("entry {} is not `read:KEY` or `write:KEY`", i + 1))?;
             let access = match kind.trim() {
                 "read" => Access::Read,
                 "write" => Access::Write,
-                other => return Err(format!("entry {}: unknown access {other:?} (use read or write)", i + 1)),
+                other => {
+                    return Err(format!(
+                        "entry {}: unknown access {other:?} (use read or write)",
+                        i + 1
+                    ));
+                }
             };
             let key = key.trim();
             if key.len() < 8 {
-                return Err(format!("entry {}: keys must be at least 8 characters", i + 1));
+                return Err(format!(
+                    "entry {}: keys must be at least 8 characters",
+                    i + 1
+                ));
             }
             keys.push((access, key.to_owned()));
         }
@@ -200,7 +219,11 @@ impl FromStr for ApiKeys {
 impl fmt::Debug for ApiKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let reads = self.keys.iter().filter(|(a, _)| *a == Access::Read).count();
-        write!(f, "ApiKeys {{ read: {reads}, write: {}, values: <redacted> }}", self.keys.len() - reads)
+        write!(
+            f,
+            "ApiKeys {{ read: {reads}, write: {}, values: <redacted> }}",
+            self.keys.len() - reads
+        )
     }
 }
 
@@ -221,7 +244,13 @@ mod tests {
     #[test]
     fn api_keys_parse_and_redact() {
         let k: ApiKeys = "read:reader-key-1, write:writer-key-1".parse().unwrap();
-        assert_eq!(k.keys, [(Access::Read, "reader-key-1".to_owned()), (Access::Write, "writer-key-1".to_owned())]);
+        assert_eq!(
+            k.keys,
+            [
+                (Access::Read, "reader-key-1".to_owned()),
+                (Access::Write, "writer-key-1".to_owned())
+            ]
+        );
         let shown = format!("{k:?}");
         assert!(!shown.contains("reader-key-1") && shown.contains("read: 1"));
         assert!("admin:whatever-long".parse::<ApiKeys>().is_err());

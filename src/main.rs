@@ -9,7 +9,11 @@ use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
-#[command(name = "agentprof", version, about = "Profiles agent workflow runs (AgentIQ / NeMo Agent Toolkit steps)")]
+#[command(
+    name = "agentprof",
+    version,
+    about = "Profiles agent workflow runs (AgentIQ / NeMo Agent Toolkit steps)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -45,7 +49,12 @@ fn main() -> ExitCode {
                 .and_then(|cfg| analyze_file(&input, &out, &cfg));
             match result {
                 Ok(summary) => {
-                    eprintln!("analyzed {} requests, {} steps -> {}", summary.requests, summary.steps, out.display());
+                    eprintln!(
+                        "analyzed {} requests, {} steps -> {}",
+                        summary.requests,
+                        summary.steps,
+                        out.display()
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -55,7 +64,10 @@ fn main() -> ExitCode {
             }
         }
         Some(Command::Openapi) => {
-            print!("{}", agentprof::api::docs::to_json(&agentprof::api::openapi()));
+            print!(
+                "{}",
+                agentprof::api::docs::to_json(&agentprof::api::openapi())
+            );
             ExitCode::SUCCESS
         }
         Some(Command::Serve(config)) => serve(config),
@@ -65,9 +77,14 @@ fn main() -> ExitCode {
 
 fn serve(config: ServeConfig) -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")),
+        )
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

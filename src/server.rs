@@ -19,9 +19,15 @@ pub enum ServeError {
     #[error("cannot open the database: {0}")]
     Store(#[from] StoreError),
     #[error("cannot create the data directory {path}: {source}")]
-    DataDir { path: PathBuf, source: std::io::Error },
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("server error: {0}")]
     Serve(#[source] std::io::Error),
 }
@@ -87,13 +93,17 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         None => format!("sqlite {}", config.data_dir.join("agentprof.db").display()),
     };
     match &keys {
-        Some(k) => tracing::info!(%addr, %database, keys = ?k, "agentprof listening; API keys required"),
+        Some(k) => {
+            tracing::info!(%addr, %database, keys = ?k, "agentprof listening; API keys required")
+        }
         None => tracing::warn!(
             %addr, %database,
             "agentprof listening WITHOUT API keys: anyone who can reach {addr} can read and write runs"
         ),
     }
-    eprintln!("agentprof listening on http://{addr} (Swagger UI at http://{addr}/docs), database: {database}");
+    eprintln!(
+        "agentprof listening on http://{addr} (Swagger UI at http://{addr}/docs), database: {database}"
+    );
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await

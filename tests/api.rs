@@ -30,10 +30,15 @@ on_both_backends!(conformance_cases_over_http, |backend| async move {
     let app = TestApp::new(backend).await;
     for case in cases() {
         let name = case.file_name().unwrap().to_string_lossy().into_owned();
-        let id = app.create_run(&json!({"name": name, "profiler_config": config_of(&case)})).await;
+        let id = app
+            .create_run(&json!({"name": name, "profiler_config": config_of(&case)}))
+            .await;
         let raw = case_input(&case);
         let headers: Vec<(&str, &str)> = if raw.starts_with(&[0x1f, 0x8b]) {
-            vec![("content-type", "application/json"), ("content-encoding", "gzip")]
+            vec![
+                ("content-type", "application/json"),
+                ("content-encoding", "gzip"),
+            ]
         } else {
             vec![("content-type", "application/json")]
         };
@@ -41,39 +46,82 @@ on_both_backends!(conformance_cases_over_http, |backend| async move {
         let first = app.request(Method::POST, &uri, &headers, raw.clone()).await;
         assert_eq!(first.status, StatusCode::OK, "{name}: {}", first.text());
         let first = first.json();
-        assert_eq!(first["steps"]["stored"], first["steps"]["received"], "{name}");
+        assert_eq!(
+            first["steps"]["stored"], first["steps"]["received"],
+            "{name}"
+        );
         // The same body again stores nothing and leaves the version alone.
         let again = app.request(Method::POST, &uri, &headers, raw).await.json();
         assert_eq!(again["steps"]["stored"], 0, "{name}: retry stored steps");
         assert_eq!(again["requests"]["created"], 0, "{name}");
         assert_eq!(again["version"], first["version"], "{name}");
 
-        for (path, file) in [("metrics", "inference_optimization.json"), ("profiling", "workflow_profiling_metrics.json"), ("requests", "all_requests_profiler_traces.json")] {
+        for (path, file) in [
+            ("metrics", "inference_optimization.json"),
+            ("profiling", "workflow_profiling_metrics.json"),
+            ("requests", "all_requests_profiler_traces.json"),
+        ] {
             let r = app.get(&format!("/v1/runs/{id}/{path}")).await;
             assert_eq!(r.status, StatusCode::OK, "{name}/{path}: {}", r.text());
             assert_json_matches(&name, file, &expected_json(&case, file).unwrap(), &r.json());
         }
         let expected = case.join("expected");
         let traces = read_maybe_gz(&expected, "all_requests_profiler_traces.json").unwrap();
-        assert_text_equal(&name, "requests (bytes)", &traces, &app.get(&format!("/v1/runs/{id}/requests")).await.body);
+        assert_text_equal(
+            &name,
+            "requests (bytes)",
+            &traces,
+            &app.get(&format!("/v1/runs/{id}/requests")).await.body,
+        );
         let report = read_maybe_gz(&expected, "workflow_profiling_report.txt").unwrap();
-        assert_text_equal(&name, "report", &report, &app.get(&format!("/v1/runs/{id}/report")).await.body);
+        assert_text_equal(
+            &name,
+            "report",
+            &report,
+            &app.get(&format!("/v1/runs/{id}/report")).await.body,
+        );
         let csv = read_maybe_gz(&expected, "standardized_data_all.csv").unwrap();
-        assert_text_equal(&name, "csv", &csv, &app.get(&format!("/v1/runs/{id}/standardized.csv")).await.body);
+        assert_text_equal(
+            &name,
+            "csv",
+            &csv,
+            &app.get(&format!("/v1/runs/{id}/standardized.csv"))
+                .await
+                .body,
+        );
     }
 });
 
 on_both_backends!(run_lifecycle, |backend| async move {
     let app = TestApp::new(backend).await;
-    let created = app.post_json("/v1/runs", json!({"name": "first", "metadata": {"commit": "abc"}}).to_string()).await;
+    let created = app
+        .post_json(
+            "/v1/runs",
+            json!({"name": "first", "metadata": {"commit": "abc"}}).to_string(),
+        )
+        .await;
     assert_eq!(created.status, StatusCode::CREATED);
     let run = created.json();
     let id = run["id"].as_str().unwrap().to_owned();
-    assert_eq!(created.header("location"), Some(format!("/v1/runs/{id}").as_str()));
-    for field in ["id", "name", "created_at", "step_count", "request_count", "version", "profiler_config"] {
+    assert_eq!(
+        created.header("location"),
+        Some(format!("/v1/runs/{id}").as_str())
+    );
+    for field in [
+        "id",
+        "name",
+        "created_at",
+        "step_count",
+        "request_count",
+        "version",
+        "profiler_config",
+    ] {
         assert!(run.get(field).is_some(), "missing {field}");
     }
-    assert_eq!(run["profiler_config"]["prompt_caching_prefixes"]["min_frequency"], 0.5);
+    assert_eq!(
+        run["profiler_config"]["prompt_caching_prefixes"]["min_frequency"],
+        0.5
+    );
 
     let got = app.get(&format!("/v1/runs/{id}")).await;
     assert_eq!(got.status, StatusCode::OK);
@@ -87,13 +135,24 @@ on_both_backends!(run_lifecycle, |backend| async move {
     let p = patched.json();
     assert_eq!(p["name"], "renamed");
     assert_eq!(p["metadata"], json!({"branch": "main"}));
-    assert_eq!(p["profiler_config"]["concurrency_spike_analysis"]["spike_threshold"], 3);
+    assert_eq!(
+        p["profiler_config"]["concurrency_spike_analysis"]["spike_threshold"],
+        3
+    );
     let bad = app
-        .request(Method::PATCH, &format!("/v1/runs/{id}"), &[("content-type", "application/json")],
-            json!({"profiler_config": {"prompt_caching_prefixes": {"min_frequency": "lots"}}}).to_string())
+        .request(
+            Method::PATCH,
+            &format!("/v1/runs/{id}"),
+            &[("content-type", "application/json")],
+            json!({"profiler_config": {"prompt_caching_prefixes": {"min_frequency": "lots"}}})
+                .to_string(),
+        )
         .await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(bad.json()["errors"][0]["path"], "/profiler_config/prompt_caching_prefixes/min_frequency");
+    assert_eq!(
+        bad.json()["errors"][0]["path"],
+        "/profiler_config/prompt_caching_prefixes/min_frequency"
+    );
 
     // Pagination, newest first.
     for i in 0..4 {
@@ -103,29 +162,68 @@ on_both_backends!(run_lifecycle, |backend| async move {
     assert_eq!(page1["items"].as_array().unwrap().len(), 2);
     assert_eq!(page1["items"][0]["name"], "r3");
     let cursor = page1["next_cursor"].as_str().unwrap();
-    let page2 = app.get(&format!("/v1/runs?limit=2&cursor={cursor}")).await.json();
+    let page2 = app
+        .get(&format!("/v1/runs?limit=2&cursor={cursor}"))
+        .await
+        .json();
     assert_eq!(page2["items"][0]["name"], "r1");
-    let page3 = app.get(&format!("/v1/runs?limit=2&cursor={}", page2["next_cursor"].as_str().unwrap())).await.json();
+    let page3 = app
+        .get(&format!(
+            "/v1/runs?limit=2&cursor={}",
+            page2["next_cursor"].as_str().unwrap()
+        ))
+        .await
+        .json();
     assert_eq!(page3["items"].as_array().unwrap().len(), 1);
     assert!(page3["next_cursor"].is_null());
-    assert_eq!(app.get("/v1/runs?limit=0").await.status, StatusCode::BAD_REQUEST);
-    assert_eq!(app.get("/v1/runs?cursor=bogus").await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        app.get("/v1/runs?limit=0").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        app.get("/v1/runs?cursor=bogus").await.status,
+        StatusCode::BAD_REQUEST
+    );
 
-    let del = app.request(Method::DELETE, &format!("/v1/runs/{id}"), &[], Body::empty()).await;
+    let del = app
+        .request(
+            Method::DELETE,
+            &format!("/v1/runs/{id}"),
+            &[],
+            Body::empty(),
+        )
+        .await;
     assert_eq!(del.status, StatusCode::NO_CONTENT);
     let gone = app.get(&format!("/v1/runs/{id}")).await;
     assert_eq!(gone.status, StatusCode::NOT_FOUND);
-    assert_eq!(gone.header("content-type"), Some("application/problem+json"));
+    assert_eq!(
+        gone.header("content-type"),
+        Some("application/problem+json")
+    );
     assert_eq!(gone.json()["code"], "run-not-found");
-    assert_eq!(app.get(&format!("/v1/runs/{id}/metrics")).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get(&format!("/v1/runs/{id}/metrics")).await.status,
+        StatusCode::NOT_FOUND
+    );
 });
 
 on_both_backends!(etag_and_cache, |backend| async move {
     let app = TestApp::new(backend).await;
-    let id = app.create_run(&json!({"requests": [[step("LLM_START", 1.0, "a"), step("LLM_END", 2.0, "a")]]})).await;
+    let id = app
+        .create_run(
+            &json!({"requests": [[step("LLM_START", 1.0, "a"), step("LLM_END", 2.0, "a")]]}),
+        )
+        .await;
     let first = app.get(&format!("/v1/runs/{id}/metrics")).await;
     let tag = first.header("etag").unwrap().to_owned();
-    let again = app.request(Method::GET, &format!("/v1/runs/{id}/metrics"), &[("if-none-match", &tag)], Body::empty()).await;
+    let again = app
+        .request(
+            Method::GET,
+            &format!("/v1/runs/{id}/metrics"),
+            &[("if-none-match", &tag)],
+            Body::empty(),
+        )
+        .await;
     assert_eq!(again.status, StatusCode::NOT_MODIFIED);
     assert!(again.body.is_empty());
     // Different outputs have different tags.
@@ -133,17 +231,52 @@ on_both_backends!(etag_and_cache, |backend| async move {
     assert_ne!(csv.header("etag").unwrap(), tag);
     assert_eq!(csv.header("content-type"), Some("text/csv; charset=utf-8"));
     // New data: new version, new tag, new numbers.
-    let r = app.post_json(&format!("/v1/runs/{id}/steps"), json!([[step("LLM_START", 1.0, "a"), step("LLM_END", 2.0, "a")], [step("LLM_START", 1.0, "b"), step("LLM_END", 4.0, "b")]]).to_string()).await;
-    assert_eq!(r.json()["steps"]["stored"], 2, "request 0's steps were already there");
-    let after = app.request(Method::GET, &format!("/v1/runs/{id}/metrics"), &[("if-none-match", &tag)], Body::empty()).await;
+    let r = app
+        .post_json(
+            &format!("/v1/runs/{id}/steps"),
+            json!([
+                [step("LLM_START", 1.0, "a"), step("LLM_END", 2.0, "a")],
+                [step("LLM_START", 1.0, "b"), step("LLM_END", 4.0, "b")]
+            ])
+            .to_string(),
+        )
+        .await;
+    assert_eq!(
+        r.json()["steps"]["stored"],
+        2,
+        "request 0's steps were already there"
+    );
+    let after = app
+        .request(
+            Method::GET,
+            &format!("/v1/runs/{id}/metrics"),
+            &[("if-none-match", &tag)],
+            Body::empty(),
+        )
+        .await;
     assert_eq!(after.status, StatusCode::OK);
     assert_ne!(after.header("etag").unwrap(), tag);
-    assert_eq!(after.json()["confidence_intervals"]["llm_latency_confidence_intervals"]["mean"], 2.0);
+    assert_eq!(
+        after.json()["confidence_intervals"]["llm_latency_confidence_intervals"]["mean"],
+        2.0
+    );
     // A config change changes the tag too.
     let tag2 = after.header("etag").unwrap().to_owned();
-    app.request(Method::PATCH, &format!("/v1/runs/{id}"), &[("content-type", "application/json")],
-        json!({"profiler_config": {"prompt_caching_prefixes": {"enable": false}}}).to_string()).await;
-    let cfg = app.request(Method::GET, &format!("/v1/runs/{id}/metrics"), &[("if-none-match", &tag2)], Body::empty()).await;
+    app.request(
+        Method::PATCH,
+        &format!("/v1/runs/{id}"),
+        &[("content-type", "application/json")],
+        json!({"profiler_config": {"prompt_caching_prefixes": {"enable": false}}}).to_string(),
+    )
+    .await;
+    let cfg = app
+        .request(
+            Method::GET,
+            &format!("/v1/runs/{id}/metrics"),
+            &[("if-none-match", &tag2)],
+            Body::empty(),
+        )
+        .await;
     assert_eq!(cfg.status, StatusCode::OK);
     assert!(cfg.json()["common_prefixes"].is_null());
 });
@@ -158,48 +291,137 @@ on_both_backends!(invalid_batches_store_nothing, |backend| async move {
     assert_eq!(r.header("content-type"), Some("application/problem+json"));
     let p = r.json();
     assert_eq!(p["errors"][0]["path"], "/0/1/payload/event_timestamp");
-    assert!(p["detail"].as_str().unwrap().contains("/0/1/payload/event_timestamp"));
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("/0/1/payload/event_timestamp")
+    );
     let run = app.get(&format!("/v1/runs/{id}")).await.json();
-    assert_eq!((run["step_count"].clone(), run["request_count"].clone(), run["version"].clone()), (json!(0), json!(0), json!(0)));
+    assert_eq!(
+        (
+            run["step_count"].clone(),
+            run["request_count"].clone(),
+            run["version"].clone()
+        ),
+        (json!(0), json!(0), json!(0))
+    );
 
     // A create with invalid requests creates no run at all.
-    let before = app.get("/v1/runs").await.json()["items"].as_array().unwrap().len();
-    let r = app.post_json("/v1/runs", json!({"name": "x", "requests": [{"request_number": -1, "intermediate_steps": []}]}).to_string()).await;
+    let before = app.get("/v1/runs").await.json()["items"]
+        .as_array()
+        .unwrap()
+        .len();
+    let r = app
+        .post_json(
+            "/v1/runs",
+            json!({"name": "x", "requests": [{"request_number": -1, "intermediate_steps": []}]})
+                .to_string(),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(r.json()["errors"][0]["path"], "/requests/0/request_number");
-    assert_eq!(app.get("/v1/runs").await.json()["items"].as_array().unwrap().len(), before);
+    assert_eq!(
+        app.get("/v1/runs").await.json()["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        before
+    );
 
     // Malformed JSON: 400; wrong type: 415; unknown run: 404.
     let r = app.post_json(&uri, "[[{").await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.json()["code"], "malformed-request");
-    let r = app.request(Method::POST, &uri, &[("content-type", "text/plain")], "[]").await;
+    let r = app
+        .request(Method::POST, &uri, &[("content-type", "text/plain")], "[]")
+        .await;
     assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    let r = app.post_json(&format!("/v1/runs/{}/steps", uuid::Uuid::new_v4()), "[]").await;
+    let r = app
+        .post_json(&format!("/v1/runs/{}/steps", uuid::Uuid::new_v4()), "[]")
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 });
 
 on_both_backends!(limits_and_gzip, |backend| async move {
-    let app = TestApp::with(backend, Options { max_bytes: 4096, max_decompressed: 16 * 1024, ..Options::default() }).await;
+    let app = TestApp::with(
+        backend,
+        Options {
+            max_bytes: 4096,
+            max_decompressed: 16 * 1024,
+            ..Options::default()
+        },
+    )
+    .await;
     let id = app.create_run(&json!({})).await;
     let uri = format!("/v1/runs/{id}/steps");
-    let big = format!("[[{}]]", vec![step("TOOL_START", 1.0, "t").to_string(); 40].join(","));
+    let big = format!(
+        "[[{}]]",
+        vec![step("TOOL_START", 1.0, "t").to_string(); 40].join(",")
+    );
     let r = app.post_json(&uri, big.clone()).await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.text());
     // The same batch gzipped fits on the wire and inflates within the limit.
-    let small = format!("[[{}]]", vec![step("TOOL_START", 1.0, "t").to_string(); 30].join(","));
+    let small = format!(
+        "[[{}]]",
+        vec![step("TOOL_START", 1.0, "t").to_string(); 30].join(",")
+    );
     let gz = gzip(small.as_bytes());
     assert!(gz.len() < 4096);
-    let r = app.request(Method::POST, &uri, &[("content-type", "application/json"), ("content-encoding", "gzip")], gz).await;
+    let r = app
+        .request(
+            Method::POST,
+            &uri,
+            &[
+                ("content-type", "application/json"),
+                ("content-encoding", "gzip"),
+            ],
+            gz,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-    assert_eq!(r.json()["steps"]["skipped_duplicate"], 29, "30 identical steps are one step");
+    assert_eq!(
+        r.json()["steps"]["skipped_duplicate"],
+        29,
+        "30 identical steps are one step"
+    );
     // A gzip bomb: tiny on the wire, huge inflated.
     let bomb = gzip(&vec![b' '; 10 * 1024 * 1024]);
-    let r = app.request(Method::POST, &uri, &[("content-type", "application/json"), ("content-encoding", "gzip")], bomb).await;
+    let r = app
+        .request(
+            Method::POST,
+            &uri,
+            &[
+                ("content-type", "application/json"),
+                ("content-encoding", "gzip"),
+            ],
+            bomb,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
-    let r = app.request(Method::POST, &uri, &[("content-type", "application/json"), ("content-encoding", "br")], "[]").await;
+    let r = app
+        .request(
+            Method::POST,
+            &uri,
+            &[
+                ("content-type", "application/json"),
+                ("content-encoding", "br"),
+            ],
+            "[]",
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    let r = app.request(Method::POST, &uri, &[("content-type", "application/json"), ("content-encoding", "gzip")], "not gzip").await;
+    let r = app
+        .request(
+            Method::POST,
+            &uri,
+            &[
+                ("content-type", "application/json"),
+                ("content-encoding", "gzip"),
+            ],
+            "not gzip",
+        )
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 });
 
@@ -208,23 +430,52 @@ on_both_backends!(appends_match_requests, |backend| async move {
     let id = app.create_run(&json!({})).await;
     let uri = format!("/v1/runs/{id}/steps");
     // Profiler form: request_number identifies the request.
-    app.post_json(&uri, json!([{"request_number": 7, "intermediate_steps": [step("LLM_START", 1.0, "a")]}]).to_string()).await;
-    let r = app.post_json(&uri, json!([{"request_number": 7, "intermediate_steps": [step("LLM_END", 3.0, "a")]}]).to_string()).await.json();
+    app.post_json(
+        &uri,
+        json!([{"request_number": 7, "intermediate_steps": [step("LLM_START", 1.0, "a")]}])
+            .to_string(),
+    )
+    .await;
+    let r = app
+        .post_json(
+            &uri,
+            json!([{"request_number": 7, "intermediate_steps": [step("LLM_END", 3.0, "a")]}])
+                .to_string(),
+        )
+        .await
+        .json();
     assert_eq!(r["requests"]["created"], 0);
     let m = app.get(&format!("/v1/runs/{id}/metrics")).await.json();
-    assert_eq!(m["confidence_intervals"]["llm_latency_confidence_intervals"]["mean"], 2.0);
+    assert_eq!(
+        m["confidence_intervals"]["llm_latency_confidence_intervals"]["mean"],
+        2.0
+    );
     // Eval form: the id identifies the request; new ids get the next numbers.
     let eval = |qid: &str, s: Value| json!([{"id": qid, "question": "q", "generated_answer": "a", "intermediate_steps": [s]}]);
-    let r = app.post_json(&uri, eval("q-1", step("TOOL_START", 10.0, "t")).to_string()).await.json();
+    let r = app
+        .post_json(&uri, eval("q-1", step("TOOL_START", 10.0, "t")).to_string())
+        .await
+        .json();
     assert_eq!(r["requests"]["created"], 1);
-    let r = app.post_json(&uri, eval("q-1", step("TOOL_END", 12.0, "t")).to_string()).await.json();
+    let r = app
+        .post_json(&uri, eval("q-1", step("TOOL_END", 12.0, "t")).to_string())
+        .await
+        .json();
     assert_eq!(r["requests"]["created"], 0);
     let traces = app.get(&format!("/v1/runs/{id}/requests")).await.json();
-    let numbers: Vec<i64> = traces.as_array().unwrap().iter().map(|r| r["request_number"].as_i64().unwrap()).collect();
+    let numbers: Vec<i64> = traces
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["request_number"].as_i64().unwrap())
+        .collect();
     assert_eq!(numbers, [7, 8]);
     assert_eq!(traces[1]["intermediate_steps"].as_array().unwrap().len(), 2);
     let run = app.get(&format!("/v1/runs/{id}")).await.json();
-    assert_eq!((run["request_count"].clone(), run["step_count"].clone()), (json!(2), json!(4)));
+    assert_eq!(
+        (run["request_count"].clone(), run["step_count"].clone()),
+        (json!(2), json!(4))
+    );
 });
 
 on_both_backends!(nul_characters_round_trip, |backend| async move {
@@ -232,11 +483,22 @@ on_both_backends!(nul_characters_round_trip, |backend| async move {
     let mut s = step("LLM_START", 1.0, "nul\u{0}uuid");
     s["payload"]["data"]["input"] = json!("before\u{0}after");
     s["payload"]["name"] = json!("model\u{0}x");
-    let id = app.create_run(&json!({"requests": [[s.clone(), step("LLM_END", 2.0, "nul\u{0}uuid")]]})).await;
+    let id = app
+        .create_run(&json!({"requests": [[s.clone(), step("LLM_END", 2.0, "nul\u{0}uuid")]]}))
+        .await;
     let traces = app.get(&format!("/v1/runs/{id}/requests")).await.json();
-    assert_eq!(traces[0]["intermediate_steps"][0]["payload"]["data"]["input"], "before\u{0}after");
-    assert_eq!(traces[0]["intermediate_steps"][0]["payload"]["UUID"], "nul\u{0}uuid");
-    let csv = app.get(&format!("/v1/runs/{id}/standardized.csv")).await.text();
+    assert_eq!(
+        traces[0]["intermediate_steps"][0]["payload"]["data"]["input"],
+        "before\u{0}after"
+    );
+    assert_eq!(
+        traces[0]["intermediate_steps"][0]["payload"]["UUID"],
+        "nul\u{0}uuid"
+    );
+    let csv = app
+        .get(&format!("/v1/runs/{id}/standardized.csv"))
+        .await
+        .text();
     assert!(csv.contains("before\u{0}after"));
     let m = app.get(&format!("/v1/runs/{id}/metrics")).await.json();
     assert!(m["common_prefixes"].get("model\u{0}x").is_some(), "{m}");
@@ -245,14 +507,38 @@ on_both_backends!(nul_characters_round_trip, |backend| async move {
 on_both_backends!(outputs_exist_for_empty_runs, |backend| async move {
     let app = TestApp::new(backend).await;
     let id = app.create_run(&json!({})).await;
-    for path in ["metrics", "profiling", "report", "standardized.csv", "gantt.svg", "forecast", "requests"] {
+    for path in [
+        "metrics",
+        "profiling",
+        "report",
+        "standardized.csv",
+        "gantt.svg",
+        "forecast",
+        "requests",
+    ] {
         let r = app.get(&format!("/v1/runs/{id}/{path}")).await;
         assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.text());
     }
-    assert_eq!(app.get(&format!("/v1/runs/{id}/requests")).await.text(), "[]");
-    assert_eq!(app.get(&format!("/v1/runs/{id}/standardized.csv")).await.text(), "\n");
-    assert!(app.get(&format!("/v1/runs/{id}/gantt.svg")).await.text().contains("No calls found."));
-    assert_eq!(app.get(&format!("/v1/runs/{id}/forecast")).await.json()["status"], "skipped");
+    assert_eq!(
+        app.get(&format!("/v1/runs/{id}/requests")).await.text(),
+        "[]"
+    );
+    assert_eq!(
+        app.get(&format!("/v1/runs/{id}/standardized.csv"))
+            .await
+            .text(),
+        "\n"
+    );
+    assert!(
+        app.get(&format!("/v1/runs/{id}/gantt.svg"))
+            .await
+            .text()
+            .contains("No calls found.")
+    );
+    assert_eq!(
+        app.get(&format!("/v1/runs/{id}/forecast")).await.json()["status"],
+        "skipped"
+    );
 });
 
 on_both_backends!(over_a_real_socket, |backend| async move {
@@ -264,18 +550,42 @@ on_both_backends!(over_a_real_socket, |backend| async move {
     let created = client
         .post(format!("{base}/v1/runs"))
         .header("content-type", "application/json")
-        .body(format!("{{\"name\": \"socket\", \"requests\": {}}}", String::from_utf8(body).unwrap()))
+        .body(format!(
+            "{{\"name\": \"socket\", \"requests\": {}}}",
+            String::from_utf8(body).unwrap()
+        ))
         .send()
         .await
         .unwrap();
     assert_eq!(created.status(), 201);
     let location = created.headers()["location"].to_str().unwrap().to_owned();
-    let metrics: Value = client.get(format!("{base}{location}/metrics")).send().await.unwrap().json().await.unwrap();
-    assert_json_matches("small_5", "metrics over socket", &expected_json(&case, "inference_optimization.json").unwrap(), &metrics);
-    let resp = client.get(format!("{base}{location}/requests")).send().await.unwrap();
+    let metrics: Value = client
+        .get(format!("{base}{location}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_json_matches(
+        "small_5",
+        "metrics over socket",
+        &expected_json(&case, "inference_optimization.json").unwrap(),
+        &metrics,
+    );
+    let resp = client
+        .get(format!("{base}{location}/requests"))
+        .send()
+        .await
+        .unwrap();
     assert!(resp.headers().get("x-request-id").is_some());
     let bytes = resp.bytes().await.unwrap();
-    assert_text_equal("small_5", "requests over socket", &std::fs::read(case.join("expected/all_requests_profiler_traces.json")).unwrap(), &bytes);
+    assert_text_equal(
+        "small_5",
+        "requests over socket",
+        &std::fs::read(case.join("expected/all_requests_profiler_traces.json")).unwrap(),
+        &bytes,
+    );
     let health = client.get(format!("{base}/readyz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
 });
@@ -286,22 +596,40 @@ async fn unknown_routes_and_methods_are_problems() {
     let r = app.get("/v2/nothing").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.header("content-type"), Some("application/problem+json"));
-    let r = app.request(Method::PUT, "/v1/runs", &[], Body::empty()).await;
+    let r = app
+        .request(Method::PUT, "/v1/runs", &[], Body::empty())
+        .await;
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(r.json()["code"], "method-not-allowed");
-    assert_eq!(app.get("/v1/runs/not-a-uuid").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get("/v1/runs/not-a-uuid").await.status,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
 async fn prometheus_and_probes() {
     let app = TestApp::new(Backend::Sqlite).await;
     assert_eq!(app.get("/healthz").await.json(), json!({"status": "ok"}));
-    assert_eq!(app.get("/readyz").await.json(), json!({"status": "ready", "database": "sqlite"}));
-    let id = app.create_run(&json!({"requests": [[step("LLM_START", 1.0, "a")]]})).await;
+    assert_eq!(
+        app.get("/readyz").await.json(),
+        json!({"status": "ready", "database": "sqlite"})
+    );
+    let id = app
+        .create_run(&json!({"requests": [[step("LLM_START", 1.0, "a")]]}))
+        .await;
     app.get(&format!("/v1/runs/{id}/metrics")).await;
     let text = app.get("/metrics").await.text();
-    for needle in ["agentprof_http_requests_total", "agentprof_steps_stored_total", "agentprof_computations_total", "agentprof_http_request_duration_seconds_bucket"] {
+    for needle in [
+        "agentprof_http_requests_total",
+        "agentprof_steps_stored_total",
+        "agentprof_computations_total",
+        "agentprof_http_request_duration_seconds_bucket",
+    ] {
         assert!(text.contains(needle), "{needle} missing from /metrics");
     }
-    assert!(text.contains("route=\"/v1/runs/{run_id}/metrics\""), "routes are templates, not URLs");
+    assert!(
+        text.contains("route=\"/v1/runs/{run_id}/metrics\""),
+        "routes are templates, not URLs"
+    );
 }

@@ -27,7 +27,8 @@ fn checked_in_document_is_current() {
 
 #[test]
 fn every_endpoint_is_documented() {
-    let doc: Value = serde_json::from_str(&agentprof::api::docs::to_json(&agentprof::api::openapi())).unwrap();
+    let doc: Value =
+        serde_json::from_str(&agentprof::api::docs::to_json(&agentprof::api::openapi())).unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
     let paths = doc["paths"].as_object().unwrap();
     let expected = [
@@ -47,9 +48,14 @@ fn every_endpoint_is_documented() {
     ];
     for (path, methods) in expected {
         for m in methods {
-            let op = &paths.get(path).unwrap_or_else(|| panic!("{path} undocumented"))[*m];
+            let op = &paths
+                .get(path)
+                .unwrap_or_else(|| panic!("{path} undocumented"))[*m];
             assert!(op.is_object(), "{m} {path} undocumented");
-            assert!(op["responses"].as_object().is_some_and(|r| !r.is_empty()), "{m} {path} has no responses");
+            assert!(
+                op["responses"].as_object().is_some_and(|r| !r.is_empty()),
+                "{m} {path} has no responses"
+            );
             assert!(op["summary"].is_string(), "{m} {path} has no summary");
         }
     }
@@ -60,11 +66,20 @@ fn every_endpoint_is_documented() {
 async fn served_document_equals_checked_in_and_swagger_ui_is_served() {
     let app = TestApp::new(Backend::Sqlite).await;
     let served = app.get("/openapi.json").await;
-    assert_eq!(served.text(), std::fs::read_to_string(checked_in()).unwrap());
+    assert_eq!(
+        served.text(),
+        std::fs::read_to_string(checked_in()).unwrap()
+    );
     let ui = app.get("/docs/").await;
     assert_eq!(ui.status, 200);
     assert!(ui.text().contains("swagger-ui"), "Swagger UI page");
     let init = app.get("/docs/swagger-initializer.js").await;
-    assert!(init.text().contains("/openapi.json"), "the UI loads our document");
-    assert!(app.get("/docs/swagger-ui-bundle.js").await.body.len() > 100_000, "assets are bundled, no CDN");
+    assert!(
+        init.text().contains("/openapi.json"),
+        "the UI loads our document"
+    );
+    assert!(
+        app.get("/docs/swagger-ui-bundle.js").await.body.len() > 100_000,
+        "assets are bundled, no CDN"
+    );
 }

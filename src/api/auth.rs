@@ -55,7 +55,10 @@ pub async fn require_key(State(st): State<AppState>, req: Request, next: Next) -
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim);
     match presented.and_then(|k| lookup(keys, k)) {
         None => ApiError::Unauthorized.into_response(),
@@ -75,7 +78,10 @@ mod tests {
         assert_eq!(lookup(&keys, "writer-key-456"), Some(Access::Write));
         assert_eq!(lookup(&keys, "writer-key-45"), None);
         assert_eq!(lookup(&keys, ""), None);
-        assert_eq!(required_access(&Method::DELETE, "/v1/runs/x"), Access::Write);
+        assert_eq!(
+            required_access(&Method::DELETE, "/v1/runs/x"),
+            Access::Write
+        );
         assert_eq!(required_access(&Method::POST, "/v1/compare"), Access::Read);
         assert!(is_open_path("/docs/index.html") && !is_open_path("/metrics"));
     }

@@ -25,7 +25,9 @@ pub fn is_json_media_type(headers: &HeaderMap) -> Result<(), String> {
     };
     let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
     let essence = ct.split(';').next().unwrap_or("").trim();
-    if essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json")) {
+    if essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    {
         Ok(())
     } else {
         Err(format!(
@@ -36,7 +38,11 @@ pub fn is_json_media_type(headers: &HeaderMap) -> Result<(), String> {
 }
 
 /// Reads the whole body within the limits, inflating it when `Content-Encoding: gzip`.
-pub async fn read_json_bytes(headers: &HeaderMap, body: Body, limits: BodyLimits) -> ApiResult<Vec<u8>> {
+pub async fn read_json_bytes(
+    headers: &HeaderMap,
+    body: Body,
+    limits: BodyLimits,
+) -> ApiResult<Vec<u8>> {
     is_json_media_type(headers).map_err(ApiError::UnsupportedMediaType)?;
     let encoding = headers
         .get(header::CONTENT_ENCODING)
@@ -57,15 +63,23 @@ pub async fn read_json_bytes(headers: &HeaderMap, body: Body, limits: BodyLimits
         .and_then(|v| v.parse::<u64>().ok())
         && len > limits.max_bytes as u64
     {
-        return Err(ApiError::TooLarge { limit: limits.max_bytes });
+        return Err(ApiError::TooLarge {
+            limit: limits.max_bytes,
+        });
     }
     let limited = http_body_util::Limited::new(body, limits.max_bytes);
     let bytes = match limited.collect().await {
         Ok(c) => c.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return Err(ApiError::TooLarge { limit: limits.max_bytes });
+            return Err(ApiError::TooLarge {
+                limit: limits.max_bytes,
+            });
         }
-        Err(e) => return Err(ApiError::BadRequest(format!("could not read the request body: {e}"))),
+        Err(e) => {
+            return Err(ApiError::BadRequest(format!(
+                "could not read the request body: {e}"
+            )));
+        }
     };
     if !gzip {
         return Ok(bytes.to_vec());
@@ -82,5 +96,6 @@ pub async fn read_json_bytes(headers: &HeaderMap, body: Body, limits: BodyLimits
 
 /// Parses JSON text, mapping syntax errors (and nesting beyond serde_json's depth limit) to 400.
 pub fn parse_json(bytes: &[u8]) -> ApiResult<Value> {
-    serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}")))
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}")))
 }

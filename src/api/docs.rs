@@ -65,5 +65,8 @@ pub fn router<S: Clone + Send + Sync + 'static>(api: &utoipa::openapi::OpenApi) 
                 async move { ([(header::CONTENT_TYPE, "application/json")], json) }
             }),
         )
-        .merge(SwaggerUi::new("/docs").config(Config::new(["/openapi.json"]).persist_authorization(true)))
+        .merge(
+            SwaggerUi::new("/docs")
+                .config(Config::new(["/openapi.json"]).persist_authorization(true)),
+        )
 }

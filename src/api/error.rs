@@ -68,7 +68,10 @@ pub enum ApiError {
     #[error("method not allowed on this endpoint; see /docs")]
     MethodNotAllowed,
     #[error("{detail}")]
-    Invalid { detail: String, errors: Vec<ProblemField> },
+    Invalid {
+        detail: String,
+        errors: Vec<ProblemField>,
+    },
     #[error("request body is larger than {limit} bytes")]
     TooLarge { limit: usize },
     #[error("{0}")]
@@ -108,7 +111,9 @@ impl ApiError {
             ApiError::MethodNotAllowed => ("method-not-allowed", "Method not allowed"),
             ApiError::Invalid { .. } => ("validation-error", "Request body failed validation"),
             ApiError::TooLarge { .. } => ("body-too-large", "Request body too large"),
-            ApiError::UnsupportedMediaType(_) => ("unsupported-media-type", "Unsupported media type"),
+            ApiError::UnsupportedMediaType(_) => {
+                ("unsupported-media-type", "Unsupported media type")
+            }
             ApiError::Unauthorized => ("unauthorized", "Authentication required"),
             ApiError::Forbidden => ("forbidden", "Not allowed with this API key"),
             ApiError::Unavailable => ("database-unavailable", "Service temporarily unavailable"),
@@ -142,7 +147,11 @@ impl ApiError {
     /// A validation failure at one place in the body.
     pub fn invalid_at(path: impl Into<String>, message: impl Into<String>) -> ApiError {
         let (path, message) = (path.into(), message.into());
-        let shown = if path.is_empty() { "(body)".to_owned() } else { path.clone() };
+        let shown = if path.is_empty() {
+            "(body)".to_owned()
+        } else {
+            path.clone()
+        };
         ApiError::Invalid {
             detail: format!("{shown}: {message}"),
             errors: vec![ProblemField { path, message }],
@@ -152,9 +161,15 @@ impl ApiError {
     /// A trace error, with every pointer moved under `prefix` (e.g. `/requests`).
     pub fn from_trace(e: TraceError, prefix: &str) -> ApiError {
         match e {
-            TraceError::Syntax(msg) => ApiError::BadRequest(format!("request body is not valid JSON: {msg}")),
-            TraceError::Gzip(msg) => ApiError::BadRequest(format!("request body is not valid gzip: {msg}")),
-            TraceError::TooLarge { limit } => ApiError::TooLarge { limit: limit as usize },
+            TraceError::Syntax(msg) => {
+                ApiError::BadRequest(format!("request body is not valid JSON: {msg}"))
+            }
+            TraceError::Gzip(msg) => {
+                ApiError::BadRequest(format!("request body is not valid gzip: {msg}"))
+            }
+            TraceError::TooLarge { limit } => ApiError::TooLarge {
+                limit: limit as usize,
+            },
             TraceError::Invalid { errors, omitted } => {
                 let errors: Vec<ProblemField> = errors
                     .into_iter()
@@ -165,7 +180,9 @@ impl ApiError {
                     .collect();
                 let total = errors.len() + omitted;
                 let detail = match errors.first() {
-                    Some(first) if total == 1 => format!("{}: {}", display_path(&first.path), first.message),
+                    Some(first) if total == 1 => {
+                        format!("{}: {}", display_path(&first.path), first.message)
+                    }
                     Some(first) => format!(
                         "{}: {} (and {} more)",
                         display_path(&first.path),

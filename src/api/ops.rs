@@ -14,7 +14,9 @@ use axum::response::IntoResponse;
 #[utoipa::path(get, path = "/healthz", tag = "operations",
     responses((status = 200, description = "Alive", body = Health)))]
 pub async fn healthz() -> Json<Health> {
-    Json(Health { status: "ok".to_owned() })
+    Json(Health {
+        status: "ok".to_owned(),
+    })
 }
 
 /// Readiness
@@ -47,5 +49,11 @@ pub async fn readyz(State(st): State<AppState>) -> ApiResult<Json<Readiness>> {
     ),
     security(("bearer" = [])))]
 pub async fn prometheus(State(st): State<AppState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], st.prometheus.render())
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        st.prometheus.render(),
+    )
 }

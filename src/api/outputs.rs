@@ -22,15 +22,26 @@ pub fn if_none_match(headers: &HeaderMap, tag: &str) -> bool {
         .any(|t| t == "*" || t.trim_start_matches("W/") == tag)
 }
 
-async fn output(st: AppState, path: Result<Path<String>, PathRejection>, headers: HeaderMap, kind: Artifact) -> ApiResult<Response> {
+async fn output(
+    st: AppState,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    kind: Artifact,
+) -> ApiResult<Response> {
     let id = run_id(path)?;
     let run = st.store.get_run(id).await.map_err(for_run(id))?;
     let (_, fp) = effective_config(&run).map_err(ApiError::from)?;
     let current = etag(id, run.version, &fp, kind);
     let cache_headers = |tag: &str| {
         [
-            (header::ETAG, HeaderValue::from_str(tag).unwrap_or(HeaderValue::from_static("\"\""))),
-            (header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache")),
+            (
+                header::ETAG,
+                HeaderValue::from_str(tag).unwrap_or(HeaderValue::from_static("\"\"")),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("private, no-cache"),
+            ),
         ]
     };
     if if_none_match(&headers, &current) {
@@ -68,7 +79,11 @@ async fn output(st: AppState, path: Result<Path<String>, PathRejection>, headers
     ),
     security(("bearer" = []))
 )]
-pub async fn metrics(State(st): State<AppState>, path: Result<Path<String>, PathRejection>, headers: HeaderMap) -> ApiResult<Response> {
+pub async fn metrics(
+    State(st): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     output(st, path, headers, Artifact::Metrics).await
 }
 
@@ -90,7 +105,11 @@ pub async fn metrics(State(st): State<AppState>, path: Result<Path<String>, Path
     ),
     security(("bearer" = []))
 )]
-pub async fn profiling(State(st): State<AppState>, path: Result<Path<String>, PathRejection>, headers: HeaderMap) -> ApiResult<Response> {
+pub async fn profiling(
+    State(st): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     output(st, path, headers, Artifact::Profiling).await
 }
 
@@ -111,7 +130,11 @@ pub async fn profiling(State(st): State<AppState>, path: Result<Path<String>, Pa
     ),
     security(("bearer" = []))
 )]
-pub async fn report(State(st): State<AppState>, path: Result<Path<String>, PathRejection>, headers: HeaderMap) -> ApiResult<Response> {
+pub async fn report(
+    State(st): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     output(st, path, headers, Artifact::Report).await
 }
 
@@ -133,7 +156,11 @@ pub async fn report(State(st): State<AppState>, path: Result<Path<String>, PathR
     ),
     security(("bearer" = []))
 )]
-pub async fn csv(State(st): State<AppState>, path: Result<Path<String>, PathRejection>, headers: HeaderMap) -> ApiResult<Response> {
+pub async fn csv(
+    State(st): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     output(st, path, headers, Artifact::Csv).await
 }
 
@@ -154,7 +181,11 @@ pub async fn csv(State(st): State<AppState>, path: Result<Path<String>, PathReje
     ),
     security(("bearer" = []))
 )]
-pub async fn gantt(State(st): State<AppState>, path: Result<Path<String>, PathRejection>, headers: HeaderMap) -> ApiResult<Response> {
+pub async fn gantt(
+    State(st): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     output(st, path, headers, Artifact::Gantt).await
 }
 
@@ -178,7 +209,11 @@ pub async fn gantt(State(st): State<AppState>, path: Result<Path<String>, PathRe
     ),
     security(("bearer" = []))
 )]
-pub async fn forecast(State(st): State<AppState>, path: Result<Path<String>, PathRejection>, headers: HeaderMap) -> ApiResult<Response> {
+pub async fn forecast(
+    State(st): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     output(st, path, headers, Artifact::Forecast).await
 }
 
@@ -190,7 +225,10 @@ mod tests {
     fn if_none_match_forms() {
         let mut h = HeaderMap::new();
         assert!(!if_none_match(&h, "\"a\""));
-        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"x\", W/\"a\""));
+        h.insert(
+            header::IF_NONE_MATCH,
+            HeaderValue::from_static("\"x\", W/\"a\""),
+        );
         assert!(if_none_match(&h, "\"a\""));
         assert!(!if_none_match(&h, "\"b\""));
         h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));

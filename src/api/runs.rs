@@ -5,7 +5,9 @@ use super::body::{parse_json, read_json_bytes};
 use super::error::{ApiError, ApiResult, Problem};
 use super::schema::*;
 use crate::profiler::ProfilerConfig;
-use crate::store::{IngestOutcome, NewRun, PreparedBatch, RunChanges, RunCursor, RunRecord, StoreError};
+use crate::store::{
+    IngestOutcome, NewRun, PreparedBatch, RunChanges, RunCursor, RunRecord, StoreError,
+};
 use crate::trace::{ParseOptions, parse_value};
 use axum::Json;
 use axum::body::Body;
@@ -27,8 +29,12 @@ pub(crate) fn for_run(id: Uuid) -> impl Fn(StoreError) -> ApiError {
 
 /// The run as the API shows it, with the effective profiler config.
 pub(crate) fn run_view(r: RunRecord) -> ApiResult<RunView> {
-    let config = ProfilerConfig::from_json(r.profiler_config.clone())
-        .map_err(|e| ApiError::Internal(format!("stored profiler config of run {} is invalid: {e}", r.id)))?;
+    let config = ProfilerConfig::from_json(r.profiler_config.clone()).map_err(|e| {
+        ApiError::Internal(format!(
+            "stored profiler config of run {} is invalid: {e}",
+            r.id
+        ))
+    })?;
     Ok(RunView {
         id: r.id,
         name: r.name,
@@ -61,13 +67,17 @@ pub(crate) fn ingest_view(run_id: Uuid, o: IngestOutcome) -> IngestResponse {
 fn record_ingest(o: &IngestOutcome) {
     metrics::counter!("agentprof_steps_received_total").increment(o.steps_received as u64);
     metrics::counter!("agentprof_steps_stored_total").increment(o.steps_stored as u64);
-    metrics::counter!("agentprof_steps_duplicate_total").increment(o.steps_skipped_duplicate as u64);
+    metrics::counter!("agentprof_steps_duplicate_total")
+        .increment(o.steps_skipped_duplicate as u64);
 }
 
 /// Validates a profiler config object (toolkit field names) at `path` in the body.
 fn check_config(v: &Value, path: &str) -> ApiResult<()> {
     if !v.is_object() {
-        return Err(ApiError::invalid_at(path, "expected an object with the toolkit's ProfilerConfig field names"));
+        return Err(ApiError::invalid_at(
+            path,
+            "expected an object with the toolkit's ProfilerConfig field names",
+        ));
     }
     ProfilerConfig::from_json(v.clone())
         .map(|_| ())
@@ -76,7 +86,8 @@ fn check_config(v: &Value, path: &str) -> ApiResult<()> {
 
 /// A step document (any input form) at `/requests` of the create body, or the whole body.
 fn prepare_steps(doc: Value, prefix: &str) -> ApiResult<PreparedBatch> {
-    let batch = parse_value(doc, &ParseOptions::default()).map_err(|e| ApiError::from_trace(e, prefix))?;
+    let batch =
+        parse_value(doc, &ParseOptions::default()).map_err(|e| ApiError::from_trace(e, prefix))?;
     Ok(PreparedBatch::prepare(batch))
 }
 
@@ -93,15 +104,25 @@ fn parse_create(body: Value) -> ApiResult<(NewRun, Option<PreparedBatch>)> {
         other => {
             return Err(ApiError::invalid_at(
                 "",
-                format!("expected an object {{name, profiler_config, metadata, requests}} or a list of requests, got {}", kind(&other)),
+                format!(
+                    "expected an object {{name, profiler_config, metadata, requests}} or a list of requests, got {}",
+                    kind(&other)
+                ),
             ));
         }
     };
     let name = match obj.remove("name") {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(s)) if s.chars().count() <= 500 => s,
-        Some(Value::String(_)) => return Err(ApiError::invalid_at("/name", "at most 500 characters")),
-        Some(other) => return Err(ApiError::invalid_at("/name", format!("expected a string, got {}", kind(&other)))),
+        Some(Value::String(_)) => {
+            return Err(ApiError::invalid_at("/name", "at most 500 characters"));
+        }
+        Some(other) => {
+            return Err(ApiError::invalid_at(
+                "/name",
+                format!("expected a string, got {}", kind(&other)),
+            ));
+        }
     };
     let profiler_config = match obj.remove("profiler_config") {
         None | Some(Value::Null) => Value::Object(Map::new()),
@@ -113,7 +134,12 @@ fn parse_create(body: Value) -> ApiResult<(NewRun, Option<PreparedBatch>)> {
     let metadata = match obj.remove("metadata") {
         None | Some(Value::Null) => Value::Object(Map::new()),
         Some(v @ Value::Object(_)) => v,
-        Some(other) => return Err(ApiError::invalid_at("/metadata", format!("expected an object, got {}", kind(&other)))),
+        Some(other) => {
+            return Err(ApiError::invalid_at(
+                "/metadata",
+                format!("expected an object, got {}", kind(&other)),
+            ));
+        }
     };
     let requests = obj.remove("requests");
     if let Some(key) = obj.keys().next() {
@@ -126,7 +152,14 @@ fn parse_create(body: Value) -> ApiResult<(NewRun, Option<PreparedBatch>)> {
         None | Some(Value::Null) => None,
         Some(doc) => Some(prepare_steps(doc, "/requests")?),
     };
-    Ok((NewRun { name, profiler_config, metadata }, batch))
+    Ok((
+        NewRun {
+            name,
+            profiler_config,
+            metadata,
+        },
+        batch,
+    ))
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -141,7 +174,9 @@ fn kind(v: &Value) -> &'static str {
 }
 
 /// Runs CPU-heavy body handling (JSON parsing, validation, rendering) off the async executor.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> ApiResult<T> + Send + 'static) -> ApiResult<T> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ApiError::Internal(format!("body task failed: {e}")))?
@@ -171,7 +206,11 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> ApiResult<T> + Send + '
     ),
     security(("bearer" = []))
 )]
-pub async fn create_run(State(st): State<AppState>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+pub async fn create_run(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
     let bytes = read_json_bytes(&headers, body, st.limits).await?;
     let (run, batch) = blocking(move || parse_create(parse_json(&bytes)?)).await?;
     let (record, outcome) = st.store.create_run(run, batch).await?;
@@ -213,25 +252,39 @@ pub struct ListParams {
     ),
     security(("bearer" = []))
 )]
-pub async fn list_runs(State(st): State<AppState>, query: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>) -> ApiResult<Json<RunList>> {
-    let Query(p) = query.map_err(|e| ApiError::BadRequest(format!("bad query string: {}", e.body_text())))?;
+pub async fn list_runs(
+    State(st): State<AppState>,
+    query: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<RunList>> {
+    let Query(p) =
+        query.map_err(|e| ApiError::BadRequest(format!("bad query string: {}", e.body_text())))?;
     let limit = p.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
-        return Err(ApiError::BadRequest("limit must be between 1 and 1000".to_owned()));
+        return Err(ApiError::BadRequest(
+            "limit must be between 1 and 1000".to_owned(),
+        ));
     }
     let after = match p.cursor.as_deref() {
         None | Some("") => None,
-        Some(c) => Some(RunCursor::decode(c).ok_or_else(|| ApiError::BadRequest("cursor is not one this server issued".to_owned()))?),
+        Some(c) => Some(RunCursor::decode(c).ok_or_else(|| {
+            ApiError::BadRequest("cursor is not one this server issued".to_owned())
+        })?),
     };
     let page = st.store.list_runs(limit, after).await?;
     Ok(Json(RunList {
-        items: page.items.into_iter().map(run_view).collect::<ApiResult<_>>()?,
+        items: page
+            .items
+            .into_iter()
+            .map(run_view)
+            .collect::<ApiResult<_>>()?,
         next_cursor: page.next.map(|c| c.encode()),
     }))
 }
 
 /// Parses the `{run_id}` path segment.
-pub(crate) fn run_id(path: Result<Path<String>, axum::extract::rejection::PathRejection>) -> ApiResult<Uuid> {
+pub(crate) fn run_id(
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> ApiResult<Uuid> {
     let Path(raw) = path.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     raw.parse::<Uuid>()
         .map_err(|_| ApiError::NotFound(format!("no run {raw:?}: run ids are UUIDs")))
@@ -252,7 +305,10 @@ pub(crate) fn run_id(path: Result<Path<String>, axum::extract::rejection::PathRe
     ),
     security(("bearer" = []))
 )]
-pub async fn get_run(State(st): State<AppState>, path: Result<Path<String>, axum::extract::rejection::PathRejection>) -> ApiResult<Json<RunView>> {
+pub async fn get_run(
+    State(st): State<AppState>,
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> ApiResult<Json<RunView>> {
     let id = run_id(path)?;
     let record = st.store.get_run(id).await.map_err(for_run(id))?;
     Ok(Json(run_view(record)?))
@@ -288,7 +344,10 @@ pub async fn patch_run(
     let id = run_id(path)?;
     let bytes = read_json_bytes(&headers, body, st.limits).await?;
     let Value::Object(mut patch) = parse_json(&bytes)? else {
-        return Err(ApiError::invalid_at("", "expected an object {name, profiler_config, metadata}"));
+        return Err(ApiError::invalid_at(
+            "",
+            "expected an object {name, profiler_config, metadata}",
+        ));
     };
     let current = st.store.get_run(id).await.map_err(for_run(id))?;
     let mut changes = RunChanges::default();
@@ -296,8 +355,15 @@ pub async fn patch_run(
         changes.name = Some(match v {
             Value::Null => String::new(),
             Value::String(s) if s.chars().count() <= 500 => s,
-            Value::String(_) => return Err(ApiError::invalid_at("/name", "at most 500 characters")),
-            other => return Err(ApiError::invalid_at("/name", format!("expected a string or null, got {}", kind(&other)))),
+            Value::String(_) => {
+                return Err(ApiError::invalid_at("/name", "at most 500 characters"));
+            }
+            other => {
+                return Err(ApiError::invalid_at(
+                    "/name",
+                    format!("expected a string or null, got {}", kind(&other)),
+                ));
+            }
         });
     }
     if let Some(v) = patch.remove("profiler_config") {
@@ -318,9 +384,16 @@ pub async fn patch_run(
         changes.metadata = Some(merged);
     }
     if let Some(key) = patch.keys().next() {
-        return Err(ApiError::invalid_at(format!("/{key}"), "unknown field: only name, profiler_config and metadata can change"));
+        return Err(ApiError::invalid_at(
+            format!("/{key}"),
+            "unknown field: only name, profiler_config and metadata can change",
+        ));
     }
-    let record = st.store.update_run(id, changes).await.map_err(for_run(id))?;
+    let record = st
+        .store
+        .update_run(id, changes)
+        .await
+        .map_err(for_run(id))?;
     Ok(Json(run_view(record)?))
 }
 
@@ -360,7 +433,10 @@ pub fn merge_patch(target: &mut Value, patch: Value) {
     ),
     security(("bearer" = []))
 )]
-pub async fn delete_run(State(st): State<AppState>, path: Result<Path<String>, axum::extract::rejection::PathRejection>) -> ApiResult<StatusCode> {
+pub async fn delete_run(
+    State(st): State<AppState>,
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> ApiResult<StatusCode> {
     let id = run_id(path)?;
     st.store.delete_run(id).await.map_err(for_run(id))?;
     Ok(StatusCode::NO_CONTENT)
@@ -419,7 +495,10 @@ pub async fn append_steps(
     ),
     security(("bearer" = []))
 )]
-pub async fn get_requests(State(st): State<AppState>, path: Result<Path<String>, axum::extract::rejection::PathRejection>) -> ApiResult<Response> {
+pub async fn get_requests(
+    State(st): State<AppState>,
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> ApiResult<Response> {
     let id = run_id(path)?;
     let stream = st.store.stream_requests(id).await.map_err(for_run(id))?;
     let body = Body::from_stream(futures::TryStreamExt::map_err(stream, |e| {
@@ -445,13 +524,23 @@ mod tests {
     fn create_body_validation_points_at_fields() {
         let err = parse_create(json!({"name": 5})).unwrap_err();
         assert!(matches!(&err, ApiError::Invalid { errors, .. } if errors[0].path == "/name"));
-        let err = parse_create(json!({"profiler_config": {"prefix_span_analysis": {"top_k": "x"}}})).unwrap_err();
-        assert!(matches!(&err, ApiError::Invalid { errors, .. } if errors[0].path == "/profiler_config/prefix_span_analysis/top_k"), "{err:?}");
-        let err = parse_create(json!({"requests": [[{"payload": {"event_type": "NOPE"}}]]})).unwrap_err();
-        assert!(matches!(&err, ApiError::Invalid { errors, .. } if errors[0].path == "/requests/0/0/payload/event_type"), "{err:?}");
+        let err =
+            parse_create(json!({"profiler_config": {"prefix_span_analysis": {"top_k": "x"}}}))
+                .unwrap_err();
+        assert!(
+            matches!(&err, ApiError::Invalid { errors, .. } if errors[0].path == "/profiler_config/prefix_span_analysis/top_k"),
+            "{err:?}"
+        );
+        let err =
+            parse_create(json!({"requests": [[{"payload": {"event_type": "NOPE"}}]]})).unwrap_err();
+        assert!(
+            matches!(&err, ApiError::Invalid { errors, .. } if errors[0].path == "/requests/0/0/payload/event_type"),
+            "{err:?}"
+        );
         let err = parse_create(json!({"bogus": 1})).unwrap_err();
         assert!(matches!(&err, ApiError::Invalid { errors, .. } if errors[0].path == "/bogus"));
-        let (run, batch) = parse_create(json!([[{"payload": {"event_type": "LLM_START"}}]])).unwrap();
+        let (run, batch) =
+            parse_create(json!([[{"payload": {"event_type": "LLM_START"}}]])).unwrap();
         assert_eq!(run.name, "");
         assert_eq!(batch.unwrap().step_count(), 1);
     }

@@ -194,7 +194,9 @@ impl RunCursor {
 
     pub fn decode(s: &str) -> Option<RunCursor> {
         use base64::Engine;
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).ok()?;
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(s)
+            .ok()?;
         let raw = String::from_utf8(raw).ok()?;
         let (nanos, id) = raw.split_once('|')?;
         Some(RunCursor {
@@ -221,7 +223,11 @@ pub trait Store: Send + Sync + 'static {
     /// Cheap round trip, for readiness.
     async fn ping(&self) -> Result<(), StoreError>;
     /// Creates a run, with an optional first batch, in one transaction.
-    async fn create_run(&self, run: NewRun, batch: Option<PreparedBatch>) -> Result<(RunRecord, Option<IngestOutcome>), StoreError>;
+    async fn create_run(
+        &self,
+        run: NewRun,
+        batch: Option<PreparedBatch>,
+    ) -> Result<(RunRecord, Option<IngestOutcome>), StoreError>;
     async fn get_run(&self, id: Uuid) -> Result<RunRecord, StoreError>;
     async fn list_runs(&self, limit: i64, after: Option<RunCursor>) -> Result<RunPage, StoreError>;
     async fn update_run(&self, id: Uuid, changes: RunChanges) -> Result<RunRecord, StoreError>;
@@ -290,18 +296,21 @@ impl PreparedBatch {
         for r in self.requests {
             let (number, external) = match r.key {
                 RequestKey::Number(n) => (n, None),
-                RequestKey::External(e) => match known_external.get(&e).or_else(|| assigned.get(&e)) {
-                    Some(n) => (*n, None),
-                    None => {
-                        let n = next_number;
-                        next_number += 1;
-                        assigned.insert(e.clone(), n);
-                        (n, Some(e))
+                RequestKey::External(e) => {
+                    match known_external.get(&e).or_else(|| assigned.get(&e)) {
+                        Some(n) => (*n, None),
+                        None => {
+                            let n = next_number;
+                            next_number += 1;
+                            assigned.insert(e.clone(), n);
+                            (n, Some(e))
+                        }
                     }
-                },
+                }
             };
-            let number = i32::try_from(number)
-                .map_err(|_| StoreError::Corrupt(format!("request number {number} is out of range")))?;
+            let number = i32::try_from(number).map_err(|_| {
+                StoreError::Corrupt(format!("request number {number} is out of range"))
+            })?;
             if seen.insert(number) {
                 plan.requests.push((number, external));
             }
@@ -358,7 +367,10 @@ impl RequestWalker {
 
 /// Stable small-integer codes for the enums stored in `steps`; never reorder.
 pub(crate) fn event_type_code(et: EventType) -> i16 {
-    EventType::ALL.iter().position(|e| *e == et).map_or(-1, |i| i as i16)
+    EventType::ALL
+        .iter()
+        .position(|e| *e == et)
+        .map_or(-1, |i| i as i16)
 }
 
 pub(crate) fn event_type_from_code(code: i16) -> Result<EventType, StoreError> {
@@ -369,7 +381,10 @@ pub(crate) fn event_type_from_code(code: i16) -> Result<EventType, StoreError> {
 }
 
 pub(crate) fn framework_code(f: Framework) -> i16 {
-    Framework::ALL.iter().position(|x| *x == f).map_or(-1, |i| i as i16)
+    Framework::ALL
+        .iter()
+        .position(|x| *x == f)
+        .map_or(-1, |i| i as i16)
 }
 
 pub(crate) fn framework_from_code(code: i16) -> Result<Framework, StoreError> {
@@ -380,7 +395,8 @@ pub(crate) fn framework_from_code(code: i16) -> Result<Framework, StoreError> {
 }
 
 pub(crate) fn utf8(bytes: Vec<u8>) -> Result<String, StoreError> {
-    String::from_utf8(bytes).map_err(|e| StoreError::Corrupt(format!("stored text is not UTF-8: {e}")))
+    String::from_utf8(bytes)
+        .map_err(|e| StoreError::Corrupt(format!("stored text is not UTF-8: {e}")))
 }
 
 #[cfg(test)]
@@ -390,7 +406,8 @@ mod tests {
     #[test]
     fn cursor_round_trips() {
         let c = RunCursor {
-            created_at: OffsetDateTime::from_unix_timestamp_nanos(1_764_000_000_123_456_789).unwrap(),
+            created_at: OffsetDateTime::from_unix_timestamp_nanos(1_764_000_000_123_456_789)
+                .unwrap(),
             id: Uuid::new_v4(),
         };
         assert_eq!(RunCursor::decode(&c.encode()), Some(c));

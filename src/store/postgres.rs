@@ -108,7 +108,9 @@ impl PgStore {
         if self.schema_ready.load(Ordering::Acquire) {
             Ok(())
         } else {
-            Err(StoreError::Unavailable("migrations have not run yet".to_owned()))
+            Err(StoreError::Unavailable(
+                "migrations have not run yet".to_owned(),
+            ))
         }
     }
 }
@@ -124,7 +126,9 @@ fn run_from_row(r: &PgRow) -> Result<RunRecord, StoreError> {
         version: r.try_get("version")?,
         request_count: i64::from(r.try_get::<i32, _>("request_count")?),
         step_count: r.try_get("step_count")?,
-        profiler_config: r.try_get::<sqlx::types::Json<Value>, _>("profiler_config")?.0,
+        profiler_config: r
+            .try_get::<sqlx::types::Json<Value>, _>("profiler_config")?
+            .0,
         metadata: r.try_get::<sqlx::types::Json<Value>, _>("metadata")?.0,
     })
 }
@@ -169,7 +173,12 @@ impl StepArrays {
         self.name.push(bytes(c.name));
         self.framework.push(c.framework.map(framework_code));
         let (fname, fid, pname, pid) = match c.ancestry {
-            Some(a) => (Some(a.function_name), Some(a.function_id), a.parent_name, a.parent_id),
+            Some(a) => (
+                Some(a.function_name),
+                Some(a.function_id),
+                a.parent_name,
+                a.parent_id,
+            ),
             None => (None, None, None, None),
         };
         self.function_name.push(bytes(fname));
@@ -199,7 +208,11 @@ WITH inserted AS (
 SELECT request_number, count(*) AS stored FROM inserted GROUP BY request_number";
 
 /// Appends a prepared batch inside `tx`, which must not yet hold the run lock.
-async fn append_in(tx: &mut Transaction<'static, Postgres>, id: Uuid, batch: PreparedBatch) -> Result<IngestOutcome, StoreError> {
+async fn append_in(
+    tx: &mut Transaction<'static, Postgres>,
+    id: Uuid,
+    batch: PreparedBatch,
+) -> Result<IngestOutcome, StoreError> {
     let locked = sqlx::query("SELECT version, next_seq FROM runs WHERE id = $1 FOR UPDATE")
         .bind(id)
         .fetch_optional(&mut **tx)
@@ -218,21 +231,28 @@ async fn append_in(tx: &mut Transaction<'static, Postgres>, id: Uuid, batch: Pre
             .fetch_all(&mut **tx)
             .await?;
         for r in rows {
-            by_external.insert(r.try_get("external_id")?, i64::from(r.try_get::<i32, _>("request_number")?));
+            by_external.insert(
+                r.try_get("external_id")?,
+                i64::from(r.try_get::<i32, _>("request_number")?),
+            );
         }
     }
-    let max_number: i64 = sqlx::query_scalar::<_, Option<i32>>("SELECT max(request_number) FROM requests WHERE run_id = $1")
-        .bind(id)
-        .fetch_one(&mut **tx)
-        .await?
-        .map_or(-1, i64::from);
+    let max_number: i64 = sqlx::query_scalar::<_, Option<i32>>(
+        "SELECT max(request_number) FROM requests WHERE run_id = $1",
+    )
+    .bind(id)
+    .fetch_one(&mut **tx)
+    .await?
+    .map_or(-1, i64::from);
     let plan = batch.plan(&by_external, max_number, next_seq)?;
-    let (req_numbers, req_external): (Vec<i32>, Vec<Option<String>>) = plan.requests.into_iter().unzip();
+    let (req_numbers, req_external): (Vec<i32>, Vec<Option<String>>) =
+        plan.requests.into_iter().unzip();
     let mut arrays = StepArrays::default();
     for (number, seq, step) in plan.steps {
         arrays.push(number, seq, step);
     }
-    let (requests_received, steps_received, seq) = (plan.requests_received, plan.steps_received, plan.next_seq);
+    let (requests_received, steps_received, seq) =
+        (plan.requests_received, plan.steps_received, plan.next_seq);
 
     let created = sqlx::query(
         "INSERT INTO requests (run_id, request_number, external_id)
@@ -333,7 +353,10 @@ fn columns_from_row(r: &PgRow) -> Result<StepColumns, StoreError> {
         event_timestamp: r.try_get("event_timestamp")?,
         uuid: utf8(r.try_get("uuid")?)?,
         name: opt("name")?,
-        framework: r.try_get::<Option<i16>, _>("framework")?.map(framework_from_code).transpose()?,
+        framework: r
+            .try_get::<Option<i16>, _>("framework")?
+            .map(framework_from_code)
+            .transpose()?,
         ancestry,
         prompt_tokens: r.try_get("prompt_tokens")?,
         completion_tokens: r.try_get("completion_tokens")?,
@@ -355,17 +378,23 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn create_run(&self, run: NewRun, batch: Option<PreparedBatch>) -> Result<(RunRecord, Option<IngestOutcome>), StoreError> {
+    async fn create_run(
+        &self,
+        run: NewRun,
+        batch: Option<PreparedBatch>,
+    ) -> Result<(RunRecord, Option<IngestOutcome>), StoreError> {
         self.ready()?;
         let mut tx = self.pool.begin().await?;
         let id = Uuid::new_v4();
-        sqlx::query("INSERT INTO runs (id, name, profiler_config, metadata) VALUES ($1, $2, $3, $4)")
-            .bind(id)
-            .bind(&run.name)
-            .bind(sqlx::types::Json(&run.profiler_config))
-            .bind(sqlx::types::Json(&run.metadata))
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO runs (id, name, profiler_config, metadata) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(&run.name)
+        .bind(sqlx::types::Json(&run.profiler_config))
+        .bind(sqlx::types::Json(&run.metadata))
+        .execute(&mut *tx)
+        .await?;
         let outcome = match batch {
             Some(b) => Some(append_in(&mut tx, id, b).await?),
             None => None,
@@ -403,7 +432,10 @@ impl Store for PgStore {
                     .await?
             }
         };
-        let mut items = rows.iter().map(run_from_row).collect::<Result<Vec<_>, _>>()?;
+        let mut items = rows
+            .iter()
+            .map(run_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         let next = if items.len() as i64 > limit {
             items.truncate(limit as usize);
             items.last().map(|r| RunCursor {
@@ -440,7 +472,10 @@ impl Store for PgStore {
 
     async fn delete_run(&self, id: Uuid) -> Result<(), StoreError> {
         self.ready()?;
-        let done = sqlx::query("DELETE FROM runs WHERE id = $1").bind(id).execute(&self.pool).await?;
+        let done = sqlx::query("DELETE FROM runs WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
@@ -467,10 +502,12 @@ impl Store for PgStore {
             .fetch_optional(&mut *tx)
             .await?
             .ok_or(StoreError::NotFound)?;
-        let numbers: Vec<i32> = sqlx::query_scalar("SELECT request_number FROM requests WHERE run_id = $1 ORDER BY request_number")
-            .bind(id)
-            .fetch_all(&mut *tx)
-            .await?;
+        let numbers: Vec<i32> = sqlx::query_scalar(
+            "SELECT request_number FROM requests WHERE run_id = $1 ORDER BY request_number",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
         let mut walker = RequestWalker::new(numbers.into_iter().map(i64::from).collect());
         let mut builder = FrameBuilder::default();
         {
@@ -513,10 +550,12 @@ impl Store for PgStore {
         if exists.is_none() {
             return Err(StoreError::NotFound);
         }
-        let numbers: Vec<i32> = sqlx::query_scalar("SELECT request_number FROM requests WHERE run_id = $1 ORDER BY request_number")
-            .bind(id)
-            .fetch_all(&mut *tx)
-            .await?;
+        let numbers: Vec<i32> = sqlx::query_scalar(
+            "SELECT request_number FROM requests WHERE run_id = $1 ORDER BY request_number",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
         let stream = async_stream::try_stream! {
             let mut out = crate::profiler::traces::TracesWriter::new(Vec::with_capacity(CHUNK * 2));
             let mut walker = RequestWalker::new(numbers.into_iter().map(i64::from).collect());
@@ -553,4 +592,3 @@ const CHUNK: usize = 64 * 1024;
 fn io_err(e: std::io::Error) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
-

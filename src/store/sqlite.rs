@@ -9,7 +9,9 @@ use super::*;
 use crate::profiler::{FrameBuilder, StepColumns};
 use crate::trace::InvocationNode;
 use futures::{StreamExt, TryStreamExt};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
 use std::collections::HashMap;
 use std::path::Path;
@@ -29,7 +31,9 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database file at `path` and applies the migrations.
     pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
-        let opts = SqliteConnectOptions::new().filename(path).create_if_missing(true);
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true);
         SqliteStore::with_options(opts, 8).await
     }
 
@@ -52,8 +56,16 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(max)
             .min_connections(if max == 1 { 1 } else { 0 })
-            .idle_timeout(if max == 1 { None } else { Some(Duration::from_secs(600)) })
-            .max_lifetime(if max == 1 { None } else { Some(Duration::from_secs(3600)) })
+            .idle_timeout(if max == 1 {
+                None
+            } else {
+                Some(Duration::from_secs(600))
+            })
+            .max_lifetime(if max == 1 {
+                None
+            } else {
+                Some(Duration::from_secs(3600))
+            })
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(opts)
             .await?;
@@ -80,7 +92,8 @@ const RUN_COLUMNS: &str = "id, name, created_at, updated_at, version, request_co
 fn run_from_row(r: &SqliteRow) -> Result<RunRecord, StoreError> {
     let json = |name: &str| -> Result<Value, StoreError> {
         let text: String = r.try_get(name)?;
-        serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("stored {name} is not JSON: {e}")))
+        serde_json::from_str(&text)
+            .map_err(|e| StoreError::Corrupt(format!("stored {name} is not JSON: {e}")))
     };
     Ok(RunRecord {
         id: r.try_get("id")?,
@@ -101,7 +114,11 @@ async fn fetch_run(conn: &mut sqlx::SqliteConnection, id: Uuid) -> Result<RunRec
     run_from_row(&row.ok_or(StoreError::NotFound)?)
 }
 
-async fn append_in(tx: &mut Transaction<'static, Sqlite>, id: Uuid, batch: PreparedBatch) -> Result<IngestOutcome, StoreError> {
+async fn append_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: Uuid,
+    batch: PreparedBatch,
+) -> Result<IngestOutcome, StoreError> {
     let run = sqlx::query("SELECT version, next_seq FROM runs WHERE id = ?1")
         .bind(id)
         .fetch_optional(&mut **tx)
@@ -112,7 +129,9 @@ async fn append_in(tx: &mut Transaction<'static, Sqlite>, id: Uuid, batch: Prepa
 
     let mut by_external: HashMap<String, i64> = HashMap::new();
     for chunk in batch.external_ids().chunks(ROWS_PER_INSERT) {
-        let mut q = QueryBuilder::<Sqlite>::new("SELECT external_id, request_number FROM requests WHERE run_id = ");
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT external_id, request_number FROM requests WHERE run_id = ",
+        );
         q.push_bind(id).push(" AND external_id IN (");
         let mut sep = q.separated(", ");
         for e in chunk {
@@ -123,18 +142,24 @@ async fn append_in(tx: &mut Transaction<'static, Sqlite>, id: Uuid, batch: Prepa
             by_external.insert(r.try_get("external_id")?, r.try_get("request_number")?);
         }
     }
-    let max_number: i64 = sqlx::query_scalar::<_, Option<i64>>("SELECT max(request_number) FROM requests WHERE run_id = ?1")
-        .bind(id)
-        .fetch_one(&mut **tx)
-        .await?
-        .unwrap_or(-1);
+    let max_number: i64 = sqlx::query_scalar::<_, Option<i64>>(
+        "SELECT max(request_number) FROM requests WHERE run_id = ?1",
+    )
+    .bind(id)
+    .fetch_one(&mut **tx)
+    .await?
+    .unwrap_or(-1);
     let plan = batch.plan(&by_external, max_number, next_seq)?;
 
     let mut created = 0i64;
     for chunk in plan.requests.chunks(ROWS_PER_INSERT) {
-        let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO requests (run_id, request_number, external_id) ");
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO requests (run_id, request_number, external_id) ",
+        );
         q.push_values(chunk, |mut b, (number, external)| {
-            b.push_bind(id).push_bind(*number).push_bind(external.clone());
+            b.push_bind(id)
+                .push_bind(*number)
+                .push_bind(external.clone());
         });
         q.push(" ON CONFLICT DO NOTHING");
         created += q.build().execute(&mut **tx).await?.rows_affected() as i64;
@@ -153,7 +178,12 @@ async fn append_in(tx: &mut Transaction<'static, Sqlite>, id: Uuid, batch: Prepa
             let c = step.columns;
             let bytes = |s: Option<String>| s.map(String::into_bytes);
             let (fname, fid, pname, pid) = match c.ancestry {
-                Some(a) => (Some(a.function_name), Some(a.function_id), a.parent_name, a.parent_id),
+                Some(a) => (
+                    Some(a.function_name),
+                    Some(a.function_id),
+                    a.parent_name,
+                    a.parent_id,
+                ),
                 None => (None, None, None, None),
             };
             b.push_bind(id)
@@ -177,7 +207,9 @@ async fn append_in(tx: &mut Transaction<'static, Sqlite>, id: Uuid, batch: Prepa
         });
         q.push(" ON CONFLICT DO NOTHING RETURNING request_number");
         for r in q.build().fetch_all(&mut **tx).await? {
-            *stored_per_request.entry(r.try_get("request_number")?).or_default() += 1;
+            *stored_per_request
+                .entry(r.try_get("request_number")?)
+                .or_default() += 1;
         }
     }
     let stored: i64 = stored_per_request.values().sum();
@@ -232,7 +264,10 @@ fn columns_from_row(r: &SqliteRow) -> Result<StepColumns, StoreError> {
         event_timestamp: r.try_get("event_timestamp")?,
         uuid: utf8(r.try_get("uuid")?)?,
         name: opt("name")?,
-        framework: r.try_get::<Option<i16>, _>("framework")?.map(framework_from_code).transpose()?,
+        framework: r
+            .try_get::<Option<i16>, _>("framework")?
+            .map(framework_from_code)
+            .transpose()?,
         ancestry,
         prompt_tokens: r.try_get("prompt_tokens")?,
         completion_tokens: r.try_get("completion_tokens")?,
@@ -256,7 +291,11 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn create_run(&self, run: NewRun, batch: Option<PreparedBatch>) -> Result<(RunRecord, Option<IngestOutcome>), StoreError> {
+    async fn create_run(
+        &self,
+        run: NewRun,
+        batch: Option<PreparedBatch>,
+    ) -> Result<(RunRecord, Option<IngestOutcome>), StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let id = Uuid::new_v4();
         let now = micros(OffsetDateTime::now_utc());
@@ -303,7 +342,10 @@ impl Store for SqliteStore {
                     .await?
             }
         };
-        let mut items = rows.iter().map(run_from_row).collect::<Result<Vec<_>, _>>()?;
+        let mut items = rows
+            .iter()
+            .map(run_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         let next = if items.len() as i64 > limit {
             items.truncate(limit as usize);
             items.last().map(|r| RunCursor {
@@ -339,7 +381,10 @@ impl Store for SqliteStore {
     }
 
     async fn delete_run(&self, id: Uuid) -> Result<(), StoreError> {
-        let done = sqlx::query("DELETE FROM runs WHERE id = ?1").bind(id).execute(&self.pool).await?;
+        let done = sqlx::query("DELETE FROM runs WHERE id = ?1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
@@ -361,10 +406,12 @@ impl Store for SqliteStore {
             .fetch_optional(&mut *tx)
             .await?
             .ok_or(StoreError::NotFound)?;
-        let numbers: Vec<i64> = sqlx::query_scalar("SELECT request_number FROM requests WHERE run_id = ?1 ORDER BY request_number")
-            .bind(id)
-            .fetch_all(&mut *tx)
-            .await?;
+        let numbers: Vec<i64> = sqlx::query_scalar(
+            "SELECT request_number FROM requests WHERE run_id = ?1 ORDER BY request_number",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
         let mut walker = RequestWalker::new(numbers);
         let mut builder = FrameBuilder::default();
         {
@@ -403,10 +450,12 @@ impl Store for SqliteStore {
         if exists.is_none() {
             return Err(StoreError::NotFound);
         }
-        let numbers: Vec<i64> = sqlx::query_scalar("SELECT request_number FROM requests WHERE run_id = ?1 ORDER BY request_number")
-            .bind(id)
-            .fetch_all(&mut *tx)
-            .await?;
+        let numbers: Vec<i64> = sqlx::query_scalar(
+            "SELECT request_number FROM requests WHERE run_id = ?1 ORDER BY request_number",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
         let stream = async_stream::try_stream! {
             let mut out = crate::profiler::traces::TracesWriter::new(Vec::with_capacity(CHUNK * 2));
             let mut walker = RequestWalker::new(numbers);

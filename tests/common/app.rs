@@ -23,12 +23,18 @@ pub enum Backend {
 
 /// The server's address for tests: `TEST_DATABASE_URL`, set by `scripts/test`.
 pub fn admin_url() -> String {
-    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
 fn url_with_database(admin: &str, db: &str) -> String {
-    let (base, query) = admin.split_once('?').map_or((admin, None), |(b, q)| (b, Some(q)));
-    let cut = base.rfind('/').filter(|i| *i > base.find("://").map_or(0, |s| s + 2)).unwrap_or(base.len());
+    let (base, query) = admin
+        .split_once('?')
+        .map_or((admin, None), |(b, q)| (b, Some(q)));
+    let cut = base
+        .rfind('/')
+        .filter(|i| *i > base.find("://").map_or(0, |s| s + 2))
+        .unwrap_or(base.len());
     let mut url = format!("{}/{db}", &base[..cut]);
     if let Some(q) = query {
         url.push('?');
@@ -66,13 +72,18 @@ impl Drop for PgTestDb {
         let name = self.name.clone();
         // Drop runs outside any async context we can await in; use a short-lived runtime.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             rt.block_on(async {
                 let mut conn = sqlx::PgConnection::connect(&admin_url()).await.ok()?;
-                sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-                    .execute(&mut conn)
-                    .await
-                    .ok()
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut conn)
+                .await
+                .ok()
             })
         })
         .join();
@@ -135,15 +146,29 @@ impl TestApp {
         let (store, pg): (Arc<dyn Store>, Option<PgTestDb>) = match backend {
             Backend::Postgres => {
                 let db = PgTestDb::create().await;
-                let store = PgStore::connect(&db.url).await.expect("connect and migrate");
+                let store = PgStore::connect(&db.url)
+                    .await
+                    .expect("connect and migrate");
                 (Arc::new(store), Some(db))
             }
-            Backend::Sqlite => (Arc::new(SqliteStore::connect("sqlite::memory:").await.expect("sqlite")), None),
+            Backend::Sqlite => (
+                Arc::new(
+                    SqliteStore::connect("sqlite::memory:")
+                        .await
+                        .expect("sqlite"),
+                ),
+                None,
+            ),
         };
         TestApp::on_store(backend, store, pg, opts)
     }
 
-    pub fn on_store(backend: Backend, store: Arc<dyn Store>, pg: Option<PgTestDb>, opts: Options) -> TestApp {
+    pub fn on_store(
+        backend: Backend,
+        store: Arc<dyn Store>,
+        pg: Option<PgTestDb>,
+        opts: Options,
+    ) -> TestApp {
         let state = AppState {
             analyzer: Arc::new(Analyzer::new(store.clone(), 64 * 1024 * 1024)),
             store,
@@ -162,7 +187,13 @@ impl TestApp {
         }
     }
 
-    pub async fn request(&self, method: Method, uri: &str, headers: &[(&str, &str)], body: impl Into<Body>) -> Reply {
+    pub async fn request(
+        &self,
+        method: Method,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Body>,
+    ) -> Reply {
         let mut req = Request::builder().method(method).uri(uri);
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -175,8 +206,18 @@ impl TestApp {
             .expect("infallible");
         let status = resp.status();
         let headers = resp.headers().clone();
-        let body = resp.into_body().collect().await.expect("body").to_bytes().to_vec();
-        Reply { status, headers, body }
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes()
+            .to_vec();
+        Reply {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub async fn get(&self, uri: &str) -> Reply {
@@ -184,7 +225,13 @@ impl TestApp {
     }
 
     pub async fn post_json(&self, uri: &str, body: impl Into<Body>) -> Reply {
-        self.request(Method::POST, uri, &[("content-type", "application/json")], body).await
+        self.request(
+            Method::POST,
+            uri,
+            &[("content-type", "application/json")],
+            body,
+        )
+        .await
     }
 
     /// Creates a run from a JSON value and returns its id.
@@ -196,7 +243,9 @@ impl TestApp {
 
     /// Serves the app on an ephemeral loopback port; returns its base URL.
     pub async fn serve(&self) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let router = self.router.clone();
         tokio::spawn(async move {
