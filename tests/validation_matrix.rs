@@ -31,6 +31,14 @@ const DEVIATIONS: &[(&str, &str)] = &[
         "non-finite timestamps are rejected",
     ),
     (
+        "event_timestamp/str_1e3",
+        "timestamp strings must use plain decimal notation",
+    ),
+    (
+        "event_timestamp/huge_int",
+        "timestamps must lie within ±1e12 epoch seconds",
+    ),
+    (
         "usage_info/prompt_huge_int",
         "token counts beyond i64 are rejected",
     ),

@@ -26,6 +26,7 @@ write key also creates, changes and deletes.",
         (name = "outputs", description = "The toolkit profiler's outputs, computed on demand and cached per run version"),
         (name = "operations", description = "Probes and Prometheus metrics"),
     ),
+    components(schemas(super::schema::UsageInfoDoc, super::schema::TokenUsageDoc)),
     modifiers(&BearerScheme),
 )]
 pub struct ApiDoc;

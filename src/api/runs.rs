@@ -192,7 +192,7 @@ async fn blocking<T: Send + 'static>(
 /// default (every analysis on, the toolkit's default thresholds).
 #[utoipa::path(
     post, path = "/v1/runs", tag = "runs",
-    request_body(content = CreateRun, description = "The run, optionally with steps", content_type = "application/json"),
+    request_body(content = CreateRunBody, description = "The run, optionally with steps", content_type = "application/json"),
     responses(
         (status = 201, description = "Run created", body = CreatedRun,
             headers(("Location" = String, description = "URL of the new run"))),
@@ -236,6 +236,7 @@ pub struct ListParams {
     #[param(minimum = 1, maximum = 1000, example = 50)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = "^([0-9]{1,16}-[0-9a-fA-F]{32})?$")]
     pub cursor: Option<String>,
 }
 
@@ -367,6 +368,12 @@ pub async fn patch_run(
         });
     }
     if let Some(v) = patch.remove("profiler_config") {
+        if !(v.is_object() || v.is_null()) {
+            return Err(ApiError::invalid_at(
+                "/profiler_config",
+                format!("expected an object or null, got {}", kind(&v)),
+            ));
+        }
         let mut merged = current.profiler_config.clone();
         merge_patch(&mut merged, v);
         if merged.is_null() {
@@ -376,6 +383,12 @@ pub async fn patch_run(
         changes.profiler_config = Some(merged);
     }
     if let Some(v) = patch.remove("metadata") {
+        if !(v.is_object() || v.is_null()) {
+            return Err(ApiError::invalid_at(
+                "/metadata",
+                format!("expected an object or null, got {}", kind(&v)),
+            ));
+        }
         let mut merged = current.metadata.clone();
         merge_patch(&mut merged, v);
         if !merged.is_object() {

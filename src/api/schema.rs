@@ -57,22 +57,35 @@ pub struct CreatedRun {
 
 /// Body of `POST /v1/runs`. Every field is optional; a bare list is taken as `requests`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "nightly eval", "profiler_config": {"prompt_caching_prefixes": {"min_frequency": 0.3}},
     "metadata": {"commit": "4f2a9c1"}}))]
 pub struct CreateRun {
-    /// At most 500 characters.
+    #[schema(max_length = 500)]
     pub name: Option<String>,
     pub profiler_config: Option<ProfilerConfigDoc>,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
-    /// Steps in any input form (see `StepDocument`).
-    pub requests: Option<StepDocument>,
+    /// Steps in any input form.
+    #[schema(schema_with = nullable_step_document)]
+    pub requests: Option<Value>,
+}
+
+fn nullable_step_document() -> Schema {
+    Schema::AnyOf(
+        AnyOfBuilder::new()
+            .item(<StepDocument as utoipa::PartialSchema>::schema())
+            .item(ObjectBuilder::new().schema_type(Type::Null))
+            .build(),
+    )
 }
 
 /// Body of `PATCH /v1/runs/{run_id}`: a JSON merge patch; `null` removes a key.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "renamed", "profiler_config": {"concurrency_spike_analysis": {"spike_threshold": 4}}}))]
 pub struct PatchRun {
+    #[schema(max_length = 500)]
     pub name: Option<String>,
     pub profiler_config: Option<ProfilerConfigDoc>,
     #[schema(value_type = Option<Object>)]
@@ -126,44 +139,161 @@ pub struct Readiness {
 }
 
 // ----- the toolkit's formats, for documentation -----------------------------------------------
+//
+// These describe what the parser accepts, which is wider than what the toolkit writes: numbers may
+// come as numeric strings (pydantic's lax mode), optional fields may be absent. Keep them in step
+// with `trace::parse`; schemathesis (`scripts/schemathesis.sh`) checks that they agree.
+
+use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, Schema, Type};
+use utoipa::openapi::{KnownFormat, RefOr, SchemaFormat};
+
+fn described(s: ObjectBuilder, d: &str) -> Schema {
+    Schema::Object(s.description(Some(d)).build())
+}
+
+/// A float as pydantic's lax mode takes it: a number, a boolean or a numeric string.
+fn lax_number() -> Schema {
+    Schema::AnyOf(
+        AnyOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Number)
+                    .minimum(Some(-crate::trace::MAX_ABS_TIMESTAMP))
+                    .maximum(Some(crate::trace::MAX_ABS_TIMESTAMP))
+                    .build(),
+            )
+            .item(ObjectBuilder::new().schema_type(Type::Boolean).build())
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(r"^[ \t\n\r\f\v]*[+-]?([0-9](_?[0-9]){0,11}(\.([0-9](_?[0-9])*)?)?|\.[0-9](_?[0-9])*)[ \t\n\r\f\v]*$"))
+                    .build(),
+            )
+            .description(Some("Epoch seconds (within ±1e12): a number, or a numeric string in plain decimal notation"))
+            .build(),
+    )
+}
+
+/// An int as pydantic's lax mode takes it (within 64 bits): an integer, a boolean or an
+/// integer string (`"7"`, `"7.0"`).
+fn lax_integer() -> Schema {
+    Schema::AnyOf(
+        AnyOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                    .minimum(Some(i64::MIN))
+                    .maximum(Some(i64::MAX))
+                    .build(),
+            )
+            .item(ObjectBuilder::new().schema_type(Type::Boolean).build())
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(
+                        r"^[ \t\n\r\f\v]*[+-]?[0-9](_?[0-9]){0,14}(\.0+)?[ \t\n\r\f\v]*$",
+                    ))
+                    .build(),
+            )
+            .build(),
+    )
+}
 
 /// Steps in one of the three input forms, detected from the document.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(untagged)]
-pub enum StepDocument {
-    /// `all_requests_profiler_traces.json`
-    Profiler(Vec<RequestDoc>),
-    /// The eval output `workflow_output.json`
-    Eval(Vec<EvalItemDoc>),
-    /// A list of step lists, one per request
-    Lists(Vec<Vec<StepDoc>>),
+pub struct StepDocument;
+
+impl utoipa::PartialSchema for StepDocument {
+    fn schema() -> RefOr<Schema> {
+        let list_of = |item: RefOr<Schema>| ArrayBuilder::new().items(item).build();
+        RefOr::T(Schema::AnyOf(
+            AnyOfBuilder::new()
+                .item(list_of(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("RequestDoc"))))
+                .item(list_of(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("EvalItemDoc"))))
+                .item(list_of(RefOr::T(Schema::Array(list_of(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("StepDoc")))))))
+                .description(Some(
+                    "The profiler form (`all_requests_profiler_traces.json`), the eval form (`workflow_output.json`) \
+                     or a list of step lists, one per request. The form is read off the first item.",
+                ))
+                .build(),
+        ))
+    }
+}
+
+impl ToSchema for StepDocument {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((
+            "RequestDoc".to_owned(),
+            <RequestDoc as utoipa::PartialSchema>::schema(),
+        ));
+        <RequestDoc as ToSchema>::schemas(schemas);
+        schemas.push((
+            "EvalItemDoc".to_owned(),
+            <EvalItemDoc as utoipa::PartialSchema>::schema(),
+        ));
+        <EvalItemDoc as ToSchema>::schemas(schemas);
+        schemas.push((
+            "StepDoc".to_owned(),
+            <StepDoc as utoipa::PartialSchema>::schema(),
+        ));
+        <StepDoc as ToSchema>::schemas(schemas);
+    }
+}
+
+/// The body of `POST /v1/runs`: a run object, or a bare step document as its `requests`.
+pub struct CreateRunBody;
+
+impl utoipa::PartialSchema for CreateRunBody {
+    fn schema() -> RefOr<Schema> {
+        RefOr::T(Schema::AnyOf(
+            AnyOfBuilder::new()
+                .item(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                    "CreateRun",
+                )))
+                .item(<StepDocument as utoipa::PartialSchema>::schema())
+                .build(),
+        ))
+    }
+}
+
+impl ToSchema for CreateRunBody {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((
+            "CreateRun".to_owned(),
+            <CreateRun as utoipa::PartialSchema>::schema(),
+        ));
+        <CreateRun as ToSchema>::schemas(schemas);
+        <StepDocument as ToSchema>::schemas(schemas);
+    }
 }
 
 /// One request of the profiler form.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RequestDoc {
-    /// 0 to 2147483647; requests are ordered by it.
-    pub request_number: i32,
-    pub intermediate_steps: Vec<StepDoc>,
+    /// Requests are ordered by it; later batches with the same number append to the request.
+    #[schema(minimum = 0, maximum = 2147483647)]
+    pub request_number: i64,
+    /// `null` is taken as no steps.
+    #[schema(required = true)]
+    pub intermediate_steps: Option<Vec<StepDoc>>,
 }
 
-/// One item of an eval `workflow_output.json`.
+/// One item of an eval `workflow_output.json`; other keys are ignored.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct EvalItemDoc {
     /// The dataset id; later batches with the same id append to the same request.
-    #[schema(value_type = Option<Object>)]
     pub id: Option<Value>,
-    #[schema(value_type = Option<Object>)]
     pub question: Option<Value>,
-    #[schema(value_type = Option<Object>)]
     pub answer: Option<Value>,
-    #[schema(value_type = Option<Object>)]
     pub generated_answer: Option<Value>,
-    pub intermediate_steps: Vec<StepDoc>,
+    /// `null` is taken as no steps.
+    #[schema(required = true)]
+    pub intermediate_steps: Option<Vec<StepDoc>>,
 }
 
 /// An `IntermediateStep` (aiqtoolkit 1.1.0; nvidia-nat 1.9's additions are accepted too).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({
     "function_ancestry": {"function_id": "008a05a6-c464-4159-8324-c9859b810e76", "function_name": "react_agent", "parent_id": "root", "parent_name": "root"},
     "payload": {"event_type": "LLM_END", "event_timestamp": 1748779200.4603305, "span_event_timestamp": 1748779200.0307972,
@@ -175,7 +305,8 @@ pub struct EvalItemDoc {
 pub struct StepDoc {
     /// Defaults to `{"function_id": "N/A", "function_name": "N/A"}` when absent.
     pub function_ancestry: Option<AncestryDoc>,
-    pub payload: PayloadDoc,
+    #[schema(schema_with = payload_schema)]
+    pub payload: Value,
     /// nvidia-nat 1.9 only: the parent span's UUID.
     pub parent_id: Option<String>,
 }
@@ -188,88 +319,175 @@ pub struct AncestryDoc {
     pub parent_name: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct PayloadDoc {
-    pub event_type: EventTypeDoc,
-    /// Epoch seconds (numbers and numeric strings are accepted); the time of receipt when absent.
-    pub event_timestamp: Option<f64>,
-    /// Start time of the span; END events only.
-    pub span_event_timestamp: Option<f64>,
-    pub framework: Option<FrameworkDoc>,
-    /// Model name (LLM events), tool name (TOOL events) or function name.
-    pub name: Option<String>,
-    pub tags: Option<Vec<String>>,
-    #[schema(value_type = Option<Object>)]
-    pub metadata: Option<Value>,
-    pub data: Option<StreamDataDoc>,
-    pub usage_info: Option<UsageInfoDoc>,
-    /// Ties a START to its END; a deterministic UUID is derived when absent.
-    #[serde(rename = "UUID")]
-    pub uuid: Option<String>,
+const END_EVENTS: [&str; 9] = [
+    "LLM_END",
+    "TOOL_END",
+    "WORKFLOW_END",
+    "TASK_END",
+    "FUNCTION_END",
+    "CUSTOM_END",
+    "SPAN_END",
+    "TTC_END",
+    "__never__",
+];
+const OTHER_EVENTS: [&str; 9] = [
+    "LLM_START",
+    "LLM_NEW_TOKEN",
+    "TOOL_START",
+    "WORKFLOW_START",
+    "TASK_START",
+    "FUNCTION_START",
+    "CUSTOM_START",
+    "SPAN_START",
+    "SPAN_CHUNK",
+];
+
+/// The payload: END events may carry `span_event_timestamp`, the others may not (a `oneOf` on
+/// the event type). Extra keys are kept.
+fn payload_schema() -> Schema {
+    let variant = |events: &[&str], span: Schema, what: &str| {
+        let mut o =
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .required("event_type")
+                .property(
+                    "event_type",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .enum_values(Some(events.iter().copied().filter(|e| *e != "__never__"))),
+                )
+                .property("event_timestamp", lax_number())
+                .property("span_event_timestamp", span)
+                .property(
+                    "framework",
+                    ObjectBuilder::new()
+                        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+                            Type::String,
+                            Type::Null,
+                        ]))
+                        .enum_values(Some(
+                            [
+                                "langchain",
+                                "llama_index",
+                                "crewai",
+                                "semantic_kernel",
+                                "agno",
+                                "adk",
+                                "strands",
+                                "autogen",
+                            ]
+                            .into_iter()
+                            .map(Value::from)
+                            .chain([Value::Null]),
+                        )),
+                )
+                .property(
+                    "name",
+                    ObjectBuilder::new().schema_type(
+                        utoipa::openapi::schema::SchemaType::from_iter([Type::String, Type::Null]),
+                    ),
+                )
+                .property(
+                    "tags",
+                    ArrayBuilder::new()
+                        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+                            Type::Array,
+                            Type::Null,
+                        ]))
+                        .items(ObjectBuilder::new().schema_type(Type::String)),
+                )
+                .property(
+                    "metadata",
+                    ObjectBuilder::new().schema_type(
+                        utoipa::openapi::schema::SchemaType::from_iter([Type::Object, Type::Null]),
+                    ),
+                )
+                .property(
+                    "data",
+                    ObjectBuilder::new()
+                        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+                            Type::Object,
+                            Type::Null,
+                        ]))
+                        .description(Some(
+                            "`input`, `output` and `chunk`, any JSON; extra keys are kept",
+                        )),
+                )
+                .property(
+                    "usage_info",
+                    Schema::AnyOf(
+                        AnyOfBuilder::new()
+                            .item(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                                "UsageInfoDoc",
+                            )))
+                            .item(ObjectBuilder::new().schema_type(Type::Null))
+                            .build(),
+                    ),
+                )
+                .property(
+                    "UUID",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .description(Some(
+                            "Ties a START to its END; derived from the step when absent",
+                        )),
+                );
+        o = o.description(Some(what));
+        Schema::Object(o.build())
+    };
+    let nullable_number = AnyOfBuilder::new()
+        .item(lax_number())
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .build();
+    Schema::OneOf(
+        utoipa::openapi::schema::OneOfBuilder::new()
+            .item(variant(
+                &END_EVENTS,
+                Schema::AnyOf(nullable_number),
+                "An END event; `span_event_timestamp` is the span's start",
+            ))
+            .item(variant(
+                &OTHER_EVENTS,
+                described(
+                    ObjectBuilder::new().schema_type(Type::Null),
+                    "only END events have one",
+                ),
+                "A START or CHUNK event",
+            ))
+            .build(),
+    )
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[allow(clippy::upper_case_acronyms, non_camel_case_types)]
-pub enum EventTypeDoc {
-    LLM_START,
-    LLM_END,
-    LLM_NEW_TOKEN,
-    TOOL_START,
-    TOOL_END,
-    WORKFLOW_START,
-    WORKFLOW_END,
-    TASK_START,
-    TASK_END,
-    FUNCTION_START,
-    FUNCTION_END,
-    CUSTOM_START,
-    CUSTOM_END,
-    SPAN_START,
-    SPAN_CHUNK,
-    SPAN_END,
-    TTC_START,
-    TTC_END,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum FrameworkDoc {
-    Langchain,
-    LlamaIndex,
-    Crewai,
-    SemanticKernel,
-    Agno,
-    Adk,
-    Strands,
-    Autogen,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct StreamDataDoc {
-    #[schema(value_type = Option<Object>)]
-    pub input: Option<Value>,
-    #[schema(value_type = Option<Object>)]
-    pub output: Option<Value>,
-    #[schema(value_type = Option<Object>)]
-    pub chunk: Option<Value>,
-}
-
+/// Usage counters; a missing counter is 0. `null` means no usage information.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct UsageInfoDoc {
-    pub token_usage: Option<TokenUsageDoc>,
-    pub num_llm_calls: Option<i64>,
-    pub seconds_between_calls: Option<i64>,
+    #[serde(default)]
+    pub token_usage: TokenUsageDoc,
+    #[serde(default)]
+    #[schema(schema_with = lax_integer)]
+    pub num_llm_calls: i64,
+    #[serde(default)]
+    #[schema(schema_with = lax_integer)]
+    pub seconds_between_calls: i64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct TokenUsageDoc {
-    pub prompt_tokens: Option<i64>,
-    pub completion_tokens: Option<i64>,
-    pub total_tokens: Option<i64>,
+    #[serde(default)]
+    #[schema(schema_with = lax_integer)]
+    pub prompt_tokens: i64,
+    #[serde(default)]
+    #[schema(schema_with = lax_integer)]
+    pub completion_tokens: i64,
+    #[serde(default)]
+    #[schema(schema_with = lax_integer)]
+    pub total_tokens: i64,
 }
 
-/// The toolkit's `ProfilerConfig`; every field is optional and merged over the default.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+/// The toolkit's `ProfilerConfig`. Every field is optional and merged over the default; `null`
+/// also means "the default" (and, in a PATCH, removes an earlier setting).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ProfilerConfigDoc {
     /// Fit the token-usage forecast (`GET .../forecast`).
     pub token_usage_forecast: Option<bool>,
@@ -289,32 +507,40 @@ pub struct ProfilerConfigDoc {
     pub base_metrics: Option<bool>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PromptCachingDoc {
     pub enable: Option<bool>,
     /// Share of calls a prefix needs (LLM_END rows count in the denominator, as in the toolkit).
     pub min_frequency: Option<f64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct BottleneckDoc {
     pub enable_simple_stack: Option<bool>,
     pub enable_nested_stack: Option<bool>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SpikeConfigDoc {
     pub enable: Option<bool>,
+    #[schema(minimum = -9007199254740992i64, maximum = 9007199254740992i64)]
     pub spike_threshold: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PrefixSpanConfigDoc {
     pub enable: Option<bool>,
     /// Below 1: a fraction of the requests; 1 or more: an absolute count.
+    #[schema(exclusive_minimum = 0)]
     pub min_support: Option<f64>,
     pub min_coverage: Option<f64>,
+    #[schema(minimum = -9007199254740992i64, maximum = 9007199254740992i64)]
     pub max_text_len: Option<i64>,
+    #[schema(minimum = 0, maximum = 9007199254740992i64)]
     pub top_k: Option<i64>,
     /// Accepted; it never had an effect in the toolkit.
     pub chain_with_common_prefixes: Option<bool>,

@@ -41,6 +41,7 @@ pub struct BottleneckConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct ConcurrencySpikeConfig {
     pub enable: bool,
+    #[serde(deserialize_with = "lax_i64")]
     pub spike_threshold: i64,
 }
 
@@ -52,7 +53,9 @@ pub struct PrefixSpanConfig {
     /// by the value's Python type instead, so `2.0` from YAML silently finds nothing (B10).
     pub min_support: ConfigNumber,
     pub min_coverage: ConfigNumber,
+    #[serde(deserialize_with = "lax_i64")]
     pub max_text_len: i64,
+    #[serde(deserialize_with = "lax_i64")]
     pub top_k: i64,
     /// Accepted for compatibility; it never had an effect in the toolkit (B8).
     pub chain_with_common_prefixes: bool,
@@ -115,6 +118,28 @@ impl Default for PrefixSpanConfig {
     }
 }
 
+/// Removes null-valued keys from objects, recursively.
+fn strip_nulls(v: &mut serde_json::Value) {
+    if let serde_json::Value::Object(map) = v {
+        map.retain(|_, x| !x.is_null());
+        map.values_mut().for_each(strip_nulls);
+    }
+}
+
+/// Integer settings also accept integral floats (`3.0`), as pydantic does.
+fn lax_i64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let x = serde_json::Number::deserialize(d)?;
+    if let Some(i) = x.as_i64() {
+        return Ok(i);
+    }
+    match x.as_f64() {
+        Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(f as i64),
+        _ => Err(serde::de::Error::custom(format!(
+            "expected an integer, got {x}"
+        ))),
+    }
+}
+
 /// A float setting that remembers whether the user set it. The toolkit declares these
 /// `float = 2` / `float = 0`: left unset they stay Python ints and print as `2` / `0` in the
 /// PrefixSpan report, while any value that goes through validation becomes a float (`2.0`).
@@ -171,8 +196,10 @@ pub struct ConfigError {
 }
 
 impl ProfilerConfig {
-    /// Parses a user's config (toolkit field names) merged over agentprof's default.
-    pub fn from_json(value: serde_json::Value) -> Result<ProfilerConfig, ConfigError> {
+    /// Parses a user's config (toolkit field names) merged over agentprof's default. A `null`
+    /// field means "the default", like an absent one.
+    pub fn from_json(mut value: serde_json::Value) -> Result<ProfilerConfig, ConfigError> {
+        strip_nulls(&mut value);
         let cfg: ProfilerConfig = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e
                 .path()
@@ -219,8 +246,23 @@ impl ProfilerConfig {
                 "must be a finite number",
             );
         }
-        if p.top_k < 0 {
-            return bad("/prefix_span_analysis/top_k", "must not be negative");
+        // Beyond 2^53 an integer setting cannot round-trip through JSON numbers exactly.
+        const LIMIT: i64 = 1 << 53;
+        if !(0..=LIMIT).contains(&p.top_k) {
+            return bad("/prefix_span_analysis/top_k", "must be between 0 and 2^53");
+        }
+        if !(-LIMIT..=LIMIT).contains(&p.max_text_len) {
+            return bad(
+                "/prefix_span_analysis/max_text_len",
+                "must be between -2^53 and 2^53",
+            );
+        }
+        let t = self.concurrency_spike_analysis.spike_threshold;
+        if !(-LIMIT..=LIMIT).contains(&t) {
+            return bad(
+                "/concurrency_spike_analysis/spike_threshold",
+                "must be between -2^53 and 2^53",
+            );
         }
         Ok(())
     }
@@ -243,6 +285,16 @@ mod tests {
         assert_eq!(c.prompt_caching_prefixes.min_frequency, 0.3);
         assert!(!c.token_usage_forecast);
         assert!(c.compute_llm_metrics);
+    }
+
+    #[test]
+    fn nulls_mean_default_and_integral_floats_are_integers() {
+        let c = ProfilerConfig::from_json(json!({"prompt_caching_prefixes": {"enable": null}, "prefix_span_analysis": {"top_k": 3.0}, "base_metrics": null})).unwrap();
+        assert!(c.prompt_caching_prefixes.enable);
+        assert_eq!(c.prefix_span_analysis.top_k, 3);
+        assert!(
+            ProfilerConfig::from_json(json!({"prefix_span_analysis": {"top_k": 3.5}})).is_err()
+        );
     }
 
     #[test]

@@ -186,22 +186,29 @@ pub struct RunCursor {
 }
 
 impl RunCursor {
+    /// `<created_at in unix microseconds>-<id as 32 hex digits>`: opaque to clients, but every
+    /// string of that shape is a valid position, so a cursor can never be "corrupt".
     pub fn encode(&self) -> String {
-        use base64::Engine;
-        let raw = format!("{}|{}", self.created_at.unix_timestamp_nanos(), self.id);
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+        format!(
+            "{}-{}",
+            self.created_at.unix_timestamp_nanos() / 1000,
+            self.id.simple()
+        )
     }
 
     pub fn decode(s: &str) -> Option<RunCursor> {
-        use base64::Engine;
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(s)
-            .ok()?;
-        let raw = String::from_utf8(raw).ok()?;
-        let (nanos, id) = raw.split_once('|')?;
+        let (micros, id) = s.split_once('-')?;
+        if micros.is_empty()
+            || micros.len() > 19
+            || !micros.bytes().all(|b| b.is_ascii_digit())
+            || id.len() != 32
+        {
+            return None;
+        }
+        let micros: i128 = micros.parse().ok()?;
         Some(RunCursor {
-            created_at: OffsetDateTime::from_unix_timestamp_nanos(nanos.parse().ok()?).ok()?,
-            id: id.parse().ok()?,
+            created_at: OffsetDateTime::from_unix_timestamp_nanos(micros * 1000).ok()?,
+            id: Uuid::try_parse(id).ok()?,
         })
     }
 }
@@ -406,12 +413,17 @@ mod tests {
     #[test]
     fn cursor_round_trips() {
         let c = RunCursor {
-            created_at: OffsetDateTime::from_unix_timestamp_nanos(1_764_000_000_123_456_789)
+            created_at: OffsetDateTime::from_unix_timestamp_nanos(1_764_000_000_123_456_000)
                 .unwrap(),
             id: Uuid::new_v4(),
         };
         assert_eq!(RunCursor::decode(&c.encode()), Some(c));
         assert_eq!(RunCursor::decode("garbage"), None);
+        assert_eq!(
+            RunCursor::decode("12-0123456789abcdef0123456789ABCDEF")
+                .map(|c| c.created_at.unix_timestamp_nanos()),
+            Some(12_000)
+        );
     }
 
     #[test]

@@ -267,12 +267,18 @@ fn read_batch(v: &mut Validator, doc: Value) -> Option<Batch> {
     ok.then_some(Batch { form, requests })
 }
 
-/// The form is decided by the first item; every other item is then held to it, so a mixed
-/// document fails with a pointer to the first item that does not fit.
+/// The oracle's rule: the profiler form when every item is an object with `request_number` and
+/// `intermediate_steps`, step lists when every item is a list, the eval form when every item is an
+/// object. A mixed document fails, with a pointer to the first item that does not fit the first.
 fn detect_form(items: &[Value]) -> InputForm {
+    let profiler_item = |v: &Value| {
+        v.as_object().is_some_and(|o| {
+            o.contains_key("request_number") && o.contains_key("intermediate_steps")
+        })
+    };
     match items.first() {
         Some(Value::Array(_)) => InputForm::Raw,
-        Some(Value::Object(o)) if o.contains_key("request_number") => InputForm::Profiler,
+        Some(_) if items.iter().all(profiler_item) => InputForm::Profiler,
         _ => InputForm::Eval,
     }
 }
@@ -312,7 +318,12 @@ fn profiler_item(v: &mut Validator, item: Value, position: usize) -> Option<Requ
 }
 
 fn request_number(v: &mut Validator, n: &Value) -> Option<i64> {
-    match n.as_i64() {
+    let integral = n.as_i64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 1e15)
+            .map(|f| f as i64)
+    });
+    match integral {
         Some(n) if (0..=MAX_REQUEST_NUMBER).contains(&n) => Some(n),
         _ => {
             v.error(format!(
@@ -459,7 +470,13 @@ mod tests {
     #[test]
     fn rejects_bad_request_numbers_and_mixed_forms() {
         let opts = ParseOptions::default();
-        for n in [json!(-1), json!(1e30), json!("3"), json!(2147483648u64)] {
+        for n in [
+            json!(-1),
+            json!(1e30),
+            json!("3"),
+            json!(2147483648u64),
+            json!(2.5),
+        ] {
             let err = parse_value(
                 json!([{"request_number": n, "intermediate_steps": []}]),
                 &opts,
@@ -467,6 +484,16 @@ mod tests {
             .unwrap_err();
             assert!(err.to_string().starts_with("/0/request_number"), "{err}");
         }
+        let mixed = parse_value(
+            json!([{"request_number": 1, "intermediate_steps": []}, {"intermediate_steps": []}]),
+            &opts,
+        )
+        .unwrap();
+        assert_eq!(
+            mixed.form,
+            InputForm::Eval,
+            "not every item has a request_number: the eval form, as the oracle decides"
+        );
         let err = parse_value(json!([[], {"request_number": 1}]), &opts).unwrap_err();
         assert!(err.to_string().starts_with("/1:"), "{err}");
         let err = parse_value(json!({"a": 1}), &opts).unwrap_err();

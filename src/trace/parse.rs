@@ -19,6 +19,10 @@ pub struct FieldError {
     pub message: String,
 }
 
+/// Largest timestamp magnitude accepted, in epoch seconds (about ±31,700 years): beyond it the
+/// profiler's sums of timestamps could overflow to infinity, which no JSON output can carry.
+pub const MAX_ABS_TIMESTAMP: f64 = 1e12;
+
 /// At most this many field errors are collected from one document; the rest are counted.
 pub const MAX_FIELD_ERRORS: usize = 50;
 
@@ -358,7 +362,8 @@ impl Validator {
         None
     }
 
-    /// pydantic's lax `float`: numbers, booleans and numeric strings.
+    /// pydantic's lax `float` for a timestamp: numbers, booleans and numeric strings (in plain
+    /// decimal notation), within [`MAX_ABS_TIMESTAMP`].
     fn float(&mut self, v: Value) -> Option<f64> {
         let x = match &v {
             Value::Number(n) => n.as_f64(),
@@ -367,9 +372,12 @@ impl Validator {
             _ => None,
         };
         match x {
-            Some(x) if x.is_finite() => Some(x),
+            Some(x) if x.is_finite() && x.abs() <= MAX_ABS_TIMESTAMP => Some(x),
             Some(_) => {
-                self.error(format!("expected a finite number, got {}", short(&v)));
+                self.error(format!(
+                    "timestamp out of range: epoch seconds must lie within ±1e12, got {}",
+                    short(&v)
+                ));
                 None
             }
             None => {
@@ -402,20 +410,22 @@ impl Validator {
 fn integral_f64(x: f64) -> Option<i64> {
     // 2^63 is exactly representable; anything at or beyond it does not fit.
     const TWO_63: f64 = 9_223_372_036_854_775_808.0;
-    (x.fract() == 0.0 && (-TWO_63..TWO_63).contains(&x)).then_some(x as i64)
+    // Open at both ends: a float equal to -2^63 stands for a rounded, out-of-range integer (an
+    // in-range -2^63 arrives as an integer, not a float).
+    (x.fract() == 0.0 && x > -TWO_63 && x < TWO_63).then_some(x as i64)
 }
 
-/// Python's `float(str)`: surrounding whitespace, `_` between digits, `inf`/`nan` spellings.
+/// A numeric string as Python's `float(str)` reads it (surrounding whitespace, `_` between
+/// digits), limited to plain decimal notation: `"1748779200.25"`, not `"1.7e9"`, `"inf"` or
+/// `"nan"`. Exponents in a timestamp string are a spelling nobody uses, and allowing them would
+/// let a short string name an out-of-range value.
 fn parse_python_float(s: &str) -> Option<f64> {
-    let t = s.trim();
+    let t = trim_ascii_space(s);
     let cleaned = strip_digit_underscores(t)?;
-    let lower = cleaned.to_ascii_lowercase();
-    let body = lower.trim_start_matches(['+', '-']);
-    if body.is_empty()
-        || !(body.starts_with(|c: char| c.is_ascii_digit() || c == '.')
-            || body.starts_with("inf")
-            || body.starts_with("nan"))
-    {
+    let body = cleaned.strip_prefix(['+', '-']).unwrap_or(&cleaned);
+    let (int_part, frac) = body.split_once('.').unwrap_or((body, ""));
+    let digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
+    if (int_part.is_empty() && frac.is_empty()) || !digits(int_part) || !digits(frac) {
         return None;
     }
     cleaned.parse::<f64>().ok()
@@ -424,7 +434,7 @@ fn parse_python_float(s: &str) -> Option<f64> {
 /// Integer strings, as pydantic reads them: `"7"`, `" 7 "`, `"1_000"`, and `"7.0"` (an integral
 /// float spelled out).
 fn parse_python_int(s: &str) -> Option<i64> {
-    let t = s.trim();
+    let t = trim_ascii_space(s);
     let cleaned = strip_digit_underscores(t)?;
     if let Ok(i) = cleaned.parse::<i64>() {
         return Some(i);
@@ -434,6 +444,12 @@ fn parse_python_int(s: &str) -> Option<i64> {
         return int_part.parse::<i64>().ok();
     }
     None
+}
+
+/// Trims ASCII whitespace (space, tab, newlines, form feed, vertical tab), the set the API's
+/// documented patterns allow. (Python also strips other Unicode spaces; nobody sends those.)
+fn trim_ascii_space(s: &str) -> &str {
+    s.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0c' | '\x0b'))
 }
 
 /// Removes `_` separators that sit between two digits; any other `_` makes the string invalid.
@@ -599,7 +615,12 @@ mod tests {
 
     #[test]
     fn python_number_strings() {
-        assert_eq!(parse_python_float("1e3"), Some(1000.0));
+        assert_eq!(parse_python_float(" 1_000.5 "), Some(1000.5));
+        assert_eq!(parse_python_float(".5"), Some(0.5));
+        assert_eq!(parse_python_float("-7."), Some(-7.0));
+        assert_eq!(parse_python_float("1e3"), None);
+        assert_eq!(parse_python_float("inf"), None);
+        assert_eq!(parse_python_float("."), None);
         assert_eq!(parse_python_float("0x10"), None);
         assert_eq!(parse_python_float("1__0"), None);
         assert_eq!(parse_python_float("_1"), None);
