@@ -51,6 +51,22 @@ pub fn read_config(path: &Path) -> Result<ProfilerConfig, AnalyzeError> {
     })
 }
 
+/// Creates `path` and fills it through a buffered writer; records it in `files`.
+fn write_file(
+    path: &Path,
+    files: &mut Vec<PathBuf>,
+    fill: impl FnOnce(&mut BufWriter<File>) -> io::Result<()>,
+) -> Result<(), AnalyzeError> {
+    let io_err = |source| AnalyzeError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut w = BufWriter::new(File::create(path).map_err(io_err)?);
+    fill(&mut w).and_then(|_| w.flush()).map_err(io_err)?;
+    files.push(path.to_owned());
+    Ok(())
+}
+
 /// Analyses `input` (any input form, gzip or not) and writes the outputs into `out_dir`.
 pub fn analyze_file(
     input: &Path,
@@ -73,57 +89,66 @@ pub fn analyze_file(
     let frame = Frame::from_requests(requests.iter().map(|(n, s)| (*n, s.as_slice())));
     std::fs::create_dir_all(out_dir).map_err(io_err(out_dir))?;
 
-    let mut files = Vec::new();
-    let mut write_file = |name: &str, f: &mut dyn FnMut(&mut BufWriter<File>) -> io::Result<()>| {
-        let path = out_dir.join(name);
-        let file = File::create(&path).map_err(io_err(&path))?;
-        let mut w = BufWriter::new(file);
-        f(&mut w).and_then(|_| w.flush()).map_err(io_err(&path))?;
-        files.push(path);
-        Ok::<(), AnalyzeError>(())
-    };
-
-    write_file("all_requests_profiler_traces.json", &mut |w| {
-        let mut t = TracesWriter::new(w);
-        for (number, steps) in &requests {
-            t.begin_request(*number)?;
-            for s in steps {
-                t.step(s)?;
+    // The outputs are independent reads of the same data: write them from two threads.
+    let out = |name: &str| out_dir.join(name);
+    let traces_and_csv = || -> Result<Vec<PathBuf>, AnalyzeError> {
+        let mut files = Vec::new();
+        write_file(&out("all_requests_profiler_traces.json"), &mut files, |w| {
+            let mut t = TracesWriter::new(w);
+            for (number, steps) in &requests {
+                t.begin_request(*number)?;
+                for s in steps {
+                    t.step(s)?;
+                }
             }
-        }
-        t.finish().map(|_| ())
-    })?;
-    write_file("standardized_data_all.csv", &mut |w| {
-        profiler::csv::write(w, &frame, config)
-    })?;
-    let inference = profiler::inference_optimization(&frame, config);
-    write_file("inference_optimization.json", &mut |w| {
-        pyjson::write(w, &inference, true).map_err(io::Error::other)
-    })?;
-
-    let profiling = profiler::workflow_profiling(&frame, config);
-    if !profiling.is_empty() {
-        write_file("workflow_profiling_report.txt", &mut |w| {
-            w.write_all(profiling.report.as_bytes())
+            t.finish().map(|_| ())
         })?;
-        write_file("workflow_profiling_metrics.json", &mut |w| {
-            pyjson::write(w, &profiling, true).map_err(io::Error::other)
+        write_file(&out("standardized_data_all.csv"), &mut files, |w| {
+            profiler::csv::write(w, &frame, config)
         })?;
-    }
-    if config.bottleneck_analysis.enable_nested_stack && frame.is_standardized() {
-        let forest = CallForest::build(&frame);
-        if !forest.nodes.is_empty() {
-            write_file("gantt_chart.svg", &mut |w| {
-                gantt::write_svg(w, &forest).map(|_| ())
+        Ok(files)
+    };
+    let analyses = || -> Result<Vec<PathBuf>, AnalyzeError> {
+        let mut files = Vec::new();
+        let inference = profiler::inference_optimization(&frame, config);
+        write_file(&out("inference_optimization.json"), &mut files, |w| {
+            pyjson::write(w, &inference, true).map_err(io::Error::other)
+        })?;
+        let profiling = profiler::workflow_profiling(&frame, config);
+        if !profiling.is_empty() {
+            write_file(&out("workflow_profiling_report.txt"), &mut files, |w| {
+                w.write_all(profiling.report.as_bytes())
+            })?;
+            write_file(&out("workflow_profiling_metrics.json"), &mut files, |w| {
+                pyjson::write(w, &profiling, true).map_err(io::Error::other)
             })?;
         }
-    }
-    if config.token_usage_forecast {
-        let forecast = profiler::forecast::fit(&frame);
-        write_file("forecast.json", &mut |w| {
-            pyjson::write(w, &forecast, true).map_err(io::Error::other)
-        })?;
-    }
+        if config.bottleneck_analysis.enable_nested_stack && frame.is_standardized() {
+            let forest = CallForest::build(&frame);
+            if !forest.nodes.is_empty() {
+                write_file(&out("gantt_chart.svg"), &mut files, |w| {
+                    gantt::write_svg(w, &forest).map(|_| ())
+                })?;
+            }
+        }
+        if config.token_usage_forecast {
+            let forecast = profiler::forecast::fit(&frame);
+            write_file(&out("forecast.json"), &mut files, |w| {
+                pyjson::write(w, &forecast, true).map_err(io::Error::other)
+            })?;
+        }
+        Ok(files)
+    };
+    let (first, second) = std::thread::scope(|s| {
+        let side = s.spawn(traces_and_csv);
+        let main = analyses();
+        (side.join(), main)
+    });
+    let mut files = first.map_err(|_| AnalyzeError::Io {
+        path: out_dir.to_owned(),
+        source: io::Error::other("writer thread panicked"),
+    })??;
+    files.extend(second?);
 
     Ok(Summary {
         requests: requests.len(),

@@ -88,8 +88,21 @@ impl From<StoreError> for ComputeError {
 
 type OutputKey = (Uuid, i64, [u8; 16], Artifact);
 
+/// A run record as read from the store, with its parsed config and the config's fingerprint.
+#[derive(Debug, Clone)]
+pub struct RunSnapshot {
+    pub record: RunRecord,
+    pub config: ProfilerConfig,
+    pub config_fp: [u8; 16],
+}
+
+/// How long a run record read from the store serves later requests. Writes through this
+/// process forget it at once; a write through another replica shows after at most this long.
+pub const RUN_RECORD_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub struct Analyzer {
     store: Arc<dyn Store>,
+    runs: Cache<Uuid, Arc<RunSnapshot>>,
     frames: Cache<(Uuid, i64), Arc<(i64, Frame)>>,
     outputs: Cache<OutputKey, Arc<Rendered>>,
 }
@@ -128,30 +141,59 @@ impl Analyzer {
             .max_capacity(cache_bytes / 2)
             .weigher(|_, r: &Arc<Rendered>| u32::try_from(r.bytes.len()).unwrap_or(u32::MAX))
             .build();
+        let runs = Cache::builder()
+            .max_capacity(10_000)
+            .time_to_live(RUN_RECORD_TTL)
+            .build();
         Analyzer {
             store,
+            runs,
             frames,
             outputs,
         }
     }
 
-    /// The output `kind` of `run` at its current version, computed once per version.
+    /// The run's record and config, read from the store at most once per [`RUN_RECORD_TTL`]
+    /// (concurrent readers share one read). Reading outputs at thousands of requests a second
+    /// then costs no database round trip per request.
+    pub async fn run(&self, id: Uuid) -> Result<Arc<RunSnapshot>, ComputeError> {
+        let store = self.store.clone();
+        self.runs
+            .try_get_with(id, async move {
+                let record = store.get_run(id).await?;
+                let (config, config_fp) = effective_config(&record)?;
+                Ok::<_, ComputeError>(Arc::new(RunSnapshot {
+                    record,
+                    config,
+                    config_fp,
+                }))
+            })
+            .await
+            .map_err(|e: Arc<ComputeError>| (*e).clone())
+    }
+
+    /// Forgets what is cached about a run after this process changed it.
+    pub async fn forget_run(&self, id: Uuid) {
+        self.runs.invalidate(&id).await;
+    }
+
+    /// The output `kind` of a run at the snapshot's version, computed once per version.
     pub async fn render(
         &self,
-        run: &RunRecord,
+        run: &RunSnapshot,
         kind: Artifact,
     ) -> Result<Arc<Rendered>, ComputeError> {
-        let (config, fp) = effective_config(run)?;
-        let key = (run.id, run.version, fp, kind);
+        let (id, version, fp) = (run.record.id, run.record.version, run.config_fp);
+        let key = (id, version, fp, kind);
         if let Some(hit) = self.outputs.get(&key).await {
             metrics::counter!("agentprof_output_cache_hits_total", "output" => kind.name())
                 .increment(1);
             return Ok(hit);
         }
-        let id = run.id;
+        let config = run.config.clone();
         self.outputs
             .try_get_with(key, async move {
-                let frame = self.frame(id, run.version).await?;
+                let frame = self.frame(id, version).await?;
                 let started = Instant::now();
                 let (version, bytes) = tokio::task::spawn_blocking(move || {
                     (frame.0, compute(&frame.1, &config, kind))

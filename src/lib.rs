@@ -24,4 +24,5 @@ pub mod config;
 pub mod profiler;
 pub mod server;
 pub mod store;
+pub mod synth;
 pub mod trace;

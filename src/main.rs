@@ -36,6 +36,12 @@ enum Command {
     },
     /// Print the OpenAPI document (what openapi/openapi.json holds).
     Openapi,
+    /// Exit 0 when the local server answers GET /healthz with 200 (for container health checks).
+    Probe {
+        /// The server's address; by default AGENTPROF_BIND with 0.0.0.0 read as 127.0.0.1.
+        #[arg(long, env = "AGENTPROF_BIND", default_value = "127.0.0.1:8080")]
+        bind: std::net::SocketAddr,
+    },
 }
 
 fn main() -> ExitCode {
@@ -71,6 +77,15 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Command::Serve(config)) => serve(config),
+        Some(Command::Probe { bind }) => {
+            match agentprof::server::probe(bind, std::time::Duration::from_secs(2)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("unhealthy: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         None => serve(ServeConfig::parse_from_env()),
     }
 }

@@ -633,3 +633,42 @@ async fn prometheus_and_probes() {
         "routes are templates, not URLs"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_see_each_others_writes_within_the_record_ttl() {
+    use agentprof::store::Store;
+    use std::sync::Arc;
+    // Two "replicas": two applications, each with its own caches, on one database.
+    let a = TestApp::new(Backend::Postgres).await;
+    let store: Arc<dyn Store> = a.state.store.clone();
+    let b = TestApp::on_store(Backend::Postgres, store, None, Options::default());
+    let id = a
+        .create_run(
+            &json!({"requests": [[step("LLM_START", 1.0, "a"), step("LLM_END", 2.0, "a")]]}),
+        )
+        .await;
+    let before = b.get(&format!("/v1/runs/{id}/metrics")).await.json();
+    assert_eq!(
+        before["confidence_intervals"]["llm_latency_confidence_intervals"]["n"],
+        1
+    );
+    a.post_json(
+        &format!("/v1/runs/{id}/steps"),
+        json!([[], [step("LLM_START", 1.0, "b"), step("LLM_END", 4.0, "b")]]).to_string(),
+    )
+    .await;
+    // The writer sees its write at once.
+    let on_a = a.get(&format!("/v1/runs/{id}/metrics")).await.json();
+    assert_eq!(
+        on_a["confidence_intervals"]["llm_latency_confidence_intervals"]["n"],
+        2
+    );
+    // The other replica within the record TTL.
+    tokio::time::sleep(agentprof::compute::RUN_RECORD_TTL + std::time::Duration::from_millis(200))
+        .await;
+    let on_b = b.get(&format!("/v1/runs/{id}/metrics")).await.json();
+    assert_eq!(
+        on_b["confidence_intervals"]["llm_latency_confidence_intervals"]["n"],
+        2
+    );
+}

@@ -11,9 +11,7 @@ CREATE TABLE runs (
     profiler_config jsonb NOT NULL DEFAULT '{}'::jsonb,
     metadata        jsonb NOT NULL DEFAULT '{}'::jsonb,
     request_count   integer NOT NULL DEFAULT 0,
-    step_count      bigint NOT NULL DEFAULT 0,
-    -- Next step sequence number; steps are ordered by (request_number, seq).
-    next_seq        bigint NOT NULL DEFAULT 0
+    step_count      bigint NOT NULL DEFAULT 0
 );
 CREATE INDEX runs_newest_first ON runs (created_at DESC, id DESC);
 
@@ -22,10 +20,13 @@ CREATE TABLE requests (
     request_number  integer NOT NULL,
     -- The eval form's `id`, as text.
     external_id     text,
-    step_count      integer NOT NULL DEFAULT 0,
     PRIMARY KEY (run_id, request_number)
 );
 CREATE UNIQUE INDEX requests_by_external_id ON requests (run_id, external_id) WHERE external_id IS NOT NULL;
+
+-- Steps are ordered by (request_number, seq); seq is (batch number << 24) + position in the batch,
+-- so concurrent batches need no lock to number their steps.
+CREATE SEQUENCE step_batches;
 
 -- One row per step: the columns the profiler reads, plus the step as the combined requests file
 -- shows it. User strings are bytea because PostgreSQL text cannot hold NUL characters.
@@ -57,3 +58,13 @@ CREATE TABLE steps (
 );
 -- A step already stored is not stored twice: a retried batch changes nothing.
 CREATE UNIQUE INDEX steps_identity ON steps (run_id, request_number, uuid, event_type, event_timestamp);
+
+-- lz4 compresses large bodies and prompts several times faster than the default pglz; servers
+-- built without lz4 keep the default.
+DO $$
+BEGIN
+    ALTER TABLE steps ALTER COLUMN body SET COMPRESSION lz4;
+    ALTER TABLE steps ALTER COLUMN text_value SET COMPRESSION lz4;
+EXCEPTION WHEN OTHERS THEN
+    RAISE NOTICE 'lz4 compression unavailable (%); keeping the default', SQLERRM;
+END $$;

@@ -19,7 +19,6 @@ CREATE TABLE requests (
     run_id          BLOB NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
     request_number  INTEGER NOT NULL,
     external_id     TEXT,
-    step_count      INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (run_id, request_number)
 );
 CREATE UNIQUE INDEX requests_by_external_id ON requests (run_id, external_id) WHERE external_id IS NOT NULL;

@@ -4,7 +4,7 @@
 
 use super::error::{ApiError, ApiResult};
 use crate::trace::{TraceError, gunzip};
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, header};
 use http_body_util::BodyExt;
 use serde_json::Value;
@@ -42,7 +42,7 @@ pub async fn read_json_bytes(
     headers: &HeaderMap,
     body: Body,
     limits: BodyLimits,
-) -> ApiResult<Vec<u8>> {
+) -> ApiResult<Bytes> {
     is_json_media_type(headers).map_err(ApiError::UnsupportedMediaType)?;
     let encoding = headers
         .get(header::CONTENT_ENCODING)
@@ -82,12 +82,13 @@ pub async fn read_json_bytes(
         }
     };
     if !gzip {
-        return Ok(bytes.to_vec());
+        return Ok(bytes);
     }
     let max = limits.max_decompressed;
     tokio::task::spawn_blocking(move || gunzip(&bytes, Some(max as u64)))
         .await
         .map_err(|e| ApiError::Internal(format!("gunzip task failed: {e}")))?
+        .map(Bytes::from)
         .map_err(|e| match e {
             TraceError::TooLarge { .. } => ApiError::TooLarge { limit: max },
             other => ApiError::from_trace(other, ""),

@@ -3,9 +3,9 @@
 
 use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
-use super::runs::{for_run, run_id};
+use super::runs::run_id;
 use super::schema::{ForecastDoc, InferenceOptimizationDoc, WorkflowProfilingDoc};
-use crate::compute::{Artifact, effective_config, etag};
+use crate::compute::{Artifact, etag};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -29,9 +29,11 @@ async fn output(
     kind: Artifact,
 ) -> ApiResult<Response> {
     let id = run_id(path)?;
-    let run = st.store.get_run(id).await.map_err(for_run(id))?;
-    let (_, fp) = effective_config(&run).map_err(ApiError::from)?;
-    let current = etag(id, run.version, &fp, kind);
+    let run = st.analyzer.run(id).await.map_err(|e| match e {
+        crate::compute::ComputeError::NotFound => ApiError::RunNotFound(id),
+        other => ApiError::from(other),
+    })?;
+    let current = etag(id, run.record.version, &run.config_fp, kind);
     let cache_headers = |tag: &str| {
         [
             (

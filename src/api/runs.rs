@@ -407,6 +407,7 @@ pub async fn patch_run(
         .update_run(id, changes)
         .await
         .map_err(for_run(id))?;
+    st.analyzer.forget_run(id).await;
     Ok(Json(run_view(record)?))
 }
 
@@ -452,6 +453,7 @@ pub async fn delete_run(
 ) -> ApiResult<StatusCode> {
     let id = run_id(path)?;
     st.store.delete_run(id).await.map_err(for_run(id))?;
+    st.analyzer.forget_run(id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -489,6 +491,7 @@ pub async fn append_steps(
     let bytes = read_json_bytes(&headers, body, st.limits).await?;
     let batch = blocking(move || prepare_steps(parse_json(&bytes)?, "")).await?;
     let outcome = st.store.append(id, batch).await.map_err(for_run(id))?;
+    st.analyzer.forget_run(id).await;
     record_ingest(&outcome);
     Ok(Json(ingest_view(id, outcome)))
 }

@@ -63,13 +63,13 @@ pub fn inference_optimization(frame: &Frame, config: &ProfilerConfig) -> Inferen
 /// `workflow_profiling_metrics.json` (REFERENCE.md §5.2) and the text report (§5.3); only the
 /// enabled analyses appear.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct WorkflowProfiling {
+pub struct WorkflowProfiling<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub simple_stack_analysis: Option<indexmap::IndexMap<String, simple_stack::OperationStats>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nested_stack_analysis: Option<nested_stack::NestedStackAnalysis>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub concurrency_spike_analysis: Option<spikes::SpikeAnalysis>,
+    pub concurrency_spike_analysis: Option<spikes::SpikeAnalysis<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prefix_span_analysis: Option<prefix_span::PrefixSpanAnalysis>,
     /// `workflow_profiling_report.txt`: each enabled analysis' report, each after `"\n\n\n"`.
@@ -77,7 +77,7 @@ pub struct WorkflowProfiling {
     pub report: String,
 }
 
-impl WorkflowProfiling {
+impl WorkflowProfiling<'_> {
     /// Whether the toolkit would write the files at all (it skips them when nothing is enabled).
     pub fn is_empty(&self) -> bool {
         self.simple_stack_analysis.is_none()
@@ -87,7 +87,7 @@ impl WorkflowProfiling {
     }
 }
 
-pub fn workflow_profiling(frame: &Frame, config: &ProfilerConfig) -> WorkflowProfiling {
+pub fn workflow_profiling<'a>(frame: &'a Frame, config: &ProfilerConfig) -> WorkflowProfiling<'a> {
     let mut report = String::new();
     let mut section = |text: &str| {
         report.push_str("\n\n\n");
@@ -101,12 +101,11 @@ pub fn workflow_profiling(frame: &Frame, config: &ProfilerConfig) -> WorkflowPro
     let needs_tree =
         config.bottleneck_analysis.enable_nested_stack || config.concurrency_spike_analysis.enable;
     let standardized = frame.is_standardized();
-    let empty_frame = Frame::default();
-    let forest = calltree::CallForest::build(if standardized && needs_tree {
-        frame
+    let forest = if standardized && needs_tree {
+        calltree::CallForest::build(frame)
     } else {
-        &empty_frame
-    });
+        calltree::CallForest::default()
+    };
     let nested = config.bottleneck_analysis.enable_nested_stack.then(|| {
         let a = nested_stack::analyze(&forest);
         section(&a.textual_report);

@@ -10,18 +10,19 @@ use super::calltree::{CallForest, level_at, segments};
 use super::npstats;
 use super::pyfmt::fixed;
 use indexmap::IndexMap;
+use rustc_hash::FxHashSet;
 use serde::Serialize;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap};
 use std::fmt::Write;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SpikeInterval {
+pub struct SpikeInterval<'a> {
     pub start_time: f64,
     pub end_time: f64,
     pub concurrency: i64,
     /// Distinct UUIDs of the calls overlapping the interval, in call-tree (DFS) order.
-    pub active_uuids: Vec<String>,
+    pub active_uuids: Vec<&'a str>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -31,7 +32,7 @@ pub struct CorrelationStats {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SpikeAnalysis {
+pub struct SpikeAnalysis<'a> {
     /// Seconds at each level, keyed in first-seen time order (JSON keys are strings).
     pub concurrency_distribution: IndexMap<i64, f64>,
     pub p50_concurrency: f64,
@@ -39,14 +40,14 @@ pub struct SpikeAnalysis {
     pub p95_concurrency: f64,
     pub p99_concurrency: f64,
     pub spike_threshold: i64,
-    pub spike_intervals: Vec<SpikeInterval>,
+    pub spike_intervals: Vec<SpikeInterval<'a>>,
     pub correlation_stats: CorrelationStats,
     pub average_latency_by_concurrency: IndexMap<i64, f64>,
     #[serde(skip)]
     pub textual_report: String,
 }
 
-pub fn analyze(forest: &CallForest, spike_threshold: i64) -> SpikeAnalysis {
+pub fn analyze<'a>(forest: &CallForest<'a>, spike_threshold: i64) -> SpikeAnalysis<'a> {
     let order = forest.dfs_order();
     let segs = segments(forest, &order);
 
@@ -70,7 +71,7 @@ pub fn analyze(forest: &CallForest, spike_threshold: i64) -> SpikeAnalysis {
     let mut ends: BinaryHeap<(Reverse<OrdF64>, usize)> = BinaryHeap::new();
     let (mut prompt_sum, mut prompt_n, mut total_sum, mut total_n) = (0i128, 0u64, 0i128, 0u64);
     let mut spike_intervals = Vec::new();
-    let mut seen: HashSet<&str> = HashSet::new();
+    let mut seen: FxHashSet<&str> = FxHashSet::default();
     for s in segs
         .iter()
         .filter(|s| s.level >= spike_threshold && s.end > s.start)
@@ -93,7 +94,7 @@ pub fn analyze(forest: &CallForest, spike_threshold: i64) -> SpikeAnalysis {
         for &n in active.values() {
             let node = &forest.nodes[n];
             if seen.insert(node.uuid) {
-                uuids.push(node.uuid.to_owned());
+                uuids.push(node.uuid);
             }
             if let Some(row) = node.end_row {
                 if row.prompt_tokens > 0 {
@@ -171,7 +172,7 @@ fn percentile_level(dist: &IndexMap<i64, f64>, total_time: f64, p: f64) -> f64 {
     last as f64
 }
 
-fn report(a: &SpikeAnalysis, num_calls: usize, total_time: f64) -> String {
+fn report(a: &SpikeAnalysis<'_>, num_calls: usize, total_time: f64) -> String {
     let mut out = String::new();
     let _ = write!(
         out,
@@ -254,13 +255,13 @@ mod tests {
     use crate::profiler::testutil::frame_of;
 
     /// The reference's quadratic scan, for comparison.
-    fn brute_active(forest: &CallForest, s: f64, e: f64) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
+    fn brute_active<'a>(forest: &CallForest<'a>, s: f64, e: f64) -> Vec<&'a str> {
+        let mut out: Vec<&str> = Vec::new();
         for n in forest.dfs_order() {
             let node = &forest.nodes[n];
             let overlaps = !(node.end <= s || node.start >= e);
-            if overlaps && !out.iter().any(|u| u == node.uuid) {
-                out.push(node.uuid.to_owned());
+            if overlaps && !out.contains(&node.uuid) {
+                out.push(node.uuid);
             }
         }
         out

@@ -5,6 +5,7 @@ use super::frame::Frame;
 use super::percentile::p90_p95_p99;
 use super::pyfmt::is_word_char;
 use crate::trace::EventType;
+use rustc_hash::FxHashSet;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 
@@ -45,6 +46,7 @@ pub fn compute(frame: &Frame) -> TokenUniqueness {
         }
     }
     let mut counts: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut lowered: Vec<Option<String>> = Vec::new();
     for ((llm, _), mut idx) in groups {
         // Stable by timestamp (DESIGN.md "Ties").
         idx.sort_by(|a, b| {
@@ -52,15 +54,27 @@ pub fn compute(frame: &Frame) -> TokenUniqueness {
                 .event_timestamp
                 .total_cmp(&frame.rows[*b].event_timestamp)
         });
+        // Each prompt is lowercased and split once; its word set serves as "current" for one
+        // pair and "previous" for the next.
+        lowered.clear();
+        lowered.extend(idx.iter().map(|i| {
+            frame.rows[*i]
+                .llm_text_input
+                .as_deref()
+                .map(str::to_lowercase)
+        }));
+        let sets: Vec<Option<FxHashSet<&str>>> = lowered
+            .iter()
+            .map(|t| t.as_deref().map(word_slices))
+            .collect();
         let mut new_words = Vec::new();
-        for pair in idx.windows(2) {
-            let prev = &frame.rows[pair[0]].llm_text_input;
-            let cur = &frame.rows[pair[1]].llm_text_input;
+        for pair in sets.windows(2) {
             // A null previous input drops the row (pandas' dropna on the shifted column).
-            let Some(prev) = prev else { continue };
-            let prev_words = words(prev);
-            let cur_words = cur.as_deref().map(words).unwrap_or_default();
-            new_words.push(cur_words.difference(&prev_words).count() as f64);
+            let Some(prev) = &pair[0] else { continue };
+            let fresh = pair[1]
+                .as_ref()
+                .map_or(0, |cur| cur.iter().filter(|w| !prev.contains(*w)).count());
+            new_words.push(fresh as f64);
         }
         if !new_words.is_empty() {
             counts.entry(llm).or_default().extend(new_words);
@@ -72,12 +86,18 @@ pub fn compute(frame: &Frame) -> TokenUniqueness {
         .collect()
 }
 
-/// `set(re.findall(r"\w+", text.lower()))` with Python's Unicode `\w`.
-pub fn words(text: &str) -> HashSet<String> {
-    let lower = text.to_lowercase();
+/// The distinct `\w+` runs of an already lowercased text, borrowed from it.
+fn word_slices(lower: &str) -> FxHashSet<&str> {
     lower
         .split(|c: char| !is_word_char(c))
         .filter(|w| !w.is_empty())
+        .collect()
+}
+
+/// `set(re.findall(r"\w+", text.lower()))` with Python's Unicode `\w`.
+pub fn words(text: &str) -> HashSet<String> {
+    word_slices(&text.to_lowercase())
+        .into_iter()
         .map(str::to_owned)
         .collect()
 }

@@ -178,6 +178,11 @@ fn is_unavailable(e: &sqlx::Error) -> bool {
     }
 }
 
+/// A transaction lost a deadlock or serialization race and may simply be run again.
+pub(crate) fn is_retryable(e: &StoreError) -> bool {
+    matches!(e, StoreError::Database(sqlx::Error::Database(db)) if db.code().is_some_and(|c| c == "40P01" || c == "40001"))
+}
+
 /// A cursor position in the newest-first run list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunCursor {
@@ -248,39 +253,37 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// Where a batch's requests and steps land in a run, decided before any row is written.
-pub(crate) struct BatchPlan {
-    /// Each distinct request of the batch, in batch order: its number, and its eval id when the
-    /// request is new.
-    pub requests: Vec<(i32, Option<String>)>,
-    /// Every step with its request number and sequence number.
-    pub steps: Vec<(i32, i64, PreparedStep)>,
-    /// The run's next free sequence number after this batch.
-    pub next_seq: i64,
+pub(crate) struct BatchPlan<'a> {
+    /// Each distinct request of the batch, sorted by number (so concurrent batches take row
+    /// locks in the same order): its number, and its eval id when the request is new.
+    pub requests: Vec<(i32, Option<&'a str>)>,
+    /// Every step with its request number and sequence number, in batch order.
+    pub steps: Vec<(i32, i64, &'a PreparedStep)>,
     pub requests_received: i64,
     pub steps_received: i64,
 }
 
 impl PreparedBatch {
     /// The eval ids the batch refers to, to look up in the run.
-    pub(crate) fn external_ids(&self) -> Vec<String> {
+    pub(crate) fn external_ids(&self) -> Vec<&str> {
         self.requests
             .iter()
             .filter_map(|r| match &r.key {
-                RequestKey::External(e) => Some(e.clone()),
+                RequestKey::External(e) => Some(e.as_str()),
                 RequestKey::Number(_) => None,
             })
             .collect()
     }
 
     /// Numbers the batch's requests: explicit numbers as given, known eval ids as stored, new
-    /// eval ids after the highest number in the run or the batch; sequence numbers continue from
-    /// `next_seq`.
-    pub(crate) fn plan(
-        self,
+    /// eval ids after the highest number in the run or the batch; step sequence numbers count
+    /// up from `first_seq`.
+    pub(crate) fn plan<'a>(
+        &'a self,
         known_external: &std::collections::HashMap<String, i64>,
         max_number: i64,
-        next_seq: i64,
-    ) -> Result<BatchPlan, StoreError> {
+        first_seq: i64,
+    ) -> Result<BatchPlan<'a>, StoreError> {
         let explicit_max = self
             .requests
             .iter()
@@ -291,44 +294,56 @@ impl PreparedBatch {
             .max()
             .unwrap_or(-1);
         let mut next_number = max_number.max(explicit_max) + 1;
-        let mut assigned: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
-        let mut seen = std::collections::HashSet::new();
-        let mut plan = BatchPlan {
-            requests: Vec::new(),
-            steps: Vec::with_capacity(self.step_count()),
-            next_seq,
-            requests_received: self.requests.len() as i64,
-            steps_received: self.step_count() as i64,
-        };
-        for r in self.requests {
-            let (number, external) = match r.key {
-                RequestKey::Number(n) => (n, None),
-                RequestKey::External(e) => {
-                    match known_external.get(&e).or_else(|| assigned.get(&e)) {
-                        Some(n) => (*n, None),
-                        None => {
-                            let n = next_number;
-                            next_number += 1;
-                            assigned.insert(e.clone(), n);
-                            (n, Some(e))
-                        }
+        let mut assigned: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+        let mut requests: std::collections::BTreeMap<i32, Option<&str>> =
+            std::collections::BTreeMap::new();
+        let mut steps = Vec::with_capacity(self.step_count());
+        let mut seq = first_seq;
+        for r in &self.requests {
+            let (number, external) = match &r.key {
+                RequestKey::Number(n) => (*n, None),
+                RequestKey::External(e) => match known_external
+                    .get(e)
+                    .copied()
+                    .or_else(|| assigned.get(e.as_str()).copied())
+                {
+                    Some(n) => (n, None),
+                    None => {
+                        let n = next_number;
+                        next_number += 1;
+                        assigned.insert(e, n);
+                        (n, Some(e.as_str()))
                     }
-                }
+                },
             };
             let number = i32::try_from(number).map_err(|_| {
                 StoreError::Corrupt(format!("request number {number} is out of range"))
             })?;
-            if seen.insert(number) {
-                plan.requests.push((number, external));
-            }
-            for step in r.steps {
-                plan.steps.push((number, plan.next_seq, step));
-                plan.next_seq += 1;
+            requests.entry(number).or_insert(external);
+            for step in &r.steps {
+                steps.push((number, seq, step));
+                seq += 1;
             }
         }
-        Ok(plan)
+        Ok(BatchPlan {
+            requests: requests.into_iter().collect(),
+            steps,
+            requests_received: self.requests.len() as i64,
+            steps_received: self.step_count() as i64,
+        })
+    }
+
+    /// Whether the batch names eval ids, which may need new request numbers (and so the run's
+    /// lock, to hand them out once).
+    pub(crate) fn has_external_ids(&self) -> bool {
+        self.requests
+            .iter()
+            .any(|r| matches!(r.key, RequestKey::External(_)))
     }
 }
+
+/// Steps per batch that a sequence-number block can hold (see `postgres::append_in`).
+pub(crate) const SEQ_BLOCK_BITS: u32 = 24;
 
 /// Walks a run's request numbers alongside its steps (both ascending), so that requests without
 /// steps still appear, in order, in frames and in the combined requests file.

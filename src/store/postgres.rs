@@ -139,95 +139,100 @@ async fn fetch_run(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<RunRecord,
     run_from_row(&row.ok_or(StoreError::NotFound)?)
 }
 
-/// Column arrays for one `UNNEST` insert.
+/// Column arrays for one `UNNEST` insert, borrowing from the prepared batch.
 #[derive(Default)]
-struct StepArrays {
+struct StepArrays<'a> {
     request_number: Vec<i32>,
     seq: Vec<i64>,
     event_type: Vec<i16>,
     event_timestamp: Vec<f64>,
-    uuid: Vec<Vec<u8>>,
-    name: Vec<Option<Vec<u8>>>,
+    uuid: Vec<&'a [u8]>,
+    name: Vec<Option<&'a [u8]>>,
     framework: Vec<Option<i16>>,
-    function_name: Vec<Option<Vec<u8>>>,
-    function_id: Vec<Option<Vec<u8>>>,
-    parent_name: Vec<Option<Vec<u8>>>,
-    parent_id: Vec<Option<Vec<u8>>>,
+    function_name: Vec<Option<&'a [u8]>>,
+    function_id: Vec<Option<&'a [u8]>>,
+    parent_name: Vec<Option<&'a [u8]>>,
+    parent_id: Vec<Option<&'a [u8]>>,
     prompt_tokens: Vec<i64>,
     completion_tokens: Vec<i64>,
     total_tokens: Vec<i64>,
     seconds_between_calls: Vec<i64>,
-    text_value: Vec<Option<Vec<u8>>>,
-    body: Vec<String>,
+    text_value: Vec<Option<&'a [u8]>>,
+    body: Vec<&'a str>,
 }
 
-impl StepArrays {
-    fn push(&mut self, request_number: i32, seq: i64, step: PreparedStep) {
-        let c = step.columns;
-        let bytes = |s: Option<String>| s.map(String::into_bytes);
+impl<'a> StepArrays<'a> {
+    fn push(&mut self, request_number: i32, seq: i64, step: &'a PreparedStep) {
+        let c = &step.columns;
+        let bytes = |s: &'a Option<String>| s.as_deref().map(str::as_bytes);
         self.request_number.push(request_number);
         self.seq.push(seq);
         self.event_type.push(event_type_code(c.event_type));
         self.event_timestamp.push(c.event_timestamp);
-        self.uuid.push(c.uuid.into_bytes());
-        self.name.push(bytes(c.name));
+        self.uuid.push(c.uuid.as_bytes());
+        self.name.push(bytes(&c.name));
         self.framework.push(c.framework.map(framework_code));
-        let (fname, fid, pname, pid) = match c.ancestry {
-            Some(a) => (
-                Some(a.function_name),
-                Some(a.function_id),
-                a.parent_name,
-                a.parent_id,
-            ),
-            None => (None, None, None, None),
-        };
-        self.function_name.push(bytes(fname));
-        self.function_id.push(bytes(fid));
-        self.parent_name.push(bytes(pname));
-        self.parent_id.push(bytes(pid));
+        match &c.ancestry {
+            Some(a) => {
+                self.function_name.push(Some(a.function_name.as_bytes()));
+                self.function_id.push(Some(a.function_id.as_bytes()));
+                self.parent_name.push(bytes(&a.parent_name));
+                self.parent_id.push(bytes(&a.parent_id));
+            }
+            None => {
+                self.function_name.push(None);
+                self.function_id.push(None);
+                self.parent_name.push(None);
+                self.parent_id.push(None);
+            }
+        }
         self.prompt_tokens.push(c.prompt_tokens);
         self.completion_tokens.push(c.completion_tokens);
         self.total_tokens.push(c.total_tokens);
         self.seconds_between_calls.push(c.seconds_between_calls);
-        self.text_value.push(bytes(c.text));
-        self.body.push(step.body);
+        self.text_value.push(bytes(&c.text));
+        self.body.push(&step.body);
     }
 }
 
 const INSERT_STEPS: &str = "
-WITH inserted AS (
     INSERT INTO steps (run_id, request_number, seq, event_type, event_timestamp, uuid, name, framework,
                        function_name, function_id, parent_name, parent_id, prompt_tokens, completion_tokens,
                        total_tokens, seconds_between_calls, text_value, body)
     SELECT $1, * FROM UNNEST($2::int4[], $3::int8[], $4::int2[], $5::float8[], $6::bytea[], $7::bytea[], $8::int2[],
                              $9::bytea[], $10::bytea[], $11::bytea[], $12::bytea[], $13::int8[], $14::int8[],
                              $15::int8[], $16::int8[], $17::bytea[], $18::text[])
-    ON CONFLICT DO NOTHING
-    RETURNING request_number
-)
-SELECT request_number, count(*) AS stored FROM inserted GROUP BY request_number";
+    ON CONFLICT DO NOTHING";
 
-/// Appends a prepared batch inside `tx`, which must not yet hold the run lock.
+/// Appends a prepared batch inside `tx`.
+///
+/// No lock is held while the steps go in: sequence numbers come from a block of the
+/// `step_batches` sequence, and concurrent batches that carry the same step meet at the unique
+/// index, where the later one waits and then skips it. The run row is locked only to bump its
+/// version and counters at the end, or from the start when the batch may have to number new eval
+/// requests (two batches must not hand out the same number).
 async fn append_in(
     tx: &mut Transaction<'static, Postgres>,
     id: Uuid,
-    batch: PreparedBatch,
+    batch: &PreparedBatch,
 ) -> Result<IngestOutcome, StoreError> {
-    let locked = sqlx::query("SELECT version, next_seq FROM runs WHERE id = $1 FOR UPDATE")
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await?
-        .ok_or(StoreError::NotFound)?;
-    let version: i64 = locked.try_get("version")?;
-    let next_seq: i64 = locked.try_get("next_seq")?;
+    let numbers_new_requests = batch.has_external_ids();
+    let version: i64 = sqlx::query_scalar(if numbers_new_requests {
+        "SELECT version FROM runs WHERE id = $1 FOR UPDATE"
+    } else {
+        "SELECT version FROM runs WHERE id = $1"
+    })
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or(StoreError::NotFound)?;
 
-    // Resolve eval ids to request numbers: existing ones first, new ones after the highest.
-    let externals = batch.external_ids();
     let mut by_external: HashMap<String, i64> = HashMap::new();
-    if !externals.is_empty() {
+    let mut max_number = -1;
+    if numbers_new_requests {
         let rows = sqlx::query("SELECT external_id, request_number FROM requests WHERE run_id = $1 AND external_id = ANY($2)")
             .bind(id)
-            .bind(&externals)
+            .bind(batch.external_ids())
             .fetch_all(&mut **tx)
             .await?;
         for r in rows {
@@ -236,24 +241,26 @@ async fn append_in(
                 i64::from(r.try_get::<i32, _>("request_number")?),
             );
         }
+        max_number = sqlx::query_scalar::<_, Option<i32>>(
+            "SELECT max(request_number) FROM requests WHERE run_id = $1",
+        )
+        .bind(id)
+        .fetch_one(&mut **tx)
+        .await?
+        .map_or(-1, i64::from);
     }
-    let max_number: i64 = sqlx::query_scalar::<_, Option<i32>>(
-        "SELECT max(request_number) FROM requests WHERE run_id = $1",
-    )
-    .bind(id)
-    .fetch_one(&mut **tx)
-    .await?
-    .map_or(-1, i64::from);
-    let plan = batch.plan(&by_external, max_number, next_seq)?;
-    let (req_numbers, req_external): (Vec<i32>, Vec<Option<String>>) =
-        plan.requests.into_iter().unzip();
-    let mut arrays = StepArrays::default();
-    for (number, seq, step) in plan.steps {
-        arrays.push(number, seq, step);
+    if batch.step_count() >= 1 << SEQ_BLOCK_BITS {
+        return Err(StoreError::Corrupt(format!(
+            "a batch holds at most {} steps",
+            (1u64 << SEQ_BLOCK_BITS) - 1
+        )));
     }
-    let (requests_received, steps_received, seq) =
-        (plan.requests_received, plan.steps_received, plan.next_seq);
-
+    let block: i64 = sqlx::query_scalar("SELECT nextval('step_batches')")
+        .fetch_one(&mut **tx)
+        .await?;
+    let plan = batch.plan(&by_external, max_number, block << SEQ_BLOCK_BITS)?;
+    let (req_numbers, req_external): (Vec<i32>, Vec<Option<&str>>) =
+        plan.requests.iter().copied().unzip();
     let created = sqlx::query(
         "INSERT INTO requests (run_id, request_number, external_id)
          SELECT $1, * FROM UNNEST($2::int4[], $3::text[]) ON CONFLICT DO NOTHING",
@@ -266,9 +273,12 @@ async fn append_in(
     .rows_affected() as i64;
 
     let mut stored = 0i64;
-    if !arrays.seq.is_empty() {
-        let a = arrays;
-        let per_request = sqlx::query(INSERT_STEPS)
+    if !plan.steps.is_empty() {
+        let mut a = StepArrays::default();
+        for (number, seq, step) in &plan.steps {
+            a.push(*number, *seq, step);
+        }
+        stored = sqlx::query(INSERT_STEPS)
             .bind(id)
             .bind(&a.request_number)
             .bind(&a.seq)
@@ -287,52 +297,58 @@ async fn append_in(
             .bind(&a.seconds_between_calls)
             .bind(&a.text_value)
             .bind(&a.body)
-            .fetch_all(&mut **tx)
-            .await?;
-        let mut numbers = Vec::with_capacity(per_request.len());
-        let mut counts = Vec::with_capacity(per_request.len());
-        for r in per_request {
-            numbers.push(r.try_get::<i32, _>("request_number")?);
-            let c: i64 = r.try_get("stored")?;
-            stored += c;
-            counts.push(c as i32);
-        }
-        if !numbers.is_empty() {
-            sqlx::query(
-                "UPDATE requests r SET step_count = r.step_count + u.n
-                 FROM UNNEST($2::int4[], $3::int4[]) AS u(request_number, n)
-                 WHERE r.run_id = $1 AND r.request_number = u.request_number",
-            )
-            .bind(id)
-            .bind(&numbers)
-            .bind(&counts)
             .execute(&mut **tx)
-            .await?;
-        }
+            .await?
+            .rows_affected() as i64;
     }
 
     let mut new_version = version;
     if stored > 0 || created > 0 {
         new_version = sqlx::query_scalar(
-            "UPDATE runs SET version = version + 1, next_seq = $2, request_count = request_count + $3,
-                             step_count = step_count + $4, updated_at = now()
+            "UPDATE runs SET version = version + 1, request_count = request_count + $2,
+                             step_count = step_count + $3, updated_at = now()
              WHERE id = $1 RETURNING version",
         )
         .bind(id)
-        .bind(seq)
         .bind(created as i32)
         .bind(stored)
-        .fetch_one(&mut **tx)
-        .await?;
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
     }
     Ok(IngestOutcome {
         version: new_version,
-        requests_received,
+        requests_received: plan.requests_received,
         requests_created: created,
-        steps_received,
+        steps_received: plan.steps_received,
         steps_stored: stored,
-        steps_skipped_duplicate: steps_received - stored,
+        steps_skipped_duplicate: plan.steps_received - stored,
     })
+}
+
+/// Ends one attempt at a batch transaction: commits on success; `None` asks for another
+/// attempt when the transaction lost a deadlock race (concurrent batches sharing steps can wait
+/// on each other at the unique index, and PostgreSQL aborts one of them).
+async fn settle<T>(
+    tx: Transaction<'static, Postgres>,
+    result: Result<T, StoreError>,
+    tries: &mut u32,
+) -> Option<Result<T, StoreError>> {
+    match result {
+        Ok(v) => Some(tx.commit().await.map(|_| v).map_err(StoreError::from)),
+        Err(e) if is_retryable(&e) && *tries < 5 => {
+            *tries += 1;
+            tracing::info!(error = %e, tries = *tries, "retrying a batch transaction");
+            None
+        }
+        // A run deleted while its batch was in flight: the foreign key says so.
+        Err(StoreError::Database(sqlx::Error::Database(db)))
+            if db.code().as_deref() == Some("23503") =>
+        {
+            Some(Err(StoreError::NotFound))
+        }
+        Err(e) => Some(Err(e)),
+    }
 }
 
 fn columns_from_row(r: &PgRow) -> Result<StepColumns, StoreError> {
@@ -384,24 +400,30 @@ impl Store for PgStore {
         batch: Option<PreparedBatch>,
     ) -> Result<(RunRecord, Option<IngestOutcome>), StoreError> {
         self.ready()?;
-        let mut tx = self.pool.begin().await?;
         let id = Uuid::new_v4();
-        sqlx::query(
-            "INSERT INTO runs (id, name, profiler_config, metadata) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(id)
-        .bind(&run.name)
-        .bind(sqlx::types::Json(&run.profiler_config))
-        .bind(sqlx::types::Json(&run.metadata))
-        .execute(&mut *tx)
-        .await?;
-        let outcome = match batch {
-            Some(b) => Some(append_in(&mut tx, id, b).await?),
-            None => None,
-        };
-        let record = fetch_run(&mut tx, id).await?;
-        tx.commit().await?;
-        Ok((record, outcome))
+        let mut tries = 0;
+        loop {
+            let mut tx = self.pool.begin().await?;
+            let result = async {
+                sqlx::query("INSERT INTO runs (id, name, profiler_config, metadata) VALUES ($1, $2, $3, $4)")
+                    .bind(id)
+                    .bind(&run.name)
+                    .bind(sqlx::types::Json(&run.profiler_config))
+                    .bind(sqlx::types::Json(&run.metadata))
+                    .execute(&mut *tx)
+                    .await?;
+                let outcome = match &batch {
+                    Some(b) => Some(append_in(&mut tx, id, b).await?),
+                    None => None,
+                };
+                let record = fetch_run(&mut tx, id).await?;
+                Ok((record, outcome))
+            }
+            .await;
+            if let Some(done) = settle(tx, result, &mut tries).await {
+                return done;
+            }
+        }
     }
 
     async fn get_run(&self, id: Uuid) -> Result<RunRecord, StoreError> {
@@ -484,10 +506,14 @@ impl Store for PgStore {
 
     async fn append(&self, id: Uuid, batch: PreparedBatch) -> Result<IngestOutcome, StoreError> {
         self.ready()?;
-        let mut tx = self.pool.begin().await?;
-        let outcome = append_in(&mut tx, id, batch).await?;
-        tx.commit().await?;
-        Ok(outcome)
+        let mut tries = 0;
+        loop {
+            let mut tx = self.pool.begin().await?;
+            let result = append_in(&mut tx, id, &batch).await;
+            if let Some(done) = settle(tx, result, &mut tries).await {
+                return done;
+            }
+        }
     }
 
     async fn load(&self, id: Uuid) -> Result<LoadedRun, StoreError> {

@@ -135,7 +135,7 @@ async fn append_in(
         q.push_bind(id).push(" AND external_id IN (");
         let mut sep = q.separated(", ");
         for e in chunk {
-            sep.push_bind(e.clone());
+            sep.push_bind((*e).to_owned());
         }
         q.push(")");
         for r in q.build().fetch_all(&mut **tx).await? {
@@ -150,6 +150,7 @@ async fn append_in(
     .await?
     .unwrap_or(-1);
     let plan = batch.plan(&by_external, max_number, next_seq)?;
+    let next_seq_after = next_seq + plan.steps.len() as i64;
 
     let mut created = 0i64;
     for chunk in plan.requests.chunks(ROWS_PER_INSERT) {
@@ -157,25 +158,24 @@ async fn append_in(
             "INSERT INTO requests (run_id, request_number, external_id) ",
         );
         q.push_values(chunk, |mut b, (number, external)| {
-            b.push_bind(id)
-                .push_bind(*number)
-                .push_bind(external.clone());
+            b.push_bind(id).push_bind(*number).push_bind(*external);
         });
         q.push(" ON CONFLICT DO NOTHING");
         created += q.build().execute(&mut **tx).await?.rows_affected() as i64;
     }
 
-    let mut stored_per_request: HashMap<i32, i64> = HashMap::new();
+    let mut stored = 0i64;
     let mut steps = plan.steps.into_iter().peekable();
     while steps.peek().is_some() {
-        let chunk: Vec<(i32, i64, PreparedStep)> = steps.by_ref().take(ROWS_PER_INSERT).collect();
+        let chunk: Vec<(i32, i64, &PreparedStep)> = steps.by_ref().take(ROWS_PER_INSERT).collect();
         let mut q = QueryBuilder::<Sqlite>::new(
             "INSERT INTO steps (run_id, request_number, seq, event_type, event_timestamp, uuid, name, framework,
                                 function_name, function_id, parent_name, parent_id, prompt_tokens, completion_tokens,
                                 total_tokens, seconds_between_calls, text_value, body) ",
         );
         q.push_values(chunk, |mut b, (number, seq, step)| {
-            let c = step.columns;
+            // SQLite arguments own their values.
+            let c = step.columns.clone();
             let bytes = |s: Option<String>| s.map(String::into_bytes);
             let (fname, fid, pname, pid) = match c.ancestry {
                 Some(a) => (
@@ -203,23 +203,10 @@ async fn append_in(
                 .push_bind(c.total_tokens)
                 .push_bind(c.seconds_between_calls)
                 .push_bind(bytes(c.text))
-                .push_bind(step.body);
+                .push_bind(step.body.clone());
         });
-        q.push(" ON CONFLICT DO NOTHING RETURNING request_number");
-        for r in q.build().fetch_all(&mut **tx).await? {
-            *stored_per_request
-                .entry(r.try_get("request_number")?)
-                .or_default() += 1;
-        }
-    }
-    let stored: i64 = stored_per_request.values().sum();
-    for (number, n) in &stored_per_request {
-        sqlx::query("UPDATE requests SET step_count = step_count + ?3 WHERE run_id = ?1 AND request_number = ?2")
-            .bind(id)
-            .bind(number)
-            .bind(n)
-            .execute(&mut **tx)
-            .await?;
+        q.push(" ON CONFLICT DO NOTHING");
+        stored += q.build().execute(&mut **tx).await?.rows_affected() as i64;
     }
     let mut new_version = version;
     if stored > 0 || created > 0 {
@@ -229,7 +216,7 @@ async fn append_in(
              WHERE id = ?1 RETURNING version",
         )
         .bind(id)
-        .bind(plan.next_seq)
+        .bind(next_seq_after)
         .bind(created)
         .bind(stored)
         .bind(micros(OffsetDateTime::now_utc()))

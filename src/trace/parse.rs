@@ -26,6 +26,37 @@ pub const MAX_ABS_TIMESTAMP: f64 = 1e12;
 /// At most this many field errors are collected from one document; the rest are counted.
 pub const MAX_FIELD_ERRORS: usize = 50;
 
+/// An object split in one pass into its declared fields and the remaining keys (in order).
+/// Removing keys one at a time from an insertion-ordered map shifts its entries each time.
+struct Fields {
+    declared: Vec<(&'static str, Option<Value>)>,
+    extra: Map<String, Value>,
+}
+
+impl Fields {
+    fn split(map: Map<String, Value>, names: &[&'static str]) -> Fields {
+        let mut declared: Vec<(&'static str, Option<Value>)> =
+            names.iter().map(|n| (*n, None)).collect();
+        let mut extra = Map::new();
+        for (k, v) in map {
+            match declared.iter_mut().find(|(n, _)| *n == k) {
+                Some((_, slot)) => *slot = Some(v),
+                None => {
+                    extra.insert(k, v);
+                }
+            }
+        }
+        Fields { declared, extra }
+    }
+
+    fn take(&mut self, name: &str) -> Option<Value> {
+        self.declared
+            .iter_mut()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, v)| v.take())
+    }
+}
+
 /// Collects errors while walking a document, tracking the JSON pointer of the current value.
 pub(crate) struct Validator {
     pub(crate) errors: Vec<FieldError>,
@@ -81,27 +112,28 @@ impl Validator {
     /// Validates one step. `None` means it was rejected (the errors say why).
     pub(crate) fn step(&mut self, v: Value) -> Option<IntermediateStep> {
         let before = self.error_count();
-        let Value::Object(mut obj) = v else {
+        let Value::Object(map) = v else {
             self.error(format!("a step must be an object, got {}", type_name(&v)));
             return None;
         };
-        let function_ancestry = match obj.shift_remove("function_ancestry") {
+        let mut obj = Fields::split(map, &["function_ancestry", "parent_id", "payload"]);
+        let function_ancestry = match obj.take("function_ancestry") {
             None => Some(InvocationNode::not_available()),
             Some(Value::Null) => None,
             Some(v) => self.at("function_ancestry", |c| c.invocation_node(v)),
         };
-        let parent_id = match obj.shift_remove("parent_id") {
+        let parent_id = match obj.take("parent_id") {
             None | Some(Value::Null) => None,
             Some(v) => self.at("parent_id", |c| c.string(v)),
         };
-        let payload = match obj.shift_remove("payload") {
+        let payload = match obj.take("payload") {
             None => {
                 self.at("payload", |c| c.error("field required"));
                 None
             }
             Some(v) => self.at("payload", |c| c.payload(v)),
         };
-        for key in obj.keys() {
+        for key in obj.extra.keys() {
             self.at(key, |c| {
                 c.error("unknown field: a step has only function_ancestry, payload and parent_id")
             });
@@ -117,10 +149,14 @@ impl Validator {
     }
 
     fn invocation_node(&mut self, v: Value) -> Option<InvocationNode> {
-        let Value::Object(mut obj) = v else {
+        let Value::Object(map) = v else {
             self.error(format!("expected an object or null, got {}", type_name(&v)));
             return None;
         };
+        let mut obj = Fields::split(
+            map,
+            &["function_id", "function_name", "parent_id", "parent_name"],
+        );
         let function_id = self.required_string(&mut obj, "function_id");
         let function_name = self.required_string(&mut obj, "function_name");
         let parent_id = self.optional_string(&mut obj, "parent_id");
@@ -135,36 +171,51 @@ impl Validator {
     }
 
     fn payload(&mut self, v: Value) -> Option<Payload> {
-        let Value::Object(mut obj) = v else {
+        let Value::Object(map) = v else {
             self.error(format!("expected an object, got {}", type_name(&v)));
             return None;
         };
+        let mut obj = Fields::split(
+            map,
+            &[
+                "event_type",
+                "event_timestamp",
+                "span_event_timestamp",
+                "framework",
+                "name",
+                "tags",
+                "metadata",
+                "data",
+                "usage_info",
+                "UUID",
+            ],
+        );
         let before = self.error_count();
-        let event_type = match obj.shift_remove("event_type") {
+        let event_type = match obj.take("event_type") {
             None => {
                 self.at("event_type", |c| c.error("field required"));
                 None
             }
             Some(v) => self.at("event_type", |c| c.event_type(v)),
         };
-        let event_timestamp = match obj.shift_remove("event_timestamp") {
+        let event_timestamp = match obj.take("event_timestamp") {
             None => Some(self.now),
             Some(v) => self.at("event_timestamp", |c| c.float(v)),
         };
-        let span_event_timestamp = match obj.shift_remove("span_event_timestamp") {
+        let span_event_timestamp = match obj.take("span_event_timestamp") {
             None | Some(Value::Null) => Some(None),
             Some(v) => self.at("span_event_timestamp", |c| c.float(v).map(Some)),
         };
-        let framework = match obj.shift_remove("framework") {
+        let framework = match obj.take("framework") {
             None | Some(Value::Null) => Some(None),
             Some(v) => self.at("framework", |c| c.framework(v).map(Some)),
         };
         let name = self.optional_string(&mut obj, "name");
-        let tags = match obj.shift_remove("tags") {
+        let tags = match obj.take("tags") {
             None | Some(Value::Null) => Some(None),
             Some(v) => self.at("tags", |c| c.string_list(v).map(Some)),
         };
-        let metadata = match obj.shift_remove("metadata") {
+        let metadata = match obj.take("metadata") {
             None | Some(Value::Null) => Some(None),
             Some(Value::Object(m)) => Some(Some(m)),
             Some(v) => {
@@ -174,14 +225,17 @@ impl Validator {
                 None
             }
         };
-        let data = match obj.shift_remove("data") {
+        let data = match obj.take("data") {
             None | Some(Value::Null) => Some(None),
-            Some(Value::Object(mut m)) => Some(Some(StreamEventData {
-                input: m.shift_remove("input").unwrap_or(Value::Null),
-                output: m.shift_remove("output").unwrap_or(Value::Null),
-                chunk: m.shift_remove("chunk").unwrap_or(Value::Null),
-                extra: m,
-            })),
+            Some(Value::Object(m)) => {
+                let mut m = Fields::split(m, &["input", "output", "chunk"]);
+                Some(Some(StreamEventData {
+                    input: m.take("input").unwrap_or(Value::Null),
+                    output: m.take("output").unwrap_or(Value::Null),
+                    chunk: m.take("chunk").unwrap_or(Value::Null),
+                    extra: m.extra,
+                }))
+            }
             Some(v) => {
                 self.at("data", |c| {
                     c.error(format!("expected an object or null, got {}", type_name(&v)))
@@ -189,11 +243,11 @@ impl Validator {
                 None
             }
         };
-        let usage_info = match obj.shift_remove("usage_info") {
+        let usage_info = match obj.take("usage_info") {
             None | Some(Value::Null) => Some(None),
             Some(v) => self.at("usage_info", |c| c.usage_info(v).map(Some)),
         };
-        let uuid = match obj.shift_remove("UUID") {
+        let uuid = match obj.take("UUID") {
             // Filled in by the caller, which knows the step's position (see `input.rs`).
             None => Some(String::new()),
             Some(v) => self.at("UUID", |c| c.string(v)),
@@ -222,16 +276,20 @@ impl Validator {
             data: data?,
             usage_info: usage_info?,
             uuid: uuid?,
-            extra: obj,
+            extra: obj.extra,
         })
     }
 
     fn usage_info(&mut self, v: Value) -> Option<UsageInfo> {
-        let Value::Object(mut obj) = v else {
+        let Value::Object(map) = v else {
             self.error(format!("expected an object or null, got {}", type_name(&v)));
             return None;
         };
-        let token_usage = match obj.shift_remove("token_usage") {
+        let mut obj = Fields::split(
+            map,
+            &["token_usage", "num_llm_calls", "seconds_between_calls"],
+        );
+        let token_usage = match obj.take("token_usage") {
             None => Some(TokenUsage::default()),
             Some(v) => self.at("token_usage", |c| c.token_usage(v)),
         };
@@ -245,10 +303,20 @@ impl Validator {
     }
 
     fn token_usage(&mut self, v: Value) -> Option<TokenUsage> {
-        let Value::Object(mut obj) = v else {
+        let Value::Object(map) = v else {
             self.error(format!("expected an object, got {}", type_name(&v)));
             return None;
         };
+        let mut obj = Fields::split(
+            map,
+            &[
+                "prompt_tokens",
+                "completion_tokens",
+                "total_tokens",
+                "cached_tokens",
+                "reasoning_tokens",
+            ],
+        );
         let prompt_tokens = self.int_field(&mut obj, "prompt_tokens");
         let completion_tokens = self.int_field(&mut obj, "completion_tokens");
         let total_tokens = self.int_field(&mut obj, "total_tokens");
@@ -263,27 +331,23 @@ impl Validator {
         })
     }
 
-    fn int_field(&mut self, obj: &mut Map<String, Value>, key: &str) -> Option<i64> {
-        match obj.shift_remove(key) {
+    fn int_field(&mut self, obj: &mut Fields, key: &str) -> Option<i64> {
+        match obj.take(key) {
             None => Some(0),
             Some(v) => self.at(key, |c| c.int(v)),
         }
     }
 
     /// nat-only counters: kept when present, never invented.
-    fn optional_int_field(
-        &mut self,
-        obj: &mut Map<String, Value>,
-        key: &str,
-    ) -> Option<Option<i64>> {
-        match obj.shift_remove(key) {
+    fn optional_int_field(&mut self, obj: &mut Fields, key: &str) -> Option<Option<i64>> {
+        match obj.take(key) {
             None => Some(None),
             Some(v) => self.at(key, |c| c.int(v).map(Some)),
         }
     }
 
-    fn required_string(&mut self, obj: &mut Map<String, Value>, key: &str) -> Option<String> {
-        match obj.shift_remove(key) {
+    fn required_string(&mut self, obj: &mut Fields, key: &str) -> Option<String> {
+        match obj.take(key) {
             None => {
                 self.at(key, |c| c.error("field required"));
                 None
@@ -292,12 +356,8 @@ impl Validator {
         }
     }
 
-    fn optional_string(
-        &mut self,
-        obj: &mut Map<String, Value>,
-        key: &str,
-    ) -> Option<Option<String>> {
-        match obj.shift_remove(key) {
+    fn optional_string(&mut self, obj: &mut Fields, key: &str) -> Option<Option<String>> {
+        match obj.take(key) {
             None | Some(Value::Null) => Some(None),
             Some(v) => self.at(key, |c| c.string(v).map(Some)),
         }

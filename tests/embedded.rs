@@ -1,0 +1,150 @@
+//! The embedded default: `agentprof serve` with no DATABASE_URL keeps runs in SQLite under the
+//! data directory, gives the reference's metrics, and still has them after a restart.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+struct Server {
+    child: Child,
+    base: String,
+    port: u16,
+}
+
+impl Server {
+    fn spawn(data_dir: &std::path::Path) -> Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(env!("CARGO_BIN_EXE_agentprof"))
+            .env_remove("DATABASE_URL")
+            .env("AGENTPROF_DATA_DIR", data_dir)
+            .env("AGENTPROF_BIND", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn agentprof");
+        Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+        }
+    }
+
+    async fn ready(&self, client: &reqwest::Client) {
+        for _ in 0..300 {
+            if client
+                .get(format!("{}/readyz", self.base))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("server did not become ready");
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "clean shutdown, got {status}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_store_survives_a_restart() {
+    let dir = std::env::temp_dir().join(format!(
+        "agentprof-embedded-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let client = reqwest::Client::new();
+    let case = fixtures().join("cases/eval_all_12");
+    let expected = expected_json(&case, "inference_optimization.json").unwrap();
+
+    let server = Server::spawn(&dir);
+    server.ready(&client).await;
+    let probe = Command::new(env!("CARGO_BIN_EXE_agentprof"))
+        .args(["probe", "--bind", &format!("0.0.0.0:{}", server.port)])
+        .status()
+        .unwrap();
+    assert!(
+        probe.success(),
+        "agentprof probe reports the server healthy"
+    );
+    let created: Value = client
+        .post(format!("{}/v1/runs", server.base))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(case_input(&case))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let metrics: Value = client
+        .get(format!("{}/v1/runs/{id}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_json_matches("eval_all_12", "metrics (embedded)", &expected, &metrics);
+    server.stop();
+    assert!(
+        dir.join("agentprof.db").exists(),
+        "the database file is in the data directory"
+    );
+
+    let server = Server::spawn(&dir);
+    server.ready(&client).await;
+    let run: Value = client
+        .get(format!("{}/v1/runs/{id}", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(run["step_count"], created["step_count"]);
+    let metrics: Value = client
+        .get(format!("{}/v1/runs/{id}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_json_matches("eval_all_12", "metrics after restart", &expected, &metrics);
+    server.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn refuses_public_bind_without_keys() {
+    let out = Command::new(env!("CARGO_BIN_EXE_agentprof"))
+        .args(["serve", "--bind", "0.0.0.0:0"])
+        .env_remove("AGENTPROF_API_KEYS")
+        .env_remove("AGENTPROF_ALLOW_UNAUTHENTICATED")
+        .env("AGENTPROF_DATA_DIR", std::env::temp_dir())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refusing to listen on 0.0.0.0:0 without API keys"),
+        "{err}"
+    );
+}
