@@ -106,6 +106,10 @@ pub fn analyze_file(
         write_file(&out("standardized_data_all.csv"), &mut files, |w| {
             profiler::csv::write(w, &frame, config)
         })?;
+        let stats = profiler::stats::compute(&frame);
+        write_file(&out("stats.json"), &mut files, |w| {
+            serde_json::to_writer_pretty(&mut *w, &stats).map_err(io::Error::other)
+        })?;
         Ok(files)
     };
     let analyses = || -> Result<Vec<PathBuf>, AnalyzeError> {

@@ -31,6 +31,8 @@ pub enum Artifact {
     Gantt,
     /// The token-usage forecast.
     Forecast,
+    /// Sound statistics (`stats.rs`).
+    Stats,
 }
 
 impl Artifact {
@@ -42,12 +44,15 @@ impl Artifact {
             Artifact::Csv => "csv",
             Artifact::Gantt => "gantt",
             Artifact::Forecast => "forecast",
+            Artifact::Stats => "stats",
         }
     }
 
     pub fn content_type(self) -> &'static str {
         match self {
-            Artifact::Metrics | Artifact::Profiling | Artifact::Forecast => "application/json",
+            Artifact::Metrics | Artifact::Profiling | Artifact::Forecast | Artifact::Stats => {
+                "application/json"
+            }
             Artifact::Report => "text/plain; charset=utf-8",
             Artifact::Csv => "text/csv; charset=utf-8",
             Artifact::Gantt => "image/svg+xml",
@@ -259,6 +264,9 @@ pub fn compute(frame: &Frame, config: &ProfilerConfig, kind: Artifact) -> Bytes 
             .into()
         }
         Artifact::Forecast => pyjson::to_vec(&profiler::forecast::fit(frame)).into(),
+        Artifact::Stats => serde_json::to_vec_pretty(&profiler::stats::compute(frame))
+            .unwrap_or_default()
+            .into(),
     }
 }
 

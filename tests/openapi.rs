@@ -42,6 +42,8 @@ fn every_endpoint_is_documented() {
         ("/v1/runs/{run_id}/standardized.csv", &["get"]),
         ("/v1/runs/{run_id}/gantt.svg", &["get"]),
         ("/v1/runs/{run_id}/forecast", &["get"]),
+        ("/v1/runs/{run_id}/stats", &["get"]),
+        ("/v1/compare", &["post"]),
         ("/healthz", &["get"]),
         ("/readyz", &["get"]),
         ("/metrics", &["get"]),

@@ -24,6 +24,7 @@ write key also creates, changes and deletes.",
     tags(
         (name = "runs", description = "Create runs and append step batches"),
         (name = "outputs", description = "The toolkit profiler's outputs, computed on demand and cached per run version"),
+        (name = "statistics", description = "Sound statistics and run-vs-run significance tests, next to the toolkit-compatible outputs"),
         (name = "operations", description = "Probes and Prometheus metrics"),
     ),
     components(schemas(super::schema::UsageInfoDoc, super::schema::TokenUsageDoc)),

@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod compare;
 pub mod docs;
 pub mod error;
 pub mod ops;
@@ -92,6 +93,8 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(outputs::csv))
         .routes(routes!(outputs::gantt))
         .routes(routes!(outputs::forecast))
+        .routes(routes!(outputs::stats))
+        .routes(routes!(compare::compare_runs))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::prometheus))

@@ -237,3 +237,47 @@ mod tests {
         assert!(if_none_match(&h, "\"b\""));
     }
 }
+
+/// Sound statistics
+///
+/// What a careful statistician would report, next to the toolkit-compatible numbers:
+///
+/// - `llm_latency`: LLM calls paired START -> END **by UUID** within their request (the toolkit
+///   pairs by time order, which mismeasures overlapping calls), overall and per model, with the
+///   unmatched STARTs and ENDs counted;
+/// - `workflow_run_time`: seconds from a request's first to its last step;
+/// - `time_to_first_token`: from an LLM_START to its first LLM_NEW_TOKEN (null when nothing streamed);
+/// - `tokens`: per model, prompt/completion/total tokens per call;
+/// - `throughput`: requests per second with an **exact Poisson (Garwood) 95% interval**, which
+///   assumes arrivals independent of each other (not true of a fixed-concurrency eval, where it
+///   is conservative);
+/// - `tool_latency`: per tool, by UUID;
+/// - `prefix_cache`: per model, the longest **whitespace-token** prefix each prompt shares with an
+///   earlier prompt of the model, and the share of prompt tokens a prefix cache could serve.
+///
+/// Every `Summary` has `n`, mean, the **sample** standard deviation (n-1), min, max,
+/// p50/p75/p90/p95/p99 (linear interpolation) and two 95% intervals for the mean: Student-t
+/// (assumes the mean is roughly normal; check the skew for small n) and a seeded percentile
+/// bootstrap of 2,000 resamples (distribution-free, unreliable below ~10 values). Statistics that
+/// need more data than there is are null, never a zero-width interval.
+#[utoipa::path(
+    get, path = "/v1/runs/{run_id}/stats", tag = "statistics",
+    params(("run_id" = uuid::Uuid, Path, description = "Run id"),
+           ("If-None-Match" = Option<String>, Header, description = "ETag of a copy you hold")),
+    responses(
+        (status = 200, description = "Statistics of the run", body = super::schema::RunStatsDoc,
+            headers(("ETag" = String, description = "Changes with the run's data"))),
+        (status = 304, description = "Not modified"),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn stats(
+    State(st): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    output(st, path, headers, Artifact::Stats).await
+}

@@ -637,3 +637,136 @@ pub struct ForecastDoc {
     #[schema(value_type = Option<Vec<Object>>)]
     pub predictions: Option<Value>,
 }
+
+// ----- sound statistics ------------------------------------------------------------------------
+
+/// Two 95% intervals for a mean; null below two values.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MeanIntervalsDoc {
+    /// Student-t: mean ± t(0.975, n-1)·s/√n.
+    pub t: Option<Vec<f64>>,
+    /// Seeded percentile bootstrap of 2,000 resamples.
+    pub bootstrap: Option<Vec<f64>>,
+}
+
+/// The distribution of one quantity. Fields that need more values than `n` are null.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"n": 14, "mean": 0.85, "std": 0.21, "min": 0.48, "max": 1.19, "p50": 0.83, "p75": 1.02,
+    "p90": 1.12, "p95": 1.16, "p99": 1.18, "mean_ci95": {"t": [0.73, 0.97], "bootstrap": [0.75, 0.95]}}))]
+pub struct SummaryDoc {
+    pub n: i64,
+    pub mean: Option<f64>,
+    /// Sample standard deviation (n - 1).
+    pub std: Option<f64>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub p50: Option<f64>,
+    pub p75: Option<f64>,
+    pub p90: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+    pub mean_ci95: MeanIntervalsDoc,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LlmLatencyDoc {
+    pub overall: SummaryDoc,
+    pub by_model: BTreeMap<String, SummaryDoc>,
+    pub unmatched_starts: i64,
+    pub unmatched_ends: i64,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ThroughputDoc {
+    /// Requests with at least one step.
+    pub requests: i64,
+    pub seconds: f64,
+    pub requests_per_second: Option<f64>,
+    /// Exact (Garwood) Poisson 95% interval.
+    pub ci95: Option<Vec<f64>>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TokenStatsDoc {
+    pub prompt: SummaryDoc,
+    pub completion: SummaryDoc,
+    pub total: SummaryDoc,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PrefixCacheDoc {
+    /// `whitespace`: prompts are split on whitespace.
+    pub tokenization: String,
+    pub prompts: i64,
+    pub prompt_tokens: i64,
+    pub cacheable_tokens: i64,
+    pub cacheable_share: Option<f64>,
+    pub shared_prefix_tokens: SummaryDoc,
+}
+
+/// `GET /v1/runs/{run_id}/stats`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RunStatsDoc {
+    pub llm_latency: LlmLatencyDoc,
+    pub workflow_run_time: SummaryDoc,
+    pub time_to_first_token: Option<SummaryDoc>,
+    pub tokens: BTreeMap<String, TokenStatsDoc>,
+    pub throughput: ThroughputDoc,
+    pub tool_latency: BTreeMap<String, SummaryDoc>,
+    pub prefix_cache: BTreeMap<String, PrefixCacheDoc>,
+}
+
+/// Body of `POST /v1/compare`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"baseline": "0b6f3b1c-3a0a-4f5e-9f77-2d8c7e1f9a10", "candidate": "5d1c8f0e-2b9a-4c3d-8e7f-1a2b3c4d5e6f"}))]
+pub struct CompareRequest {
+    pub baseline: Uuid,
+    pub candidate: Uuid,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct WilcoxonDoc {
+    /// W+: the sum of the ranks of the positive differences.
+    pub statistic: f64,
+    pub p_value: f64,
+    /// `exact` or `normal`.
+    pub method: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MetricComparisonDoc {
+    pub unit: String,
+    pub baseline: SummaryDoc,
+    pub candidate: SummaryDoc,
+    /// Candidate minus baseline.
+    pub difference_of_means: Option<f64>,
+    pub ci95: Option<Vec<f64>>,
+    pub p_value: Option<f64>,
+    /// Holm-adjusted across the metrics.
+    pub p_value_holm: Option<f64>,
+    /// `welch_t` or `paired_t`.
+    pub test: String,
+    pub paired: bool,
+    pub n_pairs: Option<i64>,
+    pub wilcoxon: Option<WilcoxonDoc>,
+    pub significant: bool,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RunRefDoc {
+    pub run_id: Uuid,
+    pub version: i64,
+}
+
+/// `POST /v1/compare`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ComparisonDoc {
+    pub baseline: RunRefDoc,
+    pub candidate: RunRefDoc,
+    pub paired: bool,
+    /// `external_id`, `request_number`, or null when the runs are compared unpaired.
+    pub pairing: Option<String>,
+    pub alpha: f64,
+    pub metrics: BTreeMap<String, MetricComparisonDoc>,
+}

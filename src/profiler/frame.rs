@@ -145,6 +145,8 @@ impl Row {
 pub struct RequestSlice {
     pub number: i64,
     pub rows: Range<usize>,
+    /// The eval form's `id`, when the request came with one (used to pair runs in comparisons).
+    pub external_id: Option<String>,
 }
 
 /// All rows of a run, grouped by request, requests ordered by number.
@@ -194,11 +196,12 @@ pub struct FrameBuilder {
 
 impl FrameBuilder {
     /// Starts a request; rows pushed next belong to it.
-    pub fn begin_request(&mut self, number: i64) {
+    pub fn begin_request(&mut self, number: i64, external_id: Option<String>) {
         let at = self.frame.rows.len();
         self.frame.requests.push(RequestSlice {
             number,
             rows: at..at,
+            external_id,
         });
     }
 
@@ -217,6 +220,7 @@ impl FrameBuilder {
         self.frame.requests.push(RequestSlice {
             number,
             rows: start..end,
+            external_id: None,
         });
     }
 

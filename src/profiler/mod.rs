@@ -6,6 +6,7 @@
 //! deliberate deviation.
 
 pub mod calltree;
+pub mod compare;
 pub mod confidence;
 pub mod config;
 pub mod csv;
@@ -24,6 +25,7 @@ pub mod pyjson;
 pub mod runtimes;
 pub mod simple_stack;
 pub mod spikes;
+pub mod stats;
 pub mod traces;
 pub mod uniqueness;
 

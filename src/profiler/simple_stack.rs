@@ -49,15 +49,18 @@ pub fn analyze(frame: &Frame) -> SimpleStackAnalysis {
     if !frame.is_standardized() {
         return empty();
     }
-    let mut by_uuid: BTreeMap<&str, Vec<&Row>> = BTreeMap::new();
-    for r in &frame.rows {
-        by_uuid.entry(r.uuid.as_str()).or_default().push(r);
-    }
+    // Group rows by UUID in sorted UUID order (pandas' groupby order), each group in row order:
+    // one stable sort of row indices instead of a map of per-UUID vectors.
+    let mut by_uuid: Vec<usize> = (0..frame.rows.len()).collect();
+    by_uuid.sort_by(|a, b| frame.rows[*a].uuid.cmp(&frame.rows[*b].uuid));
     let mut ops: Vec<Operation> = Vec::new();
-    for (_, mut rows) in by_uuid {
-        if rows.len() < 2 {
+    let mut rows: Vec<&Row> = Vec::new();
+    for group in by_uuid.chunk_by(|a, b| frame.rows[*a].uuid == frame.rows[*b].uuid) {
+        if group.len() < 2 {
             continue;
         }
+        rows.clear();
+        rows.extend(group.iter().map(|i| &frame.rows[*i]));
         rows.sort_by(|a, b| a.event_timestamp.total_cmp(&b.event_timestamp));
         let first = rows[0];
         let (op_type, start_type, end_type) = match first.event_type.as_str() {

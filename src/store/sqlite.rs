@@ -393,12 +393,16 @@ impl Store for SqliteStore {
             .fetch_optional(&mut *tx)
             .await?
             .ok_or(StoreError::NotFound)?;
-        let numbers: Vec<i64> = sqlx::query_scalar(
-            "SELECT request_number FROM requests WHERE run_id = ?1 ORDER BY request_number",
-        )
-        .bind(id)
-        .fetch_all(&mut *tx)
-        .await?;
+        let requests: Vec<(i64, Option<String>)> =
+            sqlx::query_as("SELECT request_number, external_id FROM requests WHERE run_id = ?1 ORDER BY request_number")
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+        let numbers: Vec<i64> = requests.iter().map(|(n, _)| *n).collect();
+        let mut external: std::collections::HashMap<i64, String> = requests
+            .into_iter()
+            .filter_map(|(n, e)| e.map(|e| (n, e)))
+            .collect();
         let mut walker = RequestWalker::new(numbers);
         let mut builder = FrameBuilder::default();
         {
@@ -413,13 +417,13 @@ impl Store for SqliteStore {
             while let Some(row) = rows.try_next().await? {
                 let n: i64 = row.try_get("request_number")?;
                 for m in walker.open(n) {
-                    builder.begin_request(m);
+                    builder.begin_request(m, external.remove(&m));
                 }
                 builder.push_row(columns_from_row(&row)?.into_row(n));
             }
         }
         for m in walker.remaining() {
-            builder.begin_request(m);
+            builder.begin_request(m, external.remove(&m));
         }
         tx.commit().await?;
         Ok(LoadedRun {

@@ -1,0 +1,121 @@
+//! `POST /v1/compare`: is the candidate run different from the baseline?
+
+use super::AppState;
+use super::body::{parse_json, read_json_bytes};
+use super::error::{ApiError, ApiResult, Problem};
+use super::schema::{CompareRequest, ComparisonDoc};
+use crate::compute::ComputeError;
+use crate::profiler::compare;
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+fn run_field(body: &Value, field: &str) -> ApiResult<Uuid> {
+    match body.get(field) {
+        Some(Value::String(s)) => s
+            .parse()
+            .map_err(|_| ApiError::invalid_at(format!("/{field}"), "expected a run id (a UUID)")),
+        Some(_) => Err(ApiError::invalid_at(
+            format!("/{field}"),
+            "expected a run id (a UUID)",
+        )),
+        None => Err(ApiError::invalid_at(format!("/{field}"), "field required")),
+    }
+}
+
+/// Compare two runs
+///
+/// Compares per metric: `llm_latency`, `workflow_run_time`, `total_tokens`, `prompt_tokens`,
+/// `completion_tokens` and `tool_latency` (LLM and tool calls paired by UUID).
+///
+/// **Paired** when both runs hold the same requests (every request has an eval id and the ids
+/// match, or else the request numbers match): each metric is reduced to one value per request
+/// (the mean over its calls for latencies, the sum for tokens) and the per-request differences
+/// are tested with a **paired t-test** (assumes roughly normal differences) and a **Wilcoxon
+/// signed-rank test** (no normality assumption; exact for up to 25 non-zero differences without
+/// ties, normal approximation with tie correction otherwise). **Unpaired** otherwise: **Welch's
+/// t-test** on the observations (per call for latencies, per request otherwise), which allows
+/// unequal variances but assumes independent observations; calls of one request are not quite
+/// independent, so treat borderline p-values with care.
+///
+/// `difference_of_means` is candidate minus baseline, with a 95% t interval. p-values are
+/// reported raw and **Holm-adjusted** across the metrics; `significant` uses the adjusted value
+/// at 0.05. When every pair differs by exactly the same amount the interval collapses to that
+/// amount and the p-value is 0 (or 1 for no difference).
+#[utoipa::path(
+    post, path = "/v1/compare", tag = "statistics",
+    request_body(content = CompareRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Per-metric comparison", body = ComparisonDoc),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "A run does not exist", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Missing or invalid run ids", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn compare_runs(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    let bytes = read_json_bytes(&headers, body, st.limits).await?;
+    let body = parse_json(&bytes)?;
+    if !body.is_object() {
+        return Err(ApiError::invalid_at(
+            "",
+            "expected an object {baseline, candidate}",
+        ));
+    }
+    if let Some(key) = body
+        .as_object()
+        .and_then(|o| o.keys().find(|k| *k != "baseline" && *k != "candidate"))
+    {
+        return Err(ApiError::invalid_at(
+            format!("/{key}"),
+            "unknown field: only baseline and candidate",
+        ));
+    }
+    let (a, b) = (
+        run_field(&body, "baseline")?,
+        run_field(&body, "candidate")?,
+    );
+    let not_found = |id: Uuid| {
+        move |e: ComputeError| match e {
+            ComputeError::NotFound => ApiError::RunNotFound(id),
+            other => ApiError::from(other),
+        }
+    };
+    let ra = st.analyzer.run(a).await.map_err(not_found(a))?;
+    let rb = st.analyzer.run(b).await.map_err(not_found(b))?;
+    let fa = st
+        .analyzer
+        .frame(a, ra.record.version)
+        .await
+        .map_err(not_found(a))?;
+    let fb = st
+        .analyzer
+        .frame(b, rb.record.version)
+        .await
+        .map_err(not_found(b))?;
+    let result = tokio::task::spawn_blocking(move || compare::compare(&fa.1, &fb.1))
+        .await
+        .map_err(|e| ApiError::Internal(format!("comparison failed: {e}")))?;
+    let mut out = serde_json::to_value(result).map_err(|e| ApiError::Internal(e.to_string()))?;
+    if let Value::Object(o) = &mut out {
+        o.insert(
+            "baseline".to_owned(),
+            json!({"run_id": a, "version": ra.record.version}),
+        );
+        o.insert(
+            "candidate".to_owned(),
+            json!({"run_id": b, "version": rb.record.version}),
+        );
+    }
+    Ok(Json(out))
+}

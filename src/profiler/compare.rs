@@ -1,0 +1,499 @@
+//! Is run B different from run A? Per metric: the two distributions, the difference of means with
+//! a 95% interval, and a p-value, Holm-corrected across the metrics.
+//!
+//! When both runs hold the same requests (the same eval ids, or else the same request numbers)
+//! the metrics are compared per request, paired: a paired t-test and a Wilcoxon signed-rank test
+//! on the per-request differences. Otherwise each metric's observations are compared with
+//! Welch's t-test, which does not assume equal variances.
+
+use super::frame::Frame;
+use super::stats::{Call, Summary, pair_calls, sample_std};
+use crate::trace::EventType;
+use serde::Serialize;
+use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
+use std::collections::{BTreeMap, HashMap};
+
+pub const ALPHA: f64 = 0.05;
+
+/// The metrics compared, with their unit of observation.
+pub const METRICS: [(&str, &str); 6] = [
+    (
+        "llm_latency",
+        "seconds per LLM call (per request: the mean over its calls)",
+    ),
+    ("workflow_run_time", "seconds per request"),
+    ("total_tokens", "tokens per request"),
+    ("prompt_tokens", "tokens per request"),
+    ("completion_tokens", "tokens per request"),
+    (
+        "tool_latency",
+        "seconds per tool call (per request: the mean over its calls)",
+    ),
+];
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Wilcoxon {
+    /// W+: the sum of the ranks of the positive differences (zeros dropped).
+    pub statistic: f64,
+    pub p_value: f64,
+    /// `exact` (no ties, at most 25 non-zero differences) or `normal` (with tie correction).
+    pub method: &'static str,
+}
+
+/// One metric compared.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricComparison {
+    pub unit: &'static str,
+    pub baseline: Summary,
+    pub candidate: Summary,
+    /// Candidate mean minus baseline mean (per pair when paired).
+    pub difference_of_means: Option<f64>,
+    /// 95% interval for the difference (Welch or paired t).
+    pub ci95: Option<[f64; 2]>,
+    pub p_value: Option<f64>,
+    /// Holm-adjusted across the compared metrics.
+    pub p_value_holm: Option<f64>,
+    /// `welch_t` or `paired_t`.
+    pub test: &'static str,
+    pub paired: bool,
+    pub n_pairs: Option<usize>,
+    /// Paired only: the rank test, which does not assume normal differences.
+    pub wilcoxon: Option<Wilcoxon>,
+    /// `p_value_holm < 0.05`.
+    pub significant: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Comparison {
+    pub paired: bool,
+    /// What identified matching requests: `external_id`, `request_number`, or null.
+    pub pairing: Option<&'static str>,
+    pub alpha: f64,
+    pub metrics: BTreeMap<&'static str, MetricComparison>,
+}
+
+/// Per-request values of every metric, and the per-observation values for unpaired tests.
+struct Observations {
+    per_request: HashMap<&'static str, BTreeMap<String, f64>>,
+    per_observation: HashMap<&'static str, Vec<f64>>,
+}
+
+fn observations(frame: &Frame, key: &dyn Fn(i64, Option<&str>) -> String) -> Observations {
+    let keys: HashMap<i64, String> = frame
+        .requests
+        .iter()
+        .map(|r| (r.number, key(r.number, r.external_id.as_deref())))
+        .collect();
+    let mut per_request: HashMap<&'static str, BTreeMap<String, f64>> = HashMap::new();
+    let mut per_observation: HashMap<&'static str, Vec<f64>> = HashMap::new();
+    let mut calls_by_request = |name: &'static str, calls: &[Call]| {
+        let mut sums: BTreeMap<i64, (f64, usize)> = BTreeMap::new();
+        for c in calls {
+            let e = sums.entry(c.request).or_insert((0.0, 0));
+            e.0 += c.latency();
+            e.1 += 1;
+        }
+        per_request.insert(
+            name,
+            sums.into_iter()
+                .map(|(r, (s, n))| (keys[&r].clone(), s / n as f64))
+                .collect(),
+        );
+        per_observation.insert(name, calls.iter().map(Call::latency).collect());
+    };
+    let (llm, _, _) = pair_calls(frame, EventType::LlmStart, EventType::LlmEnd);
+    calls_by_request("llm_latency", &llm);
+    let (tools, _, _) = pair_calls(frame, EventType::ToolStart, EventType::ToolEnd);
+    calls_by_request("tool_latency", &tools);
+
+    let mut run_time = BTreeMap::new();
+    let mut tokens: [BTreeMap<String, f64>; 3] = Default::default();
+    for (req, rows) in frame.iter_requests() {
+        if rows.is_empty() {
+            continue;
+        }
+        let k = keys[&req.number].clone();
+        let (lo, hi) = rows
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| {
+                (lo.min(r.event_timestamp), hi.max(r.event_timestamp))
+            });
+        run_time.insert(k.clone(), hi - lo);
+        let ends = rows.iter().filter(|r| r.event_type == EventType::LlmEnd);
+        let (mut t, mut p, mut c) = (0.0, 0.0, 0.0);
+        for r in ends {
+            t += r.total_tokens as f64;
+            p += r.prompt_tokens as f64;
+            c += r.completion_tokens as f64;
+        }
+        tokens[0].insert(k.clone(), t);
+        tokens[1].insert(k.clone(), p);
+        tokens[2].insert(k, c);
+    }
+    for (name, values) in [
+        ("workflow_run_time", run_time),
+        ("total_tokens", tokens[0].clone()),
+        ("prompt_tokens", tokens[1].clone()),
+        ("completion_tokens", tokens[2].clone()),
+    ] {
+        per_observation.insert(name, values.values().copied().collect());
+        per_request.insert(name, values);
+    }
+    Observations {
+        per_request,
+        per_observation,
+    }
+}
+
+/// How the two runs' requests match, if they do: by eval id when every request of both runs has
+/// one, else by request number; only when both runs hold exactly the same set.
+fn pairing(a: &Frame, b: &Frame) -> Option<&'static str> {
+    let ids = |f: &Frame| -> Option<Vec<String>> {
+        let mut v: Vec<String> = f
+            .requests
+            .iter()
+            .map(|r| r.external_id.clone())
+            .collect::<Option<_>>()?;
+        v.sort();
+        Some(v)
+    };
+    let numbers = |f: &Frame| f.requests.iter().map(|r| r.number).collect::<Vec<_>>();
+    if a.requests.is_empty() || b.requests.is_empty() {
+        return None;
+    }
+    match (ids(a), ids(b)) {
+        (Some(x), Some(y)) if x == y => Some("external_id"),
+        (Some(_), Some(_)) => None,
+        _ if numbers(a) == numbers(b) => Some("request_number"),
+        _ => None,
+    }
+}
+
+pub fn compare(baseline: &Frame, candidate: &Frame) -> Comparison {
+    let pairing = pairing(baseline, candidate);
+    let key = move |n: i64, ext: Option<&str>| match (pairing, ext) {
+        (Some("external_id"), Some(e)) => e.to_owned(),
+        _ => n.to_string(),
+    };
+    let a = observations(baseline, &key);
+    let b = observations(candidate, &key);
+    let mut metrics = BTreeMap::new();
+    for (name, unit) in METRICS {
+        let m = match pairing {
+            Some(_) => {
+                let (xa, xb): (Vec<f64>, Vec<f64>) = a.per_request[name]
+                    .iter()
+                    .filter_map(|(k, va)| b.per_request[name].get(k).map(|vb| (*va, *vb)))
+                    .unzip();
+                paired(unit, &xa, &xb)
+            }
+            None => welch(unit, &a.per_observation[name], &b.per_observation[name]),
+        };
+        metrics.insert(name, m);
+    }
+    holm(&mut metrics);
+    Comparison {
+        paired: pairing.is_some(),
+        pairing,
+        alpha: ALPHA,
+        metrics,
+    }
+}
+
+fn mean(v: &[f64]) -> Option<f64> {
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+fn two_sided_t(t: f64, df: f64) -> Option<f64> {
+    let dist = StudentsT::new(0.0, 1.0, df).ok()?;
+    Some((2.0 * (1.0 - dist.cdf(t.abs()))).clamp(0.0, 1.0))
+}
+
+fn t_quantile(df: f64) -> Option<f64> {
+    Some(StudentsT::new(0.0, 1.0, df).ok()?.inverse_cdf(0.975))
+}
+
+/// A two-sample test's difference of means, its 95% interval and its p-value.
+pub type TestResult = (Option<f64>, Option<[f64; 2]>, Option<f64>);
+
+/// Welch's t-test on two independent samples: `mean(b) - mean(a)`, its 95% interval, p.
+pub fn welch_test(a: &[f64], b: &[f64]) -> TestResult {
+    let diff = mean(a).zip(mean(b)).map(|(x, y)| y - x);
+    let (mut ci, mut p) = (None, None);
+    if let (Some(d), Some(sa), Some(sb)) = (diff, sample_std(a), sample_std(b)) {
+        let (va, vb) = (sa * sa / a.len() as f64, sb * sb / b.len() as f64);
+        let se = (va + vb).sqrt();
+        if se == 0.0 {
+            // Both samples constant: the difference is known exactly.
+            p = Some(if d == 0.0 { 1.0 } else { 0.0 });
+            ci = Some([d, d]);
+        } else {
+            let df = (va + vb).powi(2)
+                / (va * va / (a.len() - 1) as f64 + vb * vb / (b.len() - 1) as f64);
+            p = two_sided_t(d / se, df);
+            ci = t_quantile(df).map(|q| [d - q * se, d + q * se]);
+        }
+    }
+    (diff, ci, p)
+}
+
+/// Welch's t-test on two independent samples, with both samples summarised.
+pub fn welch(unit: &'static str, a: &[f64], b: &[f64]) -> MetricComparison {
+    let (diff, ci, p) = welch_test(a, b);
+    MetricComparison {
+        unit,
+        baseline: Summary::of(a),
+        candidate: Summary::of(b),
+        difference_of_means: diff,
+        ci95: ci,
+        p_value: p,
+        p_value_holm: None,
+        test: "welch_t",
+        paired: false,
+        n_pairs: None,
+        wilcoxon: None,
+        significant: false,
+    }
+}
+
+/// Paired t-test and Wilcoxon signed-rank test on `b[i] - a[i]`.
+pub fn paired(unit: &'static str, a: &[f64], b: &[f64]) -> MetricComparison {
+    let d: Vec<f64> = a.iter().zip(b).map(|(x, y)| y - x).collect();
+    let n = d.len();
+    let dm = mean(&d);
+    let (mut ci, mut p) = (None, None);
+    if let (Some(m), Some(s)) = (dm, sample_std(&d)) {
+        if s == 0.0 {
+            // Every pair differs by the same amount: no sampling uncertainty left.
+            p = Some(if m == 0.0 { 1.0 } else { 0.0 });
+            ci = Some([m, m]);
+        } else {
+            let se = s / (n as f64).sqrt();
+            p = two_sided_t(m / se, (n - 1) as f64);
+            // Never narrower than the floating-point resolution of the differences: when every
+            // pair moved by the same amount up to rounding, the interval is that amount ± a few
+            // ulps, not a width of rounding noise that may miss it.
+            let resolution = 8.0 * f64::EPSILON * d.iter().fold(m.abs(), |acc, x| acc.max(x.abs()));
+            ci = t_quantile((n - 1) as f64).map(|q| {
+                let half = (q * se).max(resolution);
+                [m - half, m + half]
+            });
+        }
+    }
+    MetricComparison {
+        unit,
+        baseline: Summary::of(a),
+        candidate: Summary::of(b),
+        difference_of_means: dm,
+        ci95: ci,
+        p_value: p,
+        p_value_holm: None,
+        test: "paired_t",
+        paired: true,
+        n_pairs: Some(n),
+        wilcoxon: (n > 0).then(|| wilcoxon_signed_rank(&d)),
+        significant: false,
+    }
+}
+
+/// Two-sided Wilcoxon signed-rank test of differences `d` (zeros dropped, tied ranks averaged).
+pub fn wilcoxon_signed_rank(d: &[f64]) -> Wilcoxon {
+    let mut nz: Vec<f64> = d.iter().copied().filter(|x| *x != 0.0).collect();
+    let n = nz.len();
+    if n == 0 {
+        return Wilcoxon {
+            statistic: 0.0,
+            p_value: 1.0,
+            method: "exact",
+        };
+    }
+    nz.sort_by(|x, y| x.abs().total_cmp(&y.abs()));
+    let mut ranks = vec![0.0; n];
+    let mut tie_term = 0.0;
+    let mut ties = false;
+    let mut i = 0;
+    while i < n {
+        let mut j = i + 1;
+        while j < n && nz[j].abs() == nz[i].abs() {
+            j += 1;
+        }
+        let avg = (i + 1 + j) as f64 / 2.0;
+        ranks[i..j].iter_mut().for_each(|r| *r = avg);
+        let t = (j - i) as f64;
+        if j - i > 1 {
+            ties = true;
+            tie_term += t * t * t - t;
+        }
+        i = j;
+    }
+    let w_plus: f64 = nz
+        .iter()
+        .zip(&ranks)
+        .filter(|(x, _)| **x > 0.0)
+        .map(|(_, r)| r)
+        .sum();
+    if !ties && n <= 25 {
+        // Exact: the number of subsets of {1..n} with each rank sum.
+        let max = n * (n + 1) / 2;
+        let mut counts = vec![0f64; max + 1];
+        counts[0] = 1.0;
+        for k in 1..=n {
+            for s in (k..=max).rev() {
+                counts[s] += counts[s - k];
+            }
+        }
+        let total: f64 = counts.iter().sum();
+        let w = w_plus.round() as usize;
+        let below: f64 = counts[..=w].iter().sum::<f64>() / total;
+        let above: f64 = counts[w..].iter().sum::<f64>() / total;
+        return Wilcoxon {
+            statistic: w_plus,
+            p_value: (2.0 * below.min(above)).min(1.0),
+            method: "exact",
+        };
+    }
+    let nf = n as f64;
+    let mu = nf * (nf + 1.0) / 4.0;
+    let var = nf * (nf + 1.0) * (2.0 * nf + 1.0) / 24.0 - tie_term / 48.0;
+    let p = if var <= 0.0 {
+        1.0
+    } else {
+        let z = ((w_plus - mu).abs() - 0.5).max(0.0) / var.sqrt();
+        let normal = Normal::new(0.0, 1.0).map(|n| n.cdf(z)).unwrap_or(1.0);
+        (2.0 * (1.0 - normal)).clamp(0.0, 1.0)
+    };
+    Wilcoxon {
+        statistic: w_plus,
+        p_value: p,
+        method: "normal",
+    }
+}
+
+/// Holm's step-down adjustment over the metrics that have a p-value.
+fn holm(metrics: &mut BTreeMap<&'static str, MetricComparison>) {
+    let mut ps: Vec<(&'static str, f64)> = metrics
+        .iter()
+        .filter_map(|(k, m)| m.p_value.map(|p| (*k, p)))
+        .collect();
+    ps.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let m = ps.len();
+    let mut running: f64 = 0.0;
+    for (i, (name, p)) in ps.into_iter().enumerate() {
+        running = running.max(((m - i) as f64 * p).min(1.0));
+        if let Some(c) = metrics.get_mut(name) {
+            c.p_value_holm = Some(running);
+            c.significant = running < ALPHA;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{RngExt, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn lognormal(rng: &mut ChaCha8Rng, n: usize) -> Vec<f64> {
+        let normal = Normal::new(0.0, 0.5).unwrap();
+        (0..n)
+            .map(|_| {
+                normal
+                    .inverse_cdf(rng.random_range(1e-12..1.0 - 1e-12))
+                    .exp()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn welch_matches_known_values() {
+        // scipy 1.x: ttest_ind([1,2,3,4,5], [2,4,6,8,10], equal_var=False) gives
+        // t = -1.8973665961, df = 5.882352941, p = 0.10753119493062728.
+        let c = welch("x", &[1.0, 2.0, 3.0, 4.0, 5.0], &[2.0, 4.0, 6.0, 8.0, 10.0]);
+        assert!(
+            (c.p_value.unwrap() - 0.107_531_194_930_627_28).abs() < 1e-9,
+            "{:?}",
+            c.p_value
+        );
+        assert_eq!(c.difference_of_means, Some(3.0));
+    }
+
+    #[test]
+    fn paired_and_wilcoxon_known_values() {
+        // scipy: ttest_rel([1,2,3,4,5,6], [1.5,2.1,3.9,4.2,5.8,6.3]) gives t = -3.5, p = 0.01728443178529335.
+        let c = paired(
+            "x",
+            &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+            &[1.5, 2.1, 3.9, 4.2, 5.8, 6.3],
+        );
+        assert!(
+            (c.p_value.unwrap() - 0.017_284_431_785_293_35).abs() < 1e-9,
+            "{:?}",
+            c.p_value
+        );
+        // scipy: wilcoxon(d) for d = [.5,.1,.9,.2,.8,.3] gives min(W+, W-) = 0 and exact p = 0.03125;
+        // we report W+ = 21.
+        let w = c.wilcoxon.unwrap();
+        assert_eq!((w.statistic, w.method), (21.0, "exact"));
+        assert!((w.p_value - 0.031_25).abs() < 1e-12);
+    }
+
+    #[test]
+    fn identical_samples_give_p_one() {
+        let v = [0.3, 0.7, 1.2, 0.9];
+        let c = paired("x", &v, &v);
+        assert_eq!(
+            (c.p_value, c.difference_of_means, c.ci95),
+            (Some(1.0), Some(0.0), Some([0.0, 0.0]))
+        );
+        assert_eq!(c.wilcoxon.unwrap().p_value, 1.0);
+        assert_eq!(welch("x", &v, &v).p_value, Some(1.0));
+    }
+
+    #[test]
+    fn holm_adjusts_in_order() {
+        let mut m = BTreeMap::new();
+        for (k, p) in [("a", 0.01), ("b", 0.04), ("c", 0.03)] {
+            let mut c = welch("x", &[1.0, 2.0], &[1.0, 2.0]);
+            c.p_value = Some(p);
+            m.insert(k, c);
+        }
+        holm(&mut m);
+        // sorted 0.01, 0.03, 0.04 -> 0.03, 0.06, max(0.06, 0.04) = 0.06
+        assert_eq!(m["a"].p_value_holm, Some(0.03));
+        assert!((m["c"].p_value_holm.unwrap() - 0.06).abs() < 1e-12);
+        assert!((m["b"].p_value_holm.unwrap() - 0.06).abs() < 1e-12);
+        assert!(m["a"].significant && !m["b"].significant);
+    }
+
+    /// A/A calibration: 1,000 Welch tests of two samples from one skewed distribution reject at
+    /// alpha 0.05 between 3% and 7% of the time.
+    #[test]
+    fn welch_is_calibrated_on_skewed_data() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let rejections = (0..1000)
+            .filter(|_| {
+                let (a, b) = (lognormal(&mut rng, 50), lognormal(&mut rng, 50));
+                welch_test(&a, &b).2.unwrap() < ALPHA
+            })
+            .count();
+        assert!(
+            (30..=70).contains(&rejections),
+            "rejected {rejections} of 1000"
+        );
+    }
+
+    /// The t interval covers the true mean 95% ± 2% of the time.
+    #[test]
+    fn t_interval_coverage() {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let true_mean = (0.5f64 * 0.5 / 2.0).exp(); // E[lognormal(0, 0.5)]
+        let covered = (0..1000)
+            .filter(|_| {
+                let [lo, hi] =
+                    super::super::stats::t_interval(&lognormal(&mut rng, 50), 0.95).unwrap();
+                lo <= true_mean && true_mean <= hi
+            })
+            .count();
+        assert!((930..=970).contains(&covered), "covered {covered} of 1000");
+    }
+}

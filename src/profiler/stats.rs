@@ -1,0 +1,532 @@
+//! Sound statistics for a run, next to (never instead of) the reference-compatible outputs.
+//!
+//! Where the toolkit pairs LLM calls by time order and builds z-intervals on the population
+//! standard deviation, these pair calls by UUID within their request, report the sample standard
+//! deviation, Student-t and bootstrap intervals for means, and an exact Poisson interval for
+//! throughput. Each `Summary` says how much data it rests on; a statistic that needs more data
+//! than there is is `null`, never a zero-width interval.
+
+use super::frame::{Frame, Row};
+use super::npstats;
+use super::percentile::percentile_sorted;
+use crate::trace::EventType;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use statrs::distribution::{ChiSquared, ContinuousCDF, StudentsT};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+/// Bootstrap resamples per interval.
+pub const BOOTSTRAP_RESAMPLES: usize = 2000;
+/// Seed of the bootstrap's ChaCha8 stream: the same data always gives the same interval.
+pub const BOOTSTRAP_SEED: u64 = 20261128;
+
+/// Two 95% intervals for a mean.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct MeanIntervals {
+    /// Student-t: mean ± t(0.975, n-1) · s/√n. Assumes roughly normal means (fine for moderate n
+    /// unless the data are very skewed).
+    pub t: Option<[f64; 2]>,
+    /// Percentile bootstrap: the 2.5th and 97.5th percentiles of the means of 2,000 resamples.
+    /// Assumes the sample represents the population; unreliable below about 10 values.
+    pub bootstrap: Option<[f64; 2]>,
+}
+
+/// The distribution of one quantity.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    pub n: usize,
+    pub mean: Option<f64>,
+    /// Sample standard deviation (divides by n - 1); null below 2 values.
+    pub std: Option<f64>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    /// Percentiles by linear interpolation between order statistics (numpy's default).
+    pub p50: Option<f64>,
+    pub p75: Option<f64>,
+    pub p90: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+    pub mean_ci95: MeanIntervals,
+}
+
+impl Summary {
+    pub fn of(values: &[f64]) -> Summary {
+        let n = values.len();
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let pct = |p: f64| (n > 0).then(|| percentile_sorted(&sorted, p));
+        let mean = npstats::mean(values);
+        let std = sample_std(values);
+        Summary {
+            n,
+            mean,
+            std,
+            min: sorted.first().copied(),
+            max: sorted.last().copied(),
+            p50: pct(50.0),
+            p75: pct(75.0),
+            p90: pct(90.0),
+            p95: pct(95.0),
+            p99: pct(99.0),
+            mean_ci95: MeanIntervals {
+                t: t_interval(values, 0.95),
+                bootstrap: bootstrap_interval(values, 0.95),
+            },
+        }
+    }
+}
+
+/// Sample standard deviation (two-pass); `None` below two values.
+pub fn sample_std(values: &[f64]) -> Option<f64> {
+    let n = values.len();
+    if n < 2 {
+        return None;
+    }
+    let mean = values.iter().sum::<f64>() / n as f64;
+    let ss: f64 = values.iter().map(|x| (x - mean) * (x - mean)).sum();
+    Some((ss / (n - 1) as f64).sqrt())
+}
+
+/// The two-sided `level` Student-t interval for the mean; `None` below two values.
+pub fn t_interval(values: &[f64], level: f64) -> Option<[f64; 2]> {
+    let n = values.len();
+    let s = sample_std(values)?;
+    let mean = values.iter().sum::<f64>() / n as f64;
+    let t = StudentsT::new(0.0, 1.0, (n - 1) as f64)
+        .ok()?
+        .inverse_cdf(0.5 + level / 2.0);
+    let half = t * s / (n as f64).sqrt();
+    Some([mean - half, mean + half])
+}
+
+/// The percentile bootstrap interval for the mean, seeded; `None` below two values.
+pub fn bootstrap_interval(values: &[f64], level: f64) -> Option<[f64; 2]> {
+    let n = values.len();
+    if n < 2 {
+        return None;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(BOOTSTRAP_SEED);
+    let mut means: Vec<f64> = (0..BOOTSTRAP_RESAMPLES)
+        .map(|_| {
+            let mut sum = 0.0;
+            for _ in 0..n {
+                sum += values[rng.random_range(0..n)];
+            }
+            sum / n as f64
+        })
+        .collect();
+    means.sort_by(f64::total_cmp);
+    let alpha = (1.0 - level) / 2.0;
+    Some([
+        percentile_sorted(&means, alpha * 100.0),
+        percentile_sorted(&means, (1.0 - alpha) * 100.0),
+    ])
+}
+
+/// LLM call latency paired START -> END by UUID within each request.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LlmLatency {
+    pub overall: Summary,
+    pub by_model: BTreeMap<String, Summary>,
+    /// LLM_STARTs never followed by their LLM_END (failed or cut-off calls).
+    pub unmatched_starts: usize,
+    /// LLM_ENDs with no earlier LLM_START of the same UUID in the request.
+    pub unmatched_ends: usize,
+}
+
+/// Throughput with an exact (Garwood) Poisson interval.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Throughput {
+    /// Requests with at least one step.
+    pub requests: usize,
+    /// From the first to the last step of the run.
+    pub seconds: f64,
+    pub requests_per_second: Option<f64>,
+    /// Treats request arrivals as a Poisson process over the window; null when there are no
+    /// requests or the window is empty.
+    pub ci95: Option<[f64; 2]>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenStats {
+    pub prompt: Summary,
+    pub completion: Summary,
+    pub total: Summary,
+}
+
+/// What a prefix cache could have saved, per model.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PrefixCache {
+    /// How prompts were split into tokens.
+    pub tokenization: &'static str,
+    pub prompts: usize,
+    pub prompt_tokens: u64,
+    /// Σ over prompts of the longest token prefix shared with any earlier prompt of the model.
+    pub cacheable_tokens: u64,
+    /// `cacheable_tokens / prompt_tokens`: the share of prompt tokens a prefix cache could serve.
+    pub cacheable_share: Option<f64>,
+    /// Per prompt, the shared-prefix length in tokens.
+    pub shared_prefix_tokens: Summary,
+}
+
+/// `GET /v1/runs/{run_id}/stats` and `stats.json`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunStats {
+    pub llm_latency: LlmLatency,
+    pub workflow_run_time: Summary,
+    /// Seconds from an LLM_START to its first LLM_NEW_TOKEN; null when no call streamed tokens.
+    pub time_to_first_token: Option<Summary>,
+    /// Per model, tokens per call (from each LLM_END's usage).
+    pub tokens: BTreeMap<String, TokenStats>,
+    pub throughput: Throughput,
+    /// Per tool, TOOL_START -> TOOL_END by UUID within the request.
+    pub tool_latency: BTreeMap<String, Summary>,
+    pub prefix_cache: BTreeMap<String, PrefixCache>,
+}
+
+/// One paired call.
+#[derive(Debug, Clone)]
+pub struct Call<'a> {
+    pub request: i64,
+    pub name: &'a str,
+    pub start: f64,
+    pub end: f64,
+}
+
+impl Call<'_> {
+    pub fn latency(&self) -> f64 {
+        self.end - self.start
+    }
+}
+
+/// Pairs `start_type` with `end_type` events by UUID within each request (first open START of a
+/// UUID with the next END of it). Returns the calls and the unmatched START and END counts.
+pub fn pair_calls(
+    frame: &Frame,
+    start_type: EventType,
+    end_type: EventType,
+) -> (Vec<Call<'_>>, usize, usize) {
+    let mut calls = Vec::new();
+    let (mut unmatched_starts, mut unmatched_ends) = (0, 0);
+    let mut order: Vec<usize> = Vec::new();
+    for (req, rows) in frame.iter_requests() {
+        order.clear();
+        order.extend(0..rows.len());
+        order.sort_by(|a, b| {
+            rows[*a]
+                .event_timestamp
+                .total_cmp(&rows[*b].event_timestamp)
+        });
+        let mut open: HashMap<&str, VecDeque<&Row>> = HashMap::new();
+        for &i in &order {
+            let r = &rows[i];
+            if r.event_type == start_type {
+                open.entry(r.uuid.as_str()).or_default().push_back(r);
+            } else if r.event_type == end_type {
+                match open.get_mut(r.uuid.as_str()).and_then(VecDeque::pop_front) {
+                    Some(s) => calls.push(Call {
+                        request: req.number,
+                        name: call_name(s, r),
+                        start: s.event_timestamp,
+                        end: r.event_timestamp,
+                    }),
+                    None => unmatched_ends += 1,
+                }
+            }
+        }
+        unmatched_starts += open.values().map(VecDeque::len).sum::<usize>();
+    }
+    (calls, unmatched_starts, unmatched_ends)
+}
+
+fn call_name<'a>(start: &'a Row, end: &'a Row) -> &'a str {
+    let pick = |r: &'a Row| {
+        if !r.llm_name.is_empty() {
+            r.llm_name.as_str()
+        } else {
+            r.tool_name.as_str()
+        }
+    };
+    match pick(start) {
+        "" => pick(end),
+        n => n,
+    }
+}
+
+fn by_name<'a>(calls: &[Call<'a>]) -> BTreeMap<String, Summary> {
+    let mut groups: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for c in calls {
+        groups.entry(c.name).or_default().push(c.latency());
+    }
+    groups
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), Summary::of(&v)))
+        .collect()
+}
+
+pub fn compute(frame: &Frame) -> RunStats {
+    let (llm, unmatched_starts, unmatched_ends) =
+        pair_calls(frame, EventType::LlmStart, EventType::LlmEnd);
+    let latencies: Vec<f64> = llm.iter().map(Call::latency).collect();
+    let (tools, _, _) = pair_calls(frame, EventType::ToolStart, EventType::ToolEnd);
+    RunStats {
+        llm_latency: LlmLatency {
+            overall: Summary::of(&latencies),
+            by_model: by_name(&llm),
+            unmatched_starts,
+            unmatched_ends,
+        },
+        workflow_run_time: Summary::of(&super::confidence::run_times(frame)),
+        time_to_first_token: time_to_first_token(frame),
+        tokens: tokens_per_model(frame),
+        throughput: throughput(frame),
+        tool_latency: by_name(&tools),
+        prefix_cache: prefix_cache(frame),
+    }
+}
+
+fn time_to_first_token(frame: &Frame) -> Option<Summary> {
+    let mut ttft = Vec::new();
+    for (_, rows) in frame.iter_requests() {
+        let mut starts: HashMap<&str, f64> = HashMap::new();
+        let mut first_token: HashMap<&str, f64> = HashMap::new();
+        for r in rows {
+            match r.event_type {
+                EventType::LlmStart => {
+                    starts.entry(r.uuid.as_str()).or_insert(r.event_timestamp);
+                }
+                EventType::LlmNewToken => {
+                    let t = first_token
+                        .entry(r.uuid.as_str())
+                        .or_insert(r.event_timestamp);
+                    *t = t.min(r.event_timestamp);
+                }
+                _ => {}
+            }
+        }
+        for (uuid, token) in first_token {
+            if let Some(start) = starts.get(uuid) {
+                ttft.push(token - start);
+            }
+        }
+    }
+    ttft.sort_by(f64::total_cmp);
+    (!ttft.is_empty()).then(|| Summary::of(&ttft))
+}
+
+fn tokens_per_model(frame: &Frame) -> BTreeMap<String, TokenStats> {
+    let mut per: BTreeMap<&str, [Vec<f64>; 3]> = BTreeMap::new();
+    for r in frame
+        .rows
+        .iter()
+        .filter(|r| r.event_type == EventType::LlmEnd)
+    {
+        let v = per.entry(r.llm_name.as_str()).or_default();
+        v[0].push(r.prompt_tokens as f64);
+        v[1].push(r.completion_tokens as f64);
+        v[2].push(r.total_tokens as f64);
+    }
+    per.into_iter()
+        .map(|(m, [p, c, t])| {
+            (
+                m.to_owned(),
+                TokenStats {
+                    prompt: Summary::of(&p),
+                    completion: Summary::of(&c),
+                    total: Summary::of(&t),
+                },
+            )
+        })
+        .collect()
+}
+
+/// Exact (Garwood) interval for a Poisson rate: k events in `seconds`.
+pub fn poisson_rate_interval(k: usize, seconds: f64, level: f64) -> Option<[f64; 2]> {
+    if seconds <= 0.0 || !seconds.is_finite() {
+        return None;
+    }
+    let alpha = 1.0 - level;
+    let lower = if k == 0 {
+        0.0
+    } else {
+        ChiSquared::new(2.0 * k as f64)
+            .ok()?
+            .inverse_cdf(alpha / 2.0)
+            / 2.0
+    };
+    let upper = ChiSquared::new(2.0 * (k as f64 + 1.0))
+        .ok()?
+        .inverse_cdf(1.0 - alpha / 2.0)
+        / 2.0;
+    Some([lower / seconds, upper / seconds])
+}
+
+fn throughput(frame: &Frame) -> Throughput {
+    let requests = frame.requests.iter().filter(|r| !r.rows.is_empty()).count();
+    let (lo, hi) = frame
+        .rows
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| {
+            (lo.min(r.event_timestamp), hi.max(r.event_timestamp))
+        });
+    let seconds = if frame.rows.is_empty() { 0.0 } else { hi - lo };
+    let rate = (seconds > 0.0 && requests > 0).then(|| requests as f64 / seconds);
+    Throughput {
+        requests,
+        seconds,
+        requests_per_second: rate,
+        ci95: if requests > 0 {
+            poisson_rate_interval(requests, seconds, 0.95)
+        } else {
+            None
+        },
+    }
+}
+
+/// Token-level prefix sharing per model: each prompt against every earlier prompt of the
+/// model, in time order. The longest prefix shared with any earlier prompt is shared with one
+/// of its two neighbours in sorted order, so a sorted set answers each prompt in O(log n)
+/// comparisons.
+fn prefix_cache(frame: &Frame) -> BTreeMap<String, PrefixCache> {
+    let mut prompts: BTreeMap<&str, Vec<(f64, &str)>> = BTreeMap::new();
+    for r in frame
+        .rows
+        .iter()
+        .filter(|r| r.event_type == EventType::LlmStart)
+    {
+        if let Some(text) = r.llm_text_input.as_deref() {
+            prompts
+                .entry(r.llm_name.as_str())
+                .or_default()
+                .push((r.event_timestamp, text));
+        }
+    }
+    prompts
+        .into_iter()
+        .map(|(model, mut texts)| {
+            texts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let mut vocab: HashMap<&str, u32> = HashMap::new();
+            let mut seen: std::collections::BTreeSet<Vec<u32>> = std::collections::BTreeSet::new();
+            let mut shared = Vec::with_capacity(texts.len());
+            let (mut total, mut cacheable) = (0u64, 0u64);
+            for (_, text) in texts {
+                let tokens: Vec<u32> = text
+                    .split_whitespace()
+                    .map(|w| {
+                        let next = vocab.len() as u32;
+                        *vocab.entry(w).or_insert(next)
+                    })
+                    .collect();
+                let lcp =
+                    |other: &Vec<u32>| tokens.iter().zip(other).take_while(|(a, b)| a == b).count();
+                let before = seen.range(..tokens.clone()).next_back().map_or(0, lcp);
+                let after = seen.range(tokens.clone()..).next().map_or(0, lcp);
+                let best = before.max(after);
+                total += tokens.len() as u64;
+                cacheable += best as u64;
+                shared.push(best as f64);
+                seen.insert(tokens);
+            }
+            let entry = PrefixCache {
+                tokenization: "whitespace",
+                prompts: shared.len(),
+                prompt_tokens: total,
+                cacheable_tokens: cacheable,
+                cacheable_share: (total > 0).then(|| cacheable as f64 / total as f64),
+                shared_prefix_tokens: Summary::of(&shared),
+            };
+            (model.to_owned(), entry)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profiler::testutil::frame_of;
+
+    #[test]
+    fn summary_nulls_instead_of_fake_intervals() {
+        let empty = Summary::of(&[]);
+        assert_eq!((empty.n, empty.mean, empty.p50), (0, None, None));
+        let one = Summary::of(&[3.0]);
+        assert_eq!((one.mean, one.std, one.p99), (Some(3.0), None, Some(3.0)));
+        assert_eq!(
+            one.mean_ci95,
+            MeanIntervals {
+                t: None,
+                bootstrap: None
+            }
+        );
+        let two = Summary::of(&[1.0, 3.0]);
+        assert_eq!(two.std, Some(2f64.sqrt()));
+        // t(0.975, 1) = 12.706204736...
+        let [lo, hi] = two.mean_ci95.t.unwrap();
+        assert!((hi - 2.0 - 12.706_204_736 * 1.0).abs() < 1e-6, "{lo} {hi}");
+    }
+
+    #[test]
+    fn pairs_by_uuid_not_time() {
+        // Overlapping calls: the toolkit would record only END A - START B.
+        let f = frame_of(&[vec![
+            ("LLM_START", 0.0, "a"),
+            ("LLM_START", 1.0, "b"),
+            ("LLM_END", 3.0, "a"),
+            ("LLM_END", 4.0, "b"),
+            ("LLM_END", 5.0, "x"),
+            ("LLM_START", 6.0, "open"),
+        ]]);
+        let s = compute(&f);
+        let mut lat: Vec<f64> = pair_calls(&f, EventType::LlmStart, EventType::LlmEnd)
+            .0
+            .iter()
+            .map(Call::latency)
+            .collect();
+        lat.sort_by(f64::total_cmp);
+        assert_eq!(lat, [3.0, 3.0]);
+        assert_eq!(
+            (s.llm_latency.unmatched_starts, s.llm_latency.unmatched_ends),
+            (1, 1)
+        );
+        assert_eq!(s.llm_latency.by_model["m"].n, 2);
+    }
+
+    #[test]
+    fn poisson_interval_known_values() {
+        // Garwood 95% for k = 10: [4.7954, 18.3904] events.
+        let [lo, hi] = poisson_rate_interval(10, 1.0, 0.95).unwrap();
+        assert!(
+            (lo - 4.795_389).abs() < 1e-5 && (hi - 18.390_356).abs() < 1e-5,
+            "{lo} {hi}"
+        );
+        let [lo, _] = poisson_rate_interval(0, 2.0, 0.95).unwrap();
+        assert_eq!(lo, 0.0);
+        assert!(poisson_rate_interval(3, 0.0, 0.95).is_none());
+    }
+
+    #[test]
+    fn bootstrap_is_seeded_and_brackets_the_mean() {
+        let v: Vec<f64> = (0..50).map(|i| (i as f64).sqrt()).collect();
+        let a = bootstrap_interval(&v, 0.95).unwrap();
+        assert_eq!(Some(a), bootstrap_interval(&v, 0.95));
+        let m = v.iter().sum::<f64>() / 50.0;
+        assert!(a[0] < m && m < a[1]);
+    }
+
+    #[test]
+    fn prefix_cache_counts_shared_tokens() {
+        use crate::profiler::testutil::frame_of_json;
+        use serde_json::json;
+        let start = |ts: f64, uuid: &str, text: &str| json!({"payload": {"event_type": "LLM_START", "event_timestamp": ts, "UUID": uuid, "name": "m", "data": {"input": text}}});
+        let f = frame_of_json(json!([[
+            start(0.0, "a", "sys prompt one q1"),
+            start(1.0, "b", "sys prompt one q2 more"),
+            start(2.0, "c", "sys other")
+        ]]));
+        let p = &prefix_cache(&f)["m"];
+        // First prompt: 0 shared; second: 3 of 5; third: 1 of 2.
+        assert_eq!((p.prompts, p.prompt_tokens, p.cacheable_tokens), (3, 11, 4));
+        assert_eq!(p.cacheable_share, Some(4.0 / 11.0));
+    }
+}
