@@ -8,16 +8,19 @@ ARG RUST_VERSION=1.95
 FROM rust:${RUST_VERSION}-slim-bookworm AS build
 WORKDIR /src
 
-# 1. Dependencies only: a stub crate with the real manifests.
+# 1. Dependencies only: a stub crate with the real manifests (the bench target must exist for
+#    the manifest to load; it is not built).
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src/bin && echo 'fn main() {}' > src/main.rs && echo '' > src/lib.rs \
+COPY benches ./benches
+RUN mkdir -p src && echo 'fn main() {}' > src/main.rs && echo '' > src/lib.rs \
  && cargo build --release --locked \
  && rm -rf src target/release/agentprof* target/release/deps/agentprof* target/release/.fingerprint/agentprof*
 
 # 2. The crate itself.
 COPY src ./src
 COPY migrations ./migrations
-RUN cargo build --release --locked --bin agentprof \
+RUN touch src/main.rs src/lib.rs \
+ && cargo build --release --locked --bin agentprof \
  && install -D target/release/agentprof /out/agentprof \
  && mkdir -p /out/data
 

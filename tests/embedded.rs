@@ -3,63 +3,10 @@
 
 mod common;
 
+use common::process::Server;
 use common::*;
 use serde_json::Value;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
-struct Server {
-    child: Child,
-    base: String,
-    port: u16,
-}
-
-impl Server {
-    fn spawn(data_dir: &std::path::Path) -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_agentprof"))
-            .env_remove("DATABASE_URL")
-            .env("AGENTPROF_DATA_DIR", data_dir)
-            .env("AGENTPROF_BIND", format!("127.0.0.1:{port}"))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn agentprof");
-        Server {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            port,
-        }
-    }
-
-    async fn ready(&self, client: &reqwest::Client) {
-        for _ in 0..300 {
-            if client
-                .get(format!("{}/readyz", self.base))
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == 200)
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("server did not become ready");
-    }
-
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "clean shutdown, got {status}");
-    }
-}
+use std::process::Command;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_store_survives_a_restart() {
@@ -71,7 +18,7 @@ async fn embedded_store_survives_a_restart() {
     let case = fixtures().join("cases/eval_all_12");
     let expected = expected_json(&case, "inference_optimization.json").unwrap();
 
-    let server = Server::spawn(&dir);
+    let server = Server::spawn(&[("AGENTPROF_DATA_DIR", dir.to_str().unwrap())]);
     server.ready(&client).await;
     let probe = Command::new(env!("CARGO_BIN_EXE_agentprof"))
         .args(["probe", "--bind", &format!("0.0.0.0:{}", server.port)])
@@ -108,7 +55,7 @@ async fn embedded_store_survives_a_restart() {
         "the database file is in the data directory"
     );
 
-    let server = Server::spawn(&dir);
+    let server = Server::spawn(&[("AGENTPROF_DATA_DIR", dir.to_str().unwrap())]);
     server.ready(&client).await;
     let run: Value = client
         .get(format!("{}/v1/runs/{id}", server.base))

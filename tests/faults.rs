@@ -7,9 +7,9 @@ use agentprof::store::Store;
 use agentprof::store::postgres::PgStore;
 use axum::http::{Method, StatusCode};
 use common::app::{Backend, Options, PgTestDb, TestApp};
+use common::process::Server;
 use serde_json::{Value, json};
 use sqlx::Connection;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -230,59 +230,6 @@ async fn concurrent_appends_lose_nothing_sqlite() {
 
 // ----- a real server process -------------------------------------------------------------------
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn spawn(database_url: &str) -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_agentprof"))
-            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-            .env("DATABASE_URL", database_url)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn agentprof");
-        Server {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    async fn ready(&self, client: &reqwest::Client) {
-        until("server readiness", 30, async || {
-            client
-                .get(format!("{}/readyz", self.base))
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == 200)
-        })
-        .await;
-    }
-
-    fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A batch of `requests` requests with 20 steps each and long-ish prompts (about 5 KB a step).
 fn big_batch(requests: usize, tag: &str) -> (String, usize) {
     let prompt = "lorem ipsum dolor sit amet ".repeat(200);
@@ -350,7 +297,7 @@ async fn wait_for_insert_in_flight(db: &PgTestDb) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_ingest_finishes_the_batch() {
     let db = PgTestDb::create().await;
-    let server = Server::spawn(&db.url);
+    let server = Server::spawn(&[("DATABASE_URL", &db.url)]);
     let client = reqwest::Client::new();
     server.ready(&client).await;
     let run = create_run(&client, &server.base).await;
@@ -387,7 +334,7 @@ async fn sigterm_during_ingest_finishes_the_batch() {
 async fn kill_9_mid_batch_leaves_no_partial_batch() {
     let db = PgTestDb::create().await;
     let client = reqwest::Client::new();
-    let server = Server::spawn(&db.url);
+    let server = Server::spawn(&[("DATABASE_URL", &db.url)]);
     server.ready(&client).await;
     let run = create_run(&client, &server.base).await;
     let (body, n) = big_batch(500, "kill");
@@ -427,7 +374,7 @@ async fn kill_9_mid_batch_leaves_no_partial_batch() {
         "no partial batch of {n} steps"
     );
     // The run is intact: a restarted server takes the same batch whole.
-    let server = Server::spawn(&db.url);
+    let server = Server::spawn(&[("DATABASE_URL", &db.url)]);
     server.ready(&client).await;
     let (body, _) = big_batch(500, "kill");
     let r = client

@@ -2,7 +2,7 @@
 
 use super::AppState;
 use super::body::{parse_json, read_json_bytes};
-use super::error::{ApiError, ApiResult, Problem};
+use super::error::{ApiError, ApiResult, BodyProblems, Problem, ReadProblems};
 use super::schema::{CompareRequest, ComparisonDoc};
 use crate::compute::ComputeError;
 use crate::profiler::compare;
@@ -50,12 +50,8 @@ fn run_field(body: &Value, field: &str) -> ApiResult<Uuid> {
     request_body(content = CompareRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "Per-metric comparison", body = ComparisonDoc),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "A run does not exist", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Missing or invalid run ids", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        BodyProblems, ReadProblems,
     ),
     security(("bearer" = []))
 )]

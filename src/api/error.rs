@@ -248,3 +248,53 @@ impl IntoResponse for ApiError {
 
 /// `Result` for handlers.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+// ----- documented problem responses, shared by the endpoints' OpenAPI descriptions ---------------
+
+/// Problems any endpoint behind the API keys and the database can answer.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // documentation only
+pub enum ReadProblems {
+    /// Missing or unknown API key
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Problem),
+    /// The database is unreachable; retry after `Retry-After` seconds
+    #[response(status = 503, content_type = "application/problem+json")]
+    Unavailable(Problem),
+}
+
+/// The run named in the path does not exist.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum RunProblems {
+    /// No such run
+    #[response(status = 404, content_type = "application/problem+json")]
+    RunNotFound(Problem),
+}
+
+/// A read-only key on an endpoint that writes.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum WriteProblems {
+    /// This API key may only read
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(Problem),
+}
+
+/// A request body that cannot be taken.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum BodyProblems {
+    /// Malformed JSON or gzip
+    #[response(status = 400, content_type = "application/problem+json")]
+    Malformed(Problem),
+    /// Body too large (or it inflates beyond the limit)
+    #[response(status = 413, content_type = "application/problem+json")]
+    TooLarge(Problem),
+    /// Not `application/json`, or an unknown `Content-Encoding`
+    #[response(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(Problem),
+    /// A value failed validation; `errors[].path` holds its JSON pointer
+    #[response(status = 422, content_type = "application/problem+json")]
+    Invalid(Problem),
+}

@@ -2,9 +2,9 @@
 //! profiler config). Each carries a strong ETag; `If-None-Match` answers 304 without computing.
 
 use super::AppState;
-use super::error::{ApiError, ApiResult, Problem};
+use super::error::{ApiError, ApiResult, ReadProblems, RunProblems};
 use super::runs::run_id;
-use super::schema::{ForecastDoc, InferenceOptimizationDoc, WorkflowProfilingDoc};
+use super::schema::{ForecastDoc, InferenceOptimizationDoc, RunStatsDoc, WorkflowProfilingDoc};
 use crate::compute::{Artifact, etag};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
@@ -62,162 +62,111 @@ async fn output(
         .into_response())
 }
 
-/// Inference metrics
-///
-/// `inference_optimization.json`: confidence intervals of workflow run time, LLM latency and
-/// throughput, common prompt prefixes, token uniqueness and runtime percentiles, with the
-/// toolkit's numbers (and quirks: time-ordered latency pairing, population-stdev z-intervals).
-#[utoipa::path(
-    get, path = "/v1/runs/{run_id}/metrics", tag = "outputs",
-    params(("run_id" = uuid::Uuid, Path, description = "Run id"),
-           ("If-None-Match" = Option<String>, Header, description = "ETag of a copy you hold")),
-    responses(
-        (status = 200, description = "inference_optimization.json", body = InferenceOptimizationDoc,
-            headers(("ETag" = String, description = "Changes with the run's data and config"))),
-        (status = 304, description = "Not modified"),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
-    ),
-    security(("bearer" = []))
-)]
-pub async fn metrics(
-    State(st): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-) -> ApiResult<Response> {
-    output(st, path, headers, Artifact::Metrics).await
+/// An output endpoint: `GET /v1/runs/{run_id}/<name>` serving one [`Artifact`], with its
+/// OpenAPI description. The doc comment becomes the operation's summary and description.
+macro_rules! output_endpoint {
+    ($(#[doc = $doc:tt])* $name:ident, $path:tt, $kind:expr, body = $body:ty, content_type = $ct:tt, $what:tt) => {
+        $(#[doc = $doc])*
+        #[utoipa::path(
+            get, path = $path, tag = "outputs",
+            params(("run_id" = uuid::Uuid, Path, description = "Run id"),
+                   ("If-None-Match" = Option<String>, Header, description = "ETag of a copy you hold")),
+            responses(
+                (status = 200, description = $what, body = $body, content_type = $ct,
+                    headers(("ETag" = String, description = "Changes with the run's data and config"))),
+                (status = 304, description = "Not modified"),
+                ReadProblems, RunProblems,
+            ),
+            security(("bearer" = []))
+        )]
+        pub async fn $name(State(st): State<AppState>, path: Result<Path<String>, PathRejection>, headers: HeaderMap) -> ApiResult<Response> {
+            output(st, path, headers, $kind).await
+        }
+    };
 }
 
-/// Workflow profiling metrics
-///
-/// `workflow_profiling_metrics.json`: simple and nested stack bottleneck analyses, concurrency
-/// spikes and PrefixSpan sub-workflow patterns.
-#[utoipa::path(
-    get, path = "/v1/runs/{run_id}/profiling", tag = "outputs",
-    params(("run_id" = uuid::Uuid, Path, description = "Run id"),
-           ("If-None-Match" = Option<String>, Header, description = "ETag of a copy you hold")),
-    responses(
-        (status = 200, description = "workflow_profiling_metrics.json", body = WorkflowProfilingDoc,
-            headers(("ETag" = String, description = "Changes with the run's data and config"))),
-        (status = 304, description = "Not modified"),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
-    ),
-    security(("bearer" = []))
-)]
-pub async fn profiling(
-    State(st): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-) -> ApiResult<Response> {
-    output(st, path, headers, Artifact::Profiling).await
-}
+output_endpoint!(
+    /// Inference metrics
+    ///
+    /// `inference_optimization.json`: confidence intervals of workflow run time, LLM latency and
+    /// throughput, common prompt prefixes, token uniqueness and runtime percentiles, with the
+    /// toolkit's numbers (and quirks: time-ordered latency pairing, population-stdev z-intervals).
+    metrics, "/v1/runs/{run_id}/metrics", Artifact::Metrics,
+    body = InferenceOptimizationDoc, content_type = "application/json", "inference_optimization.json"
+);
 
-/// Profiling report
-///
-/// `workflow_profiling_report.txt`, the toolkit's text report, byte for byte.
-#[utoipa::path(
-    get, path = "/v1/runs/{run_id}/report", tag = "outputs",
-    params(("run_id" = uuid::Uuid, Path, description = "Run id"),
-           ("If-None-Match" = Option<String>, Header, description = "ETag of a copy you hold")),
-    responses(
-        (status = 200, description = "workflow_profiling_report.txt", body = String, content_type = "text/plain",
-            headers(("ETag" = String, description = "Changes with the run's data and config"))),
-        (status = 304, description = "Not modified"),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
-    ),
-    security(("bearer" = []))
-)]
-pub async fn report(
-    State(st): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-) -> ApiResult<Response> {
-    output(st, path, headers, Artifact::Report).await
-}
+output_endpoint!(
+    /// Workflow profiling metrics
+    ///
+    /// `workflow_profiling_metrics.json`: simple and nested stack bottleneck analyses, concurrency
+    /// spikes and PrefixSpan sub-workflow patterns.
+    profiling, "/v1/runs/{run_id}/profiling", Artifact::Profiling,
+    body = WorkflowProfilingDoc, content_type = "application/json", "workflow_profiling_metrics.json"
+);
 
-/// Standardized CSV
-///
-/// `standardized_data_all.csv`: one row per step, with the six NOVA columns when
-/// `compute_llm_metrics` is on and without the text columns when `csv_exclude_io_text` is.
-#[utoipa::path(
-    get, path = "/v1/runs/{run_id}/standardized.csv", tag = "outputs",
-    params(("run_id" = uuid::Uuid, Path, description = "Run id"),
-           ("If-None-Match" = Option<String>, Header, description = "ETag of a copy you hold")),
-    responses(
-        (status = 200, description = "standardized_data_all.csv", body = String, content_type = "text/csv",
-            headers(("ETag" = String, description = "Changes with the run's data and config"))),
-        (status = 304, description = "Not modified"),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
-    ),
-    security(("bearer" = []))
-)]
-pub async fn csv(
-    State(st): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-) -> ApiResult<Response> {
-    output(st, path, headers, Artifact::Csv).await
-}
+output_endpoint!(
+    /// Profiling report
+    ///
+    /// `workflow_profiling_report.txt`, the toolkit's text report, byte for byte.
+    report, "/v1/runs/{run_id}/report", Artifact::Report,
+    body = String, content_type = "text/plain", "workflow_profiling_report.txt"
+);
 
-/// Gantt chart
-///
-/// One bar per LLM or tool call, sorted by start (blue: LLM, green: tool), as a standalone SVG.
-#[utoipa::path(
-    get, path = "/v1/runs/{run_id}/gantt.svg", tag = "outputs",
-    params(("run_id" = uuid::Uuid, Path, description = "Run id"),
-           ("If-None-Match" = Option<String>, Header, description = "ETag of a copy you hold")),
-    responses(
-        (status = 200, description = "The chart", body = String, content_type = "image/svg+xml",
-            headers(("ETag" = String, description = "Changes with the run's data and config"))),
-        (status = 304, description = "Not modified"),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
-    ),
-    security(("bearer" = []))
-)]
-pub async fn gantt(
-    State(st): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-) -> ApiResult<Response> {
-    output(st, path, headers, Artifact::Gantt).await
-}
+output_endpoint!(
+    /// Standardized CSV
+    ///
+    /// `standardized_data_all.csv`: one row per step, with the six NOVA columns when
+    /// `compute_llm_metrics` is on and without the text columns when `csv_exclude_io_text` is.
+    csv, "/v1/runs/{run_id}/standardized.csv", Artifact::Csv,
+    body = String, content_type = "text/csv", "standardized_data_all.csv"
+);
 
-/// Token-usage forecast
-///
-/// The toolkit fits a random forest to predict the next calls' token usage and pickles it; we
-/// fit the same shape of model on the same windows, seeded, and serve its description, in-sample
-/// error and each request's predicted next calls. `status: skipped` says why the toolkit's fit
-/// would fail on this run (a request without LLM_END, an LLM_END without its LLM_START).
-#[utoipa::path(
-    get, path = "/v1/runs/{run_id}/forecast", tag = "outputs",
-    params(("run_id" = uuid::Uuid, Path, description = "Run id"),
-           ("If-None-Match" = Option<String>, Header, description = "ETag of a copy you hold")),
-    responses(
-        (status = 200, description = "Forecast model summary and predictions", body = ForecastDoc,
-            headers(("ETag" = String, description = "Changes with the run's data and config"))),
-        (status = 304, description = "Not modified"),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
-    ),
-    security(("bearer" = []))
-)]
-pub async fn forecast(
-    State(st): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-) -> ApiResult<Response> {
-    output(st, path, headers, Artifact::Forecast).await
-}
+output_endpoint!(
+    /// Gantt chart
+    ///
+    /// One bar per LLM or tool call, sorted by start (blue: LLM, green: tool), as a standalone SVG.
+    gantt, "/v1/runs/{run_id}/gantt.svg", Artifact::Gantt,
+    body = String, content_type = "image/svg+xml", "The chart"
+);
+
+output_endpoint!(
+    /// Token-usage forecast
+    ///
+    /// The toolkit fits a random forest to predict the next calls' token usage and pickles it; we
+    /// fit the same shape of model on the same windows, seeded, and serve its description,
+    /// in-sample error and each request's predicted next calls. `status: skipped` says why the
+    /// toolkit's fit would fail on this run (a request without LLM_END, an LLM_END without its
+    /// LLM_START).
+    forecast, "/v1/runs/{run_id}/forecast", Artifact::Forecast,
+    body = ForecastDoc, content_type = "application/json", "Forecast model summary and predictions"
+);
+
+output_endpoint!(
+    /// Sound statistics
+    ///
+    /// What a careful statistician would report, next to the toolkit-compatible numbers:
+    ///
+    /// - `llm_latency`: LLM calls paired START -> END **by UUID** within their request (the toolkit
+    ///   pairs by time order, which mismeasures overlapping calls), overall and per model, with the
+    ///   unmatched STARTs and ENDs counted;
+    /// - `workflow_run_time`: seconds from a request's first to its last step;
+    /// - `time_to_first_token`: from an LLM_START to its first LLM_NEW_TOKEN (null when nothing streamed);
+    /// - `tokens`: per model, prompt/completion/total tokens per call;
+    /// - `throughput`: requests per second with an **exact Poisson (Garwood) 95% interval**, which
+    ///   assumes arrivals independent of each other (not true of a fixed-concurrency eval, where it
+    ///   is conservative);
+    /// - `tool_latency`: per tool, by UUID;
+    /// - `prefix_cache`: per model, the longest **whitespace-token** prefix each prompt shares with an
+    ///   earlier prompt of the model, and the share of prompt tokens a prefix cache could serve.
+    ///
+    /// Every `Summary` has `n`, mean, the **sample** standard deviation (n-1), min, max,
+    /// p50/p75/p90/p95/p99 (linear interpolation) and two 95% intervals for the mean: Student-t
+    /// (assumes the mean is roughly normal; check the skew for small n) and a seeded percentile
+    /// bootstrap of 2,000 resamples (distribution-free, unreliable below ~10 values). Statistics
+    /// that need more data than there is are null, never a zero-width interval.
+    stats, "/v1/runs/{run_id}/stats", Artifact::Stats,
+    body = RunStatsDoc, content_type = "application/json", "Statistics of the run"
+);
 
 #[cfg(test)]
 mod tests {
@@ -236,48 +185,4 @@ mod tests {
         h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
         assert!(if_none_match(&h, "\"b\""));
     }
-}
-
-/// Sound statistics
-///
-/// What a careful statistician would report, next to the toolkit-compatible numbers:
-///
-/// - `llm_latency`: LLM calls paired START -> END **by UUID** within their request (the toolkit
-///   pairs by time order, which mismeasures overlapping calls), overall and per model, with the
-///   unmatched STARTs and ENDs counted;
-/// - `workflow_run_time`: seconds from a request's first to its last step;
-/// - `time_to_first_token`: from an LLM_START to its first LLM_NEW_TOKEN (null when nothing streamed);
-/// - `tokens`: per model, prompt/completion/total tokens per call;
-/// - `throughput`: requests per second with an **exact Poisson (Garwood) 95% interval**, which
-///   assumes arrivals independent of each other (not true of a fixed-concurrency eval, where it
-///   is conservative);
-/// - `tool_latency`: per tool, by UUID;
-/// - `prefix_cache`: per model, the longest **whitespace-token** prefix each prompt shares with an
-///   earlier prompt of the model, and the share of prompt tokens a prefix cache could serve.
-///
-/// Every `Summary` has `n`, mean, the **sample** standard deviation (n-1), min, max,
-/// p50/p75/p90/p95/p99 (linear interpolation) and two 95% intervals for the mean: Student-t
-/// (assumes the mean is roughly normal; check the skew for small n) and a seeded percentile
-/// bootstrap of 2,000 resamples (distribution-free, unreliable below ~10 values). Statistics that
-/// need more data than there is are null, never a zero-width interval.
-#[utoipa::path(
-    get, path = "/v1/runs/{run_id}/stats", tag = "statistics",
-    params(("run_id" = uuid::Uuid, Path, description = "Run id"),
-           ("If-None-Match" = Option<String>, Header, description = "ETag of a copy you hold")),
-    responses(
-        (status = 200, description = "Statistics of the run", body = super::schema::RunStatsDoc,
-            headers(("ETag" = String, description = "Changes with the run's data"))),
-        (status = 304, description = "Not modified"),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
-    ),
-    security(("bearer" = []))
-)]
-pub async fn stats(
-    State(st): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-) -> ApiResult<Response> {
-    output(st, path, headers, Artifact::Stats).await
 }

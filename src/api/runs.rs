@@ -2,13 +2,15 @@
 
 use super::AppState;
 use super::body::{parse_json, read_json_bytes};
-use super::error::{ApiError, ApiResult, Problem};
+use super::error::{
+    ApiError, ApiResult, BodyProblems, Problem, ReadProblems, RunProblems, WriteProblems,
+};
 use super::schema::*;
 use crate::profiler::ProfilerConfig;
 use crate::store::{
     IngestOutcome, NewRun, PreparedBatch, RunChanges, RunCursor, RunRecord, StoreError,
 };
-use crate::trace::{ParseOptions, parse_value};
+use crate::trace::{ParseOptions, parse_value, type_name};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -106,7 +108,7 @@ fn parse_create(body: Value) -> ApiResult<(NewRun, Option<PreparedBatch>)> {
                 "",
                 format!(
                     "expected an object {{name, profiler_config, metadata, requests}} or a list of requests, got {}",
-                    kind(&other)
+                    type_name(&other)
                 ),
             ));
         }
@@ -120,7 +122,7 @@ fn parse_create(body: Value) -> ApiResult<(NewRun, Option<PreparedBatch>)> {
         Some(other) => {
             return Err(ApiError::invalid_at(
                 "/name",
-                format!("expected a string, got {}", kind(&other)),
+                format!("expected a string, got {}", type_name(&other)),
             ));
         }
     };
@@ -137,7 +139,7 @@ fn parse_create(body: Value) -> ApiResult<(NewRun, Option<PreparedBatch>)> {
         Some(other) => {
             return Err(ApiError::invalid_at(
                 "/metadata",
-                format!("expected an object, got {}", kind(&other)),
+                format!("expected an object, got {}", type_name(&other)),
             ));
         }
     };
@@ -160,17 +162,6 @@ fn parse_create(body: Value) -> ApiResult<(NewRun, Option<PreparedBatch>)> {
         },
         batch,
     ))
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// Runs CPU-heavy body handling (JSON parsing, validation, rendering) off the async executor.
@@ -196,13 +187,7 @@ async fn blocking<T: Send + 'static>(
     responses(
         (status = 201, description = "Run created", body = CreatedRun,
             headers(("Location" = String, description = "URL of the new run"))),
-        (status = 400, description = "Malformed JSON or gzip", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Read-only API key", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not application/json, or unknown Content-Encoding", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field or step failed validation; `errors` holds JSON pointers", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        BodyProblems, ReadProblems, WriteProblems,
     ),
     security(("bearer" = []))
 )]
@@ -248,8 +233,7 @@ pub struct ListParams {
     responses(
         (status = 200, description = "A page of runs", body = RunList),
         (status = 400, description = "Bad limit or cursor", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        ReadProblems,
     ),
     security(("bearer" = []))
 )]
@@ -300,9 +284,7 @@ pub(crate) fn run_id(
     params(("run_id" = Uuid, Path, description = "Run id")),
     responses(
         (status = 200, description = "The run", body = RunView),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        ReadProblems, RunProblems,
     ),
     security(("bearer" = []))
 )]
@@ -326,13 +308,7 @@ pub async fn get_run(
     request_body(content = PatchRun, content_type = "application/merge-patch+json"),
     responses(
         (status = 200, description = "The changed run", body = RunView),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Read-only API key", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field failed validation", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        BodyProblems, ReadProblems, RunProblems, WriteProblems,
     ),
     security(("bearer" = []))
 )]
@@ -362,7 +338,7 @@ pub async fn patch_run(
             other => {
                 return Err(ApiError::invalid_at(
                     "/name",
-                    format!("expected a string or null, got {}", kind(&other)),
+                    format!("expected a string or null, got {}", type_name(&other)),
                 ));
             }
         });
@@ -371,7 +347,7 @@ pub async fn patch_run(
         if !(v.is_object() || v.is_null()) {
             return Err(ApiError::invalid_at(
                 "/profiler_config",
-                format!("expected an object or null, got {}", kind(&v)),
+                format!("expected an object or null, got {}", type_name(&v)),
             ));
         }
         let mut merged = current.profiler_config.clone();
@@ -386,7 +362,7 @@ pub async fn patch_run(
         if !(v.is_object() || v.is_null()) {
             return Err(ApiError::invalid_at(
                 "/metadata",
-                format!("expected an object or null, got {}", kind(&v)),
+                format!("expected an object or null, got {}", type_name(&v)),
             ));
         }
         let mut merged = current.metadata.clone();
@@ -440,10 +416,7 @@ pub fn merge_patch(target: &mut Value, patch: Value) {
     params(("run_id" = Uuid, Path, description = "Run id")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Read-only API key", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        ReadProblems, RunProblems, WriteProblems,
     ),
     security(("bearer" = []))
 )]
@@ -470,14 +443,7 @@ pub async fn delete_run(
     request_body(content = StepDocument, description = "Steps in any input form", content_type = "application/json"),
     responses(
         (status = 200, description = "What the batch stored", body = IngestResponse),
-        (status = 400, description = "Malformed JSON or gzip", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Read-only API key", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large (or inflates beyond the limit)", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not application/json, or unknown Content-Encoding", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A step failed validation; `errors` holds JSON pointers", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        BodyProblems, ReadProblems, RunProblems, WriteProblems,
     ),
     security(("bearer" = []))
 )]
@@ -505,9 +471,7 @@ pub async fn append_steps(
     params(("run_id" = Uuid, Path, description = "Run id")),
     responses(
         (status = 200, description = "The combined requests file", body = Vec<RequestDoc>, content_type = "application/json"),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        ReadProblems, RunProblems,
     ),
     security(("bearer" = []))
 )]

@@ -6,7 +6,7 @@
 //! on the per-request differences. Otherwise each metric's observations are compared with
 //! Welch's t-test, which does not assume equal variances.
 
-use super::frame::Frame;
+use super::frame::{Frame, time_span};
 use super::stats::{Call, Summary, pair_calls, sample_std};
 use crate::trace::EventType;
 use serde::Serialize;
@@ -109,15 +109,10 @@ fn observations(frame: &Frame, key: &dyn Fn(i64, Option<&str>) -> String) -> Obs
     let mut run_time = BTreeMap::new();
     let mut tokens: [BTreeMap<String, f64>; 3] = Default::default();
     for (req, rows) in frame.iter_requests() {
-        if rows.is_empty() {
+        let Some((lo, hi)) = time_span(rows) else {
             continue;
-        }
+        };
         let k = keys[&req.number].clone();
-        let (lo, hi) = rows
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| {
-                (lo.min(r.event_timestamp), hi.max(r.event_timestamp))
-            });
         run_time.insert(k.clone(), hi - lo);
         let ends = rows.iter().filter(|r| r.event_type == EventType::LlmEnd);
         let (mut t, mut p, mut c) = (0.0, 0.0, 0.0);

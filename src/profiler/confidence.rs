@@ -5,7 +5,7 @@
 //! users compare them with what the toolkit printed. `stats.rs` has the sound versions.
 
 use super::exact;
-use super::frame::Frame;
+use super::frame::{Frame, time_span};
 use crate::trace::EventType;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
@@ -77,15 +77,7 @@ pub fn compute(frame: &Frame) -> ConfidenceIntervals {
 pub fn run_times(frame: &Frame) -> Vec<f64> {
     frame
         .iter_requests()
-        .filter(|(_, rows)| !rows.is_empty())
-        .map(|(_, rows)| {
-            let (lo, hi) = rows
-                .iter()
-                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| {
-                    (lo.min(r.event_timestamp), hi.max(r.event_timestamp))
-                });
-            hi - lo
-        })
+        .filter_map(|(_, rows)| time_span(rows).map(|(lo, hi)| hi - lo))
         .collect()
 }
 
@@ -147,15 +139,9 @@ pub fn z_intervals(data: &[f64]) -> InferenceMetrics {
 /// §4.3: N requests (empty ones included) over the run's whole time span, SE = thr/√N, lower
 /// bound clamped at 0.
 pub fn throughput(frame: &Frame) -> InferenceMetrics {
-    if frame.rows.is_empty() {
+    let Some((lo, hi)) = time_span(&frame.rows) else {
         return InferenceMetrics::EMPTY;
-    }
-    let (lo, hi) = frame
-        .rows
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| {
-            (lo.min(r.event_timestamp), hi.max(r.event_timestamp))
-        });
+    };
     let total_time = hi - lo;
     let n = frame.requests.len();
     if total_time <= 0.0 || n <= 1 {

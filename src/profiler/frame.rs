@@ -140,6 +140,14 @@ impl Row {
     }
 }
 
+/// The earliest and the latest timestamp among `rows`; `None` for no rows.
+pub fn time_span(rows: &[Row]) -> Option<(f64, f64)> {
+    let first = rows.first()?.event_timestamp;
+    Some(rows.iter().fold((first, first), |(lo, hi), r| {
+        (lo.min(r.event_timestamp), hi.max(r.event_timestamp))
+    }))
+}
+
 /// A request's place in the frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestSlice {

@@ -33,7 +33,7 @@ pub mod uniqueness;
 pub(crate) mod testutil;
 
 pub use config::ProfilerConfig;
-pub use frame::{Frame, FrameBuilder, RequestSlice, Row, StepColumns};
+pub use frame::{Frame, FrameBuilder, RequestSlice, Row, StepColumns, time_span};
 
 use serde::Serialize;
 

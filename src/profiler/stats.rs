@@ -6,7 +6,7 @@
 //! throughput. Each `Summary` says how much data it rests on; a statistic that needs more data
 //! than there is is `null`, never a zero-width interval.
 
-use super::frame::{Frame, Row};
+use super::frame::{Frame, Row, time_span};
 use super::npstats;
 use super::percentile::percentile_sorted;
 use crate::trace::EventType;
@@ -364,13 +364,7 @@ pub fn poisson_rate_interval(k: usize, seconds: f64, level: f64) -> Option<[f64;
 
 fn throughput(frame: &Frame) -> Throughput {
     let requests = frame.requests.iter().filter(|r| !r.rows.is_empty()).count();
-    let (lo, hi) = frame
-        .rows
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| {
-            (lo.min(r.event_timestamp), hi.max(r.event_timestamp))
-        });
-    let seconds = if frame.rows.is_empty() { 0.0 } else { hi - lo };
+    let seconds = time_span(&frame.rows).map_or(0.0, |(lo, hi)| hi - lo);
     let rate = (seconds > 0.0 && requests > 0).then(|| requests as f64 / seconds);
     Throughput {
         requests,

@@ -225,6 +225,24 @@ pub struct RunPage {
     pub next: Option<RunCursor>,
 }
 
+impl RunPage {
+    /// A page from `limit + 1` rows fetched newest first: the extra row, when there is one, only
+    /// says that another page follows.
+    pub(crate) fn from_overfetched(mut items: Vec<RunRecord>, limit: i64) -> RunPage {
+        let limit = usize::try_from(limit).unwrap_or(0);
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|r| RunCursor {
+                created_at: r.created_at,
+                id: r.id,
+            })
+        } else {
+            None
+        };
+        RunPage { items, next }
+    }
+}
+
 /// Chunks of `all_requests_profiler_traces.json`, produced as the rows arrive.
 pub type ByteStream = BoxStream<'static, Result<Bytes, StoreError>>;
 
@@ -414,6 +432,46 @@ pub(crate) fn framework_from_code(code: i16) -> Result<Framework, StoreError> {
         .ok()
         .and_then(|i| Framework::ALL.get(i).copied())
         .ok_or_else(|| StoreError::Corrupt(format!("unknown framework code {code}")))
+}
+
+/// A stored step's profiler columns, read from a `steps` row of either backend.
+pub(crate) fn step_columns<R>(r: &R) -> Result<StepColumns, StoreError>
+where
+    R: sqlx::Row,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i16: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> f64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let opt = |name: &str| -> Result<Option<String>, StoreError> {
+        r.try_get::<Option<Vec<u8>>, _>(name)?.map(utf8).transpose()
+    };
+    let ancestry = match opt("function_name")? {
+        Some(function_name) => Some(crate::trace::InvocationNode {
+            function_name,
+            function_id: opt("function_id")?.unwrap_or_default(),
+            parent_name: opt("parent_name")?,
+            parent_id: opt("parent_id")?,
+        }),
+        None => None,
+    };
+    Ok(StepColumns {
+        event_type: event_type_from_code(r.try_get("event_type")?)?,
+        event_timestamp: r.try_get("event_timestamp")?,
+        uuid: utf8(r.try_get("uuid")?)?,
+        name: opt("name")?,
+        framework: r
+            .try_get::<Option<i16>, _>("framework")?
+            .map(framework_from_code)
+            .transpose()?,
+        ancestry,
+        prompt_tokens: r.try_get("prompt_tokens")?,
+        completion_tokens: r.try_get("completion_tokens")?,
+        total_tokens: r.try_get("total_tokens")?,
+        seconds_between_calls: r.try_get("seconds_between_calls")?,
+        text: opt("text_value")?,
+    })
 }
 
 pub(crate) fn utf8(bytes: Vec<u8>) -> Result<String, StoreError> {

@@ -6,8 +6,7 @@
 //! with one `INSERT ... SELECT FROM UNNEST(...) ON CONFLICT DO NOTHING`, one array per column.
 
 use super::*;
-use crate::profiler::{FrameBuilder, StepColumns};
-use crate::trace::InvocationNode;
+use crate::profiler::FrameBuilder;
 use futures::{StreamExt, TryStreamExt};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, Row, Transaction};
@@ -351,37 +350,6 @@ async fn settle<T>(
     }
 }
 
-fn columns_from_row(r: &PgRow) -> Result<StepColumns, StoreError> {
-    let opt = |name: &str| -> Result<Option<String>, StoreError> {
-        r.try_get::<Option<Vec<u8>>, _>(name)?.map(utf8).transpose()
-    };
-    let ancestry = match opt("function_name")? {
-        Some(function_name) => Some(InvocationNode {
-            function_name,
-            function_id: opt("function_id")?.unwrap_or_default(),
-            parent_name: opt("parent_name")?,
-            parent_id: opt("parent_id")?,
-        }),
-        None => None,
-    };
-    Ok(StepColumns {
-        event_type: event_type_from_code(r.try_get("event_type")?)?,
-        event_timestamp: r.try_get("event_timestamp")?,
-        uuid: utf8(r.try_get("uuid")?)?,
-        name: opt("name")?,
-        framework: r
-            .try_get::<Option<i16>, _>("framework")?
-            .map(framework_from_code)
-            .transpose()?,
-        ancestry,
-        prompt_tokens: r.try_get("prompt_tokens")?,
-        completion_tokens: r.try_get("completion_tokens")?,
-        total_tokens: r.try_get("total_tokens")?,
-        seconds_between_calls: r.try_get("seconds_between_calls")?,
-        text: opt("text_value")?,
-    })
-}
-
 #[async_trait::async_trait]
 impl Store for PgStore {
     fn backend(&self) -> &'static str {
@@ -454,20 +422,11 @@ impl Store for PgStore {
                     .await?
             }
         };
-        let mut items = rows
+        let items = rows
             .iter()
             .map(run_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        let next = if items.len() as i64 > limit {
-            items.truncate(limit as usize);
-            items.last().map(|r| RunCursor {
-                created_at: r.created_at,
-                id: r.id,
-            })
-        } else {
-            None
-        };
-        Ok(RunPage { items, next })
+        Ok(RunPage::from_overfetched(items, limit))
     }
 
     async fn update_run(&self, id: Uuid, changes: RunChanges) -> Result<RunRecord, StoreError> {
@@ -554,7 +513,7 @@ impl Store for PgStore {
                 for m in walker.open(n) {
                     builder.begin_request(m, external.remove(&m));
                 }
-                builder.push_row(columns_from_row(&row)?.into_row(n));
+                builder.push_row(step_columns(&row)?.into_row(n));
             }
         }
         for m in walker.remaining() {

@@ -6,8 +6,7 @@
 //! `INSERT ... VALUES` statements, a few hundred rows at a time.
 
 use super::*;
-use crate::profiler::{FrameBuilder, StepColumns};
-use crate::trace::InvocationNode;
+use crate::profiler::FrameBuilder;
 use futures::{StreamExt, TryStreamExt};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -233,37 +232,6 @@ async fn append_in(
     })
 }
 
-fn columns_from_row(r: &SqliteRow) -> Result<StepColumns, StoreError> {
-    let opt = |name: &str| -> Result<Option<String>, StoreError> {
-        r.try_get::<Option<Vec<u8>>, _>(name)?.map(utf8).transpose()
-    };
-    let ancestry = match opt("function_name")? {
-        Some(function_name) => Some(InvocationNode {
-            function_name,
-            function_id: opt("function_id")?.unwrap_or_default(),
-            parent_name: opt("parent_name")?,
-            parent_id: opt("parent_id")?,
-        }),
-        None => None,
-    };
-    Ok(StepColumns {
-        event_type: event_type_from_code(r.try_get("event_type")?)?,
-        event_timestamp: r.try_get("event_timestamp")?,
-        uuid: utf8(r.try_get("uuid")?)?,
-        name: opt("name")?,
-        framework: r
-            .try_get::<Option<i16>, _>("framework")?
-            .map(framework_from_code)
-            .transpose()?,
-        ancestry,
-        prompt_tokens: r.try_get("prompt_tokens")?,
-        completion_tokens: r.try_get("completion_tokens")?,
-        total_tokens: r.try_get("total_tokens")?,
-        seconds_between_calls: r.try_get("seconds_between_calls")?,
-        text: opt("text_value")?,
-    })
-}
-
 /// Bytes per streamed chunk of the combined requests file.
 const CHUNK: usize = 64 * 1024;
 
@@ -329,20 +297,11 @@ impl Store for SqliteStore {
                     .await?
             }
         };
-        let mut items = rows
+        let items = rows
             .iter()
             .map(run_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        let next = if items.len() as i64 > limit {
-            items.truncate(limit as usize);
-            items.last().map(|r| RunCursor {
-                created_at: r.created_at,
-                id: r.id,
-            })
-        } else {
-            None
-        };
-        Ok(RunPage { items, next })
+        Ok(RunPage::from_overfetched(items, limit))
     }
 
     async fn update_run(&self, id: Uuid, changes: RunChanges) -> Result<RunRecord, StoreError> {
@@ -419,7 +378,7 @@ impl Store for SqliteStore {
                 for m in walker.open(n) {
                     builder.begin_request(m, external.remove(&m));
                 }
-                builder.push_row(columns_from_row(&row)?.into_row(n));
+                builder.push_row(step_columns(&row)?.into_row(n));
             }
         }
         for m in walker.remaining() {

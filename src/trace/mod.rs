@@ -15,4 +15,4 @@ pub use model::{
     EventState, EventType, Framework, IntermediateStep, InvocationNode, Payload, StreamEventData,
     TokenUsage, UsageInfo,
 };
-pub use parse::{FieldError, MAX_ABS_TIMESTAMP, MAX_FIELD_ERRORS};
+pub use parse::{FieldError, MAX_ABS_TIMESTAMP, MAX_FIELD_ERRORS, type_name};

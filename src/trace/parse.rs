@@ -533,7 +533,8 @@ fn strip_digit_underscores(s: &str) -> Option<String> {
     Some(out)
 }
 
-pub(crate) fn type_name(v: &Value) -> &'static str {
+/// How a JSON value's type reads in an error message (`a string`, `a list`, ...).
+pub fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

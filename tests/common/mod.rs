@@ -152,3 +152,4 @@ pub fn assert_text_equal(case: &str, file: &str, oracle: &[u8], ours: &[u8]) {
     panic!("{case}/{file} differs at {first}");
 }
 pub mod app;
+pub mod process;
