@@ -13,6 +13,7 @@ use bytes::Bytes;
 use moka::future::Cache;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 use uuid::Uuid;
 
@@ -99,15 +100,24 @@ pub struct RunSnapshot {
     pub record: RunRecord,
     pub config: ProfilerConfig,
     pub config_fp: [u8; 16],
+    /// The analyzer's write epoch when the read began (see [`Analyzer::run`]).
+    epoch: u64,
 }
 
 /// How long a run record read from the store serves later requests. Writes through this
 /// process forget it at once; a write through another replica shows after at most this long.
 pub const RUN_RECORD_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// How long a local write is remembered for [`Analyzer::run`]'s freshness check: far longer
+/// than any read of a run record can take.
+const WRITE_MEMORY: std::time::Duration = std::time::Duration::from_secs(60);
+
 pub struct Analyzer {
     store: Arc<dyn Store>,
     runs: Cache<Uuid, Arc<RunSnapshot>>,
+    /// Counts the writes this process has made; each run remembers the count after its last one.
+    write_epoch: AtomicU64,
+    written: Cache<Uuid, u64>,
     frames: Cache<(Uuid, i64), Arc<(i64, Frame)>>,
     outputs: Cache<OutputKey, Arc<Rendered>>,
 }
@@ -116,7 +126,9 @@ pub struct Analyzer {
 pub fn effective_config(run: &RunRecord) -> Result<(ProfilerConfig, [u8; 16]), ComputeError> {
     let config = ProfilerConfig::from_json(run.profiler_config.clone())
         .map_err(|e| ComputeError::Internal(format!("stored profiler config is invalid: {e}")))?;
-    let canonical = serde_json::to_vec(&config).unwrap_or_default();
+    // A plain struct of numbers, strings and maps: serialising it cannot fail, and an empty
+    // fingerprint shared by every config would be far worse than a panic.
+    let canonical = serde_json::to_vec(&config).expect("ProfilerConfig serialises");
     let digest = Sha256::digest(&canonical);
     let mut fp = [0u8; 16];
     fp.copy_from_slice(&digest[..16]);
@@ -153,6 +165,11 @@ impl Analyzer {
         Analyzer {
             store,
             runs,
+            write_epoch: AtomicU64::new(0),
+            written: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(WRITE_MEMORY)
+                .build(),
             frames,
             outputs,
         }
@@ -161,24 +178,50 @@ impl Analyzer {
     /// The run's record and config, read from the store at most once per [`RUN_RECORD_TTL`]
     /// (concurrent readers share one read). Reading outputs at thousands of requests a second
     /// then costs no database round trip per request.
+    ///
+    /// Never older than this process's own writes: a read that began before a local write can
+    /// finish after [`Analyzer::forget_run`] and cache the old record again, so a snapshot whose
+    /// read began before the run's last local write is read afresh.
     pub async fn run(&self, id: Uuid) -> Result<Arc<RunSnapshot>, ComputeError> {
-        let store = self.store.clone();
+        let Some(written) = self.written.get(&id).await else {
+            return self.cached_run(id).await;
+        };
+        // A fresh read may still join a shared read that began before the write; after a few
+        // such rounds, read past the cache.
+        for _ in 0..3 {
+            let snapshot = self.cached_run(id).await?;
+            if snapshot.epoch >= written {
+                return Ok(snapshot);
+            }
+            self.runs.invalidate(&id).await;
+        }
+        self.read_run(id).await.map(Arc::new)
+    }
+
+    async fn cached_run(&self, id: Uuid) -> Result<Arc<RunSnapshot>, ComputeError> {
         self.runs
-            .try_get_with(id, async move {
-                let record = store.get_run(id).await?;
-                let (config, config_fp) = effective_config(&record)?;
-                Ok::<_, ComputeError>(Arc::new(RunSnapshot {
-                    record,
-                    config,
-                    config_fp,
-                }))
-            })
+            .try_get_with(id, async move { self.read_run(id).await.map(Arc::new) })
             .await
             .map_err(|e: Arc<ComputeError>| (*e).clone())
     }
 
-    /// Forgets what is cached about a run after this process changed it.
+    async fn read_run(&self, id: Uuid) -> Result<RunSnapshot, ComputeError> {
+        let epoch = self.write_epoch.load(Ordering::SeqCst);
+        let record = self.store.get_run(id).await?;
+        let (config, config_fp) = effective_config(&record)?;
+        Ok(RunSnapshot {
+            record,
+            config,
+            config_fp,
+            epoch,
+        })
+    }
+
+    /// Forgets what is cached about a run after this process changed it (call it once the
+    /// change is committed).
     pub async fn forget_run(&self, id: Uuid) {
+        let epoch = self.write_epoch.fetch_add(1, Ordering::SeqCst) + 1;
+        self.written.insert(id, epoch).await;
         self.runs.invalidate(&id).await;
     }
 
@@ -200,8 +243,8 @@ impl Analyzer {
             .try_get_with(key, async move {
                 let frame = self.frame(id, version).await?;
                 let started = Instant::now();
-                let (version, bytes) = tokio::task::spawn_blocking(move || {
-                    (frame.0, compute(&frame.1, &config, kind))
+                let (version, (bytes, sibling)) = tokio::task::spawn_blocking(move || {
+                    (frame.0, compute_with_sibling(&frame.1, &config, kind))
                 })
                 .await
                 .map_err(|e| ComputeError::Internal(format!("computation failed: {e}")))?;
@@ -209,6 +252,15 @@ impl Analyzer {
                     .increment(1);
                 metrics::histogram!("agentprof_computation_seconds", "output" => kind.name())
                     .record(started.elapsed().as_secs_f64());
+                if let Some((other, bytes)) = sibling {
+                    let rendered = Rendered {
+                        bytes,
+                        etag: etag(id, version, &fp, other),
+                        version,
+                    };
+                    let sibling_key = (key.0, key.1, key.2, other);
+                    self.outputs.insert(sibling_key, Arc::new(rendered)).await;
+                }
                 Ok::<_, ComputeError>(Arc::new(Rendered {
                     bytes,
                     etag: etag(id, version, &fp, kind),
@@ -230,6 +282,28 @@ impl Analyzer {
             })
             .await
             .map_err(|e: Arc<ComputeError>| (*e).clone())
+    }
+}
+
+/// Renders `kind`, and the output computed by the same analysis when there is one: the
+/// workflow-profiling JSON and the text report come from one (costly) `workflow_profiling`.
+fn compute_with_sibling(
+    frame: &Frame,
+    config: &ProfilerConfig,
+    kind: Artifact,
+) -> (Bytes, Option<(Artifact, Bytes)>) {
+    match kind {
+        Artifact::Profiling | Artifact::Report => {
+            let profiling = profiler::workflow_profiling(frame, config);
+            let json: Bytes = pyjson::to_vec(&profiling).into();
+            let report: Bytes = profiling.report.into_bytes().into();
+            if kind == Artifact::Profiling {
+                (json, Some((Artifact::Report, report)))
+            } else {
+                (report, Some((Artifact::Profiling, json)))
+            }
+        }
+        other => (compute(frame, config, other), None),
     }
 }
 
@@ -265,7 +339,8 @@ pub fn compute(frame: &Frame, config: &ProfilerConfig, kind: Artifact) -> Bytes 
         }
         Artifact::Forecast => pyjson::to_vec(&profiler::forecast::fit(frame)).into(),
         Artifact::Stats => serde_json::to_vec_pretty(&profiler::stats::compute(frame))
-            .unwrap_or_default()
+            // Numbers (non-finite ones become null), strings and maps only.
+            .expect("RunStats serialises")
             .into(),
     }
 }

@@ -672,3 +672,191 @@ async fn replicas_see_each_others_writes_within_the_record_ttl() {
         2
     );
 }
+
+on_both_backends!(
+    nul_characters_are_refused_where_postgres_cannot_store_them,
+    |backend| async move {
+        let app = TestApp::new(backend).await;
+        for (body, path) in [
+            (json!({"name": "a\u{0}b"}), "/name"),
+            (
+                json!({"metadata": {"team": ["x", "y\u{0}"]}}),
+                "/metadata/team/1",
+            ),
+            (json!({"metadata": {"k\u{0}/": 1}}), "/metadata/k\u{0}~1"),
+            (
+                json!({"requests": [{"id": "q\u{0}1", "intermediate_steps": [step("LLM_START", 1.0, "a")]}]}),
+                "/requests/0/id",
+            ),
+        ] {
+            let r = app.post_json("/v1/runs", body.to_string()).await;
+            assert_eq!(
+                r.status,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{body}: {}",
+                r.text()
+            );
+            assert_eq!(r.json()["errors"][0]["path"], path, "{body}");
+        }
+        let id = app.create_run(&json!({})).await;
+        let r = app
+            .request(
+                Method::PATCH,
+                &format!("/v1/runs/{id}"),
+                &[("content-type", "application/merge-patch+json")],
+                json!({"metadata": {"note": "\u{0}"}}).to_string(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text());
+        assert_eq!(r.json()["errors"][0]["path"], "/metadata/note");
+        let runs = app.get("/v1/runs").await.json();
+        assert_eq!(runs["items"].as_array().map(Vec::len), Some(1), "{runs}");
+    }
+);
+
+on_both_backends!(concurrent_patches_all_land, |backend| async move {
+    // Each PATCH merges a different key; a read-merge-write without a precondition would let a
+    // later write carry an older read and drop the other keys.
+    let app = TestApp::new(backend).await;
+    let id = app.create_run(&json!({})).await;
+    let uri = format!("/v1/runs/{id}");
+    let patches = (0..8).map(|i| {
+        let (app, uri) = (&app, &uri);
+        async move {
+            app.request(
+                Method::PATCH,
+                uri,
+                &[("content-type", "application/merge-patch+json")],
+                json!({"metadata": {format!("k{i}"): i}}).to_string(),
+            )
+            .await
+        }
+    });
+    for r in futures::future::join_all(patches).await {
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    }
+    let metadata = app.get(&uri).await.json()["metadata"].clone();
+    let keys = metadata.as_object().map(|o| o.len());
+    assert_eq!(keys, Some(8), "{metadata}");
+});
+
+on_both_backends!(
+    eval_and_numbered_batches_race_cleanly,
+    |backend| async move {
+        // Eval batches hand out new request numbers while numbered batches create the same numbers;
+        // every eval id must end up on a request of its own, whatever the interleaving.
+        let app = TestApp::new(backend).await;
+        let id = app.create_run(&json!({})).await;
+        let uri = format!("/v1/runs/{id}/steps");
+        let batches = (0..12).map(|i| {
+        let (app, uri) = (&app, &uri);
+        let body = if i % 2 == 0 {
+            json!([{"id": format!("q{i}"), "intermediate_steps": [step("LLM_START", i as f64, &format!("e{i}"))]}])
+        } else {
+            json!([{"request_number": i, "intermediate_steps": [step("LLM_START", i as f64, &format!("n{i}"))]}])
+        };
+        async move { app.post_json(uri, body.to_string()).await }
+    });
+        for r in futures::future::join_all(batches).await {
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        }
+        let traces = app.get(&format!("/v1/runs/{id}/requests")).await.json();
+        let traces = traces.as_array().unwrap();
+        let steps: usize = traces
+            .iter()
+            .map(|r| r["intermediate_steps"].as_array().unwrap().len())
+            .sum();
+        assert_eq!(steps, 12);
+        let eval_requests = traces
+            .iter()
+            .filter(|r| {
+                r["intermediate_steps"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|s| s["payload"]["UUID"].as_str().unwrap().starts_with('e'))
+            })
+            .count();
+        assert_eq!(eval_requests, 6, "each eval id has its own request");
+        // A retry of an eval batch finds its request by id.
+        let retry = app
+            .post_json(
+                &uri,
+                json!([{"id": "q0", "intermediate_steps": [step("LLM_END", 1.0, "e0")]}])
+                    .to_string(),
+            )
+            .await
+            .json();
+        assert_eq!(retry["requests"]["created"], 0);
+    }
+);
+
+on_both_backends!(
+    request_numbers_run_out_with_a_clear_error,
+    |backend| async move {
+        let app = TestApp::new(backend).await;
+        let id = app
+        .create_run(&json!({"requests": [{"request_number": i32::MAX, "intermediate_steps": [step("LLM_START", 1.0, "a")]}]}))
+        .await;
+        let r = app
+            .post_json(
+                &format!("/v1/runs/{id}/steps"),
+                json!([{"id": "new", "intermediate_steps": [step("LLM_START", 2.0, "b")]}])
+                    .to_string(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text());
+        assert!(
+            r.json()["detail"]
+                .as_str()
+                .unwrap()
+                .contains("no request number is left")
+        );
+        let run = app.get(&format!("/v1/runs/{id}")).await.json();
+        assert_eq!(
+            run["step_count"], 1,
+            "nothing of the refused batch is stored"
+        );
+    }
+);
+
+#[tokio::test]
+async fn appending_to_a_missing_run_is_a_404_before_the_body_is_read() {
+    let app = TestApp::new(Backend::Sqlite).await;
+    let r = app
+        .post_json(
+            &format!("/v1/runs/{}/steps", uuid::Uuid::new_v4()),
+            "this is not JSON",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
+}
+
+#[tokio::test]
+async fn a_request_past_the_time_limit_is_a_problem_with_retry_after() {
+    use tower::ServiceExt;
+    let app = TestApp::new(Backend::Sqlite).await;
+    let doc = agentprof::synth::profiler_document(100, 7);
+    let id = app.create_run(&json!({"requests": doc})).await;
+    // Computing the metrics of 100 requests takes well over a millisecond.
+    let router = agentprof::api::app(
+        app.state.clone(),
+        agentprof::api::HttpSettings {
+            request_timeout: std::time::Duration::from_millis(1),
+        },
+    );
+    let req = axum::http::Request::get(format!("/v1/runs/{id}/metrics"))
+        .body(Body::empty())
+        .unwrap();
+    let resp = router.oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(resp.headers()["content-type"], "application/problem+json");
+    assert!(resp.headers().contains_key("retry-after"));
+    assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let problem: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(problem["code"], "busy");
+}

@@ -411,3 +411,156 @@ async fn one_method_per_outage_check() {
         assert_eq!(r.header("content-type"), Some("application/problem+json"));
     }
 }
+
+/// The SQLite store, except that one chosen `get_run` reads the record and then waits for a
+/// signal before returning it: a slow read that a write overtakes.
+struct SlowRead {
+    inner: agentprof::store::sqlite::SqliteStore,
+    hold_next: AtomicBool,
+    release: tokio::sync::Notify,
+    holding: tokio::sync::Notify,
+}
+
+#[async_trait::async_trait]
+impl Store for SlowRead {
+    fn backend(&self) -> &'static str {
+        "slow-sqlite"
+    }
+    async fn ping(&self) -> Result<(), agentprof::store::StoreError> {
+        self.inner.ping().await
+    }
+    async fn create_run(
+        &self,
+        run: agentprof::store::NewRun,
+        batch: Option<agentprof::store::PreparedBatch>,
+    ) -> Result<
+        (
+            agentprof::store::RunRecord,
+            Option<agentprof::store::IngestOutcome>,
+        ),
+        agentprof::store::StoreError,
+    > {
+        self.inner.create_run(run, batch).await
+    }
+    async fn get_run(
+        &self,
+        id: uuid::Uuid,
+    ) -> Result<agentprof::store::RunRecord, agentprof::store::StoreError> {
+        let record = self.inner.get_run(id).await;
+        if self.hold_next.swap(false, Ordering::SeqCst) {
+            self.holding.notify_one();
+            self.release.notified().await;
+        }
+        record
+    }
+    async fn list_runs(
+        &self,
+        limit: i64,
+        after: Option<agentprof::store::RunCursor>,
+    ) -> Result<agentprof::store::RunPage, agentprof::store::StoreError> {
+        self.inner.list_runs(limit, after).await
+    }
+    async fn update_run(
+        &self,
+        id: uuid::Uuid,
+        changes: agentprof::store::RunChanges,
+    ) -> Result<agentprof::store::RunRecord, agentprof::store::StoreError> {
+        self.inner.update_run(id, changes).await
+    }
+    async fn delete_run(&self, id: uuid::Uuid) -> Result<(), agentprof::store::StoreError> {
+        self.inner.delete_run(id).await
+    }
+    async fn append(
+        &self,
+        id: uuid::Uuid,
+        batch: agentprof::store::PreparedBatch,
+    ) -> Result<agentprof::store::IngestOutcome, agentprof::store::StoreError> {
+        self.inner.append(id, batch).await
+    }
+    async fn load(
+        &self,
+        id: uuid::Uuid,
+    ) -> Result<agentprof::store::LoadedRun, agentprof::store::StoreError> {
+        self.inner.load(id).await
+    }
+    async fn stream_requests(
+        &self,
+        id: uuid::Uuid,
+    ) -> Result<agentprof::store::ByteStream, agentprof::store::StoreError> {
+        self.inner.stream_requests(id).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_read_never_hides_a_later_local_write() {
+    let store = Arc::new(SlowRead {
+        inner: agentprof::store::sqlite::SqliteStore::connect("sqlite::memory:")
+            .await
+            .unwrap(),
+        hold_next: AtomicBool::new(false),
+        release: tokio::sync::Notify::new(),
+        holding: tokio::sync::Notify::new(),
+    });
+    let analyzer = Arc::new(agentprof::compute::Analyzer::new(store.clone(), 1 << 20));
+    let new_run = agentprof::store::NewRun {
+        name: String::new(),
+        profiler_config: json!({}),
+        metadata: json!({}),
+    };
+    let (run, _) = store.create_run(new_run, None).await.unwrap();
+    let id = run.id;
+
+    // A reader fetches version 0 and stalls before caching it...
+    store.hold_next.store(true, Ordering::SeqCst);
+    let reader = tokio::spawn({
+        let analyzer = analyzer.clone();
+        async move { analyzer.run(id).await.map(|s| s.record.version) }
+    });
+    store.holding.notified().await;
+    // ...while a batch is stored and the analyzer told about it...
+    let doc =
+        json!([[{"payload": {"event_type": "LLM_START", "event_timestamp": 1.0, "UUID": "a"}}]]);
+    let batch = agentprof::store::PreparedBatch::prepare(
+        agentprof::trace::parse_value(doc, &Default::default()).unwrap(),
+    );
+    assert_eq!(store.append(id, batch).await.unwrap().version, 1);
+    analyzer.forget_run(id).await;
+    // ...then the stale read completes and lands in the cache.
+    store.release.notify_one();
+    assert_eq!(reader.await.unwrap().unwrap(), 0);
+    // A read after the write must see it, not the stale cached record.
+    assert_eq!(analyzer.run(id).await.unwrap().record.version, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unread_downloads_cannot_take_every_connection() {
+    use tower::ServiceExt;
+    let app = TestApp::new(Backend::Postgres).await;
+    let id = app
+        .create_run(&json!({"requests": [[{"payload": {"event_type": "LLM_START", "event_timestamp": 1.0, "UUID": "a"}}]]}))
+        .await;
+    let uri = format!("/v1/runs/{id}/requests");
+    let download = || {
+        let req = axum::http::Request::get(&uri)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        app.router.clone().oneshot(req)
+    };
+    // Half the pool of 16 may stream; these clients never read their bodies.
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        let r = download().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        held.push(r);
+    }
+    let refused = download().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(refused.headers().contains_key("retry-after"));
+    // Everything else still has connections.
+    let run = app.get(&format!("/v1/runs/{id}")).await;
+    assert_eq!(run.status, StatusCode::OK, "{}", run.text());
+    let m = app.get(&format!("/v1/runs/{id}/metrics")).await;
+    assert_eq!(m.status, StatusCode::OK, "{}", m.text());
+    drop(held);
+    assert_eq!(app.get(&uri).await.status, StatusCode::OK);
+}

@@ -73,7 +73,7 @@ pub async fn compare_runs(
         .and_then(|o| o.keys().find(|k| *k != "baseline" && *k != "candidate"))
     {
         return Err(ApiError::invalid_at(
-            format!("/{key}"),
+            crate::trace::pointer_segment(key),
             "unknown field: only baseline and candidate",
         ));
     }
@@ -99,6 +99,7 @@ pub async fn compare_runs(
         .frame(b, rb.record.version)
         .await
         .map_err(not_found(b))?;
+    let (va, vb) = (fa.0, fb.0);
     let result = tokio::task::spawn_blocking(move || compare::compare(&fa.1, &fb.1))
         .await
         .map_err(|e| ApiError::Internal(format!("comparison failed: {e}")))?;
@@ -106,12 +107,10 @@ pub async fn compare_runs(
     if let Value::Object(o) = &mut out {
         o.insert(
             "baseline".to_owned(),
-            json!({"run_id": a, "version": ra.record.version}),
+            // The version of the frame compared, which may be newer than the record read.
+            json!({"run_id": a, "version": va}),
         );
-        o.insert(
-            "candidate".to_owned(),
-            json!({"run_id": b, "version": rb.record.version}),
-        );
+        o.insert("candidate".to_owned(), json!({"run_id": b, "version": vb}));
     }
     Ok(Json(out))
 }

@@ -82,6 +82,12 @@ pub enum ApiError {
     Forbidden,
     #[error("the database is unavailable")]
     Unavailable,
+    /// Every slot for the work is taken; retry shortly.
+    #[error("{0}")]
+    Busy(String),
+    /// The request raced other writers and lost repeatedly.
+    #[error("{0}")]
+    Conflict(String),
     /// Logged in full; the client sees a generic message.
     #[error("internal error: {0}")]
     Internal(String),
@@ -98,7 +104,8 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable | ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -117,6 +124,8 @@ impl ApiError {
             ApiError::Unauthorized => ("unauthorized", "Authentication required"),
             ApiError::Forbidden => ("forbidden", "Not allowed with this API key"),
             ApiError::Unavailable => ("database-unavailable", "Service temporarily unavailable"),
+            ApiError::Busy(_) => ("busy", "Service busy"),
+            ApiError::Conflict(_) => ("conflict", "Concurrent modification"),
             ApiError::Internal(_) => ("internal-error", "Internal server error"),
         }
     }
@@ -206,6 +215,11 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound => ApiError::NotFound("run not found".to_owned()),
             StoreError::Unavailable(_) => ApiError::Unavailable,
+            StoreError::Rejected(msg) => ApiError::invalid_at("", msg),
+            StoreError::Busy(msg) => ApiError::Busy(msg),
+            StoreError::Stale => ApiError::Conflict(
+                "the run changed while this request was applied; retry it".to_owned(),
+            ),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -234,7 +248,7 @@ impl IntoResponse for ApiError {
         let headers = resp.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         match self {
-            ApiError::Unavailable => {
+            ApiError::Unavailable | ApiError::Busy(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
             }
             ApiError::Unauthorized => {
@@ -270,6 +284,15 @@ pub enum RunProblems {
     /// No such run
     #[response(status = 404, content_type = "application/problem+json")]
     RunNotFound(Problem),
+}
+
+/// A change that kept losing races with other writers.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum ConflictProblems {
+    /// The run kept changing concurrently; retry
+    #[response(status = 409, content_type = "application/problem+json")]
+    Conflict(Problem),
 }
 
 /// A read-only key on an endpoint that writes.

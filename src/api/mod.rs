@@ -19,8 +19,8 @@ use crate::compute::Analyzer;
 use crate::config::ApiKeys;
 use crate::store::Store;
 use axum::Router;
-use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use body::BodyLimits;
@@ -31,7 +31,6 @@ use std::time::{Duration, Instant};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -115,16 +114,16 @@ pub fn app(state: AppState, settings: HttpSettings) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(CompressionLayer::new())
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
+        .layer(middleware::from_fn_with_state(
             settings.request_timeout,
+            time_limit,
         ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_key,
         ))
-        .layer(middleware::from_fn(record_request))
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(middleware::from_fn(record_request))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
@@ -137,6 +136,19 @@ async fn not_found() -> ApiError {
 
 async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
+}
+
+/// Answers 503 with a problem document when a handler takes longer than `limit` (until the
+/// response headers; a streamed body is not cut off).
+async fn time_limit(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => ApiError::Busy(format!(
+            "the request did not complete within {} s; retry later",
+            limit.as_secs()
+        ))
+        .into_response(),
+    }
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {

@@ -162,7 +162,8 @@ output_endpoint!(
     /// Every `Summary` has `n`, mean, the **sample** standard deviation (n-1), min, max,
     /// p50/p75/p90/p95/p99 (linear interpolation) and two 95% intervals for the mean: Student-t
     /// (assumes the mean is roughly normal; check the skew for small n) and a seeded percentile
-    /// bootstrap of 2,000 resamples (distribution-free, unreliable below ~10 values). Statistics
+    /// bootstrap of 2,000 resamples (distribution-free, unreliable below ~10 values, left out
+    /// above 2,000 values where the t interval is as good). Statistics
     /// that need more data than there is are null, never a zero-width interval.
     stats, "/v1/runs/{run_id}/stats", Artifact::Stats,
     body = RunStatsDoc, content_type = "application/json", "Statistics of the run"

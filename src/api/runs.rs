@@ -3,14 +3,15 @@
 use super::AppState;
 use super::body::{parse_json, read_json_bytes};
 use super::error::{
-    ApiError, ApiResult, BodyProblems, Problem, ReadProblems, RunProblems, WriteProblems,
+    ApiError, ApiResult, BodyProblems, ConflictProblems, Problem, ReadProblems, RunProblems,
+    WriteProblems,
 };
 use super::schema::*;
 use crate::profiler::ProfilerConfig;
 use crate::store::{
     IngestOutcome, NewRun, PreparedBatch, RunChanges, RunCursor, RunRecord, StoreError,
 };
-use crate::trace::{ParseOptions, parse_value, type_name};
+use crate::trace::{ParseOptions, find_nul, parse_value, pointer_segment, type_name};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -83,14 +84,67 @@ fn check_config(v: &Value, path: &str) -> ApiResult<()> {
     }
     ProfilerConfig::from_json(v.clone())
         .map(|_| ())
-        .map_err(|e| ApiError::invalid_at(format!("{path}{}", e.path), e.message))
+        .map_err(|e| ApiError::invalid_at(format!("{path}{}", e.path), e.message))?;
+    check_no_nul(v, path)
 }
+
+/// Run names, metadata and configs go into PostgreSQL text and jsonb, which cannot hold U+0000:
+/// refuse it up front rather than fail in the database.
+fn check_no_nul(v: &Value, path: &str) -> ApiResult<()> {
+    match find_nul(v, path) {
+        Some(at) => Err(ApiError::invalid_at(
+            at,
+            "must not contain NUL (U+0000) characters",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A run name: a string of at most 500 characters; null (or absent) is the empty name.
+fn run_name(v: Value) -> ApiResult<String> {
+    match v {
+        Value::Null => Ok(String::new()),
+        Value::String(s) if s.chars().count() > 500 => {
+            Err(ApiError::invalid_at("/name", "at most 500 characters"))
+        }
+        Value::String(s) => {
+            check_no_nul(&Value::String(s.clone()), "/name")?;
+            Ok(s)
+        }
+        other => Err(ApiError::invalid_at(
+            "/name",
+            format!("expected a string or null, got {}", type_name(&other)),
+        )),
+    }
+}
+
+/// A metadata object (null is an empty one).
+fn check_metadata(v: &Value) -> ApiResult<()> {
+    match v {
+        Value::Null => Ok(()),
+        Value::Object(_) => check_no_nul(v, "/metadata"),
+        other => Err(ApiError::invalid_at(
+            "/metadata",
+            format!("expected an object or null, got {}", type_name(other)),
+        )),
+    }
+}
+
+/// Batches the PostgreSQL store can number (see `store::SEQ_BLOCK_BITS`); both stores keep to it.
+const MAX_BATCH_STEPS: usize = (1 << crate::store::SEQ_BLOCK_BITS) - 1;
 
 /// A step document (any input form) at `/requests` of the create body, or the whole body.
 fn prepare_steps(doc: Value, prefix: &str) -> ApiResult<PreparedBatch> {
     let batch =
         parse_value(doc, &ParseOptions::default()).map_err(|e| ApiError::from_trace(e, prefix))?;
-    Ok(PreparedBatch::prepare(batch))
+    let batch = PreparedBatch::prepare(batch);
+    if batch.step_count() > MAX_BATCH_STEPS {
+        return Err(ApiError::invalid_at(
+            prefix,
+            format!("a batch holds at most {MAX_BATCH_STEPS} steps; split it"),
+        ));
+    }
+    Ok(batch)
 }
 
 /// Parses and validates a create body: `{name?, profiler_config?, metadata?, requests?}`, or a
@@ -113,19 +167,7 @@ fn parse_create(body: Value) -> ApiResult<(NewRun, Option<PreparedBatch>)> {
             ));
         }
     };
-    let name = match obj.remove("name") {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) if s.chars().count() <= 500 => s,
-        Some(Value::String(_)) => {
-            return Err(ApiError::invalid_at("/name", "at most 500 characters"));
-        }
-        Some(other) => {
-            return Err(ApiError::invalid_at(
-                "/name",
-                format!("expected a string, got {}", type_name(&other)),
-            ));
-        }
-    };
+    let name = run_name(obj.remove("name").unwrap_or(Value::Null))?;
     let profiler_config = match obj.remove("profiler_config") {
         None | Some(Value::Null) => Value::Object(Map::new()),
         Some(v) => {
@@ -135,18 +177,15 @@ fn parse_create(body: Value) -> ApiResult<(NewRun, Option<PreparedBatch>)> {
     };
     let metadata = match obj.remove("metadata") {
         None | Some(Value::Null) => Value::Object(Map::new()),
-        Some(v @ Value::Object(_)) => v,
-        Some(other) => {
-            return Err(ApiError::invalid_at(
-                "/metadata",
-                format!("expected an object, got {}", type_name(&other)),
-            ));
+        Some(v) => {
+            check_metadata(&v)?;
+            v
         }
     };
     let requests = obj.remove("requests");
     if let Some(key) = obj.keys().next() {
         return Err(ApiError::invalid_at(
-            format!("/{}", key.replace('~', "~0").replace('/', "~1")),
+            pointer_segment(key),
             "unknown field: a run has name, profiler_config, metadata and requests",
         ));
     }
@@ -308,7 +347,7 @@ pub async fn get_run(
     request_body(content = PatchRun, content_type = "application/merge-patch+json"),
     responses(
         (status = 200, description = "The changed run", body = RunView),
-        BodyProblems, ReadProblems, RunProblems, WriteProblems,
+        BodyProblems, ReadProblems, RunProblems, WriteProblems, ConflictProblems,
     ),
     security(("bearer" = []))
 )]
@@ -326,66 +365,68 @@ pub async fn patch_run(
             "expected an object {name, profiler_config, metadata}",
         ));
     };
-    let current = st.store.get_run(id).await.map_err(for_run(id))?;
-    let mut changes = RunChanges::default();
-    if let Some(v) = patch.remove("name") {
-        changes.name = Some(match v {
-            Value::Null => String::new(),
-            Value::String(s) if s.chars().count() <= 500 => s,
-            Value::String(_) => {
-                return Err(ApiError::invalid_at("/name", "at most 500 characters"));
-            }
-            other => {
-                return Err(ApiError::invalid_at(
-                    "/name",
-                    format!("expected a string or null, got {}", type_name(&other)),
-                ));
-            }
-        });
+    let name = patch.remove("name").map(run_name).transpose()?;
+    let config_patch = patch.remove("profiler_config");
+    if let Some(v) = &config_patch
+        && !(v.is_object() || v.is_null())
+    {
+        return Err(ApiError::invalid_at(
+            "/profiler_config",
+            format!("expected an object or null, got {}", type_name(v)),
+        ));
     }
-    if let Some(v) = patch.remove("profiler_config") {
-        if !(v.is_object() || v.is_null()) {
-            return Err(ApiError::invalid_at(
-                "/profiler_config",
-                format!("expected an object or null, got {}", type_name(&v)),
-            ));
-        }
-        let mut merged = current.profiler_config.clone();
-        merge_patch(&mut merged, v);
-        if merged.is_null() {
-            merged = Value::Object(Map::new());
-        }
-        check_config(&merged, "/profiler_config")?;
-        changes.profiler_config = Some(merged);
-    }
-    if let Some(v) = patch.remove("metadata") {
-        if !(v.is_object() || v.is_null()) {
-            return Err(ApiError::invalid_at(
-                "/metadata",
-                format!("expected an object or null, got {}", type_name(&v)),
-            ));
-        }
-        let mut merged = current.metadata.clone();
-        merge_patch(&mut merged, v);
-        if !merged.is_object() {
-            merged = Value::Object(Map::new());
-        }
-        changes.metadata = Some(merged);
+    let metadata_patch = patch.remove("metadata");
+    if let Some(v) = &metadata_patch {
+        check_metadata(v)?;
     }
     if let Some(key) = patch.keys().next() {
         return Err(ApiError::invalid_at(
-            format!("/{key}"),
+            pointer_segment(key),
             "unknown field: only name, profiler_config and metadata can change",
         ));
     }
-    let record = st
-        .store
-        .update_run(id, changes)
-        .await
-        .map_err(for_run(id))?;
-    st.analyzer.forget_run(id).await;
-    Ok(Json(run_view(record)?))
+    // Read, merge, write only if nobody wrote in between; on a race, merge again onto the newer
+    // run (a merge patch computed from an old read would undo the other writer's change).
+    for _ in 0..PATCH_ATTEMPTS {
+        let current = st.store.get_run(id).await.map_err(for_run(id))?;
+        let mut changes = RunChanges {
+            name: name.clone(),
+            if_updated_at: Some(current.updated_at),
+            ..RunChanges::default()
+        };
+        if let Some(v) = &config_patch {
+            let mut merged = current.profiler_config;
+            merge_patch(&mut merged, v.clone());
+            if merged.is_null() {
+                merged = Value::Object(Map::new());
+            }
+            check_config(&merged, "/profiler_config")?;
+            changes.profiler_config = Some(merged);
+        }
+        if let Some(v) = &metadata_patch {
+            let mut merged = current.metadata;
+            merge_patch(&mut merged, v.clone());
+            if !merged.is_object() {
+                merged = Value::Object(Map::new());
+            }
+            changes.metadata = Some(merged);
+        }
+        match st.store.update_run(id, changes).await {
+            Ok(record) => {
+                st.analyzer.forget_run(id).await;
+                return Ok(Json(run_view(record)?));
+            }
+            Err(StoreError::Stale) => continue,
+            Err(e) => return Err(for_run(id)(e)),
+        }
+    }
+    Err(ApiError::Conflict(format!(
+        "run {id} kept changing while this patch was applied; retry it"
+    )))
 }
+
+/// Tries at a PATCH before answering 409: each lost race means another writer made progress.
+const PATCH_ATTEMPTS: usize = 16;
 
 /// RFC 7396 JSON merge patch.
 pub fn merge_patch(target: &mut Value, patch: Value) {
@@ -454,6 +495,8 @@ pub async fn append_steps(
     body: Body,
 ) -> ApiResult<Json<IngestResponse>> {
     let id = run_id(path)?;
+    // A missing run is a 404 before the (possibly large) body is read and validated.
+    st.store.get_run(id).await.map_err(for_run(id))?;
     let bytes = read_json_bytes(&headers, body, st.limits).await?;
     let batch = blocking(move || prepare_steps(parse_json(&bytes)?, "")).await?;
     let outcome = st.store.append(id, batch).await.map_err(for_run(id))?;

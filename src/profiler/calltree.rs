@@ -3,11 +3,12 @@
 //!
 //! Nesting is decided by time and a stack alone, exactly as the reference does it: an END pops
 //! only when its call is on top, so overlapping siblings and unended STARTs adopt every later call
-//! of their request (B5). Roots are kept in a map keyed by UUID, so a second root with the same
-//! UUID replaces the first in place (and takes the first one's subtree out of every output).
+//! of their request (B5). Roots keep the reference's dict semantics (a list in first-seen order
+//! with an index by UUID), so a second root with the same UUID replaces the first in place (and
+//! takes the first one's subtree out of every output).
 
-use super::frame::{Frame, Row};
-use crate::trace::EventType;
+use super::frame::{Frame, Row, time_order};
+use crate::trace::{EventState, EventType};
 use std::collections::HashMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -71,14 +72,7 @@ impl<'a> CallForest<'a> {
         let mut forest = CallForest::default();
         let mut order: Vec<usize> = Vec::new();
         for (req, rows) in frame.iter_requests() {
-            order.clear();
-            order.extend(0..rows.len());
-            // Stable: equal timestamps keep input order (DESIGN.md "Ties").
-            order.sort_by(|a, b| {
-                rows[*a]
-                    .event_timestamp
-                    .total_cmp(&rows[*b].event_timestamp)
-            });
+            time_order(rows, &mut order);
             let mut stack: Vec<usize> = Vec::new();
             let mut open: HashMap<&str, usize> = HashMap::new();
             let mut top_level: Vec<usize> = Vec::new();
@@ -88,8 +82,8 @@ impl<'a> CallForest<'a> {
                 let Some(op_type) = OpType::of(row.event_type) else {
                     continue;
                 };
-                let name = row.event_type.as_str();
-                if name.ends_with("_START") {
+                let state = row.event_type.state();
+                if state == EventState::Start {
                     let id = forest.nodes.len();
                     let parent = stack.last().copied();
                     forest.nodes.push(CallNode {
@@ -116,7 +110,7 @@ impl<'a> CallForest<'a> {
                     }
                     stack.push(id);
                     open.insert(&row.uuid, id);
-                } else if name.ends_with("_END") {
+                } else if state == EventState::End {
                     let Some(id) = open.remove(row.uuid.as_str()) else {
                         continue;
                     };

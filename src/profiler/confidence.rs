@@ -5,7 +5,7 @@
 //! users compare them with what the toolkit printed. `stats.rs` has the sound versions.
 
 use super::exact;
-use super::frame::{Frame, time_span};
+use super::frame::{Frame, time_order, time_span};
 use crate::trace::EventType;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
@@ -87,13 +87,7 @@ pub fn llm_latencies(frame: &Frame) -> Vec<f64> {
     let mut latencies = Vec::new();
     let mut order: Vec<usize> = Vec::new();
     for (_, rows) in frame.iter_requests() {
-        order.clear();
-        order.extend(0..rows.len());
-        order.sort_by(|a, b| {
-            rows[*a]
-                .event_timestamp
-                .total_cmp(&rows[*b].event_timestamp)
-        });
+        time_order(rows, &mut order);
         let mut start: Option<f64> = None;
         for &i in &order {
             let r = &rows[i];

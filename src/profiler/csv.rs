@@ -74,7 +74,7 @@ pub fn to_string(frame: &Frame, config: &ProfilerConfig) -> String {
     let mut out = Vec::new();
     // Writing into a Vec cannot fail.
     let _ = write(&mut out, frame, config);
-    String::from_utf8(out).unwrap_or_default()
+    String::from_utf8(out).expect("the CSV is built from UTF-8 strings")
 }
 
 fn write_row(line: &mut String, r: &Row, exclude_text: bool) {

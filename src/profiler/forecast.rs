@@ -7,7 +7,8 @@
 //! (zero-padded, its completion tokens hidden) and Y the next `matrix_length` rows (zero-padded).
 //! The forest is ours (CART on squared error over all outputs, bootstrap samples from a seeded
 //! ChaCha stream), so results are reproducible; the reference's are not (it has no random_state).
-//! Where the reference's fit raises, we report `skipped` with the reason.
+//! Where the reference's fit raises, or the training set exceeds [`MAX_FIT_WORK`], we report
+//! `skipped` with the reason.
 
 use super::frame::Frame;
 use crate::trace::EventType;
@@ -19,6 +20,12 @@ use std::collections::HashMap;
 pub const N_ESTIMATORS: usize = 3;
 pub const MAX_DEPTH: usize = 2;
 pub const SEED: u64 = 0;
+
+/// Largest training set we fit, in samples × features × outputs (≈ the additions per tree
+/// level). Each feature and output is `3 · matrix_length`, the mean LLM calls per request, so
+/// a single request of 10,000 calls would ask for gigabytes and hours; realistic evals (tens of
+/// calls per request) stay far below.
+pub const MAX_FIT_WORK: u64 = 2_000_000_000;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
@@ -109,6 +116,15 @@ pub fn training_set(frame: &Frame) -> Result<TrainingSet, String> {
     }
     let total: usize = runs.iter().map(|(_, r)| r.len()).sum();
     let matrix_length = total.div_ceil(runs.len());
+    let width = 3 * matrix_length as u64;
+    let work = (total as u64).saturating_mul(width).saturating_mul(width);
+    if work > MAX_FIT_WORK {
+        return Err(format!(
+            "{total} training samples of {width} features and {width} outputs (the mean request \
+             makes {matrix_length} LLM calls) exceed agentprof's fitting budget of \
+             {MAX_FIT_WORK} samples x features x outputs"
+        ));
+    }
     let mut x = Vec::with_capacity(total);
     let mut y = Vec::with_capacity(total);
     for (_, run) in &runs {
@@ -359,8 +375,11 @@ fn best_split(
             if a == b {
                 continue;
             }
-            let rs: Vec<f64> = ts.iter().zip(&ls).map(|(t, l)| t - l).collect();
-            let children = sse(lw, &ls, lq) + sse(tw - lw, &rs, tq - lq);
+            // Σ over outputs of the right child's squared sums, without allocating it.
+            let rs2: f64 = ts.iter().zip(&ls).map(|(t, l)| (t - l) * (t - l)).sum();
+            let rw = tw - lw;
+            let right = if rw > 0.0 { (tq - lq) - rs2 / rw } else { 0.0 };
+            let children = sse(lw, &ls, lq) + right;
             let gain = parent - children;
             if gain > 1e-12 * parent.abs().max(1.0) && best.is_none_or(|(g, _, _)| gain > g) {
                 best = Some((gain, f, a + (b - a) / 2.0));
@@ -421,6 +440,24 @@ mod tests {
         let orphan = frame_of_json(json!([[llm("a", 0.0, "LLM_END", 1, 1, 0)]]));
         assert!(
             matches!(fit(&orphan), Forecast::Skipped { reason } if reason.contains("KeyError"))
+        );
+    }
+
+    #[test]
+    fn skipped_beyond_the_fitting_budget() {
+        // One request of 3,000 calls: 9,000 features and outputs per sample.
+        let steps: Vec<_> = (0..3000)
+            .flat_map(|i| {
+                let u = format!("u{i}");
+                [
+                    llm(&u, i as f64, "LLM_START", 0, 0, 1),
+                    llm(&u, i as f64 + 0.5, "LLM_END", 10, 20, 0),
+                ]
+            })
+            .collect();
+        let f = frame_of_json(json!([steps]));
+        assert!(
+            matches!(fit(&f), Forecast::Skipped { reason } if reason.contains("fitting budget"))
         );
     }
 

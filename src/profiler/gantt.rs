@@ -17,7 +17,7 @@ const TOP: f64 = 70.0;
 const BOTTOM: f64 = 50.0;
 const RIGHT: f64 = 30.0;
 
-/// matplotlib's `tab:blue`, `tab:green` and `tab:gray`.
+/// matplotlib's `tab:blue` (LLM) and `tab:green` (TOOL).
 fn colour(op: OpType) -> &'static str {
     match op {
         OpType::Llm => "#1f77b4",

@@ -57,8 +57,7 @@ pub fn analyze(forest: &CallForest) -> NestedStackAnalysis {
         };
     }
     let concurrency = concurrency_distribution(forest, &order);
-    let self_times: Vec<f64> = forest.nodes.iter().map(|_| 0.0).collect();
-    let mut self_times = self_times;
+    let mut self_times = vec![0.0; forest.nodes.len()];
     for &n in &order {
         self_times[n] = self_time(forest, n);
     }

@@ -7,8 +7,9 @@
 //! `min_support` below 1 is a fraction of the sequences, 1 or more an absolute count, whatever
 //! its JSON type.
 
+use super::calltree::OpType;
 use super::config::PrefixSpanConfig;
-use super::frame::Frame;
+use super::frame::{Frame, time_order};
 use super::npstats;
 use super::pyfmt::fixed;
 use crate::trace::EventType;
@@ -22,6 +23,11 @@ const MAX_PATTERN_LEN: usize = 1000;
 /// Stop enumerating past this many frequent patterns: adversarial inputs (long alternating
 /// sequences) have exponentially many, and the reference would never finish on them either.
 pub const MAX_PATTERNS: usize = 2_000_000;
+
+/// Give up on the contiguous-occurrence scan once windows longer than 128 calls (summed afresh,
+/// as numpy does) have cost this many additions: only long, highly repetitive requests get here,
+/// and the reference would take hours on them.
+pub const MAX_LONG_WINDOW_WORK: usize = 200_000_000;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FrequentPattern {
@@ -50,6 +56,15 @@ struct Call {
 }
 
 pub fn analyze(frame: &Frame, config: &PrefixSpanConfig) -> PrefixSpanAnalysis {
+    analyze_within(frame, config, MAX_LONG_WINDOW_WORK)
+}
+
+/// [`analyze`] with the long-window budget as a parameter, so tests can reach it cheaply.
+fn analyze_within(
+    frame: &Frame,
+    config: &PrefixSpanConfig,
+    max_long_window_work: usize,
+) -> PrefixSpanAnalysis {
     let mut vocab: Vec<String> = Vec::new();
     let mut ids: HashMap<String, u32> = HashMap::new();
     let mut intern = |t: String| -> u32 {
@@ -63,40 +78,25 @@ pub fn analyze(frame: &Frame, config: &PrefixSpanConfig) -> PrefixSpanAnalysis {
     };
     // (example_number, calls) for every request with at least one row.
     let mut sequences: Vec<(i64, Vec<Call>)> = Vec::new();
+    let mut order: Vec<usize> = Vec::new();
     if frame.is_standardized() {
         for (req, rows) in frame.iter_requests() {
             if rows.is_empty() {
                 continue;
             }
-            let mut order: Vec<usize> = (0..rows.len()).collect();
-            order.sort_by(|a, b| {
-                rows[*a]
-                    .event_timestamp
-                    .total_cmp(&rows[*b].event_timestamp)
-            });
+            time_order(rows, &mut order);
             let mut open: HashMap<&str, (u32, f64)> = HashMap::new();
             let mut calls = Vec::new();
-            for i in order {
+            for &i in &order {
                 let r = &rows[i];
-                let (op, name) = match r.event_type {
-                    EventType::LlmStart | EventType::LlmEnd => (
-                        "LLM",
-                        if r.llm_name.is_empty() {
-                            "unknown_llm"
-                        } else {
-                            &r.llm_name
-                        },
-                    ),
-                    EventType::ToolStart | EventType::ToolEnd => (
-                        "TOOL",
-                        if r.tool_name.is_empty() {
-                            "unknown_tool"
-                        } else {
-                            &r.tool_name
-                        },
-                    ),
-                    _ => continue,
+                // LLM_NEW_TOKEN rows are not part of a call's START/END pair here.
+                if r.event_type == EventType::LlmNewToken {
+                    continue;
+                }
+                let Some(op) = OpType::of(r.event_type) else {
+                    continue;
                 };
+                let (op, name) = (op.as_str(), op.name_of(r));
                 if matches!(r.event_type, EventType::LlmStart | EventType::ToolStart) {
                     // The END row's empty text always replaces the START's (B7), so the token
                     // is the bare operation.
@@ -123,7 +123,6 @@ pub fn analyze(frame: &Frame, config: &PrefixSpanConfig) -> PrefixSpanAnalysis {
         min_support,
         out: Vec::new(),
         truncated: false,
-        vocab_size: vocab.len(),
     };
     miner.mine();
     let truncated = miner.truncated;
@@ -140,34 +139,43 @@ pub fn analyze(frame: &Frame, config: &PrefixSpanConfig) -> PrefixSpanAnalysis {
     // Contiguous occurrences of the found patterns, accumulated in the reference's order
     // (examples ascending, match starts ascending) so the float sums round the same way. A window
     // that is not a frequent pattern has no frequent extension (support is anti-monotone), so
-    // each scan from a start position stops at the first miss.
+    // each scan from a start position walks the trie of found patterns and stops at the first
+    // miss.
     #[derive(Default)]
     struct Occurrences {
         examples: Vec<i64>,
         count: usize,
         total_duration: f64,
     }
-    let index: HashMap<&[u32], usize> = found
-        .iter()
-        .enumerate()
-        .map(|(i, (p, _))| (p.as_slice(), i))
-        .collect();
+    let trie = PatternTrie::new(&found);
     let mut occ: Vec<Occurrences> = found.iter().map(|_| Occurrences::default()).collect();
-    let mut durations: Vec<f64> = Vec::new();
+    let mut long_window_work = 0usize;
     for ((example, calls), tokens) in sequences.iter().zip(&db) {
+        let durations: Vec<f64> = calls.iter().map(|c| c.duration).collect();
         for start in 0..tokens.len() {
-            for end in start + 1..=tokens.len() {
-                let Some(&i) = index.get(&tokens[start..end]) else {
+            let mut node = PatternTrie::ROOT;
+            let mut window = WindowSum::new(&durations[start..]);
+            for (len, token) in (1..).zip(&tokens[start..]) {
+                let Some((next, i)) = trie.child(node, *token) else {
                     break;
                 };
-                durations.clear();
-                durations.extend(calls[start..end].iter().map(|c| c.duration));
+                node = next;
+                if len > WindowSum::INCREMENTAL_MAX {
+                    long_window_work += len;
+                    if long_window_work > max_long_window_work {
+                        return no_patterns(&format!(
+                            "PrefixSpan skipped: the contiguous occurrences of the {} frequent \
+                             patterns span more than {max_long_window_work} calls.",
+                            found.len()
+                        ));
+                    }
+                }
                 let o = &mut occ[i];
                 if o.examples.last() != Some(example) {
                     o.examples.push(*example);
                 }
                 o.count += 1;
-                o.total_duration += npstats::sum(&durations);
+                o.total_duration += window.extend();
             }
         }
     }
@@ -225,13 +233,96 @@ fn absolute_min_support(min_support: f64, sequences: usize) -> f64 {
     }
 }
 
+/// The found patterns as a trie, so a scan extends a window by one token in O(1) instead of
+/// hashing the whole window again.
+struct PatternTrie {
+    /// (node, token) -> (child node, index of the pattern the child spells).
+    children: HashMap<(usize, u32), (usize, usize)>,
+}
+
+impl PatternTrie {
+    const ROOT: usize = 0;
+
+    /// Patterns come in depth-first order, so every pattern's prefix is already in the trie.
+    fn new(found: &[(Vec<u32>, usize)]) -> PatternTrie {
+        let mut children = HashMap::with_capacity(found.len());
+        for (i, (pattern, _)) in found.iter().enumerate() {
+            let Some((last, prefix)) = pattern.split_last() else {
+                continue;
+            };
+            let parent = prefix.iter().try_fold(Self::ROOT, |node, t| {
+                children.get(&(node, *t)).map(|(child, _)| *child)
+            });
+            if let Some(parent) = parent {
+                children.insert((parent, *last), (i + 1, i));
+            }
+        }
+        PatternTrie { children }
+    }
+
+    fn child(&self, node: usize, token: u32) -> Option<(usize, usize)> {
+        self.children.get(&(node, token)).copied()
+    }
+}
+
+/// `np.sum` of a growing window `values[..n]` for n = 1, 2, ...: numpy's 8-way accumulators are
+/// carried along, so each step up to 128 values costs O(8) and rounds exactly as a fresh
+/// `npstats::sum` would. Longer windows are summed afresh (numpy splits them recursively).
+struct WindowSum<'a> {
+    values: &'a [f64],
+    n: usize,
+    /// Left-to-right sum, numpy's path below eight values.
+    running: f64,
+    /// numpy's accumulators over the complete blocks of eight.
+    blocks: [f64; 8],
+}
+
+impl<'a> WindowSum<'a> {
+    const INCREMENTAL_MAX: usize = 128;
+
+    fn new(values: &'a [f64]) -> WindowSum<'a> {
+        WindowSum {
+            values,
+            n: 0,
+            running: 0.0,
+            blocks: [0.0; 8],
+        }
+    }
+
+    /// Grows the window by one value and returns its sum.
+    fn extend(&mut self) -> f64 {
+        self.n += 1;
+        let n = self.n;
+        let v = &self.values[..n];
+        if n < 8 {
+            self.running += v[n - 1];
+            return self.running;
+        }
+        if n > Self::INCREMENTAL_MAX {
+            return npstats::sum(v);
+        }
+        if n == 8 {
+            self.blocks.copy_from_slice(&v[..8]);
+        } else if n.is_multiple_of(8) {
+            for (r, x) in self.blocks.iter_mut().zip(&v[n - 8..]) {
+                *r += x;
+            }
+        }
+        let r = &self.blocks;
+        let mut res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for x in &v[n - n % 8..] {
+            res += x;
+        }
+        res
+    }
+}
+
 /// The `prefixspan` library's depth-first enumeration over interned tokens.
 struct Miner<'a> {
     db: &'a [Vec<u32>],
     min_support: f64,
     out: Vec<(Vec<u32>, usize)>,
     truncated: bool,
-    vocab_size: usize,
 }
 
 impl Miner<'_> {
@@ -255,11 +346,13 @@ impl Miner<'_> {
         }
         // `nextentries`: for each item, the first position after the match in each sequence,
         // items ordered by first occurrence over the matches in order.
+        // Keyed by the items met, not indexed by the vocabulary: a level costs what it scans, not
+        // the vocabulary's size.
         let mut order: Vec<u32> = Vec::new();
-        let mut next: Vec<Vec<(usize, usize)>> = vec![Vec::new(); self.vocab_size];
+        let mut next: HashMap<u32, Vec<(usize, usize)>> = HashMap::new();
         for &(seq, from) in matches {
             for (p, &item) in self.db[seq].iter().enumerate().skip(from) {
-                let list = &mut next[item as usize];
+                let list = next.entry(item).or_default();
                 if list.last().is_some_and(|(s, _)| *s == seq) {
                     continue;
                 }
@@ -270,7 +363,7 @@ impl Miner<'_> {
             }
         }
         for item in order {
-            let new_matches = std::mem::take(&mut next[item as usize]);
+            let new_matches = next.remove(&item).unwrap_or_default();
             if (new_matches.len() as f64) < self.min_support {
                 continue;
             }
@@ -326,13 +419,11 @@ mod tests {
     use crate::profiler::testutil::frame_of;
 
     fn mine(db: &[Vec<u32>], min_support: f64) -> Vec<(Vec<u32>, usize)> {
-        let vocab_size = db.iter().flatten().max().map_or(0, |m| *m as usize + 1);
         let mut m = Miner {
             db,
             min_support,
             out: Vec::new(),
             truncated: false,
-            vocab_size,
         };
         m.mine();
         m.out
@@ -352,6 +443,59 @@ mod tests {
             (vec![2], 3),
         ];
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn window_sums_round_like_a_fresh_numpy_sum() {
+        // Values of very different magnitudes, so any change in the order of additions shows.
+        let values: Vec<f64> = (0..300)
+            .map(|i| ((i * 7919) % 1000) as f64 * 10f64.powi(i % 9 - 4) / 3.0)
+            .collect();
+        for start in [0, 1, 5, 17] {
+            let mut w = WindowSum::new(&values[start..]);
+            for n in 1..=values.len() - start {
+                assert_eq!(
+                    w.extend().to_bits(),
+                    npstats::sum(&values[start..start + n]).to_bits(),
+                    "start {start}, n {n}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn trie_finds_each_pattern_by_its_tokens() {
+        let found = vec![(vec![0], 3), (vec![0, 2], 3), (vec![1], 2), (vec![1, 2], 2)];
+        let trie = PatternTrie::new(&found);
+        let (zero, i) = trie.child(PatternTrie::ROOT, 0).unwrap();
+        assert_eq!(i, 0);
+        assert_eq!(trie.child(zero, 2).map(|(_, i)| i), Some(1));
+        assert_eq!(trie.child(zero, 1), None);
+        let (one, _) = trie.child(PatternTrie::ROOT, 1).unwrap();
+        assert_eq!(trie.child(one, 2).map(|(_, i)| i), Some(3));
+        assert_eq!(trie.child(PatternTrie::ROOT, 2), None);
+    }
+
+    #[test]
+    fn long_repetitive_requests_finish() {
+        // Two requests of 1,200 calls to one model: every run of up to 1,000 calls is a frequent
+        // pattern, and the long windows' sums overrun a (test-sized) budget.
+        let mut rows = Vec::new();
+        for i in 0..1200 {
+            let uuid = format!("u{i}");
+            rows.push(("LLM_START", i as f64, uuid.clone()));
+            rows.push(("LLM_END", i as f64 + 0.5, uuid));
+        }
+        let req: Vec<(&str, f64, &str)> =
+            rows.iter().map(|(e, t, u)| (*e, *t, u.as_str())).collect();
+        let f = frame_of(&[req.clone(), req]);
+        let a = analyze_within(&f, &PrefixSpanConfig::default(), 1_000_000);
+        assert!(a.patterns.is_empty());
+        assert!(
+            a.textual_report.starts_with("PrefixSpan skipped"),
+            "{}",
+            a.textual_report
+        );
     }
 
     #[test]

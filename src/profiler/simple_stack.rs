@@ -5,6 +5,7 @@
 //! and it is global across requests (B13); the name is the first row's, so an unnamed START gives
 //! the name `""`.
 
+use super::calltree::OpType;
 use super::frame::{Frame, Row};
 use super::npstats;
 use super::percentile::percentile_sorted;
@@ -63,10 +64,10 @@ pub fn analyze(frame: &Frame) -> SimpleStackAnalysis {
         rows.extend(group.iter().map(|i| &frame.rows[*i]));
         rows.sort_by(|a, b| a.event_timestamp.total_cmp(&b.event_timestamp));
         let first = rows[0];
-        let (op_type, start_type, end_type) = match first.event_type.as_str() {
-            s if s.starts_with("LLM_") => ("LLM", EventType::LlmStart, EventType::LlmEnd),
-            s if s.starts_with("TOOL_") => ("TOOL", EventType::ToolStart, EventType::ToolEnd),
-            _ => continue,
+        let (op_type, start_type, end_type) = match OpType::of(first.event_type) {
+            Some(OpType::Llm) => ("LLM", EventType::LlmStart, EventType::LlmEnd),
+            Some(OpType::Tool) => ("TOOL", EventType::ToolStart, EventType::ToolEnd),
+            None => continue,
         };
         let min_of = |et: EventType| {
             rows.iter()
@@ -103,7 +104,7 @@ pub fn analyze(frame: &Frame) -> SimpleStackAnalysis {
         return empty();
     }
 
-    let overall_max = max_concurrency(ops.iter(), true);
+    let overall_max = max_concurrency(ops.iter());
     let mut max_by_name: HashMap<&str, i64> = HashMap::new();
     let mut names: Vec<&str> = Vec::new();
     for op in &ops {
@@ -113,7 +114,7 @@ pub fn analyze(frame: &Frame) -> SimpleStackAnalysis {
         }
     }
     for name in names {
-        let m = max_concurrency(ops.iter().filter(|o| o.name == name), false);
+        let m = max_concurrency(ops.iter().filter(|o| o.name == name));
         max_by_name.insert(name, m);
     }
 
@@ -148,9 +149,9 @@ pub fn analyze(frame: &Frame) -> SimpleStackAnalysis {
     SimpleStackAnalysis { stats, summary }
 }
 
-/// Running sum over `(start, +1)`/`(end, -1)` events, stably sorted by time. `overall` reproduces
-/// the overall pass (max over the whole trace); the per-name pass starts its maximum at 0.
-fn max_concurrency<'a, 'b: 'a>(ops: impl Iterator<Item = &'a Operation<'b>>, overall: bool) -> i64 {
+/// The highest running sum over `(start, +1)`/`(end, -1)` events, stably sorted by time (never
+/// below 0: the sum ends at 0).
+fn max_concurrency<'a, 'b: 'a>(ops: impl Iterator<Item = &'a Operation<'b>>) -> i64 {
     let mut events: Vec<(f64, i64)> = Vec::new();
     for op in ops {
         events.push((op.start, 1));
@@ -158,12 +159,12 @@ fn max_concurrency<'a, 'b: 'a>(ops: impl Iterator<Item = &'a Operation<'b>>, ove
     }
     events.sort_by(|a, b| a.0.total_cmp(&b.0));
     let mut cur = 0;
-    let mut max = if overall { i64::MIN } else { 0 };
+    let mut max = 0;
     for (_, d) in &events {
         cur += d;
         max = max.max(cur);
     }
-    if events.is_empty() { 0 } else { max }
+    max
 }
 
 fn summary(stats: &IndexMap<String, OperationStats>, overall_max: i64) -> String {

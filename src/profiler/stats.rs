@@ -6,7 +6,7 @@
 //! throughput. Each `Summary` says how much data it rests on; a statistic that needs more data
 //! than there is is `null`, never a zero-width interval.
 
-use super::frame::{Frame, Row, time_span};
+use super::frame::{Frame, Row, time_order, time_span};
 use super::npstats;
 use super::percentile::percentile_sorted;
 use crate::trace::EventType;
@@ -20,6 +20,10 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 pub const BOOTSTRAP_RESAMPLES: usize = 2000;
 /// Seed of the bootstrap's ChaCha8 stream: the same data always gives the same interval.
 pub const BOOTSTRAP_SEED: u64 = 20261128;
+/// Above this many values the bootstrap is left out: it costs 2,000 · n draws per statistic
+/// (a run has dozens), while at such n the mean is normal enough that the t interval says the
+/// same.
+pub const BOOTSTRAP_MAX_N: usize = 2000;
 
 /// Two 95% intervals for a mean.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -28,7 +32,8 @@ pub struct MeanIntervals {
     /// unless the data are very skewed).
     pub t: Option<[f64; 2]>,
     /// Percentile bootstrap: the 2.5th and 97.5th percentiles of the means of 2,000 resamples.
-    /// Assumes the sample represents the population; unreliable below about 10 values.
+    /// Assumes the sample represents the population; unreliable below about 10 values. Null
+    /// above [`BOOTSTRAP_MAX_N`] values, where the t interval serves.
     pub bootstrap: Option<[f64; 2]>,
 }
 
@@ -100,10 +105,11 @@ pub fn t_interval(values: &[f64], level: f64) -> Option<[f64; 2]> {
     Some([mean - half, mean + half])
 }
 
-/// The percentile bootstrap interval for the mean, seeded; `None` below two values.
+/// The percentile bootstrap interval for the mean, seeded; `None` below two values or above
+/// [`BOOTSTRAP_MAX_N`].
 pub fn bootstrap_interval(values: &[f64], level: f64) -> Option<[f64; 2]> {
     let n = values.len();
-    if n < 2 {
+    if !(2..=BOOTSTRAP_MAX_N).contains(&n) {
         return None;
     }
     let mut rng = ChaCha8Rng::seed_from_u64(BOOTSTRAP_SEED);
@@ -211,13 +217,7 @@ pub fn pair_calls(
     let (mut unmatched_starts, mut unmatched_ends) = (0, 0);
     let mut order: Vec<usize> = Vec::new();
     for (req, rows) in frame.iter_requests() {
-        order.clear();
-        order.extend(0..rows.len());
-        order.sort_by(|a, b| {
-            rows[*a]
-                .event_timestamp
-                .total_cmp(&rows[*b].event_timestamp)
-        });
+        time_order(rows, &mut order);
         let mut open: HashMap<&str, VecDeque<&Row>> = HashMap::new();
         for &i in &order {
             let r = &rows[i];
@@ -497,6 +497,14 @@ mod tests {
         let [lo, _] = poisson_rate_interval(0, 2.0, 0.95).unwrap();
         assert_eq!(lo, 0.0);
         assert!(poisson_rate_interval(3, 0.0, 0.95).is_none());
+    }
+
+    #[test]
+    fn bootstrap_is_left_out_for_large_samples() {
+        let v: Vec<f64> = (0..=BOOTSTRAP_MAX_N).map(|i| i as f64).collect();
+        assert!(bootstrap_interval(&v[..BOOTSTRAP_MAX_N], 0.95).is_some());
+        assert_eq!(bootstrap_interval(&v, 0.95), None);
+        assert!(t_interval(&v, 0.95).is_some());
     }
 
     #[test]

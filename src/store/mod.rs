@@ -48,6 +48,10 @@ pub struct RunChanges {
     pub name: Option<String>,
     pub profiler_config: Option<Value>,
     pub metadata: Option<Value>,
+    /// Apply only if the run's `updated_at` is still this (the read the changes were computed
+    /// from), else fail with [`StoreError::Stale`]: a merge patch computed from an old read
+    /// would silently undo a concurrent one.
+    pub if_updated_at: Option<OffsetDateTime>,
 }
 
 /// How an incoming request is matched to a stored one.
@@ -100,8 +104,8 @@ impl PreparedBatch {
                     .iter()
                     .map(|s| PreparedStep {
                         columns: StepColumns::from_step(s),
-                        // render_step output is JSON text, hence UTF-8.
-                        body: String::from_utf8(render_step(s)).unwrap_or_default(),
+                        body: String::from_utf8(render_step(s))
+                            .expect("render_step writes JSON text, which is UTF-8"),
                     })
                     .collect();
                 PreparedRequest { key, steps }
@@ -147,6 +151,15 @@ pub enum StoreError {
     Database(#[source] sqlx::Error),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The batch is well-formed but this run cannot take it; the message is for the client.
+    #[error("{0}")]
+    Rejected(String),
+    /// The run changed between the read an update was based on and the update itself.
+    #[error("the run changed concurrently")]
+    Stale,
+    /// Every slot for this kind of work is taken; worth retrying shortly.
+    #[error("{0}")]
+    Busy(String),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
@@ -335,7 +348,11 @@ impl PreparedBatch {
                 },
             };
             let number = i32::try_from(number).map_err(|_| {
-                StoreError::Corrupt(format!("request number {number} is out of range"))
+                StoreError::Rejected(format!(
+                    "no request number is left for a new eval item: the run already holds \
+                     request number {}",
+                    i32::MAX
+                ))
             })?;
             requests.entry(number).or_insert(external);
             for step in &r.steps {
@@ -352,11 +369,41 @@ impl PreparedBatch {
     }
 
     /// Whether the batch names eval ids, which may need new request numbers (and so the run's
-    /// lock, to hand them out once).
+    /// exclusive lock, to hand them out once).
     pub(crate) fn has_external_ids(&self) -> bool {
         self.requests
             .iter()
             .any(|r| matches!(r.key, RequestKey::External(_)))
+    }
+}
+
+/// Bounds the combined-requests streams that may hold a pooled connection at once. A stream
+/// keeps its connection (and snapshot) until the client has read the last byte, so without a
+/// bound a few slow readers could take every connection and starve all other requests.
+#[derive(Debug, Clone)]
+pub(crate) struct StreamSlots(std::sync::Arc<tokio::sync::Semaphore>);
+
+/// How long a new stream waits for a slot before the client is told to retry.
+const STREAM_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+impl StreamSlots {
+    /// Half the pool, at least one.
+    pub(crate) fn for_pool(max_connections: u32) -> StreamSlots {
+        let slots = (max_connections as usize / 2).max(1);
+        StreamSlots(std::sync::Arc::new(tokio::sync::Semaphore::new(slots)))
+    }
+
+    /// A slot, held for as long as the returned permit lives (move it into the stream).
+    pub(crate) async fn acquire(&self) -> Result<tokio::sync::OwnedSemaphorePermit, StoreError> {
+        let busy = || {
+            StoreError::Busy(
+                "every slot for streaming combined requests is in use; retry shortly".to_owned(),
+            )
+        };
+        tokio::time::timeout(STREAM_SLOT_WAIT, self.0.clone().acquire_owned())
+            .await
+            .map_err(|_| busy())?
+            .map_err(|_| busy())
     }
 }
 

@@ -1,9 +1,12 @@
 //! The PostgreSQL store (sqlx, `PgPool`).
 //!
-//! A batch runs in one transaction that first locks its run row (`FOR UPDATE`), so concurrent
-//! batches for the same run serialise (each sees the other's steps for deduplication and takes
-//! the next sequence numbers) while batches for different runs proceed in parallel. Steps go in
-//! with one `INSERT ... SELECT FROM UNNEST(...) ON CONFLICT DO NOTHING`, one array per column.
+//! A batch runs in one transaction. Batches of the same run do not serialise: each numbers its
+//! steps from its own block of the `step_batches` sequence, and two batches carrying the same
+//! step meet at the unique index, where the later one waits and then skips it. The one thing
+//! that needs the run to itself is handing out new request numbers to eval ids, so such a batch
+//! locks the run row `FOR UPDATE`, while every other batch holds `FOR KEY SHARE` (compatible with
+//! its peers, not with that lock). Steps go in with one
+//! `INSERT ... SELECT FROM UNNEST(...) ON CONFLICT DO NOTHING`, one array per column.
 
 use super::*;
 use crate::profiler::FrameBuilder;
@@ -21,15 +24,19 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/post
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    streams: StreamSlots,
     /// Set once the migrations have run; until then data operations answer "unavailable".
     schema_ready: Arc<AtomicBool>,
 }
+
+/// Connections per process.
+const MAX_CONNECTIONS: u32 = 16;
 
 /// Connection settings for the pool; short acquire timeouts so that an unreachable database
 /// turns into a prompt 503 rather than a hung request.
 pub fn pool_options() -> PgPoolOptions {
     PgPoolOptions::new()
-        .max_connections(16)
+        .max_connections(MAX_CONNECTIONS)
         .min_connections(0)
         .acquire_timeout(Duration::from_secs(3))
         .idle_timeout(Duration::from_secs(300))
@@ -53,6 +60,7 @@ impl PgStore {
     /// Wraps a pool whose database is already migrated (or will be, through `migrate`).
     pub fn from_pool(pool: PgPool) -> PgStore {
         PgStore {
+            streams: StreamSlots::for_pool(pool.options().get_max_connections()),
             pool,
             schema_ready: Arc::new(AtomicBool::new(false)),
         }
@@ -207,9 +215,10 @@ const INSERT_STEPS: &str = "
 ///
 /// No lock is held while the steps go in: sequence numbers come from a block of the
 /// `step_batches` sequence, and concurrent batches that carry the same step meet at the unique
-/// index, where the later one waits and then skips it. The run row is locked only to bump its
-/// version and counters at the end, or from the start when the batch may have to number new eval
-/// requests (two batches must not hand out the same number).
+/// index, where the later one waits and then skips it. A batch that may number new eval requests
+/// locks the run row exclusively from the start (two batches must not hand out the same number,
+/// and no other batch may create that number meanwhile); every other batch takes the shared
+/// `FOR KEY SHARE`, which waits for such a batch but not for its peers.
 async fn append_in(
     tx: &mut Transaction<'static, Postgres>,
     id: Uuid,
@@ -219,7 +228,7 @@ async fn append_in(
     let version: i64 = sqlx::query_scalar(if numbers_new_requests {
         "SELECT version FROM runs WHERE id = $1 FOR UPDATE"
     } else {
-        "SELECT version FROM runs WHERE id = $1"
+        "SELECT version FROM runs WHERE id = $1 FOR KEY SHARE"
     })
     .bind(id)
     .fetch_optional(&mut **tx)
@@ -249,7 +258,7 @@ async fn append_in(
         .map_or(-1, i64::from);
     }
     if batch.step_count() >= 1 << SEQ_BLOCK_BITS {
-        return Err(StoreError::Corrupt(format!(
+        return Err(StoreError::Rejected(format!(
             "a batch holds at most {} steps",
             (1u64 << SEQ_BLOCK_BITS) - 1
         )));
@@ -305,7 +314,8 @@ async fn append_in(
     if stored > 0 || created > 0 {
         new_version = sqlx::query_scalar(
             "UPDATE runs SET version = version + 1, request_count = request_count + $2,
-                             step_count = step_count + $3, updated_at = now()
+                             step_count = step_count + $3,
+                             updated_at = GREATEST(clock_timestamp(), updated_at + interval '1 microsecond')
              WHERE id = $1 RETURNING version",
         )
         .bind(id)
@@ -432,19 +442,26 @@ impl Store for PgStore {
     async fn update_run(&self, id: Uuid, changes: RunChanges) -> Result<RunRecord, StoreError> {
         self.ready()?;
         let mut tx = self.pool.begin().await?;
+        // updated_at only ever grows, even within one clock tick, so it can serve as the
+        // precondition of the next update.
         let updated = sqlx::query(
             "UPDATE runs SET name = COALESCE($2, name), profiler_config = COALESCE($3, profiler_config),
-                             metadata = COALESCE($4, metadata), updated_at = now()
-             WHERE id = $1",
+                             metadata = COALESCE($4, metadata),
+                             updated_at = GREATEST(clock_timestamp(), updated_at + interval '1 microsecond')
+             WHERE id = $1 AND ($5::timestamptz IS NULL OR updated_at = $5)",
         )
         .bind(id)
         .bind(changes.name)
         .bind(changes.profiler_config.map(sqlx::types::Json))
         .bind(changes.metadata.map(sqlx::types::Json))
+        .bind(changes.if_updated_at)
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
+            return Err(match changes.if_updated_at {
+                Some(_) if fetch_run(&mut tx, id).await.is_ok() => StoreError::Stale,
+                _ => StoreError::NotFound,
+            });
         }
         let record = fetch_run(&mut tx, id).await?;
         tx.commit().await?;
@@ -528,6 +545,7 @@ impl Store for PgStore {
 
     async fn stream_requests(&self, id: Uuid) -> Result<ByteStream, StoreError> {
         self.ready()?;
+        let slot = self.streams.acquire().await?;
         let mut tx = self.pool.begin().await?;
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .execute(&mut *tx)
@@ -546,6 +564,7 @@ impl Store for PgStore {
         .fetch_all(&mut *tx)
         .await?;
         let stream = async_stream::try_stream! {
+            let _slot = slot;
             let mut out = crate::profiler::traces::TracesWriter::new(Vec::with_capacity(CHUNK * 2));
             let mut walker = RequestWalker::new(numbers.into_iter().map(i64::from).collect());
             {

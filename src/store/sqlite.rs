@@ -1,7 +1,8 @@
 //! The embedded SQLite store: a single file, no server, for `agentprof serve` out of the box.
 //!
-//! Writes take SQLite's write lock up front (`BEGIN IMMEDIATE`), which serialises batches the way
-//! the PostgreSQL store's run-row lock does. WAL mode lets readers (metrics, streaming) proceed
+//! Writes take SQLite's write lock up front (`BEGIN IMMEDIATE`), which serialises all batches
+//! (simpler than the PostgreSQL store's lock-free numbering, and a single file has one writer
+//! anyway). WAL mode lets readers (metrics, streaming) proceed
 //! while a batch is written. SQLite has no array parameters, so steps go in with multi-row
 //! `INSERT ... VALUES` statements, a few hundred rows at a time.
 
@@ -25,6 +26,7 @@ const ROWS_PER_INSERT: usize = 500;
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    streams: StreamSlots,
 }
 
 impl SqliteStore {
@@ -68,7 +70,10 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(opts)
             .await?;
-        let store = SqliteStore { pool };
+        let store = SqliteStore {
+            streams: StreamSlots::for_pool(max),
+            pool,
+        };
         MIGRATOR.run(&store.pool).await.map_err(|e| match e {
             sqlx::migrate::MigrateError::Execute(inner) => StoreError::from(inner),
             other => StoreError::Migrate(other),
@@ -211,7 +216,7 @@ async fn append_in(
     if stored > 0 || created > 0 {
         new_version = sqlx::query_scalar(
             "UPDATE runs SET version = version + 1, next_seq = ?2, request_count = request_count + ?3,
-                             step_count = step_count + ?4, updated_at = ?5
+                             step_count = step_count + ?4, updated_at = MAX(?5, updated_at + 1)
              WHERE id = ?1 RETURNING version",
         )
         .bind(id)
@@ -306,20 +311,26 @@ impl Store for SqliteStore {
 
     async fn update_run(&self, id: Uuid, changes: RunChanges) -> Result<RunRecord, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // updated_at only ever grows, even within one clock tick, so it can serve as the
+        // precondition of the next update.
         let updated = sqlx::query(
             "UPDATE runs SET name = COALESCE(?2, name), profiler_config = COALESCE(?3, profiler_config),
-                             metadata = COALESCE(?4, metadata), updated_at = ?5
-             WHERE id = ?1",
+                             metadata = COALESCE(?4, metadata), updated_at = MAX(?5, updated_at + 1)
+             WHERE id = ?1 AND (?6 IS NULL OR updated_at = ?6)",
         )
         .bind(id)
         .bind(changes.name)
         .bind(changes.profiler_config.map(|v| v.to_string()))
         .bind(changes.metadata.map(|v| v.to_string()))
         .bind(micros(OffsetDateTime::now_utc()))
+        .bind(changes.if_updated_at.map(micros))
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
+            return Err(match changes.if_updated_at {
+                Some(_) if fetch_run(&mut tx, id).await.is_ok() => StoreError::Stale,
+                _ => StoreError::NotFound,
+            });
         }
         let record = fetch_run(&mut tx, id).await?;
         tx.commit().await?;
@@ -392,6 +403,7 @@ impl Store for SqliteStore {
     }
 
     async fn stream_requests(&self, id: Uuid) -> Result<ByteStream, StoreError> {
+        let slot = self.streams.acquire().await?;
         let mut tx = self.pool.begin().await?;
         let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM runs WHERE id = ?1")
             .bind(id)
@@ -407,6 +419,7 @@ impl Store for SqliteStore {
         .fetch_all(&mut *tx)
         .await?;
         let stream = async_stream::try_stream! {
+            let _slot = slot;
             let mut out = crate::profiler::traces::TracesWriter::new(Vec::with_capacity(CHUNK * 2));
             let mut walker = RequestWalker::new(numbers);
             {

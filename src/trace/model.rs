@@ -101,18 +101,6 @@ impl EventType {
             _ => EventState::End,
         }
     }
-
-    /// LLM and TOOL events are the "calls" that the stack analyses nest.
-    pub fn is_llm_or_tool(self) -> bool {
-        matches!(
-            self,
-            EventType::LlmStart
-                | EventType::LlmEnd
-                | EventType::LlmNewToken
-                | EventType::ToolStart
-                | EventType::ToolEnd
-        )
-    }
 }
 
 /// `LLMFrameworkEnum` (aiq 1.1.0), plus the values nat 1.9 added.
