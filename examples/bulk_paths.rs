@@ -1,0 +1,228 @@
+//! Which bulk path should the PostgreSQL store use? Times the same prepared batches through
+//! (a) the store's `INSERT ... SELECT FROM UNNEST($arrays) ON CONFLICT DO NOTHING` and
+//! (b) `COPY ... FROM STDIN` into a temporary staging table followed by
+//!     `INSERT ... SELECT ... ON CONFLICT DO NOTHING` (COPY cannot skip duplicates by itself),
+//! each on a fresh database, best of three.
+//!
+//! ```text
+//! cargo run --release --example bulk_paths -- postgres://postgres@127.0.0.1:5432/postgres [BATCHES] [REQUESTS]
+//! ```
+
+use agentprof::store::postgres::PgStore;
+use agentprof::store::{NewRun, PreparedBatch, Store};
+use agentprof::trace::{EventType, Framework, ParseOptions, parse_value};
+use sqlx::{Connection, PgConnection};
+use std::fmt::Write;
+use std::time::{Duration, Instant};
+
+fn batches(n: usize, requests: usize) -> Vec<PreparedBatch> {
+    (0..n)
+        .map(|b| {
+            let doc =
+                agentprof::synth::profiler_document_from(b * requests, requests, 500 + b as u64);
+            PreparedBatch::prepare(parse_value(doc, &ParseOptions::default()).expect("valid"))
+        })
+        .collect()
+}
+
+/// COPY text format: backslash escapes for the few bytes that need them.
+fn text_field(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn bytea_field(out: &mut String, b: Option<&[u8]>) {
+    match b {
+        None => out.push_str("\\N"),
+        Some(b) => {
+            out.push_str("\\\\x");
+            for byte in b {
+                let _ = write!(out, "{byte:02x}");
+            }
+        }
+    }
+}
+
+async fn fresh(admin: &str, name: &str) -> anyhow::Result<String> {
+    let mut c = PgConnection::connect(admin).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut c)
+    .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut c)
+        .await?;
+    Ok(format!(
+        "{}/{name}",
+        admin.rsplit_once('/').map_or(admin, |(base, _)| base)
+    ))
+}
+
+async fn unnest_path(url: &str, batches: &[PreparedBatch]) -> anyhow::Result<Duration> {
+    let store = PgStore::connect(url).await?;
+    let (run, _) = store
+        .create_run(
+            NewRun {
+                name: "unnest".into(),
+                profiler_config: serde_json::json!({}),
+                metadata: serde_json::json!({}),
+            },
+            None,
+        )
+        .await?;
+    let t = Instant::now();
+    for b in batches {
+        store.append(run.id, b.clone()).await?;
+    }
+    Ok(t.elapsed())
+}
+
+async fn copy_path(url: &str, batches: &[PreparedBatch]) -> anyhow::Result<Duration> {
+    let store = PgStore::connect(url).await?;
+    let (run, _) = store
+        .create_run(
+            NewRun {
+                name: "copy".into(),
+                profiler_config: serde_json::json!({}),
+                metadata: serde_json::json!({}),
+            },
+            None,
+        )
+        .await?;
+    let pool = store.pool().clone();
+    let t = Instant::now();
+    let mut seq: i64 = 0;
+    for b in batches {
+        let mut tx = pool.begin().await?;
+        let mut numbers: Vec<i32> = b
+            .requests
+            .iter()
+            .filter_map(|r| match r.key {
+                agentprof::store::RequestKey::Number(n) => i32::try_from(n).ok(),
+                agentprof::store::RequestKey::External(_) => None,
+            })
+            .collect();
+        numbers.sort_unstable();
+        numbers.dedup();
+        sqlx::query("INSERT INTO requests (run_id, request_number) SELECT $1, * FROM UNNEST($2::int4[]) ON CONFLICT DO NOTHING")
+            .bind(run.id)
+            .bind(&numbers)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("CREATE TEMP TABLE staging (LIKE steps INCLUDING DEFAULTS) ON COMMIT DROP")
+            .execute(&mut *tx)
+            .await?;
+        let mut text = String::with_capacity(4 << 20);
+        for r in &b.requests {
+            let agentprof::store::RequestKey::Number(n) = r.key else {
+                continue;
+            };
+            for s in &r.steps {
+                let c = &s.columns;
+                let a = c.ancestry.as_ref();
+                // The store's stable codes: positions in the `ALL` tables.
+                let event_code = EventType::ALL
+                    .iter()
+                    .position(|e| *e == c.event_type)
+                    .unwrap_or(0);
+                let _ = write!(
+                    text,
+                    "{}\t{n}\t{seq}\t{event_code}\t{}\t",
+                    run.id,
+                    agentprof::profiler::pyfmt::float_repr(c.event_timestamp)
+                );
+                bytea_field(&mut text, Some(c.uuid.as_bytes()));
+                text.push('\t');
+                bytea_field(&mut text, c.name.as_deref().map(str::as_bytes));
+                text.push('\t');
+                match c
+                    .framework
+                    .and_then(|f| Framework::ALL.iter().position(|x| *x == f))
+                {
+                    Some(code) => {
+                        let _ = write!(text, "{code}\t");
+                    }
+                    None => text.push_str("\\N\t"),
+                }
+                for v in [
+                    a.map(|a| a.function_name.as_str()),
+                    a.map(|a| a.function_id.as_str()),
+                    a.and_then(|a| a.parent_name.as_deref()),
+                    a.and_then(|a| a.parent_id.as_deref()),
+                ] {
+                    bytea_field(&mut text, v.map(str::as_bytes));
+                    text.push('\t');
+                }
+                let _ = write!(
+                    text,
+                    "{}\t{}\t{}\t{}\t",
+                    c.prompt_tokens, c.completion_tokens, c.total_tokens, c.seconds_between_calls
+                );
+                bytea_field(&mut text, c.text.as_deref().map(str::as_bytes));
+                text.push('\t');
+                text_field(&mut text, &s.body);
+                text.push('\n');
+                seq += 1;
+            }
+        }
+        let mut copy = tx.copy_in_raw("COPY staging (run_id, request_number, seq, event_type, event_timestamp, uuid, name, framework, function_name, function_id, parent_name, parent_id, prompt_tokens, completion_tokens, total_tokens, seconds_between_calls, text_value, body) FROM STDIN").await?;
+        copy.send(text.as_bytes()).await?;
+        copy.finish().await?;
+        sqlx::query("INSERT INTO steps SELECT * FROM staging ON CONFLICT DO NOTHING")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE runs SET version = version + 1 WHERE id = $1")
+            .bind(run.id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+    }
+    Ok(t.elapsed())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let admin = args
+        .get(1)
+        .cloned()
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10);
+    let requests: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(100);
+    let data = batches(n, requests);
+    let steps: usize = data.iter().map(PreparedBatch::step_count).sum();
+    for (name, path) in [("unnest", 0), ("copy+insert", 1)] {
+        let mut best = Duration::MAX;
+        for attempt in 0..3 {
+            let url = fresh(&admin, &format!("agentprof_bulk_{attempt}")).await?;
+            let t = if path == 0 {
+                unnest_path(&url, &data).await?
+            } else {
+                copy_path(&url, &data).await?
+            };
+            best = best.min(t);
+        }
+        println!(
+            "{name:12} {steps} steps in {n} batches: best {:.3} s = {:.0} steps/s",
+            best.as_secs_f64(),
+            steps as f64 / best.as_secs_f64()
+        );
+    }
+    let mut c = PgConnection::connect(&admin).await?;
+    for attempt in 0..3 {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS agentprof_bulk_{attempt} WITH (FORCE)"
+        )))
+        .execute(&mut c)
+        .await?;
+    }
+    Ok(())
+}
