@@ -61,7 +61,7 @@ pub async fn compare_runs(
     body: Body,
 ) -> ApiResult<Json<Value>> {
     let bytes = read_json_bytes(&headers, body, st.limits).await?;
-    let body = parse_json(&bytes)?;
+    let body = super::runs::blocking(move || parse_json(&bytes)).await?;
     if !body.is_object() {
         return Err(ApiError::invalid_at(
             "",

@@ -204,7 +204,7 @@ fn parse_create(body: Value) -> ApiResult<(NewRun, Option<PreparedBatch>)> {
 }
 
 /// Runs CPU-heavy body handling (JSON parsing, validation, rendering) off the async executor.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> ApiResult<T> + Send + 'static,
 ) -> ApiResult<T> {
     tokio::task::spawn_blocking(f)
@@ -359,7 +359,7 @@ pub async fn patch_run(
 ) -> ApiResult<Json<RunView>> {
     let id = run_id(path)?;
     let bytes = read_json_bytes(&headers, body, st.limits).await?;
-    let Value::Object(mut patch) = parse_json(&bytes)? else {
+    let Value::Object(mut patch) = blocking(move || parse_json(&bytes)).await? else {
         return Err(ApiError::invalid_at(
             "",
             "expected an object {name, profiler_config, metadata}",

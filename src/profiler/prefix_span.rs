@@ -13,8 +13,8 @@ use super::frame::{Frame, time_order};
 use super::npstats;
 use super::pyfmt::fixed;
 use crate::trace::EventType;
+use rustc_hash::FxHashMap;
 use serde::Serialize;
-use std::collections::HashMap;
 use std::fmt::Write;
 
 /// The library's `maxlen`.
@@ -65,17 +65,7 @@ fn analyze_within(
     config: &PrefixSpanConfig,
     max_long_window_work: usize,
 ) -> PrefixSpanAnalysis {
-    let mut vocab: Vec<String> = Vec::new();
-    let mut ids: HashMap<String, u32> = HashMap::new();
-    let mut intern = |t: String| -> u32 {
-        if let Some(&id) = ids.get(&t) {
-            return id;
-        }
-        let id = vocab.len() as u32;
-        ids.insert(t.clone(), id);
-        vocab.push(t);
-        id
-    };
+    let mut vocab = Vocabulary::default();
     // (example_number, calls) for every request with at least one row.
     let mut sequences: Vec<(i64, Vec<Call>)> = Vec::new();
     let mut order: Vec<usize> = Vec::new();
@@ -85,7 +75,7 @@ fn analyze_within(
                 continue;
             }
             time_order(rows, &mut order);
-            let mut open: HashMap<&str, (u32, f64)> = HashMap::new();
+            let mut open: FxHashMap<&str, (u32, f64)> = FxHashMap::default();
             let mut calls = Vec::new();
             for &i in &order {
                 let r = &rows[i];
@@ -100,7 +90,7 @@ fn analyze_within(
                 if matches!(r.event_type, EventType::LlmStart | EventType::ToolStart) {
                     // The END row's empty text always replaces the START's (B7), so the token
                     // is the bare operation.
-                    open.insert(&r.uuid, (intern(format!("{op}:{name}")), r.event_timestamp));
+                    open.insert(&r.uuid, (vocab.intern(op, name), r.event_timestamp));
                 } else if let Some((token, start)) = open.remove(r.uuid.as_str()) {
                     calls.push(Call {
                         token,
@@ -197,7 +187,10 @@ fn analyze_within(
             0.0
         };
         patterns.push(FrequentPattern {
-            pattern: pattern.iter().map(|t| vocab[*t as usize].clone()).collect(),
+            pattern: pattern
+                .iter()
+                .map(|t| vocab.tokens[*t as usize].clone())
+                .collect(),
             frequency: *frequency,
             coverage,
             average_duration,
@@ -223,6 +216,25 @@ fn analyze_within(
     }
 }
 
+/// Tokens are `"OP:name"`, interned by their parts so that a known token costs no allocation.
+#[derive(Default)]
+struct Vocabulary<'f> {
+    tokens: Vec<String>,
+    ids: FxHashMap<(&'static str, &'f str), u32>,
+}
+
+impl<'f> Vocabulary<'f> {
+    fn intern(&mut self, op: &'static str, name: &'f str) -> u32 {
+        if let Some(&id) = self.ids.get(&(op, name)) {
+            return id;
+        }
+        let id = self.tokens.len() as u32;
+        self.ids.insert((op, name), id);
+        self.tokens.push(format!("{op}:{name}"));
+        id
+    }
+}
+
 /// Support a pattern needs: `max(1, round(f * n))` for a fraction (Python rounds half to even),
 /// the value itself otherwise.
 fn absolute_min_support(min_support: f64, sequences: usize) -> f64 {
@@ -237,7 +249,7 @@ fn absolute_min_support(min_support: f64, sequences: usize) -> f64 {
 /// hashing the whole window again.
 struct PatternTrie {
     /// (node, token) -> (child node, index of the pattern the child spells).
-    children: HashMap<(usize, u32), (usize, usize)>,
+    children: FxHashMap<(usize, u32), (usize, usize)>,
 }
 
 impl PatternTrie {
@@ -245,7 +257,8 @@ impl PatternTrie {
 
     /// Patterns come in depth-first order, so every pattern's prefix is already in the trie.
     fn new(found: &[(Vec<u32>, usize)]) -> PatternTrie {
-        let mut children = HashMap::with_capacity(found.len());
+        let mut children = FxHashMap::default();
+        children.reserve(found.len());
         for (i, (pattern, _)) in found.iter().enumerate() {
             let Some((last, prefix)) = pattern.split_last() else {
                 continue;
@@ -349,7 +362,7 @@ impl Miner<'_> {
         // Keyed by the items met, not indexed by the vocabulary: a level costs what it scans, not
         // the vocabulary's size.
         let mut order: Vec<u32> = Vec::new();
-        let mut next: HashMap<u32, Vec<(usize, usize)>> = HashMap::new();
+        let mut next: FxHashMap<u32, Vec<(usize, usize)>> = FxHashMap::default();
         for &(seq, from) in matches {
             for (p, &item) in self.db[seq].iter().enumerate().skip(from) {
                 let list = next.entry(item).or_default();
