@@ -471,6 +471,7 @@ mod tests {
                 welch_test(&a, &b).2.unwrap() < ALPHA
             })
             .count();
+        eprintln!("A/A: rejected {rejections} of 1000 at alpha {ALPHA}");
         assert!(
             (30..=70).contains(&rejections),
             "rejected {rejections} of 1000"
@@ -489,6 +490,7 @@ mod tests {
                 lo <= true_mean && true_mean <= hi
             })
             .count();
+        eprintln!("t interval: covered the true mean {covered} of 1000 times");
         assert!((930..=970).contains(&covered), "covered {covered} of 1000");
     }
 }
