@@ -4,7 +4,8 @@
 # every response is checked (no 5xx, status codes, content types, headers and bodies as
 # documented, invalid input rejected, valid input accepted, authentication enforced).
 #
-# Usage: scripts/schemathesis.sh [SECONDS]      (time budget, default 60; env ST_MAX_TIME too)
+# Usage: scripts/schemathesis.sh [SECONDS]      (time budget, default 60; env ST_MAX_TIME too;
+#                                               ST_SEED picks another fixed seed)
 # Needs python3 with venv; installs schemathesis from PyPI into ~/.cache/agentprof on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +33,7 @@ done
 
 set +e
 "$venv/bin/st" run "http://127.0.0.1:$port/openapi.json" \
-  --checks all --max-time "$budget" --workers 2 --seed 20261128 \
+  --checks all --max-time "$budget" --workers 2 --seed "${ST_SEED:-20261128}" \
   -H "Authorization: Bearer $key" --no-color 2>&1 | tee target/schemathesis-report.txt
 status=${PIPESTATUS[0]}
 set -e

@@ -11,7 +11,7 @@ use crate::profiler::ProfilerConfig;
 use crate::store::{
     IngestOutcome, NewRun, PreparedBatch, RunChanges, RunCursor, RunRecord, StoreError,
 };
-use crate::trace::{ParseOptions, find_nul, parse_value, pointer_segment, type_name};
+use crate::trace::{ParseOptions, parse_value, pointer_segment, type_name};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -84,20 +84,8 @@ fn check_config(v: &Value, path: &str) -> ApiResult<()> {
     }
     ProfilerConfig::from_json(v.clone())
         .map(|_| ())
-        .map_err(|e| ApiError::invalid_at(format!("{path}{}", e.path), e.message))?;
-    check_no_nul(v, path)
-}
-
-/// Run names, metadata and configs go into PostgreSQL text and jsonb, which cannot hold U+0000:
-/// refuse it up front rather than fail in the database.
-fn check_no_nul(v: &Value, path: &str) -> ApiResult<()> {
-    match find_nul(v, path) {
-        Some(at) => Err(ApiError::invalid_at(
-            at,
-            "must not contain NUL (U+0000) characters",
-        )),
-        None => Ok(()),
-    }
+        .map(|_| ())
+        .map_err(|e| ApiError::invalid_at(format!("{path}{}", e.path), e.message))
 }
 
 /// A run name: a string of at most 500 characters; null (or absent) is the empty name.
@@ -107,10 +95,7 @@ fn run_name(v: Value) -> ApiResult<String> {
         Value::String(s) if s.chars().count() > 500 => {
             Err(ApiError::invalid_at("/name", "at most 500 characters"))
         }
-        Value::String(s) => {
-            check_no_nul(&Value::String(s.clone()), "/name")?;
-            Ok(s)
-        }
+        Value::String(s) => Ok(s),
         other => Err(ApiError::invalid_at(
             "/name",
             format!("expected a string or null, got {}", type_name(&other)),
@@ -122,7 +107,7 @@ fn run_name(v: Value) -> ApiResult<String> {
 fn check_metadata(v: &Value) -> ApiResult<()> {
     match v {
         Value::Null => Ok(()),
-        Value::Object(_) => check_no_nul(v, "/metadata"),
+        Value::Object(_) => Ok(()),
         other => Err(ApiError::invalid_at(
             "/metadata",
             format!("expected an object or null, got {}", type_name(other)),

@@ -127,17 +127,22 @@ const RUN_COLUMNS: &str = "id, name, created_at, updated_at, version, request_co
 fn run_from_row(r: &PgRow) -> Result<RunRecord, StoreError> {
     Ok(RunRecord {
         id: r.try_get("id")?,
-        name: r.try_get("name")?,
+        name: utf8(r.try_get("name")?)?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
         version: r.try_get("version")?,
         request_count: i64::from(r.try_get::<i32, _>("request_count")?),
         step_count: r.try_get("step_count")?,
-        profiler_config: r
-            .try_get::<sqlx::types::Json<Value>, _>("profiler_config")?
-            .0,
-        metadata: r.try_get::<sqlx::types::Json<Value>, _>("metadata")?.0,
+        profiler_config: json_column(r, "profiler_config")?,
+        metadata: json_column(r, "metadata")?,
     })
+}
+
+/// Metadata and configs are JSON kept as text, not jsonb, which cannot hold an escaped NUL.
+fn json_column(r: &PgRow, name: &str) -> Result<Value, StoreError> {
+    let text: &str = r.try_get(name)?;
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::Corrupt(format!("stored {name} is not JSON: {e}")))
 }
 
 async fn fetch_run(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<RunRecord, StoreError> {
@@ -238,14 +243,15 @@ async fn append_in(
     let mut by_external: HashMap<String, i64> = HashMap::new();
     let mut max_number = -1;
     if numbers_new_requests {
+        let wanted: Vec<&[u8]> = batch.external_ids().iter().map(|e| e.as_bytes()).collect();
         let rows = sqlx::query("SELECT external_id, request_number FROM requests WHERE run_id = $1 AND external_id = ANY($2)")
             .bind(id)
-            .bind(batch.external_ids())
+            .bind(&wanted)
             .fetch_all(&mut **tx)
             .await?;
         for r in rows {
             by_external.insert(
-                r.try_get("external_id")?,
+                utf8(r.try_get("external_id")?)?,
                 i64::from(r.try_get::<i32, _>("request_number")?),
             );
         }
@@ -267,11 +273,14 @@ async fn append_in(
         .fetch_one(&mut **tx)
         .await?;
     let plan = batch.plan(&by_external, max_number, block << SEQ_BLOCK_BITS)?;
-    let (req_numbers, req_external): (Vec<i32>, Vec<Option<&str>>) =
-        plan.requests.iter().copied().unzip();
+    let (req_numbers, req_external): (Vec<i32>, Vec<Option<&[u8]>>) = plan
+        .requests
+        .iter()
+        .map(|&(number, external)| (number, external.map(str::as_bytes)))
+        .unzip();
     let created = sqlx::query(
         "INSERT INTO requests (run_id, request_number, external_id)
-         SELECT $1, * FROM UNNEST($2::int4[], $3::text[]) ON CONFLICT DO NOTHING",
+         SELECT $1, * FROM UNNEST($2::int4[], $3::bytea[]) ON CONFLICT DO NOTHING",
     )
     .bind(id)
     .bind(&req_numbers)
@@ -385,9 +394,9 @@ impl Store for PgStore {
             let result = async {
                 sqlx::query("INSERT INTO runs (id, name, profiler_config, metadata) VALUES ($1, $2, $3, $4)")
                     .bind(id)
-                    .bind(&run.name)
-                    .bind(sqlx::types::Json(&run.profiler_config))
-                    .bind(sqlx::types::Json(&run.metadata))
+                    .bind(run.name.as_bytes())
+                    .bind(run.profiler_config.to_string())
+                    .bind(run.metadata.to_string())
                     .execute(&mut *tx)
                     .await?;
                 let outcome = match &batch {
@@ -451,9 +460,9 @@ impl Store for PgStore {
              WHERE id = $1 AND ($5::timestamptz IS NULL OR updated_at = $5)",
         )
         .bind(id)
-        .bind(changes.name)
-        .bind(changes.profiler_config.map(sqlx::types::Json))
-        .bind(changes.metadata.map(sqlx::types::Json))
+        .bind(changes.name.map(String::into_bytes))
+        .bind(changes.profiler_config.map(|v| v.to_string()))
+        .bind(changes.metadata.map(|v| v.to_string()))
         .bind(changes.if_updated_at)
         .execute(&mut *tx)
         .await?;
@@ -504,7 +513,7 @@ impl Store for PgStore {
             .fetch_optional(&mut *tx)
             .await?
             .ok_or(StoreError::NotFound)?;
-        let requests: Vec<(i32, Option<String>)> =
+        let requests: Vec<(i32, Option<Vec<u8>>)> =
             sqlx::query_as("SELECT request_number, external_id FROM requests WHERE run_id = $1 ORDER BY request_number")
                 .bind(id)
                 .fetch_all(&mut *tx)
@@ -512,8 +521,8 @@ impl Store for PgStore {
         let numbers: Vec<i64> = requests.iter().map(|(n, _)| i64::from(*n)).collect();
         let mut external: std::collections::HashMap<i64, String> = requests
             .into_iter()
-            .filter_map(|(n, e)| e.map(|e| (i64::from(n), e)))
-            .collect();
+            .filter_map(|(n, e)| e.map(|e| utf8(e).map(|e| (i64::from(n), e))))
+            .collect::<Result<_, _>>()?;
         let mut walker = RequestWalker::new(numbers);
         let mut builder = FrameBuilder::default();
         {

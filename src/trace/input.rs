@@ -345,13 +345,6 @@ fn eval_item(v: &mut Validator, item: Value, position: usize, key: &str) -> Opti
     };
     let external_id = match obj.shift_remove("id") {
         None | Some(Value::Null) => None,
-        // The service stores the id as text, which PostgreSQL cannot hold with U+0000 in it.
-        Some(Value::String(s)) if s.contains('\0') => {
-            v.at("id", |v| {
-                v.error("must not contain NUL (U+0000) characters")
-            });
-            None
-        }
         Some(Value::String(s)) => Some(s),
         Some(other) => Some(other.to_string()),
     };

@@ -15,6 +15,4 @@ pub use model::{
     EventState, EventType, Framework, IntermediateStep, InvocationNode, Payload, StreamEventData,
     TokenUsage, UsageInfo,
 };
-pub use parse::{
-    FieldError, MAX_ABS_TIMESTAMP, MAX_FIELD_ERRORS, find_nul, pointer_segment, type_name,
-};
+pub use parse::{FieldError, MAX_ABS_TIMESTAMP, MAX_FIELD_ERRORS, pointer_segment, type_name};

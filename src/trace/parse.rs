@@ -71,27 +71,6 @@ pub fn pointer_segment(seg: &str) -> String {
     format!("/{}", seg.replace('~', "~0").replace('/', "~1"))
 }
 
-/// The pointer (under `base`) of the first string or key in `v` holding U+0000, which
-/// PostgreSQL's text and jsonb cannot store.
-pub fn find_nul(v: &Value, base: &str) -> Option<String> {
-    match v {
-        Value::String(s) => s.contains('\0').then(|| base.to_owned()),
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .find_map(|(i, item)| find_nul(item, &format!("{base}/{i}"))),
-        Value::Object(map) => map.iter().find_map(|(k, item)| {
-            let at = format!("{base}{}", pointer_segment(k));
-            if k.contains('\0') {
-                Some(at)
-            } else {
-                find_nul(item, &at)
-            }
-        }),
-        _ => None,
-    }
-}
-
 impl Validator {
     pub(crate) fn new(now: f64) -> Self {
         Validator {
