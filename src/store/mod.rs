@@ -412,7 +412,7 @@ pub(crate) const SEQ_BLOCK_BITS: u32 = 24;
 
 /// Walks a run's request numbers alongside its steps (both ascending), so that requests without
 /// steps still appear, in order, in frames and in the combined requests file.
-pub(crate) struct RequestWalker {
+struct RequestWalker {
     numbers: std::iter::Peekable<std::vec::IntoIter<i64>>,
     current: Option<i64>,
 }
@@ -450,6 +450,89 @@ impl RequestWalker {
     pub(crate) fn remaining(self) -> impl Iterator<Item = i64> {
         self.numbers
     }
+}
+
+/// Builds a run's frame from its requests and its steps, both read in `(request_number, seq)`
+/// order, so both backends load a run the same way.
+pub(crate) struct FrameAssembler {
+    walker: RequestWalker,
+    external: std::collections::HashMap<i64, String>,
+    builder: crate::profiler::FrameBuilder,
+}
+
+impl FrameAssembler {
+    /// `requests`: every request number of the run, ascending, with its eval id if any.
+    pub(crate) fn new(requests: Vec<(i64, Option<String>)>) -> FrameAssembler {
+        let numbers = requests.iter().map(|(n, _)| *n).collect();
+        let external = requests
+            .into_iter()
+            .filter_map(|(n, e)| e.map(|e| (n, e)))
+            .collect();
+        FrameAssembler {
+            walker: RequestWalker::new(numbers),
+            external,
+            builder: crate::profiler::FrameBuilder::default(),
+        }
+    }
+
+    pub(crate) fn step(&mut self, request_number: i64, step: StepColumns) {
+        for m in self.walker.open(request_number) {
+            self.builder.begin_request(m, self.external.remove(&m));
+        }
+        self.builder.push_row(step.into_row(request_number));
+    }
+
+    pub(crate) fn finish(mut self) -> Frame {
+        for m in self.walker.remaining() {
+            self.builder.begin_request(m, self.external.remove(&m));
+        }
+        self.builder.finish()
+    }
+}
+
+/// Bytes per streamed chunk of the combined requests file.
+const CHUNK: usize = 64 * 1024;
+
+/// Writes the combined requests file from stored step bodies in `(request_number, seq)` order,
+/// handing out a chunk whenever [`CHUNK`] bytes are buffered so memory stays flat.
+pub(crate) struct TracesAssembler {
+    walker: RequestWalker,
+    out: crate::profiler::traces::TracesWriter<Vec<u8>>,
+}
+
+impl TracesAssembler {
+    /// `numbers`: every request number of the run, ascending.
+    pub(crate) fn new(numbers: Vec<i64>) -> TracesAssembler {
+        TracesAssembler {
+            walker: RequestWalker::new(numbers),
+            out: crate::profiler::traces::TracesWriter::new(Vec::with_capacity(CHUNK * 2)),
+        }
+    }
+
+    /// Adds one stored step body; returns a chunk to send when enough is buffered.
+    pub(crate) fn step(
+        &mut self,
+        request_number: i64,
+        body: &str,
+    ) -> Result<Option<Bytes>, StoreError> {
+        for m in self.walker.open(request_number) {
+            self.out.begin_request(m).map_err(io_err)?;
+        }
+        self.out.rendered_step(body.as_bytes()).map_err(io_err)?;
+        Ok((self.out.buffered() >= CHUNK).then(|| Bytes::from(self.out.take())))
+    }
+
+    /// The rest of the file, closing the requests without steps after the last step.
+    pub(crate) fn finish(mut self) -> Result<Bytes, StoreError> {
+        for m in self.walker.remaining() {
+            self.out.begin_request(m).map_err(io_err)?;
+        }
+        self.out.finish().map(Bytes::from).map_err(io_err)
+    }
+}
+
+fn io_err(e: std::io::Error) -> StoreError {
+    StoreError::Corrupt(e.to_string())
 }
 
 /// Stable small-integer codes for the enums stored in `steps`; never reorder.

@@ -9,7 +9,6 @@
 //! `INSERT ... SELECT FROM UNNEST(...) ON CONFLICT DO NOTHING`, one array per column.
 
 use super::*;
-use crate::profiler::FrameBuilder;
 use futures::{StreamExt, TryStreamExt};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, Row, Transaction};
@@ -518,13 +517,11 @@ impl Store for PgStore {
                 .bind(id)
                 .fetch_all(&mut *tx)
                 .await?;
-        let numbers: Vec<i64> = requests.iter().map(|(n, _)| i64::from(*n)).collect();
-        let mut external: std::collections::HashMap<i64, String> = requests
+        let requests = requests
             .into_iter()
-            .filter_map(|(n, e)| e.map(|e| utf8(e).map(|e| (i64::from(n), e))))
-            .collect::<Result<_, _>>()?;
-        let mut walker = RequestWalker::new(numbers);
-        let mut builder = FrameBuilder::default();
+            .map(|(n, e)| Ok((i64::from(n), e.map(utf8).transpose()?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let mut frame = FrameAssembler::new(requests);
         {
             let mut rows = sqlx::query(
                 "SELECT request_number, event_type, event_timestamp, uuid, name, framework, function_name, function_id,
@@ -536,19 +533,13 @@ impl Store for PgStore {
             .fetch(&mut *tx);
             while let Some(row) = rows.try_next().await? {
                 let n = i64::from(row.try_get::<i32, _>("request_number")?);
-                for m in walker.open(n) {
-                    builder.begin_request(m, external.remove(&m));
-                }
-                builder.push_row(step_columns(&row)?.into_row(n));
+                frame.step(n, step_columns(&row)?);
             }
-        }
-        for m in walker.remaining() {
-            builder.begin_request(m, external.remove(&m));
         }
         tx.commit().await?;
         Ok(LoadedRun {
             version,
-            frame: builder.finish(),
+            frame: frame.finish(),
         })
     }
 
@@ -574,38 +565,22 @@ impl Store for PgStore {
         .await?;
         let stream = async_stream::try_stream! {
             let _slot = slot;
-            let mut out = crate::profiler::traces::TracesWriter::new(Vec::with_capacity(CHUNK * 2));
-            let mut walker = RequestWalker::new(numbers.into_iter().map(i64::from).collect());
+            let mut out = TracesAssembler::new(numbers.into_iter().map(i64::from).collect());
             {
                 let mut rows = sqlx::query("SELECT request_number, body FROM steps WHERE run_id = $1 ORDER BY request_number, seq")
                     .bind(id)
                     .fetch(&mut *tx);
                 while let Some(row) = rows.try_next().await.map_err(StoreError::from)? {
                     let n = i64::from(row.try_get::<i32, _>("request_number").map_err(StoreError::from)?);
-                    for m in walker.open(n) {
-                        out.begin_request(m).map_err(io_err)?;
-                    }
-                    let body: &str = row.try_get("body").map_err(StoreError::from)?;
-                    out.rendered_step(body.as_bytes()).map_err(io_err)?;
-                    if out.buffered() >= CHUNK {
-                        yield Bytes::from(out.take());
+                    if let Some(chunk) = out.step(n, row.try_get("body").map_err(StoreError::from)?)? {
+                        yield chunk;
                     }
                 }
             }
-            for m in walker.remaining() {
-                out.begin_request(m).map_err(io_err)?;
-            }
-            let rest = out.finish().map_err(io_err)?;
+            let rest = out.finish()?;
             tx.commit().await.map_err(StoreError::from)?;
-            yield Bytes::from(rest);
+            yield rest;
         };
         Ok(stream.boxed())
     }
-}
-
-/// Bytes per streamed chunk of the combined requests file.
-const CHUNK: usize = 64 * 1024;
-
-fn io_err(e: std::io::Error) -> StoreError {
-    StoreError::Corrupt(e.to_string())
 }

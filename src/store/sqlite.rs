@@ -7,7 +7,6 @@
 //! `INSERT ... VALUES` statements, a few hundred rows at a time.
 
 use super::*;
-use crate::profiler::FrameBuilder;
 use futures::{StreamExt, TryStreamExt};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -237,9 +236,6 @@ async fn append_in(
     })
 }
 
-/// Bytes per streamed chunk of the combined requests file.
-const CHUNK: usize = 64 * 1024;
-
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
@@ -368,13 +364,7 @@ impl Store for SqliteStore {
                 .bind(id)
                 .fetch_all(&mut *tx)
                 .await?;
-        let numbers: Vec<i64> = requests.iter().map(|(n, _)| *n).collect();
-        let mut external: std::collections::HashMap<i64, String> = requests
-            .into_iter()
-            .filter_map(|(n, e)| e.map(|e| (n, e)))
-            .collect();
-        let mut walker = RequestWalker::new(numbers);
-        let mut builder = FrameBuilder::default();
+        let mut frame = FrameAssembler::new(requests);
         {
             let mut rows = sqlx::query(
                 "SELECT request_number, event_type, event_timestamp, uuid, name, framework, function_name, function_id,
@@ -386,19 +376,13 @@ impl Store for SqliteStore {
             .fetch(&mut *tx);
             while let Some(row) = rows.try_next().await? {
                 let n: i64 = row.try_get("request_number")?;
-                for m in walker.open(n) {
-                    builder.begin_request(m, external.remove(&m));
-                }
-                builder.push_row(step_columns(&row)?.into_row(n));
+                frame.step(n, step_columns(&row)?);
             }
-        }
-        for m in walker.remaining() {
-            builder.begin_request(m, external.remove(&m));
         }
         tx.commit().await?;
         Ok(LoadedRun {
             version,
-            frame: builder.finish(),
+            frame: frame.finish(),
         })
     }
 
@@ -420,35 +404,22 @@ impl Store for SqliteStore {
         .await?;
         let stream = async_stream::try_stream! {
             let _slot = slot;
-            let mut out = crate::profiler::traces::TracesWriter::new(Vec::with_capacity(CHUNK * 2));
-            let mut walker = RequestWalker::new(numbers);
+            let mut out = TracesAssembler::new(numbers);
             {
                 let mut rows = sqlx::query("SELECT request_number, body FROM steps WHERE run_id = ?1 ORDER BY request_number, seq")
                     .bind(id)
                     .fetch(&mut *tx);
                 while let Some(row) = rows.try_next().await.map_err(StoreError::from)? {
                     let n: i64 = row.try_get("request_number").map_err(StoreError::from)?;
-                    for m in walker.open(n) {
-                        out.begin_request(m).map_err(io_err)?;
-                    }
-                    let body: &str = row.try_get("body").map_err(StoreError::from)?;
-                    out.rendered_step(body.as_bytes()).map_err(io_err)?;
-                    if out.buffered() >= CHUNK {
-                        yield Bytes::from(out.take());
+                    if let Some(chunk) = out.step(n, row.try_get("body").map_err(StoreError::from)?)? {
+                        yield chunk;
                     }
                 }
             }
-            for m in walker.remaining() {
-                out.begin_request(m).map_err(io_err)?;
-            }
-            let rest = out.finish().map_err(io_err)?;
+            let rest = out.finish()?;
             tx.commit().await.map_err(StoreError::from)?;
-            yield Bytes::from(rest);
+            yield rest;
         };
         Ok(stream.boxed())
     }
-}
-
-fn io_err(e: std::io::Error) -> StoreError {
-    StoreError::Corrupt(e.to_string())
 }
