@@ -5,7 +5,8 @@
 # documented, invalid input rejected, valid input accepted, authentication enforced).
 #
 # Usage: scripts/schemathesis.sh [SECONDS]      (time budget, default 60; env ST_MAX_TIME too;
-#                                               ST_SEED picks another fixed seed)
+#                                               ST_SEED picks another fixed seed;
+#                                               ST_DATABASE_URL a database instead of SQLite)
 # Needs python3 with venv; installs schemathesis from PyPI into ~/.cache/agentprof on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +23,7 @@ cargo build --quiet --bin agentprof
 data=$(mktemp -d)
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 key="schemathesis-$(date +%s)-write"
-AGENTPROF_DATA_DIR=$data AGENTPROF_BIND=127.0.0.1:$port AGENTPROF_API_KEYS="write:$key" RUST_LOG=warn \
+${ST_DATABASE_URL:+env DATABASE_URL=$ST_DATABASE_URL} AGENTPROF_DATA_DIR=$data AGENTPROF_BIND=127.0.0.1:$port AGENTPROF_API_KEYS="write:$key" RUST_LOG=warn \
   target/debug/agentprof serve > "$data/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$data"' EXIT
