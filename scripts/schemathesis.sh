@@ -23,14 +23,20 @@ cargo build --quiet --bin agentprof
 data=$(mktemp -d)
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 key="schemathesis-$(date +%s)-write"
-${ST_DATABASE_URL:+env DATABASE_URL=$ST_DATABASE_URL} AGENTPROF_DATA_DIR=$data AGENTPROF_BIND=127.0.0.1:$port AGENTPROF_API_KEYS="write:$key" RUST_LOG=warn \
+env ${ST_DATABASE_URL:+DATABASE_URL=$ST_DATABASE_URL} AGENTPROF_DATA_DIR=$data AGENTPROF_BIND=127.0.0.1:$port AGENTPROF_API_KEYS="write:$key" RUST_LOG=warn \
   target/debug/agentprof serve > "$data/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$data"' EXIT
+ready=""
 for _ in $(seq 1 100); do
-  curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+  curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && { ready=1; break; }
   sleep 0.1
 done
+if [ -z "$ready" ]; then
+  echo "schemathesis.sh: the server did not become ready in 10 s; its log:" >&2
+  cat "$data/server.log" >&2
+  exit 1
+fi
 
 set +e
 "$venv/bin/st" run "http://127.0.0.1:$port/openapi.json" \
