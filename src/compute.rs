@@ -275,23 +275,31 @@ impl Analyzer {
     /// when a batch lands in between; the caller's ETag then follows the loaded one.
     pub async fn frame(&self, id: Uuid, version: i64) -> Result<Arc<(i64, Frame)>, ComputeError> {
         let store = self.store.clone();
-        self.frames
+        let frame = self
+            .frames
             .try_get_with((id, version), async move {
                 let loaded = store.load(id).await?;
                 Ok::<_, ComputeError>(Arc::new((loaded.version, loaded.frame)))
             })
             .await
-            .map_err(|e: Arc<ComputeError>| (*e).clone())
+            .map_err(|e: Arc<ComputeError>| (*e).clone())?;
+        if frame.0 != version {
+            // Newer than asked for: the next reader of that version need not load it again.
+            self.frames.insert((id, frame.0), frame.clone()).await;
+        }
+        Ok(frame)
     }
 }
 
 /// Renders `kind`, and the output computed by the same analysis when there is one: the
 /// workflow-profiling JSON and the text report come from one (costly) `workflow_profiling`.
+/// Pure CPU work.
 fn compute_with_sibling(
     frame: &Frame,
     config: &ProfilerConfig,
     kind: Artifact,
 ) -> (Bytes, Option<(Artifact, Bytes)>) {
+    let alone = |bytes: Vec<u8>| (Bytes::from(bytes), None);
     match kind {
         Artifact::Profiling | Artifact::Report => {
             let profiling = profiler::workflow_profiling(frame, config);
@@ -303,45 +311,33 @@ fn compute_with_sibling(
                 (report, Some((Artifact::Profiling, json)))
             }
         }
-        other => (compute(frame, config, other), None),
-    }
-}
-
-/// Renders one output from a frame. Pure CPU work.
-pub fn compute(frame: &Frame, config: &ProfilerConfig, kind: Artifact) -> Bytes {
-    match kind {
-        Artifact::Metrics => {
-            pyjson::to_vec(&profiler::inference_optimization(frame, config)).into()
-        }
-        Artifact::Profiling => pyjson::to_vec(&profiler::workflow_profiling(frame, config)).into(),
-        Artifact::Report => profiler::workflow_profiling(frame, config)
-            .report
-            .into_bytes()
-            .into(),
-        Artifact::Csv => profiler::csv::to_string(frame, config).into_bytes().into(),
+        Artifact::Metrics => alone(pyjson::to_vec(&profiler::inference_optimization(
+            frame, config,
+        ))),
+        Artifact::Csv => alone(profiler::csv::to_string(frame, config).into_bytes()),
         Artifact::Gantt => {
-            let empty = Frame::default();
-            let forest = CallForest::build(if frame.is_standardized() {
-                frame
+            let forest = if frame.is_standardized() {
+                CallForest::build(frame)
             } else {
-                &empty
-            });
-            gantt::to_svg(&forest)
-                .unwrap_or_else(gantt::empty_svg)
-                .into_bytes()
-                .into()
+                CallForest::default()
+            };
+            alone(
+                gantt::to_svg(&forest)
+                    .unwrap_or_else(gantt::empty_svg)
+                    .into_bytes(),
+            )
         }
         Artifact::Forecast if !config.token_usage_forecast => {
-            pyjson::to_vec(&profiler::forecast::Forecast::Skipped {
+            alone(pyjson::to_vec(&profiler::forecast::Forecast::Skipped {
                 reason: "token_usage_forecast is off in the run's profiler_config".to_owned(),
-            })
-            .into()
+            }))
         }
-        Artifact::Forecast => pyjson::to_vec(&profiler::forecast::fit(frame)).into(),
-        Artifact::Stats => serde_json::to_vec_pretty(&profiler::stats::compute(frame))
-            // Numbers (non-finite ones become null), strings and maps only.
-            .expect("RunStats serialises")
-            .into(),
+        Artifact::Forecast => alone(pyjson::to_vec(&profiler::forecast::fit(frame))),
+        Artifact::Stats => alone(
+            serde_json::to_vec_pretty(&profiler::stats::compute(frame))
+                // Numbers (non-finite ones become null), strings and maps only.
+                .expect("RunStats serialises"),
+        ),
     }
 }
 

@@ -39,7 +39,7 @@ pub async fn open_store(config: &ServeConfig) -> Result<Arc<dyn Store>, ServeErr
             let store = PgStore::connect_lazy(url.expose())?;
             // Apply migrations now if the database is up; otherwise keep retrying in the
             // background while the server answers 503 (readiness tells).
-            store.migrate_with_retry(Duration::from_secs(10)).await;
+            store.migrate_with_retry(Duration::from_secs(10)).await?;
             Ok(Arc::new(store))
         }
         Some(url) => Ok(Arc::new(SqliteStore::connect(url.expose()).await?)),

@@ -161,7 +161,18 @@ pub enum StoreError {
     #[error("{0}")]
     Busy(String),
     #[error("migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(#[source] sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    /// A statement that failed while migrating is classified like any other query error, so an
+    /// unreachable database reads as `Unavailable` (worth retrying) rather than as a bad migration.
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        match e {
+            sqlx::migrate::MigrateError::Execute(inner) => StoreError::from(inner),
+            other => StoreError::Migrate(other),
+        }
+    }
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -182,11 +193,18 @@ fn is_unavailable(e: &sqlx::Error) -> bool {
         | sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
         | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
-            // 08: connection exception; 57P0x: shutdown / cannot connect now; 53300: too many
-            // connections; SQLite 5/6: busy / locked.
-            c.starts_with("08") || c.starts_with("57P") || c == "53300" || c == "5" || c == "6"
-        }),
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                // SQLite reports extended result codes; the primary code is the low byte
+                // (SQLITE_BUSY = 5 with its RECOVERY/SNAPSHOT/TIMEOUT variants, SQLITE_LOCKED = 6).
+                code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
+            } else {
+                // 08: connection exception; 57P0x: shutdown / cannot connect now; 53300: too
+                // many connections.
+                code.starts_with("08") || code.starts_with("57P") || code == "53300"
+            }
+        }
         _ => false,
     }
 }
@@ -195,6 +213,9 @@ fn is_unavailable(e: &sqlx::Error) -> bool {
 pub(crate) fn is_retryable(e: &StoreError) -> bool {
     matches!(e, StoreError::Database(sqlx::Error::Database(db)) if db.code().is_some_and(|c| c == "40P01" || c == "40001"))
 }
+
+/// The `runs` columns a [`RunRecord`] is read from, in both backends.
+pub(crate) const RUN_COLUMNS: &str = "id, name, created_at, updated_at, version, request_count, step_count, profiler_config, metadata";
 
 /// A cursor position in the newest-first run list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -565,6 +586,19 @@ pub(crate) fn framework_from_code(code: i16) -> Result<Framework, StoreError> {
 }
 
 /// A stored step's profiler columns, read from a `steps` row of either backend.
+/// A JSON document kept in a text column (metadata, profiler configs). Text rather than
+/// PostgreSQL's jsonb, which cannot hold an escaped NUL.
+pub(crate) fn json_column<R>(r: &R, name: &str) -> Result<Value, StoreError>
+where
+    R: sqlx::Row,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let text: String = r.try_get(name)?;
+    serde_json::from_str(&text)
+        .map_err(|e| StoreError::Corrupt(format!("stored {name} is not JSON: {e}")))
+}
+
 pub(crate) fn step_columns<R>(r: &R) -> Result<StepColumns, StoreError>
 where
     R: sqlx::Row,

@@ -70,29 +70,29 @@ impl PgStore {
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.pool).await.map_err(|e| match e {
-            sqlx::migrate::MigrateError::Execute(inner) => StoreError::from(inner),
-            other => StoreError::Migrate(other),
-        })?;
+        MIGRATOR.run(&self.pool).await?;
         self.schema_ready.store(true, Ordering::Release);
         Ok(())
     }
 
     /// Tries the migrations for up to `wait`; if the database is still unreachable, keeps
     /// trying in the background (every two seconds) and returns, so that the server can answer
-    /// 503 meanwhile. A migration that fails for any other reason is logged at each attempt.
-    pub async fn migrate_with_retry(&self, wait: Duration) {
+    /// 503 meanwhile. A migration that fails for any other reason (a dirty or unknown migration,
+    /// missing privileges) cannot fix itself by waiting: that error is returned, so the server
+    /// exits instead of answering 503 forever.
+    pub async fn migrate_with_retry(&self, wait: Duration) -> Result<(), StoreError> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             match self.migrate().await {
-                Ok(()) => return,
-                Err(e) => {
+                Ok(()) => return Ok(()),
+                Err(StoreError::Unavailable(e)) => {
                     tracing::warn!(error = %e, "database not ready; migrations will be retried");
                     if tokio::time::Instant::now() >= deadline {
                         break;
                     }
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
+                Err(e) => return Err(e),
             }
         }
         let store = self.clone();
@@ -104,10 +104,17 @@ impl PgStore {
                         tracing::info!("database reachable; migrations applied");
                         return;
                     }
-                    Err(e) => tracing::warn!(error = %e, "database still not ready"),
+                    Err(StoreError::Unavailable(e)) => {
+                        tracing::warn!(error = %e, "database still not ready")
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "migrations failed; the server stays unready until it is restarted");
+                        return;
+                    }
                 }
             }
         });
+        Ok(())
     }
 
     fn ready(&self) -> Result<(), StoreError> {
@@ -121,8 +128,6 @@ impl PgStore {
     }
 }
 
-const RUN_COLUMNS: &str = "id, name, created_at, updated_at, version, request_count, step_count, profiler_config, metadata";
-
 fn run_from_row(r: &PgRow) -> Result<RunRecord, StoreError> {
     Ok(RunRecord {
         id: r.try_get("id")?,
@@ -135,13 +140,6 @@ fn run_from_row(r: &PgRow) -> Result<RunRecord, StoreError> {
         profiler_config: json_column(r, "profiler_config")?,
         metadata: json_column(r, "metadata")?,
     })
-}
-
-/// Metadata and configs are JSON kept as text, not jsonb, which cannot hold an escaped NUL.
-fn json_column(r: &PgRow, name: &str) -> Result<Value, StoreError> {
-    let text: &str = r.try_get(name)?;
-    serde_json::from_str(text)
-        .map_err(|e| StoreError::Corrupt(format!("stored {name} is not JSON: {e}")))
 }
 
 async fn fetch_run(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<RunRecord, StoreError> {
@@ -452,26 +450,29 @@ impl Store for PgStore {
         let mut tx = self.pool.begin().await?;
         // updated_at only ever grows, even within one clock tick, so it can serve as the
         // precondition of the next update.
-        let updated = sqlx::query(
+        let update = sqlx::AssertSqlSafe(format!(
             "UPDATE runs SET name = COALESCE($2, name), profiler_config = COALESCE($3, profiler_config),
                              metadata = COALESCE($4, metadata),
                              updated_at = GREATEST(clock_timestamp(), updated_at + interval '1 microsecond')
-             WHERE id = $1 AND ($5::timestamptz IS NULL OR updated_at = $5)",
-        )
-        .bind(id)
-        .bind(changes.name.map(String::into_bytes))
-        .bind(changes.profiler_config.map(|v| v.to_string()))
-        .bind(changes.metadata.map(|v| v.to_string()))
-        .bind(changes.if_updated_at)
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() == 0 {
-            return Err(match changes.if_updated_at {
-                Some(_) if fetch_run(&mut tx, id).await.is_ok() => StoreError::Stale,
-                _ => StoreError::NotFound,
+             WHERE id = $1 AND ($5::timestamptz IS NULL OR updated_at = $5)
+             RETURNING {RUN_COLUMNS}"
+        ));
+        let updated = sqlx::query(update)
+            .bind(id)
+            .bind(changes.name.map(String::into_bytes))
+            .bind(changes.profiler_config.map(|v| v.to_string()))
+            .bind(changes.metadata.map(|v| v.to_string()))
+            .bind(changes.if_updated_at)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = updated else {
+            // No row matched: the run is gone (NotFound) or moved past the precondition.
+            return Err(match fetch_run(&mut tx, id).await {
+                Ok(_) => StoreError::Stale,
+                Err(e) => e,
             });
-        }
-        let record = fetch_run(&mut tx, id).await?;
+        };
+        let record = run_from_row(&row)?;
         tx.commit().await?;
         Ok(record)
     }

@@ -73,10 +73,7 @@ impl SqliteStore {
             streams: StreamSlots::for_pool(max),
             pool,
         };
-        MIGRATOR.run(&store.pool).await.map_err(|e| match e {
-            sqlx::migrate::MigrateError::Execute(inner) => StoreError::from(inner),
-            other => StoreError::Migrate(other),
-        })?;
+        MIGRATOR.run(&store.pool).await?;
         Ok(store)
     }
 }
@@ -90,14 +87,7 @@ fn from_micros(m: i64) -> Result<OffsetDateTime, StoreError> {
         .map_err(|e| StoreError::Corrupt(format!("stored timestamp out of range: {e}")))
 }
 
-const RUN_COLUMNS: &str = "id, name, created_at, updated_at, version, request_count, step_count, profiler_config, metadata";
-
 fn run_from_row(r: &SqliteRow) -> Result<RunRecord, StoreError> {
-    let json = |name: &str| -> Result<Value, StoreError> {
-        let text: String = r.try_get(name)?;
-        serde_json::from_str(&text)
-            .map_err(|e| StoreError::Corrupt(format!("stored {name} is not JSON: {e}")))
-    };
     Ok(RunRecord {
         id: r.try_get("id")?,
         name: r.try_get("name")?,
@@ -106,8 +96,8 @@ fn run_from_row(r: &SqliteRow) -> Result<RunRecord, StoreError> {
         version: r.try_get("version")?,
         request_count: r.try_get("request_count")?,
         step_count: r.try_get("step_count")?,
-        profiler_config: json("profiler_config")?,
-        metadata: json("metadata")?,
+        profiler_config: json_column(r, "profiler_config")?,
+        metadata: json_column(r, "metadata")?,
     })
 }
 
@@ -145,13 +135,18 @@ async fn append_in(
             by_external.insert(r.try_get("external_id")?, r.try_get("request_number")?);
         }
     }
-    let max_number: i64 = sqlx::query_scalar::<_, Option<i64>>(
-        "SELECT max(request_number) FROM requests WHERE run_id = ?1",
-    )
-    .bind(id)
-    .fetch_one(&mut **tx)
-    .await?
-    .unwrap_or(-1);
+    // Only new eval ids are numbered after the run's last request.
+    let max_number: i64 = if batch.has_external_ids() {
+        sqlx::query_scalar::<_, Option<i64>>(
+            "SELECT max(request_number) FROM requests WHERE run_id = ?1",
+        )
+        .bind(id)
+        .fetch_one(&mut **tx)
+        .await?
+        .unwrap_or(-1)
+    } else {
+        -1
+    };
     let plan = batch.plan(&by_external, max_number, next_seq)?;
     let next_seq_after = next_seq + plan.steps.len() as i64;
 
@@ -168,9 +163,7 @@ async fn append_in(
     }
 
     let mut stored = 0i64;
-    let mut steps = plan.steps.into_iter().peekable();
-    while steps.peek().is_some() {
-        let chunk: Vec<(i32, i64, &PreparedStep)> = steps.by_ref().take(ROWS_PER_INSERT).collect();
+    for chunk in plan.steps.chunks(ROWS_PER_INSERT) {
         let mut q = QueryBuilder::<Sqlite>::new(
             "INSERT INTO steps (run_id, request_number, seq, event_type, event_timestamp, uuid, name, framework,
                                 function_name, function_id, parent_name, parent_id, prompt_tokens, completion_tokens,
@@ -309,26 +302,29 @@ impl Store for SqliteStore {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         // updated_at only ever grows, even within one clock tick, so it can serve as the
         // precondition of the next update.
-        let updated = sqlx::query(
+        let update = sqlx::AssertSqlSafe(format!(
             "UPDATE runs SET name = COALESCE(?2, name), profiler_config = COALESCE(?3, profiler_config),
                              metadata = COALESCE(?4, metadata), updated_at = MAX(?5, updated_at + 1)
-             WHERE id = ?1 AND (?6 IS NULL OR updated_at = ?6)",
-        )
-        .bind(id)
-        .bind(changes.name)
-        .bind(changes.profiler_config.map(|v| v.to_string()))
-        .bind(changes.metadata.map(|v| v.to_string()))
-        .bind(micros(OffsetDateTime::now_utc()))
-        .bind(changes.if_updated_at.map(micros))
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() == 0 {
-            return Err(match changes.if_updated_at {
-                Some(_) if fetch_run(&mut tx, id).await.is_ok() => StoreError::Stale,
-                _ => StoreError::NotFound,
+             WHERE id = ?1 AND (?6 IS NULL OR updated_at = ?6)
+             RETURNING {RUN_COLUMNS}"
+        ));
+        let updated = sqlx::query(update)
+            .bind(id)
+            .bind(changes.name)
+            .bind(changes.profiler_config.map(|v| v.to_string()))
+            .bind(changes.metadata.map(|v| v.to_string()))
+            .bind(micros(OffsetDateTime::now_utc()))
+            .bind(changes.if_updated_at.map(micros))
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = updated else {
+            // No row matched: the run is gone (NotFound) or moved past the precondition.
+            return Err(match fetch_run(&mut tx, id).await {
+                Ok(_) => StoreError::Stale,
+                Err(e) => e,
             });
-        }
-        let record = fetch_run(&mut tx, id).await?;
+        };
+        let record = run_from_row(&row)?;
         tx.commit().await?;
         Ok(record)
     }
