@@ -161,19 +161,31 @@ pub enum Access {
     Write,
 }
 
-/// The configured API keys. `Debug` shows only how many there are.
+/// The configured API keys, kept only as SHA-256 digests: the server never holds a key it
+/// could log, and a check hashes only the presented key. `Debug` shows how many there are.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ApiKeys {
-    pub(crate) keys: Vec<(Access, String)>,
+    pub(crate) digests: Vec<(Access, [u8; 32])>,
 }
 
 impl ApiKeys {
     pub fn new(keys: Vec<(Access, String)>) -> ApiKeys {
-        ApiKeys { keys }
+        ApiKeys {
+            digests: keys
+                .into_iter()
+                .map(|(access, key)| (access, Self::digest(&key)))
+                .collect(),
+        }
+    }
+
+    /// Keys are compared by digest, so the comparison time says nothing about a key's length.
+    pub(crate) fn digest(key: &str) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(key.as_bytes()).into()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.digests.is_empty()
     }
 }
 
@@ -212,17 +224,21 @@ impl FromStr for ApiKeys {
         if keys.is_empty() {
             return Err("no keys given".to_owned());
         }
-        Ok(ApiKeys { keys })
+        Ok(ApiKeys::new(keys))
     }
 }
 
 impl fmt::Debug for ApiKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let reads = self.keys.iter().filter(|(a, _)| *a == Access::Read).count();
+        let reads = self
+            .digests
+            .iter()
+            .filter(|(a, _)| *a == Access::Read)
+            .count();
         write!(
             f,
             "ApiKeys {{ read: {reads}, write: {}, values: <redacted> }}",
-            self.keys.len() - reads
+            self.digests.len() - reads
         )
     }
 }
@@ -245,10 +261,10 @@ mod tests {
     fn api_keys_parse_and_redact() {
         let k: ApiKeys = "read:reader-key-1, write:writer-key-1".parse().unwrap();
         assert_eq!(
-            k.keys,
+            k.digests,
             [
-                (Access::Read, "reader-key-1".to_owned()),
-                (Access::Write, "writer-key-1".to_owned())
+                (Access::Read, ApiKeys::digest("reader-key-1")),
+                (Access::Write, ApiKeys::digest("writer-key-1"))
             ]
         );
         let shown = format!("{k:?}");

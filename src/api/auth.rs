@@ -11,7 +11,6 @@ use axum::extract::{Request, State};
 use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 /// Paths anyone may fetch even when keys are configured: probes and the API description.
@@ -30,16 +29,22 @@ pub fn required_access(method: &Method, path: &str) -> Access {
 
 /// The access a presented key grants, if it is one of ours.
 pub fn lookup(keys: &ApiKeys, presented: &str) -> Option<Access> {
-    let digest = Sha256::digest(presented.as_bytes());
+    let digest = ApiKeys::digest(presented);
     let mut found: Option<Access> = None;
-    for (access, key) in &keys.keys {
-        let candidate = Sha256::digest(key.as_bytes());
+    for (access, candidate) in &keys.digests {
         // No early exit: every key is compared.
         if bool::from(candidate.ct_eq(&digest)) {
             found = Some(found.map_or(*access, |a| a.max(*access)));
         }
     }
     found
+}
+
+/// The credentials of an `Authorization: Bearer TOKEN` header; the scheme name is
+/// case-insensitive (RFC 9110 §11.1).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 pub async fn require_key(State(st): State<AppState>, req: Request, next: Next) -> Response {
@@ -55,11 +60,7 @@ pub async fn require_key(State(st): State<AppState>, req: Request, next: Next) -
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
+        .and_then(bearer_token);
     match presented.and_then(|k| lookup(keys, k)) {
         None => ApiError::Unauthorized.into_response(),
         Some(granted) if granted < needed => ApiError::Forbidden.into_response(),
@@ -84,5 +85,14 @@ mod tests {
         );
         assert_eq!(required_access(&Method::POST, "/v1/compare"), Access::Read);
         assert!(is_open_path("/docs/index.html") && !is_open_path("/metrics"));
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("BEARER  abc "), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer"), None);
     }
 }

@@ -3,7 +3,7 @@
 //! half-read stream.
 
 use super::error::{ApiError, ApiResult};
-use crate::trace::{TraceError, gunzip};
+use crate::trace::gunzip;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, header};
 use http_body_util::BodyExt;
@@ -85,14 +85,12 @@ pub async fn read_json_bytes(
         return Ok(bytes);
     }
     let max = limits.max_decompressed;
-    tokio::task::spawn_blocking(move || gunzip(&bytes, Some(max as u64)))
-        .await
-        .map_err(|e| ApiError::Internal(format!("gunzip task failed: {e}")))?
-        .map(Bytes::from)
-        .map_err(|e| match e {
-            TraceError::TooLarge { .. } => ApiError::TooLarge { limit: max },
-            other => ApiError::from_trace(other, ""),
-        })
+    super::blocking(move || {
+        gunzip(&bytes, Some(max as u64))
+            .map(Bytes::from)
+            .map_err(|e| ApiError::from_trace(e, ""))
+    })
+    .await
 }
 
 /// Parses JSON text, mapping syntax errors (and nesting beyond serde_json's depth limit) to 400.

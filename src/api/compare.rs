@@ -1,10 +1,9 @@
 //! `POST /v1/compare`: is the candidate run different from the baseline?
 
-use super::AppState;
 use super::body::{parse_json, read_json_bytes};
-use super::error::{ApiError, ApiResult, BodyProblems, Problem, ReadProblems};
+use super::error::{ApiError, ApiResult, BodyProblems, Problem, ReadProblems, for_run};
 use super::schema::{CompareRequest, ComparisonDoc};
-use crate::compute::ComputeError;
+use super::{AppState, blocking};
 use crate::profiler::compare;
 use axum::Json;
 use axum::body::Body;
@@ -61,7 +60,7 @@ pub async fn compare_runs(
     body: Body,
 ) -> ApiResult<Json<Value>> {
     let bytes = read_json_bytes(&headers, body, st.limits).await?;
-    let body = super::runs::blocking(move || parse_json(&bytes)).await?;
+    let body = blocking(move || parse_json(&bytes)).await?;
     if !body.is_object() {
         return Err(ApiError::invalid_at(
             "",
@@ -81,28 +80,22 @@ pub async fn compare_runs(
         run_field(&body, "baseline")?,
         run_field(&body, "candidate")?,
     );
-    let not_found = |id: Uuid| {
-        move |e: ComputeError| match e {
-            ComputeError::NotFound => ApiError::RunNotFound(id),
-            other => ApiError::from(other),
-        }
-    };
-    let ra = st.analyzer.run(a).await.map_err(not_found(a))?;
-    let rb = st.analyzer.run(b).await.map_err(not_found(b))?;
-    let fa = st
-        .analyzer
-        .frame(a, ra.record.version)
-        .await
-        .map_err(not_found(a))?;
-    let fb = st
-        .analyzer
-        .frame(b, rb.record.version)
-        .await
-        .map_err(not_found(b))?;
+    let (ra, rb) = tokio::try_join!(
+        async { st.analyzer.run(a).await.map_err(for_run(a)) },
+        async { st.analyzer.run(b).await.map_err(for_run(b)) },
+    )?;
+    let (fa, fb) = tokio::try_join!(
+        async {
+            let frame = st.analyzer.frame(a, ra.record.version).await;
+            frame.map_err(for_run(a))
+        },
+        async {
+            let frame = st.analyzer.frame(b, rb.record.version).await;
+            frame.map_err(for_run(b))
+        },
+    )?;
     let (va, vb) = (fa.0, fb.0);
-    let result = tokio::task::spawn_blocking(move || compare::compare(&fa.1, &fb.1))
-        .await
-        .map_err(|e| ApiError::Internal(format!("comparison failed: {e}")))?;
+    let result = blocking(move || Ok(compare::compare(&fa.1, &fb.1))).await?;
     let mut out = serde_json::to_value(result).map_err(|e| ApiError::Internal(e.to_string()))?;
     if let Value::Object(o) = &mut out {
         o.insert(

@@ -11,6 +11,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
+use uuid::Uuid;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -203,6 +204,14 @@ impl ApiError {
                 ApiError::Invalid { detail, errors }
             }
         }
+    }
+}
+
+/// Maps a store or compute error about run `id`, so that its 404 names the run.
+pub(crate) fn for_run<E: Into<ApiError>>(id: Uuid) -> impl Fn(E) -> ApiError {
+    move |e| match e.into() {
+        ApiError::NotFound(_) => ApiError::RunNotFound(id),
+        other => other,
     }
 }
 

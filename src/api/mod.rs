@@ -25,6 +25,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use body::BodyLimits;
 use error::ApiError;
+use error::ApiResult;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -186,4 +187,13 @@ pub fn spawn_metrics_upkeep(handle: PrometheusHandle) {
             handle.run_upkeep();
         }
     });
+}
+
+/// Runs CPU-heavy work (JSON parsing, validation, gunzip, comparisons) off the async executor.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Internal(format!("blocking task failed: {e}")))?
 }

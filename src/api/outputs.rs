@@ -2,7 +2,7 @@
 //! profiler config). Each carries a strong ETag; `If-None-Match` answers 304 without computing.
 
 use super::AppState;
-use super::error::{ApiError, ApiResult, ReadProblems, RunProblems};
+use super::error::{ApiResult, ReadProblems, RunProblems, for_run};
 use super::runs::run_id;
 use super::schema::{ForecastDoc, InferenceOptimizationDoc, RunStatsDoc, WorkflowProfilingDoc};
 use crate::compute::{Artifact, etag};
@@ -29,10 +29,7 @@ async fn output(
     kind: Artifact,
 ) -> ApiResult<Response> {
     let id = run_id(path)?;
-    let run = st.analyzer.run(id).await.map_err(|e| match e {
-        crate::compute::ComputeError::NotFound => ApiError::RunNotFound(id),
-        other => ApiError::from(other),
-    })?;
+    let run = st.analyzer.run(id).await.map_err(for_run(id))?;
     let current = etag(id, run.record.version, &run.config_fp, kind);
     let cache_headers = |tag: &str| {
         [
@@ -49,10 +46,7 @@ async fn output(
     if if_none_match(&headers, &current) {
         return Ok((StatusCode::NOT_MODIFIED, cache_headers(&current)).into_response());
     }
-    let rendered = st.analyzer.render(&run, kind).await.map_err(|e| match e {
-        crate::compute::ComputeError::NotFound => ApiError::RunNotFound(id),
-        other => ApiError::from(other),
-    })?;
+    let rendered = st.analyzer.render(&run, kind).await.map_err(for_run(id))?;
     Ok((
         StatusCode::OK,
         cache_headers(&rendered.etag),
@@ -162,9 +156,9 @@ output_endpoint!(
     /// Every `Summary` has `n`, mean, the **sample** standard deviation (n-1), min, max,
     /// p50/p75/p90/p95/p99 (linear interpolation) and two 95% intervals for the mean: Student-t
     /// (assumes the mean is roughly normal; check the skew for small n) and a seeded percentile
-    /// bootstrap of 2,000 resamples (distribution-free, unreliable below ~10 values, left out
-    /// above 2,000 values where the t interval is as good). Statistics
-    /// that need more data than there is are null, never a zero-width interval.
+    /// bootstrap of 2,000 resamples (distribution-free; null below 10 values, where it is far
+    /// too narrow, and above 2,000, where the t interval is as good). Statistics that need more
+    /// data than there is are null, never a zero-width interval.
     stats, "/v1/runs/{run_id}/stats", Artifact::Stats,
     body = RunStatsDoc, content_type = "application/json", "Statistics of the run"
 );

@@ -1,12 +1,12 @@
 //! The run resource: create, list, read, change, delete, and append step batches.
 
-use super::AppState;
 use super::body::{parse_json, read_json_bytes};
 use super::error::{
     ApiError, ApiResult, BodyProblems, ConflictProblems, Problem, ReadProblems, RunProblems,
-    WriteProblems,
+    WriteProblems, for_run,
 };
 use super::schema::*;
+use super::{AppState, blocking};
 use crate::profiler::ProfilerConfig;
 use crate::store::{
     IngestOutcome, NewRun, PreparedBatch, RunChanges, RunCursor, RunRecord, StoreError,
@@ -21,14 +21,6 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use utoipa::IntoParams;
 use uuid::Uuid;
-
-/// Maps a store error for run `id` (so a 404 names the run).
-pub(crate) fn for_run(id: Uuid) -> impl Fn(StoreError) -> ApiError {
-    move |e| match e {
-        StoreError::NotFound => ApiError::RunNotFound(id),
-        other => ApiError::from(other),
-    }
-}
 
 /// The run as the API shows it, with the effective profiler config.
 pub(crate) fn run_view(r: RunRecord) -> ApiResult<RunView> {
@@ -186,15 +178,6 @@ fn parse_create(body: Value) -> ApiResult<(NewRun, Option<PreparedBatch>)> {
         },
         batch,
     ))
-}
-
-/// Runs CPU-heavy body handling (JSON parsing, validation, rendering) off the async executor.
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> ApiResult<T> + Send + 'static,
-) -> ApiResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::Internal(format!("body task failed: {e}")))?
 }
 
 /// Create a run
@@ -480,8 +463,10 @@ pub async fn append_steps(
     body: Body,
 ) -> ApiResult<Json<IngestResponse>> {
     let id = run_id(path)?;
-    // A missing run is a 404 before the (possibly large) body is read and validated.
-    st.store.get_run(id).await.map_err(for_run(id))?;
+    // A missing run is a 404 before the (possibly large) body is read and validated; the
+    // analyzer's cached record saves a database round trip per batch (a run deleted meanwhile
+    // elsewhere still fails in `append`).
+    st.analyzer.run(id).await.map_err(for_run(id))?;
     let bytes = read_json_bytes(&headers, body, st.limits).await?;
     let batch = blocking(move || prepare_steps(parse_json(&bytes)?, "")).await?;
     let outcome = st.store.append(id, batch).await.map_err(for_run(id))?;

@@ -645,7 +645,8 @@ pub struct ForecastDoc {
 pub struct MeanIntervalsDoc {
     /// Student-t: mean ± t(0.975, n-1)·s/√n.
     pub t: Option<Vec<f64>>,
-    /// Seeded percentile bootstrap of 2,000 resamples; null below 2 or above 2,000 values.
+    /// Seeded percentile bootstrap of 2,000 resamples; null below 10 values (far too narrow
+    /// there) or above 2,000 (where the t interval is as good).
     pub bootstrap: Option<Vec<f64>>,
 }
 
