@@ -1,7 +1,6 @@
 //! `agentprof analyze`: the profiler on a file, with no database, writing the files the toolkit
 //! writes. It is the offline twin of the service and the quickest conformance check.
 
-use crate::profiler::calltree::CallForest;
 use crate::profiler::{self, Frame, ProfilerConfig, gantt, pyjson, traces::TracesWriter};
 use crate::trace::{self, ParseOptions, TraceError};
 use std::fs::File;
@@ -118,7 +117,8 @@ pub fn analyze_file(
         write_file(&out("inference_optimization.json"), &mut files, |w| {
             pyjson::write(w, &inference, true).map_err(io::Error::other)
         })?;
-        let profiling = profiler::workflow_profiling(&frame, config);
+        let forest = profiler::call_forest(&frame, config);
+        let profiling = profiler::workflow_profiling_with(&frame, &forest, config);
         if !profiling.is_empty() {
             write_file(&out("workflow_profiling_report.txt"), &mut files, |w| {
                 w.write_all(profiling.report.as_bytes())
@@ -127,13 +127,11 @@ pub fn analyze_file(
                 pyjson::write(w, &profiling, true).map_err(io::Error::other)
             })?;
         }
-        if config.bottleneck_analysis.enable_nested_stack && frame.is_standardized() {
-            let forest = CallForest::build(&frame);
-            if !forest.nodes.is_empty() {
-                write_file(&out("gantt_chart.svg"), &mut files, |w| {
-                    gantt::write_svg(w, &forest).map(|_| ())
-                })?;
-            }
+        // The toolkit draws the chart with the nested-stack analysis, and only when there are calls.
+        if config.bottleneck_analysis.enable_nested_stack && !forest.nodes.is_empty() {
+            write_file(&out("gantt_chart.svg"), &mut files, |w| {
+                gantt::write_svg(w, &forest).map(|_| ())
+            })?;
         }
         if config.token_usage_forecast {
             let forecast = profiler::forecast::fit(&frame);

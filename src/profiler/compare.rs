@@ -7,10 +7,11 @@
 //! Welch's t-test, which does not assume equal variances.
 
 use super::frame::{Frame, time_span};
-use super::stats::{Call, Summary, pair_calls, sample_std};
+use super::npstats::mean;
+use super::stats::{Call, Summary, pair_calls, sample_std, t_quantile, two_sided_t_p};
 use crate::trace::EventType;
 use serde::Serialize;
-use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
+use statrs::distribution::{ContinuousCDF, Normal};
 use std::collections::{BTreeMap, HashMap};
 
 pub const ALPHA: f64 = 0.05;
@@ -195,19 +196,6 @@ pub fn compare(baseline: &Frame, candidate: &Frame) -> Comparison {
     }
 }
 
-fn mean(v: &[f64]) -> Option<f64> {
-    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
-}
-
-fn two_sided_t(t: f64, df: f64) -> Option<f64> {
-    let dist = StudentsT::new(0.0, 1.0, df).ok()?;
-    Some((2.0 * (1.0 - dist.cdf(t.abs()))).clamp(0.0, 1.0))
-}
-
-fn t_quantile(df: f64) -> Option<f64> {
-    Some(StudentsT::new(0.0, 1.0, df).ok()?.inverse_cdf(0.975))
-}
-
 /// A two-sample test's difference of means, its 95% interval and its p-value.
 pub type TestResult = (Option<f64>, Option<[f64; 2]>, Option<f64>);
 
@@ -225,8 +213,8 @@ pub fn welch_test(a: &[f64], b: &[f64]) -> TestResult {
         } else {
             let df = (va + vb).powi(2)
                 / (va * va / (a.len() - 1) as f64 + vb * vb / (b.len() - 1) as f64);
-            p = two_sided_t(d / se, df);
-            ci = t_quantile(df).map(|q| [d - q * se, d + q * se]);
+            p = two_sided_t_p(d / se, df);
+            ci = t_quantile(df, 0.95).map(|q| [d - q * se, d + q * se]);
         }
     }
     (diff, ci, p)
@@ -264,12 +252,12 @@ pub fn paired(unit: &'static str, a: &[f64], b: &[f64]) -> MetricComparison {
             ci = Some([m, m]);
         } else {
             let se = s / (n as f64).sqrt();
-            p = two_sided_t(m / se, (n - 1) as f64);
+            p = two_sided_t_p(m / se, (n - 1) as f64);
             // Never narrower than the floating-point resolution of the differences: when every
             // pair moved by the same amount up to rounding, the interval is that amount ± a few
             // ulps, not a width of rounding noise that may miss it.
             let resolution = 8.0 * f64::EPSILON * d.iter().fold(m.abs(), |acc, x| acc.max(x.abs()));
-            ci = t_quantile((n - 1) as f64).map(|q| {
+            ci = t_quantile((n - 1) as f64, 0.95).map(|q| {
                 let half = (q * se).max(resolution);
                 [m - half, m + half]
             });

@@ -140,7 +140,6 @@ impl Row {
     }
 }
 
-/// The earliest and the latest timestamp among `rows`; `None` for no rows.
 /// Fills `order` with the indices of a request's rows in time order. Stable: rows with equal
 /// timestamps keep their input order, where the reference's order is unspecified (DESIGN.md
 /// "Ties"); every analysis that walks a request in time goes through here so they agree.
@@ -154,6 +153,7 @@ pub fn time_order(rows: &[Row], order: &mut Vec<usize>) {
     });
 }
 
+/// The earliest and the latest timestamp among `rows`; `None` for no rows.
 pub fn time_span(rows: &[Row]) -> Option<(f64, f64)> {
     let first = rows.first()?.event_timestamp;
     Some(rows.iter().fold((first, first), |(lo, hi), r| {

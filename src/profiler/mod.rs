@@ -90,6 +90,27 @@ impl WorkflowProfiling<'_> {
 }
 
 pub fn workflow_profiling<'a>(frame: &'a Frame, config: &ProfilerConfig) -> WorkflowProfiling<'a> {
+    workflow_profiling_with(frame, &call_forest(frame, config), config)
+}
+
+/// The call tree the nested-stack and spike analyses read (empty when neither is enabled or the
+/// frame is not standardized); the CLI also draws the Gantt chart from it.
+pub fn call_forest<'a>(frame: &'a Frame, config: &ProfilerConfig) -> calltree::CallForest<'a> {
+    let needs_tree =
+        config.bottleneck_analysis.enable_nested_stack || config.concurrency_spike_analysis.enable;
+    if frame.is_standardized() && needs_tree {
+        calltree::CallForest::build(frame)
+    } else {
+        calltree::CallForest::default()
+    }
+}
+
+/// [`workflow_profiling`] over a call tree already built by [`call_forest`].
+pub fn workflow_profiling_with<'a>(
+    frame: &'a Frame,
+    forest: &calltree::CallForest<'a>,
+    config: &ProfilerConfig,
+) -> WorkflowProfiling<'a> {
     let mut report = String::new();
     let mut section = |text: &str| {
         report.push_str("\n\n\n");
@@ -100,21 +121,13 @@ pub fn workflow_profiling<'a>(frame: &'a Frame, config: &ProfilerConfig) -> Work
         section(&a.summary);
         a.stats
     });
-    let needs_tree =
-        config.bottleneck_analysis.enable_nested_stack || config.concurrency_spike_analysis.enable;
-    let standardized = frame.is_standardized();
-    let forest = if standardized && needs_tree {
-        calltree::CallForest::build(frame)
-    } else {
-        calltree::CallForest::default()
-    };
     let nested = config.bottleneck_analysis.enable_nested_stack.then(|| {
-        let a = nested_stack::analyze(&forest);
+        let a = nested_stack::analyze(forest);
         section(&a.textual_report);
         a
     });
     let spikes = config.concurrency_spike_analysis.enable.then(|| {
-        let a = spikes::analyze(&forest, config.concurrency_spike_analysis.spike_threshold);
+        let a = spikes::analyze(forest, config.concurrency_spike_analysis.spike_threshold);
         section(&a.textual_report);
         a
     });
