@@ -6,13 +6,16 @@
 #
 # Usage: bench/compare.sh [REQUESTS...]        (default: 100 1000)
 # Needs the conformance oracle (ORACLE_DIR, default ../shared/conformance/oracle) and its venv
-# (AIQ_VENV, default /tmp/aiq; created from the oracle's lock file when missing).
+# (AIQ_VENV, default /tmp/aiq; created from the oracle's lock file when missing), hyperfine and
+# GNU time (/usr/bin/time; Debian packages hyperfine and time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ORACLE_DIR=${ORACLE_DIR:-../shared/conformance/oracle}
 AIQ_VENV=${AIQ_VENV:-/tmp/aiq}
 sizes=("$@"); [ ${#sizes[@]} -eq 0 ] && sizes=(100 1000)
 [ -f "$ORACLE_DIR/run_oracle.py" ] || { echo "no oracle at $ORACLE_DIR (set ORACLE_DIR)" >&2; exit 1; }
+command -v hyperfine >/dev/null || { echo "compare.sh needs hyperfine (apt-get install hyperfine)" >&2; exit 1; }
+[ -x /usr/bin/time ] || { echo "compare.sh needs GNU time (apt-get install time)" >&2; exit 1; }
 if [ ! -x "$AIQ_VENV/bin/python" ]; then
   echo "compare.sh: creating the reference venv in $AIQ_VENV (a few minutes)" >&2
   python3 -m venv "$AIQ_VENV" && "$AIQ_VENV/bin/pip" install -q -r "$ORACLE_DIR/requirements-aiq.lock.txt"
@@ -28,8 +31,11 @@ report=target/bench/compare.md
   echo "|---|---|---|---|---|---|---|---|"
 } >> "$report"
 
-peak() { # command... -> "seconds kilobytes"
-  /usr/bin/time -f "%e %M" -o "$work/time.txt" "$@" > /dev/null 2>&1
+peak() { # command... -> "seconds kilobytes"; a failing command stops the script
+  if ! /usr/bin/time -f "%e %M" -o "$work/time.txt" "$@" > "$work/peak.log" 2>&1; then
+    echo "compare.sh: failed: $* (output in $work/peak.log)" >&2
+    exit 1
+  fi
   cat "$work/time.txt"
 }
 

@@ -22,9 +22,11 @@ psql "$admin" -qc "CREATE DATABASE $db"
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 DATABASE_URL=$url AGENTPROF_BIND=127.0.0.1:$port RUST_LOG=warn target/release/agentprof serve > "$work/server.log" 2>&1 &
 server=$!
-cleanup() { kill $server 2>/dev/null; wait $server 2>/dev/null; psql "$admin" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)"; }
+cleanup() { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; psql "$admin" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)"; }
 trap cleanup EXIT
-for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+ready=""
+for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && { ready=1; break; }; sleep 0.1; done
+[ -n "$ready" ] || { echo "bench/ingest.sh: the server did not become ready; its log:" >&2; cat "$work/server.log" >&2; exit 1; }
 
 target/release/examples/loadtest --base "http://127.0.0.1:$port" ingest --batches "$batches" --requests "$requests" \
   --clients "$clients" --ndjson "$work/steps.ndjson" > "$work/ingest.json"

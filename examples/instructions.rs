@@ -1,7 +1,8 @@
 //! Runs each analysis once on a synthetic run, each behind its own `measure_*` function, for
 //! counting instructions with callgrind: unlike wall time, the counts do not depend on caches or
 //! on the neighbours of a virtual machine, so the growth from one size to the next shows the
-//! algorithm's cost. `bench/instructions.sh` runs it at two sizes and prints the ratios.
+//! algorithm's cost. BENCHMARKS.md (section 2) has the commands for both sizes and
+//! the ratios they gave.
 //!
 //! ```text
 //! valgrind --tool=callgrind --collect-atstart=no --toggle-collect='instructions::measure_*' \

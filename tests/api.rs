@@ -262,13 +262,15 @@ on_both_backends!(etag_and_cache, |backend| async move {
     );
     // A config change changes the tag too.
     let tag2 = after.header("etag").unwrap().to_owned();
-    app.request(
-        Method::PATCH,
-        &format!("/v1/runs/{id}"),
-        &[("content-type", "application/json")],
-        json!({"profiler_config": {"prompt_caching_prefixes": {"enable": false}}}).to_string(),
-    )
-    .await;
+    let patched = app
+        .request(
+            Method::PATCH,
+            &format!("/v1/runs/{id}"),
+            &[("content-type", "application/json")],
+            json!({"profiler_config": {"prompt_caching_prefixes": {"enable": false}}}).to_string(),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text());
     let cfg = app
         .request(
             Method::GET,
@@ -635,7 +637,7 @@ async fn prometheus_and_probes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replicas_see_each_others_writes_within_the_record_ttl() {
+async fn replicas_see_each_others_writes_after_the_record_ttl() {
     use agentprof::store::Store;
     use std::sync::Arc;
     // Two "replicas": two applications, each with its own caches, on one database.

@@ -91,9 +91,10 @@ fn valid_step() -> impl Strategy<Value = Value> {
         })
 }
 
-fn run_everything(doc: Value) {
+/// Parses `doc` and runs every analysis on it; returns false when the document does not parse.
+fn run_everything(doc: Value) -> bool {
     let Ok(batch) = parse_value(doc, &ParseOptions::default()) else {
-        return;
+        return false;
     };
     let requests = batch.into_numbered();
     let frame = Frame::from_requests(requests.iter().map(|(n, s)| (*n, s.as_slice())));
@@ -107,6 +108,7 @@ fn run_everything(doc: Value) {
     let _ = csv::to_string(&frame, &config);
     let _ = pyjson::to_vec(&profiler::forecast::fit(&frame));
     let _ = gantt::to_svg(&CallForest::build(&frame));
+    true
 }
 
 proptest! {
@@ -123,7 +125,7 @@ proptest! {
     #[test]
     fn arbitrary_json_never_panics(doc in any_json()) {
         let _ = parse_value(doc.clone(), &ParseOptions::default());
-        run_everything(doc);
+        let _ = run_everything(doc);
     }
 
     #[test]
@@ -137,6 +139,7 @@ proptest! {
 
     #[test]
     fn every_analysis_completes_on_valid_runs(requests in prop::collection::vec(prop::collection::vec(valid_step(), 0..14), 0..5)) {
-        run_everything(Value::Array(requests.into_iter().map(Value::Array).collect()));
+        let doc = Value::Array(requests.into_iter().map(Value::Array).collect());
+        prop_assert!(run_everything(doc), "valid steps must parse");
     }
 }

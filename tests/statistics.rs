@@ -82,7 +82,13 @@ on_both_backends!(compare_with_an_exact_copy, |backend| async move {
     let c = compare(&app, &a, &b).await;
     assert_eq!(c["paired"], true);
     assert_eq!(c["pairing"], "request_number");
-    for (name, m) in c["metrics"].as_object().unwrap() {
+    let metrics = c["metrics"].as_object().unwrap();
+    assert_eq!(
+        metrics.len(),
+        agentprof::profiler::compare::METRICS.len(),
+        "{c}"
+    );
+    for (name, m) in metrics {
         assert_eq!(m["p_value"], 1.0, "{name}");
         assert_eq!(m["difference_of_means"], 0.0, "{name}");
         assert_eq!(m["significant"], false, "{name}");

@@ -19,6 +19,10 @@ pub fn cases() -> Vec<PathBuf> {
         .filter(|p| p.is_dir())
         .collect();
     out.sort();
+    assert!(
+        !out.is_empty(),
+        "no conformance cases in tests/fixtures/cases"
+    );
     out
 }
 
