@@ -4,10 +4,12 @@
 //! `cargo bench --bench profiler` runs them all; under `cargo test` (no `--bench` flag) only the
 //! 100-request size runs, once, as a smoke test. Results and the machine are in BENCHMARKS.md.
 
-use agentprof::profiler::{
-    self, Frame, ProfilerConfig, calltree::CallForest, confidence, csv, forecast, nested_stack,
-    prefix_span, prefixes, runtimes, simple_stack, spikes, uniqueness,
+use agentprof::profiler::core::calltree::CallForest;
+use agentprof::profiler::toolkit::{
+    confidence, csv, forecast, nested_stack, prefix_span, prefixes, runtimes, simple_stack, spikes,
+    uniqueness,
 };
+use agentprof::profiler::{self, Frame, ProfilerConfig};
 use agentprof::synth::profiler_document;
 use agentprof::trace::{ParseOptions, parse_document};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -104,13 +106,14 @@ fn benches(c: &mut Criterion) {
         });
         g.bench_with_input(BenchmarkId::new("metrics_json", n), f, |b, f| {
             b.iter(|| {
-                profiler::pyjson::to_vec(&profiler::inference_optimization(black_box(f), &config))
+                profiler::py::json::to_vec(&profiler::inference_optimization(black_box(f), &config))
                     .len()
             })
         });
         g.bench_with_input(BenchmarkId::new("profiling_json", n), f, |b, f| {
             b.iter(|| {
-                profiler::pyjson::to_vec(&profiler::workflow_profiling(black_box(f), &config)).len()
+                profiler::py::json::to_vec(&profiler::workflow_profiling(black_box(f), &config))
+                    .len()
             })
         });
     }

@@ -9,10 +9,12 @@
 //!     target/profiling/examples/instructions 1000
 //! ```
 
-use agentprof::profiler::{
-    self, Frame, ProfilerConfig, calltree::CallForest, confidence, csv, forecast, nested_stack,
-    prefix_span, prefixes, runtimes, simple_stack, spikes, uniqueness,
+use agentprof::profiler::core::calltree::CallForest;
+use agentprof::profiler::toolkit::{
+    confidence, csv, forecast, nested_stack, prefix_span, prefixes, runtimes, simple_stack, spikes,
+    uniqueness,
 };
+use agentprof::profiler::{self, Frame, ProfilerConfig};
 use agentprof::trace::{ParseOptions, parse_document};
 use std::hint::black_box;
 
@@ -40,8 +42,8 @@ measured! {
     measure_prefix_span(f, c) => prefix_span::analyze(f, &c.prefix_span_analysis).patterns.len();
     measure_csv(f, c) => csv::to_string(f, c).len();
     measure_forecast(f, c) => { black_box(forecast::fit(f)); 0 };
-    measure_metrics_json(f, c) => profiler::pyjson::to_vec(&profiler::inference_optimization(f, c)).len();
-    measure_profiling_json(f, c) => profiler::pyjson::to_vec(&profiler::workflow_profiling(f, c)).len();
+    measure_metrics_json(f, c) => profiler::py::json::to_vec(&profiler::inference_optimization(f, c)).len();
+    measure_profiling_json(f, c) => profiler::py::json::to_vec(&profiler::workflow_profiling(f, c)).len();
 }
 
 #[inline(never)]

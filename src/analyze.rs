@@ -1,7 +1,9 @@
 //! `agentprof analyze`: the profiler on a file, with no database, writing the files the toolkit
 //! writes. It is the offline twin of the service and the quickest conformance check.
 
-use crate::profiler::{self, Frame, ProfilerConfig, gantt, pyjson, traces::TracesWriter};
+use crate::profiler::{
+    self, Frame, ProfilerConfig, py, toolkit::gantt, toolkit::traces::TracesWriter,
+};
 use crate::trace::{self, ParseOptions, TraceError};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -16,7 +18,7 @@ pub enum AnalyzeError {
     #[error("{}: {source}", path.display())]
     Config {
         path: PathBuf,
-        source: profiler::config::ConfigError,
+        source: profiler::core::config::ConfigError,
     },
     #[error("{}: not valid JSON: {source}", path.display())]
     ConfigSyntax {
@@ -103,9 +105,9 @@ pub fn analyze_file(
             t.finish().map(|_| ())
         })?;
         write_file(&out("standardized_data_all.csv"), &mut files, |w| {
-            profiler::csv::write(w, &frame, config)
+            profiler::toolkit::csv::write(w, &frame, config)
         })?;
-        let stats = profiler::stats::compute(&frame);
+        let stats = profiler::statistics::stats::compute(&frame);
         write_file(&out("stats.json"), &mut files, |w| {
             serde_json::to_writer_pretty(&mut *w, &stats).map_err(io::Error::other)
         })?;
@@ -115,7 +117,7 @@ pub fn analyze_file(
         let mut files = Vec::new();
         let inference = profiler::inference_optimization(&frame, config);
         write_file(&out("inference_optimization.json"), &mut files, |w| {
-            pyjson::write(w, &inference, true).map_err(io::Error::other)
+            py::json::write(w, &inference, true).map_err(io::Error::other)
         })?;
         let forest = profiler::call_forest(&frame, config);
         let profiling = profiler::workflow_profiling_with(&frame, &forest, config);
@@ -124,7 +126,7 @@ pub fn analyze_file(
                 w.write_all(profiling.report.as_bytes())
             })?;
             write_file(&out("workflow_profiling_metrics.json"), &mut files, |w| {
-                pyjson::write(w, &profiling, true).map_err(io::Error::other)
+                py::json::write(w, &profiling, true).map_err(io::Error::other)
             })?;
         }
         // The toolkit draws the chart with the nested-stack analysis, and only when there are calls.
@@ -134,9 +136,9 @@ pub fn analyze_file(
             })?;
         }
         if config.token_usage_forecast {
-            let forecast = profiler::forecast::fit(&frame);
+            let forecast = profiler::toolkit::forecast::fit(&frame);
             write_file(&out("forecast.json"), &mut files, |w| {
-                pyjson::write(w, &forecast, true).map_err(io::Error::other)
+                py::json::write(w, &forecast, true).map_err(io::Error::other)
             })?;
         }
         Ok(files)

@@ -6,8 +6,8 @@
 //! computation instead of starting their own, and the CPU work runs on the blocking pool so it
 //! never stalls the async executor.
 
-use crate::profiler::calltree::CallForest;
-use crate::profiler::{self, Frame, ProfilerConfig, gantt, pyjson};
+use crate::profiler::core::calltree::CallForest;
+use crate::profiler::{self, Frame, ProfilerConfig, py, toolkit::gantt};
 use crate::store::{RunRecord, Store, StoreError};
 use bytes::Bytes;
 use moka::future::Cache;
@@ -303,7 +303,7 @@ fn compute_with_sibling(
     match kind {
         Artifact::Profiling | Artifact::Report => {
             let profiling = profiler::workflow_profiling(frame, config);
-            let json: Bytes = pyjson::to_vec(&profiling).into();
+            let json: Bytes = py::json::to_vec(&profiling).into();
             let report: Bytes = profiling.report.into_bytes().into();
             if kind == Artifact::Profiling {
                 (json, Some((Artifact::Report, report)))
@@ -311,10 +311,10 @@ fn compute_with_sibling(
                 (report, Some((Artifact::Profiling, json)))
             }
         }
-        Artifact::Metrics => alone(pyjson::to_vec(&profiler::inference_optimization(
+        Artifact::Metrics => alone(py::json::to_vec(&profiler::inference_optimization(
             frame, config,
         ))),
-        Artifact::Csv => alone(profiler::csv::to_string(frame, config).into_bytes()),
+        Artifact::Csv => alone(profiler::toolkit::csv::to_string(frame, config).into_bytes()),
         Artifact::Gantt => {
             let forest = if frame.is_standardized() {
                 CallForest::build(frame)
@@ -327,14 +327,14 @@ fn compute_with_sibling(
                     .into_bytes(),
             )
         }
-        Artifact::Forecast if !config.token_usage_forecast => {
-            alone(pyjson::to_vec(&profiler::forecast::Forecast::Skipped {
+        Artifact::Forecast if !config.token_usage_forecast => alone(py::json::to_vec(
+            &profiler::toolkit::forecast::Forecast::Skipped {
                 reason: "token_usage_forecast is off in the run's profiler_config".to_owned(),
-            }))
-        }
-        Artifact::Forecast => alone(pyjson::to_vec(&profiler::forecast::fit(frame))),
+            },
+        )),
+        Artifact::Forecast => alone(py::json::to_vec(&profiler::toolkit::forecast::fit(frame))),
         Artifact::Stats => alone(
-            serde_json::to_vec_pretty(&profiler::stats::compute(frame))
+            serde_json::to_vec_pretty(&profiler::statistics::stats::compute(frame))
                 // Numbers (non-finite ones become null), strings and maps only.
                 .expect("RunStats serialises"),
         ),

@@ -3,7 +3,7 @@
 
 mod common;
 
-use agentprof::profiler::{self, Frame, ProfilerConfig, pyjson, traces::TracesWriter};
+use agentprof::profiler::{self, Frame, ProfilerConfig, py, toolkit::traces::TracesWriter};
 use agentprof::trace::{ParseOptions, parse_document};
 use common::*;
 use std::path::Path;
@@ -39,9 +39,9 @@ fn run(case: &Path) -> Outputs {
     let profiling = profiler::workflow_profiling(&frame, &config);
     Outputs {
         traces: traces.finish().unwrap(),
-        csv: profiler::csv::to_string(&frame, &config).into_bytes(),
-        inference: pyjson::to_vec(&profiler::inference_optimization(&frame, &config)),
-        profiling: pyjson::to_vec(&profiling),
+        csv: profiler::toolkit::csv::to_string(&frame, &config).into_bytes(),
+        inference: py::json::to_vec(&profiler::inference_optimization(&frame, &config)),
+        profiling: py::json::to_vec(&profiling),
         report: profiling.report,
     }
 }

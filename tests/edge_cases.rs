@@ -1,7 +1,7 @@
 //! The edge cases of REFERENCE.md §7, one test each, on small hand-made runs.
 
-use agentprof::profiler::forecast::{self, Forecast};
-use agentprof::profiler::{self, Frame, ProfilerConfig, csv, pyjson};
+use agentprof::profiler::toolkit::forecast::{self, Forecast};
+use agentprof::profiler::{self, Frame, ProfilerConfig, py, toolkit::csv};
 use agentprof::trace::{ParseOptions, TraceError, parse_value};
 use serde_json::{Value, json};
 
@@ -21,11 +21,11 @@ fn analyze(doc: Value) -> Out {
     let config = ProfilerConfig::default();
     let wp = profiler::workflow_profiling(&frame, &config);
     Out {
-        io: serde_json::from_slice(&pyjson::to_vec(&profiler::inference_optimization(
+        io: serde_json::from_slice(&py::json::to_vec(&profiler::inference_optimization(
             &frame, &config,
         )))
         .unwrap(),
-        wp: serde_json::from_slice(&pyjson::to_vec(&wp)).unwrap(),
+        wp: serde_json::from_slice(&py::json::to_vec(&wp)).unwrap(),
         report: wp.report,
         csv: csv::to_string(&frame, &config),
         forecast: forecast::fit(&frame),

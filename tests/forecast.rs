@@ -5,7 +5,7 @@
 mod common;
 
 use agentprof::profiler::Frame;
-use agentprof::profiler::forecast::{self, Forecast};
+use agentprof::profiler::toolkit::forecast::{self, Forecast};
 use agentprof::trace::{ParseOptions, parse_document};
 use common::*;
 use serde_json::Value;

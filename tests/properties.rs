@@ -1,7 +1,9 @@
 //! Property tests: the parser never panics, whatever the bytes; a parsed document dumps and
 //! re-parses to itself; and every analysis runs to completion on any valid run.
 
-use agentprof::profiler::{self, Frame, ProfilerConfig, calltree::CallForest, csv, gantt, pyjson};
+use agentprof::profiler::{
+    self, Frame, ProfilerConfig, core::calltree::CallForest, py, toolkit::csv, toolkit::gantt,
+};
 use agentprof::trace::{ParseOptions, parse_document, parse_value};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -103,10 +105,10 @@ fn run_everything(doc: Value) -> bool {
     config.prompt_caching_prefixes.min_frequency = 0.0;
     let io = profiler::inference_optimization(&frame, &config);
     let wp = profiler::workflow_profiling(&frame, &config);
-    let _ = pyjson::to_vec(&io);
-    let _ = pyjson::to_vec(&wp);
+    let _ = py::json::to_vec(&io);
+    let _ = py::json::to_vec(&wp);
     let _ = csv::to_string(&frame, &config);
-    let _ = pyjson::to_vec(&profiler::forecast::fit(&frame));
+    let _ = py::json::to_vec(&profiler::toolkit::forecast::fit(&frame));
     let _ = gantt::to_svg(&CallForest::build(&frame));
     true
 }

@@ -85,7 +85,7 @@ on_both_backends!(compare_with_an_exact_copy, |backend| async move {
     let metrics = c["metrics"].as_object().unwrap();
     assert_eq!(
         metrics.len(),
-        agentprof::profiler::compare::METRICS.len(),
+        agentprof::profiler::statistics::compare::METRICS.len(),
         "{c}"
     );
     for (name, m) in metrics {

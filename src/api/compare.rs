@@ -4,7 +4,7 @@ use super::body::{parse_json, read_json_bytes};
 use super::error::{ApiError, ApiResult, BodyProblems, Problem, ReadProblems, for_run};
 use super::schema::{CompareRequest, ComparisonDoc};
 use super::{AppState, blocking};
-use crate::profiler::compare;
+use crate::profiler::statistics::compare;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;

@@ -5,35 +5,20 @@
 //! in its own file and reproduces REFERENCE.md, quirks included, except where DESIGN.md lists a
 //! deliberate deviation.
 
-pub mod calltree;
-pub mod compare;
-pub mod confidence;
-pub mod config;
-pub mod csv;
-pub mod exact;
-pub mod forecast;
-pub mod frame;
-pub mod gantt;
-pub mod llm_metrics;
-pub mod nested_stack;
-pub mod npstats;
-pub mod percentile;
-pub mod prefix_span;
-pub mod prefixes;
-pub mod pyfmt;
-pub mod pyjson;
-pub mod runtimes;
-pub mod simple_stack;
-pub mod spikes;
-pub mod stats;
-pub mod traces;
-pub mod uniqueness;
+pub mod core;
+pub mod py;
+pub mod statistics;
+pub mod toolkit;
 
 #[cfg(test)]
 pub(crate) mod testutil;
 
-pub use config::ProfilerConfig;
-pub use frame::{Frame, FrameBuilder, RequestSlice, Row, StepColumns, time_span};
+use self::core::calltree;
+pub use self::core::config::ProfilerConfig;
+pub use self::core::frame::{Frame, FrameBuilder, RequestSlice, Row, StepColumns, time_span};
+use toolkit::{
+    confidence, nested_stack, prefix_span, prefixes, runtimes, simple_stack, spikes, uniqueness,
+};
 
 use serde::Serialize;
 

@@ -1,6 +1,6 @@
 //! Small frames for unit tests.
 
-use super::frame::Frame;
+use crate::profiler::core::frame::Frame;
 use crate::trace::{ParseOptions, parse_value};
 use serde_json::{Value, json};
 

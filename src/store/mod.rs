@@ -8,7 +8,7 @@
 pub mod postgres;
 pub mod sqlite;
 
-use crate::profiler::{Frame, StepColumns, traces::render_step};
+use crate::profiler::{Frame, StepColumns, toolkit::traces::render_step};
 use crate::trace::{Batch, EventType, Framework, InputForm};
 use bytes::Bytes;
 use futures::stream::BoxStream;
@@ -68,7 +68,7 @@ pub enum RequestKey {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PreparedStep {
     pub columns: StepColumns,
-    /// The step as the combined requests file shows it (see `profiler::traces::render_step`).
+    /// The step as the combined requests file shows it (see `profiler::toolkit::traces::render_step`).
     pub body: String,
 }
 
@@ -518,7 +518,7 @@ const CHUNK: usize = 64 * 1024;
 /// handing out a chunk whenever [`CHUNK`] bytes are buffered so memory stays flat.
 pub(crate) struct TracesAssembler {
     walker: RequestWalker,
-    out: crate::profiler::traces::TracesWriter<Vec<u8>>,
+    out: crate::profiler::toolkit::traces::TracesWriter<Vec<u8>>,
 }
 
 impl TracesAssembler {
@@ -526,7 +526,7 @@ impl TracesAssembler {
     pub(crate) fn new(numbers: Vec<i64>) -> TracesAssembler {
         TracesAssembler {
             walker: RequestWalker::new(numbers),
-            out: crate::profiler::traces::TracesWriter::new(Vec::with_capacity(CHUNK * 2)),
+            out: crate::profiler::toolkit::traces::TracesWriter::new(Vec::with_capacity(CHUNK * 2)),
         }
     }
 

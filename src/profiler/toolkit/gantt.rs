@@ -4,7 +4,7 @@
 //! another; here every call keeps a 14 px row with its label and a tooltip, so the chart grows
 //! downwards and stays readable (and stays a few hundred bytes per call).
 
-use super::calltree::{CallForest, OpType};
+use crate::profiler::core::calltree::{CallForest, OpType};
 use std::io::{self, Write};
 
 pub const TITLE: &str = "Gantt Chart of Nested Calls (All Examples)";

@@ -1,6 +1,6 @@
 //! The six "NOVA" columns that `compute_llm_metrics` appends to the CSV (REFERENCE.md §4.8).
 
-use super::frame::Frame;
+use crate::profiler::core::frame::Frame;
 use crate::trace::EventType;
 use std::collections::HashMap;
 

@@ -5,11 +5,11 @@
 //! and it is global across requests (B13); the name is the first row's, so an unnamed START gives
 //! the name `""`.
 
-use super::calltree::OpType;
-use super::frame::{Frame, Row};
-use super::npstats;
-use super::percentile::percentile_sorted;
-use super::pyfmt::fixed;
+use crate::profiler::core::calltree::OpType;
+use crate::profiler::core::frame::{Frame, Row};
+use crate::profiler::py::npstats;
+use crate::profiler::py::percentile::percentile_sorted;
+use crate::profiler::py::repr::fixed;
 use crate::trace::EventType;
 use indexmap::IndexMap;
 use serde::Serialize;

@@ -5,7 +5,7 @@
 //! request header, each step pre-rendered at its nesting depth, and the closing brackets. The
 //! CLI uses the same pieces, so both produce the same bytes.
 
-use super::pyjson;
+use crate::profiler::py;
 use crate::trace::IntermediateStep;
 use std::io::{self, Write};
 
@@ -17,7 +17,7 @@ pub const STEP_DEPTH: usize = 3;
 pub fn render_step(step: &IntermediateStep) -> Vec<u8> {
     let mut out = Vec::with_capacity(1024);
     // Writing into a Vec cannot fail.
-    let _ = pyjson::write_at_depth(&mut out, step, STEP_DEPTH);
+    let _ = py::json::write_at_depth(&mut out, step, STEP_DEPTH);
     out
 }
 
@@ -130,7 +130,7 @@ mod tests {
         let got = w.finish().unwrap();
         assert_eq!(
             String::from_utf8(got).unwrap(),
-            String::from_utf8(pyjson::to_vec(&whole)).unwrap()
+            String::from_utf8(py::json::to_vec(&whole)).unwrap()
         );
         assert_eq!(TracesWriter::new(Vec::new()).finish().unwrap(), b"[]");
     }

@@ -1,10 +1,10 @@
 //! `standardized_data_all.csv` (REFERENCE.md §4.0, §4.8, §5.4) as pandas' `to_csv(index=False)`
 //! writes it: Python's csv module quoting, floats as `repr`, null as an empty cell.
 
-use super::config::ProfilerConfig;
-use super::frame::{Frame, Row};
-use super::llm_metrics::{self, NovaColumns};
-use super::pyfmt::write_float_repr;
+use crate::profiler::core::config::ProfilerConfig;
+use crate::profiler::core::frame::{Frame, Row};
+use crate::profiler::py::repr::write_float_repr;
+use crate::profiler::toolkit::llm_metrics::{self, NovaColumns};
 use std::io::{self, Write};
 
 const BASE_COLUMNS: [&str; 17] = [

@@ -1,8 +1,8 @@
 //! Nested stack analysis (REFERENCE.md §4.10): self and subtree time per call, the run-wide
 //! concurrency distribution, each call's concurrency at its midpoint, and the top bottlenecks.
 
-use super::calltree::{CallForest, Segment, level_at, segments};
-use super::pyfmt::fixed;
+use crate::profiler::core::calltree::{CallForest, Segment, level_at, segments};
+use crate::profiler::py::repr::fixed;
 use indexmap::IndexMap;
 use serde::Serialize;
 use std::fmt::Write;

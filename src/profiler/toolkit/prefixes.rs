@@ -9,7 +9,7 @@
 //! visiting order replays the reference's stack walk (children in insertion order, popped last
 //! first), because ties in the final sort keep that order.
 
-use super::frame::Frame;
+use crate::profiler::core::frame::Frame;
 use serde::Serialize;
 use std::collections::BTreeMap;
 

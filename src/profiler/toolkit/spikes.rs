@@ -6,9 +6,9 @@
 //! segments in time order with the calls sorted by start and a heap of active calls by end, so the
 //! cost is O(n log n) plus the size of the output itself.
 
-use super::calltree::{CallForest, level_at, segments};
-use super::npstats;
-use super::pyfmt::fixed;
+use crate::profiler::core::calltree::{CallForest, level_at, segments};
+use crate::profiler::py::npstats;
+use crate::profiler::py::repr::fixed;
 use indexmap::IndexMap;
 use rustc_hash::FxHashSet;
 use serde::Serialize;

@@ -10,7 +10,7 @@
 //! Where the reference's fit raises, or the training set exceeds [`MAX_FIT_WORK`], we report
 //! `skipped` with the reason.
 
-use super::frame::Frame;
+use crate::profiler::core::frame::Frame;
 use crate::trace::EventType;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -7,7 +7,7 @@
 //! with an index by UUID), so a second root with the same UUID replaces the first in place (and
 //! takes the first one's subtree out of every output).
 
-use super::frame::{Frame, Row, time_order};
+use crate::profiler::core::frame::{Frame, Row, time_order};
 use crate::trace::{EventState, EventType};
 use std::collections::HashMap;
 

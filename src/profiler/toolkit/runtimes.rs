@@ -1,9 +1,9 @@
 //! Workflow runtime percentiles (REFERENCE.md §4.7): p90/p95/p99 of each request's
 //! `max(ts) - min(ts)`, empty requests excluded.
 
-use super::confidence::run_times;
-use super::frame::Frame;
-use super::uniqueness::Percentiles;
+use crate::profiler::core::frame::Frame;
+use crate::profiler::toolkit::confidence::run_times;
+use crate::profiler::toolkit::uniqueness::Percentiles;
 
 pub fn compute(frame: &Frame) -> Percentiles {
     if !frame.is_standardized() {

@@ -6,9 +6,9 @@
 //! throughput. Each `Summary` says how much data it rests on; a statistic that needs more data
 //! than there is is `null`, never a zero-width interval.
 
-use super::frame::{Frame, Row, time_order, time_span};
-use super::npstats;
-use super::percentile::percentile_sorted;
+use crate::profiler::core::frame::{Frame, Row, time_order, time_span};
+use crate::profiler::py::npstats;
+use crate::profiler::py::percentile::percentile_sorted;
 use crate::trace::EventType;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -309,7 +309,7 @@ pub fn compute(frame: &Frame) -> RunStats {
             unmatched_starts,
             unmatched_ends,
         },
-        workflow_run_time: Summary::of(&super::confidence::run_times(frame)),
+        workflow_run_time: Summary::of(&crate::profiler::toolkit::confidence::run_times(frame)),
         time_to_first_token: time_to_first_token(frame),
         tokens: tokens_per_model(frame),
         throughput: throughput(frame),

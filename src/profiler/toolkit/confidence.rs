@@ -4,8 +4,8 @@
 //! time-ordered LLM latency pairing (B6) and its throughput heuristic (B11), reproduced because
 //! users compare them with what the toolkit printed. `stats.rs` has the sound versions.
 
-use super::exact;
-use super::frame::{Frame, time_order, time_span};
+use crate::profiler::core::frame::{Frame, time_order, time_span};
+use crate::profiler::py::exact;
 use crate::trace::EventType;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 

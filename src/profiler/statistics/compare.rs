@@ -6,9 +6,11 @@
 //! on the per-request differences. Otherwise each metric's observations are compared with
 //! Welch's t-test, which does not assume equal variances.
 
-use super::frame::{Frame, time_span};
-use super::npstats::mean;
-use super::stats::{Call, Summary, pair_calls, sample_std, t_quantile, two_sided_t_p};
+use crate::profiler::core::frame::{Frame, time_span};
+use crate::profiler::py::npstats::mean;
+use crate::profiler::statistics::stats::{
+    Call, Summary, pair_calls, sample_std, t_quantile, two_sided_t_p,
+};
 use crate::trace::EventType;
 use serde::Serialize;
 use statrs::distribution::{ContinuousCDF, Normal};
@@ -474,7 +476,8 @@ mod tests {
         let covered = (0..1000)
             .filter(|_| {
                 let [lo, hi] =
-                    super::super::stats::t_interval(&lognormal(&mut rng, 50), 0.95).unwrap();
+                    crate::profiler::statistics::stats::t_interval(&lognormal(&mut rng, 50), 0.95)
+                        .unwrap();
                 lo <= true_mean && true_mean <= hi
             })
             .count();

@@ -7,11 +7,11 @@
 //! `min_support` below 1 is a fraction of the sequences, 1 or more an absolute count, whatever
 //! its JSON type.
 
-use super::calltree::OpType;
-use super::config::PrefixSpanConfig;
-use super::frame::{Frame, time_order};
-use super::npstats;
-use super::pyfmt::fixed;
+use crate::profiler::core::calltree::OpType;
+use crate::profiler::core::config::PrefixSpanConfig;
+use crate::profiler::core::frame::{Frame, time_order};
+use crate::profiler::py::npstats;
+use crate::profiler::py::repr::fixed;
 use crate::trace::EventType;
 use rustc_hash::FxHashMap;
 use serde::Serialize;

@@ -1,9 +1,9 @@
 //! Inter-query token uniqueness (REFERENCE.md §4.6): how many new words each LLM prompt adds over
 //! the previous prompt to the same model in the same request, as p90/p95/p99 per model.
 
-use super::frame::Frame;
-use super::percentile::p90_p95_p99;
-use super::pyfmt::is_word_char;
+use crate::profiler::core::frame::Frame;
+use crate::profiler::py::percentile::p90_p95_p99;
+use crate::profiler::py::repr::is_word_char;
 use crate::trace::EventType;
 use rustc_hash::FxHashSet;
 use serde::Serialize;
