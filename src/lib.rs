@@ -18,10 +18,12 @@
 //! - [`config`] and [`server`]: typed configuration and `agentprof serve`.
 
 pub mod analyze;
+#[cfg(feature = "openapi")]
 pub mod api;
 pub mod compute;
 pub mod config;
 pub mod profiler;
+#[cfg(feature = "openapi")]
 pub mod server;
 pub mod store;
 pub mod synth;

@@ -1,4 +1,4 @@
-//! The edge cases of REFERENCE.md §7, one test each, on small hand-made runs.
+//! The edge cases of docs/toolkit-semantics.md#edge-cases, one test each, on small hand-made runs.
 
 use agentprof::profiler::toolkit::forecast::{self, Forecast};
 use agentprof::profiler::{self, Frame, ProfilerConfig, py, toolkit::csv};

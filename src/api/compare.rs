@@ -2,14 +2,14 @@
 
 use super::body::{parse_json, read_json_bytes};
 use super::error::{ApiError, ApiResult, BodyProblems, Problem, ReadProblems, for_run};
-use super::schema::{CompareRequest, ComparisonDoc};
+use super::schema::{CompareRequest, ComparisonResponse, RunRef};
 use super::{AppState, blocking};
 use crate::profiler::statistics::compare;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use serde_json::{Value, json};
+use serde_json::Value;
 use uuid::Uuid;
 
 fn run_field(body: &Value, field: &str) -> ApiResult<Uuid> {
@@ -48,7 +48,7 @@ fn run_field(body: &Value, field: &str) -> ApiResult<Uuid> {
     post, path = "/v1/compare", tag = "statistics",
     request_body(content = CompareRequest, content_type = "application/json"),
     responses(
-        (status = 200, description = "Per-metric comparison", body = ComparisonDoc),
+        (status = 200, description = "Per-metric comparison", body = ComparisonResponse),
         (status = 404, description = "A run does not exist", body = Problem, content_type = "application/problem+json"),
         BodyProblems, ReadProblems,
     ),
@@ -58,7 +58,7 @@ pub async fn compare_runs(
     State(st): State<AppState>,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ComparisonResponse>> {
     let bytes = read_json_bytes(&headers, body, st.limits).await?;
     let body = blocking(move || parse_json(&bytes)).await?;
     if !body.is_object() {
@@ -95,15 +95,16 @@ pub async fn compare_runs(
         },
     )?;
     let (va, vb) = (fa.0, fb.0);
-    let result = blocking(move || Ok(compare::compare(&fa.1, &fb.1))).await?;
-    let mut out = serde_json::to_value(result).map_err(|e| ApiError::Internal(e.to_string()))?;
-    if let Value::Object(o) = &mut out {
-        o.insert(
-            "baseline".to_owned(),
-            // The version of the frame compared, which may be newer than the record read.
-            json!({"run_id": a, "version": va}),
-        );
-        o.insert("candidate".to_owned(), json!({"run_id": b, "version": vb}));
-    }
-    Ok(Json(out))
+    let comparison = blocking(move || Ok(compare::compare(&fa.1, &fb.1))).await?;
+    Ok(Json(ComparisonResponse {
+        comparison,
+        baseline: RunRef {
+            run_id: a,
+            version: va,
+        },
+        candidate: RunRef {
+            run_id: b,
+            version: vb,
+        },
+    }))
 }

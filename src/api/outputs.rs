@@ -4,7 +4,9 @@
 use super::AppState;
 use super::error::{ApiResult, ReadProblems, RunProblems, for_run};
 use super::runs::run_id;
-use super::schema::{ForecastDoc, InferenceOptimizationDoc, RunStatsDoc, WorkflowProfilingDoc};
+use crate::profiler::statistics::stats::RunStats;
+use crate::profiler::toolkit::forecast::Forecast;
+use crate::profiler::{InferenceOptimization, WorkflowProfiling};
 use crate::compute::{Artifact, etag};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
@@ -86,7 +88,7 @@ output_endpoint!(
     /// throughput, common prompt prefixes, token uniqueness and runtime percentiles, with the
     /// toolkit's numbers (and quirks: time-ordered latency pairing, population-stdev z-intervals).
     metrics, "/v1/runs/{run_id}/metrics", Artifact::Metrics,
-    body = InferenceOptimizationDoc, content_type = "application/json", "inference_optimization.json"
+    body = InferenceOptimization, content_type = "application/json", "inference_optimization.json"
 );
 
 output_endpoint!(
@@ -95,7 +97,7 @@ output_endpoint!(
     /// `workflow_profiling_metrics.json`: simple and nested stack bottleneck analyses, concurrency
     /// spikes and PrefixSpan sub-workflow patterns.
     profiling, "/v1/runs/{run_id}/profiling", Artifact::Profiling,
-    body = WorkflowProfilingDoc, content_type = "application/json", "workflow_profiling_metrics.json"
+    body = WorkflowProfiling, content_type = "application/json", "workflow_profiling_metrics.json"
 );
 
 output_endpoint!(
@@ -132,7 +134,7 @@ output_endpoint!(
     /// toolkit's fit would fail on this run (a request without LLM_END, an LLM_END without its
     /// LLM_START).
     forecast, "/v1/runs/{run_id}/forecast", Artifact::Forecast,
-    body = ForecastDoc, content_type = "application/json", "Forecast model summary and predictions"
+    body = Forecast, content_type = "application/json", "Forecast model summary and predictions"
 );
 
 output_endpoint!(
@@ -160,7 +162,7 @@ output_endpoint!(
     /// too narrow, and above 2,000, where the t interval is as good). Statistics that need more
     /// data than there is are null, never a zero-width interval.
     stats, "/v1/runs/{run_id}/stats", Artifact::Stats,
-    body = RunStatsDoc, content_type = "application/json", "Statistics of the run"
+    body = RunStats, content_type = "application/json", "Statistics of the run"
 );
 
 #[cfg(test)]

@@ -38,7 +38,7 @@ pub(crate) fn run_view(r: RunRecord) -> ApiResult<RunView> {
         version: r.version,
         request_count: r.request_count,
         step_count: r.step_count,
-        profiler_config: serde_json::to_value(config).unwrap_or(Value::Null),
+        profiler_config: config,
         metadata: r.metadata,
     })
 }

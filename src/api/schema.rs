@@ -1,14 +1,17 @@
 //! Request and response shapes of the HTTP API, with their OpenAPI schemas.
 //!
-//! Responses that the handlers build are the real types below. The toolkit's file formats are
-//! described by documentation-only types (`*Doc`): the service writes those files byte for byte
-//! as the toolkit does, so their schemas describe, rather than produce, the bytes.
+//! Responses are real types: the run views below, and the profiler's own output types, whose
+//! schemas are derived where they are defined. What the parser accepts (steps in their input
+//! forms, a profiler-config merge patch) is wider than any Rust type it becomes, so those inputs
+//! are described by documentation-only types (`*Doc`) kept in step with `trace::parse`.
 
-#![allow(dead_code)] // the *Doc types exist for the OpenAPI document only
+#![allow(dead_code)] // the wire-format types exist for the OpenAPI document only
 
+use crate::profiler::ProfilerConfig;
+use crate::trace::{EventState, EventType, Framework};
+use crate::profiler::statistics::compare::Comparison;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::BTreeMap;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -39,8 +42,7 @@ pub struct RunView {
     pub step_count: i64,
     /// The effective `ProfilerConfig` (toolkit field names): the run's settings merged over
     /// the defaults.
-    #[schema(value_type = ProfilerConfigDoc)]
-    pub profiler_config: Value,
+    pub profiler_config: ProfilerConfig,
     /// Free-form object stored with the run.
     #[schema(value_type = Object)]
     pub metadata: Value,
@@ -63,7 +65,7 @@ pub struct CreatedRun {
 pub struct CreateRun {
     #[schema(max_length = 500)]
     pub name: Option<String>,
-    pub profiler_config: Option<ProfilerConfigDoc>,
+    pub profiler_config: Option<ProfilerConfigPatch>,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
     /// Steps in any input form.
@@ -87,7 +89,7 @@ fn nullable_step_document() -> Schema {
 pub struct PatchRun {
     #[schema(max_length = 500)]
     pub name: Option<String>,
-    pub profiler_config: Option<ProfilerConfigDoc>,
+    pub profiler_config: Option<ProfilerConfigPatch>,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
 }
@@ -319,33 +321,10 @@ pub struct AncestryDoc {
     pub parent_name: Option<String>,
 }
 
-const END_EVENTS: [&str; 9] = [
-    "LLM_END",
-    "TOOL_END",
-    "WORKFLOW_END",
-    "TASK_END",
-    "FUNCTION_END",
-    "CUSTOM_END",
-    "SPAN_END",
-    "TTC_END",
-    "__never__",
-];
-const OTHER_EVENTS: [&str; 9] = [
-    "LLM_START",
-    "LLM_NEW_TOKEN",
-    "TOOL_START",
-    "WORKFLOW_START",
-    "TASK_START",
-    "FUNCTION_START",
-    "CUSTOM_START",
-    "SPAN_START",
-    "SPAN_CHUNK",
-];
-
 /// The payload: END events may carry `span_event_timestamp`, the others may not (a `oneOf` on
 /// the event type). Extra keys are kept.
 fn payload_schema() -> Schema {
-    let variant = |events: &[&str], span: Schema, what: &str| {
+    let variant = |events: &[EventType], span: Schema, what: &str| {
         let mut o =
             ObjectBuilder::new()
                 .schema_type(Type::Object)
@@ -354,7 +333,7 @@ fn payload_schema() -> Schema {
                     "event_type",
                     ObjectBuilder::new()
                         .schema_type(Type::String)
-                        .enum_values(Some(events.iter().copied().filter(|e| *e != "__never__"))),
+                        .enum_values(Some(events.iter().map(|e| e.as_str()))),
                 )
                 .property("event_timestamp", lax_number())
                 .property("span_event_timestamp", span)
@@ -366,19 +345,10 @@ fn payload_schema() -> Schema {
                             Type::Null,
                         ]))
                         .enum_values(Some(
-                            [
-                                "langchain",
-                                "llama_index",
-                                "crewai",
-                                "semantic_kernel",
-                                "agno",
-                                "adk",
-                                "strands",
-                                "autogen",
-                            ]
-                            .into_iter()
-                            .map(Value::from)
-                            .chain([Value::Null]),
+                            Framework::ALL
+                                .into_iter()
+                                .map(|f| Value::from(f.as_str()))
+                                .chain([Value::Null]),
                         )),
                 )
                 .property(
@@ -439,15 +409,18 @@ fn payload_schema() -> Schema {
         .item(lax_number())
         .item(ObjectBuilder::new().schema_type(Type::Null))
         .build();
+    let (end_events, other_events): (Vec<EventType>, Vec<EventType>) = EventType::ALL
+        .into_iter()
+        .partition(|e| e.state() == EventState::End);
     Schema::OneOf(
         utoipa::openapi::schema::OneOfBuilder::new()
             .item(variant(
-                &END_EVENTS,
+                &end_events,
                 Schema::AnyOf(nullable_number),
                 "An END event; `span_event_timestamp` is the span's start",
             ))
             .item(variant(
-                &OTHER_EVENTS,
+                &other_events,
                 described(
                     ObjectBuilder::new().schema_type(Type::Null),
                     "only END events have one",
@@ -488,7 +461,7 @@ pub struct TokenUsageDoc {
 /// also means "the default" (and, in a PATCH, removes an earlier setting).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ProfilerConfigDoc {
+pub struct ProfilerConfigPatch {
     /// Fit the token-usage forecast (`GET .../forecast`).
     pub token_usage_forecast: Option<bool>,
     /// `token_uniqueness` in the metrics.
@@ -499,17 +472,17 @@ pub struct ProfilerConfigDoc {
     pub compute_llm_metrics: Option<bool>,
     /// Leave the prompt/output/token text out of the CSV.
     pub csv_exclude_io_text: Option<bool>,
-    pub prompt_caching_prefixes: Option<PromptCachingDoc>,
-    pub bottleneck_analysis: Option<BottleneckDoc>,
-    pub concurrency_spike_analysis: Option<SpikeConfigDoc>,
-    pub prefix_span_analysis: Option<PrefixSpanConfigDoc>,
+    pub prompt_caching_prefixes: Option<PromptCachingPatch>,
+    pub bottleneck_analysis: Option<BottleneckPatch>,
+    pub concurrency_spike_analysis: Option<SpikeConfigPatch>,
+    pub prefix_span_analysis: Option<PrefixSpanConfigPatch>,
     /// nvidia-nat: also enables `workflow_runtimes`.
     pub base_metrics: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PromptCachingDoc {
+pub struct PromptCachingPatch {
     pub enable: Option<bool>,
     /// Share of calls a prefix needs (LLM_END rows count in the denominator, as in the toolkit).
     pub min_frequency: Option<f64>,
@@ -517,14 +490,14 @@ pub struct PromptCachingDoc {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct BottleneckDoc {
+pub struct BottleneckPatch {
     pub enable_simple_stack: Option<bool>,
     pub enable_nested_stack: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SpikeConfigDoc {
+pub struct SpikeConfigPatch {
     pub enable: Option<bool>,
     #[schema(minimum = -9007199254740992i64, maximum = 9007199254740992i64)]
     pub spike_threshold: Option<i64>,
@@ -532,7 +505,7 @@ pub struct SpikeConfigDoc {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PrefixSpanConfigDoc {
+pub struct PrefixSpanConfigPatch {
     pub enable: Option<bool>,
     /// Below 1: a fraction of the requests; 1 or more: an absolute count.
     #[schema(exclusive_minimum = 0)]
@@ -546,176 +519,7 @@ pub struct PrefixSpanConfigDoc {
     pub chain_with_common_prefixes: Option<bool>,
 }
 
-/// `InferenceMetricsModel`: a sample size, its mean and z-intervals on the population stdev.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct IntervalDoc {
-    pub n: i64,
-    pub mean: f64,
-    /// `[low, high]`
-    pub ninetieth_interval: Vec<f64>,
-    pub ninety_fifth_interval: Vec<f64>,
-    pub ninety_ninth_interval: Vec<f64>,
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct ConfidenceIntervalsDoc {
-    /// Seconds from a request's first to its last event.
-    pub workflow_run_time_confidence_intervals: IntervalDoc,
-    /// Seconds per LLM call (START paired with the next END in time, as the toolkit does).
-    pub llm_latency_confidence_intervals: IntervalDoc,
-    /// Requests per second over the run.
-    pub throughput_estimate_confidence_interval: IntervalDoc,
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct PrefixInfoDoc {
-    pub prefix: String,
-    pub prefix_length: i64,
-    pub calls_count: i64,
-    pub calls_percentage: f64,
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct PrefixGroupDoc {
-    pub total_calls: i64,
-    pub prefix_info: Vec<PrefixInfoDoc>,
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct PercentilesDoc {
-    pub p90: f64,
-    pub p95: f64,
-    pub p99: f64,
-}
-
-/// `inference_optimization.json`, exactly as the toolkit writes it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct InferenceOptimizationDoc {
-    pub confidence_intervals: ConfidenceIntervalsDoc,
-    /// Keyed by model name (`""` holds the non-LLM rows); null when disabled.
-    pub common_prefixes: Option<BTreeMap<String, PrefixGroupDoc>>,
-    /// New words per prompt, per model; null when disabled.
-    pub token_uniqueness: Option<BTreeMap<String, PercentilesDoc>>,
-    /// Seconds per request; null when disabled.
-    pub workflow_runtimes: Option<PercentilesDoc>,
-}
-
-/// `workflow_profiling_metrics.json`, exactly as the toolkit writes it; only the enabled
-/// analyses appear.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct WorkflowProfilingDoc {
-    /// `"<TYPE>:<name>"` -> operation statistics.
-    #[schema(value_type = Option<Object>)]
-    pub simple_stack_analysis: Option<Value>,
-    /// `{concurrency, node_metrics, top_bottlenecks}`
-    #[schema(value_type = Option<Object>)]
-    pub nested_stack_analysis: Option<Value>,
-    /// `{concurrency_distribution, p50_concurrency, ..., spike_intervals, correlation_stats, average_latency_by_concurrency}`
-    #[schema(value_type = Option<Object>)]
-    pub concurrency_spike_analysis: Option<Value>,
-    /// `{patterns: [{pattern, frequency, coverage, average_duration, examples_containing}]}`
-    #[schema(value_type = Option<Object>)]
-    pub prefix_span_analysis: Option<Value>,
-}
-
-/// The token-usage forecast: a seeded random forest on the toolkit's training windows, or why
-/// it could not be fitted.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct ForecastDoc {
-    /// `fitted` or `skipped`.
-    pub status: String,
-    /// Why the toolkit's fit would fail (`skipped` only).
-    pub reason: Option<String>,
-    #[schema(value_type = Option<Object>)]
-    pub model: Option<Value>,
-    pub matrix_length: Option<i64>,
-    pub training_samples: Option<i64>,
-    pub features: Option<i64>,
-    pub outputs: Option<i64>,
-    pub in_sample_mae: Option<f64>,
-    /// Per request: the next `matrix_length` calls as `[seconds_between_calls, prompt_tokens, completion_tokens]`.
-    #[schema(value_type = Option<Vec<Object>>)]
-    pub predictions: Option<Value>,
-}
-
-// ----- sound statistics ------------------------------------------------------------------------
-
-/// Two 95% intervals for a mean; null below two values.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct MeanIntervalsDoc {
-    /// Student-t: mean ± t(0.975, n-1)·s/√n.
-    pub t: Option<Vec<f64>>,
-    /// Seeded percentile bootstrap of 2,000 resamples; null below 10 values (far too narrow
-    /// there) or above 2,000 (where the t interval is as good).
-    pub bootstrap: Option<Vec<f64>>,
-}
-
-/// The distribution of one quantity. Fields that need more values than `n` are null.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[schema(example = json!({"n": 14, "mean": 0.85, "std": 0.21, "min": 0.48, "max": 1.19, "p50": 0.83, "p75": 1.02,
-    "p90": 1.12, "p95": 1.16, "p99": 1.18, "mean_ci95": {"t": [0.73, 0.97], "bootstrap": [0.75, 0.95]}}))]
-pub struct SummaryDoc {
-    pub n: i64,
-    pub mean: Option<f64>,
-    /// Sample standard deviation (n - 1).
-    pub std: Option<f64>,
-    pub min: Option<f64>,
-    pub max: Option<f64>,
-    pub p50: Option<f64>,
-    pub p75: Option<f64>,
-    pub p90: Option<f64>,
-    pub p95: Option<f64>,
-    pub p99: Option<f64>,
-    pub mean_ci95: MeanIntervalsDoc,
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct LlmLatencyDoc {
-    pub overall: SummaryDoc,
-    pub by_model: BTreeMap<String, SummaryDoc>,
-    pub unmatched_starts: i64,
-    pub unmatched_ends: i64,
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct ThroughputDoc {
-    /// Requests with at least one step.
-    pub requests: i64,
-    pub seconds: f64,
-    pub requests_per_second: Option<f64>,
-    /// Exact (Garwood) Poisson 95% interval.
-    pub ci95: Option<Vec<f64>>,
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct TokenStatsDoc {
-    pub prompt: SummaryDoc,
-    pub completion: SummaryDoc,
-    pub total: SummaryDoc,
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct PrefixCacheDoc {
-    /// `whitespace`: prompts are split on whitespace.
-    pub tokenization: String,
-    pub prompts: i64,
-    pub prompt_tokens: i64,
-    pub cacheable_tokens: i64,
-    pub cacheable_share: Option<f64>,
-    pub shared_prefix_tokens: SummaryDoc,
-}
-
-/// `GET /v1/runs/{run_id}/stats`.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct RunStatsDoc {
-    pub llm_latency: LlmLatencyDoc,
-    pub workflow_run_time: SummaryDoc,
-    pub time_to_first_token: Option<SummaryDoc>,
-    pub tokens: BTreeMap<String, TokenStatsDoc>,
-    pub throughput: ThroughputDoc,
-    pub tool_latency: BTreeMap<String, SummaryDoc>,
-    pub prefix_cache: BTreeMap<String, PrefixCacheDoc>,
-}
+// ----- statistics -------------------------------------------------------------------------------
 
 /// Body of `POST /v1/compare`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -726,48 +530,19 @@ pub struct CompareRequest {
     pub candidate: Uuid,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct WilcoxonDoc {
-    /// W+: the sum of the ranks of the positive differences.
-    pub statistic: f64,
-    pub p_value: f64,
-    /// `exact` or `normal`.
-    pub method: String,
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct MetricComparisonDoc {
-    pub unit: String,
-    pub baseline: SummaryDoc,
-    pub candidate: SummaryDoc,
-    /// Candidate minus baseline.
-    pub difference_of_means: Option<f64>,
-    pub ci95: Option<Vec<f64>>,
-    pub p_value: Option<f64>,
-    /// Holm-adjusted across the metrics.
-    pub p_value_holm: Option<f64>,
-    /// `welch_t` or `paired_t`.
-    pub test: String,
-    pub paired: bool,
-    pub n_pairs: Option<i64>,
-    pub wilcoxon: Option<WilcoxonDoc>,
-    pub significant: bool,
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct RunRefDoc {
+/// A run as compared: the version of the frame that was analysed, which may be newer than the
+/// record read just before (a batch can land in between).
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+pub struct RunRef {
     pub run_id: Uuid,
     pub version: i64,
 }
 
-/// `POST /v1/compare`.
+/// `POST /v1/compare`: the comparison, and which versions of the two runs it read.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct ComparisonDoc {
-    pub baseline: RunRefDoc,
-    pub candidate: RunRefDoc,
-    pub paired: bool,
-    /// `external_id`, `request_number`, or null when the runs are compared unpaired.
-    pub pairing: Option<String>,
-    pub alpha: f64,
-    pub metrics: BTreeMap<String, MetricComparisonDoc>,
+pub struct ComparisonResponse {
+    #[serde(flatten)]
+    pub comparison: Comparison,
+    pub baseline: RunRef,
+    pub candidate: RunRef,
 }

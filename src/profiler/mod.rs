@@ -2,8 +2,13 @@
 //!
 //! Nothing here does I/O beyond writing into a caller's `Write`, and nothing knows about HTTP or
 //! SQL; the CLI and the service feed the same [`Frame`] to the same functions. Each analysis lives
-//! in its own file and reproduces REFERENCE.md, quirks included, except where DESIGN.md lists a
-//! deliberate deviation.
+//! in its own file and reproduces what docs/toolkit-semantics.md describes, quirks included,
+//! except where docs/deviations.md lists a deliberate deviation.
+//!
+//! - [`core`]: the standardized frame, the call tree and the config every analysis reads;
+//! - [`toolkit`]: the toolkit's outputs, one file per analysis;
+//! - [`py`]: Python and numpy arithmetic and formatting, which those outputs depend on;
+//! - [`statistics`]: our own sound statistics and run comparison.
 
 pub mod core;
 pub mod py;
@@ -22,12 +27,19 @@ use toolkit::{
 
 use serde::Serialize;
 
-/// `inference_optimization.json` (REFERENCE.md §5.1); disabled analyses are `null`.
+/// `inference_optimization.json` (docs/toolkit-semantics.md#inference_optimizationjson); disabled analyses are `null`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InferenceOptimization {
     pub confidence_intervals: confidence::ConfidenceIntervals,
+    /// Per model name (`""` holds every non-LLM row); null when disabled.
+    #[cfg_attr(feature = "openapi", schema(required = true, value_type = Option<BTreeMap<String, prefixes::PrefixGroup>>))]
     pub common_prefixes: Option<prefixes::CommonPrefixes>,
+    /// New words per prompt, per model; null when disabled.
+    #[cfg_attr(feature = "openapi", schema(required = true, value_type = Option<BTreeMap<String, uniqueness::Percentiles>>))]
     pub token_uniqueness: Option<uniqueness::TokenUniqueness>,
+    /// Seconds per request; null when disabled.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub workflow_runtimes: Option<uniqueness::Percentiles>,
 }
 
@@ -47,10 +59,12 @@ pub fn inference_optimization(frame: &Frame, config: &ProfilerConfig) -> Inferen
     }
 }
 
-/// `workflow_profiling_metrics.json` (REFERENCE.md §5.2) and the text report (§5.3); only the
+/// `workflow_profiling_metrics.json` (docs/toolkit-semantics.md#workflow_profiling_metricsjson) and the text report (#workflow_profiling_reporttxt); only the
 /// enabled analyses appear.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkflowProfiling<'a> {
+    /// Keyed `"<TYPE>:<name>"`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub simple_stack_analysis: Option<indexmap::IndexMap<String, simple_stack::OperationStats>>,
     #[serde(skip_serializing_if = "Option::is_none")]

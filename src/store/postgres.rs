@@ -176,11 +176,11 @@ impl<'a> StepArrays<'a> {
         let bytes = |s: &'a Option<String>| s.as_deref().map(str::as_bytes);
         self.request_number.push(request_number);
         self.seq.push(seq);
-        self.event_type.push(event_type_code(c.event_type));
+        self.event_type.push(c.event_type.code());
         self.event_timestamp.push(c.event_timestamp);
         self.uuid.push(c.uuid.as_bytes());
         self.name.push(bytes(&c.name));
-        self.framework.push(c.framework.map(framework_code));
+        self.framework.push(c.framework.map(Framework::code));
         match &c.ancestry {
             Some(a) => {
                 self.function_name.push(Some(a.function_name.as_bytes()));

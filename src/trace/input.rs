@@ -1,12 +1,12 @@
 //! The documents that carry steps, and how we tell them apart.
 //!
-//! Three JSON forms arrive (DESIGN.md "Input forms"), optionally gzip-compressed:
+//! Three JSON forms arrive (docs/toolkit-semantics.md#input-forms), optionally gzip-compressed:
 //! - the profiler form, `all_requests_profiler_traces.json`:
 //!   `[{"request_number": n, "intermediate_steps": [...]}, ...]`;
 //! - the eval form, `workflow_output.json`: `[{"id": ..., "intermediate_steps": [...], ...}, ...]`;
 //! - bare lists of step lists: `[[step, ...], ...]`.
 //!
-//! The form is read off the document itself, as the reference's oracle does, so a user can post
+//! The form is read off the document itself, as docs/toolkit-semantics.md#input-forms describes, so a user can post
 //! whatever file their workflow left behind.
 
 use super::model::IntermediateStep;
@@ -267,7 +267,7 @@ fn read_batch(v: &mut Validator, doc: Value) -> Option<Batch> {
     ok.then_some(Batch { form, requests })
 }
 
-/// The oracle's rule: the profiler form when every item is an object with `request_number` and
+/// The rule (docs/toolkit-semantics.md#input-forms): the profiler form when every item is an object with `request_number` and
 /// `intermediate_steps`, step lists when every item is a list, the eval form when every item is an
 /// object. A mixed document fails, with a pointer to the first item that does not fit the first.
 fn detect_form(items: &[Value]) -> InputForm {
@@ -370,7 +370,7 @@ fn eval_item(v: &mut Validator, item: Value, position: usize, key: &str) -> Opti
 fn steps_value(v: &mut Validator, s: Value, position: usize) -> Option<Vec<IntermediateStep>> {
     match s {
         Value::Array(steps) => step_list(v, steps, position),
-        // The oracle treats a null trajectory as an empty one.
+        // A null trajectory is an empty one (docs/toolkit-semantics.md#input-forms).
         Value::Null => Some(Vec::new()),
         other => {
             v.error(format!(
@@ -492,7 +492,7 @@ mod tests {
         assert_eq!(
             mixed.form,
             InputForm::Eval,
-            "not every item has a request_number: the eval form, as the oracle decides"
+            "not every item has a request_number: the eval form"
         );
         let err = parse_value(json!([[], {"request_number": 1}]), &opts).unwrap_err();
         assert!(err.to_string().starts_with("/1:"), "{err}");

@@ -1,5 +1,5 @@
-//! The `IntermediateStep` data model of aiqtoolkit 1.1.0 (REFERENCE.md §1), widened to accept the
-//! nvidia-nat 1.9 additions (§9) without losing them.
+//! The `IntermediateStep` data model of aiqtoolkit 1.1.0 (docs/toolkit-semantics.md#step-schema), widened to accept the
+//! nvidia-nat 1.9 additions (docs/toolkit-semantics.md#nvidia-nat-19-dialect) without losing them.
 //!
 //! Serialising a step gives the key order of the toolkit's `model_dump()`: declared fields first,
 //! then the extra keys that `payload` and `data` allow, in the order they arrived.
@@ -8,26 +8,30 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
 /// `IntermediateStepType`, plus nat's `TTC_START`/`TTC_END`.
+///
+/// The discriminants are the codes stored in the database's `steps.event_type` column: they are
+/// fixed forever, whatever order the variants are listed in (a test pins each one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(i16)]
 pub enum EventType {
-    LlmStart,
-    LlmEnd,
-    LlmNewToken,
-    ToolStart,
-    ToolEnd,
-    WorkflowStart,
-    WorkflowEnd,
-    TaskStart,
-    TaskEnd,
-    FunctionStart,
-    FunctionEnd,
-    CustomStart,
-    CustomEnd,
-    SpanStart,
-    SpanChunk,
-    SpanEnd,
-    TtcStart,
-    TtcEnd,
+    LlmStart = 0,
+    LlmEnd = 1,
+    LlmNewToken = 2,
+    ToolStart = 3,
+    ToolEnd = 4,
+    WorkflowStart = 5,
+    WorkflowEnd = 6,
+    TaskStart = 7,
+    TaskEnd = 8,
+    FunctionStart = 9,
+    FunctionEnd = 10,
+    CustomStart = 11,
+    CustomEnd = 12,
+    SpanStart = 13,
+    SpanChunk = 14,
+    SpanEnd = 15,
+    TtcStart = 16,
+    TtcEnd = 17,
 }
 
 /// Whether an event opens, continues or closes a span (`event_state`, not serialised).
@@ -88,6 +92,15 @@ impl EventType {
         EventType::ALL.into_iter().find(|e| e.as_str() == s)
     }
 
+    /// The stored code (see the type's doc).
+    pub fn code(self) -> i16 {
+        self as i16
+    }
+
+    pub fn from_code(code: i16) -> Option<EventType> {
+        EventType::ALL.into_iter().find(|e| e.code() == code)
+    }
+
     /// `event_category`: the part before the first `_` (`LLM`, `TOOL`, `FUNCTION`, ...).
     pub fn category(self) -> &'static str {
         let s = self.as_str();
@@ -104,16 +117,19 @@ impl EventType {
 }
 
 /// `LLMFrameworkEnum` (aiq 1.1.0), plus the values nat 1.9 added.
+///
+/// The discriminants are the codes stored in `steps.framework`; never change them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(i16)]
 pub enum Framework {
-    Langchain,
-    LlamaIndex,
-    Crewai,
-    SemanticKernel,
-    Agno,
-    Adk,
-    Strands,
-    Autogen,
+    Langchain = 0,
+    LlamaIndex = 1,
+    Crewai = 2,
+    SemanticKernel = 3,
+    Agno = 4,
+    Adk = 5,
+    Strands = 6,
+    Autogen = 7,
 }
 
 impl Framework {
@@ -144,10 +160,19 @@ impl Framework {
     pub fn parse(s: &str) -> Option<Framework> {
         Framework::ALL.into_iter().find(|f| f.as_str() == s)
     }
+
+    /// The stored code (see the type's doc).
+    pub fn code(self) -> i16 {
+        self as i16
+    }
+
+    pub fn from_code(code: i16) -> Option<Framework> {
+        Framework::ALL.into_iter().find(|f| f.code() == code)
+    }
 }
 
 /// `InvocationNode`: which function a step ran in. In 1.1.0 `parent_id` is the parent *span*'s
-/// UUID; in nat it is the parent *function*'s id (REFERENCE.md §8 B18).
+/// UUID; in nat it is the parent *function*'s id (B18, docs/toolkit-semantics.md#b18).
 #[derive(Debug, Clone, PartialEq)]
 pub struct InvocationNode {
     pub function_id: String,
@@ -335,5 +360,54 @@ mod tests {
             assert_eq!(EventType::parse(e.as_str()), Some(e));
         }
         assert_eq!(EventType::parse("llm_start"), None);
+    }
+
+    /// The codes are stored in every database: changing one silently corrupts every stored run.
+    #[test]
+    fn stored_codes_are_pinned() {
+        let pinned = [
+            ("LLM_START", 0),
+            ("LLM_END", 1),
+            ("LLM_NEW_TOKEN", 2),
+            ("TOOL_START", 3),
+            ("TOOL_END", 4),
+            ("WORKFLOW_START", 5),
+            ("WORKFLOW_END", 6),
+            ("TASK_START", 7),
+            ("TASK_END", 8),
+            ("FUNCTION_START", 9),
+            ("FUNCTION_END", 10),
+            ("CUSTOM_START", 11),
+            ("CUSTOM_END", 12),
+            ("SPAN_START", 13),
+            ("SPAN_CHUNK", 14),
+            ("SPAN_END", 15),
+            ("TTC_START", 16),
+            ("TTC_END", 17),
+        ];
+        assert_eq!(pinned.len(), EventType::ALL.len());
+        for (name, code) in pinned {
+            let et = EventType::parse(name).unwrap();
+            assert_eq!(et.code(), code, "{name}");
+            assert_eq!(EventType::from_code(code), Some(et));
+        }
+        let pinned = [
+            ("langchain", 0),
+            ("llama_index", 1),
+            ("crewai", 2),
+            ("semantic_kernel", 3),
+            ("agno", 4),
+            ("adk", 5),
+            ("strands", 6),
+            ("autogen", 7),
+        ];
+        assert_eq!(pinned.len(), Framework::ALL.len());
+        for (name, code) in pinned {
+            let f = Framework::parse(name).unwrap();
+            assert_eq!(f.code(), code, "{name}");
+            assert_eq!(Framework::from_code(code), Some(f));
+        }
+        assert_eq!(EventType::from_code(18), None);
+        assert_eq!(Framework::from_code(-1), None);
     }
 }

@@ -1,7 +1,7 @@
 //! Validation of step JSON into [`IntermediateStep`], with pydantic 2's lax-mode coercions and a
 //! JSON pointer for every rejected value.
 //!
-//! The rules are those the reference applies when it loads a step (REFERENCE.md §1), checked
+//! The rules are those the reference applies when it loads a step (docs/toolkit-semantics.md#step-validation), checked
 //! against pydantic 2.10 (tests/fixtures/validation): numbers and numeric strings become floats,
 //! integral floats and numeric strings become ints, strings stay strict, unknown keys are kept in
 //! `payload` and `data`, dropped in `usage_info` and `function_ancestry`, and rejected at the top.

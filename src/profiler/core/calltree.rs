@@ -1,5 +1,5 @@
 //! The per-request call tree that the nested-stack and concurrency-spike analyses share
-//! (REFERENCE.md §4.10-4.11), and the run-wide concurrency timeline built from it.
+//! (docs/toolkit-semantics.md#call-tree), and the run-wide concurrency timeline built from it.
 //!
 //! Nesting is decided by time and a stack alone, exactly as the reference does it: an END pops
 //! only when its call is on top, so overlapping siblings and unended STARTs adopt every later call
@@ -11,7 +11,11 @@ use crate::profiler::core::frame::{Frame, Row, time_order};
 use crate::trace::{EventState, EventType};
 use std::collections::HashMap;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// What kind of call a node is; serialised as the toolkit's `operation_type` strings.
+/// Ordered as the type names sort, which is the order the toolkit's grouped outputs list them in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum OpType {
     Llm,
     Tool,
@@ -41,6 +45,12 @@ impl OpType {
             OpType::Tool if !row.tool_name.is_empty() => &row.tool_name,
             OpType::Tool => "unknown_tool",
         }
+    }
+}
+
+impl std::fmt::Display for OpType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -161,6 +171,27 @@ pub struct Segment {
     pub end: f64,
     pub level: i64,
 }
+
+/// `[start, end, level]`, as the toolkit's tuples serialise.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Segment {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+        ArrayBuilder::new()
+            .prefix_items([
+                ObjectBuilder::new().schema_type(Type::Number).description(Some("start (epoch seconds)")),
+                ObjectBuilder::new().schema_type(Type::Number).description(Some("end (epoch seconds)")),
+                ObjectBuilder::new().schema_type(Type::Integer).description(Some("calls in flight")),
+            ])
+            .min_items(Some(3))
+            .max_items(Some(3))
+            .description(Some("A stretch of time with a constant number of calls in flight: `[start, end, level]`"))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Segment {}
 
 impl serde::Serialize for Segment {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

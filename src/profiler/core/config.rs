@@ -1,4 +1,4 @@
-//! `ProfilerConfig` with the toolkit's field names (REFERENCE.md §3).
+//! `ProfilerConfig` with the toolkit's field names (docs/toolkit-semantics.md#profiler-config).
 //!
 //! agentprof's default differs from the toolkit's on purpose: every analysis is on, with the
 //! toolkit's default thresholds, because a service that computes on demand has no reason to make
@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct ProfilerConfig {
     pub token_usage_forecast: bool,
@@ -24,6 +25,7 @@ pub struct ProfilerConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct PromptCachingConfig {
     pub enable: bool,
@@ -31,6 +33,7 @@ pub struct PromptCachingConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct BottleneckConfig {
     pub enable_simple_stack: bool,
@@ -38,6 +41,7 @@ pub struct BottleneckConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct ConcurrencySpikeConfig {
     pub enable: bool,
@@ -46,6 +50,7 @@ pub struct ConcurrencySpikeConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct PrefixSpanConfig {
     pub enable: bool,
@@ -166,6 +171,18 @@ impl ConfigNumber {
         }
     }
 }
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for ConfigNumber {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Number)
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for ConfigNumber {}
 
 impl Serialize for ConfigNumber {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

@@ -1,4 +1,4 @@
-//! The standardized frame (REFERENCE.md §4.0): one row per step, in input order, request by
+//! The standardized frame (docs/toolkit-semantics.md#standardized-frame): one row per step, in input order, request by
 //! request. Every analysis reads these rows, never the raw steps, so the service can build them
 //! straight from stored columns without re-parsing step JSON.
 
@@ -141,8 +141,9 @@ impl Row {
 }
 
 /// Fills `order` with the indices of a request's rows in time order. Stable: rows with equal
-/// timestamps keep their input order, where the reference's order is unspecified (DESIGN.md
-/// "Ties"); every analysis that walks a request in time goes through here so they agree.
+/// timestamps keep their input order, where the reference's order is unspecified
+/// (docs/deviations.md#d5); every analysis that walks a request in time goes through here so
+/// they agree.
 pub fn time_order(rows: &[Row], order: &mut Vec<usize>) {
     order.clear();
     order.extend(0..rows.len());
@@ -202,7 +203,7 @@ impl Frame {
 
     /// Whether the reference would have a standardized DataFrame at all. It builds the frame
     /// from every step or, when any step lacks a `function_ancestry` (JSON null) or there are no
-    /// steps, returns an empty one on which every frame-based analysis aborts (§8 B1). We give
+    /// steps, returns an empty one on which every frame-based analysis aborts (B1; docs/deviations.md#d1). We give
     /// those analyses their empty result instead.
     pub fn is_standardized(&self) -> bool {
         !self.rows.is_empty() && self.rows.iter().all(|r| r.ancestry.is_some())

@@ -34,17 +34,51 @@ pub const METRICS: [(&str, &str); 6] = [
     ),
 ];
 
+/// How the Wilcoxon p-value was computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum WilcoxonMethod {
+    /// The exact null distribution: no ties and at most 25 non-zero differences.
+    Exact,
+    /// The normal approximation with tie correction.
+    Normal,
+}
+
+/// The test behind a metric's p-value and interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum TestKind {
+    /// Welch's unequal-variance t-test on independent observations (unpaired runs).
+    WelchT,
+    /// The t-test on per-request differences (paired runs).
+    PairedT,
+}
+
+/// What identifies the same request in two runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum Pairing {
+    /// Every request has an eval id and the two runs' ids are the same set.
+    ExternalId,
+    /// The two runs hold the same request numbers.
+    RequestNumber,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Wilcoxon {
     /// W+: the sum of the ranks of the positive differences (zeros dropped).
     pub statistic: f64,
     pub p_value: f64,
-    /// `exact` (no ties, at most 25 non-zero differences) or `normal` (with tie correction).
-    pub method: &'static str,
+    pub method: WilcoxonMethod,
 }
 
 /// One metric compared.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MetricComparison {
     pub unit: &'static str,
     pub baseline: Summary,
@@ -56,8 +90,7 @@ pub struct MetricComparison {
     pub p_value: Option<f64>,
     /// Holm-adjusted across the compared metrics.
     pub p_value_holm: Option<f64>,
-    /// `welch_t` or `paired_t`.
-    pub test: &'static str,
+    pub test: TestKind,
     pub paired: bool,
     pub n_pairs: Option<usize>,
     /// Paired only: the rank test, which does not assume normal differences.
@@ -67,10 +100,11 @@ pub struct MetricComparison {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Comparison {
     pub paired: bool,
-    /// What identified matching requests: `external_id`, `request_number`, or null.
-    pub pairing: Option<&'static str>,
+    /// What identified matching requests; null when the runs are compared unpaired.
+    pub pairing: Option<Pairing>,
     pub alpha: f64,
     pub metrics: BTreeMap<&'static str, MetricComparison>,
 }
@@ -145,7 +179,7 @@ fn observations(frame: &Frame, key: &dyn Fn(i64, Option<&str>) -> String) -> Obs
 
 /// How the two runs' requests match, if they do: by eval id when every request of both runs has
 /// one, else by request number; only when both runs hold exactly the same set.
-fn pairing(a: &Frame, b: &Frame) -> Option<&'static str> {
+fn pairing(a: &Frame, b: &Frame) -> Option<Pairing> {
     let ids = |f: &Frame| -> Option<Vec<String>> {
         let mut v: Vec<String> = f
             .requests
@@ -160,9 +194,9 @@ fn pairing(a: &Frame, b: &Frame) -> Option<&'static str> {
         return None;
     }
     match (ids(a), ids(b)) {
-        (Some(x), Some(y)) if x == y => Some("external_id"),
+        (Some(x), Some(y)) if x == y => Some(Pairing::ExternalId),
         (Some(_), Some(_)) => None,
-        _ if numbers(a) == numbers(b) => Some("request_number"),
+        _ if numbers(a) == numbers(b) => Some(Pairing::RequestNumber),
         _ => None,
     }
 }
@@ -170,7 +204,7 @@ fn pairing(a: &Frame, b: &Frame) -> Option<&'static str> {
 pub fn compare(baseline: &Frame, candidate: &Frame) -> Comparison {
     let pairing = pairing(baseline, candidate);
     let key = move |n: i64, ext: Option<&str>| match (pairing, ext) {
-        (Some("external_id"), Some(e)) => e.to_owned(),
+        (Some(Pairing::ExternalId), Some(e)) => e.to_owned(),
         _ => n.to_string(),
     };
     let a = observations(baseline, &key);
@@ -233,7 +267,7 @@ pub fn welch(unit: &'static str, a: &[f64], b: &[f64]) -> MetricComparison {
         ci95: ci,
         p_value: p,
         p_value_holm: None,
-        test: "welch_t",
+        test: TestKind::WelchT,
         paired: false,
         n_pairs: None,
         wilcoxon: None,
@@ -273,7 +307,7 @@ pub fn paired(unit: &'static str, a: &[f64], b: &[f64]) -> MetricComparison {
         ci95: ci,
         p_value: p,
         p_value_holm: None,
-        test: "paired_t",
+        test: TestKind::PairedT,
         paired: true,
         n_pairs: Some(n),
         wilcoxon: (n > 0).then(|| wilcoxon_signed_rank(&d)),
@@ -289,7 +323,7 @@ pub fn wilcoxon_signed_rank(d: &[f64]) -> Wilcoxon {
         return Wilcoxon {
             statistic: 0.0,
             p_value: 1.0,
-            method: "exact",
+            method: WilcoxonMethod::Exact,
         };
     }
     nz.sort_by(|x, y| x.abs().total_cmp(&y.abs()));
@@ -334,7 +368,7 @@ pub fn wilcoxon_signed_rank(d: &[f64]) -> Wilcoxon {
         return Wilcoxon {
             statistic: w_plus,
             p_value: (2.0 * below.min(above)).min(1.0),
-            method: "exact",
+            method: WilcoxonMethod::Exact,
         };
     }
     let nf = n as f64;
@@ -350,7 +384,7 @@ pub fn wilcoxon_signed_rank(d: &[f64]) -> Wilcoxon {
     Wilcoxon {
         statistic: w_plus,
         p_value: p,
-        method: "normal",
+        method: WilcoxonMethod::Normal,
     }
 }
 
@@ -418,7 +452,7 @@ mod tests {
         // scipy: wilcoxon(d) for d = [.5,.1,.9,.2,.8,.3] gives min(W+, W-) = 0 and exact p = 0.03125;
         // we report W+ = 21.
         let w = c.wilcoxon.unwrap();
-        assert_eq!((w.statistic, w.method), (21.0, "exact"));
+        assert_eq!((w.statistic, w.method), (21.0, WilcoxonMethod::Exact));
         assert!((w.p_value - 0.031_25).abs() < 1e-12);
     }
 

@@ -30,6 +30,7 @@ pub const BOOTSTRAP_MAX_N: usize = 2000;
 
 /// Two 95% intervals for a mean.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MeanIntervals {
     /// Student-t: mean ± t(0.975, n-1) · s/√n. Assumes roughly normal means (fine for moderate n
     /// unless the data are very skewed).
@@ -42,6 +43,7 @@ pub struct MeanIntervals {
 
 /// The distribution of one quantity.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Summary {
     pub n: usize,
     pub mean: Option<f64>,
@@ -164,6 +166,7 @@ pub fn bootstrap_interval(values: &[f64], level: f64) -> Option<[f64; 2]> {
 
 /// LLM call latency paired START -> END by UUID within each request.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LlmLatency {
     pub overall: Summary,
     pub by_model: BTreeMap<String, Summary>,
@@ -175,6 +178,7 @@ pub struct LlmLatency {
 
 /// Throughput with an exact (Garwood) Poisson interval.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Throughput {
     /// Requests with at least one step.
     pub requests: usize,
@@ -187,17 +191,28 @@ pub struct Throughput {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenStats {
     pub prompt: Summary,
     pub completion: Summary,
     pub total: Summary,
 }
 
+/// How prompt text is cut into tokens for the prefix-cache estimate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum Tokenization {
+    /// Runs of non-whitespace characters: no model's tokenizer, but the same for every model.
+    Whitespace,
+}
+
 /// What a prefix cache could have saved, per model.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PrefixCache {
     /// How prompts were split into tokens.
-    pub tokenization: &'static str,
+    pub tokenization: Tokenization,
     pub prompts: usize,
     pub prompt_tokens: u64,
     /// Σ over prompts of the longest token prefix shared with any earlier prompt of the model.
@@ -210,6 +225,7 @@ pub struct PrefixCache {
 
 /// `GET /v1/runs/{run_id}/stats` and `stats.json`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunStats {
     pub llm_latency: LlmLatency,
     pub workflow_run_time: Summary,
@@ -455,7 +471,7 @@ fn prefix_cache(frame: &Frame) -> BTreeMap<String, PrefixCache> {
                 seen.insert(tokens);
             }
             let entry = PrefixCache {
-                tokenization: "whitespace",
+                tokenization: Tokenization::Whitespace,
                 prompts: shared.len(),
                 prompt_tokens: total,
                 cacheable_tokens: cacheable,

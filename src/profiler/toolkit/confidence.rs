@@ -1,4 +1,4 @@
-//! Workflow run time, LLM latency and throughput intervals (REFERENCE.md §4.1-4.4).
+//! Workflow run time, LLM latency and throughput intervals (docs/toolkit-semantics.md#workflow-run-time-ci to #ci-helper).
 //!
 //! These are the reference's z-intervals on the *population* standard deviation (B12), with its
 //! time-ordered LLM latency pairing (B6) and its throughput heuristic (B11), reproduced because
@@ -57,8 +57,41 @@ impl Serialize for InferenceMetrics {
     }
 }
 
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for InferenceMetrics {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+        let interval = |what: &str| {
+            ArrayBuilder::new()
+                .items(ObjectBuilder::new().schema_type(Type::Number))
+                .min_items(Some(2))
+                .max_items(Some(2))
+                .description(Some(format!("`[low, high]`: mean ± {what}·σ/√n (σ the population standard deviation)")))
+        };
+        ObjectBuilder::new()
+            .description(Some(
+                "`InferenceMetricsModel`: a sample size, its mean and z-intervals; all zeros (integers) without data",
+            ))
+            .property("n", ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)))
+            .required("n")
+            .property("mean", ObjectBuilder::new().schema_type(Type::Number))
+            .required("mean")
+            .property("ninetieth_interval", interval("1.645"))
+            .required("ninetieth_interval")
+            .property("ninety_fifth_interval", interval("1.96"))
+            .required("ninety_fifth_interval")
+            .property("ninety_ninth_interval", interval("2.576"))
+            .required("ninety_ninth_interval")
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for InferenceMetrics {}
+
 /// The three headline metrics of `inference_optimization.json`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConfidenceIntervals {
     pub workflow_run_time_confidence_intervals: InferenceMetrics,
     pub llm_latency_confidence_intervals: InferenceMetrics,
@@ -81,7 +114,7 @@ pub fn run_times(frame: &Frame) -> Vec<f64> {
         .collect()
 }
 
-/// §4.2: per request, in time order (stable), each LLM_END is paired with the latest unmatched
+/// docs/toolkit-semantics.md#llm-latency-ci: per request, in time order (stable), each LLM_END is paired with the latest unmatched
 /// LLM_START before it, whatever their UUIDs.
 pub fn llm_latencies(frame: &Frame) -> Vec<f64> {
     let mut latencies = Vec::new();
@@ -130,7 +163,7 @@ pub fn z_intervals(data: &[f64]) -> InferenceMetrics {
     }
 }
 
-/// §4.3: N requests (empty ones included) over the run's whole time span, SE = thr/√N, lower
+/// docs/toolkit-semantics.md#throughput: N requests (empty ones included) over the run's whole time span, SE = thr/√N, lower
 /// bound clamped at 0.
 pub fn throughput(frame: &Frame) -> InferenceMetrics {
     let Some((lo, hi)) = time_span(&frame.rows) else {

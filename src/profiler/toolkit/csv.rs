@@ -1,4 +1,4 @@
-//! `standardized_data_all.csv` (REFERENCE.md §4.0, §4.8, §5.4) as pandas' `to_csv(index=False)`
+//! `standardized_data_all.csv` (docs/toolkit-semantics.md#standardized_data_allcsv) as pandas' `to_csv(index=False)`
 //! writes it: Python's csv module quoting, floats as `repr`, null as an empty cell.
 
 use crate::profiler::core::config::ProfilerConfig;

@@ -1,4 +1,4 @@
-//! Token-usage forecasting (REFERENCE.md §4.13): the reference's training windows, fitted with a
+//! Token-usage forecasting (docs/toolkit-semantics.md#token-usage-forecast, served as docs/deviations.md#d3 says): the reference's training windows, fitted with a
 //! small, seeded random forest of the same shape as its `RandomForestRegressor(n_estimators=3,
 //! max_depth=2)`.
 //!
@@ -27,14 +27,17 @@ pub const SEED: u64 = 0;
 /// calls per request) stay far below.
 pub const MAX_FIT_WORK: u64 = 2_000_000_000;
 
+/// The fitted model, or why the toolkit's fit would fail on this run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Forecast {
     Fitted(FittedForecast),
     Skipped { reason: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ModelDescription {
     #[serde(rename = "type")]
     pub kind: &'static str,
@@ -47,6 +50,7 @@ pub struct ModelDescription {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RequestPrediction {
     pub request_number: i64,
     /// The next `matrix_length` calls after the request's last one, each
@@ -55,6 +59,7 @@ pub struct RequestPrediction {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FittedForecast {
     pub model: ModelDescription,
     pub matrix_length: usize,

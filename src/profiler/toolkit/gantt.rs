@@ -1,4 +1,4 @@
-//! The nested-call Gantt chart (REFERENCE.md §4.10) as a standalone SVG: one bar per call sorted
+//! The nested-call Gantt chart (docs/toolkit-semantics.md#gantt-chart; SVG by docs/deviations.md#d8) as a standalone SVG: one bar per call sorted
 //! by start, x in seconds since the first start, LLM calls `tab:blue`, tools `tab:green`, the
 //! reference's title. The toolkit draws a 20x15 inch PNG in which thousands of bars blur into one
 //! another; here every call keeps a 14 px row with its label and a tooltip, so the chart grows

@@ -1,4 +1,4 @@
-//! The six "NOVA" columns that `compute_llm_metrics` appends to the CSV (REFERENCE.md §4.8).
+//! The six "NOVA" columns that `compute_llm_metrics` appends to the CSV (docs/toolkit-semantics.md#nova-llm-metrics).
 
 use crate::profiler::core::frame::Frame;
 use crate::trace::EventType;

@@ -1,13 +1,14 @@
-//! Nested stack analysis (REFERENCE.md §4.10): self and subtree time per call, the run-wide
+//! Nested stack analysis (docs/toolkit-semantics.md#nested-stack): self and subtree time per call, the run-wide
 //! concurrency distribution, each call's concurrency at its midpoint, and the top bottlenecks.
 
-use crate::profiler::core::calltree::{CallForest, Segment, level_at, segments};
+use crate::profiler::core::calltree::{CallForest, OpType, Segment, level_at, segments};
 use crate::profiler::py::repr::fixed;
 use indexmap::IndexMap;
 use serde::Serialize;
 use std::fmt::Write;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConcurrencyDistribution {
     pub timeline_segments: Vec<Segment>,
     pub p50: f64,
@@ -17,9 +18,10 @@ pub struct ConcurrencyDistribution {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeMetrics {
     pub uuid: String,
-    pub operation_type: &'static str,
+    pub operation_type: OpType,
     pub operation_name: String,
     pub start_time: f64,
     pub end_time: f64,
@@ -31,6 +33,7 @@ pub struct NodeMetrics {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NestedStackAnalysis {
     pub concurrency: ConcurrencyDistribution,
     /// Keyed by UUID in DFS order; a UUID seen twice keeps its first place and last value.
@@ -80,7 +83,7 @@ pub fn analyze(forest: &CallForest) -> NestedStackAnalysis {
         };
         let m = NodeMetrics {
             uuid: node.uuid.to_owned(),
-            operation_type: node.op_type.as_str(),
+            operation_type: node.op_type,
             operation_name: node.op_name.to_owned(),
             start_time: node.start,
             end_time: node.end,

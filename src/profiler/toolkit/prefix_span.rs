@@ -1,4 +1,4 @@
-//! PrefixSpan sub-workflow mining (REFERENCE.md §4.12): frequent call sequences across requests,
+//! PrefixSpan sub-workflow mining (docs/toolkit-semantics.md#prefixspan): frequent call sequences across requests,
 //! enumerated exactly as the `prefixspan` 0.5.2 library does, then ranked by frequency, contiguous
 //! coverage and average duration.
 //!
@@ -30,6 +30,7 @@ pub const MAX_PATTERNS: usize = 2_000_000;
 pub const MAX_LONG_WINDOW_WORK: usize = 200_000_000;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FrequentPattern {
     pub pattern: Vec<String>,
     pub frequency: usize,
@@ -39,6 +40,7 @@ pub struct FrequentPattern {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PrefixSpanAnalysis {
     pub patterns: Vec<FrequentPattern>,
     /// Present (and true) only when enumeration hit [`MAX_PATTERNS`].

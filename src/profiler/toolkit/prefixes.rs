@@ -1,4 +1,4 @@
-//! Common prompt prefixes per model (REFERENCE.md §4.5), quirks included:
+//! Common prompt prefixes per model (docs/toolkit-semantics.md#common-prompt-prefixes), quirks included:
 //! the denominator counts LLM_END rows too (B3), non-LLM rows form the `""` group, and a prefix
 //! is dropped when it is a *substring* of a kept one (B4).
 //!
@@ -14,6 +14,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PrefixInfo {
     pub prefix: String,
     pub prefix_length: usize,
@@ -22,6 +23,7 @@ pub struct PrefixInfo {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PrefixGroup {
     pub total_calls: usize,
     pub prefix_info: Vec<PrefixInfo>,

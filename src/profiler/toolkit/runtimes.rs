@@ -1,4 +1,4 @@
-//! Workflow runtime percentiles (REFERENCE.md §4.7): p90/p95/p99 of each request's
+//! Workflow runtime percentiles (docs/toolkit-semantics.md#workflow-runtime-percentiles): p90/p95/p99 of each request's
 //! `max(ts) - min(ts)`, empty requests excluded.
 
 use crate::profiler::core::frame::Frame;

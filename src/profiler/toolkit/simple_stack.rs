@@ -1,4 +1,4 @@
-//! Simple stack bottleneck analysis (REFERENCE.md §4.9): calls paired by UUID, durations per
+//! Simple stack bottleneck analysis (docs/toolkit-semantics.md#simple-stack): calls paired by UUID, durations per
 //! operation, and the peak concurrency of each operation name on the run-wide timeline.
 //!
 //! Quirks kept: concurrency is keyed by name alone, so an LLM and a tool sharing a name share it,
@@ -17,8 +17,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OperationStats {
-    pub operation_type: &'static str,
+    pub operation_type: OpType,
     pub operation_name: String,
     pub usage_count: usize,
     pub avg_duration: f64,
@@ -36,7 +37,7 @@ pub struct SimpleStackAnalysis {
 }
 
 struct Operation<'a> {
-    op_type: &'static str,
+    op_type: OpType,
     name: &'a str,
     start: f64,
     end: f64,
@@ -65,8 +66,8 @@ pub fn analyze(frame: &Frame) -> SimpleStackAnalysis {
         rows.sort_by(|a, b| a.event_timestamp.total_cmp(&b.event_timestamp));
         let first = rows[0];
         let (op_type, start_type, end_type) = match OpType::of(first.event_type) {
-            Some(OpType::Llm) => ("LLM", EventType::LlmStart, EventType::LlmEnd),
-            Some(OpType::Tool) => ("TOOL", EventType::ToolStart, EventType::ToolEnd),
+            Some(op @ OpType::Llm) => (op, EventType::LlmStart, EventType::LlmEnd),
+            Some(op @ OpType::Tool) => (op, EventType::ToolStart, EventType::ToolEnd),
             None => continue,
         };
         let min_of = |et: EventType| {
@@ -88,7 +89,7 @@ pub fn analyze(frame: &Frame) -> SimpleStackAnalysis {
         let (Some(start), Some(end)) = (min_of(start_type), max_of(end_type)) else {
             continue;
         };
-        let name = if op_type == "LLM" {
+        let name = if op_type == OpType::Llm {
             &first.llm_name
         } else {
             &first.tool_name
@@ -118,7 +119,7 @@ pub fn analyze(frame: &Frame) -> SimpleStackAnalysis {
         max_by_name.insert(name, m);
     }
 
-    let mut groups: BTreeMap<(&str, &str), Vec<f64>> = BTreeMap::new();
+    let mut groups: BTreeMap<(OpType, &str), Vec<f64>> = BTreeMap::new();
     for op in &ops {
         groups
             .entry((op.op_type, op.name))
@@ -132,7 +133,7 @@ pub fn analyze(frame: &Frame) -> SimpleStackAnalysis {
         sorted.sort_by(f64::total_cmp);
         let max_c = max_by_name.get(name).copied().unwrap_or(0);
         stats.insert(
-            format!("{op_type}:{name}"),
+            format!("{}:{name}", op_type.as_str()),
             OperationStats {
                 operation_type: op_type,
                 operation_name: name.to_owned(),

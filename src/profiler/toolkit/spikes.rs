@@ -1,4 +1,4 @@
-//! Concurrency spike analysis (REFERENCE.md §4.11): time spent at each concurrency level, the
+//! Concurrency spike analysis (docs/toolkit-semantics.md#concurrency-spikes): time spent at each concurrency level, the
 //! timeline segments at or above a threshold with the calls active in each, token averages over
 //! those calls, and mean call latency by the concurrency at each call's midpoint.
 //!
@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 use std::fmt::Write;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SpikeInterval<'a> {
     pub start_time: f64,
     pub end_time: f64,
@@ -26,14 +27,17 @@ pub struct SpikeInterval<'a> {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CorrelationStats {
     pub avg_prompt_tokens: f64,
     pub avg_total_tokens: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SpikeAnalysis<'a> {
     /// Seconds at each level, keyed in first-seen time order (JSON keys are strings).
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, f64>))]
     pub concurrency_distribution: IndexMap<i64, f64>,
     pub p50_concurrency: f64,
     pub p90_concurrency: f64,
@@ -42,6 +46,8 @@ pub struct SpikeAnalysis<'a> {
     pub spike_threshold: i64,
     pub spike_intervals: Vec<SpikeInterval<'a>>,
     pub correlation_stats: CorrelationStats,
+    /// Mean call duration per concurrency level (JSON keys are strings).
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, f64>))]
     pub average_latency_by_concurrency: IndexMap<i64, f64>,
     #[serde(skip)]
     pub textual_report: String,

@@ -1,4 +1,4 @@
-//! `all_requests_profiler_traces.json` (REFERENCE.md §2.1): every request with its steps, as the
+//! `all_requests_profiler_traces.json` (docs/toolkit-semantics.md#all_requests_profiler_tracesjson): every request with its steps, as the
 //! toolkit's `json.dump(..., indent=2, default=str)` writes it.
 //!
 //! The service streams this file from stored step text, so the layout is built from pieces: a

@@ -1,4 +1,4 @@
-//! Inter-query token uniqueness (REFERENCE.md §4.6): how many new words each LLM prompt adds over
+//! Inter-query token uniqueness (docs/toolkit-semantics.md#token-uniqueness): how many new words each LLM prompt adds over
 //! the previous prompt to the same model in the same request, as p90/p95/p99 per model.
 
 use crate::profiler::core::frame::Frame;
@@ -10,6 +10,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Percentiles {
     pub p90: f64,
     pub p95: f64,
@@ -48,7 +49,7 @@ pub fn compute(frame: &Frame) -> TokenUniqueness {
     let mut counts: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let mut lowered: Vec<Option<String>> = Vec::new();
     for ((llm, _), mut idx) in groups {
-        // Stable by timestamp (DESIGN.md "Ties").
+        // Stable by timestamp (docs/deviations.md#d5).
         idx.sort_by(|a, b| {
             frame.rows[*a]
                 .event_timestamp
