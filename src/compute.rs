@@ -8,7 +8,7 @@
 
 use crate::profiler::core::calltree::CallForest;
 use crate::profiler::{self, Frame, ProfilerConfig, py, toolkit::gantt};
-use crate::store::{RunRecord, Store, StoreError};
+use crate::store::{LoadedRun, RunRecord, Store, StoreError};
 use bytes::Bytes;
 use moka::future::Cache;
 use sha2::{Digest, Sha256};
@@ -73,21 +73,38 @@ pub struct Rendered {
 /// that waited on the same computation.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ComputeError {
-    #[error("run not found")]
-    NotFound,
+    #[error("run {0} not found")]
+    RunNotFound(Uuid),
     #[error("database unavailable")]
     Unavailable,
-    /// Anything else: a corrupt stored config or row, a crashed computation. Logged, never shown.
-    #[error("{0}")]
-    Internal(String),
+    /// Anything else: a corrupt stored config or row, a crashed computation. Logged with its
+    /// source chain, never shown to clients.
+    #[error("{context}")]
+    Internal {
+        context: String,
+        #[source]
+        source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+    },
+}
+
+impl ComputeError {
+    fn internal(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> ComputeError {
+        ComputeError::Internal {
+            context: context.into(),
+            source: Some(Arc::new(source)),
+        }
+    }
 }
 
 impl From<StoreError> for ComputeError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotFound => ComputeError::NotFound,
+            StoreError::RunNotFound(id) => ComputeError::RunNotFound(id),
             StoreError::Unavailable(_) => ComputeError::Unavailable,
-            other => ComputeError::Internal(other.to_string()),
+            other => ComputeError::internal("reading the run failed", other),
         }
     }
 }
@@ -100,7 +117,7 @@ pub struct RunSnapshot {
     pub record: RunRecord,
     pub config: ProfilerConfig,
     pub config_fp: [u8; 16],
-    /// The analyzer's write epoch when the read began (see [`Analyzer::run`]).
+    /// The cache's write epoch when the read began (see [`RunCache::snapshot`]).
     epoch: u64,
 }
 
@@ -108,24 +125,31 @@ pub struct RunSnapshot {
 /// process forget it at once; a write through another replica shows after at most this long.
 pub const RUN_RECORD_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// How long a local write is remembered for [`Analyzer::run`]'s freshness check: far longer
+/// How long a local write is remembered for [`RunCache::snapshot`]'s freshness check: far longer
 /// than any read of a run record can take.
 const WRITE_MEMORY: std::time::Duration = std::time::Duration::from_secs(60);
 
-pub struct Analyzer {
+/// What the service keeps in memory about runs: their records (briefly, see
+/// [`RUN_RECORD_TTL`]), their loaded frames and their rendered outputs, within one memory budget.
+/// Everything here can be recomputed from the store; writers call [`RunCache::forget`].
+pub struct RunCache {
     store: Arc<dyn Store>,
     runs: Cache<Uuid, Arc<RunSnapshot>>,
     /// Counts the writes this process has made; each run remembers the count after its last one.
     write_epoch: AtomicU64,
     written: Cache<Uuid, u64>,
-    frames: Cache<(Uuid, i64), Arc<(i64, Frame)>>,
+    frames: Cache<(Uuid, i64), Arc<LoadedRun>>,
     outputs: Cache<OutputKey, Arc<Rendered>>,
 }
 
 /// A run's effective config and its fingerprint, part of every cache key and ETag.
 pub fn effective_config(run: &RunRecord) -> Result<(ProfilerConfig, [u8; 16]), ComputeError> {
-    let config = ProfilerConfig::from_json(run.profiler_config.clone())
-        .map_err(|e| ComputeError::Internal(format!("stored profiler config is invalid: {e}")))?;
+    let config = ProfilerConfig::from_json(run.profiler_config.clone()).map_err(|e| {
+        ComputeError::internal(
+            format!("run {}: stored profiler config is invalid", run.id),
+            e,
+        )
+    })?;
     // A plain struct of numbers, strings and maps: serialising it cannot fail, and an empty
     // fingerprint shared by every config would be far worse than a panic.
     let canonical = serde_json::to_vec(&config).expect("ProfilerConfig serialises");
@@ -148,11 +172,11 @@ pub fn etag(run: Uuid, version: i64, config_fp: &[u8; 16], kind: Artifact) -> St
     format!("\"{hex}\"")
 }
 
-impl Analyzer {
-    pub fn new(store: Arc<dyn Store>, cache_bytes: u64) -> Analyzer {
+impl RunCache {
+    pub fn new(store: Arc<dyn Store>, cache_bytes: u64) -> RunCache {
         let frames = Cache::builder()
             .max_capacity(cache_bytes / 2)
-            .weigher(|_, f: &Arc<(i64, Frame)>| frame_weight(&f.1))
+            .weigher(|_, f: &Arc<LoadedRun>| frame_weight(&f.frame))
             .build();
         let outputs = Cache::builder()
             .max_capacity(cache_bytes / 2)
@@ -162,7 +186,7 @@ impl Analyzer {
             .max_capacity(10_000)
             .time_to_live(RUN_RECORD_TTL)
             .build();
-        Analyzer {
+        RunCache {
             store,
             runs,
             write_epoch: AtomicU64::new(0),
@@ -180,9 +204,9 @@ impl Analyzer {
     /// then costs no database round trip per request.
     ///
     /// Never older than this process's own writes: a read that began before a local write can
-    /// finish after [`Analyzer::forget_run`] and cache the old record again, so a snapshot whose
+    /// finish after [`RunCache::forget`] and cache the old record again, so a snapshot whose
     /// read began before the run's last local write is read afresh.
-    pub async fn run(&self, id: Uuid) -> Result<Arc<RunSnapshot>, ComputeError> {
+    pub async fn snapshot(&self, id: Uuid) -> Result<Arc<RunSnapshot>, ComputeError> {
         let Some(written) = self.written.get(&id).await else {
             return self.cached_run(id).await;
         };
@@ -219,7 +243,7 @@ impl Analyzer {
 
     /// Forgets what is cached about a run after this process changed it (call it once the
     /// change is committed).
-    pub async fn forget_run(&self, id: Uuid) {
+    pub async fn forget(&self, id: Uuid) {
         let epoch = self.write_epoch.fetch_add(1, Ordering::SeqCst) + 1;
         self.written.insert(id, epoch).await;
         self.runs.invalidate(&id).await;
@@ -244,10 +268,15 @@ impl Analyzer {
                 let frame = self.frame(id, version).await?;
                 let started = Instant::now();
                 let (version, (bytes, sibling)) = tokio::task::spawn_blocking(move || {
-                    (frame.0, compute_with_sibling(&frame.1, &config, kind))
+                    (
+                        frame.version,
+                        compute_with_sibling(&frame.frame, &config, kind),
+                    )
                 })
                 .await
-                .map_err(|e| ComputeError::Internal(format!("computation failed: {e}")))?;
+                .map_err(|e| {
+                    ComputeError::internal(format!("computing {} of run {id}", kind.name()), e)
+                })?;
                 metrics::counter!("agentprof_computations_total", "output" => kind.name())
                     .increment(1);
                 metrics::histogram!("agentprof_computation_seconds", "output" => kind.name())
@@ -273,19 +302,19 @@ impl Analyzer {
 
     /// The frame of a run's version, loaded once. The loaded version can be newer than asked for
     /// when a batch lands in between; the caller's ETag then follows the loaded one.
-    pub async fn frame(&self, id: Uuid, version: i64) -> Result<Arc<(i64, Frame)>, ComputeError> {
+    pub async fn frame(&self, id: Uuid, version: i64) -> Result<Arc<LoadedRun>, ComputeError> {
         let store = self.store.clone();
         let frame = self
             .frames
             .try_get_with((id, version), async move {
                 let loaded = store.load(id).await?;
-                Ok::<_, ComputeError>(Arc::new((loaded.version, loaded.frame)))
+                Ok::<_, ComputeError>(Arc::new(loaded))
             })
             .await
             .map_err(|e: Arc<ComputeError>| (*e).clone())?;
-        if frame.0 != version {
+        if frame.version != version {
             // Newer than asked for: the next reader of that version need not load it again.
-            self.frames.insert((id, frame.0), frame.clone()).await;
+            self.frames.insert((id, frame.version), frame.clone()).await;
         }
         Ok(frame)
     }

@@ -1,7 +1,6 @@
 //! `agentprof serve`: choose the store, build the application, listen, and shut down gracefully.
 
-use crate::api::{self, AppState, HttpSettings, body::BodyLimits};
-use crate::compute::Analyzer;
+use crate::api::{self, ApiSettings, AppState};
 use crate::config::ServeConfig;
 use crate::store::{Store, StoreError, postgres::PgStore, sqlite::SqliteStore};
 use std::net::SocketAddr;
@@ -58,29 +57,14 @@ pub async fn open_store(config: &ServeConfig) -> Result<Arc<dyn Store>, ServeErr
 /// Runs the server until SIGINT or SIGTERM; requests in flight (a batch being stored) finish
 /// before the process exits.
 pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
-    let keys = config.api_keys.clone().filter(|k| !k.is_empty());
-    if keys.is_none() && !config.bind.ip().is_loopback() && !config.allow_unauthenticated {
+    let settings = ApiSettings::from_config(&config);
+    if settings.keys.is_none() && !config.bind.ip().is_loopback() && !config.allow_unauthenticated {
         return Err(ServeError::UnauthenticatedPublicBind(config.bind));
     }
     let store = open_store(&config).await?;
-    let prometheus = api::prometheus_handle();
-    api::spawn_metrics_upkeep(prometheus.clone());
-    let state = AppState {
-        analyzer: Arc::new(Analyzer::new(store.clone(), config.cache_bytes)),
-        store: store.clone(),
-        limits: BodyLimits {
-            max_bytes: config.max_body_bytes,
-            max_decompressed: config.max_decompressed(),
-        },
-        keys: keys.clone().map(Arc::new),
-        prometheus,
-    };
-    let app = api::app(
-        state,
-        HttpSettings {
-            request_timeout: Duration::from_secs(config.request_timeout_secs),
-        },
-    );
+    let state = AppState::new(store, &settings);
+    api::spawn_metrics_upkeep(state.prometheus.clone());
+    let app = api::app(state);
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .map_err(|source| ServeError::Bind {
@@ -92,7 +76,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         Some(url) => url.to_string(),
         None => format!("sqlite {}", config.data_dir.join("agentprof.db").display()),
     };
-    match &keys {
+    match &settings.keys {
         Some(k) => {
             tracing::info!(%addr, %database, keys = ?k, "agentprof listening; API keys required")
         }

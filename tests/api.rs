@@ -862,12 +862,9 @@ async fn a_request_past_the_time_limit_is_a_problem_with_retry_after() {
     let doc = agentprof::synth::profiler_document(100, 7);
     let id = app.create_run(&json!({"requests": doc})).await;
     // Computing the metrics of 100 requests takes well over a millisecond.
-    let router = agentprof::api::app(
-        app.state.clone(),
-        agentprof::api::HttpSettings {
-            request_timeout: std::time::Duration::from_millis(1),
-        },
-    );
+    let mut state = app.state.clone();
+    state.request_timeout = std::time::Duration::from_millis(1);
+    let router = agentprof::api::app(state);
     let req = axum::http::Request::get(format!("/v1/runs/{id}/metrics"))
         .body(Body::empty())
         .unwrap();

@@ -509,7 +509,7 @@ async fn a_slow_read_never_hides_a_later_local_write() {
         release: tokio::sync::Notify::new(),
         holding: tokio::sync::Notify::new(),
     });
-    let analyzer = Arc::new(agentprof::compute::Analyzer::new(store.clone(), 1 << 20));
+    let cache = Arc::new(agentprof::compute::RunCache::new(store.clone(), 1 << 20));
     let new_run = agentprof::store::NewRun {
         name: String::new(),
         profiler_config: json!({}),
@@ -521,8 +521,8 @@ async fn a_slow_read_never_hides_a_later_local_write() {
     // A reader fetches version 0 and stalls before caching it...
     store.hold_next.store(true, Ordering::SeqCst);
     let reader = tokio::spawn({
-        let analyzer = analyzer.clone();
-        async move { analyzer.run(id).await.map(|s| s.record.version) }
+        let cache = cache.clone();
+        async move { cache.snapshot(id).await.map(|s| s.record.version) }
     });
     store.holding.notified().await;
     // ...while a batch is stored and the analyzer told about it...
@@ -532,12 +532,12 @@ async fn a_slow_read_never_hides_a_later_local_write() {
         agentprof::trace::parse_value(doc, &Default::default()).unwrap(),
     );
     assert_eq!(store.append(id, batch).await.unwrap().version, 1);
-    analyzer.forget_run(id).await;
+    cache.forget(id).await;
     // ...then the stale read completes and lands in the cache.
     store.release.notify_one();
     assert_eq!(reader.await.unwrap().unwrap(), 0);
     // A read after the write must see it, not the stale cached record.
-    assert_eq!(analyzer.run(id).await.unwrap().record.version, 1);
+    assert_eq!(cache.snapshot(id).await.unwrap().record.version, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

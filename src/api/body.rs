@@ -1,13 +1,17 @@
-//! Reading request bodies: size limits (413), content types (415), gzip (`Content-Encoding`),
-//! and JSON syntax (400), each as problem+json. Handlers get bytes or a JSON value, never a
+//! Request extractors: the run id in the path, and request bodies read within the limits —
+//! size (413), content type (415), gzip by `Content-Encoding` or by its magic number, and JSON
+//! syntax (400), each as problem+json. Handlers get a run id and a parsed body, never a
 //! half-read stream.
 
 use super::error::{ApiError, ApiResult};
-use crate::trace::gunzip;
+use crate::trace::{TraceError, gunzip, is_gzip, json_value};
 use axum::body::{Body, Bytes};
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use http_body_util::BodyExt;
 use serde_json::Value;
+use uuid::Uuid;
 
 /// Limits for one request body.
 #[derive(Debug, Clone, Copy)]
@@ -18,10 +22,70 @@ pub struct BodyLimits {
     pub max_decompressed: usize,
 }
 
-/// Which media types a route takes.
-pub fn is_json_media_type(headers: &HeaderMap) -> Result<(), String> {
+/// The `{run_id}` path segment. A segment that is not a UUID names no run, so it is a 404 like
+/// any unknown id rather than a 400.
+#[derive(Debug, Clone, Copy)]
+pub struct RunId(pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for RunId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        raw.parse()
+            .map(RunId)
+            .map_err(|_| ApiError::NotFound(format!("no run {raw:?}: run ids are UUIDs")))
+    }
+}
+
+/// A JSON request body, inflated when gzip, still as text: for handlers that parse it their own
+/// way (step batches).
+#[derive(Debug, Clone)]
+pub struct JsonBytes(pub Bytes);
+
+impl<S> FromRequest<S> for JsonBytes
+where
+    BodyLimits: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let (parts, body) = req.into_parts();
+        read_json_bytes(&parts.headers, body, BodyLimits::from_ref(state))
+            .await
+            .map(JsonBytes)
+    }
+}
+
+/// A JSON request body parsed into a value (off the async executor: bodies can be large).
+#[derive(Debug, Clone)]
+pub struct JsonBody(pub Value);
+
+impl<S> FromRequest<S> for JsonBody
+where
+    BodyLimits: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let JsonBytes(bytes) = JsonBytes::from_request(req, state).await?;
+        super::blocking(move || parse_json(&bytes))
+            .await
+            .map(JsonBody)
+    }
+}
+
+/// Accepts `application/json` and any `application/*+json`; anything else is a 415 that says
+/// what to send.
+pub fn require_json_media_type(headers: &HeaderMap) -> ApiResult<()> {
     let Some(ct) = headers.get(header::CONTENT_TYPE) else {
-        return Err("missing Content-Type: send the body as application/json".to_owned());
+        return Err(ApiError::UnsupportedMediaType(
+            "missing Content-Type: send the body as application/json".to_owned(),
+        ));
     };
     let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
     let essence = ct.split(';').next().unwrap_or("").trim();
@@ -30,33 +94,37 @@ pub fn is_json_media_type(headers: &HeaderMap) -> Result<(), String> {
     {
         Ok(())
     } else {
-        Err(format!(
+        Err(ApiError::UnsupportedMediaType(format!(
             "unsupported Content-Type {essence:?}: send the body as application/json \
              (gzip it with Content-Encoding: gzip if you like)"
-        ))
+        )))
     }
 }
 
-/// Reads the whole body within the limits, inflating it when `Content-Encoding: gzip`.
+/// Whether the body is gzip: by `Content-Encoding`, or, when that header is missing, by the
+/// gzip magic number (a `.json.gz` file posted as it is). Other encodings are a 415.
+fn is_gzip_body(headers: &HeaderMap, bytes: &[u8]) -> ApiResult<bool> {
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_ascii_lowercase());
+    match encoding.as_deref() {
+        None | Some("") => Ok(is_gzip(bytes)),
+        Some("identity") => Ok(false),
+        Some("gzip") | Some("x-gzip") => Ok(true),
+        Some(other) => Err(ApiError::UnsupportedMediaType(format!(
+            "unsupported Content-Encoding {other:?}: use gzip or none"
+        ))),
+    }
+}
+
+/// Reads the whole body within the limits, inflating it when it is gzip.
 pub async fn read_json_bytes(
     headers: &HeaderMap,
     body: Body,
     limits: BodyLimits,
 ) -> ApiResult<Bytes> {
-    is_json_media_type(headers).map_err(ApiError::UnsupportedMediaType)?;
-    let encoding = headers
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim().to_ascii_lowercase());
-    let gzip = match encoding.as_deref() {
-        None | Some("identity") | Some("") => false,
-        Some("gzip") | Some("x-gzip") => true,
-        Some(other) => {
-            return Err(ApiError::UnsupportedMediaType(format!(
-                "unsupported Content-Encoding {other:?}: use gzip or none"
-            )));
-        }
-    };
+    require_json_media_type(headers)?;
     if let Some(len) = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -81,7 +149,7 @@ pub async fn read_json_bytes(
             )));
         }
     };
-    if !gzip {
+    if !is_gzip_body(headers, &bytes)? {
         return Ok(bytes);
     }
     let max = limits.max_decompressed;
@@ -93,8 +161,8 @@ pub async fn read_json_bytes(
     .await
 }
 
-/// Parses JSON text, mapping syntax errors (and nesting beyond serde_json's depth limit) to 400.
+/// Parses JSON text; syntax errors (and nesting beyond serde_json's depth limit) are a 400 that
+/// says what the body started with.
 pub fn parse_json(bytes: &[u8]) -> ApiResult<Value> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}")))
+    json_value(bytes).map_err(|e: TraceError| ApiError::from_trace(e, ""))
 }

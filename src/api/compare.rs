@@ -1,14 +1,12 @@
 //! `POST /v1/compare`: is the candidate run different from the baseline?
 
-use super::body::{parse_json, read_json_bytes};
-use super::error::{ApiError, ApiResult, BodyProblems, Problem, ReadProblems, for_run};
+use super::body::JsonBody;
+use super::error::{ApiError, ApiResult, BodyProblems, Problem, ReadProblems};
 use super::schema::{CompareRequest, ComparisonResponse, RunRef};
 use super::{AppState, blocking};
 use crate::profiler::statistics::compare;
 use axum::Json;
-use axum::body::Body;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -56,11 +54,8 @@ fn run_field(body: &Value, field: &str) -> ApiResult<Uuid> {
 )]
 pub async fn compare_runs(
     State(st): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
+    JsonBody(body): JsonBody,
 ) -> ApiResult<Json<ComparisonResponse>> {
-    let bytes = read_json_bytes(&headers, body, st.limits).await?;
-    let body = blocking(move || parse_json(&bytes)).await?;
     if !body.is_object() {
         return Err(ApiError::invalid_at(
             "",
@@ -81,21 +76,21 @@ pub async fn compare_runs(
         run_field(&body, "candidate")?,
     );
     let (ra, rb) = tokio::try_join!(
-        async { st.analyzer.run(a).await.map_err(for_run(a)) },
-        async { st.analyzer.run(b).await.map_err(for_run(b)) },
+        async { st.cache.snapshot(a).await.map_err(ApiError::from) },
+        async { st.cache.snapshot(b).await.map_err(ApiError::from) },
     )?;
     let (fa, fb) = tokio::try_join!(
         async {
-            let frame = st.analyzer.frame(a, ra.record.version).await;
-            frame.map_err(for_run(a))
+            let frame = st.cache.frame(a, ra.record.version).await;
+            frame.map_err(ApiError::from)
         },
         async {
-            let frame = st.analyzer.frame(b, rb.record.version).await;
-            frame.map_err(for_run(b))
+            let frame = st.cache.frame(b, rb.record.version).await;
+            frame.map_err(ApiError::from)
         },
     )?;
-    let (va, vb) = (fa.0, fb.0);
-    let comparison = blocking(move || Ok(compare::compare(&fa.1, &fb.1))).await?;
+    let (va, vb) = (fa.version, fb.version);
+    let comparison = blocking(move || Ok(compare::compare(&fa.frame, &fb.frame))).await?;
     Ok(Json(ComparisonResponse {
         comparison,
         baseline: RunRef {

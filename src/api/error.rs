@@ -11,7 +11,6 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
-use uuid::Uuid;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -89,9 +88,9 @@ pub enum ApiError {
     /// The request raced other writers and lost repeatedly.
     #[error("{0}")]
     Conflict(String),
-    /// Logged in full; the client sees a generic message.
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// Logged with its whole source chain; the client sees a generic message.
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl ApiError {
@@ -154,6 +153,11 @@ impl ApiError {
         }
     }
 
+    /// An internal failure: a message, or an error whose source chain is kept for the log.
+    pub fn internal(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> ApiError {
+        ApiError::Internal(e.into())
+    }
+
     /// A validation failure at one place in the body.
     pub fn invalid_at(path: impl Into<String>, message: impl Into<String>) -> ApiError {
         let (path, message) = (path.into(), message.into());
@@ -207,14 +211,6 @@ impl ApiError {
     }
 }
 
-/// Maps a store or compute error about run `id`, so that its 404 names the run.
-pub(crate) fn for_run<E: Into<ApiError>>(id: Uuid) -> impl Fn(E) -> ApiError {
-    move |e| match e.into() {
-        ApiError::NotFound(_) => ApiError::RunNotFound(id),
-        other => other,
-    }
-}
-
 fn display_path(p: &str) -> &str {
     if p.is_empty() { "(body)" } else { p }
 }
@@ -222,14 +218,14 @@ fn display_path(p: &str) -> &str {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotFound => ApiError::NotFound("run not found".to_owned()),
+            StoreError::RunNotFound(id) => ApiError::RunNotFound(id),
             StoreError::Unavailable(_) => ApiError::Unavailable,
             StoreError::Rejected(msg) => ApiError::invalid_at("", msg),
             StoreError::Busy(msg) => ApiError::Busy(msg),
             StoreError::Stale => ApiError::Conflict(
                 "the run changed while this request was applied; retry it".to_owned(),
             ),
-            other => ApiError::Internal(other.to_string()),
+            other => ApiError::internal(other),
         }
     }
 }
@@ -237,9 +233,9 @@ impl From<StoreError> for ApiError {
 impl From<ComputeError> for ApiError {
     fn from(e: ComputeError) -> Self {
         match e {
-            ComputeError::NotFound => ApiError::NotFound("run not found".to_owned()),
+            ComputeError::RunNotFound(id) => ApiError::RunNotFound(id),
             ComputeError::Unavailable => ApiError::Unavailable,
-            ComputeError::Internal(msg) => ApiError::Internal(msg),
+            internal @ ComputeError::Internal { .. } => ApiError::internal(internal),
         }
     }
 }
@@ -247,7 +243,9 @@ impl From<ComputeError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match &self {
-            ApiError::Internal(msg) => tracing::error!(error = %msg, "request failed"),
+            ApiError::Internal(e) => {
+                tracing::error!(error = %error_chain(e.as_ref()), "request failed")
+            }
             ApiError::Unavailable => tracing::warn!("database unavailable"),
             _ => {}
         }
@@ -267,6 +265,18 @@ impl IntoResponse for ApiError {
         }
         resp
     }
+}
+
+/// An error and its sources, `outer: inner: innermost`, for one log line.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    out
 }
 
 /// `Result` for handlers.

@@ -1,9 +1,11 @@
 //! The HTTP API (axum): one router per resource, utoipa annotations on every handler, one
 //! error type rendered as problem+json, and the middleware stack.
 //!
-//! Middleware, outermost first: request id (set and echoed as `x-request-id`), a tracing span per
-//! request, a panic catcher (a 500 problem, never a dropped connection), request metrics, API-key
-//! checks, a timeout (503 when a response has not started in time), and response compression.
+//! Middleware, outermost first (the order of the `ServiceBuilder` in [`app`]): a request id (set
+//! from `x-request-id` or generated), a tracing span per request that records it, the id echoed
+//! on the response, request metrics, a panic catcher (a 500 problem, never a dropped
+//! connection), API-key checks, a timeout (503 when a response has not started in time), and
+//! response compression.
 
 pub mod auth;
 pub mod body;
@@ -15,11 +17,11 @@ pub mod outputs;
 pub mod runs;
 pub mod schema;
 
-use crate::compute::Analyzer;
-use crate::config::ApiKeys;
+use crate::compute::RunCache;
+use crate::config::{ApiKeys, ServeConfig};
 use crate::store::Store;
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{FromRef, MatchedPath, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -29,35 +31,84 @@ use error::ApiResult;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+/// The HTTP layer's settings, from [`ServeConfig`] or a test.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    pub limits: BodyLimits,
+    pub keys: Option<ApiKeys>,
+    /// Memory for cached frames and outputs.
+    pub cache_bytes: u64,
+    /// A response that has not started by then becomes a 503.
+    pub request_timeout: Duration,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings {
+            limits: BodyLimits {
+                max_bytes: crate::config::DEFAULT_MAX_BODY_BYTES,
+                max_decompressed: 4 * crate::config::DEFAULT_MAX_BODY_BYTES,
+            },
+            keys: None,
+            cache_bytes: 256 * 1024 * 1024,
+            request_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+impl ApiSettings {
+    pub fn from_config(config: &ServeConfig) -> ApiSettings {
+        ApiSettings {
+            limits: BodyLimits {
+                max_bytes: config.max_body_bytes,
+                max_decompressed: config.max_decompressed(),
+            },
+            keys: config.api_keys.clone().filter(|k| !k.is_empty()),
+            cache_bytes: config.cache_bytes,
+            request_timeout: Duration::from_secs(config.request_timeout_secs),
+        }
+    }
+}
+
 /// Everything a handler needs.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
-    pub analyzer: Arc<Analyzer>,
+    pub cache: Arc<RunCache>,
     pub limits: BodyLimits,
     pub keys: Option<Arc<ApiKeys>>,
     pub prometheus: PrometheusHandle,
-}
-
-/// Settings of the HTTP layer that are not per-request state.
-#[derive(Debug, Clone, Copy)]
-pub struct HttpSettings {
     pub request_timeout: Duration,
 }
 
-impl Default for HttpSettings {
-    fn default() -> Self {
-        HttpSettings {
-            request_timeout: Duration::from_secs(120),
+impl AppState {
+    /// The one way to assemble the state, for the server and the tests alike.
+    pub fn new(store: Arc<dyn Store>, settings: &ApiSettings) -> AppState {
+        AppState {
+            cache: Arc::new(RunCache::new(store.clone(), settings.cache_bytes)),
+            store,
+            limits: settings.limits,
+            keys: settings.keys.clone().map(Arc::new),
+            prometheus: prometheus_handle(),
+            request_timeout: settings.request_timeout,
         }
+    }
+}
+
+impl FromRef<AppState> for BodyLimits {
+    fn from_ref(st: &AppState) -> BodyLimits {
+        st.limits
     }
 }
 
@@ -106,29 +157,47 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     docs::finish(api)
 }
 
-/// The complete application.
-pub fn app(state: AppState, settings: HttpSettings) -> Router {
+/// The complete application: routes, docs and middleware over `state`.
+pub fn app(state: AppState) -> Router {
     let (router, api) = routes().split_for_parts();
     let api = docs::finish(api);
-    let router = router
-        .merge(docs::router(&api))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(CompressionLayer::new())
-        .layer(middleware::from_fn_with_state(
-            settings.request_timeout,
-            time_limit,
-        ))
+    let middleware = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(middleware::from_fn(record_request))
+        .layer(CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_key,
         ))
-        .layer(CatchPanicLayer::custom(panic_response))
-        .layer(middleware::from_fn(record_request))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
-    router.with_state(state)
+        .layer(middleware::from_fn_with_state(
+            state.request_timeout,
+            time_limit,
+        ))
+        .layer(CompressionLayer::new());
+    router
+        .merge(docs::router(&api))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware)
+        .with_state(state)
+}
+
+/// The span every log line of a request is recorded in; it carries the request id, so the
+/// lines of one request can be found together (and matched to the client's `x-request-id`).
+fn request_span(req: &Request) -> tracing::Span {
+    let id = req
+        .extensions()
+        .get::<RequestId>()
+        .and_then(|id| id.header_value().to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!(
+        "request",
+        method = %req.method(),
+        uri = %req.uri(),
+        request_id = %id,
+    )
 }
 
 async fn not_found() -> ApiError {
@@ -154,7 +223,7 @@ async fn time_limit(State(limit): State<Duration>, req: Request, next: Next) -> 
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("handler panicked");
-    ApiError::Internal("handler panicked".to_owned()).into_response()
+    ApiError::internal("handler panicked").into_response()
 }
 
 /// Counts requests and records latencies per route template (not per concrete URL, which would
@@ -195,5 +264,5 @@ pub(crate) async fn blocking<T: Send + 'static>(
 ) -> ApiResult<T> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| ApiError::Internal(format!("blocking task failed: {e}")))?
+        .map_err(|e| ApiError::internal(format!("blocking task failed: {e}")))?
 }

@@ -2,16 +2,16 @@
 //! profiler config). Each carries a strong ETag; `If-None-Match` answers 304 without computing.
 
 use super::AppState;
-use super::error::{ApiResult, ReadProblems, RunProblems, for_run};
-use super::runs::run_id;
+use super::body::RunId;
+use super::error::{ApiResult, ReadProblems, RunProblems};
+use crate::compute::{Artifact, etag};
 use crate::profiler::statistics::stats::RunStats;
 use crate::profiler::toolkit::forecast::Forecast;
 use crate::profiler::{InferenceOptimization, WorkflowProfiling};
-use crate::compute::{Artifact, etag};
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use uuid::Uuid;
 
 /// Whether an `If-None-Match` header matches `tag` (weak comparison, `*` matches anything).
 pub fn if_none_match(headers: &HeaderMap, tag: &str) -> bool {
@@ -24,14 +24,8 @@ pub fn if_none_match(headers: &HeaderMap, tag: &str) -> bool {
         .any(|t| t == "*" || t.trim_start_matches("W/") == tag)
 }
 
-async fn output(
-    st: AppState,
-    path: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-    kind: Artifact,
-) -> ApiResult<Response> {
-    let id = run_id(path)?;
-    let run = st.analyzer.run(id).await.map_err(for_run(id))?;
+async fn output(st: AppState, id: Uuid, headers: HeaderMap, kind: Artifact) -> ApiResult<Response> {
+    let run = st.cache.snapshot(id).await?;
     let current = etag(id, run.record.version, &run.config_fp, kind);
     let cache_headers = |tag: &str| {
         [
@@ -48,7 +42,7 @@ async fn output(
     if if_none_match(&headers, &current) {
         return Ok((StatusCode::NOT_MODIFIED, cache_headers(&current)).into_response());
     }
-    let rendered = st.analyzer.render(&run, kind).await.map_err(for_run(id))?;
+    let rendered = st.cache.render(&run, kind).await?;
     Ok((
         StatusCode::OK,
         cache_headers(&rendered.etag),
@@ -75,8 +69,8 @@ macro_rules! output_endpoint {
             ),
             security(("bearer" = []))
         )]
-        pub async fn $name(State(st): State<AppState>, path: Result<Path<String>, PathRejection>, headers: HeaderMap) -> ApiResult<Response> {
-            output(st, path, headers, $kind).await
+        pub async fn $name(State(st): State<AppState>, RunId(id): RunId, headers: HeaderMap) -> ApiResult<Response> {
+            output(st, id, headers, $kind).await
         }
     };
 }

@@ -1,9 +1,9 @@
 //! The run resource: create, list, read, change, delete, and append step batches.
 
-use super::body::{parse_json, read_json_bytes};
+use super::body::{JsonBody, JsonBytes, RunId, parse_json};
 use super::error::{
     ApiError, ApiResult, BodyProblems, ConflictProblems, Problem, ReadProblems, RunProblems,
-    WriteProblems, for_run,
+    WriteProblems,
 };
 use super::schema::*;
 use super::{AppState, blocking};
@@ -14,8 +14,8 @@ use crate::store::{
 use crate::trace::{ParseOptions, parse_value, pointer_segment, type_name};
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{FromRequest, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -25,7 +25,7 @@ use uuid::Uuid;
 /// The run as the API shows it, with the effective profiler config.
 pub(crate) fn run_view(r: RunRecord) -> ApiResult<RunView> {
     let config = ProfilerConfig::from_json(r.profiler_config.clone()).map_err(|e| {
-        ApiError::Internal(format!(
+        ApiError::internal(format!(
             "stored profiler config of run {} is invalid: {e}",
             r.id
         ))
@@ -75,7 +75,6 @@ fn check_config(v: &Value, path: &str) -> ApiResult<()> {
         ));
     }
     ProfilerConfig::from_json(v.clone())
-        .map(|_| ())
         .map(|_| ())
         .map_err(|e| ApiError::invalid_at(format!("{path}{}", e.path), e.message))
 }
@@ -200,11 +199,9 @@ fn parse_create(body: Value) -> ApiResult<(NewRun, Option<PreparedBatch>)> {
 )]
 pub async fn create_run(
     State(st): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
+    JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
-    let bytes = read_json_bytes(&headers, body, st.limits).await?;
-    let (run, batch) = blocking(move || parse_create(parse_json(&bytes)?)).await?;
+    let (run, batch) = blocking(move || parse_create(body)).await?;
     let (record, outcome) = st.store.create_run(run, batch).await?;
     if let Some(o) = &outcome {
         record_ingest(o);
@@ -273,15 +270,6 @@ pub async fn list_runs(
     }))
 }
 
-/// Parses the `{run_id}` path segment.
-pub(crate) fn run_id(
-    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
-) -> ApiResult<Uuid> {
-    let Path(raw) = path.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    raw.parse::<Uuid>()
-        .map_err(|_| ApiError::NotFound(format!("no run {raw:?}: run ids are UUIDs")))
-}
-
 /// Get a run
 ///
 /// Counts, version and the effective profiler config. `version` changes with every batch that
@@ -295,13 +283,8 @@ pub(crate) fn run_id(
     ),
     security(("bearer" = []))
 )]
-pub async fn get_run(
-    State(st): State<AppState>,
-    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
-) -> ApiResult<Json<RunView>> {
-    let id = run_id(path)?;
-    let record = st.store.get_run(id).await.map_err(for_run(id))?;
-    Ok(Json(run_view(record)?))
+pub async fn get_run(State(st): State<AppState>, RunId(id): RunId) -> ApiResult<Json<RunView>> {
+    Ok(Json(run_view(st.store.get_run(id).await?)?))
 }
 
 /// Change a run
@@ -321,21 +304,48 @@ pub async fn get_run(
 )]
 pub async fn patch_run(
     State(st): State<AppState>,
-    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
-    headers: HeaderMap,
-    body: Body,
+    RunId(id): RunId,
+    JsonBody(body): JsonBody,
 ) -> ApiResult<Json<RunView>> {
-    let id = run_id(path)?;
-    let bytes = read_json_bytes(&headers, body, st.limits).await?;
-    let Value::Object(mut patch) = blocking(move || parse_json(&bytes)).await? else {
+    let patch = parse_patch(body)?;
+    // Read, merge, write only if nobody wrote in between; on a race, merge again onto the newer
+    // run (a merge patch computed from an old read would undo the other writer's change).
+    for _ in 0..PATCH_ATTEMPTS {
+        let current = st.store.get_run(id).await?;
+        let changes = patch.apply_to(&current)?;
+        match st.store.update_run(id, changes).await {
+            Ok(record) => {
+                st.cache.forget(id).await;
+                return Ok(Json(run_view(record)?));
+            }
+            Err(StoreError::Stale) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::Conflict(format!(
+        "run {id} kept changing while this patch was applied; retry it"
+    )))
+}
+
+/// A validated `PATCH` body: which fields change, each as a merge patch of the stored value.
+#[derive(Debug, Clone, Default)]
+struct RunPatch {
+    name: Option<String>,
+    profiler_config: Option<Value>,
+    metadata: Option<Value>,
+}
+
+/// Parses and validates a `PATCH` body; nothing is read from the store yet.
+fn parse_patch(body: Value) -> ApiResult<RunPatch> {
+    let Value::Object(mut obj) = body else {
         return Err(ApiError::invalid_at(
             "",
             "expected an object {name, profiler_config, metadata}",
         ));
     };
-    let name = patch.remove("name").map(run_name).transpose()?;
-    let config_patch = patch.remove("profiler_config");
-    if let Some(v) = &config_patch
+    let name = obj.remove("name").map(run_name).transpose()?;
+    let profiler_config = obj.remove("profiler_config");
+    if let Some(v) = &profiler_config
         && !(v.is_object() || v.is_null())
     {
         return Err(ApiError::invalid_at(
@@ -343,27 +353,34 @@ pub async fn patch_run(
             format!("expected an object or null, got {}", type_name(v)),
         ));
     }
-    let metadata_patch = patch.remove("metadata");
-    if let Some(v) = &metadata_patch {
+    let metadata = obj.remove("metadata");
+    if let Some(v) = &metadata {
         check_metadata(v)?;
     }
-    if let Some(key) = patch.keys().next() {
+    if let Some(key) = obj.keys().next() {
         return Err(ApiError::invalid_at(
             pointer_segment(key),
             "unknown field: only name, profiler_config and metadata can change",
         ));
     }
-    // Read, merge, write only if nobody wrote in between; on a race, merge again onto the newer
-    // run (a merge patch computed from an old read would undo the other writer's change).
-    for _ in 0..PATCH_ATTEMPTS {
-        let current = st.store.get_run(id).await.map_err(for_run(id))?;
+    Ok(RunPatch {
+        name,
+        profiler_config,
+        metadata,
+    })
+}
+
+impl RunPatch {
+    /// The changes this patch makes to `current`, conditional on `current` still being the
+    /// stored version when they are written.
+    fn apply_to(&self, current: &RunRecord) -> ApiResult<RunChanges> {
         let mut changes = RunChanges {
-            name: name.clone(),
+            name: self.name.clone(),
             if_updated_at: Some(current.updated_at),
             ..RunChanges::default()
         };
-        if let Some(v) = &config_patch {
-            let mut merged = current.profiler_config;
+        if let Some(v) = &self.profiler_config {
+            let mut merged = current.profiler_config.clone();
             merge_patch(&mut merged, v.clone());
             if merged.is_null() {
                 merged = Value::Object(Map::new());
@@ -371,26 +388,16 @@ pub async fn patch_run(
             check_config(&merged, "/profiler_config")?;
             changes.profiler_config = Some(merged);
         }
-        if let Some(v) = &metadata_patch {
-            let mut merged = current.metadata;
+        if let Some(v) = &self.metadata {
+            let mut merged = current.metadata.clone();
             merge_patch(&mut merged, v.clone());
             if !merged.is_object() {
                 merged = Value::Object(Map::new());
             }
             changes.metadata = Some(merged);
         }
-        match st.store.update_run(id, changes).await {
-            Ok(record) => {
-                st.analyzer.forget_run(id).await;
-                return Ok(Json(run_view(record)?));
-            }
-            Err(StoreError::Stale) => continue,
-            Err(e) => return Err(for_run(id)(e)),
-        }
+        Ok(changes)
     }
-    Err(ApiError::Conflict(format!(
-        "run {id} kept changing while this patch was applied; retry it"
-    )))
 }
 
 /// Tries at a PATCH before answering 409: each lost race means another writer made progress.
@@ -429,13 +436,9 @@ pub fn merge_patch(target: &mut Value, patch: Value) {
     ),
     security(("bearer" = []))
 )]
-pub async fn delete_run(
-    State(st): State<AppState>,
-    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
-) -> ApiResult<StatusCode> {
-    let id = run_id(path)?;
-    st.store.delete_run(id).await.map_err(for_run(id))?;
-    st.analyzer.forget_run(id).await;
+pub async fn delete_run(State(st): State<AppState>, RunId(id): RunId) -> ApiResult<StatusCode> {
+    st.store.delete_run(id).await?;
+    st.cache.forget(id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -458,19 +461,17 @@ pub async fn delete_run(
 )]
 pub async fn append_steps(
     State(st): State<AppState>,
-    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
-    headers: HeaderMap,
-    body: Body,
+    RunId(id): RunId,
+    body: Request,
 ) -> ApiResult<Json<IngestResponse>> {
-    let id = run_id(path)?;
     // A missing run is a 404 before the (possibly large) body is read and validated; the
-    // analyzer's cached record saves a database round trip per batch (a run deleted meanwhile
-    // elsewhere still fails in `append`).
-    st.analyzer.run(id).await.map_err(for_run(id))?;
-    let bytes = read_json_bytes(&headers, body, st.limits).await?;
+    // cached record saves a database round trip per batch (a run deleted meanwhile elsewhere
+    // still fails in `append`).
+    st.cache.snapshot(id).await?;
+    let JsonBytes(bytes) = JsonBytes::from_request(body, &st).await?;
     let batch = blocking(move || prepare_steps(parse_json(&bytes)?, "")).await?;
-    let outcome = st.store.append(id, batch).await.map_err(for_run(id))?;
-    st.analyzer.forget_run(id).await;
+    let outcome = st.store.append(id, batch).await?;
+    st.cache.forget(id).await;
     record_ingest(&outcome);
     Ok(Json(ingest_view(id, outcome)))
 }
@@ -488,12 +489,8 @@ pub async fn append_steps(
     ),
     security(("bearer" = []))
 )]
-pub async fn get_requests(
-    State(st): State<AppState>,
-    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
-) -> ApiResult<Response> {
-    let id = run_id(path)?;
-    let stream = st.store.stream_requests(id).await.map_err(for_run(id))?;
+pub async fn get_requests(State(st): State<AppState>, RunId(id): RunId) -> ApiResult<Response> {
+    let stream = st.store.stream_requests(id).await?;
     let body = Body::from_stream(futures::TryStreamExt::map_err(stream, |e| {
         tracing::error!(error = %e, "streaming requests failed mid-response");
         std::io::Error::other("stream aborted")

@@ -8,8 +8,8 @@
 #![allow(dead_code)] // the wire-format types exist for the OpenAPI document only
 
 use crate::profiler::ProfilerConfig;
-use crate::trace::{EventState, EventType, Framework};
 use crate::profiler::statistics::compare::Comparison;
+use crate::trace::{EventState, EventType, Framework};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;

@@ -141,8 +141,8 @@ pub struct LoadedRun {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("run not found")]
-    NotFound,
+    #[error("run {0} not found")]
+    RunNotFound(Uuid),
     /// The database could not be reached, is shutting down, or is not migrated yet; worth
     /// retrying.
     #[error("database unavailable: {0}")]

@@ -145,7 +145,7 @@ fn run_from_row(r: &PgRow) -> Result<RunRecord, StoreError> {
 async fn fetch_run(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<RunRecord, StoreError> {
     let q = sqlx::AssertSqlSafe(format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"));
     let row = sqlx::query(q).bind(id).fetch_optional(&mut *conn).await?;
-    run_from_row(&row.ok_or(StoreError::NotFound)?)
+    run_from_row(&row.ok_or(StoreError::RunNotFound(id))?)
 }
 
 /// Column arrays for one `UNNEST` insert, borrowing from the prepared batch.
@@ -235,7 +235,7 @@ async fn append_in(
     .bind(id)
     .fetch_optional(&mut **tx)
     .await?
-    .ok_or(StoreError::NotFound)?;
+    .ok_or(StoreError::RunNotFound(id))?;
 
     let mut by_external: HashMap<String, i64> = HashMap::new();
     let mut max_number = -1;
@@ -329,7 +329,7 @@ async fn append_in(
         .bind(stored)
         .fetch_optional(&mut **tx)
         .await?
-        .ok_or(StoreError::NotFound)?;
+        .ok_or(StoreError::RunNotFound(id))?;
     }
     Ok(IngestOutcome {
         version: new_version,
@@ -345,6 +345,7 @@ async fn append_in(
 /// attempt when the transaction lost a deadlock race (concurrent batches sharing steps can wait
 /// on each other at the unique index, and PostgreSQL aborts one of them).
 async fn settle<T>(
+    id: Uuid,
     tx: Transaction<'static, Postgres>,
     result: Result<T, StoreError>,
     tries: &mut u32,
@@ -360,7 +361,7 @@ async fn settle<T>(
         Err(StoreError::Database(sqlx::Error::Database(db)))
             if db.code().as_deref() == Some("23503") =>
         {
-            Some(Err(StoreError::NotFound))
+            Some(Err(StoreError::RunNotFound(id)))
         }
         Err(e) => Some(Err(e)),
     }
@@ -404,7 +405,7 @@ impl Store for PgStore {
                 Ok((record, outcome))
             }
             .await;
-            if let Some(done) = settle(tx, result, &mut tries).await {
+            if let Some(done) = settle(id, tx, result, &mut tries).await {
                 return done;
             }
         }
@@ -484,7 +485,7 @@ impl Store for PgStore {
             .execute(&self.pool)
             .await?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
+            return Err(StoreError::RunNotFound(id));
         }
         Ok(())
     }
@@ -495,7 +496,7 @@ impl Store for PgStore {
         loop {
             let mut tx = self.pool.begin().await?;
             let result = append_in(&mut tx, id, &batch).await;
-            if let Some(done) = settle(tx, result, &mut tries).await {
+            if let Some(done) = settle(id, tx, result, &mut tries).await {
                 return done;
             }
         }
@@ -512,7 +513,7 @@ impl Store for PgStore {
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?
-            .ok_or(StoreError::NotFound)?;
+            .ok_or(StoreError::RunNotFound(id))?;
         let requests: Vec<(i32, Option<Vec<u8>>)> =
             sqlx::query_as("SELECT request_number, external_id FROM requests WHERE run_id = $1 ORDER BY request_number")
                 .bind(id)
@@ -556,7 +557,7 @@ impl Store for PgStore {
             .fetch_optional(&mut *tx)
             .await?;
         if exists.is_none() {
-            return Err(StoreError::NotFound);
+            return Err(StoreError::RunNotFound(id));
         }
         let numbers: Vec<i32> = sqlx::query_scalar(
             "SELECT request_number FROM requests WHERE run_id = $1 ORDER BY request_number",

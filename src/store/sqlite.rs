@@ -104,7 +104,7 @@ fn run_from_row(r: &SqliteRow) -> Result<RunRecord, StoreError> {
 async fn fetch_run(conn: &mut sqlx::SqliteConnection, id: Uuid) -> Result<RunRecord, StoreError> {
     let q = sqlx::AssertSqlSafe(format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"));
     let row = sqlx::query(q).bind(id).fetch_optional(&mut *conn).await?;
-    run_from_row(&row.ok_or(StoreError::NotFound)?)
+    run_from_row(&row.ok_or(StoreError::RunNotFound(id))?)
 }
 
 async fn append_in(
@@ -116,7 +116,7 @@ async fn append_in(
         .bind(id)
         .fetch_optional(&mut **tx)
         .await?
-        .ok_or(StoreError::NotFound)?;
+        .ok_or(StoreError::RunNotFound(id))?;
     let version: i64 = run.try_get("version")?;
     let next_seq: i64 = run.try_get("next_seq")?;
 
@@ -335,7 +335,7 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
+            return Err(StoreError::RunNotFound(id));
         }
         Ok(())
     }
@@ -354,7 +354,7 @@ impl Store for SqliteStore {
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?
-            .ok_or(StoreError::NotFound)?;
+            .ok_or(StoreError::RunNotFound(id))?;
         let requests: Vec<(i64, Option<String>)> =
             sqlx::query_as("SELECT request_number, external_id FROM requests WHERE run_id = ?1 ORDER BY request_number")
                 .bind(id)
@@ -390,7 +390,7 @@ impl Store for SqliteStore {
             .fetch_optional(&mut *tx)
             .await?;
         if exists.is_none() {
-            return Err(StoreError::NotFound);
+            return Err(StoreError::RunNotFound(id));
         }
         let numbers: Vec<i64> = sqlx::query_scalar(
             "SELECT request_number FROM requests WHERE run_id = ?1 ORDER BY request_number",

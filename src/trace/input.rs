@@ -168,16 +168,58 @@ pub fn gunzip(bytes: &[u8], limit: Option<u64>) -> Result<Vec<u8>, TraceError> {
 pub fn parse_document(bytes: &[u8], opts: &ParseOptions) -> Result<Batch, TraceError> {
     if is_gzip(bytes) {
         let inflated = gunzip(bytes, opts.max_decompressed_bytes)?;
-        return parse_json(&inflated, opts);
+        return parse_json_document(&inflated, opts);
     }
-    parse_json(bytes, opts)
+    parse_json_document(bytes, opts)
 }
 
 /// Reads an uncompressed JSON document in any form.
-pub fn parse_json(bytes: &[u8], opts: &ParseOptions) -> Result<Batch, TraceError> {
-    let doc: Value =
-        serde_json::from_slice(bytes).map_err(|e| TraceError::Syntax(e.to_string()))?;
-    parse_value(doc, opts)
+pub fn parse_json_document(bytes: &[u8], opts: &ParseOptions) -> Result<Batch, TraceError> {
+    parse_value(json_value(bytes)?, opts)
+}
+
+/// Parses JSON text; a syntax error says what the text started with, so that a client that sent
+/// something else (a zip file, form data, protobuf) learns what the server saw.
+pub fn json_value(bytes: &[u8]) -> Result<Value, TraceError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| TraceError::Syntax(format!("{e}; {}", describe_start(bytes))))
+}
+
+/// What a body that failed to parse begins with: a short excerpt of text, or the first bytes in
+/// hex with the file type their magic number suggests.
+pub fn describe_start(bytes: &[u8]) -> String {
+    const MAGIC: [(&[u8], &str); 7] = [
+        (&[0x1f, 0x8b], "gzip data"),
+        (b"PK\x03\x04", "a zip archive"),
+        (b"BZh", "bzip2 data"),
+        (&[0x28, 0xb5, 0x2f, 0xfd], "zstd data"),
+        (&[0xfd, b'7', b'z', b'X', b'Z', 0x00], "xz data"),
+        (b"%PDF", "a PDF document"),
+        (&[0xef, 0xbb, 0xbf], "a UTF-8 byte-order mark"),
+    ];
+    if bytes.is_empty() {
+        return "the body is empty".to_owned();
+    }
+    if let Some((_, what)) = MAGIC.iter().find(|(m, _)| bytes.starts_with(m)) {
+        return format!("the body starts with {} ({what})", hex_prefix(bytes));
+    }
+    let head = &bytes[..bytes.len().min(40)];
+    match std::str::from_utf8(head) {
+        Ok(text) if !text.chars().any(|c| c.is_control() && !c.is_whitespace()) => {
+            let more = if bytes.len() > head.len() { "..." } else { "" };
+            format!("the body starts with {text:?}{more}")
+        }
+        _ => format!("the body starts with bytes {}", hex_prefix(bytes)),
+    }
+}
+
+fn hex_prefix(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Detects the form of a decoded document and validates every step in it.

@@ -8,8 +8,8 @@ mod model;
 mod parse;
 
 pub use input::{
-    Batch, InputForm, MAX_REQUEST_NUMBER, ParseOptions, RequestInput, TraceError, gunzip, is_gzip,
-    parse_document, parse_json, parse_value,
+    Batch, InputForm, MAX_REQUEST_NUMBER, ParseOptions, RequestInput, TraceError, describe_start,
+    gunzip, is_gzip, json_value, parse_document, parse_json_document, parse_value,
 };
 pub use model::{
     EventState, EventType, Framework, IntermediateStep, InvocationNode, Payload, StreamEventData,

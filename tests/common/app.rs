@@ -2,8 +2,7 @@
 //! afterwards) or SQLite (in memory). Requests go through the router in-process (`oneshot`) or,
 //! with [`TestApp::serve`], over a real socket.
 
-use agentprof::api::{self, AppState, HttpSettings, body::BodyLimits};
-use agentprof::compute::Analyzer;
+use agentprof::api::{self, ApiSettings, AppState, body::BodyLimits};
 use agentprof::config::ApiKeys;
 use agentprof::store::{Store, postgres::PgStore, sqlite::SqliteStore};
 use axum::Router;
@@ -169,18 +168,18 @@ impl TestApp {
         pg: Option<PgTestDb>,
         opts: Options,
     ) -> TestApp {
-        let state = AppState {
-            analyzer: Arc::new(Analyzer::new(store.clone(), 64 * 1024 * 1024)),
-            store,
+        let settings = ApiSettings {
             limits: BodyLimits {
                 max_bytes: opts.max_bytes,
                 max_decompressed: opts.max_decompressed,
             },
-            keys: opts.keys.map(Arc::new),
-            prometheus: api::prometheus_handle(),
+            keys: opts.keys,
+            cache_bytes: 64 * 1024 * 1024,
+            ..ApiSettings::default()
         };
+        let state = AppState::new(store, &settings);
         TestApp {
-            router: api::app(state.clone(), HttpSettings::default()),
+            router: api::app(state.clone()),
             state,
             backend,
             pg,

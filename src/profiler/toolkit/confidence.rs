@@ -66,7 +66,9 @@ impl utoipa::PartialSchema for InferenceMetrics {
                 .items(ObjectBuilder::new().schema_type(Type::Number))
                 .min_items(Some(2))
                 .max_items(Some(2))
-                .description(Some(format!("`[low, high]`: mean ± {what}·σ/√n (σ the population standard deviation)")))
+                .description(Some(format!(
+                    "`[low, high]`: mean ± {what}·σ/√n (σ the population standard deviation)"
+                )))
         };
         ObjectBuilder::new()
             .description(Some(
