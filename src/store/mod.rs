@@ -5,11 +5,18 @@
 //! whole or not at all. Steps are deduplicated by (request, UUID, event type, timestamp): a retried
 //! batch changes nothing, not even the run's version.
 
+mod assemble;
+mod batch;
+mod columns;
 pub mod postgres;
+mod sql;
 pub mod sqlite;
 
-use crate::profiler::{Frame, StepColumns, toolkit::traces::render_step};
-use crate::trace::{Batch, EventType, Framework, InputForm};
+pub(crate) use assemble::{FrameAssembler, StreamSlots, TracesAssembler};
+pub use batch::{PreparedBatch, PreparedRequest, PreparedStep, RequestKey, SEQ_BLOCK_BITS};
+pub(crate) use columns::{json_column, step_columns, utf8};
+
+use crate::profiler::Frame;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use serde::Serialize;
@@ -52,71 +59,6 @@ pub struct RunChanges {
     /// from), else fail with [`StoreError::Stale`]: a merge patch computed from an old read
     /// would silently undo a concurrent one.
     pub if_updated_at: Option<OffsetDateTime>,
-}
-
-/// How an incoming request is matched to a stored one.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum RequestKey {
-    /// The profiler form's `request_number`, or the position of a bare step list.
-    Number(i64),
-    /// The eval form's `id`: an existing request with this id is appended to, otherwise a new
-    /// request gets the next free number.
-    External(String),
-}
-
-/// A step ready to insert: its profiler columns and its rendered JSON.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PreparedStep {
-    pub columns: StepColumns,
-    /// The step as the combined requests file shows it (see `profiler::toolkit::traces::render_step`).
-    pub body: String,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct PreparedRequest {
-    pub key: RequestKey,
-    pub steps: Vec<PreparedStep>,
-}
-
-/// A validated batch, ready for one transaction.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PreparedBatch {
-    pub form: InputForm,
-    pub requests: Vec<PreparedRequest>,
-}
-
-impl PreparedBatch {
-    /// Derives everything the store needs from a parsed document. CPU-bound: run it off the
-    /// async executor for large batches.
-    pub fn prepare(batch: Batch) -> PreparedBatch {
-        let form = batch.form;
-        let requests = batch
-            .requests
-            .into_iter()
-            .map(|r| {
-                let key = match (form, r.request_number, r.external_id) {
-                    (_, Some(n), _) => RequestKey::Number(n),
-                    (InputForm::Eval, None, Some(id)) => RequestKey::External(id),
-                    _ => RequestKey::Number(r.position as i64),
-                };
-                let steps = r
-                    .steps
-                    .iter()
-                    .map(|s| PreparedStep {
-                        columns: StepColumns::from_step(s),
-                        body: String::from_utf8(render_step(s))
-                            .expect("render_step writes JSON text, which is UTF-8"),
-                    })
-                    .collect();
-                PreparedRequest { key, steps }
-            })
-            .collect();
-        PreparedBatch { form, requests }
-    }
-
-    pub fn step_count(&self) -> usize {
-        self.requests.iter().map(|r| r.steps.len()).sum()
-    }
 }
 
 /// What a batch did.
@@ -214,9 +156,6 @@ pub(crate) fn is_retryable(e: &StoreError) -> bool {
     matches!(e, StoreError::Database(sqlx::Error::Database(db)) if db.code().is_some_and(|c| c == "40P01" || c == "40001"))
 }
 
-/// The `runs` columns a [`RunRecord`] is read from, in both backends.
-pub(crate) const RUN_COLUMNS: &str = "id, name, created_at, updated_at, version, request_count, step_count, profiler_config, metadata";
-
 /// A cursor position in the newest-first run list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunCursor {
@@ -304,326 +243,6 @@ pub trait Store: Send + Sync + 'static {
     async fn stream_requests(&self, id: Uuid) -> Result<ByteStream, StoreError>;
 }
 
-/// Where a batch's requests and steps land in a run, decided before any row is written.
-pub(crate) struct BatchPlan<'a> {
-    /// Each distinct request of the batch, sorted by number (so concurrent batches take row
-    /// locks in the same order): its number, and its eval id when the request is new.
-    pub requests: Vec<(i32, Option<&'a str>)>,
-    /// Every step with its request number and sequence number, in batch order.
-    pub steps: Vec<(i32, i64, &'a PreparedStep)>,
-    pub requests_received: i64,
-    pub steps_received: i64,
-}
-
-impl PreparedBatch {
-    /// The eval ids the batch refers to, to look up in the run.
-    pub(crate) fn external_ids(&self) -> Vec<&str> {
-        self.requests
-            .iter()
-            .filter_map(|r| match &r.key {
-                RequestKey::External(e) => Some(e.as_str()),
-                RequestKey::Number(_) => None,
-            })
-            .collect()
-    }
-
-    /// Numbers the batch's requests: explicit numbers as given, known eval ids as stored, new
-    /// eval ids after the highest number in the run or the batch; step sequence numbers count
-    /// up from `first_seq`.
-    pub(crate) fn plan<'a>(
-        &'a self,
-        known_external: &std::collections::HashMap<String, i64>,
-        max_number: i64,
-        first_seq: i64,
-    ) -> Result<BatchPlan<'a>, StoreError> {
-        let explicit_max = self
-            .requests
-            .iter()
-            .filter_map(|r| match r.key {
-                RequestKey::Number(n) => Some(n),
-                RequestKey::External(_) => None,
-            })
-            .max()
-            .unwrap_or(-1);
-        let mut next_number = max_number.max(explicit_max) + 1;
-        let mut assigned: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
-        let mut requests: std::collections::BTreeMap<i32, Option<&str>> =
-            std::collections::BTreeMap::new();
-        let mut steps = Vec::with_capacity(self.step_count());
-        let mut seq = first_seq;
-        for r in &self.requests {
-            let (number, external) = match &r.key {
-                RequestKey::Number(n) => (*n, None),
-                RequestKey::External(e) => match known_external
-                    .get(e)
-                    .copied()
-                    .or_else(|| assigned.get(e.as_str()).copied())
-                {
-                    Some(n) => (n, None),
-                    None => {
-                        let n = next_number;
-                        next_number += 1;
-                        assigned.insert(e, n);
-                        (n, Some(e.as_str()))
-                    }
-                },
-            };
-            let number = i32::try_from(number).map_err(|_| {
-                StoreError::Rejected(format!(
-                    "no request number is left for a new eval item: the run already holds \
-                     request number {}",
-                    i32::MAX
-                ))
-            })?;
-            requests.entry(number).or_insert(external);
-            for step in &r.steps {
-                steps.push((number, seq, step));
-                seq += 1;
-            }
-        }
-        Ok(BatchPlan {
-            requests: requests.into_iter().collect(),
-            steps,
-            requests_received: self.requests.len() as i64,
-            steps_received: self.step_count() as i64,
-        })
-    }
-
-    /// Whether the batch names eval ids, which may need new request numbers (and so the run's
-    /// exclusive lock, to hand them out once).
-    pub(crate) fn has_external_ids(&self) -> bool {
-        self.requests
-            .iter()
-            .any(|r| matches!(r.key, RequestKey::External(_)))
-    }
-}
-
-/// Bounds the combined-requests streams that may hold a pooled connection at once. A stream
-/// keeps its connection (and snapshot) until the client has read the last byte, so without a
-/// bound a few slow readers could take every connection and starve all other requests.
-#[derive(Debug, Clone)]
-pub(crate) struct StreamSlots(std::sync::Arc<tokio::sync::Semaphore>);
-
-/// How long a new stream waits for a slot before the client is told to retry.
-const STREAM_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
-
-impl StreamSlots {
-    /// Half the pool, at least one.
-    pub(crate) fn for_pool(max_connections: u32) -> StreamSlots {
-        let slots = (max_connections as usize / 2).max(1);
-        StreamSlots(std::sync::Arc::new(tokio::sync::Semaphore::new(slots)))
-    }
-
-    /// A slot, held for as long as the returned permit lives (move it into the stream).
-    pub(crate) async fn acquire(&self) -> Result<tokio::sync::OwnedSemaphorePermit, StoreError> {
-        let busy = || {
-            StoreError::Busy(
-                "every slot for streaming combined requests is in use; retry shortly".to_owned(),
-            )
-        };
-        tokio::time::timeout(STREAM_SLOT_WAIT, self.0.clone().acquire_owned())
-            .await
-            .map_err(|_| busy())?
-            .map_err(|_| busy())
-    }
-}
-
-/// Steps per batch that a sequence-number block can hold (see `postgres::append_in`).
-pub(crate) const SEQ_BLOCK_BITS: u32 = 24;
-
-/// Walks a run's request numbers alongside its steps (both ascending), so that requests without
-/// steps still appear, in order, in frames and in the combined requests file.
-struct RequestWalker {
-    numbers: std::iter::Peekable<std::vec::IntoIter<i64>>,
-    current: Option<i64>,
-}
-
-impl RequestWalker {
-    pub(crate) fn new(numbers: Vec<i64>) -> RequestWalker {
-        RequestWalker {
-            numbers: numbers.into_iter().peekable(),
-            current: None,
-        }
-    }
-
-    /// The requests to open before a step of request `n`: the empty ones that sort before it,
-    /// then `n` itself; nothing when `n` is already open.
-    pub(crate) fn open(&mut self, n: i64) -> Vec<i64> {
-        if self.current == Some(n) {
-            return Vec::new();
-        }
-        let mut out = Vec::new();
-        while let Some(&m) = self.numbers.peek() {
-            if m > n {
-                break;
-            }
-            self.numbers.next();
-            if m != n {
-                out.push(m);
-            }
-        }
-        out.push(n);
-        self.current = Some(n);
-        out
-    }
-
-    /// Requests after the last step (all without steps).
-    pub(crate) fn remaining(self) -> impl Iterator<Item = i64> {
-        self.numbers
-    }
-}
-
-/// Builds a run's frame from its requests and its steps, both read in `(request_number, seq)`
-/// order, so both backends load a run the same way.
-pub(crate) struct FrameAssembler {
-    walker: RequestWalker,
-    external: std::collections::HashMap<i64, String>,
-    builder: crate::profiler::FrameBuilder,
-}
-
-impl FrameAssembler {
-    /// `requests`: every request number of the run, ascending, with its eval id if any.
-    pub(crate) fn new(requests: Vec<(i64, Option<String>)>) -> FrameAssembler {
-        let numbers = requests.iter().map(|(n, _)| *n).collect();
-        let external = requests
-            .into_iter()
-            .filter_map(|(n, e)| e.map(|e| (n, e)))
-            .collect();
-        FrameAssembler {
-            walker: RequestWalker::new(numbers),
-            external,
-            builder: crate::profiler::FrameBuilder::default(),
-        }
-    }
-
-    pub(crate) fn step(&mut self, request_number: i64, step: StepColumns) {
-        for m in self.walker.open(request_number) {
-            self.builder.begin_request(m, self.external.remove(&m));
-        }
-        self.builder.push_row(step.into_row(request_number));
-    }
-
-    pub(crate) fn finish(mut self) -> Frame {
-        for m in self.walker.remaining() {
-            self.builder.begin_request(m, self.external.remove(&m));
-        }
-        self.builder.finish()
-    }
-}
-
-/// Bytes per streamed chunk of the combined requests file.
-const CHUNK: usize = 64 * 1024;
-
-/// Writes the combined requests file from stored step bodies in `(request_number, seq)` order,
-/// handing out a chunk whenever [`CHUNK`] bytes are buffered so memory stays flat.
-pub(crate) struct TracesAssembler {
-    walker: RequestWalker,
-    out: crate::profiler::toolkit::traces::TracesWriter<Vec<u8>>,
-}
-
-impl TracesAssembler {
-    /// `numbers`: every request number of the run, ascending.
-    pub(crate) fn new(numbers: Vec<i64>) -> TracesAssembler {
-        TracesAssembler {
-            walker: RequestWalker::new(numbers),
-            out: crate::profiler::toolkit::traces::TracesWriter::new(Vec::with_capacity(CHUNK * 2)),
-        }
-    }
-
-    /// Adds one stored step body; returns a chunk to send when enough is buffered.
-    pub(crate) fn step(
-        &mut self,
-        request_number: i64,
-        body: &str,
-    ) -> Result<Option<Bytes>, StoreError> {
-        for m in self.walker.open(request_number) {
-            self.out.begin_request(m).map_err(io_err)?;
-        }
-        self.out.rendered_step(body.as_bytes()).map_err(io_err)?;
-        Ok((self.out.buffered() >= CHUNK).then(|| Bytes::from(self.out.take())))
-    }
-
-    /// The rest of the file, closing the requests without steps after the last step.
-    pub(crate) fn finish(mut self) -> Result<Bytes, StoreError> {
-        for m in self.walker.remaining() {
-            self.out.begin_request(m).map_err(io_err)?;
-        }
-        self.out.finish().map(Bytes::from).map_err(io_err)
-    }
-}
-
-fn io_err(e: std::io::Error) -> StoreError {
-    StoreError::Corrupt(e.to_string())
-}
-
-pub(crate) fn event_type_from_code(code: i16) -> Result<EventType, StoreError> {
-    EventType::from_code(code)
-        .ok_or_else(|| StoreError::Corrupt(format!("unknown event type code {code}")))
-}
-
-pub(crate) fn framework_from_code(code: i16) -> Result<Framework, StoreError> {
-    Framework::from_code(code)
-        .ok_or_else(|| StoreError::Corrupt(format!("unknown framework code {code}")))
-}
-
-/// A stored step's profiler columns, read from a `steps` row of either backend.
-/// A JSON document kept in a text column (metadata, profiler configs). Text rather than
-/// PostgreSQL's jsonb, which cannot hold an escaped NUL.
-pub(crate) fn json_column<R>(r: &R, name: &str) -> Result<Value, StoreError>
-where
-    R: sqlx::Row,
-    for<'a> &'a str: sqlx::ColumnIndex<R>,
-    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
-    let text: String = r.try_get(name)?;
-    serde_json::from_str(&text)
-        .map_err(|e| StoreError::Corrupt(format!("stored {name} is not JSON: {e}")))
-}
-
-pub(crate) fn step_columns<R>(r: &R) -> Result<StepColumns, StoreError>
-where
-    R: sqlx::Row,
-    for<'a> &'a str: sqlx::ColumnIndex<R>,
-    for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> i16: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> f64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
-    let opt = |name: &str| -> Result<Option<String>, StoreError> {
-        r.try_get::<Option<Vec<u8>>, _>(name)?.map(utf8).transpose()
-    };
-    let ancestry = match opt("function_name")? {
-        Some(function_name) => Some(crate::trace::InvocationNode {
-            function_name,
-            function_id: opt("function_id")?.unwrap_or_default(),
-            parent_name: opt("parent_name")?,
-            parent_id: opt("parent_id")?,
-        }),
-        None => None,
-    };
-    Ok(StepColumns {
-        event_type: event_type_from_code(r.try_get("event_type")?)?,
-        event_timestamp: r.try_get("event_timestamp")?,
-        uuid: utf8(r.try_get("uuid")?)?,
-        name: opt("name")?,
-        framework: r
-            .try_get::<Option<i16>, _>("framework")?
-            .map(framework_from_code)
-            .transpose()?,
-        ancestry,
-        prompt_tokens: r.try_get("prompt_tokens")?,
-        completion_tokens: r.try_get("completion_tokens")?,
-        total_tokens: r.try_get("total_tokens")?,
-        seconds_between_calls: r.try_get("seconds_between_calls")?,
-        text: opt("text_value")?,
-    })
-}
-
-pub(crate) fn utf8(bytes: Vec<u8>) -> Result<String, StoreError> {
-    String::from_utf8(bytes)
-        .map_err(|e| StoreError::Corrupt(format!("stored text is not UTF-8: {e}")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -642,26 +261,5 @@ mod tests {
                 .map(|c| c.created_at.unix_timestamp_nanos()),
             Some(12_000)
         );
-    }
-
-    #[test]
-    fn walker_interleaves_empty_requests() {
-        let mut w = RequestWalker::new(vec![0, 1, 3, 4, 6]);
-        assert_eq!(w.open(1), [0, 1]);
-        assert_eq!(w.open(1), Vec::<i64>::new());
-        assert_eq!(w.open(4), [3, 4]);
-        assert_eq!(w.remaining().collect::<Vec<_>>(), [6]);
-    }
-
-    #[test]
-    fn unknown_codes_are_corrupt_data() {
-        assert!(matches!(
-            event_type_from_code(99),
-            Err(StoreError::Corrupt(_))
-        ));
-        assert!(matches!(
-            framework_from_code(-1),
-            Err(StoreError::Corrupt(_))
-        ));
     }
 }

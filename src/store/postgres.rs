@@ -9,6 +9,7 @@
 //! `INSERT ... SELECT FROM UNNEST(...) ON CONFLICT DO NOTHING`, one array per column.
 
 use super::*;
+use crate::trace::Framework;
 use futures::{StreamExt, TryStreamExt};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, Row, Transaction};
@@ -143,8 +144,10 @@ fn run_from_row(r: &PgRow) -> Result<RunRecord, StoreError> {
 }
 
 async fn fetch_run(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<RunRecord, StoreError> {
-    let q = sqlx::AssertSqlSafe(format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"));
-    let row = sqlx::query(q).bind(id).fetch_optional(&mut *conn).await?;
+    let row = sqlx::query(sql::SELECT_RUN)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
     run_from_row(&row.ok_or(StoreError::RunNotFound(id))?)
 }
 
@@ -421,17 +424,13 @@ impl Store for PgStore {
         self.ready()?;
         let rows = match &after {
             None => {
-                let q = sqlx::AssertSqlSafe(format!(
-                    "SELECT {RUN_COLUMNS} FROM runs ORDER BY created_at DESC, id DESC LIMIT $1"
-                ));
-                sqlx::query(q).bind(limit + 1).fetch_all(&self.pool).await?
+                sqlx::query(sql::LIST_RUNS)
+                    .bind(limit + 1)
+                    .fetch_all(&self.pool)
+                    .await?
             }
             Some(c) => {
-                let q = sqlx::AssertSqlSafe(format!(
-                    "SELECT {RUN_COLUMNS} FROM runs WHERE (created_at, id) < ($2, $3)
-                     ORDER BY created_at DESC, id DESC LIMIT $1"
-                ));
-                sqlx::query(q)
+                sqlx::query(sql::LIST_RUNS_AFTER)
                     .bind(limit + 1)
                     .bind(c.created_at)
                     .bind(c.id)
@@ -451,13 +450,14 @@ impl Store for PgStore {
         let mut tx = self.pool.begin().await?;
         // updated_at only ever grows, even within one clock tick, so it can serve as the
         // precondition of the next update.
-        let update = sqlx::AssertSqlSafe(format!(
+        let update = concat!(
             "UPDATE runs SET name = COALESCE($2, name), profiler_config = COALESCE($3, profiler_config),
                              metadata = COALESCE($4, metadata),
                              updated_at = GREATEST(clock_timestamp(), updated_at + interval '1 microsecond')
              WHERE id = $1 AND ($5::timestamptz IS NULL OR updated_at = $5)
-             RETURNING {RUN_COLUMNS}"
-        ));
+             RETURNING ",
+            sql::run_columns!()
+        );
         let updated = sqlx::query(update)
             .bind(id)
             .bind(changes.name.map(String::into_bytes))
@@ -480,7 +480,7 @@ impl Store for PgStore {
 
     async fn delete_run(&self, id: Uuid) -> Result<(), StoreError> {
         self.ready()?;
-        let done = sqlx::query("DELETE FROM runs WHERE id = $1")
+        let done = sqlx::query(sql::DELETE_RUN)
             .bind(id)
             .execute(&self.pool)
             .await?;
@@ -509,30 +509,24 @@ impl Store for PgStore {
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .execute(&mut *tx)
             .await?;
-        let version: i64 = sqlx::query_scalar("SELECT version FROM runs WHERE id = $1")
+        let version: i64 = sqlx::query_scalar(sql::SELECT_VERSION)
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?
             .ok_or(StoreError::RunNotFound(id))?;
-        let requests: Vec<(i32, Option<Vec<u8>>)> =
-            sqlx::query_as("SELECT request_number, external_id FROM requests WHERE run_id = $1 ORDER BY request_number")
-                .bind(id)
-                .fetch_all(&mut *tx)
-                .await?;
+        let requests: Vec<(i32, Option<Vec<u8>>)> = sqlx::query_as(sql::SELECT_REQUESTS)
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
         let requests = requests
             .into_iter()
             .map(|(n, e)| Ok((i64::from(n), e.map(utf8).transpose()?)))
             .collect::<Result<Vec<_>, StoreError>>()?;
         let mut frame = FrameAssembler::new(requests);
         {
-            let mut rows = sqlx::query(
-                "SELECT request_number, event_type, event_timestamp, uuid, name, framework, function_name, function_id,
-                        parent_name, parent_id, prompt_tokens, completion_tokens, total_tokens, seconds_between_calls,
-                        text_value
-                 FROM steps WHERE run_id = $1 ORDER BY request_number, seq",
-            )
-            .bind(id)
-            .fetch(&mut *tx);
+            let mut rows = sqlx::query(sql::SELECT_STEP_COLUMNS)
+                .bind(id)
+                .fetch(&mut *tx);
             while let Some(row) = rows.try_next().await? {
                 let n = i64::from(row.try_get::<i32, _>("request_number")?);
                 frame.step(n, step_columns(&row)?);
@@ -552,24 +546,22 @@ impl Store for PgStore {
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .execute(&mut *tx)
             .await?;
-        let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM runs WHERE id = $1")
+        let exists: Option<i32> = sqlx::query_scalar(sql::RUN_EXISTS)
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
         if exists.is_none() {
             return Err(StoreError::RunNotFound(id));
         }
-        let numbers: Vec<i32> = sqlx::query_scalar(
-            "SELECT request_number FROM requests WHERE run_id = $1 ORDER BY request_number",
-        )
-        .bind(id)
-        .fetch_all(&mut *tx)
-        .await?;
+        let numbers: Vec<i32> = sqlx::query_scalar(sql::SELECT_REQUEST_NUMBERS)
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
         let stream = async_stream::try_stream! {
             let _slot = slot;
             let mut out = TracesAssembler::new(numbers.into_iter().map(i64::from).collect());
             {
-                let mut rows = sqlx::query("SELECT request_number, body FROM steps WHERE run_id = $1 ORDER BY request_number, seq")
+                let mut rows = sqlx::query(sql::SELECT_STEP_BODIES)
                     .bind(id)
                     .fetch(&mut *tx);
                 while let Some(row) = rows.try_next().await.map_err(StoreError::from)? {

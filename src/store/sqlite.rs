@@ -7,6 +7,7 @@
 //! `INSERT ... VALUES` statements, a few hundred rows at a time.
 
 use super::*;
+use crate::trace::Framework;
 use futures::{StreamExt, TryStreamExt};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -102,8 +103,10 @@ fn run_from_row(r: &SqliteRow) -> Result<RunRecord, StoreError> {
 }
 
 async fn fetch_run(conn: &mut sqlx::SqliteConnection, id: Uuid) -> Result<RunRecord, StoreError> {
-    let q = sqlx::AssertSqlSafe(format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"));
-    let row = sqlx::query(q).bind(id).fetch_optional(&mut *conn).await?;
+    let row = sqlx::query(sql::SELECT_RUN)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
     run_from_row(&row.ok_or(StoreError::RunNotFound(id))?)
 }
 
@@ -273,17 +276,13 @@ impl Store for SqliteStore {
     async fn list_runs(&self, limit: i64, after: Option<RunCursor>) -> Result<RunPage, StoreError> {
         let rows = match &after {
             None => {
-                let q = sqlx::AssertSqlSafe(format!(
-                    "SELECT {RUN_COLUMNS} FROM runs ORDER BY created_at DESC, id DESC LIMIT ?1"
-                ));
-                sqlx::query(q).bind(limit + 1).fetch_all(&self.pool).await?
+                sqlx::query(sql::LIST_RUNS)
+                    .bind(limit + 1)
+                    .fetch_all(&self.pool)
+                    .await?
             }
             Some(c) => {
-                let q = sqlx::AssertSqlSafe(format!(
-                    "SELECT {RUN_COLUMNS} FROM runs WHERE created_at < ?2 OR (created_at = ?2 AND id < ?3)
-                     ORDER BY created_at DESC, id DESC LIMIT ?1"
-                ));
-                sqlx::query(q)
+                sqlx::query(sql::LIST_RUNS_AFTER)
                     .bind(limit + 1)
                     .bind(micros(c.created_at))
                     .bind(c.id)
@@ -302,12 +301,13 @@ impl Store for SqliteStore {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         // updated_at only ever grows, even within one clock tick, so it can serve as the
         // precondition of the next update.
-        let update = sqlx::AssertSqlSafe(format!(
+        let update = concat!(
             "UPDATE runs SET name = COALESCE(?2, name), profiler_config = COALESCE(?3, profiler_config),
                              metadata = COALESCE(?4, metadata), updated_at = MAX(?5, updated_at + 1)
              WHERE id = ?1 AND (?6 IS NULL OR updated_at = ?6)
-             RETURNING {RUN_COLUMNS}"
-        ));
+             RETURNING ",
+            sql::run_columns!()
+        );
         let updated = sqlx::query(update)
             .bind(id)
             .bind(changes.name)
@@ -330,7 +330,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_run(&self, id: Uuid) -> Result<(), StoreError> {
-        let done = sqlx::query("DELETE FROM runs WHERE id = ?1")
+        let done = sqlx::query(sql::DELETE_RUN)
             .bind(id)
             .execute(&self.pool)
             .await?;
@@ -350,26 +350,20 @@ impl Store for SqliteStore {
     async fn load(&self, id: Uuid) -> Result<LoadedRun, StoreError> {
         // A read transaction sees one snapshot (WAL), so the version matches the rows.
         let mut tx = self.pool.begin().await?;
-        let version: i64 = sqlx::query_scalar("SELECT version FROM runs WHERE id = ?1")
+        let version: i64 = sqlx::query_scalar(sql::SELECT_VERSION)
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?
             .ok_or(StoreError::RunNotFound(id))?;
-        let requests: Vec<(i64, Option<String>)> =
-            sqlx::query_as("SELECT request_number, external_id FROM requests WHERE run_id = ?1 ORDER BY request_number")
-                .bind(id)
-                .fetch_all(&mut *tx)
-                .await?;
+        let requests: Vec<(i64, Option<String>)> = sqlx::query_as(sql::SELECT_REQUESTS)
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
         let mut frame = FrameAssembler::new(requests);
         {
-            let mut rows = sqlx::query(
-                "SELECT request_number, event_type, event_timestamp, uuid, name, framework, function_name, function_id,
-                        parent_name, parent_id, prompt_tokens, completion_tokens, total_tokens, seconds_between_calls,
-                        text_value
-                 FROM steps WHERE run_id = ?1 ORDER BY request_number, seq",
-            )
-            .bind(id)
-            .fetch(&mut *tx);
+            let mut rows = sqlx::query(sql::SELECT_STEP_COLUMNS)
+                .bind(id)
+                .fetch(&mut *tx);
             while let Some(row) = rows.try_next().await? {
                 let n: i64 = row.try_get("request_number")?;
                 frame.step(n, step_columns(&row)?);
@@ -385,24 +379,22 @@ impl Store for SqliteStore {
     async fn stream_requests(&self, id: Uuid) -> Result<ByteStream, StoreError> {
         let slot = self.streams.acquire().await?;
         let mut tx = self.pool.begin().await?;
-        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM runs WHERE id = ?1")
+        let exists: Option<i64> = sqlx::query_scalar(sql::RUN_EXISTS)
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
         if exists.is_none() {
             return Err(StoreError::RunNotFound(id));
         }
-        let numbers: Vec<i64> = sqlx::query_scalar(
-            "SELECT request_number FROM requests WHERE run_id = ?1 ORDER BY request_number",
-        )
-        .bind(id)
-        .fetch_all(&mut *tx)
-        .await?;
+        let numbers: Vec<i64> = sqlx::query_scalar(sql::SELECT_REQUEST_NUMBERS)
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
         let stream = async_stream::try_stream! {
             let _slot = slot;
             let mut out = TracesAssembler::new(numbers);
             {
-                let mut rows = sqlx::query("SELECT request_number, body FROM steps WHERE run_id = ?1 ORDER BY request_number, seq")
+                let mut rows = sqlx::query(sql::SELECT_STEP_BODIES)
                     .bind(id)
                     .fetch(&mut *tx);
                 while let Some(row) = rows.try_next().await.map_err(StoreError::from)? {

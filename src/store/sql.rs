@@ -1,0 +1,50 @@
+//! The read-path SQL both backends share: `$N` placeholders work in PostgreSQL and in SQLite
+//! (sqlx binds SQLite's `$NNN` by number), and the tables have the same columns in both. Only the
+//! bound values' types differ (timestamps are `timestamptz` in one and microseconds in the other).
+
+/// The `runs` columns a `RunRecord` is read from.
+macro_rules! run_columns {
+    () => {
+        "id, name, created_at, updated_at, version, request_count, step_count, profiler_config, metadata"
+    };
+}
+pub(crate) use run_columns;
+
+pub(crate) const SELECT_RUN: &str = concat!("SELECT ", run_columns!(), " FROM runs WHERE id = $1");
+
+pub(crate) const SELECT_VERSION: &str = "SELECT version FROM runs WHERE id = $1";
+
+pub(crate) const RUN_EXISTS: &str = "SELECT 1 FROM runs WHERE id = $1";
+
+pub(crate) const DELETE_RUN: &str = "DELETE FROM runs WHERE id = $1";
+
+/// The first page of the newest-first run list (`$1`: page size + 1).
+pub(crate) const LIST_RUNS: &str = concat!(
+    "SELECT ",
+    run_columns!(),
+    " FROM runs ORDER BY created_at DESC, id DESC LIMIT $1"
+);
+
+/// A later page: rows after the cursor `($2, $3)` = (created_at, id).
+pub(crate) const LIST_RUNS_AFTER: &str = concat!(
+    "SELECT ",
+    run_columns!(),
+    " FROM runs WHERE (created_at, id) < ($2, $3) ORDER BY created_at DESC, id DESC LIMIT $1"
+);
+
+pub(crate) const SELECT_REQUESTS: &str =
+    "SELECT request_number, external_id FROM requests WHERE run_id = $1 ORDER BY request_number";
+
+pub(crate) const SELECT_REQUEST_NUMBERS: &str =
+    "SELECT request_number FROM requests WHERE run_id = $1 ORDER BY request_number";
+
+/// The profiler columns of every step of a run, in frame order.
+pub(crate) const SELECT_STEP_COLUMNS: &str = "
+    SELECT request_number, event_type, event_timestamp, uuid, name, framework, function_name,
+           function_id, parent_name, parent_id, prompt_tokens, completion_tokens, total_tokens,
+           seconds_between_calls, text_value
+    FROM steps WHERE run_id = $1 ORDER BY request_number, seq";
+
+/// The rendered body of every step of a run, in file order.
+pub(crate) const SELECT_STEP_BODIES: &str =
+    "SELECT request_number, body FROM steps WHERE run_id = $1 ORDER BY request_number, seq";
