@@ -37,8 +37,7 @@ fn inputs() -> Vec<Input> {
             let doc = profiler_document(requests, 42);
             let bytes = serde_json::to_vec(&doc).expect("serialise");
             let batch = parse_document(&bytes, &ParseOptions::default()).expect("valid");
-            let numbered = batch.into_numbered();
-            let frame = Frame::from_requests(numbered.iter().map(|(n, s)| (*n, s.as_slice())));
+            let frame = Frame::from_batch(batch);
             Input {
                 requests,
                 bytes,
@@ -68,11 +67,7 @@ fn benches(c: &mut Criterion) {
             let numbered = parse_document(bytes, &ParseOptions::default())
                 .expect("valid")
                 .into_numbered();
-            b.iter(|| {
-                Frame::from_requests(numbered.iter().map(|(n, s)| (*n, s.as_slice())))
-                    .rows
-                    .len()
-            })
+            b.iter(|| Frame::from_numbered(&numbered).rows.len())
         });
         g.bench_with_input(BenchmarkId::new("confidence", n), f, |b, f| {
             b.iter(|| confidence::compute(black_box(f)))

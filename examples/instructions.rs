@@ -48,10 +48,9 @@ measured! {
 
 #[inline(never)]
 fn measure_parse(bytes: &[u8]) -> Frame {
-    let numbered = parse_document(bytes, &ParseOptions::default())
-        .expect("synthetic input is valid")
-        .into_numbered();
-    Frame::from_requests(numbered.iter().map(|(n, s)| (*n, s.as_slice())))
+    Frame::from_batch(
+        parse_document(bytes, &ParseOptions::default()).expect("synthetic input is valid"),
+    )
 }
 
 fn main() {

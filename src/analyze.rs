@@ -87,7 +87,7 @@ pub fn analyze_file(
     })?;
     drop(bytes);
     let requests = batch.into_numbered();
-    let frame = Frame::from_requests(requests.iter().map(|(n, s)| (*n, s.as_slice())));
+    let frame = Frame::from_numbered(&requests);
     std::fs::create_dir_all(out_dir).map_err(io_err(out_dir))?;
 
     // The outputs are independent reads of the same data: write them from two threads.

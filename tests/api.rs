@@ -8,30 +8,12 @@ use common::app::{Backend, Options, TestApp};
 use common::*;
 use serde_json::{Value, json};
 
-fn step(et: &str, ts: f64, uuid: &str) -> Value {
-    json!({"function_ancestry": {"function_id": "f", "function_name": "agent", "parent_id": "root", "parent_name": "root"},
-           "payload": {"event_type": et, "event_timestamp": ts, "UUID": uuid, "name": "m", "data": {"input": "hi", "output": "yo"}}})
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    enc.write_all(bytes).unwrap();
-    enc.finish().unwrap()
-}
-
-fn config_of(case: &std::path::Path) -> Value {
-    std::fs::read(case.join("agentprof_config.json"))
-        .map(|b| serde_json::from_slice(&b).unwrap())
-        .unwrap_or_else(|_| json!({}))
-}
-
 on_both_backends!(conformance_cases_over_http, |backend| async move {
     let app = TestApp::new(backend).await;
     for case in cases() {
         let name = case.file_name().unwrap().to_string_lossy().into_owned();
         let id = app
-            .create_run(&json!({"name": name, "profiler_config": config_of(&case)}))
+            .create_run(&json!({"name": name, "profiler_config": case_config(&case)}))
             .await;
         let raw = case_input(&case);
         let headers: Vec<(&str, &str)> = if raw.starts_with(&[0x1f, 0x8b]) {
@@ -638,6 +620,7 @@ async fn prometheus_and_probes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_see_each_others_writes_after_the_record_ttl() {
+    require_postgres!();
     use agentprof::store::Store;
     use std::sync::Arc;
     // Two "replicas": two applications, each with its own caches, on one database.

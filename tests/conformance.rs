@@ -1,48 +1,54 @@
-//! Every case in tests/fixtures/cases, run through the profiler and compared with the outputs of
-//! the reference implementation (aiqtoolkit 1.1.0) that the oracle recorded in `expected/`.
+//! Every case in tests/fixtures/cases, run through `agentprof analyze` (the library function the
+//! CLI calls) and compared with the files the toolkit itself wrote for the same input
+//! (`expected/`: aiqtoolkit 1.1.0).
 
 mod common;
 
-use agentprof::profiler::{self, Frame, ProfilerConfig, py, toolkit::traces::TracesWriter};
-use agentprof::trace::{ParseOptions, parse_document};
+use agentprof::analyze::analyze_file;
+use agentprof::profiler::ProfilerConfig;
 use common::*;
-use std::path::Path;
-
-struct Outputs {
-    traces: Vec<u8>,
-    csv: Vec<u8>,
-    inference: Vec<u8>,
-    profiling: Vec<u8>,
-    report: String,
-}
+use std::path::{Path, PathBuf};
 
 fn config_of(case: &Path) -> ProfilerConfig {
-    match std::fs::read(case.join("agentprof_config.json")) {
-        Ok(b) => ProfilerConfig::from_json(serde_json::from_slice(&b).unwrap()).unwrap(),
-        Err(_) => ProfilerConfig::default(),
-    }
+    ProfilerConfig::from_json(case_config(case)).expect("a valid profiler config")
 }
 
-fn run(case: &Path) -> Outputs {
-    let config = config_of(case);
-    let batch =
-        parse_document(&case_input(case), &ParseOptions::default()).expect("case input is valid");
-    let requests = batch.into_numbered();
-    let frame = Frame::from_requests(requests.iter().map(|(n, s)| (*n, s.as_slice())));
-    let mut traces = TracesWriter::new(Vec::new());
-    for (n, steps) in &requests {
-        traces.begin_request(*n).unwrap();
-        for s in steps {
-            traces.step(s).unwrap();
-        }
+fn input_path(case: &Path) -> PathBuf {
+    ["input.json", "input.json.gz"]
+        .iter()
+        .map(|n| case.join(n))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("{} has no input", case.display()))
+}
+
+/// Compares every file the toolkit wrote with ours: JSON within 1e-9, text byte for byte.
+fn assert_outputs_match(name: &str, expected: &Path, ours: &Path) {
+    for file in [
+        "inference_optimization.json",
+        "workflow_profiling_metrics.json",
+        "all_requests_profiler_traces.json",
+    ] {
+        let oracle =
+            read_maybe_gz(expected, file).unwrap_or_else(|| panic!("{name}: no expected {file}"));
+        let mine = std::fs::read(ours.join(file))
+            .unwrap_or_else(|e| panic!("{name}: we wrote no {file}: {e}"));
+        assert_json_matches(
+            name,
+            file,
+            &serde_json::from_slice(&oracle).unwrap(),
+            &serde_json::from_slice(&mine).unwrap(),
+        );
     }
-    let profiling = profiler::workflow_profiling(&frame, &config);
-    Outputs {
-        traces: traces.finish().unwrap(),
-        csv: profiler::toolkit::csv::to_string(&frame, &config).into_bytes(),
-        inference: py::json::to_vec(&profiler::inference_optimization(&frame, &config)),
-        profiling: py::json::to_vec(&profiling),
-        report: profiling.report,
+    // The toolkit writes its own traces file back byte for byte; so do we.
+    for file in [
+        "standardized_data_all.csv",
+        "workflow_profiling_report.txt",
+        "all_requests_profiler_traces.json",
+    ] {
+        let oracle =
+            read_maybe_gz(expected, file).unwrap_or_else(|| panic!("{name}: no expected {file}"));
+        let mine = std::fs::read(ours.join(file)).unwrap();
+        assert_text_equal(name, file, &oracle, &mine);
     }
 }
 
@@ -56,35 +62,10 @@ fn every_case_matches_the_reference() {
     );
     for case in cases {
         let name = case.file_name().unwrap().to_string_lossy().into_owned();
-        let ours = run(&case);
-        for (file, bytes) in [
-            ("inference_optimization.json", &ours.inference),
-            ("workflow_profiling_metrics.json", &ours.profiling),
-            ("all_requests_profiler_traces.json", &ours.traces),
-        ] {
-            let oracle =
-                expected_json(&case, file).unwrap_or_else(|| panic!("{name}: no expected {file}"));
-            let ours: serde_json::Value = serde_json::from_slice(bytes).unwrap();
-            assert_json_matches(&name, file, &oracle, &ours);
-        }
-        let expected = case.join("expected");
-        let csv = read_maybe_gz(&expected, "standardized_data_all.csv").unwrap();
-        assert_text_equal(&name, "standardized_data_all.csv", &csv, &ours.csv);
-        let report = read_maybe_gz(&expected, "workflow_profiling_report.txt").unwrap();
-        assert_text_equal(
-            &name,
-            "workflow_profiling_report.txt",
-            &report,
-            ours.report.as_bytes(),
-        );
-        // The toolkit writes its own traces file back byte for byte; so do we.
-        let traces = read_maybe_gz(&expected, "all_requests_profiler_traces.json").unwrap();
-        assert_text_equal(
-            &name,
-            "all_requests_profiler_traces.json",
-            &traces,
-            &ours.traces,
-        );
+        let out = tempfile::tempdir().unwrap();
+        analyze_file(&input_path(&case), out.path(), &config_of(&case))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_outputs_match(&name, &case.join("expected"), out.path());
     }
 }
 

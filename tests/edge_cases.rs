@@ -5,6 +5,9 @@ use agentprof::profiler::{self, Frame, ProfilerConfig, py, toolkit::csv};
 use agentprof::trace::{ParseOptions, TraceError, parse_value};
 use serde_json::{Value, json};
 
+mod common;
+use common::step;
+
 struct Out {
     io: Value,
     wp: Value,
@@ -14,10 +17,7 @@ struct Out {
 }
 
 fn analyze(doc: Value) -> Out {
-    let requests = parse_value(doc, &ParseOptions::default())
-        .expect("valid")
-        .into_numbered();
-    let frame = Frame::from_requests(requests.iter().map(|(n, s)| (*n, s.as_slice())));
+    let frame = Frame::from_batch(parse_value(doc, &ParseOptions::default()).expect("valid"));
     let config = ProfilerConfig::default();
     let wp = profiler::workflow_profiling(&frame, &config);
     Out {
@@ -30,15 +30,6 @@ fn analyze(doc: Value) -> Out {
         csv: csv::to_string(&frame, &config),
         forecast: forecast::fit(&frame),
     }
-}
-
-/// A step: event type, timestamp, UUID, and the name for LLM/TOOL events.
-fn step(et: &str, ts: f64, uuid: &str) -> Value {
-    let name = if et.starts_with("LLM") { "m" } else { "t" };
-    json!({"function_ancestry": {"function_id": "f", "function_name": "agent", "parent_id": "root", "parent_name": "root"},
-           "payload": {"event_type": et, "event_timestamp": ts, "UUID": uuid, "name": name,
-                       "data": {"input": format!("prompt {uuid}"), "output": "out"},
-                       "usage_info": {"token_usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}}})
 }
 
 fn llm_call(uuid: &str, start: f64, end: f64) -> [Value; 2] {

@@ -105,6 +105,7 @@ async fn until<F: AsyncFnMut() -> bool>(what: &str, secs: u64, mut f: F) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_outage_gives_503_and_recovers() {
+    require_postgres!();
     let db = PgTestDb::create().await;
     let proxy = Proxy::start(pg_host_port()).await;
     let store = store_via(&via_proxy(&db, proxy.port));
@@ -154,6 +155,7 @@ async fn database_outage_gives_503_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn starting_while_the_database_is_down() {
+    require_postgres!();
     let db = PgTestDb::create().await;
     let proxy = Proxy::start(pg_host_port()).await;
     proxy.down().await;
@@ -227,6 +229,7 @@ async fn concurrent_appends(backend: Backend) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_appends_lose_nothing_postgres() {
+    require_postgres!();
     concurrent_appends(Backend::Postgres).await;
 }
 
@@ -303,6 +306,7 @@ async fn wait_for_insert_in_flight(db: &PgTestDb) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_ingest_finishes_the_batch() {
+    require_postgres!();
     let db = PgTestDb::create().await;
     let server = Server::spawn(&[("DATABASE_URL", &db.url)]);
     let client = reqwest::Client::new();
@@ -339,6 +343,7 @@ async fn sigterm_during_ingest_finishes_the_batch() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_batch_leaves_no_partial_batch() {
+    require_postgres!();
     let db = PgTestDb::create().await;
     let client = reqwest::Client::new();
     let server = Server::spawn(&[("DATABASE_URL", &db.url)]);
@@ -397,6 +402,7 @@ async fn kill_9_mid_batch_leaves_no_partial_batch() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_data_route_is_a_503_problem_during_an_outage() {
+    require_postgres!();
     let db = PgTestDb::create().await;
     let proxy = Proxy::start(pg_host_port()).await;
     let store = store_via(&via_proxy(&db, proxy.port));
@@ -542,6 +548,7 @@ async fn a_slow_read_never_hides_a_later_local_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unread_downloads_cannot_take_every_connection() {
+    require_postgres!();
     use tower::ServiceExt;
     let app = TestApp::new(Backend::Postgres).await;
     let id = app

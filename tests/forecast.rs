@@ -17,13 +17,13 @@ fn windows_and_error_match_the_reference() {
             &std::fs::read(fixtures().join(format!("forecast/{case}.json"))).unwrap(),
         )
         .unwrap();
-        let requests = parse_document(
-            &case_input(&fixtures().join("cases").join(case)),
-            &ParseOptions::default(),
-        )
-        .unwrap()
-        .into_numbered();
-        let frame = Frame::from_requests(requests.iter().map(|(n, s)| (*n, s.as_slice())));
+        let frame = Frame::from_batch(
+            parse_document(
+                &case_input(&fixtures().join("cases").join(case)),
+                &ParseOptions::default(),
+            )
+            .unwrap(),
+        );
         let set = forecast::training_set(&frame).unwrap();
         assert_eq!(
             set.matrix_length as u64,

@@ -98,8 +98,7 @@ fn run_everything(doc: Value) -> bool {
     let Ok(batch) = parse_value(doc, &ParseOptions::default()) else {
         return false;
     };
-    let requests = batch.into_numbered();
-    let frame = Frame::from_requests(requests.iter().map(|(n, s)| (*n, s.as_slice())));
+    let frame = Frame::from_batch(batch);
     let mut config = ProfilerConfig::default();
     config.prefix_span_analysis.min_support.value = 1.0;
     config.prompt_caching_prefixes.min_frequency = 0.0;

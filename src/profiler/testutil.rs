@@ -27,8 +27,5 @@ pub fn frame_of(requests: &[Vec<(&str, f64, &str)>]) -> Frame {
 
 /// A frame from a JSON document in any input form.
 pub fn frame_of_json(doc: Value) -> Frame {
-    let requests = parse_value(doc, &ParseOptions::default())
-        .expect("test document is valid")
-        .into_numbered();
-    Frame::from_requests(requests.iter().map(|(n, steps)| (*n, steps.as_slice())))
+    Frame::from_batch(parse_value(doc, &ParseOptions::default()).expect("test document is valid"))
 }

@@ -20,6 +20,47 @@ pub enum Backend {
     Sqlite,
 }
 
+/// Whether the PostgreSQL tests can run. `scripts/test` sets `TEST_DATABASE_URL` (starting a
+/// server if need be), and then an unreachable server fails the tests. A plain `cargo test`
+/// without it runs them only when a server answers at the default address, and otherwise skips
+/// them with one line that says how to run them.
+pub async fn postgres_available() -> bool {
+    static AVAILABLE: tokio::sync::OnceCell<bool> = tokio::sync::OnceCell::const_new();
+    *AVAILABLE
+        .get_or_init(|| async {
+            if std::env::var_os("TEST_DATABASE_URL").is_some() {
+                return true;
+            }
+            let url = admin_url();
+            let reachable = tokio::time::timeout(
+                std::time::Duration::from_secs(3),
+                sqlx::PgConnection::connect(&url),
+            )
+            .await
+            .is_ok_and(|c| c.is_ok());
+            if !reachable {
+                // Straight to stderr: the test harness captures `eprintln!` of passing tests.
+                use std::io::Write;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "skipping the PostgreSQL tests: nothing answers at {url}; run scripts/test, which starts one"
+                );
+            }
+            reachable
+        })
+        .await
+}
+
+/// Returns from the calling test when PostgreSQL is not available (see [`postgres_available`]).
+#[macro_export]
+macro_rules! require_postgres {
+    () => {
+        if !$crate::common::app::postgres_available().await {
+            return;
+        }
+    };
+}
+
 /// The server's address for tests: `TEST_DATABASE_URL`, set by `scripts/test`.
 pub fn admin_url() -> String {
     std::env::var("TEST_DATABASE_URL")
@@ -262,6 +303,7 @@ macro_rules! on_both_backends {
             use super::*;
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
+                $crate::require_postgres!();
                 ($body)(Backend::Postgres).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -155,5 +155,29 @@ pub fn assert_text_equal(case: &str, file: &str, oracle: &[u8], ours: &[u8]) {
         });
     panic!("{case}/{file} differs at {first}");
 }
+/// A step: event type, timestamp and UUID; LLM events name the model `m`, others the tool `t`.
+/// The prompt text names the UUID so that calls' prompts differ.
+pub fn step(et: &str, ts: f64, uuid: &str) -> Value {
+    let name = if et.starts_with("LLM") { "m" } else { "t" };
+    serde_json::json!({"function_ancestry": {"function_id": "f", "function_name": "agent", "parent_id": "root", "parent_name": "root"},
+           "payload": {"event_type": et, "event_timestamp": ts, "UUID": uuid, "name": name,
+                       "data": {"input": format!("prompt {uuid}"), "output": "out"},
+                       "usage_info": {"token_usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}}})
+}
+
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap()
+}
+
+/// A case's profiler settings (`agentprof_config.json`), as JSON; `{}` when it has none.
+pub fn case_config(case: &Path) -> Value {
+    std::fs::read(case.join("agentprof_config.json"))
+        .map(|b| serde_json::from_slice(&b).expect("agentprof_config.json is JSON"))
+        .unwrap_or_else(|_| serde_json::json!({}))
+}
+
 pub mod app;
 pub mod process;

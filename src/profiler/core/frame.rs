@@ -3,7 +3,7 @@
 //! straight from stored columns without re-parsing step JSON.
 
 use crate::profiler::py::repr::py_str;
-use crate::trace::{EventType, Framework, IntermediateStep, InvocationNode};
+use crate::trace::{Batch, EventType, Framework, IntermediateStep, InvocationNode};
 use serde_json::Value;
 use std::ops::Range;
 
@@ -190,6 +190,16 @@ impl Frame {
             builder.push_request(number, steps.iter().map(|s| Row::from_step(s, number)));
         }
         builder.finish()
+    }
+
+    /// The frame of a parsed document: requests numbered as `Batch::into_numbered` numbers them.
+    pub fn from_batch(batch: Batch) -> Frame {
+        Frame::from_numbered(&batch.into_numbered())
+    }
+
+    /// The frame of requests already numbered, for callers that still need the steps after.
+    pub fn from_numbered(requests: &[(i64, Vec<IntermediateStep>)]) -> Frame {
+        Frame::from_requests(requests.iter().map(|(n, s)| (*n, s.as_slice())))
     }
 
     pub fn request_rows(&self, r: &RequestSlice) -> &[Row] {
