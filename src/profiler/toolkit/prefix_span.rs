@@ -68,43 +68,7 @@ fn analyze_within(
     max_long_window_work: usize,
 ) -> PrefixSpanAnalysis {
     let mut vocab = Vocabulary::default();
-    // (example_number, calls) for every request with at least one row.
-    let mut sequences: Vec<(i64, Vec<Call>)> = Vec::new();
-    let mut order: Vec<usize> = Vec::new();
-    if frame.is_standardized() {
-        for (req, rows) in frame.iter_requests() {
-            if rows.is_empty() {
-                continue;
-            }
-            time_order(rows, &mut order);
-            let mut open: FxHashMap<&str, (u32, f64)> = FxHashMap::default();
-            let mut calls = Vec::new();
-            for &i in &order {
-                let r = &rows[i];
-                // LLM_NEW_TOKEN rows are not part of a call's START/END pair here.
-                if r.event_type == EventType::LlmNewToken {
-                    continue;
-                }
-                let Some(op) = OpType::of(r.event_type) else {
-                    continue;
-                };
-                let (op, name) = (op.as_str(), op.name_of(r));
-                if matches!(r.event_type, EventType::LlmStart | EventType::ToolStart) {
-                    // The END row's empty text always replaces the START's (B7), so the token
-                    // is the bare operation.
-                    open.insert(&r.uuid, (vocab.intern(op, name), r.event_timestamp));
-                } else if let Some((token, start)) = open.remove(r.uuid.as_str()) {
-                    calls.push(Call {
-                        token,
-                        start,
-                        duration: (r.event_timestamp - start).max(0.0),
-                    });
-                }
-            }
-            calls.sort_by(|a, b| a.start.total_cmp(&b.start));
-            sequences.push((req.number, calls));
-        }
-    }
+    let sequences = call_sequences(frame, &mut vocab);
     let db: Vec<Vec<u32>> = sequences
         .iter()
         .map(|(_, c)| c.iter().map(|c| c.token).collect())
@@ -127,22 +91,93 @@ fn analyze_within(
     if found.is_empty() {
         return no_patterns("No frequent patterns found by PrefixSpan with the given min_support.");
     }
-
-    // Contiguous occurrences of the found patterns, accumulated in the reference's order
-    // (examples ascending, match starts ascending) so the float sums round the same way. A window
-    // that is not a frequent pattern has no frequent extension (support is anti-monotone), so
-    // each scan from a start position walks the trie of found patterns and stops at the first
-    // miss.
-    #[derive(Default)]
-    struct Occurrences {
-        examples: Vec<i64>,
-        count: usize,
-        total_duration: f64,
+    let Some(occ) = occurrences(&found, &sequences, &db, max_long_window_work) else {
+        return no_patterns(&format!(
+            "PrefixSpan skipped: the contiguous occurrences of the {} frequent \
+             patterns span more than {max_long_window_work} calls.",
+            found.len()
+        ));
+    };
+    let patterns = ranked(&found, occ, &vocab, config, db.len());
+    if patterns.is_empty() {
+        return no_patterns("No patterns passed coverage/duration thresholds.");
     }
-    let trie = PatternTrie::new(&found);
+    let textual_report = report(&patterns, db.len(), config);
+    PrefixSpanAnalysis {
+        patterns,
+        truncated,
+        textual_report,
+    }
+}
+
+/// Each request's completed LLM and TOOL calls as tokens, in start order: `(example_number,
+/// calls)` for every request with at least one row (none when the frame is not standardized).
+fn call_sequences<'f>(frame: &'f Frame, vocab: &mut Vocabulary<'f>) -> Vec<(i64, Vec<Call>)> {
+    let mut sequences = Vec::new();
+    if !frame.is_standardized() {
+        return sequences;
+    }
+    let mut order: Vec<usize> = Vec::new();
+    for (req, rows) in frame.iter_requests() {
+        if rows.is_empty() {
+            continue;
+        }
+        time_order(rows, &mut order);
+        let mut open: FxHashMap<&str, (u32, f64)> = FxHashMap::default();
+        let mut calls = Vec::new();
+        for &i in &order {
+            let r = &rows[i];
+            // LLM_NEW_TOKEN rows are not part of a call's START/END pair here.
+            if r.event_type == EventType::LlmNewToken {
+                continue;
+            }
+            let Some(op) = OpType::of(r.event_type) else {
+                continue;
+            };
+            let (op, name) = (op.as_str(), op.name_of(r));
+            if matches!(r.event_type, EventType::LlmStart | EventType::ToolStart) {
+                // The END row's empty text always replaces the START's (B7), so the token
+                // is the bare operation.
+                open.insert(&r.uuid, (vocab.intern(op, name), r.event_timestamp));
+            } else if let Some((token, start)) = open.remove(r.uuid.as_str()) {
+                calls.push(Call {
+                    token,
+                    start,
+                    duration: (r.event_timestamp - start).max(0.0),
+                });
+            }
+        }
+        calls.sort_by(|a, b| a.start.total_cmp(&b.start));
+        sequences.push((req.number, calls));
+    }
+    sequences
+}
+
+/// Where a frequent pattern occurs contiguously.
+#[derive(Default)]
+struct Occurrences {
+    examples: Vec<i64>,
+    count: usize,
+    total_duration: f64,
+}
+
+/// The contiguous occurrences of the found patterns, accumulated in the reference's order
+/// (examples ascending, match starts ascending) so the float sums round the same way; `None` when
+/// windows longer than the incremental sum would cost more than `max_long_window_work` additions.
+///
+/// A window that is not a frequent pattern has no frequent extension (support is anti-monotone),
+/// so each scan from a start position walks the trie of found patterns and stops at the first
+/// miss.
+fn occurrences(
+    found: &[(Vec<u32>, usize)],
+    sequences: &[(i64, Vec<Call>)],
+    db: &[Vec<u32>],
+    max_long_window_work: usize,
+) -> Option<Vec<Occurrences>> {
+    let trie = PatternTrie::new(found);
     let mut occ: Vec<Occurrences> = found.iter().map(|_| Occurrences::default()).collect();
     let mut long_window_work = 0usize;
-    for ((example, calls), tokens) in sequences.iter().zip(&db) {
+    for ((example, calls), tokens) in sequences.iter().zip(db) {
         let durations: Vec<f64> = calls.iter().map(|c| c.duration).collect();
         for start in 0..tokens.len() {
             let mut node = PatternTrie::ROOT;
@@ -155,11 +190,7 @@ fn analyze_within(
                 if len > WindowSum::INCREMENTAL_MAX {
                     long_window_work += len;
                     if long_window_work > max_long_window_work {
-                        return no_patterns(&format!(
-                            "PrefixSpan skipped: the contiguous occurrences of the {} frequent \
-                             patterns span more than {max_long_window_work} calls.",
-                            found.len()
-                        ));
+                        return None;
                     }
                 }
                 let o = &mut occ[i];
@@ -171,8 +202,18 @@ fn analyze_within(
             }
         }
     }
-    let total_examples = db.len();
-    let min_coverage = config.min_coverage.value;
+    Some(occ)
+}
+
+/// The patterns that pass `min_coverage`, best first (stable, descending by frequency, coverage
+/// and average duration), at most `top_k` of them.
+fn ranked(
+    found: &[(Vec<u32>, usize)],
+    occ: Vec<Occurrences>,
+    vocab: &Vocabulary,
+    config: &PrefixSpanConfig,
+    total_examples: usize,
+) -> Vec<FrequentPattern> {
     let mut patterns: Vec<FrequentPattern> = Vec::new();
     for ((pattern, frequency), o) in found.iter().zip(occ) {
         let coverage = if total_examples > 0 {
@@ -180,7 +221,7 @@ fn analyze_within(
         } else {
             0.0
         };
-        if coverage < min_coverage {
+        if coverage < config.min_coverage.value {
             continue;
         }
         let average_duration = if o.count > 0 {
@@ -199,7 +240,6 @@ fn analyze_within(
             examples_containing: o.examples,
         });
     }
-    // Stable, descending by (frequency, coverage, average_duration).
     patterns.sort_by(|a, b| {
         b.frequency
             .cmp(&a.frequency)
@@ -207,15 +247,7 @@ fn analyze_within(
             .then(b.average_duration.total_cmp(&a.average_duration))
     });
     patterns.truncate(usize::try_from(config.top_k).unwrap_or(0));
-    if patterns.is_empty() {
-        return no_patterns("No patterns passed coverage/duration thresholds.");
-    }
-    let textual_report = report(&patterns, total_examples, config);
-    PrefixSpanAnalysis {
-        patterns,
-        truncated,
-        textual_report,
-    }
+    patterns
 }
 
 /// Tokens are `"OP:name"`, interned by their parts so that a known token costs no allocation.

@@ -44,15 +44,26 @@ struct Operation<'a> {
 }
 
 pub fn analyze(frame: &Frame) -> SimpleStackAnalysis {
-    let empty = || SimpleStackAnalysis {
-        stats: IndexMap::new(),
-        summary: "No operations found to profile.".to_owned(),
+    let ops = if frame.is_standardized() {
+        operations(frame)
+    } else {
+        Vec::new()
     };
-    if !frame.is_standardized() {
-        return empty();
+    if ops.is_empty() {
+        return SimpleStackAnalysis {
+            stats: IndexMap::new(),
+            summary: "No operations found to profile.".to_owned(),
+        };
     }
-    // Group rows by UUID in sorted UUID order (pandas' groupby order), each group in row order:
-    // one stable sort of row indices instead of a map of per-UUID vectors.
+    let stats = operation_stats(&ops);
+    let summary = summary(&stats, max_concurrency(ops.iter()));
+    SimpleStackAnalysis { stats, summary }
+}
+
+/// Every LLM or TOOL call, one per UUID with at least two rows: from its earliest START to its
+/// latest END. Rows are grouped by UUID in sorted UUID order (pandas' groupby order), each group
+/// in row order: one stable sort of row indices instead of a map of per-UUID vectors.
+fn operations(frame: &Frame) -> Vec<Operation<'_>> {
     let mut by_uuid: Vec<usize> = (0..frame.rows.len()).collect();
     by_uuid.sort_by(|a, b| frame.rows[*a].uuid.cmp(&frame.rows[*b].uuid));
     let mut ops: Vec<Operation> = Vec::new();
@@ -70,23 +81,14 @@ pub fn analyze(frame: &Frame) -> SimpleStackAnalysis {
             Some(op @ OpType::Tool) => (op, EventType::ToolStart, EventType::ToolEnd),
             None => continue,
         };
-        let min_of = |et: EventType| {
+        let times = |et: EventType| {
             rows.iter()
-                .filter(|r| r.event_type == et)
+                .filter(move |r| r.event_type == et)
                 .map(|r| r.event_timestamp)
-                .fold(None, |acc: Option<f64>, t| {
-                    Some(acc.map_or(t, |a| a.min(t)))
-                })
         };
-        let max_of = |et: EventType| {
-            rows.iter()
-                .filter(|r| r.event_type == et)
-                .map(|r| r.event_timestamp)
-                .fold(None, |acc: Option<f64>, t| {
-                    Some(acc.map_or(t, |a| a.max(t)))
-                })
-        };
-        let (Some(start), Some(end)) = (min_of(start_type), max_of(end_type)) else {
+        let start = times(start_type).reduce(f64::min);
+        let end = times(end_type).reduce(f64::max);
+        let (Some(start), Some(end)) = (start, end) else {
             continue;
         };
         let name = if op_type == OpType::Llm {
@@ -101,14 +103,15 @@ pub fn analyze(frame: &Frame) -> SimpleStackAnalysis {
             end,
         });
     }
-    if ops.is_empty() {
-        return empty();
-    }
+    ops
+}
 
-    let overall_max = max_concurrency(ops.iter());
+/// Per `(type, name)`, in sorted order: the calls' count, mean and tail durations, and the
+/// name's peak concurrency (keyed by name alone, across types and requests: B13).
+fn operation_stats(ops: &[Operation]) -> IndexMap<String, OperationStats> {
     let mut max_by_name: HashMap<&str, i64> = HashMap::new();
     let mut names: Vec<&str> = Vec::new();
-    for op in &ops {
+    for op in ops {
         if !max_by_name.contains_key(op.name) {
             max_by_name.insert(op.name, 0);
             names.push(op.name);
@@ -120,7 +123,7 @@ pub fn analyze(frame: &Frame) -> SimpleStackAnalysis {
     }
 
     let mut groups: BTreeMap<(OpType, &str), Vec<f64>> = BTreeMap::new();
-    for op in &ops {
+    for op in ops {
         groups
             .entry((op.op_type, op.name))
             .or_default()
@@ -146,8 +149,7 @@ pub fn analyze(frame: &Frame) -> SimpleStackAnalysis {
             },
         );
     }
-    let summary = summary(&stats, overall_max);
-    SimpleStackAnalysis { stats, summary }
+    stats
 }
 
 /// The highest running sum over `(start, +1)`/`(end, -1)` events, stably sorted by time (never
