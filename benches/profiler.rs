@@ -9,7 +9,7 @@ use agentprof::profiler::toolkit::{
     confidence, csv, forecast, nested_stack, prefix_span, prefixes, runtimes, simple_stack, spikes,
     uniqueness,
 };
-use agentprof::profiler::{self, Frame, ProfilerConfig};
+use agentprof::profiler::{self, Dialect, Frame, ProfilerConfig};
 use agentprof::synth::profiler_document;
 use agentprof::trace::{ParseOptions, parse_document};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -70,7 +70,7 @@ fn benches(c: &mut Criterion) {
             b.iter(|| Frame::from_numbered(&numbered).rows.len())
         });
         g.bench_with_input(BenchmarkId::new("confidence", n), f, |b, f| {
-            b.iter(|| confidence::compute(black_box(f)))
+            b.iter(|| confidence::compute(black_box(f), Dialect::Nat19))
         });
         g.bench_with_input(BenchmarkId::new("prefixes", n), f, |b, f| {
             b.iter(|| prefixes::compute(black_box(f), 0.5))
@@ -85,10 +85,10 @@ fn benches(c: &mut Criterion) {
             b.iter(|| simple_stack::analyze(black_box(f)))
         });
         g.bench_with_input(BenchmarkId::new("nested_stack", n), f, |b, f| {
-            b.iter(|| nested_stack::analyze(&CallForest::build(black_box(f))))
+            b.iter(|| nested_stack::analyze(&CallForest::build(black_box(f), true)))
         });
         g.bench_with_input(BenchmarkId::new("spikes", n), f, |b, f| {
-            b.iter(|| spikes::analyze(&CallForest::build(black_box(f)), 1))
+            b.iter(|| spikes::analyze(&CallForest::build(black_box(f), false), 1))
         });
         g.bench_with_input(BenchmarkId::new("prefix_span", n), f, |b, f| {
             b.iter(|| prefix_span::analyze(black_box(f), &config.prefix_span_analysis))
@@ -101,14 +101,22 @@ fn benches(c: &mut Criterion) {
         });
         g.bench_with_input(BenchmarkId::new("metrics_json", n), f, |b, f| {
             b.iter(|| {
-                profiler::py::json::to_vec(&profiler::inference_optimization(black_box(f), &config))
-                    .len()
+                profiler::py::json::to_vec(&profiler::inference_optimization(
+                    black_box(f),
+                    &config,
+                    Dialect::Nat19,
+                ))
+                .len()
             })
         });
         g.bench_with_input(BenchmarkId::new("profiling_json", n), f, |b, f| {
             b.iter(|| {
-                profiler::py::json::to_vec(&profiler::workflow_profiling(black_box(f), &config))
-                    .len()
+                profiler::py::json::to_vec(&profiler::workflow_profiling(
+                    black_box(f),
+                    &config,
+                    Dialect::Nat19,
+                ))
+                .len()
             })
         });
     }

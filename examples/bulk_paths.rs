@@ -74,6 +74,7 @@ async fn unnest_path(url: &str, batches: &[PreparedBatch]) -> anyhow::Result<Dur
                 name: "unnest".into(),
                 profiler_config: serde_json::json!({}),
                 metadata: serde_json::json!({}),
+                toolkit: None,
             },
             None,
         )
@@ -93,6 +94,7 @@ async fn copy_path(url: &str, batches: &[PreparedBatch]) -> anyhow::Result<Durat
                 name: "copy".into(),
                 profiler_config: serde_json::json!({}),
                 metadata: serde_json::json!({}),
+                toolkit: None,
             },
             None,
         )

@@ -14,7 +14,7 @@ use agentprof::profiler::toolkit::{
     confidence, csv, forecast, nested_stack, prefix_span, prefixes, runtimes, simple_stack, spikes,
     uniqueness,
 };
-use agentprof::profiler::{self, Frame, ProfilerConfig};
+use agentprof::profiler::{self, Dialect, Frame, ProfilerConfig};
 use agentprof::trace::{ParseOptions, parse_document};
 use std::hint::black_box;
 
@@ -32,18 +32,18 @@ macro_rules! measured {
 }
 
 measured! {
-    measure_confidence(f, c) => { black_box(confidence::compute(f)); 0 };
+    measure_confidence(f, c) => { black_box(confidence::compute(f, Dialect::Nat19)); 0 };
     measure_prefixes(f, c) => prefixes::compute(f, 0.5).len();
     measure_uniqueness(f, c) => { black_box(uniqueness::compute(f)); 0 };
     measure_runtimes(f, c) => { black_box(runtimes::compute(f)); 0 };
     measure_simple_stack(f, c) => simple_stack::analyze(f).stats.len();
-    measure_nested_stack(f, c) => { black_box(nested_stack::analyze(&CallForest::build(f))); 0 };
-    measure_spikes(f, c) => { black_box(spikes::analyze(&CallForest::build(f), 1)); 0 };
+    measure_nested_stack(f, c) => { black_box(nested_stack::analyze(&CallForest::build(f, true))); 0 };
+    measure_spikes(f, c) => { black_box(spikes::analyze(&CallForest::build(f, false), 1)); 0 };
     measure_prefix_span(f, c) => prefix_span::analyze(f, &c.prefix_span_analysis).patterns.len();
     measure_csv(f, c) => csv::to_string(f, c).len();
     measure_forecast(f, c) => { black_box(forecast::fit(f)); 0 };
-    measure_metrics_json(f, c) => profiler::py::json::to_vec(&profiler::inference_optimization(f, c)).len();
-    measure_profiling_json(f, c) => profiler::py::json::to_vec(&profiler::workflow_profiling(f, c)).len();
+    measure_metrics_json(f, c) => profiler::py::json::to_vec(&profiler::inference_optimization(f, c, Dialect::Nat19)).len();
+    measure_profiling_json(f, c) => profiler::py::json::to_vec(&profiler::workflow_profiling(f, c, Dialect::Nat19)).len();
 }
 
 #[inline(never)]

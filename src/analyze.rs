@@ -1,10 +1,9 @@
 //! `agentprof analyze`: the profiler on a file, with no database, writing the files the toolkit
 //! writes. It is the offline twin of the service and the quickest conformance check.
 
-use crate::profiler::{
-    self, Frame, ProfilerConfig, py, toolkit::gantt, toolkit::traces::TracesWriter,
-};
-use crate::trace::{self, ParseOptions, TraceError};
+use crate::profiler::toolkit::{atif, gantt, prediction_trie, traces::TracesWriter};
+use crate::profiler::{self, Dialect, Frame, ProfilerConfig, py};
+use crate::trace::{self, NumberedRequest, ParseOptions, TraceError};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -27,11 +26,24 @@ pub enum AnalyzeError {
     },
 }
 
+/// How to analyse: the profiler settings, and which toolkit's outputs to write (detected from
+/// the steps when not given).
+#[derive(Debug, Clone, Default)]
+pub struct AnalyzeOptions {
+    pub config: ProfilerConfig,
+    pub dialect: Option<Dialect>,
+}
+
 /// What an analysis read and wrote.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Summary {
     pub requests: usize,
     pub steps: usize,
+    pub dialect: Dialect,
+    /// Whether the dialect was read off the steps rather than given.
+    pub dialect_detected: bool,
+    /// What the user should know about how the outputs relate to the toolkit's.
+    pub warnings: Vec<String>,
     pub files: Vec<PathBuf>,
 }
 
@@ -72,91 +84,172 @@ fn write_file(
 pub fn analyze_file(
     input: &Path,
     out_dir: &Path,
-    config: &ProfilerConfig,
+    options: &AnalyzeOptions,
 ) -> Result<Summary, AnalyzeError> {
-    let io_err = |path: &Path| {
-        let path = path.to_owned();
-        move |source| AnalyzeError::Io { path, source }
-    };
-    let bytes = std::fs::read(input).map_err(io_err(input))?;
-    let batch = trace::parse_document(&bytes, &ParseOptions::default()).map_err(|source| {
-        AnalyzeError::Input {
-            path: input.to_owned(),
-            source,
-        }
-    })?;
-    drop(bytes);
+    let batch = read_input(input)?;
+    let detected = Dialect::detect(batch.steps());
+    let dialect = options.dialect.unwrap_or(detected);
     let requests = batch.into_numbered();
     let frame = Frame::from_numbered(&requests);
-    std::fs::create_dir_all(out_dir).map_err(io_err(out_dir))?;
-
+    std::fs::create_dir_all(out_dir).map_err(|source| AnalyzeError::Io {
+        path: out_dir.to_owned(),
+        source,
+    })?;
+    let run = Run {
+        out_dir,
+        requests: &requests,
+        frame: &frame,
+        config: &options.config,
+        dialect,
+    };
     // The outputs are independent reads of the same data: write them from two threads.
-    let out = |name: &str| out_dir.join(name);
-    let traces_and_csv = || -> Result<Vec<PathBuf>, AnalyzeError> {
+    let (records, analyses) = std::thread::scope(|s| {
+        let side = s.spawn(|| run.write_records());
+        let main = run.write_analyses();
+        (side.join(), main)
+    });
+    let mut files = records.map_err(|_| AnalyzeError::Io {
+        path: out_dir.to_owned(),
+        source: io::Error::other("writer thread panicked"),
+    })??;
+    files.extend(analyses?);
+    Ok(Summary {
+        requests: requests.len(),
+        steps: frame.rows.len(),
+        dialect,
+        dialect_detected: options.dialect.is_none(),
+        warnings: profiler::warnings::of_run(
+            &profiler::warnings::StepFacts::of_frame(&frame),
+            &options.config,
+            dialect,
+        ),
+        files,
+    })
+}
+
+fn read_input(input: &Path) -> Result<trace::Batch, AnalyzeError> {
+    let bytes = std::fs::read(input).map_err(|source| AnalyzeError::Io {
+        path: input.to_owned(),
+        source,
+    })?;
+    trace::parse_document(&bytes, &ParseOptions::default()).map_err(|source| AnalyzeError::Input {
+        path: input.to_owned(),
+        source,
+    })
+}
+
+/// One analysis' inputs and where its files go.
+struct Run<'a> {
+    out_dir: &'a Path,
+    requests: &'a [NumberedRequest],
+    frame: &'a Frame,
+    config: &'a ProfilerConfig,
+    dialect: Dialect,
+}
+
+impl Run<'_> {
+    fn out(&self, name: &str) -> PathBuf {
+        self.out_dir.join(name)
+    }
+
+    /// The files that restate the steps: the combined requests, the CSV, our statistics and, in
+    /// nat 1.9, the ATIF trajectories.
+    fn write_records(&self) -> Result<Vec<PathBuf>, AnalyzeError> {
         let mut files = Vec::new();
-        write_file(&out("all_requests_profiler_traces.json"), &mut files, |w| {
-            let mut t = TracesWriter::new(w);
-            for (number, steps) in &requests {
-                t.begin_request(*number)?;
-                for s in steps {
-                    t.step(s)?;
+        write_file(
+            &self.out("all_requests_profiler_traces.json"),
+            &mut files,
+            |w| {
+                let mut t = TracesWriter::new(w);
+                for r in self.requests {
+                    t.begin_request(r.number)?;
+                    for s in &r.steps {
+                        t.step(s, self.dialect.step_schema())?;
+                    }
                 }
-            }
-            t.finish().map(|_| ())
+                t.finish().map(|_| ())
+            },
+        )?;
+        write_file(&self.out("standardized_data_all.csv"), &mut files, |w| {
+            profiler::toolkit::csv::write(w, self.frame, self.config)
         })?;
-        write_file(&out("standardized_data_all.csv"), &mut files, |w| {
-            profiler::toolkit::csv::write(w, &frame, config)
-        })?;
-        let stats = profiler::statistics::stats::compute(&frame);
-        write_file(&out("stats.json"), &mut files, |w| {
+        let stats = profiler::statistics::stats::compute(self.frame);
+        write_file(&self.out("stats.json"), &mut files, |w| {
             serde_json::to_writer_pretty(&mut *w, &stats).map_err(io::Error::other)
         })?;
-        Ok(files)
-    };
-    let analyses = || -> Result<Vec<PathBuf>, AnalyzeError> {
-        let mut files = Vec::new();
-        let inference = profiler::inference_optimization(&frame, config);
-        write_file(&out("inference_optimization.json"), &mut files, |w| {
-            py::json::write(w, &inference, true).map_err(io::Error::other)
-        })?;
-        let forest = profiler::call_forest(&frame, config);
-        let profiling = profiler::workflow_profiling_with(&frame, &forest, config);
-        if !profiling.is_empty() {
-            write_file(&out("workflow_profiling_report.txt"), &mut files, |w| {
-                w.write_all(profiling.report.as_bytes())
-            })?;
-            write_file(&out("workflow_profiling_metrics.json"), &mut files, |w| {
-                py::json::write(w, &profiling, true).map_err(io::Error::other)
+        if self.dialect == Dialect::Nat19 {
+            let items: Vec<atif::AtifItem> = self.requests.iter().map(atif_item).collect();
+            write_file(&self.out("workflow_output_atif.json"), &mut files, |w| {
+                py::json::write(w, &atif::samples(&items), true).map_err(io::Error::other)
             })?;
         }
+        Ok(files)
+    }
+
+    /// The profiler's analyses, each written only when the config asks for it, as the toolkit
+    /// does.
+    fn write_analyses(&self) -> Result<Vec<PathBuf>, AnalyzeError> {
+        let (frame, config, dialect) = (self.frame, self.config, self.dialect);
+        let mut files = Vec::new();
+        let inference = profiler::inference_optimization(frame, config, dialect);
+        write_file(&self.out("inference_optimization.json"), &mut files, |w| {
+            py::json::write(w, &inference, true).map_err(io::Error::other)
+        })?;
+        let trees = profiler::call_trees(frame, config, dialect);
+        let profiling = profiler::workflow_profiling_with(frame, &trees, config);
+        if !profiling.is_empty() {
+            write_file(
+                &self.out("workflow_profiling_report.txt"),
+                &mut files,
+                |w| w.write_all(profiling.report.as_bytes()),
+            )?;
+            write_file(
+                &self.out("workflow_profiling_metrics.json"),
+                &mut files,
+                |w| py::json::write(w, &profiling, true).map_err(io::Error::other),
+            )?;
+        }
         // The toolkit draws the chart with the nested-stack analysis, and only when there are calls.
-        if config.bottleneck_analysis.enable_nested_stack && !forest.nodes.is_empty() {
-            write_file(&out("gantt_chart.svg"), &mut files, |w| {
-                gantt::write_svg(w, &forest).map(|_| ())
+        if config.bottleneck_analysis.enable_nested_stack && !trees.nested.nodes.is_empty() {
+            write_file(&self.out("gantt_chart.svg"), &mut files, |w| {
+                gantt::write_svg(w, &trees.nested).map(|_| ())
+            })?;
+        }
+        if dialect == Dialect::Nat19 {
+            if config.prediction_trie.enable {
+                let trie = prediction_trie::build(frame, &config.prediction_trie);
+                write_file(
+                    &self.out(&config.prediction_trie.output_filename),
+                    &mut files,
+                    |w| py::json::write(w, &trie, true).map_err(io::Error::other),
+                )?;
+            }
+            let results = profiler::profiler_results(frame, config, &inference);
+            write_file(&self.out("profiler_results.json"), &mut files, |w| {
+                py::json::write(w, &results, true).map_err(io::Error::other)
             })?;
         }
         if config.token_usage_forecast {
-            let forecast = profiler::toolkit::forecast::fit(&frame);
-            write_file(&out("forecast.json"), &mut files, |w| {
+            let forecast = profiler::toolkit::forecast::fit(frame);
+            write_file(&self.out("forecast.json"), &mut files, |w| {
                 py::json::write(w, &forecast, true).map_err(io::Error::other)
             })?;
         }
         Ok(files)
-    };
-    let (first, second) = std::thread::scope(|s| {
-        let side = s.spawn(traces_and_csv);
-        let main = analyses();
-        (side.join(), main)
-    });
-    let mut files = first.map_err(|_| AnalyzeError::Io {
-        path: out_dir.to_owned(),
-        source: io::Error::other("writer thread panicked"),
-    })??;
-    files.extend(second?);
+    }
+}
 
-    Ok(Summary {
-        requests: requests.len(),
-        steps: frame.rows.len(),
-        files,
-    })
+/// A request as an ATIF item: its eval fields, or its number when it came without them.
+pub fn atif_item(r: &NumberedRequest) -> atif::AtifItem<'_> {
+    let eval = r.eval.clone().unwrap_or_default();
+    atif::AtifItem {
+        item_id: if eval.id.is_null() {
+            serde_json::Value::from(r.number)
+        } else {
+            eval.id
+        },
+        expected_output: eval.answer,
+        output: eval.generated_answer,
+        steps: &r.steps,
+    }
 }

@@ -7,8 +7,8 @@
 //! never stalls the async executor.
 
 use crate::profiler::core::calltree::CallForest;
-use crate::profiler::{self, Frame, ProfilerConfig, py, toolkit::gantt};
-use crate::store::{LoadedRun, RunRecord, Store, StoreError};
+use crate::profiler::{self, Dialect, Frame, ProfilerConfig, py, toolkit::gantt};
+use crate::store::{LoadedRun, LoadedSteps, RunRecord, Store, StoreError};
 use bytes::Bytes;
 use moka::future::Cache;
 use sha2::{Digest, Sha256};
@@ -34,6 +34,12 @@ pub enum Artifact {
     Forecast,
     /// Sound statistics (`stats.rs`).
     Stats,
+    /// nat 1.9's `prediction_trie.json`.
+    PredictionTrie,
+    /// nat 1.9's `profiler_results.json`.
+    ProfilerResults,
+    /// nat 1.9's `workflow_output_atif.json`: the requests as ATIF trajectories.
+    Atif,
 }
 
 impl Artifact {
@@ -46,14 +52,40 @@ impl Artifact {
             Artifact::Gantt => "gantt",
             Artifact::Forecast => "forecast",
             Artifact::Stats => "stats",
+            Artifact::PredictionTrie => "prediction_trie",
+            Artifact::ProfilerResults => "profiler_results",
+            Artifact::Atif => "atif",
         }
+    }
+
+    /// The toolkit file an output reproduces, where it is one.
+    pub fn file_name(self) -> Option<&'static str> {
+        match self {
+            Artifact::Metrics => Some("inference_optimization.json"),
+            Artifact::Profiling => Some("workflow_profiling_metrics.json"),
+            Artifact::Report => Some("workflow_profiling_report.txt"),
+            Artifact::Csv => Some("standardized_data_all.csv"),
+            Artifact::PredictionTrie => Some("prediction_trie.json"),
+            Artifact::ProfilerResults => Some("profiler_results.json"),
+            Artifact::Atif => Some("workflow_output_atif.json"),
+            Artifact::Gantt | Artifact::Forecast | Artifact::Stats => None,
+        }
+    }
+
+    /// Whether only nvidia-nat 1.9 writes this output.
+    pub fn nat_only(self) -> bool {
+        matches!(self, Artifact::PredictionTrie | Artifact::ProfilerResults)
     }
 
     pub fn content_type(self) -> &'static str {
         match self {
-            Artifact::Metrics | Artifact::Profiling | Artifact::Forecast | Artifact::Stats => {
-                "application/json"
-            }
+            Artifact::Metrics
+            | Artifact::Profiling
+            | Artifact::Forecast
+            | Artifact::Stats
+            | Artifact::PredictionTrie
+            | Artifact::ProfilerResults
+            | Artifact::Atif => "application/json",
             Artifact::Report => "text/plain; charset=utf-8",
             Artifact::Csv => "text/csv; charset=utf-8",
             Artifact::Gantt => "image/svg+xml",
@@ -77,6 +109,13 @@ pub enum ComputeError {
     RunNotFound(Uuid),
     #[error("database unavailable")]
     Unavailable,
+    /// The output belongs to another toolkit version than the run follows.
+    #[error("{output} is an output of nvidia-nat 1.9; run {run} follows {dialect}")]
+    NotInDialect {
+        run: Uuid,
+        output: &'static str,
+        dialect: Dialect,
+    },
     /// Anything else: a corrupt stored config or row, a crashed computation. Logged with its
     /// source chain, never shown to clients.
     #[error("{context}")]
@@ -111,11 +150,14 @@ impl From<StoreError> for ComputeError {
 
 type OutputKey = (Uuid, i64, [u8; 16], Artifact);
 
-/// A run record as read from the store, with its parsed config and the config's fingerprint.
+/// A run record as read from the store, with its parsed config, its dialect and their
+/// fingerprint.
 #[derive(Debug, Clone)]
 pub struct RunSnapshot {
     pub record: RunRecord,
     pub config: ProfilerConfig,
+    pub dialect: Dialect,
+    /// Part of every cache key and ETag: it changes with the config and with the dialect.
     pub config_fp: [u8; 16],
     /// The cache's write epoch when the read began (see [`RunCache::snapshot`]).
     epoch: u64,
@@ -142,7 +184,8 @@ pub struct RunCache {
     outputs: Cache<OutputKey, Arc<Rendered>>,
 }
 
-/// A run's effective config and its fingerprint, part of every cache key and ETag.
+/// A run's effective config, and the fingerprint of it and the run's dialect: part of every
+/// cache key and ETag.
 pub fn effective_config(run: &RunRecord) -> Result<(ProfilerConfig, [u8; 16]), ComputeError> {
     let config = ProfilerConfig::from_json(run.profiler_config.clone()).map_err(|e| {
         ComputeError::internal(
@@ -152,7 +195,8 @@ pub fn effective_config(run: &RunRecord) -> Result<(ProfilerConfig, [u8; 16]), C
     })?;
     // A plain struct of numbers, strings and maps: serialising it cannot fail, and an empty
     // fingerprint shared by every config would be far worse than a panic.
-    let canonical = serde_json::to_vec(&config).expect("ProfilerConfig serialises");
+    let mut canonical = serde_json::to_vec(&config).expect("ProfilerConfig serialises");
+    canonical.extend_from_slice(run.dialect().0.as_str().as_bytes());
     let digest = Sha256::digest(&canonical);
     let mut fp = [0u8; 16];
     fp.copy_from_slice(&digest[..16]);
@@ -234,6 +278,7 @@ impl RunCache {
         let record = self.store.get_run(id).await?;
         let (config, config_fp) = effective_config(&record)?;
         Ok(RunSnapshot {
+            dialect: record.dialect().0,
             record,
             config,
             config_fp,
@@ -256,27 +301,41 @@ impl RunCache {
         kind: Artifact,
     ) -> Result<Arc<Rendered>, ComputeError> {
         let (id, version, fp) = (run.record.id, run.record.version, run.config_fp);
+        if kind.nat_only() && run.dialect != Dialect::Nat19 {
+            return Err(ComputeError::NotInDialect {
+                run: id,
+                output: kind.file_name().unwrap_or(kind.name()),
+                dialect: run.dialect,
+            });
+        }
         let key = (id, version, fp, kind);
         if let Some(hit) = self.outputs.get(&key).await {
             metrics::counter!("agentprof_output_cache_hits_total", "output" => kind.name())
                 .increment(1);
             return Ok(hit);
         }
-        let config = run.config.clone();
+        let (config, dialect) = (run.config.clone(), run.dialect);
         self.outputs
             .try_get_with(key, async move {
-                let frame = self.frame(id, version).await?;
+                let crashed =
+                    |e| ComputeError::internal(format!("computing {} of run {id}", kind.name()), e);
                 let started = Instant::now();
-                let (version, (bytes, sibling)) = tokio::task::spawn_blocking(move || {
-                    (
-                        frame.version,
-                        compute_with_sibling(&frame.frame, &config, kind),
-                    )
-                })
-                .await
-                .map_err(|e| {
-                    ComputeError::internal(format!("computing {} of run {id}", kind.name()), e)
-                })?;
+                let (version, (bytes, sibling)) = if kind == Artifact::Atif {
+                    let loaded = self.store.load_steps(id).await?;
+                    tokio::task::spawn_blocking(move || {
+                        (loaded.version, (atif_json(&loaded), None))
+                    })
+                    .await
+                    .map_err(crashed)?
+                } else {
+                    let frame = self.frame(id, version).await?;
+                    tokio::task::spawn_blocking(move || {
+                        let out = compute_with_sibling(&frame.frame, &config, dialect, kind);
+                        (frame.version, out)
+                    })
+                    .await
+                    .map_err(crashed)?
+                };
                 metrics::counter!("agentprof_computations_total", "output" => kind.name())
                     .increment(1);
                 metrics::histogram!("agentprof_computation_seconds", "output" => kind.name())
@@ -326,12 +385,13 @@ impl RunCache {
 fn compute_with_sibling(
     frame: &Frame,
     config: &ProfilerConfig,
+    dialect: Dialect,
     kind: Artifact,
 ) -> (Bytes, Option<(Artifact, Bytes)>) {
     let alone = |bytes: Vec<u8>| (Bytes::from(bytes), None);
     match kind {
         Artifact::Profiling | Artifact::Report => {
-            let profiling = profiler::workflow_profiling(frame, config);
+            let profiling = profiler::workflow_profiling(frame, config, dialect);
             let json: Bytes = py::json::to_vec(&profiling).into();
             let report: Bytes = profiling.report.into_bytes().into();
             if kind == Artifact::Profiling {
@@ -341,12 +401,21 @@ fn compute_with_sibling(
             }
         }
         Artifact::Metrics => alone(py::json::to_vec(&profiler::inference_optimization(
-            frame, config,
+            frame, config, dialect,
         ))),
+        Artifact::ProfilerResults => {
+            let inference = profiler::inference_optimization(frame, config, dialect);
+            alone(py::json::to_vec(&profiler::profiler_results(
+                frame, config, &inference,
+            )))
+        }
+        Artifact::PredictionTrie => alone(py::json::to_vec(
+            &profiler::toolkit::prediction_trie::build(frame, &config.prediction_trie),
+        )),
         Artifact::Csv => alone(profiler::toolkit::csv::to_string(frame, config).into_bytes()),
         Artifact::Gantt => {
             let forest = if frame.is_standardized() {
-                CallForest::build(frame)
+                CallForest::build(frame, dialect.function_nodes())
             } else {
                 CallForest::default()
             };
@@ -367,7 +436,19 @@ fn compute_with_sibling(
                 // Numbers (non-finite ones become null), strings and maps only.
                 .expect("RunStats serialises"),
         ),
+        // Computed from the steps themselves (see `atif_json`), not the frame.
+        Artifact::Atif => alone(Vec::new()),
     }
+}
+
+/// `workflow_output_atif.json` of stored steps.
+fn atif_json(loaded: &LoadedSteps) -> Bytes {
+    let items: Vec<_> = loaded
+        .requests
+        .iter()
+        .map(crate::analyze::atif_item)
+        .collect();
+    py::json::to_vec(&profiler::toolkit::atif::samples(&items)).into()
 }
 
 /// Rough heap size of a frame, for the cache's memory budget.

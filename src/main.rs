@@ -1,6 +1,6 @@
 //! The `agentprof` binary: argument parsing and dispatch; the work lives in the library.
 
-use agentprof::analyze::{analyze_file, read_config};
+use agentprof::analyze::{AnalyzeOptions, analyze_file, read_config};
 use agentprof::config::ServeConfig;
 use agentprof::profiler::ProfilerConfig;
 use clap::{Parser, Subcommand};
@@ -33,6 +33,10 @@ enum Command {
         /// JSON object with the toolkit's ProfilerConfig field names, merged over the defaults
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Whose outputs to write: aiq-1.1 or nat-1.9 (default: nat-1.9 when the steps are in
+        /// nat 1.9's schema, aiq-1.1 otherwise)
+        #[arg(long)]
+        toolkit: Option<agentprof::profiler::Dialect>,
     },
     /// Print the OpenAPI document (what openapi/openapi.json holds).
     Openapi,
@@ -47,20 +51,40 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Analyze { input, out, config }) => {
+        Some(Command::Analyze {
+            input,
+            out,
+            config,
+            toolkit,
+        }) => {
             let result = config
                 .as_deref()
                 .map(read_config)
                 .unwrap_or_else(|| Ok(ProfilerConfig::default()))
-                .and_then(|cfg| analyze_file(&input, &out, &cfg));
+                .and_then(|config| {
+                    let options = AnalyzeOptions {
+                        config,
+                        dialect: toolkit,
+                    };
+                    analyze_file(&input, &out, &options)
+                });
             match result {
                 Ok(summary) => {
                     eprintln!(
-                        "analyzed {} requests, {} steps -> {}",
+                        "analyzed {} requests, {} steps as {} ({}) -> {}",
                         summary.requests,
                         summary.steps,
+                        summary.dialect,
+                        if summary.dialect_detected {
+                            "detected from the steps"
+                        } else {
+                            "given"
+                        },
                         out.display()
                     );
+                    for w in &summary.warnings {
+                        eprintln!("warning: {w}");
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

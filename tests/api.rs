@@ -12,8 +12,9 @@ on_both_backends!(conformance_cases_over_http, |backend| async move {
     let app = TestApp::new(backend).await;
     for case in cases() {
         let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        let config = case_config(&case);
         let id = app
-            .create_run(&json!({"name": name, "profiler_config": case_config(&case)}))
+            .create_run(&json!({"name": name, "profiler_config": config}))
             .await;
         let raw = case_input(&case);
         let headers: Vec<(&str, &str)> = if raw.starts_with(&[0x1f, 0x8b]) {
@@ -38,38 +39,74 @@ on_both_backends!(conformance_cases_over_http, |backend| async move {
         assert_eq!(again["requests"]["created"], 0, "{name}");
         assert_eq!(again["version"], first["version"], "{name}");
 
-        for (path, file) in [
-            ("metrics", "inference_optimization.json"),
-            ("profiling", "workflow_profiling_metrics.json"),
-            ("requests", "all_requests_profiler_traces.json"),
-        ] {
-            let r = app.get(&format!("/v1/runs/{id}/{path}")).await;
-            assert_eq!(r.status, StatusCode::OK, "{name}/{path}: {}", r.text());
-            assert_json_matches(&name, file, &expected_json(&case, file).unwrap(), &r.json());
+        // Without a toolkit, the steps' schema decides.
+        let run = app.get(&format!("/v1/runs/{id}")).await.json();
+        assert_eq!(run["toolkit_source"], "detected", "{name}");
+        let detected = run["toolkit"].as_str().unwrap().to_owned();
+        let batch = agentprof::trace::parse_document(
+            &case_input(&case),
+            &agentprof::trace::ParseOptions::default(),
+        )
+        .unwrap();
+        let want = agentprof::profiler::Dialect::detect(batch.steps());
+        assert_eq!(detected, want.as_str(), "{name}");
+
+        let cfg = agentprof::profiler::ProfilerConfig::from_json(config.clone()).unwrap();
+        let mut current = detected.clone();
+        for (dialect, expected) in case_dialects(&case) {
+            if dialect.as_str() != current {
+                current = dialect.as_str().to_owned();
+                let r = app
+                    .request(
+                        Method::PATCH,
+                        &format!("/v1/runs/{id}"),
+                        &[("content-type", "application/merge-patch+json")],
+                        json!({"toolkit": dialect.as_str()}).to_string(),
+                    )
+                    .await;
+                assert_eq!(r.status, StatusCode::OK, "{name}: {}", r.text());
+                assert_eq!(r.json()["toolkit_source"], "given");
+            }
+            let mut outputs = std::collections::HashMap::new();
+            for (file, path) in OUTPUT_FILES {
+                let r = app.get(&format!("/v1/runs/{id}/{path}")).await;
+                match r.status {
+                    StatusCode::OK => {
+                        outputs.insert(file, r.body);
+                    }
+                    StatusCode::NOT_FOUND => assert_eq!(
+                        r.json()["code"],
+                        "not-in-dialect",
+                        "{name}[{dialect}]/{path}"
+                    ),
+                    other => panic!("{name}[{dialect}]/{path}: {other} {}", r.text()),
+                }
+            }
+            let label = format!("{name}[{dialect}] over HTTP");
+            let files = compare_outputs(
+                &label,
+                &case,
+                dialect,
+                &expected,
+                known_deviations(&cfg),
+                &|file| outputs.get(file).cloned(),
+            );
+            assert!(files >= 6, "{label}: only {files} files compared");
         }
-        let expected = case.join("expected");
-        let traces = read_maybe_gz(&expected, "all_requests_profiler_traces.json").unwrap();
-        assert_text_equal(
-            &name,
-            "requests (bytes)",
-            &traces,
-            &app.get(&format!("/v1/runs/{id}/requests")).await.body,
-        );
-        let report = read_maybe_gz(&expected, "workflow_profiling_report.txt").unwrap();
-        assert_text_equal(
-            &name,
-            "report",
-            &report,
-            &app.get(&format!("/v1/runs/{id}/report")).await.body,
-        );
-        let csv = read_maybe_gz(&expected, "standardized_data_all.csv").unwrap();
-        assert_text_equal(
-            &name,
-            "csv",
-            &csv,
-            &app.get(&format!("/v1/runs/{id}/standardized.csv"))
-                .await
-                .body,
+        // null returns the run to detection.
+        let r = app
+            .request(
+                Method::PATCH,
+                &format!("/v1/runs/{id}"),
+                &[("content-type", "application/merge-patch+json")],
+                r#"{"toolkit": null}"#,
+            )
+            .await
+            .json();
+        assert_eq!(
+            (r["toolkit"].as_str(), r["toolkit_source"].as_str()),
+            (Some(detected.as_str()), Some("detected")),
+            "{name}"
         );
     }
 });

@@ -1,7 +1,7 @@
 //! The edge cases of docs/toolkit-semantics.md#edge-cases, one test each, on small hand-made runs.
 
 use agentprof::profiler::toolkit::forecast::{self, Forecast};
-use agentprof::profiler::{self, Frame, ProfilerConfig, py, toolkit::csv};
+use agentprof::profiler::{self, Dialect, Frame, ProfilerConfig, py, toolkit::csv};
 use agentprof::trace::{ParseOptions, TraceError, parse_value};
 use serde_json::{Value, json};
 
@@ -19,10 +19,12 @@ struct Out {
 fn analyze(doc: Value) -> Out {
     let frame = Frame::from_batch(parse_value(doc, &ParseOptions::default()).expect("valid"));
     let config = ProfilerConfig::default();
-    let wp = profiler::workflow_profiling(&frame, &config);
+    let wp = profiler::workflow_profiling(&frame, &config, Dialect::Aiq11);
     Out {
         io: serde_json::from_slice(&py::json::to_vec(&profiler::inference_optimization(
-            &frame, &config,
+            &frame,
+            &config,
+            Dialect::Aiq11,
         )))
         .unwrap(),
         wp: serde_json::from_slice(&py::json::to_vec(&wp)).unwrap(),

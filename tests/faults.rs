@@ -497,11 +497,18 @@ impl Store for SlowRead {
     ) -> Result<agentprof::store::LoadedRun, agentprof::store::StoreError> {
         self.inner.load(id).await
     }
+    async fn load_steps(
+        &self,
+        id: uuid::Uuid,
+    ) -> Result<agentprof::store::LoadedSteps, agentprof::store::StoreError> {
+        self.inner.load_steps(id).await
+    }
     async fn stream_requests(
         &self,
         id: uuid::Uuid,
+        schema: Option<agentprof::trace::StepSchema>,
     ) -> Result<agentprof::store::ByteStream, agentprof::store::StoreError> {
-        self.inner.stream_requests(id).await
+        self.inner.stream_requests(id, schema).await
     }
 }
 
@@ -520,6 +527,7 @@ async fn a_slow_read_never_hides_a_later_local_write() {
         name: String::new(),
         profiler_config: json!({}),
         metadata: json!({}),
+        toolkit: None,
     };
     let (run, _) = store.create_run(new_run, None).await.unwrap();
     let id = run.id;

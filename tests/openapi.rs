@@ -43,11 +43,19 @@ fn every_endpoint_is_documented() {
         ("/v1/runs/{run_id}/gantt.svg", &["get"]),
         ("/v1/runs/{run_id}/forecast", &["get"]),
         ("/v1/runs/{run_id}/stats", &["get"]),
+        ("/v1/runs/{run_id}/prediction_trie", &["get"]),
+        ("/v1/runs/{run_id}/profiler_results", &["get"]),
+        ("/v1/runs/{run_id}/atif", &["get"]),
         ("/v1/compare", &["post"]),
         ("/healthz", &["get"]),
         ("/readyz", &["get"]),
         ("/metrics", &["get"]),
     ];
+    assert_eq!(
+        paths.len(),
+        expected.len(),
+        "every documented path is listed here"
+    );
     for (path, methods) in expected {
         for m in methods {
             let op = &paths
@@ -68,9 +76,9 @@ fn every_endpoint_is_documented() {
 async fn served_document_equals_checked_in_and_swagger_ui_is_served() {
     let app = TestApp::new(Backend::Sqlite).await;
     let served = app.get("/openapi.json").await;
-    assert_eq!(
-        served.text(),
-        std::fs::read_to_string(checked_in()).unwrap()
+    assert!(
+        served.text() == std::fs::read_to_string(checked_in()).unwrap(),
+        "the served document differs from openapi/openapi.json"
     );
     let ui = app.get("/docs/").await;
     assert_eq!(ui.status, 200);
@@ -84,4 +92,84 @@ async fn served_document_equals_checked_in_and_swagger_ui_is_served() {
         app.get("/docs/swagger-ui-bundle.js").await.body.len() > 100_000,
         "assets are bundled, no CDN"
     );
+}
+
+/// The documented response schemas describe the bytes the service really sends: every JSON
+/// output of real runs, in both dialects, validates against its operation's 200 schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_outputs_validate_against_their_schemas() {
+    let doc: Value =
+        serde_json::from_str(&agentprof::api::docs::to_json(&agentprof::api::openapi())).unwrap();
+    let app = TestApp::new(Backend::Sqlite).await;
+    let mut validated = 0;
+    for case in ["small_5", "realnat_react_12", "edge_8"] {
+        let dir = common::fixtures().join("cases").join(case);
+        let id = app
+            .create_run(&serde_json::json!({"profiler_config": common::case_config(&dir)}))
+            .await;
+        let r = app
+            .request(
+                axum::http::Method::POST,
+                &format!("/v1/runs/{id}/steps"),
+                &[("content-type", "application/json")],
+                common::case_input(&dir),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        for toolkit in ["aiq-1.1", "nat-1.9"] {
+            let r = app
+                .request(
+                    axum::http::Method::PATCH,
+                    &format!("/v1/runs/{id}"),
+                    &[("content-type", "application/merge-patch+json")],
+                    serde_json::json!({"toolkit": toolkit}).to_string(),
+                )
+                .await;
+            assert_eq!(r.status, 200);
+            for path in [
+                "",
+                "metrics",
+                "profiling",
+                "forecast",
+                "stats",
+                "prediction_trie",
+                "profiler_results",
+                "atif",
+            ] {
+                let (uri, template) = if path.is_empty() {
+                    (format!("/v1/runs/{id}"), "/v1/runs/{run_id}".to_owned())
+                } else {
+                    (
+                        format!("/v1/runs/{id}/{path}"),
+                        format!("/v1/runs/{{run_id}}/{path}"),
+                    )
+                };
+                let r = app.get(&uri).await;
+                if r.status == 404 && toolkit == "aiq-1.1" {
+                    continue;
+                }
+                assert_eq!(r.status, 200, "{case} {toolkit} {path}: {}", r.text());
+                let schema = &doc["paths"][&template]["get"]["responses"]["200"]["content"]["application/json"]
+                    ["schema"];
+                assert!(schema.is_object(), "{template} has no JSON schema");
+                let mut root = schema.clone();
+                root["components"] = doc["components"].clone();
+                let validator = jsonschema::validator_for(&root)
+                    .unwrap_or_else(|e| panic!("{template}: schema does not compile: {e}"));
+                let body = r.json();
+                let errors: Vec<String> = validator
+                    .iter_errors(&body)
+                    .take(5)
+                    .map(|e| format!("{} at {}", e, e.instance_path()))
+                    .collect();
+                assert!(
+                    errors.is_empty(),
+                    "{case} {toolkit} {path}: {}",
+                    errors.join("\n")
+                );
+                validated += 1;
+            }
+        }
+    }
+    assert!(validated >= 40, "validated only {validated} documents");
 }

@@ -1,9 +1,8 @@
 //! Property tests: the parser never panics, whatever the bytes; a parsed document dumps and
 //! re-parses to itself; and every analysis runs to completion on any valid run.
 
-use agentprof::profiler::{
-    self, Frame, ProfilerConfig, core::calltree::CallForest, py, toolkit::csv, toolkit::gantt,
-};
+use agentprof::profiler::toolkit::{atif, csv, gantt, prediction_trie};
+use agentprof::profiler::{self, Dialect, Frame, ProfilerConfig, core::calltree::CallForest, py};
 use agentprof::trace::{ParseOptions, parse_document, parse_value};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -98,17 +97,25 @@ fn run_everything(doc: Value) -> bool {
     let Ok(batch) = parse_value(doc, &ParseOptions::default()) else {
         return false;
     };
-    let frame = Frame::from_batch(batch);
+    let requests = batch.into_numbered();
+    let frame = Frame::from_numbered(&requests);
     let mut config = ProfilerConfig::default();
     config.prefix_span_analysis.min_support.value = 1.0;
     config.prompt_caching_prefixes.min_frequency = 0.0;
-    let io = profiler::inference_optimization(&frame, &config);
-    let wp = profiler::workflow_profiling(&frame, &config);
-    let _ = py::json::to_vec(&io);
-    let _ = py::json::to_vec(&wp);
+    config.prediction_trie.w_parallel = 0.5;
+    for dialect in Dialect::ALL {
+        let io = profiler::inference_optimization(&frame, &config, dialect);
+        let wp = profiler::workflow_profiling(&frame, &config, dialect);
+        let _ = py::json::to_vec(&io);
+        let _ = py::json::to_vec(&wp);
+        let _ = py::json::to_vec(&profiler::profiler_results(&frame, &config, &io));
+        let _ = gantt::to_svg(&CallForest::build(&frame, dialect.function_nodes()));
+    }
     let _ = csv::to_string(&frame, &config);
     let _ = py::json::to_vec(&profiler::toolkit::forecast::fit(&frame));
-    let _ = gantt::to_svg(&CallForest::build(&frame));
+    let _ = py::json::to_vec(&prediction_trie::build(&frame, &config.prediction_trie));
+    let items: Vec<_> = requests.iter().map(agentprof::analyze::atif_item).collect();
+    let _ = py::json::to_vec(&atif::samples(&items));
     true
 }
 

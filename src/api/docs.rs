@@ -27,7 +27,13 @@ write key also creates, changes and deletes.",
         (name = "statistics", description = "Sound statistics and run-vs-run significance tests, next to the toolkit-compatible outputs"),
         (name = "operations", description = "Probes and Prometheus metrics"),
     ),
-    components(schemas(super::schema::UsageInfoDoc, super::schema::TokenUsageDoc)),
+    components(schemas(
+        super::schema::UsageInfoDoc,
+        super::schema::TokenUsageDoc,
+        // The trie's node type refers to itself, so its parts are listed here.
+        crate::profiler::toolkit::prediction_trie::Prediction,
+        crate::profiler::toolkit::prediction_trie::SampleStats,
+    )),
     modifiers(&BearerScheme),
 )]
 pub struct ApiDoc;

@@ -63,6 +63,9 @@ pub enum ApiError {
     RunNotFound(uuid::Uuid),
     #[error("{0}")]
     NotFound(String),
+    /// An output of the other toolkit dialect.
+    #[error("{0}")]
+    NotInDialect(String),
     #[error("{0}")]
     BadRequest(String),
     #[error("method not allowed on this endpoint; see /docs")]
@@ -96,7 +99,9 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::RunNotFound(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::RunNotFound(_) | ApiError::NotFound(_) | ApiError::NotInDialect(_) => {
+                StatusCode::NOT_FOUND
+            }
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -114,6 +119,7 @@ impl ApiError {
         match self {
             ApiError::RunNotFound(_) => ("run-not-found", "Run not found"),
             ApiError::NotFound(_) => ("not-found", "Not found"),
+            ApiError::NotInDialect(_) => ("not-in-dialect", "Not an output of this run's toolkit"),
             ApiError::BadRequest(_) => ("malformed-request", "Malformed request"),
             ApiError::MethodNotAllowed => ("method-not-allowed", "Method not allowed"),
             ApiError::Invalid { .. } => ("validation-error", "Request body failed validation"),
@@ -234,6 +240,9 @@ impl From<ComputeError> for ApiError {
     fn from(e: ComputeError) -> Self {
         match e {
             ComputeError::RunNotFound(id) => ApiError::RunNotFound(id),
+            e @ ComputeError::NotInDialect { .. } => ApiError::NotInDialect(format!(
+                "{e}: set \"toolkit\": \"nat-1.9\" on the run (PATCH /v1/runs/{{id}}) to get it"
+            )),
             ComputeError::Unavailable => ApiError::Unavailable,
             internal @ ComputeError::Internal { .. } => ApiError::internal(internal),
         }

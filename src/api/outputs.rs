@@ -6,8 +6,10 @@ use super::body::RunId;
 use super::error::{ApiResult, ReadProblems, RunProblems};
 use crate::compute::{Artifact, etag};
 use crate::profiler::statistics::stats::RunStats;
+use crate::profiler::toolkit::atif::AtifSample;
 use crate::profiler::toolkit::forecast::Forecast;
-use crate::profiler::{InferenceOptimization, WorkflowProfiling};
+use crate::profiler::toolkit::prediction_trie::PredictionTrie;
+use crate::profiler::{InferenceOptimization, ProfilerResults, WorkflowProfiling};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -157,6 +159,38 @@ output_endpoint!(
     /// data than there is are null, never a zero-width interval.
     stats, "/v1/runs/{run_id}/stats", Artifact::Stats,
     body = RunStats, content_type = "application/json", "Statistics of the run"
+);
+
+output_endpoint!(
+    /// Prediction trie
+    ///
+    /// `prediction_trie.json` (nvidia-nat 1.9 only; a 404 `not-in-dialect` problem for aiq-1.1
+    /// runs): per calling function and call index, the remaining LLM calls, the time to the next
+    /// call, the output tokens and a latency-sensitivity level. `generated_at` is the time of the
+    /// run's last step (the toolkit writes the wall clock).
+    prediction_trie, "/v1/runs/{run_id}/prediction_trie", Artifact::PredictionTrie,
+    body = PredictionTrie, content_type = "application/json", "prediction_trie.json"
+);
+
+output_endpoint!(
+    /// Profiler results
+    ///
+    /// `profiler_results.json` (nvidia-nat 1.9 only): what the toolkit's profiler run returns, the
+    /// workflow runtime percentiles and the LLM latency interval, or both null when its
+    /// token-usage forecast fails (a request without LLM_END, an LLM_END without its START).
+    profiler_results, "/v1/runs/{run_id}/profiler_results", Artifact::ProfilerResults,
+    body = ProfilerResults, content_type = "application/json", "profiler_results.json"
+);
+
+output_endpoint!(
+    /// ATIF trajectories
+    ///
+    /// `workflow_output_atif.json`: each request as an ATIF v1.7 trajectory, as nvidia-nat 1.9's
+    /// `nat eval` converts its steps (the user's input, one agent step per LLM call with the tool
+    /// calls and observations that followed, the final answer, token totals). Eval items keep their
+    /// dataset id, answer and generated answer; other requests are identified by their number.
+    atif, "/v1/runs/{run_id}/atif", Artifact::Atif,
+    body = Vec<AtifSample>, content_type = "application/json", "workflow_output_atif.json"
 );
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use super::error::{
 };
 use super::schema::*;
 use super::{AppState, blocking};
-use crate::profiler::ProfilerConfig;
+use crate::profiler::{Dialect, ProfilerConfig, warnings};
 use crate::store::{
     IngestOutcome, NewRun, PreparedBatch, RunChanges, RunCursor, RunRecord, StoreError,
 };
@@ -20,7 +20,6 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use utoipa::IntoParams;
-use uuid::Uuid;
 
 /// The run as the API shows it, with the effective profiler config.
 pub(crate) fn run_view(r: RunRecord) -> ApiResult<RunView> {
@@ -30,8 +29,13 @@ pub(crate) fn run_view(r: RunRecord) -> ApiResult<RunView> {
             r.id
         ))
     })?;
+    let (toolkit, toolkit_source) = r.dialect();
+    let warnings = warnings::of_run(&r.step_facts(), &config, toolkit);
     Ok(RunView {
         id: r.id,
+        toolkit,
+        toolkit_source,
+        warnings,
         name: r.name,
         created_at: r.created_at,
         updated_at: r.updated_at,
@@ -43,9 +47,11 @@ pub(crate) fn run_view(r: RunRecord) -> ApiResult<RunView> {
     })
 }
 
-pub(crate) fn ingest_view(run_id: Uuid, o: IngestOutcome) -> IngestResponse {
+pub(crate) fn ingest_view(run: &RunView, o: IngestOutcome) -> IngestResponse {
     IngestResponse {
-        run_id,
+        run_id: run.id,
+        toolkit: run.toolkit,
+        warnings: run.warnings.clone(),
         version: o.version,
         requests: RequestCounts {
             received: o.requests_received,
@@ -90,6 +96,23 @@ fn run_name(v: Value) -> ApiResult<String> {
         other => Err(ApiError::invalid_at(
             "/name",
             format!("expected a string or null, got {}", type_name(&other)),
+        )),
+    }
+}
+
+/// The `toolkit` field: a dialect, or null to detect it from the steps.
+fn toolkit_field(v: Value) -> ApiResult<Option<Dialect>> {
+    match v {
+        Value::Null => Ok(None),
+        Value::String(s) => Dialect::parse(&s).map(Some).ok_or_else(|| {
+            ApiError::invalid_at(
+                "/toolkit",
+                format!("unknown toolkit {s:?}: use \"aiq-1.1\", \"nat-1.9\" or null to detect it from the steps"),
+            )
+        }),
+        other => Err(ApiError::invalid_at(
+            "/toolkit",
+            format!("expected \"aiq-1.1\", \"nat-1.9\" or null, got {}", type_name(&other)),
         )),
     }
 }
@@ -158,11 +181,12 @@ fn parse_create(body: Value) -> ApiResult<(NewRun, Option<PreparedBatch>)> {
             v
         }
     };
+    let toolkit = toolkit_field(obj.remove("toolkit").unwrap_or(Value::Null))?;
     let requests = obj.remove("requests");
     if let Some(key) = obj.keys().next() {
         return Err(ApiError::invalid_at(
             pointer_segment(key),
-            "unknown field: a run has name, profiler_config, metadata and requests",
+            "unknown field: a run has name, toolkit, profiler_config, metadata and requests",
         ));
     }
     let batch = match requests {
@@ -174,6 +198,7 @@ fn parse_create(body: Value) -> ApiResult<(NewRun, Option<PreparedBatch>)> {
             name,
             profiler_config,
             metadata,
+            toolkit,
         },
         batch,
     ))
@@ -207,9 +232,10 @@ pub async fn create_run(
         record_ingest(o);
     }
     let id = record.id;
+    let run = run_view(record)?;
     let view = CreatedRun {
-        run: run_view(record)?,
-        ingest: outcome.map(|o| ingest_view(id, o)),
+        ingest: outcome.map(|o| ingest_view(&run, o)),
+        run,
     };
     let mut resp = (StatusCode::CREATED, Json(view)).into_response();
     if let Ok(loc) = HeaderValue::from_str(&format!("/v1/runs/{id}")) {
@@ -333,6 +359,8 @@ struct RunPatch {
     name: Option<String>,
     profiler_config: Option<Value>,
     metadata: Option<Value>,
+    /// `Some(None)`: detect the dialect from the steps again.
+    toolkit: Option<Option<Dialect>>,
 }
 
 /// Parses and validates a `PATCH` body; nothing is read from the store yet.
@@ -357,16 +385,18 @@ fn parse_patch(body: Value) -> ApiResult<RunPatch> {
     if let Some(v) = &metadata {
         check_metadata(v)?;
     }
+    let toolkit = obj.remove("toolkit").map(toolkit_field).transpose()?;
     if let Some(key) = obj.keys().next() {
         return Err(ApiError::invalid_at(
             pointer_segment(key),
-            "unknown field: only name, profiler_config and metadata can change",
+            "unknown field: only name, toolkit, profiler_config and metadata can change",
         ));
     }
     Ok(RunPatch {
         name,
         profiler_config,
         metadata,
+        toolkit,
     })
 }
 
@@ -376,6 +406,7 @@ impl RunPatch {
     fn apply_to(&self, current: &RunRecord) -> ApiResult<RunChanges> {
         let mut changes = RunChanges {
             name: self.name.clone(),
+            toolkit: self.toolkit,
             if_updated_at: Some(current.updated_at),
             ..RunChanges::default()
         };
@@ -473,7 +504,8 @@ pub async fn append_steps(
     let outcome = st.store.append(id, batch).await?;
     st.cache.forget(id).await;
     record_ingest(&outcome);
-    Ok(Json(ingest_view(id, outcome)))
+    let run = run_view(st.cache.snapshot(id).await?.record.clone())?;
+    Ok(Json(ingest_view(&run, outcome)))
 }
 
 /// Combined requests JSON
@@ -490,7 +522,8 @@ pub async fn append_steps(
     security(("bearer" = []))
 )]
 pub async fn get_requests(State(st): State<AppState>, RunId(id): RunId) -> ApiResult<Response> {
-    let stream = st.store.stream_requests(id).await?;
+    let rewrite = st.cache.snapshot(id).await?.record.rewrite_steps();
+    let stream = st.store.stream_requests(id, rewrite).await?;
     let body = Body::from_stream(futures::TryStreamExt::map_err(stream, |e| {
         tracing::error!(error = %e, "streaming requests failed mid-response");
         std::io::Error::other("stream aborted")

@@ -7,8 +7,9 @@
 
 #![allow(dead_code)] // the wire-format types exist for the OpenAPI document only
 
-use crate::profiler::ProfilerConfig;
 use crate::profiler::statistics::compare::Comparison;
+use crate::profiler::{Dialect, ProfilerConfig};
+use crate::store::DialectSource;
 use crate::trace::{EventState, EventType, Framework};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -19,7 +20,8 @@ use uuid::Uuid;
 /// A run: a set of requests (workflow invocations) and their steps.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({
-    "id": "0b6f3b1c-3a0a-4f5e-9f77-2d8c7e1f9a10", "name": "nightly eval", "created_at": "2026-11-28T14:27:36Z",
+    "id": "0b6f3b1c-3a0a-4f5e-9f77-2d8c7e1f9a10", "toolkit": "nat-1.9", "toolkit_source": "detected", "warnings": [],
+    "name": "nightly eval", "created_at": "2026-11-28T14:27:36Z",
     "updated_at": "2026-11-28T14:30:02Z", "version": 3, "request_count": 50, "step_count": 1032,
     "profiler_config": {"token_usage_forecast": true, "token_uniqueness_forecast": true, "workflow_runtime_forecast": true,
         "compute_llm_metrics": true, "csv_exclude_io_text": false,
@@ -31,6 +33,11 @@ use uuid::Uuid;
 }))]
 pub struct RunView {
     pub id: Uuid,
+    /// Which toolkit version's outputs the run's numbers follow.
+    pub toolkit: Dialect,
+    pub toolkit_source: DialectSource,
+    /// What the run's outputs cannot show as the toolkit would, and what to change.
+    pub warnings: Vec<String>,
     pub name: String,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -65,6 +72,9 @@ pub struct CreatedRun {
 pub struct CreateRun {
     #[schema(max_length = 500)]
     pub name: Option<String>,
+    /// `aiq-1.1` or `nat-1.9`; absent or null: nat-1.9 once a step in nat 1.9's schema (with a
+    /// top-level `parent_id`) is stored, aiq-1.1 until then.
+    pub toolkit: Option<Dialect>,
     pub profiler_config: Option<ProfilerConfigPatch>,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
@@ -89,6 +99,8 @@ fn nullable_step_document() -> Schema {
 pub struct PatchRun {
     #[schema(max_length = 500)]
     pub name: Option<String>,
+    /// `aiq-1.1` or `nat-1.9`; null returns the run to detection.
+    pub toolkit: Option<Dialect>,
     pub profiler_config: Option<ProfilerConfigPatch>,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
@@ -117,11 +129,15 @@ pub struct StepCounts {
 }
 
 /// What a batch did to the run.
-#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
-#[schema(example = json!({"run_id": "0b6f3b1c-3a0a-4f5e-9f77-2d8c7e1f9a10", "version": 4,
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"run_id": "0b6f3b1c-3a0a-4f5e-9f77-2d8c7e1f9a10", "toolkit": "aiq-1.1", "warnings": [], "version": 4,
     "requests": {"received": 12, "created": 12}, "steps": {"received": 196, "stored": 196, "skipped_duplicate": 0}}))]
 pub struct IngestResponse {
     pub run_id: Uuid,
+    /// The run's dialect after the batch.
+    pub toolkit: Dialect,
+    /// The run's warnings after the batch (see `RunView.warnings`).
+    pub warnings: Vec<String>,
     /// The run's version after the batch (unchanged when nothing was stored).
     pub version: i64,
     pub requests: RequestCounts,

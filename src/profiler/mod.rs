@@ -14,12 +14,14 @@ pub mod core;
 pub mod py;
 pub mod statistics;
 pub mod toolkit;
+pub mod warnings;
 
 #[cfg(test)]
 pub(crate) mod testutil;
 
 use self::core::calltree;
 pub use self::core::config::ProfilerConfig;
+pub use self::core::dialect::Dialect;
 pub use self::core::frame::{Frame, FrameBuilder, RequestSlice, Row, StepColumns, time_span};
 use toolkit::{
     confidence, nested_stack, prefix_span, prefixes, runtimes, simple_stack, spikes, uniqueness,
@@ -41,11 +43,21 @@ pub struct InferenceOptimization {
     /// Seconds per request; null when disabled.
     #[cfg_attr(feature = "openapi", schema(required = true))]
     pub workflow_runtimes: Option<uniqueness::Percentiles>,
+    /// nat-1.9 only, and always null: the toolkit fills it from a Prometheus server of NVIDIA
+    /// Dynamo's metrics, which agentprof does not query (null is what the toolkit writes when
+    /// collection is off or fails).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub dynamo_metrics: Option<serde_json::Value>,
 }
 
-pub fn inference_optimization(frame: &Frame, config: &ProfilerConfig) -> InferenceOptimization {
+pub fn inference_optimization(
+    frame: &Frame,
+    config: &ProfilerConfig,
+    dialect: Dialect,
+) -> InferenceOptimization {
     InferenceOptimization {
-        confidence_intervals: confidence::compute(frame),
+        confidence_intervals: confidence::compute(frame, dialect),
         common_prefixes: config
             .prompt_caching_prefixes
             .enable
@@ -56,6 +68,41 @@ pub fn inference_optimization(frame: &Frame, config: &ProfilerConfig) -> Inferen
         workflow_runtimes: config
             .workflow_runtimes_enabled()
             .then(|| runtimes::compute(frame)),
+        dynamo_metrics: (dialect == Dialect::Nat19).then_some(serde_json::Value::Null),
+    }
+}
+
+/// nvidia-nat 1.9's `ProfilerResults`, what its runner returns (`profiler_results.json`): the
+/// runtime percentiles and the LLM latency interval again, or both null when its token-usage
+/// forecast raises, which ends the run early.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ProfilerResults {
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub workflow_runtime_metrics: Option<uniqueness::Percentiles>,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub llm_latency_ci: Option<confidence::InferenceMetrics>,
+}
+
+/// `profiler_results.json` of the nat-1.9 dialect, from the run's `inference_optimization`.
+pub fn profiler_results(
+    frame: &Frame,
+    config: &ProfilerConfig,
+    inference: &InferenceOptimization,
+) -> ProfilerResults {
+    if config.token_usage_forecast && toolkit::forecast::toolkit_fit_fails(frame) {
+        return ProfilerResults {
+            workflow_runtime_metrics: None,
+            llm_latency_ci: None,
+        };
+    }
+    ProfilerResults {
+        workflow_runtime_metrics: inference.workflow_runtimes,
+        llm_latency_ci: Some(
+            inference
+                .confidence_intervals
+                .llm_latency_confidence_intervals,
+        ),
     }
 }
 
@@ -88,26 +135,64 @@ impl WorkflowProfiling<'_> {
     }
 }
 
-pub fn workflow_profiling<'a>(frame: &'a Frame, config: &ProfilerConfig) -> WorkflowProfiling<'a> {
-    workflow_profiling_with(frame, &call_forest(frame, config), config)
+pub fn workflow_profiling<'a>(
+    frame: &'a Frame,
+    config: &ProfilerConfig,
+    dialect: Dialect,
+) -> WorkflowProfiling<'a> {
+    workflow_profiling_with(frame, &call_trees(frame, config, dialect), config)
 }
 
-/// The call tree the nested-stack and spike analyses read (empty when neither is enabled or the
-/// frame is not standardized); the CLI also draws the Gantt chart from it.
-pub fn call_forest<'a>(frame: &'a Frame, config: &ProfilerConfig) -> calltree::CallForest<'a> {
-    let needs_tree =
-        config.bottleneck_analysis.enable_nested_stack || config.concurrency_spike_analysis.enable;
-    if frame.is_standardized() && needs_tree {
-        calltree::CallForest::build(frame)
-    } else {
-        calltree::CallForest::default()
+/// The call trees the nested-stack and spike analyses read. In aiq 1.1 they are one tree; nat
+/// 1.9's nested stack also makes nodes of FUNCTION and SPAN steps, while its spike analysis still
+/// sees LLM and TOOL calls only.
+#[derive(Debug, Clone, Default)]
+pub struct CallTrees<'a> {
+    /// The nested-stack analysis' tree, which the Gantt chart draws.
+    pub nested: calltree::CallForest<'a>,
+    /// The spike analysis' tree when it differs from `nested`.
+    spikes: Option<calltree::CallForest<'a>>,
+}
+
+impl<'a> CallTrees<'a> {
+    pub fn spikes(&self) -> &calltree::CallForest<'a> {
+        self.spikes.as_ref().unwrap_or(&self.nested)
     }
 }
 
-/// [`workflow_profiling`] over a call tree already built by [`call_forest`].
+/// The trees the enabled analyses need (empty when none needs one or the frame is not
+/// standardized).
+pub fn call_trees<'a>(
+    frame: &'a Frame,
+    config: &ProfilerConfig,
+    dialect: Dialect,
+) -> CallTrees<'a> {
+    let nested = config.bottleneck_analysis.enable_nested_stack;
+    let spikes = config.concurrency_spike_analysis.enable;
+    if !frame.is_standardized() || !(nested || spikes) {
+        return CallTrees::default();
+    }
+    let build = |functions| calltree::CallForest::build(frame, functions);
+    match (dialect.function_nodes(), nested, spikes) {
+        (true, true, true) => CallTrees {
+            nested: build(true),
+            spikes: Some(build(false)),
+        },
+        (true, true, false) => CallTrees {
+            nested: build(true),
+            spikes: None,
+        },
+        _ => CallTrees {
+            nested: build(false),
+            spikes: None,
+        },
+    }
+}
+
+/// [`workflow_profiling`] over call trees already built by [`call_trees`].
 pub fn workflow_profiling_with<'a>(
     frame: &'a Frame,
-    forest: &calltree::CallForest<'a>,
+    trees: &CallTrees<'a>,
     config: &ProfilerConfig,
 ) -> WorkflowProfiling<'a> {
     let mut report = String::new();
@@ -121,12 +206,15 @@ pub fn workflow_profiling_with<'a>(
         a.stats
     });
     let nested = config.bottleneck_analysis.enable_nested_stack.then(|| {
-        let a = nested_stack::analyze(forest);
+        let a = nested_stack::analyze(&trees.nested);
         section(&a.textual_report);
         a
     });
     let spikes = config.concurrency_spike_analysis.enable.then(|| {
-        let a = spikes::analyze(forest, config.concurrency_spike_analysis.spike_threshold);
+        let a = spikes::analyze(
+            trees.spikes(),
+            config.concurrency_spike_analysis.spike_threshold,
+        );
         section(&a.textual_report);
         a
     });

@@ -5,6 +5,7 @@
 
 use super::StoreError;
 use crate::profiler::{Frame, StepColumns};
+use crate::trace::{EvalItem, NumberedRequest, StepSchema};
 use bytes::Bytes;
 
 /// Bounds the combined-requests streams that may hold a pooled connection at once. A stream
@@ -125,14 +126,17 @@ const CHUNK: usize = 64 * 1024;
 pub(crate) struct TracesAssembler {
     walker: RequestWalker,
     out: crate::profiler::toolkit::traces::TracesWriter<Vec<u8>>,
+    /// Rewrite each stored step into this schema rather than copying it.
+    schema: Option<StepSchema>,
 }
 
 impl TracesAssembler {
     /// `numbers`: every request number of the run, ascending.
-    pub(crate) fn new(numbers: Vec<i64>) -> TracesAssembler {
+    pub(crate) fn new(numbers: Vec<i64>, schema: Option<StepSchema>) -> TracesAssembler {
         TracesAssembler {
             walker: RequestWalker::new(numbers),
             out: crate::profiler::toolkit::traces::TracesWriter::new(Vec::with_capacity(CHUNK * 2)),
+            schema,
         }
     }
 
@@ -145,7 +149,11 @@ impl TracesAssembler {
         for m in self.walker.open(request_number) {
             self.out.begin_request(m).map_err(io_err)?;
         }
-        self.out.rendered_step(body.as_bytes()).map_err(io_err)?;
+        match self.schema {
+            None => self.out.rendered_step(body.as_bytes()),
+            Some(schema) => self.out.step(&super::step_from_body(body)?, schema),
+        }
+        .map_err(io_err)?;
         Ok((self.out.buffered() >= CHUNK).then(|| Bytes::from(self.out.take())))
     }
 
@@ -160,6 +168,60 @@ impl TracesAssembler {
 
 fn io_err(e: std::io::Error) -> StoreError {
     StoreError::Corrupt(e.to_string())
+}
+
+/// Builds a run's requests as parsed steps with their eval fields, for exports that need the
+/// whole steps (ATIF), from rows read in `(request_number, seq)` order.
+pub(crate) struct StepsAssembler {
+    requests: Vec<NumberedRequest>,
+    index: std::collections::HashMap<i64, usize>,
+}
+
+impl StepsAssembler {
+    /// `requests`: every request of the run, ascending: number, eval id, eval fields (JSON).
+    pub(crate) fn new(
+        requests: Vec<(i64, Option<String>, Option<String>)>,
+    ) -> Result<StepsAssembler, StoreError> {
+        let mut out = Vec::with_capacity(requests.len());
+        let mut index = std::collections::HashMap::with_capacity(requests.len());
+        for (number, external_id, eval) in requests {
+            let eval = match (eval, external_id) {
+                (Some(json), _) => Some(serde_json::from_str(&json).map_err(|e| {
+                    StoreError::Corrupt(format!("stored eval item is not JSON: {e}"))
+                })?),
+                // Stored before eval fields were kept: the id's text is all there is.
+                (None, Some(id)) => Some(EvalItem {
+                    id: serde_json::Value::String(id),
+                    ..EvalItem::default()
+                }),
+                (None, None) => None,
+            };
+            index.insert(number, out.len());
+            out.push(NumberedRequest {
+                number,
+                eval,
+                steps: Vec::new(),
+            });
+        }
+        Ok(StepsAssembler {
+            requests: out,
+            index,
+        })
+    }
+
+    pub(crate) fn step(&mut self, request_number: i64, body: &str) -> Result<(), StoreError> {
+        let i = *self.index.get(&request_number).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "a step of request {request_number}, which is not stored"
+            ))
+        })?;
+        self.requests[i].steps.push(super::step_from_body(body)?);
+        Ok(())
+    }
+
+    pub(crate) fn finish(self) -> Vec<NumberedRequest> {
+        self.requests
+    }
 }
 
 #[cfg(test)]

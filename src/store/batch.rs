@@ -3,9 +3,10 @@
 //! requests decide the numbers of new eval items.
 
 use super::StoreError;
-use crate::profiler::StepColumns;
 use crate::profiler::toolkit::traces::render_step;
-use crate::trace::{Batch, InputForm};
+use crate::profiler::warnings::is_default_filter_type;
+use crate::profiler::{Dialect, StepColumns};
+use crate::trace::{Batch, InputForm, StepSchema};
 
 /// How an incoming request is matched to a stored one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -28,6 +29,8 @@ pub struct PreparedStep {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PreparedRequest {
     pub key: RequestKey,
+    /// The eval item's fields as JSON, kept with a request the batch creates.
+    pub eval: Option<String>,
     pub steps: Vec<PreparedStep>,
 }
 
@@ -36,6 +39,14 @@ pub struct PreparedRequest {
 pub struct PreparedBatch {
     pub form: InputForm,
     pub requests: Vec<PreparedRequest>,
+    /// Some step is in nvidia-nat 1.9's schema (see `Dialect::is_nat_step`).
+    pub nat_schema: bool,
+    /// Some step is neither an LLM_END nor a TOOL_END.
+    pub non_end_steps: bool,
+    /// Some step's JSON changes when written in aiq 1.1's schema.
+    pub aiq_rewrite: bool,
+    /// Some step's JSON changes when written in nat 1.9's schema.
+    pub nat_rewrite: bool,
 }
 
 impl PreparedBatch {
@@ -43,6 +54,12 @@ impl PreparedBatch {
     /// async executor for large batches.
     pub fn prepare(batch: Batch) -> PreparedBatch {
         let form = batch.form;
+        let nat_schema = batch.steps().any(Dialect::is_nat_step);
+        let non_end_steps = batch
+            .steps()
+            .any(|s| !is_default_filter_type(s.payload.event_type));
+        let aiq_rewrite = batch.steps().any(|s| s.rewritten_by(StepSchema::Aiq));
+        let nat_rewrite = batch.steps().any(|s| s.rewritten_by(StepSchema::Nat));
         let requests = batch
             .requests
             .into_iter()
@@ -61,10 +78,20 @@ impl PreparedBatch {
                             .expect("render_step writes JSON text, which is UTF-8"),
                     })
                     .collect();
-                PreparedRequest { key, steps }
+                let eval = r.eval.as_ref().map(|e| {
+                    serde_json::to_string(e).expect("an eval item is JSON values, which serialise")
+                });
+                PreparedRequest { key, eval, steps }
             })
             .collect();
-        PreparedBatch { form, requests }
+        PreparedBatch {
+            form,
+            requests,
+            nat_schema,
+            non_end_steps,
+            aiq_rewrite,
+            nat_rewrite,
+        }
     }
 
     pub fn step_count(&self) -> usize {
@@ -78,12 +105,22 @@ pub const SEQ_BLOCK_BITS: u32 = 24;
 /// Where a batch's requests and steps land in a run, decided before any row is written.
 pub(crate) struct BatchPlan<'a> {
     /// Each distinct request of the batch, sorted by number (so concurrent batches take row
-    /// locks in the same order): its number, and its eval id when the request is new.
-    pub requests: Vec<(i32, Option<&'a str>)>,
+    /// locks in the same order).
+    pub requests: Vec<PlannedRequest<'a>>,
     /// Every step with its request number and sequence number, in batch order.
     pub steps: Vec<(i32, i64, &'a PreparedStep)>,
     pub requests_received: i64,
     pub steps_received: i64,
+}
+
+/// A request of the batch as it will be inserted (when the run does not have it yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PlannedRequest<'a> {
+    pub number: i32,
+    /// The eval id, when this batch creates the request for it.
+    pub external_id: Option<&'a str>,
+    /// The eval item's fields (JSON).
+    pub eval: Option<&'a str>,
 }
 
 impl PreparedBatch {
@@ -118,7 +155,7 @@ impl PreparedBatch {
             .unwrap_or(-1);
         let mut next_number = max_number.max(explicit_max) + 1;
         let mut assigned: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
-        let mut requests: std::collections::BTreeMap<i32, Option<&str>> =
+        let mut requests: std::collections::BTreeMap<i32, PlannedRequest> =
             std::collections::BTreeMap::new();
         let mut steps = Vec::with_capacity(self.step_count());
         let mut seq = first_seq;
@@ -146,14 +183,18 @@ impl PreparedBatch {
                     i32::MAX
                 ))
             })?;
-            requests.entry(number).or_insert(external);
+            requests.entry(number).or_insert(PlannedRequest {
+                number,
+                external_id: external,
+                eval: r.eval.as_deref(),
+            });
             for step in &r.steps {
                 steps.push((number, seq, step));
                 seq += 1;
             }
         }
         Ok(BatchPlan {
-            requests: requests.into_iter().collect(),
+            requests: requests.into_values().collect(),
             steps,
             requests_received: self.requests.len() as i64,
             steps_received: self.step_count() as i64,

@@ -2,8 +2,8 @@
 //! either backend's rows.
 
 use super::StoreError;
-use crate::profiler::StepColumns;
-use crate::trace::{EventType, Framework};
+use crate::profiler::{Dialect, StepColumns};
+use crate::trace::{EventType, Framework, IntermediateStep};
 use serde_json::Value;
 
 pub(crate) fn event_type_from_code(code: i16) -> Result<EventType, StoreError> {
@@ -38,6 +38,7 @@ where
     for<'r> i16: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> f64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<f64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
     let opt = |name: &str| -> Result<Option<String>, StoreError> {
         r.try_get::<Option<Vec<u8>>, _>(name)?.map(utf8).transpose()
@@ -66,7 +67,25 @@ where
         total_tokens: r.try_get("total_tokens")?,
         seconds_between_calls: r.try_get("seconds_between_calls")?,
         text: opt("text_value")?,
+        span_event_timestamp: r.try_get("span_event_timestamp")?,
+        parent_id: opt("step_parent_id")?,
     })
+}
+
+/// A run's chosen dialect as stored (`NULL`: detect it).
+pub(crate) fn toolkit_column(text: Option<String>) -> Result<Option<Dialect>, StoreError> {
+    text.map(|t| {
+        Dialect::parse(&t)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown stored toolkit {t:?}")))
+    })
+    .transpose()
+}
+
+/// A step body parsed back into a step: bodies are rendered from validated steps, so one that
+/// does not parse is corrupt data.
+pub(crate) fn step_from_body(body: &str) -> Result<IntermediateStep, StoreError> {
+    crate::trace::parse_step(body)
+        .map_err(|e| StoreError::Corrupt(format!("a stored step body does not parse: {e}")))
 }
 
 pub(crate) fn utf8(bytes: Vec<u8>) -> Result<String, StoreError> {

@@ -12,11 +12,13 @@ pub mod postgres;
 mod sql;
 pub mod sqlite;
 
-pub(crate) use assemble::{FrameAssembler, StreamSlots, TracesAssembler};
+pub(crate) use assemble::{FrameAssembler, StepsAssembler, StreamSlots, TracesAssembler};
 pub use batch::{PreparedBatch, PreparedRequest, PreparedStep, RequestKey, SEQ_BLOCK_BITS};
-pub(crate) use columns::{json_column, step_columns, utf8};
+pub(crate) use columns::{json_column, step_columns, step_from_body, toolkit_column, utf8};
 
-use crate::profiler::Frame;
+use crate::profiler::warnings::StepFacts;
+use crate::profiler::{Dialect, Frame};
+use crate::trace::{NumberedRequest, StepSchema};
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use serde::Serialize;
@@ -40,6 +42,59 @@ pub struct RunRecord {
     /// used).
     pub profiler_config: Value,
     pub metadata: Value,
+    /// The dialect the user chose; `None` lets the steps decide.
+    pub toolkit: Option<Dialect>,
+    /// Whether some stored step is in nvidia-nat 1.9's schema.
+    pub nat_schema: bool,
+    /// Whether some stored step is neither an LLM_END nor a TOOL_END.
+    pub non_end_steps: bool,
+    /// Whether some stored step's JSON changes when written in aiq 1.1's schema.
+    pub aiq_rewrite: bool,
+    /// Whether some stored step's JSON changes when written in nat 1.9's schema.
+    pub nat_rewrite: bool,
+}
+
+/// Where a run's dialect came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum DialectSource {
+    /// Set on the run (`toolkit` in the create body or a `PATCH`).
+    Given,
+    /// Read off the steps: nat-1.9 once a step in its schema is stored, aiq-1.1 otherwise.
+    Detected,
+}
+
+impl RunRecord {
+    /// The dialect the run's outputs follow, and where it came from.
+    pub fn dialect(&self) -> (Dialect, DialectSource) {
+        match self.toolkit {
+            Some(d) => (d, DialectSource::Given),
+            None if self.nat_schema => (Dialect::Nat19, DialectSource::Detected),
+            None => (Dialect::Aiq11, DialectSource::Detected),
+        }
+    }
+
+    /// The schema the combined requests file must rewrite the stored steps into, when their
+    /// stored JSON is not already what the run's toolkit writes.
+    pub fn rewrite_steps(&self) -> Option<StepSchema> {
+        let schema = self.dialect().0.step_schema();
+        let rewrite = match schema {
+            StepSchema::Aiq => self.aiq_rewrite,
+            StepSchema::Nat => self.nat_rewrite,
+            StepSchema::AsGiven => false,
+        };
+        rewrite.then_some(schema)
+    }
+
+    /// What the warnings need to know about the stored steps.
+    pub fn step_facts(&self) -> StepFacts {
+        StepFacts {
+            requests: u64::try_from(self.request_count).unwrap_or(0),
+            steps: u64::try_from(self.step_count).unwrap_or(0),
+            only_llm_tool_ends: !self.non_end_steps,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -47,6 +102,7 @@ pub struct NewRun {
     pub name: String,
     pub profiler_config: Value,
     pub metadata: Value,
+    pub toolkit: Option<Dialect>,
 }
 
 /// Fields to replace; `None` leaves a field as it is.
@@ -55,6 +111,8 @@ pub struct RunChanges {
     pub name: Option<String>,
     pub profiler_config: Option<Value>,
     pub metadata: Option<Value>,
+    /// `Some(None)` returns the run to detection.
+    pub toolkit: Option<Option<Dialect>>,
     /// Apply only if the run's `updated_at` is still this (the read the changes were computed
     /// from), else fail with [`StoreError::Stale`]: a merge patch computed from an old read
     /// would silently undo a concurrent one.
@@ -79,6 +137,13 @@ pub struct IngestOutcome {
 pub struct LoadedRun {
     pub version: i64,
     pub frame: Frame,
+}
+
+/// A run's stored steps as steps, with each request's eval fields: what the ATIF export reads.
+#[derive(Debug, Clone)]
+pub struct LoadedSteps {
+    pub version: i64,
+    pub requests: Vec<NumberedRequest>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -239,8 +304,15 @@ pub trait Store: Send + Sync + 'static {
     async fn append(&self, id: Uuid, batch: PreparedBatch) -> Result<IngestOutcome, StoreError>;
     /// Every request and step of a run, with the version they belong to.
     async fn load(&self, id: Uuid) -> Result<LoadedRun, StoreError>;
-    /// The combined requests file, streamed from the database in bounded memory.
-    async fn stream_requests(&self, id: Uuid) -> Result<ByteStream, StoreError>;
+    /// Every request of a run with its eval fields and its steps parsed back from their bodies.
+    async fn load_steps(&self, id: Uuid) -> Result<LoadedSteps, StoreError>;
+    /// The combined requests file, streamed from the database in bounded memory; each step
+    /// rewritten into `schema` when one is given (see [`RunRecord::rewrite_steps`]).
+    async fn stream_requests(
+        &self,
+        id: Uuid,
+        schema: Option<StepSchema>,
+    ) -> Result<ByteStream, StoreError>;
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@
 //! `INSERT ... SELECT FROM UNNEST(...) ON CONFLICT DO NOTHING`, one array per column.
 
 use super::*;
-use crate::trace::Framework;
+use crate::profiler::Dialect;
+use crate::trace::{Framework, StepSchema};
 use futures::{StreamExt, TryStreamExt};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, Row, Transaction};
@@ -140,6 +141,11 @@ fn run_from_row(r: &PgRow) -> Result<RunRecord, StoreError> {
         step_count: r.try_get("step_count")?,
         profiler_config: json_column(r, "profiler_config")?,
         metadata: json_column(r, "metadata")?,
+        toolkit: toolkit_column(r.try_get("toolkit")?)?,
+        nat_schema: r.try_get("nat_schema")?,
+        non_end_steps: r.try_get("non_end_steps")?,
+        aiq_rewrite: r.try_get("aiq_rewrite")?,
+        nat_rewrite: r.try_get("nat_rewrite")?,
     })
 }
 
@@ -170,6 +176,8 @@ struct StepArrays<'a> {
     total_tokens: Vec<i64>,
     seconds_between_calls: Vec<i64>,
     text_value: Vec<Option<&'a [u8]>>,
+    span_event_timestamp: Vec<Option<f64>>,
+    step_parent_id: Vec<Option<&'a [u8]>>,
     body: Vec<&'a str>,
 }
 
@@ -203,6 +211,8 @@ impl<'a> StepArrays<'a> {
         self.total_tokens.push(c.total_tokens);
         self.seconds_between_calls.push(c.seconds_between_calls);
         self.text_value.push(bytes(&c.text));
+        self.span_event_timestamp.push(c.span_event_timestamp);
+        self.step_parent_id.push(bytes(&c.parent_id));
         self.body.push(&step.body);
     }
 }
@@ -210,10 +220,10 @@ impl<'a> StepArrays<'a> {
 const INSERT_STEPS: &str = "
     INSERT INTO steps (run_id, request_number, seq, event_type, event_timestamp, uuid, name, framework,
                        function_name, function_id, parent_name, parent_id, prompt_tokens, completion_tokens,
-                       total_tokens, seconds_between_calls, text_value, body)
+                       total_tokens, seconds_between_calls, text_value, span_event_timestamp, step_parent_id, body)
     SELECT $1, * FROM UNNEST($2::int4[], $3::int8[], $4::int2[], $5::float8[], $6::bytea[], $7::bytea[], $8::int2[],
                              $9::bytea[], $10::bytea[], $11::bytea[], $12::bytea[], $13::int8[], $14::int8[],
-                             $15::int8[], $16::int8[], $17::bytea[], $18::text[])
+                             $15::int8[], $16::int8[], $17::bytea[], $18::float8[], $19::bytea[], $20::text[])
     ON CONFLICT DO NOTHING";
 
 /// Appends a prepared batch inside `tx`.
@@ -273,18 +283,21 @@ async fn append_in(
         .fetch_one(&mut **tx)
         .await?;
     let plan = batch.plan(&by_external, max_number, block << SEQ_BLOCK_BITS)?;
-    let (req_numbers, req_external): (Vec<i32>, Vec<Option<&[u8]>>) = plan
+    let req_numbers: Vec<i32> = plan.requests.iter().map(|r| r.number).collect();
+    let req_external: Vec<Option<&[u8]>> = plan
         .requests
         .iter()
-        .map(|&(number, external)| (number, external.map(str::as_bytes)))
-        .unzip();
+        .map(|r| r.external_id.map(str::as_bytes))
+        .collect();
+    let req_eval: Vec<Option<&str>> = plan.requests.iter().map(|r| r.eval).collect();
     let created = sqlx::query(
-        "INSERT INTO requests (run_id, request_number, external_id)
-         SELECT $1, * FROM UNNEST($2::int4[], $3::bytea[]) ON CONFLICT DO NOTHING",
+        "INSERT INTO requests (run_id, request_number, external_id, eval_item)
+         SELECT $1, * FROM UNNEST($2::int4[], $3::bytea[], $4::text[]) ON CONFLICT DO NOTHING",
     )
     .bind(id)
     .bind(&req_numbers)
     .bind(&req_external)
+    .bind(&req_eval)
     .execute(&mut **tx)
     .await?
     .rows_affected() as i64;
@@ -313,6 +326,8 @@ async fn append_in(
             .bind(&a.total_tokens)
             .bind(&a.seconds_between_calls)
             .bind(&a.text_value)
+            .bind(&a.span_event_timestamp)
+            .bind(&a.step_parent_id)
             .bind(&a.body)
             .execute(&mut **tx)
             .await?
@@ -324,12 +339,18 @@ async fn append_in(
         new_version = sqlx::query_scalar(
             "UPDATE runs SET version = version + 1, request_count = request_count + $2,
                              step_count = step_count + $3,
+                             nat_schema = nat_schema OR $4, non_end_steps = non_end_steps OR $5,
+                             aiq_rewrite = aiq_rewrite OR $6, nat_rewrite = nat_rewrite OR $7,
                              updated_at = GREATEST(clock_timestamp(), updated_at + interval '1 microsecond')
              WHERE id = $1 RETURNING version",
         )
         .bind(id)
         .bind(created as i32)
         .bind(stored)
+        .bind(batch.nat_schema)
+        .bind(batch.non_end_steps)
+        .bind(batch.aiq_rewrite)
+        .bind(batch.nat_rewrite)
         .fetch_optional(&mut **tx)
         .await?
         .ok_or(StoreError::RunNotFound(id))?;
@@ -393,11 +414,12 @@ impl Store for PgStore {
         loop {
             let mut tx = self.pool.begin().await?;
             let result = async {
-                sqlx::query("INSERT INTO runs (id, name, profiler_config, metadata) VALUES ($1, $2, $3, $4)")
+                sqlx::query("INSERT INTO runs (id, name, profiler_config, metadata, toolkit) VALUES ($1, $2, $3, $4, $5)")
                     .bind(id)
                     .bind(run.name.as_bytes())
                     .bind(run.profiler_config.to_string())
                     .bind(run.metadata.to_string())
+                    .bind(run.toolkit.map(Dialect::as_str))
                     .execute(&mut *tx)
                     .await?;
                 let outcome = match &batch {
@@ -453,6 +475,7 @@ impl Store for PgStore {
         let update = concat!(
             "UPDATE runs SET name = COALESCE($2, name), profiler_config = COALESCE($3, profiler_config),
                              metadata = COALESCE($4, metadata),
+                             toolkit = CASE WHEN $6 THEN $7 ELSE toolkit END,
                              updated_at = GREATEST(clock_timestamp(), updated_at + interval '1 microsecond')
              WHERE id = $1 AND ($5::timestamptz IS NULL OR updated_at = $5)
              RETURNING ",
@@ -464,6 +487,8 @@ impl Store for PgStore {
             .bind(changes.profiler_config.map(|v| v.to_string()))
             .bind(changes.metadata.map(|v| v.to_string()))
             .bind(changes.if_updated_at)
+            .bind(changes.toolkit.is_some())
+            .bind(changes.toolkit.flatten().map(Dialect::as_str))
             .fetch_optional(&mut *tx)
             .await?;
         let Some(row) = updated else {
@@ -539,7 +564,48 @@ impl Store for PgStore {
         })
     }
 
-    async fn stream_requests(&self, id: Uuid) -> Result<ByteStream, StoreError> {
+    async fn load_steps(&self, id: Uuid) -> Result<LoadedSteps, StoreError> {
+        self.ready()?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let version: i64 = sqlx::query_scalar(sql::SELECT_VERSION)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::RunNotFound(id))?;
+        let requests: Vec<(i32, Option<Vec<u8>>, Option<String>)> =
+            sqlx::query_as(sql::SELECT_REQUEST_ITEMS)
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+        let requests = requests
+            .into_iter()
+            .map(|(n, e, item)| Ok((i64::from(n), e.map(utf8).transpose()?, item)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let mut steps = StepsAssembler::new(requests)?;
+        {
+            let mut rows = sqlx::query(sql::SELECT_STEP_BODIES)
+                .bind(id)
+                .fetch(&mut *tx);
+            while let Some(row) = rows.try_next().await? {
+                let n = i64::from(row.try_get::<i32, _>("request_number")?);
+                steps.step(n, row.try_get("body")?)?;
+            }
+        }
+        tx.commit().await?;
+        Ok(LoadedSteps {
+            version,
+            requests: steps.finish(),
+        })
+    }
+
+    async fn stream_requests(
+        &self,
+        id: Uuid,
+        schema: Option<StepSchema>,
+    ) -> Result<ByteStream, StoreError> {
         self.ready()?;
         let slot = self.streams.acquire().await?;
         let mut tx = self.pool.begin().await?;
@@ -559,7 +625,7 @@ impl Store for PgStore {
             .await?;
         let stream = async_stream::try_stream! {
             let _slot = slot;
-            let mut out = TracesAssembler::new(numbers.into_iter().map(i64::from).collect());
+            let mut out = TracesAssembler::new(numbers.into_iter().map(i64::from).collect(), schema);
             {
                 let mut rows = sqlx::query(sql::SELECT_STEP_BODIES)
                     .bind(id)

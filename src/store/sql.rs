@@ -5,7 +5,8 @@
 /// The `runs` columns a `RunRecord` is read from.
 macro_rules! run_columns {
     () => {
-        "id, name, created_at, updated_at, version, request_count, step_count, profiler_config, metadata"
+        "id, name, created_at, updated_at, version, request_count, step_count, profiler_config, metadata, \
+         toolkit, nat_schema, non_end_steps, aiq_rewrite, nat_rewrite"
     };
 }
 pub(crate) use run_columns;
@@ -35,6 +36,10 @@ pub(crate) const LIST_RUNS_AFTER: &str = concat!(
 pub(crate) const SELECT_REQUESTS: &str =
     "SELECT request_number, external_id FROM requests WHERE run_id = $1 ORDER BY request_number";
 
+/// Every request with its eval fields (`eval_item`, JSON), for the ATIF export.
+pub(crate) const SELECT_REQUEST_ITEMS: &str = "SELECT request_number, external_id, eval_item FROM requests \
+     WHERE run_id = $1 ORDER BY request_number";
+
 pub(crate) const SELECT_REQUEST_NUMBERS: &str =
     "SELECT request_number FROM requests WHERE run_id = $1 ORDER BY request_number";
 
@@ -42,7 +47,7 @@ pub(crate) const SELECT_REQUEST_NUMBERS: &str =
 pub(crate) const SELECT_STEP_COLUMNS: &str = "
     SELECT request_number, event_type, event_timestamp, uuid, name, framework, function_name,
            function_id, parent_name, parent_id, prompt_tokens, completion_tokens, total_tokens,
-           seconds_between_calls, text_value
+           seconds_between_calls, text_value, span_event_timestamp, step_parent_id
     FROM steps WHERE run_id = $1 ORDER BY request_number, seq";
 
 /// The rendered body of every step of a run, in file order.

@@ -7,7 +7,8 @@
 //! `INSERT ... VALUES` statements, a few hundred rows at a time.
 
 use super::*;
-use crate::trace::Framework;
+use crate::profiler::Dialect;
+use crate::trace::{Framework, StepSchema};
 use futures::{StreamExt, TryStreamExt};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -20,7 +21,7 @@ use std::time::Duration;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
-/// Rows per multi-row INSERT: 18 parameters each stays well under SQLite's 32766 limit.
+/// Rows per multi-row INSERT: 20 parameters each stays well under SQLite's 32766 limit.
 const ROWS_PER_INSERT: usize = 500;
 
 #[derive(Debug, Clone)]
@@ -99,6 +100,11 @@ fn run_from_row(r: &SqliteRow) -> Result<RunRecord, StoreError> {
         step_count: r.try_get("step_count")?,
         profiler_config: json_column(r, "profiler_config")?,
         metadata: json_column(r, "metadata")?,
+        toolkit: toolkit_column(r.try_get("toolkit")?)?,
+        nat_schema: r.try_get("nat_schema")?,
+        non_end_steps: r.try_get("non_end_steps")?,
+        aiq_rewrite: r.try_get("aiq_rewrite")?,
+        nat_rewrite: r.try_get("nat_rewrite")?,
     })
 }
 
@@ -150,16 +156,25 @@ async fn append_in(
     } else {
         -1
     };
+    let flags = (
+        batch.nat_schema,
+        batch.non_end_steps,
+        batch.aiq_rewrite,
+        batch.nat_rewrite,
+    );
     let plan = batch.plan(&by_external, max_number, next_seq)?;
     let next_seq_after = next_seq + plan.steps.len() as i64;
 
     let mut created = 0i64;
     for chunk in plan.requests.chunks(ROWS_PER_INSERT) {
         let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO requests (run_id, request_number, external_id) ",
+            "INSERT INTO requests (run_id, request_number, external_id, eval_item) ",
         );
-        q.push_values(chunk, |mut b, (number, external)| {
-            b.push_bind(id).push_bind(*number).push_bind(*external);
+        q.push_values(chunk, |mut b, r| {
+            b.push_bind(id)
+                .push_bind(r.number)
+                .push_bind(r.external_id)
+                .push_bind(r.eval);
         });
         q.push(" ON CONFLICT DO NOTHING");
         created += q.build().execute(&mut **tx).await?.rows_affected() as i64;
@@ -170,7 +185,8 @@ async fn append_in(
         let mut q = QueryBuilder::<Sqlite>::new(
             "INSERT INTO steps (run_id, request_number, seq, event_type, event_timestamp, uuid, name, framework,
                                 function_name, function_id, parent_name, parent_id, prompt_tokens, completion_tokens,
-                                total_tokens, seconds_between_calls, text_value, body) ",
+                                total_tokens, seconds_between_calls, text_value, span_event_timestamp,
+                                step_parent_id, body) ",
         );
         q.push_values(chunk, |mut b, (number, seq, step)| {
             // SQLite arguments own their values.
@@ -202,6 +218,8 @@ async fn append_in(
                 .push_bind(c.total_tokens)
                 .push_bind(c.seconds_between_calls)
                 .push_bind(bytes(c.text))
+                .push_bind(c.span_event_timestamp)
+                .push_bind(bytes(c.parent_id))
                 .push_bind(step.body.clone());
         });
         q.push(" ON CONFLICT DO NOTHING");
@@ -211,7 +229,9 @@ async fn append_in(
     if stored > 0 || created > 0 {
         new_version = sqlx::query_scalar(
             "UPDATE runs SET version = version + 1, next_seq = ?2, request_count = request_count + ?3,
-                             step_count = step_count + ?4, updated_at = MAX(?5, updated_at + 1)
+                             step_count = step_count + ?4, updated_at = MAX(?5, updated_at + 1),
+                             nat_schema = nat_schema OR ?6, non_end_steps = non_end_steps OR ?7,
+                             aiq_rewrite = aiq_rewrite OR ?8, nat_rewrite = nat_rewrite OR ?9
              WHERE id = ?1 RETURNING version",
         )
         .bind(id)
@@ -219,6 +239,10 @@ async fn append_in(
         .bind(created)
         .bind(stored)
         .bind(micros(OffsetDateTime::now_utc()))
+        .bind(flags.0)
+        .bind(flags.1)
+        .bind(flags.2)
+        .bind(flags.3)
         .fetch_one(&mut **tx)
         .await?;
     }
@@ -251,12 +275,13 @@ impl Store for SqliteStore {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let id = Uuid::new_v4();
         let now = micros(OffsetDateTime::now_utc());
-        sqlx::query("INSERT INTO runs (id, name, created_at, updated_at, profiler_config, metadata) VALUES (?1, ?2, ?3, ?3, ?4, ?5)")
+        sqlx::query("INSERT INTO runs (id, name, created_at, updated_at, profiler_config, metadata, toolkit) VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6)")
             .bind(id)
             .bind(&run.name)
             .bind(now)
             .bind(run.profiler_config.to_string())
             .bind(run.metadata.to_string())
+            .bind(run.toolkit.map(Dialect::as_str))
             .execute(&mut *tx)
             .await?;
         let outcome = match batch {
@@ -303,7 +328,8 @@ impl Store for SqliteStore {
         // precondition of the next update.
         let update = concat!(
             "UPDATE runs SET name = COALESCE(?2, name), profiler_config = COALESCE(?3, profiler_config),
-                             metadata = COALESCE(?4, metadata), updated_at = MAX(?5, updated_at + 1)
+                             metadata = COALESCE(?4, metadata), updated_at = MAX(?5, updated_at + 1),
+                             toolkit = CASE WHEN ?7 THEN ?8 ELSE toolkit END
              WHERE id = ?1 AND (?6 IS NULL OR updated_at = ?6)
              RETURNING ",
             sql::run_columns!()
@@ -315,6 +341,8 @@ impl Store for SqliteStore {
             .bind(changes.metadata.map(|v| v.to_string()))
             .bind(micros(OffsetDateTime::now_utc()))
             .bind(changes.if_updated_at.map(micros))
+            .bind(changes.toolkit.is_some())
+            .bind(changes.toolkit.flatten().map(Dialect::as_str))
             .fetch_optional(&mut *tx)
             .await?;
         let Some(row) = updated else {
@@ -376,7 +404,40 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn stream_requests(&self, id: Uuid) -> Result<ByteStream, StoreError> {
+    async fn load_steps(&self, id: Uuid) -> Result<LoadedSteps, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let version: i64 = sqlx::query_scalar(sql::SELECT_VERSION)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::RunNotFound(id))?;
+        let requests: Vec<(i64, Option<String>, Option<String>)> =
+            sqlx::query_as(sql::SELECT_REQUEST_ITEMS)
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut steps = StepsAssembler::new(requests)?;
+        {
+            let mut rows = sqlx::query(sql::SELECT_STEP_BODIES)
+                .bind(id)
+                .fetch(&mut *tx);
+            while let Some(row) = rows.try_next().await? {
+                let n: i64 = row.try_get("request_number")?;
+                steps.step(n, row.try_get("body")?)?;
+            }
+        }
+        tx.commit().await?;
+        Ok(LoadedSteps {
+            version,
+            requests: steps.finish(),
+        })
+    }
+
+    async fn stream_requests(
+        &self,
+        id: Uuid,
+        schema: Option<StepSchema>,
+    ) -> Result<ByteStream, StoreError> {
         let slot = self.streams.acquire().await?;
         let mut tx = self.pool.begin().await?;
         let exists: Option<i64> = sqlx::query_scalar(sql::RUN_EXISTS)
@@ -392,7 +453,7 @@ impl Store for SqliteStore {
             .await?;
         let stream = async_stream::try_stream! {
             let _slot = slot;
-            let mut out = TracesAssembler::new(numbers);
+            let mut out = TracesAssembler::new(numbers, schema);
             {
                 let mut rows = sqlx::query(sql::SELECT_STEP_BODIES)
                     .bind(id)

@@ -36,6 +36,31 @@ pub struct RequestInput {
     pub external_id: Option<String>,
     /// Index of the request in the document.
     pub position: usize,
+    /// The eval form's item fields besides its steps.
+    pub eval: Option<EvalItem>,
+    pub steps: Vec<IntermediateStep>,
+}
+
+/// What an eval item (`workflow_output.json`) says about its request besides the steps: the
+/// dataset's id, question and answer, and the workflow's answer, as they were sent. nat 1.9's
+/// ATIF export carries them.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct EvalItem {
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub id: Value,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub question: Value,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub answer: Value,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub generated_answer: Value,
+}
+
+/// A request as a standalone run sees it (see [`Batch::into_numbered`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NumberedRequest {
+    pub number: i64,
+    pub eval: Option<EvalItem>,
     pub steps: Vec<IntermediateStep>,
 }
 
@@ -60,22 +85,31 @@ impl Batch {
 
     /// The requests as a standalone run sees them: numbered (see
     /// [`RequestInput::number_in_document`]), ordered by number, and with the steps of items
-    /// that share a number concatenated in document order.
-    pub fn into_numbered(self) -> Vec<(i64, Vec<IntermediateStep>)> {
-        let mut out: Vec<(i64, Vec<IntermediateStep>)> = Vec::with_capacity(self.requests.len());
+    /// that share a number concatenated in document order (the first item's eval fields kept).
+    pub fn into_numbered(self) -> Vec<NumberedRequest> {
+        let mut out: Vec<NumberedRequest> = Vec::with_capacity(self.requests.len());
         let mut index: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
         for r in self.requests {
             let n = r.number_in_document();
             match index.get(&n) {
-                Some(&i) => out[i].1.extend(r.steps),
+                Some(&i) => out[i].steps.extend(r.steps),
                 None => {
                     index.insert(n, out.len());
-                    out.push((n, r.steps));
+                    out.push(NumberedRequest {
+                        number: n,
+                        eval: r.eval,
+                        steps: r.steps,
+                    });
                 }
             }
         }
-        out.sort_by_key(|(n, _)| *n);
+        out.sort_by_key(|r| r.number);
         out
+    }
+
+    /// Every step of the document, in order.
+    pub fn steps(&self) -> impl Iterator<Item = &IntermediateStep> {
+        self.requests.iter().flat_map(|r| &r.steps)
     }
 }
 
@@ -222,6 +256,19 @@ fn hex_prefix(bytes: &[u8]) -> String {
         .join(" ")
 }
 
+/// One step from its JSON text, validated as a step inside a document would be.
+pub fn parse_step(text: &str) -> Result<IntermediateStep, TraceError> {
+    let value = json_value(text.as_bytes())?;
+    let mut v = Validator::new(0.0);
+    match v.step(value) {
+        Some(step) if v.error_count() == 0 => Ok(step),
+        _ => Err(TraceError::Invalid {
+            errors: v.errors,
+            omitted: v.omitted,
+        }),
+    }
+}
+
 /// Detects the form of a decoded document and validates every step in it.
 pub fn parse_value(doc: Value, opts: &ParseOptions) -> Result<Batch, TraceError> {
     let mut v = Validator::new(opts.now);
@@ -288,6 +335,7 @@ fn read_batch(v: &mut Validator, doc: Value) -> Option<Batch> {
                     request_number: None,
                     external_id: None,
                     position: i,
+                    eval: None,
                     steps: step_list(v, steps, i)?,
                 }),
                 other => {
@@ -355,6 +403,7 @@ fn profiler_item(v: &mut Validator, item: Value, position: usize) -> Option<Requ
         request_number: Some(number?),
         external_id: None,
         position,
+        eval: None,
         steps: steps?,
     })
 }
@@ -385,10 +434,18 @@ fn eval_item(v: &mut Validator, item: Value, position: usize, key: &str) -> Opti
         ));
         return None;
     };
-    let external_id = match obj.shift_remove("id") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s),
-        Some(other) => Some(other.to_string()),
+    let id = obj.shift_remove("id").unwrap_or(Value::Null);
+    let external_id = match &id {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    };
+    let mut take = |k: &str| obj.shift_remove(k).unwrap_or(Value::Null);
+    let eval = EvalItem {
+        id,
+        question: take("question"),
+        answer: take("answer"),
+        generated_answer: take("generated_answer"),
     };
     let steps = match obj.shift_remove(key) {
         None => {
@@ -405,6 +462,7 @@ fn eval_item(v: &mut Validator, item: Value, position: usize, key: &str) -> Opti
         request_number: None,
         external_id,
         position,
+        eval: Some(eval),
         steps: steps?,
     })
 }

@@ -8,11 +8,12 @@ mod model;
 mod parse;
 
 pub use input::{
-    Batch, InputForm, MAX_REQUEST_NUMBER, ParseOptions, RequestInput, TraceError, describe_start,
-    gunzip, is_gzip, json_value, parse_document, parse_json_document, parse_value,
+    Batch, EvalItem, InputForm, MAX_REQUEST_NUMBER, NumberedRequest, ParseOptions, RequestInput,
+    TraceError, describe_start, gunzip, is_gzip, json_value, parse_document, parse_json_document,
+    parse_step, parse_value,
 };
 pub use model::{
-    EventState, EventType, Framework, IntermediateStep, InvocationNode, Payload, StreamEventData,
-    TokenUsage, UsageInfo,
+    EventState, EventType, Framework, InSchema, IntermediateStep, InvocationNode, Payload,
+    StepSchema, StreamEventData, TokenUsage, UsageInfo,
 };
 pub use parse::{FieldError, MAX_ABS_TIMESTAMP, MAX_FIELD_ERRORS, pointer_segment, type_name};

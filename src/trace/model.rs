@@ -271,75 +271,167 @@ impl Serialize for InvocationNode {
     }
 }
 
-impl Serialize for TokenUsage {
+/// Which toolkit's step schema to write a step in. The toolkits re-serialise the steps they read,
+/// each in its own schema, and the combined requests file shows that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepSchema {
+    /// Every field the step was sent with, and no other: what the store keeps.
+    AsGiven,
+    /// aiqtoolkit 1.1: no top-level `parent_id`, and `token_usage` without nat's cached and
+    /// reasoning counts (aiq drops them on reading).
+    Aiq,
+    /// nvidia-nat 1.9: `parent_id` first (a step without one gets its parent function's id or
+    /// `root`, as the toolkit's reader needs it), `data.payload` after `chunk`, and every token
+    /// count (0 when not sent).
+    Nat,
+}
+
+/// A step written in one toolkit's schema.
+pub struct InSchema<'a>(pub &'a IntermediateStep, pub StepSchema);
+
+impl IntermediateStep {
+    /// Whether writing this step in `schema` gives other JSON than writing it as it was sent.
+    pub fn rewritten_by(&self, schema: StepSchema) -> bool {
+        let usage = self.payload.usage_info.as_ref().map(|u| &u.token_usage);
+        match schema {
+            StepSchema::AsGiven => false,
+            StepSchema::Aiq => {
+                self.parent_id.is_some()
+                    || usage
+                        .is_some_and(|t| t.cached_tokens.is_some() || t.reasoning_tokens.is_some())
+            }
+            StepSchema::Nat => {
+                self.parent_id.is_none()
+                    || usage
+                        .is_some_and(|t| t.cached_tokens.is_none() || t.reasoning_tokens.is_none())
+                    || self.payload.data.as_ref().is_some_and(|d| {
+                        d.extra.keys().next().map(String::as_str) != Some("payload")
+                    })
+            }
+        }
+    }
+}
+
+struct TokenUsageIn<'a>(&'a TokenUsage, StepSchema);
+
+impl Serialize for TokenUsageIn<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let TokenUsageIn(t, schema) = *self;
         let mut m = s.serialize_map(None)?;
-        m.serialize_entry("prompt_tokens", &self.prompt_tokens)?;
-        m.serialize_entry("completion_tokens", &self.completion_tokens)?;
+        m.serialize_entry("prompt_tokens", &t.prompt_tokens)?;
+        m.serialize_entry("completion_tokens", &t.completion_tokens)?;
         // nat's order: prompt, completion, cached, reasoning, total.
-        if let Some(v) = self.cached_tokens {
-            m.serialize_entry("cached_tokens", &v)?;
+        match schema {
+            StepSchema::AsGiven => {
+                if let Some(v) = t.cached_tokens {
+                    m.serialize_entry("cached_tokens", &v)?;
+                }
+                if let Some(v) = t.reasoning_tokens {
+                    m.serialize_entry("reasoning_tokens", &v)?;
+                }
+            }
+            StepSchema::Aiq => {}
+            StepSchema::Nat => {
+                m.serialize_entry("cached_tokens", &t.cached_tokens.unwrap_or(0))?;
+                m.serialize_entry("reasoning_tokens", &t.reasoning_tokens.unwrap_or(0))?;
+            }
         }
-        if let Some(v) = self.reasoning_tokens {
-            m.serialize_entry("reasoning_tokens", &v)?;
-        }
-        m.serialize_entry("total_tokens", &self.total_tokens)?;
+        m.serialize_entry("total_tokens", &t.total_tokens)?;
         m.end()
     }
 }
 
-impl Serialize for UsageInfo {
+struct UsageInfoIn<'a>(&'a UsageInfo, StepSchema);
+
+impl Serialize for UsageInfoIn<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let UsageInfoIn(u, schema) = *self;
         let mut m = s.serialize_map(Some(3))?;
-        m.serialize_entry("token_usage", &self.token_usage)?;
-        m.serialize_entry("num_llm_calls", &self.num_llm_calls)?;
-        m.serialize_entry("seconds_between_calls", &self.seconds_between_calls)?;
+        m.serialize_entry("token_usage", &TokenUsageIn(&u.token_usage, schema))?;
+        m.serialize_entry("num_llm_calls", &u.num_llm_calls)?;
+        m.serialize_entry("seconds_between_calls", &u.seconds_between_calls)?;
         m.end()
     }
 }
 
-impl Serialize for StreamEventData {
+struct DataIn<'a>(&'a StreamEventData, StepSchema);
+
+impl Serialize for DataIn<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(3 + self.extra.len()))?;
-        m.serialize_entry("input", &self.input)?;
-        m.serialize_entry("output", &self.output)?;
-        m.serialize_entry("chunk", &self.chunk)?;
-        for (k, v) in &self.extra {
+        let DataIn(d, schema) = *self;
+        let mut m = s.serialize_map(Some(4 + d.extra.len()))?;
+        m.serialize_entry("input", &d.input)?;
+        m.serialize_entry("output", &d.output)?;
+        m.serialize_entry("chunk", &d.chunk)?;
+        if schema == StepSchema::Nat {
+            m.serialize_entry("payload", d.extra.get("payload").unwrap_or(&Value::Null))?;
+        }
+        for (k, v) in &d.extra {
+            if schema == StepSchema::Nat && k == "payload" {
+                continue;
+            }
             m.serialize_entry(k, v)?;
         }
         m.end()
     }
 }
 
-impl Serialize for Payload {
+struct PayloadIn<'a>(&'a Payload, StepSchema);
+
+impl Serialize for PayloadIn<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(10 + self.extra.len()))?;
-        m.serialize_entry("event_type", &self.event_type)?;
-        m.serialize_entry("event_timestamp", &self.event_timestamp)?;
-        m.serialize_entry("span_event_timestamp", &self.span_event_timestamp)?;
-        m.serialize_entry("framework", &self.framework)?;
-        m.serialize_entry("name", &self.name)?;
-        m.serialize_entry("tags", &self.tags)?;
-        m.serialize_entry("metadata", &self.metadata)?;
-        m.serialize_entry("data", &self.data)?;
-        m.serialize_entry("usage_info", &self.usage_info)?;
-        m.serialize_entry("UUID", &self.uuid)?;
-        for (k, v) in &self.extra {
+        let PayloadIn(p, schema) = *self;
+        let mut m = s.serialize_map(Some(10 + p.extra.len()))?;
+        m.serialize_entry("event_type", &p.event_type)?;
+        m.serialize_entry("event_timestamp", &p.event_timestamp)?;
+        m.serialize_entry("span_event_timestamp", &p.span_event_timestamp)?;
+        m.serialize_entry("framework", &p.framework)?;
+        m.serialize_entry("name", &p.name)?;
+        m.serialize_entry("tags", &p.tags)?;
+        m.serialize_entry("metadata", &p.metadata)?;
+        m.serialize_entry("data", &p.data.as_ref().map(|d| DataIn(d, schema)))?;
+        m.serialize_entry(
+            "usage_info",
+            &p.usage_info.as_ref().map(|u| UsageInfoIn(u, schema)),
+        )?;
+        m.serialize_entry("UUID", &p.uuid)?;
+        for (k, v) in &p.extra {
             m.serialize_entry(k, v)?;
         }
+        m.end()
+    }
+}
+
+impl Serialize for InSchema<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let InSchema(step, schema) = *self;
+        let mut m = s.serialize_map(None)?;
+        match schema {
+            StepSchema::AsGiven => {
+                if let Some(parent_id) = &step.parent_id {
+                    m.serialize_entry("parent_id", parent_id)?;
+                }
+            }
+            StepSchema::Aiq => {}
+            StepSchema::Nat => {
+                let parent = step.parent_id.as_deref().or_else(|| {
+                    step.function_ancestry
+                        .as_ref()
+                        .and_then(|a| a.parent_id.as_deref())
+                });
+                m.serialize_entry("parent_id", parent.unwrap_or("root"))?;
+            }
+        }
+        m.serialize_entry("function_ancestry", &step.function_ancestry)?;
+        m.serialize_entry("payload", &PayloadIn(&step.payload, schema))?;
         m.end()
     }
 }
 
 impl Serialize for IntermediateStep {
+    /// The step as it was sent ([`StepSchema::AsGiven`]).
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(None)?;
-        if let Some(parent_id) = &self.parent_id {
-            m.serialize_entry("parent_id", parent_id)?;
-        }
-        m.serialize_entry("function_ancestry", &self.function_ancestry)?;
-        m.serialize_entry("payload", &self.payload)?;
-        m.end()
+        InSchema(self, StepSchema::AsGiven).serialize(s)
     }
 }
 

@@ -179,5 +179,116 @@ pub fn case_config(case: &Path) -> Value {
         .unwrap_or_else(|_| serde_json::json!({}))
 }
 
+/// The files of the toolkit's that the conformance tests compare, with the API path serving each.
+pub const OUTPUT_FILES: [(&str, &str); 8] = [
+    ("inference_optimization.json", "metrics"),
+    ("workflow_profiling_metrics.json", "profiling"),
+    ("all_requests_profiler_traces.json", "requests"),
+    ("prediction_trie.json", "prediction_trie"),
+    ("profiler_results.json", "profiler_results"),
+    ("standardized_data_all.csv", "standardized.csv"),
+    ("workflow_profiling_report.txt", "report"),
+    ("workflow_output_atif.json", "atif"),
+];
+
+/// Each toolkit dialect a case has the toolkit's own files for, with their folder.
+pub fn case_dialects(case: &Path) -> Vec<(agentprof::profiler::Dialect, PathBuf)> {
+    use agentprof::profiler::Dialect;
+    let mut out = Vec::new();
+    if case.join("expected").is_dir() {
+        out.push((Dialect::Aiq11, case.join("expected")));
+    }
+    // A profile of what nat eval wrote with its default step filter cannot equal the profile it
+    // made in memory from every step; such a case says so in this file.
+    if case.join("expected_nat").is_dir() && !case.join("agentprof_profile_differs.txt").exists() {
+        out.push((Dialect::Nat19, case.join("expected_nat")));
+    }
+    out
+}
+
+/// Parts of the toolkit's files agentprof differs from on purpose for a case's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Known {
+    /// `prefix_span_analysis.min_support` given as a number of 1 or more: agentprof reads a
+    /// count where the toolkit reads a fraction (docs/deviations.md#d7).
+    pub prefix_span: bool,
+}
+
+pub fn known_deviations(config: &agentprof::profiler::ProfilerConfig) -> Known {
+    let ms = config.prefix_span_analysis.min_support;
+    Known {
+        prefix_span: config.prefix_span_analysis.enable && ms.from_user && ms.value >= 1.0,
+    }
+}
+
+/// Compares every file the toolkit wrote in `expected` (plus nat eval's ATIF file next to a
+/// case's input, in nat-1.9) with ours: JSON within 1e-9, the CSV, the report and the traces
+/// file byte for byte. `ours(file)` gives our bytes of that file.
+pub fn compare_outputs(
+    name: &str,
+    case: &Path,
+    dialect: agentprof::profiler::Dialect,
+    expected: &Path,
+    known: Known,
+    ours: &dyn Fn(&str) -> Option<Vec<u8>>,
+) -> usize {
+    let mut compared = 0;
+    let mine = |file: &str| ours(file).unwrap_or_else(|| panic!("{name}: we wrote no {file}"));
+    for file in [
+        "inference_optimization.json",
+        "workflow_profiling_metrics.json",
+        "all_requests_profiler_traces.json",
+        "prediction_trie.json",
+        "profiler_results.json",
+    ] {
+        let Some(oracle) = read_maybe_gz(expected, file) else {
+            continue;
+        };
+        let mut oracle: Value = serde_json::from_slice(&oracle).unwrap();
+        let mut ours: Value = serde_json::from_slice(&mine(file)).unwrap();
+        if file == "prediction_trie.json" {
+            // The toolkit writes the wall clock; agentprof the time of the last step.
+            oracle["generated_at"] = Value::Null;
+            ours["generated_at"] = Value::Null;
+        }
+        if known.prefix_span && file == "workflow_profiling_metrics.json" {
+            oracle["prefix_span_analysis"] = Value::Null;
+            ours["prefix_span_analysis"] = Value::Null;
+        }
+        assert_json_matches(name, file, &oracle, &ours);
+        compared += 1;
+    }
+    let mut texts = vec![
+        (expected.to_owned(), "standardized_data_all.csv"),
+        (expected.to_owned(), "workflow_profiling_report.txt"),
+        (expected.to_owned(), "all_requests_profiler_traces.json"),
+    ];
+    if dialect == agentprof::profiler::Dialect::Nat19 {
+        texts.push((case.to_owned(), "workflow_output_atif.json"));
+    }
+    for (dir, file) in texts {
+        let Some(mut oracle) = read_maybe_gz(&dir, file) else {
+            assert!(
+                file == "workflow_output_atif.json",
+                "{name}: no expected {file}"
+            );
+            continue;
+        };
+        let mut ours = mine(file);
+        if known.prefix_span && file == "workflow_profiling_report.txt" {
+            // PrefixSpan's section is the report's last.
+            for text in [&mut oracle, &mut ours] {
+                let at = String::from_utf8_lossy(text)
+                    .rfind("\n\n\n")
+                    .expect("a report has sections");
+                text.truncate(at);
+            }
+        }
+        assert_text_equal(name, file, &oracle, &ours);
+        compared += 1;
+    }
+    compared
+}
+
 pub mod app;
 pub mod process;

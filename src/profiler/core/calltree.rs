@@ -17,6 +17,8 @@ use std::collections::HashMap;
 #[serde(rename_all = "UPPERCASE")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum OpType {
+    /// nat 1.9 only: a FUNCTION or SPAN step pair.
+    Function,
     Llm,
     Tool,
 }
@@ -30,20 +32,38 @@ impl OpType {
         }
     }
 
+    /// The call a FUNCTION_* or SPAN_* step belongs to, where nat 1.9 counts them as calls.
+    pub fn of_function(et: EventType) -> Option<OpType> {
+        match et {
+            EventType::FunctionStart
+            | EventType::FunctionEnd
+            | EventType::SpanStart
+            | EventType::SpanChunk
+            | EventType::SpanEnd => Some(OpType::Function),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
+            OpType::Function => "FUNCTION",
             OpType::Llm => "LLM",
             OpType::Tool => "TOOL",
         }
     }
 
-    /// The name a call gets: the START row's model or tool name, or the reference's fallback.
+    /// The name a call gets: the START row's model or tool name, its function's name for a
+    /// FUNCTION call (not `payload.name`), or the reference's fallback.
     pub fn name_of(self, row: &Row) -> &str {
         match self {
             OpType::Llm if !row.llm_name.is_empty() => &row.llm_name,
             OpType::Llm => "unknown_llm",
             OpType::Tool if !row.tool_name.is_empty() => &row.tool_name,
             OpType::Tool => "unknown_tool",
+            OpType::Function => match row.function_name() {
+                Some(name) if !name.is_empty() => name,
+                _ => "unknown_function",
+            },
         }
     }
 }
@@ -78,7 +98,9 @@ pub struct CallForest<'a> {
 }
 
 impl<'a> CallForest<'a> {
-    pub fn build(frame: &'a Frame) -> CallForest<'a> {
+    /// The forest of LLM and TOOL calls, and, with `function_nodes` (nat 1.9's nested stack), of
+    /// FUNCTION and SPAN steps too.
+    pub fn build(frame: &'a Frame, function_nodes: bool) -> CallForest<'a> {
         let mut forest = CallForest::default();
         let mut order: Vec<usize> = Vec::new();
         for (req, rows) in frame.iter_requests() {
@@ -89,7 +111,12 @@ impl<'a> CallForest<'a> {
             let mut top_index: HashMap<&str, usize> = HashMap::new();
             for &i in &order {
                 let row = &rows[i];
-                let Some(op_type) = OpType::of(row.event_type) else {
+                let op = OpType::of(row.event_type).or_else(|| {
+                    function_nodes
+                        .then(|| OpType::of_function(row.event_type))
+                        .flatten()
+                });
+                let Some(op_type) = op else {
                     continue;
                 };
                 let state = row.event_type.state();
@@ -265,7 +292,7 @@ mod tests {
             ("TOOL_START", 4.0, "c"),
             ("TOOL_END", 5.0, "c"),
         ]]);
-        let forest = CallForest::build(&f);
+        let forest = CallForest::build(&f, false);
         assert_eq!(forest.roots.len(), 1);
         let a = &forest.nodes[forest.roots[0]];
         assert_eq!(a.uuid, "a");
@@ -280,7 +307,7 @@ mod tests {
             vec![("LLM_START", 0.0, "a"), ("LLM_END", 2.0, "a")],
             vec![("LLM_START", 1.0, "b"), ("LLM_END", 3.0, "b")],
         ]);
-        let forest = CallForest::build(&f);
+        let forest = CallForest::build(&f, false);
         let segs = segments(&forest, &forest.dfs_order());
         let levels: Vec<(f64, f64, i64)> = segs.iter().map(|s| (s.start, s.end, s.level)).collect();
         assert_eq!(levels, [(0.0, 1.0, 1), (1.0, 2.0, 2), (2.0, 3.0, 1)]);
@@ -296,7 +323,7 @@ mod tests {
             ("TOOL_START", 2.0, "t"),
             ("TOOL_END", 3.0, "t"),
         ]]);
-        let forest = CallForest::build(&f);
+        let forest = CallForest::build(&f, false);
         assert_eq!(forest.nodes.len(), 2);
         let a = &forest.nodes[forest.roots[0]];
         assert_eq!((a.start, a.end, a.duration), (1.0, 1.0, 0.0));

@@ -22,6 +22,81 @@ pub struct ProfilerConfig {
     /// nvidia-nat's switch that also enables `workflow_runtimes`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub base_metrics: Option<bool>,
+    /// nvidia-nat 1.9's `prediction_trie.json` (the nat-1.9 dialect only).
+    pub prediction_trie: PredictionTrieConfig,
+    /// nvidia-nat 1.9's Prometheus queries of NVIDIA Dynamo: accepted, never run (agentprof has no
+    /// Prometheus to ask), so `dynamo_metrics` stays null as the toolkit writes it when they fail.
+    pub dynamo_metrics: DynamoMetricsConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default, deny_unknown_fields)]
+pub struct PredictionTrieConfig {
+    pub enable: bool,
+    /// The file `agentprof analyze` writes the trie to.
+    pub output_filename: String,
+    /// Score each call's latency sensitivity (1 to `sensitivity_scale`); off leaves it null.
+    pub auto_sensitivity: bool,
+    #[serde(deserialize_with = "lax_i64")]
+    pub sensitivity_scale: i64,
+    pub w_critical: f64,
+    pub w_fanout: f64,
+    pub w_position: f64,
+    pub w_parallel: f64,
+}
+
+impl Default for PredictionTrieConfig {
+    fn default() -> Self {
+        PredictionTrieConfig {
+            enable: true,
+            output_filename: "prediction_trie.json".to_owned(),
+            auto_sensitivity: true,
+            sensitivity_scale: 5,
+            w_critical: 0.5,
+            w_fanout: 0.3,
+            w_position: 0.2,
+            w_parallel: 0.0,
+        }
+    }
+}
+
+/// nvidia-nat 1.9's `DynamoMetricsConfig`, kept as given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default, deny_unknown_fields)]
+pub struct DynamoMetricsConfig {
+    pub enable: bool,
+    pub prometheus_url: String,
+    pub collect_kv_cache: bool,
+    pub collect_ttft: bool,
+    pub collect_itl: bool,
+    pub collect_inflight_requests: bool,
+    pub collect_throughput: bool,
+    pub collect_token_throughput: bool,
+    pub query_range: String,
+    pub lookback_seconds: f64,
+    pub workflow_start_timestamp: Option<f64>,
+    pub workflow_end_timestamp: Option<f64>,
+}
+
+impl Default for DynamoMetricsConfig {
+    fn default() -> Self {
+        DynamoMetricsConfig {
+            enable: false,
+            prometheus_url: "http://localhost:9090".to_owned(),
+            collect_kv_cache: true,
+            collect_ttft: true,
+            collect_itl: true,
+            collect_inflight_requests: true,
+            collect_throughput: true,
+            collect_token_throughput: true,
+            query_range: "30s".to_owned(),
+            lookback_seconds: 0.0,
+            workflow_start_timestamp: None,
+            workflow_end_timestamp: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,6 +154,8 @@ impl Default for ProfilerConfig {
             concurrency_spike_analysis: ConcurrencySpikeConfig::default(),
             prefix_span_analysis: PrefixSpanConfig::default(),
             base_metrics: None,
+            prediction_trie: PredictionTrieConfig::default(),
+            dynamo_metrics: DynamoMetricsConfig::default(),
         }
     }
 }
@@ -273,6 +350,33 @@ impl ProfilerConfig {
                 "/prefix_span_analysis/max_text_len",
                 "must be between -2^53 and 2^53",
             );
+        }
+        let trie = &self.prediction_trie;
+        let name = trie.output_filename.as_str();
+        if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\\', '\0']) {
+            return bad(
+                "/prediction_trie/output_filename",
+                "must be a plain file name (no directories)",
+            );
+        }
+        if !(1..=LIMIT).contains(&trie.sensitivity_scale) {
+            return bad(
+                "/prediction_trie/sensitivity_scale",
+                "must be between 1 and 2^53",
+            );
+        }
+        for (name, w) in [
+            ("w_critical", trie.w_critical),
+            ("w_fanout", trie.w_fanout),
+            ("w_position", trie.w_position),
+            ("w_parallel", trie.w_parallel),
+        ] {
+            if !w.is_finite() {
+                return bad(
+                    &format!("/prediction_trie/{name}"),
+                    "must be a finite number",
+                );
+            }
         }
         let t = self.concurrency_spike_analysis.spike_threshold;
         if !(-LIMIT..=LIMIT).contains(&t) {

@@ -3,7 +3,9 @@
 //! straight from stored columns without re-parsing step JSON.
 
 use crate::profiler::py::repr::py_str;
-use crate::trace::{Batch, EventType, Framework, IntermediateStep, InvocationNode};
+use crate::trace::{
+    Batch, EventType, Framework, IntermediateStep, InvocationNode, NumberedRequest,
+};
 use serde_json::Value;
 use std::ops::Range;
 
@@ -34,6 +36,10 @@ pub struct Row {
     pub ancestry: Option<InvocationNode>,
     pub uuid: String,
     pub framework: Option<Framework>,
+    /// The span's start, which END steps may carry (nat 1.9's prediction trie reads it).
+    pub span_event_timestamp: Option<f64>,
+    /// nat 1.9's top-level `parent_id`: the parent span's UUID.
+    pub parent_id: Option<String>,
 }
 
 /// What a step contributes to the frame, before it is placed in a request: the columns the
@@ -55,6 +61,8 @@ pub struct StepColumns {
     /// On LLM_START / LLM_END / LLM_NEW_TOKEN: `str()` of data.input / data.output / data.chunk,
     /// `""` when the step has no data, `None` when the value is null. `""` on other steps.
     pub text: Option<String>,
+    pub span_event_timestamp: Option<f64>,
+    pub parent_id: Option<String>,
 }
 
 impl StepColumns {
@@ -86,6 +94,8 @@ impl StepColumns {
             total_tokens: tokens.map_or(0, |t| t.total_tokens),
             seconds_between_calls: p.usage_info.as_ref().map_or(0, |u| u.seconds_between_calls),
             text,
+            span_event_timestamp: p.span_event_timestamp,
+            parent_id: step.parent_id.clone(),
         }
     }
 
@@ -121,6 +131,8 @@ impl StepColumns {
             ancestry: self.ancestry,
             uuid: self.uuid,
             framework: self.framework,
+            span_event_timestamp: self.span_event_timestamp,
+            parent_id: self.parent_id,
         }
     }
 }
@@ -198,8 +210,8 @@ impl Frame {
     }
 
     /// The frame of requests already numbered, for callers that still need the steps after.
-    pub fn from_numbered(requests: &[(i64, Vec<IntermediateStep>)]) -> Frame {
-        Frame::from_requests(requests.iter().map(|(n, s)| (*n, s.as_slice())))
+    pub fn from_numbered(requests: &[NumberedRequest]) -> Frame {
+        Frame::from_requests(requests.iter().map(|r| (r.number, r.steps.as_slice())))
     }
 
     pub fn request_rows(&self, r: &RequestSlice) -> &[Row] {

@@ -1,6 +1,8 @@
 //! The data every analysis reads: the standardized [`frame`] of a run, the per-request call tree
-//! ([`calltree`]) and the toolkit's `ProfilerConfig` ([`config`]).
+//! ([`calltree`]), the toolkit's `ProfilerConfig` ([`config`]) and which toolkit version's outputs
+//! to reproduce ([`dialect`]).
 
 pub mod calltree;
 pub mod config;
+pub mod dialect;
 pub mod frame;

@@ -4,6 +4,8 @@
 
 pub mod exact;
 pub mod json;
+pub mod literal;
 pub mod npstats;
 pub mod percentile;
 pub mod repr;
+pub mod time;

@@ -54,6 +54,20 @@ fn lerp(a: f64, b: f64, t: f64) -> f64 {
     }
 }
 
+/// nat 1.9's hand-written percentile (its CI `p90`/`p95`/`p99` and the prediction trie): the
+/// same index `k = (n - 1) * (p / 100)` as numpy, but always `a + (b - a) * (k - floor(k))`, so it
+/// differs from [`percentile_sorted`] in the last bit when `k`'s fraction is 0.5 or more.
+/// `sorted` must be sorted and non-empty.
+pub fn hand_linear_sorted(sorted: &[f64], p: f64) -> f64 {
+    let k = (sorted.len() - 1) as f64 * (p / 100.0);
+    let (f, c) = (k.floor(), k.ceil());
+    if f == c {
+        return sorted[k as usize];
+    }
+    let (a, b) = (sorted[f as usize], sorted[c as usize]);
+    a + (b - a) * (k - f)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,29 +4,50 @@
 //! time-ordered LLM latency pairing (B6) and its throughput heuristic (B11), reproduced because
 //! users compare them with what the toolkit printed. `stats.rs` has the sound versions.
 
+use crate::profiler::core::dialect::Dialect;
 use crate::profiler::core::frame::{Frame, time_order, time_span};
 use crate::profiler::py::exact;
+use crate::profiler::py::percentile::hand_linear_sorted;
 use crate::trace::EventType;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 const Z_VALUES: [f64; 3] = [1.645, 1.96, 2.576];
 
-/// `InferenceMetricsModel`: a sample size, a mean and three intervals.
+/// `InferenceMetricsModel`: a sample size, a mean, three intervals and, in nat 1.9, the
+/// sample's p90/p95/p99.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct InferenceMetrics {
     pub n: usize,
     pub mean: f64,
     /// The 90%, 95% and 99% intervals.
     pub intervals: [(f64, f64); 3],
+    pub tail: TailPercentiles,
+}
+
+/// nat 1.9's `p90`, `p95` and `p99` of an interval object.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TailPercentiles {
+    /// aiq 1.1 has no such keys.
+    Absent,
+    /// nat's unvalidated model default, dumped as integer zeros: with no data, and always for
+    /// throughput, which nat builds without them.
+    Zero,
+    Values([f64; 3]),
 }
 
 impl InferenceMetrics {
     /// The model's unvalidated default, which dumps integer zeros (`"mean": 0`).
-    pub const EMPTY: InferenceMetrics = InferenceMetrics {
-        n: 0,
-        mean: 0.0,
-        intervals: [(0.0, 0.0); 3],
-    };
+    pub fn empty(dialect: Dialect) -> InferenceMetrics {
+        InferenceMetrics {
+            n: 0,
+            mean: 0.0,
+            intervals: [(0.0, 0.0); 3],
+            tail: match dialect {
+                Dialect::Aiq11 => TailPercentiles::Absent,
+                Dialect::Nat19 => TailPercentiles::Zero,
+            },
+        }
+    }
 
     pub fn is_empty(&self) -> bool {
         self.n == 0
@@ -35,7 +56,7 @@ impl InferenceMetrics {
 
 impl Serialize for InferenceMetrics {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(5))?;
+        let mut m = s.serialize_map(None)?;
         m.serialize_entry("n", &self.n)?;
         let names = [
             "ninetieth_interval",
@@ -51,6 +72,20 @@ impl Serialize for InferenceMetrics {
             m.serialize_entry("mean", &self.mean)?;
             for (name, (lo, hi)) in names.iter().zip(self.intervals) {
                 m.serialize_entry(name, &[lo, hi])?;
+            }
+        }
+        let tails = ["p90", "p95", "p99"];
+        match self.tail {
+            TailPercentiles::Absent => {}
+            TailPercentiles::Zero => {
+                for name in tails {
+                    m.serialize_entry(name, &0)?;
+                }
+            }
+            TailPercentiles::Values(values) => {
+                for (name, v) in tails.iter().zip(values) {
+                    m.serialize_entry(name, &v)?;
+                }
             }
         }
         m.end()
@@ -70,6 +105,11 @@ impl utoipa::PartialSchema for InferenceMetrics {
                     "`[low, high]`: mean ± {what}·σ/√n (σ the population standard deviation)"
                 )))
         };
+        let tail = |which: &str| {
+            ObjectBuilder::new().schema_type(Type::Number).description(Some(format!(
+                "nat-1.9 only: the sample's {which} percentile (integer 0 without data, and always for throughput)"
+            )))
+        };
         ObjectBuilder::new()
             .description(Some(
                 "`InferenceMetricsModel`: a sample size, its mean and z-intervals; all zeros (integers) without data",
@@ -84,6 +124,9 @@ impl utoipa::PartialSchema for InferenceMetrics {
             .required("ninety_fifth_interval")
             .property("ninety_ninth_interval", interval("2.576"))
             .required("ninety_ninth_interval")
+            .property("p90", tail("90th"))
+            .property("p95", tail("95th"))
+            .property("p99", tail("99th"))
             .into()
     }
 }
@@ -100,11 +143,11 @@ pub struct ConfidenceIntervals {
     pub throughput_estimate_confidence_interval: InferenceMetrics,
 }
 
-pub fn compute(frame: &Frame) -> ConfidenceIntervals {
+pub fn compute(frame: &Frame, dialect: Dialect) -> ConfidenceIntervals {
     ConfidenceIntervals {
-        workflow_run_time_confidence_intervals: z_intervals(&run_times(frame)),
-        llm_latency_confidence_intervals: z_intervals(&llm_latencies(frame)),
-        throughput_estimate_confidence_interval: throughput(frame),
+        workflow_run_time_confidence_intervals: z_intervals(&run_times(frame), dialect),
+        llm_latency_confidence_intervals: z_intervals(&llm_latencies(frame), dialect),
+        throughput_estimate_confidence_interval: throughput(frame, dialect),
     }
 }
 
@@ -140,17 +183,23 @@ pub fn llm_latencies(frame: &Frame) -> Vec<f64> {
     latencies
 }
 
-/// `_compute_confidence_intervals`: mean ± z·pstdev/√n, or (mean, mean) when n = 1.
-pub fn z_intervals(data: &[f64]) -> InferenceMetrics {
+/// `_compute_confidence_intervals`: mean ± z·pstdev/√n, or (mean, mean) when n = 1; in nat 1.9
+/// also the sample's p90/p95/p99 (each the mean when n = 1).
+pub fn z_intervals(data: &[f64], dialect: Dialect) -> InferenceMetrics {
     let Some(mean) = exact::mean(data) else {
-        return InferenceMetrics::EMPTY;
+        return InferenceMetrics::empty(dialect);
     };
     let n = data.len();
+    let tail = |values: &dyn Fn() -> [f64; 3]| match dialect {
+        Dialect::Aiq11 => TailPercentiles::Absent,
+        Dialect::Nat19 => TailPercentiles::Values(values()),
+    };
     if n == 1 {
         return InferenceMetrics {
             n,
             mean,
             intervals: [(mean, mean); 3],
+            tail: tail(&|| [mean; 3]),
         };
     }
     let sd = exact::pstdev(data).unwrap_or(0.0);
@@ -162,19 +211,26 @@ pub fn z_intervals(data: &[f64]) -> InferenceMetrics {
             let margin = z * se;
             (mean - margin, mean + margin)
         }),
+        tail: tail(&|| {
+            let mut sorted = data.to_vec();
+            sorted.sort_by(f64::total_cmp);
+            [90.0, 95.0, 99.0].map(|p| hand_linear_sorted(&sorted, p))
+        }),
     }
 }
 
 /// docs/toolkit-semantics.md#throughput: N requests (empty ones included) over the run's whole time span, SE = thr/√N, lower
 /// bound clamped at 0.
-pub fn throughput(frame: &Frame) -> InferenceMetrics {
+/// nat 1.9 builds this object without percentiles, so its p90/p95/p99 stay the integer zeros.
+pub fn throughput(frame: &Frame, dialect: Dialect) -> InferenceMetrics {
+    let empty = InferenceMetrics::empty(dialect);
     let Some((lo, hi)) = time_span(&frame.rows) else {
-        return InferenceMetrics::EMPTY;
+        return empty;
     };
     let total_time = hi - lo;
     let n = frame.requests.len();
     if total_time <= 0.0 || n <= 1 {
-        return InferenceMetrics::EMPTY;
+        return empty;
     }
     let thr = n as f64 / total_time;
     let se = thr / (n as f64).sqrt();
@@ -182,6 +238,7 @@ pub fn throughput(frame: &Frame) -> InferenceMetrics {
         n,
         mean: thr,
         intervals: Z_VALUES.map(|z| ((thr - z * se).max(0.0), thr + z * se)),
+        ..empty
     }
 }
 
@@ -221,13 +278,13 @@ mod tests {
             vec![],
         ]);
         assert_eq!(run_times(&f), [2.0]);
-        let ci = z_intervals(&run_times(&f));
+        let ci = z_intervals(&run_times(&f), Dialect::Aiq11);
         assert_eq!(ci.intervals, [(2.0, 2.0); 3]);
         // Two requests (one empty) over 2 s: throughput counts the empty one (B11).
-        let t = throughput(&f);
+        let t = throughput(&f, Dialect::Aiq11);
         assert_eq!((t.n, t.mean), (2, 1.0));
         let one = frame_of(&[vec![("TOOL_START", 1.0, "t"), ("TOOL_END", 3.0, "t")]]);
-        assert!(throughput(&one).is_empty());
+        assert!(throughput(&one, Dialect::Aiq11).is_empty());
     }
 
     #[test]
@@ -236,20 +293,25 @@ mod tests {
             vec![("TOOL_START", 1.0, "t")],
             vec![("TOOL_START", 1.0, "u")],
         ]);
-        assert!(throughput(&f).is_empty());
+        assert!(throughput(&f, Dialect::Aiq11).is_empty());
     }
 
     #[test]
     fn empty_serialises_integer_zeros() {
         assert_eq!(
-            serde_json::to_value(InferenceMetrics::EMPTY).unwrap(),
+            serde_json::to_value(InferenceMetrics::empty(Dialect::Aiq11)).unwrap(),
             json!({"n": 0, "mean": 0, "ninetieth_interval": [0, 0], "ninety_fifth_interval": [0, 0], "ninety_ninth_interval": [0, 0]})
+        );
+        assert_eq!(
+            serde_json::to_value(InferenceMetrics::empty(Dialect::Nat19)).unwrap(),
+            json!({"n": 0, "mean": 0, "ninetieth_interval": [0, 0], "ninety_fifth_interval": [0, 0], "ninety_ninth_interval": [0, 0],
+                   "p90": 0, "p95": 0, "p99": 0})
         );
     }
 
     #[test]
     fn z_interval_uses_population_stdev() {
-        let ci = z_intervals(&[1.0, 3.0]);
+        let ci = z_intervals(&[1.0, 3.0], Dialect::Aiq11);
         // pstdev = 1, se = 1/sqrt(2)
         let se = 1.0 / 2f64.sqrt();
         assert_eq!(ci.intervals[1], (2.0 - 1.96 * se, 2.0 + 1.96 * se));

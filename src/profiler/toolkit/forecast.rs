@@ -71,6 +71,9 @@ pub struct FittedForecast {
     pub predictions: Vec<RequestPrediction>,
 }
 
+/// One LLM call as the forecast sees it: `[seconds_between_calls, prompt_tokens, completion_tokens]`.
+pub type Call = [f64; 3];
+
 /// The training matrices, exactly as the reference builds them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainingSet {
@@ -78,16 +81,58 @@ pub struct TrainingSet {
     pub x: Vec<Vec<f64>>,
     pub y: Vec<Vec<f64>>,
     /// Per request (in order): its number and its `[sec, prompt, completion]` rows.
-    pub runs: Vec<(i64, Vec<[f64; 3]>)>,
+    pub runs: Vec<(i64, Vec<Call>)>,
 }
 
-/// Builds the reference's windows, or the reason its fit would fail.
+/// Builds the reference's windows, or the reason its fit would fail (or, beyond
+/// [`MAX_FIT_WORK`], why agentprof does not fit it).
 pub fn training_set(frame: &Frame) -> Result<TrainingSet, String> {
+    let runs = training_runs(frame)?;
+    let total: usize = runs.iter().map(|(_, r)| r.len()).sum();
+    let matrix_length = total.div_ceil(runs.len());
+    let width = 3 * matrix_length as u64;
+    let work = (total as u64).saturating_mul(width).saturating_mul(width);
+    if work > MAX_FIT_WORK {
+        return Err(format!(
+            "{total} training samples of {width} features and {width} outputs (the mean request \
+             makes {matrix_length} LLM calls) exceed agentprof's fitting budget of \
+             {MAX_FIT_WORK} samples x features x outputs"
+        ));
+    }
+    let mut x = Vec::with_capacity(total);
+    let mut y = Vec::with_capacity(total);
+    for (_, run) in &runs {
+        for i in 0..run.len() {
+            x.push(window_before(run, i, matrix_length));
+            let mut out = Vec::with_capacity(matrix_length * 3);
+            for j in 1..=matrix_length {
+                out.extend(run.get(i + j).copied().unwrap_or([0.0; 3]));
+            }
+            y.push(out);
+        }
+    }
+    Ok(TrainingSet {
+        matrix_length,
+        x,
+        y,
+        runs,
+    })
+}
+
+/// Whether the toolkit's own fit raises on this run (nat 1.9's runner then returns its empty
+/// `ProfilerResults`).
+pub fn toolkit_fit_fails(frame: &Frame) -> bool {
+    training_runs(frame).is_err()
+}
+
+/// Per request, its LLM calls as `[seconds_between_calls, prompt, completion]`, or why the
+/// reference raises: no requests, an LLM_END without its LLM_START, a request without LLM_END.
+fn training_runs(frame: &Frame) -> Result<Vec<(i64, Vec<Call>)>, String> {
     if frame.requests.is_empty() {
         return Err("no requests: the reference divides by the request count".to_owned());
     }
     let mut seconds_by_uuid: HashMap<&str, i64> = HashMap::new();
-    let mut runs: Vec<(i64, Vec<[f64; 3]>)> = Vec::with_capacity(frame.requests.len());
+    let mut runs: Vec<(i64, Vec<Call>)> = Vec::with_capacity(frame.requests.len());
     for (req, rows) in frame.iter_requests() {
         let mut run = Vec::new();
         for r in rows {
@@ -119,35 +164,7 @@ pub fn training_set(frame: &Frame) -> Result<TrainingSet, String> {
             "request {n} has no LLM_END step (the reference raises IndexError)"
         ));
     }
-    let total: usize = runs.iter().map(|(_, r)| r.len()).sum();
-    let matrix_length = total.div_ceil(runs.len());
-    let width = 3 * matrix_length as u64;
-    let work = (total as u64).saturating_mul(width).saturating_mul(width);
-    if work > MAX_FIT_WORK {
-        return Err(format!(
-            "{total} training samples of {width} features and {width} outputs (the mean request \
-             makes {matrix_length} LLM calls) exceed agentprof's fitting budget of \
-             {MAX_FIT_WORK} samples x features x outputs"
-        ));
-    }
-    let mut x = Vec::with_capacity(total);
-    let mut y = Vec::with_capacity(total);
-    for (_, run) in &runs {
-        for i in 0..run.len() {
-            x.push(window_before(run, i, matrix_length));
-            let mut out = Vec::with_capacity(matrix_length * 3);
-            for j in 1..=matrix_length {
-                out.extend(run.get(i + j).copied().unwrap_or([0.0; 3]));
-            }
-            y.push(out);
-        }
-    }
-    Ok(TrainingSet {
-        matrix_length,
-        x,
-        y,
-        runs,
-    })
+    Ok(runs)
 }
 
 /// The last `n` rows up to and including row `i`, zero-padded at the top, with row `i`'s

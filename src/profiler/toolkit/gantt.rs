@@ -17,11 +17,12 @@ const TOP: f64 = 70.0;
 const BOTTOM: f64 = 50.0;
 const RIGHT: f64 = 30.0;
 
-/// matplotlib's `tab:blue` (LLM) and `tab:green` (TOOL).
+/// matplotlib's `tab:blue` (LLM), `tab:green` (TOOL) and, in nat 1.9, `tab:orange` (FUNCTION).
 fn colour(op: OpType) -> &'static str {
     match op {
         OpType::Llm => "#1f77b4",
         OpType::Tool => "#2ca02c",
+        OpType::Function => "#ff7f0e",
     }
 }
 
@@ -62,6 +63,18 @@ pub fn write_svg<W: Write>(w: &mut W, forest: &CallForest) -> io::Result<bool> {
         LABEL_WIDTH + 60.0,
         LABEL_WIDTH + 76.0
     )?;
+    if nodes
+        .iter()
+        .any(|n| forest.nodes[*n].op_type == OpType::Function)
+    {
+        writeln!(
+            w,
+            r##"<g font-size="11"><rect x="{:.0}" y="34" width="12" height="10" fill="{}" stroke="black" stroke-width="0.5"/><text x="{:.0}" y="43">FUNCTION</text></g>"##,
+            LABEL_WIDTH + 120.0,
+            colour(OpType::Function),
+            LABEL_WIDTH + 136.0
+        )?;
+    }
     // Axis ticks and grid lines, at a 1-2-5 step giving about ten ticks.
     let step = tick_step(span);
     writeln!(w, r##"<g stroke="#dddddd" stroke-width="1">"##)?;
@@ -213,7 +226,7 @@ mod tests {
             vec![("TOOL_START", 2.0, "t"), ("TOOL_END", 3.0, "t")],
             vec![("LLM_START", 1.0, "a"), ("LLM_END", 4.0, "a")],
         ]);
-        let forest = CallForest::build(&f);
+        let forest = CallForest::build(&f, false);
         let svg = to_svg(&forest).unwrap();
         assert_eq!(
             svg.matches("<rect x=").count(),

@@ -79,7 +79,7 @@ fn operations(frame: &Frame) -> Vec<Operation<'_>> {
         let (op_type, start_type, end_type) = match OpType::of(first.event_type) {
             Some(op @ OpType::Llm) => (op, EventType::LlmStart, EventType::LlmEnd),
             Some(op @ OpType::Tool) => (op, EventType::ToolStart, EventType::ToolEnd),
-            None => continue,
+            Some(OpType::Function) | None => continue,
         };
         let times = |et: EventType| {
             rows.iter()

@@ -294,7 +294,7 @@ mod tests {
                 ("LLM_START", 4.0, "d"),
             ],
         ]);
-        let forest = CallForest::build(&f);
+        let forest = CallForest::build(&f, false);
         let a = analyze(&forest, 1);
         assert!(!a.spike_intervals.is_empty());
         for sp in &a.spike_intervals {
@@ -314,7 +314,7 @@ mod tests {
     #[test]
     fn empty_run() {
         let f = frame_of(&[vec![("FUNCTION_START", 0.0, "f")]]);
-        let forest = CallForest::build(&f);
+        let forest = CallForest::build(&f, false);
         let a = analyze(&forest, 1);
         assert!(a.concurrency_distribution.is_empty());
         assert_eq!(a.p50_concurrency, 0.0);

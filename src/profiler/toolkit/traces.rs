@@ -6,18 +6,23 @@
 //! CLI uses the same pieces, so both produce the same bytes.
 
 use crate::profiler::py;
-use crate::trace::IntermediateStep;
+use crate::trace::{InSchema, IntermediateStep, StepSchema};
 use std::io::{self, Write};
 
 /// Steps sit three levels deep: list -> request object -> `intermediate_steps` list.
 pub const STEP_DEPTH: usize = 3;
 
 /// A step rendered as it appears inside the combined file (indented for depth 3, no trailing
-/// separator). This is what the service stores per step.
+/// separator), as it was sent. This is what the service stores per step.
 pub fn render_step(step: &IntermediateStep) -> Vec<u8> {
+    render_step_in(step, StepSchema::AsGiven)
+}
+
+/// A step rendered in one toolkit's schema.
+pub fn render_step_in(step: &IntermediateStep, schema: StepSchema) -> Vec<u8> {
     let mut out = Vec::with_capacity(1024);
     // Writing into a Vec cannot fail.
-    let _ = py::json::write_at_depth(&mut out, step, STEP_DEPTH);
+    let _ = py::json::write_at_depth(&mut out, &InSchema(step, schema), STEP_DEPTH);
     out
 }
 
@@ -63,8 +68,8 @@ impl<W: Write> TracesWriter<W> {
         self.out.write_all(rendered)
     }
 
-    pub fn step(&mut self, step: &IntermediateStep) -> io::Result<()> {
-        self.rendered_step(&render_step(step))
+    pub fn step(&mut self, step: &IntermediateStep, schema: StepSchema) -> io::Result<()> {
+        self.rendered_step(&render_step_in(step, schema))
     }
 
     fn end_request(&mut self) -> io::Result<()> {
@@ -121,7 +126,7 @@ mod tests {
         for r in &batch.requests {
             w.begin_request(r.number_in_document()).unwrap();
             for s in &r.steps {
-                w.step(s).unwrap();
+                w.step(s, StepSchema::AsGiven).unwrap();
             }
             whole.push(
                 json!({"request_number": r.number_in_document(), "intermediate_steps": r.steps}),
