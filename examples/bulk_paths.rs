@@ -10,7 +10,7 @@
 
 use agentprof::store::postgres::PgStore;
 use agentprof::store::{NewRun, PreparedBatch, Store};
-use agentprof::trace::{EventType, Framework, ParseOptions, parse_value};
+use agentprof::trace::{Framework, ParseOptions, parse_value};
 use sqlx::{Connection, PgConnection};
 use std::fmt::Write;
 use std::time::{Duration, Instant};
@@ -68,7 +68,7 @@ async fn fresh(admin: &str, name: &str) -> anyhow::Result<String> {
 
 async fn unnest_path(url: &str, batches: &[PreparedBatch]) -> anyhow::Result<Duration> {
     let store = PgStore::connect(url).await?;
-    let (run, _) = store
+    let run = store
         .create_run(
             NewRun {
                 name: "unnest".into(),
@@ -77,18 +77,20 @@ async fn unnest_path(url: &str, batches: &[PreparedBatch]) -> anyhow::Result<Dur
                 toolkit: None,
             },
             None,
+            None,
         )
-        .await?;
+        .await?
+        .record;
     let t = Instant::now();
     for b in batches {
-        store.append(run.id, b.clone()).await?;
+        store.append(run.id, b.clone(), None).await?;
     }
     Ok(t.elapsed())
 }
 
 async fn copy_path(url: &str, batches: &[PreparedBatch]) -> anyhow::Result<Duration> {
     let store = PgStore::connect(url).await?;
-    let (run, _) = store
+    let run = store
         .create_run(
             NewRun {
                 name: "copy".into(),
@@ -97,8 +99,10 @@ async fn copy_path(url: &str, batches: &[PreparedBatch]) -> anyhow::Result<Durat
                 toolkit: None,
             },
             None,
+            None,
         )
-        .await?;
+        .await?
+        .record;
     let pool = store.pool().clone();
     let t = Instant::now();
     let mut seq: i64 = 0;
@@ -130,11 +134,7 @@ async fn copy_path(url: &str, batches: &[PreparedBatch]) -> anyhow::Result<Durat
             for s in &r.steps {
                 let c = &s.columns;
                 let a = c.ancestry.as_ref();
-                // The store's stable codes: positions in the `ALL` tables.
-                let event_code = EventType::ALL
-                    .iter()
-                    .position(|e| *e == c.event_type)
-                    .unwrap_or(0);
+                let event_code = c.event_type.code();
                 let _ = write!(
                     text,
                     "{}\t{n}\t{seq}\t{event_code}\t{}\t",
@@ -145,10 +145,7 @@ async fn copy_path(url: &str, batches: &[PreparedBatch]) -> anyhow::Result<Durat
                 text.push('\t');
                 bytea_field(&mut text, c.name.as_deref().map(str::as_bytes));
                 text.push('\t');
-                match c
-                    .framework
-                    .and_then(|f| Framework::ALL.iter().position(|x| *x == f))
-                {
+                match c.framework.map(Framework::code) {
                     Some(code) => {
                         let _ = write!(text, "{code}\t");
                     }
@@ -171,11 +168,13 @@ async fn copy_path(url: &str, batches: &[PreparedBatch]) -> anyhow::Result<Durat
                 bytea_field(&mut text, c.text.as_deref().map(str::as_bytes));
                 text.push('\t');
                 text_field(&mut text, &s.body);
+                text.push('\t');
+                bytea_field(&mut text, Some(&s.content_hash));
                 text.push('\n');
                 seq += 1;
             }
         }
-        let mut copy = tx.copy_in_raw("COPY staging (run_id, request_number, seq, event_type, event_timestamp, uuid, name, framework, function_name, function_id, parent_name, parent_id, prompt_tokens, completion_tokens, total_tokens, seconds_between_calls, text_value, body) FROM STDIN").await?;
+        let mut copy = tx.copy_in_raw("COPY staging (run_id, request_number, seq, event_type, event_timestamp, uuid, name, framework, function_name, function_id, parent_name, parent_id, prompt_tokens, completion_tokens, total_tokens, seconds_between_calls, text_value, body, content_hash) FROM STDIN").await?;
         copy.send(text.as_bytes()).await?;
         copy.finish().await?;
         sqlx::query("INSERT INTO steps SELECT * FROM staging ON CONFLICT DO NOTHING")

@@ -8,12 +8,11 @@
 
 use crate::profiler::core::calltree::CallForest;
 use crate::profiler::{self, Dialect, Frame, ProfilerConfig, py, toolkit::gantt};
-use crate::store::{LoadedRun, LoadedSteps, RunRecord, Store, StoreError};
+use crate::store::{LoadedRun, LoadedSteps, RunRecord, RunStamp, Store, StoreError};
 use bytes::Bytes;
 use moka::future::Cache;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 use uuid::Uuid;
 
@@ -159,27 +158,15 @@ pub struct RunSnapshot {
     pub dialect: Dialect,
     /// Part of every cache key and ETag: it changes with the config and with the dialect.
     pub config_fp: [u8; 16],
-    /// The cache's write epoch when the read began (see [`RunCache::snapshot`]).
-    epoch: u64,
 }
 
-/// How long a run record read from the store serves later requests. Writes through this
-/// process forget it at once; a write through another replica shows after at most this long.
-pub const RUN_RECORD_TTL: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// How long a local write is remembered for [`RunCache::snapshot`]'s freshness check: far longer
-/// than any read of a run record can take.
-const WRITE_MEMORY: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// What the service keeps in memory about runs: their records (briefly, see
-/// [`RUN_RECORD_TTL`]), their loaded frames and their rendered outputs, within one memory budget.
-/// Everything here can be recomputed from the store; writers call [`RunCache::forget`].
+/// What the service keeps in memory about runs: their records (per version and last change),
+/// their loaded frames and their rendered outputs, within one memory budget. Everything here can
+/// be recomputed from the store, and nothing here can outlive a write: every read first asks the
+/// store for the run's stamp (see [`RunCache::snapshot`]).
 pub struct RunCache {
     store: Arc<dyn Store>,
-    runs: Cache<Uuid, Arc<RunSnapshot>>,
-    /// Counts the writes this process has made; each run remembers the count after its last one.
-    write_epoch: AtomicU64,
-    written: Cache<Uuid, u64>,
+    runs: Cache<(Uuid, RunStamp), Arc<RunSnapshot>>,
     frames: Cache<(Uuid, i64), Arc<LoadedRun>>,
     outputs: Cache<OutputKey, Arc<Rendered>>,
 }
@@ -226,72 +213,53 @@ impl RunCache {
             .max_capacity(cache_bytes / 2)
             .weigher(|_, r: &Arc<Rendered>| u32::try_from(r.bytes.len()).unwrap_or(u32::MAX))
             .build();
+        // Records are small; stale stamps are never asked for again and age out.
         let runs = Cache::builder()
             .max_capacity(10_000)
-            .time_to_live(RUN_RECORD_TTL)
+            .time_to_idle(std::time::Duration::from_secs(600))
             .build();
         RunCache {
             store,
             runs,
-            write_epoch: AtomicU64::new(0),
-            written: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(WRITE_MEMORY)
-                .build(),
             frames,
             outputs,
         }
     }
 
-    /// The run's record and config, read from the store at most once per [`RUN_RECORD_TTL`]
-    /// (concurrent readers share one read). Reading outputs at thousands of requests a second
-    /// then costs no database round trip per request.
-    ///
-    /// Never older than this process's own writes: a read that began before a local write can
-    /// finish after [`RunCache::forget`] and cache the old record again, so a snapshot whose
-    /// read began before the run's last local write is read afresh.
+    /// The run's record and config as they are now. Each call asks the store for the run's
+    /// stamp (version and last change: one indexed lookup), and reads the whole record only when
+    /// the stamp is new, so a write acknowledged by any replica sharing the database is seen by
+    /// the next read on every other, ETags included. Concurrent readers of a new stamp share one
+    /// read.
     pub async fn snapshot(&self, id: Uuid) -> Result<Arc<RunSnapshot>, ComputeError> {
-        let Some(written) = self.written.get(&id).await else {
-            return self.cached_run(id).await;
-        };
-        // A fresh read may still join a shared read that began before the write; after a few
-        // such rounds, read past the cache.
-        for _ in 0..3 {
-            let snapshot = self.cached_run(id).await?;
-            if snapshot.epoch >= written {
-                return Ok(snapshot);
-            }
-            self.runs.invalidate(&id).await;
-        }
-        self.read_run(id).await.map(Arc::new)
-    }
-
-    async fn cached_run(&self, id: Uuid) -> Result<Arc<RunSnapshot>, ComputeError> {
+        let stamp = self.store.run_stamp(id).await?;
         self.runs
-            .try_get_with(id, async move { self.read_run(id).await.map(Arc::new) })
+            .try_get_with((id, stamp), async move {
+                let record = self.store.get_run(id).await?;
+                let (config, config_fp) = effective_config(&record)?;
+                Ok::<_, ComputeError>(Arc::new(RunSnapshot {
+                    dialect: record.dialect().0,
+                    record,
+                    config,
+                    config_fp,
+                }))
+            })
             .await
             .map_err(|e: Arc<ComputeError>| (*e).clone())
     }
 
-    async fn read_run(&self, id: Uuid) -> Result<RunSnapshot, ComputeError> {
-        let epoch = self.write_epoch.load(Ordering::SeqCst);
-        let record = self.store.get_run(id).await?;
+    /// The snapshot of a record just written, so the next read needs no second look-up.
+    pub async fn remember(&self, record: RunRecord) -> Result<(), ComputeError> {
         let (config, config_fp) = effective_config(&record)?;
-        Ok(RunSnapshot {
+        let key = (record.id, record.stamp());
+        let snapshot = RunSnapshot {
             dialect: record.dialect().0,
             record,
             config,
             config_fp,
-            epoch,
-        })
-    }
-
-    /// Forgets what is cached about a run after this process changed it (call it once the
-    /// change is committed).
-    pub async fn forget(&self, id: Uuid) {
-        let epoch = self.write_epoch.fetch_add(1, Ordering::SeqCst) + 1;
-        self.written.insert(id, epoch).await;
-        self.runs.invalidate(&id).await;
+        };
+        self.runs.insert(key, Arc::new(snapshot)).await;
+        Ok(())
     }
 
     /// The output `kind` of a run at the snapshot's version, computed once per version.

@@ -447,14 +447,21 @@ impl Store for SlowRead {
         &self,
         run: agentprof::store::NewRun,
         batch: Option<agentprof::store::PreparedBatch>,
-    ) -> Result<
-        (
-            agentprof::store::RunRecord,
-            Option<agentprof::store::IngestOutcome>,
-        ),
-        agentprof::store::StoreError,
-    > {
-        self.inner.create_run(run, batch).await
+        key: Option<&agentprof::store::IdempotencyKey>,
+    ) -> Result<agentprof::store::Written, agentprof::store::StoreError> {
+        self.inner.create_run(run, batch, key).await
+    }
+    async fn run_stamp(
+        &self,
+        id: uuid::Uuid,
+    ) -> Result<agentprof::store::RunStamp, agentprof::store::StoreError> {
+        self.inner.run_stamp(id).await
+    }
+    async fn purge_idempotency_keys(
+        &self,
+        cutoff: time::OffsetDateTime,
+    ) -> Result<u64, agentprof::store::StoreError> {
+        self.inner.purge_idempotency_keys(cutoff).await
     }
     async fn get_run(
         &self,
@@ -488,8 +495,9 @@ impl Store for SlowRead {
         &self,
         id: uuid::Uuid,
         batch: agentprof::store::PreparedBatch,
-    ) -> Result<agentprof::store::IngestOutcome, agentprof::store::StoreError> {
-        self.inner.append(id, batch).await
+        key: Option<&agentprof::store::IdempotencyKey>,
+    ) -> Result<agentprof::store::Written, agentprof::store::StoreError> {
+        self.inner.append(id, batch, key).await
     }
     async fn load(
         &self,
@@ -529,8 +537,12 @@ async fn a_slow_read_never_hides_a_later_local_write() {
         metadata: json!({}),
         toolkit: None,
     };
-    let (run, _) = store.create_run(new_run, None).await.unwrap();
-    let id = run.id;
+    let id = store
+        .create_run(new_run, None, None)
+        .await
+        .unwrap()
+        .record
+        .id;
 
     // A reader fetches version 0 and stalls before caching it...
     store.hold_next.store(true, Ordering::SeqCst);
@@ -539,14 +551,16 @@ async fn a_slow_read_never_hides_a_later_local_write() {
         async move { cache.snapshot(id).await.map(|s| s.record.version) }
     });
     store.holding.notified().await;
-    // ...while a batch is stored and the analyzer told about it...
+    // ...while a batch is stored...
     let doc =
         json!([[{"payload": {"event_type": "LLM_START", "event_timestamp": 1.0, "UUID": "a"}}]]);
     let batch = agentprof::store::PreparedBatch::prepare(
         agentprof::trace::parse_value(doc, &Default::default()).unwrap(),
     );
-    assert_eq!(store.append(id, batch).await.unwrap().version, 1);
-    cache.forget(id).await;
+    assert_eq!(
+        store.append(id, batch, None).await.unwrap().record.version,
+        1
+    );
     // ...then the stale read completes and lands in the cache.
     store.release.notify_one();
     assert_eq!(reader.await.unwrap().unwrap(), 0);

@@ -27,6 +27,21 @@ pub fn required_access(method: &Method, path: &str) -> Access {
     }
 }
 
+/// Who sent a request, as far as the server can tell: a digest of the API key it presented, or
+/// nobody in particular when the server has no keys. Idempotency-Keys are scoped by it, so two
+/// clients cannot replay each other's responses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client(pub String);
+
+impl Client {
+    pub const ANONYMOUS: &str = "anonymous";
+
+    fn of_key(presented: &str) -> Client {
+        let digest = ApiKeys::digest(presented);
+        Client(digest[..8].iter().map(|b| format!("{b:02x}")).collect())
+    }
+}
+
 /// The access a presented key grants, if it is one of ours.
 pub fn lookup(keys: &ApiKeys, presented: &str) -> Option<Access> {
     let digest = ApiKeys::digest(presented);
@@ -47,8 +62,10 @@ fn bearer_token(value: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-pub async fn require_key(State(st): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn require_key(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
     let Some(keys) = st.keys.as_deref() else {
+        req.extensions_mut()
+            .insert(Client(Client::ANONYMOUS.to_owned()));
         return next.run(req).await;
     };
     let path = req.uri().path();
@@ -61,10 +78,13 @@ pub async fn require_key(State(st): State<AppState>, req: Request, next: Next) -
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(bearer_token);
-    match presented.and_then(|k| lookup(keys, k)) {
+    match presented.and_then(|k| lookup(keys, k).map(|a| (a, Client::of_key(k)))) {
         None => ApiError::Unauthorized.into_response(),
-        Some(granted) if granted < needed => ApiError::Forbidden.into_response(),
-        Some(_) => next.run(req).await,
+        Some((granted, _)) if granted < needed => ApiError::Forbidden.into_response(),
+        Some((_, client)) => {
+            req.extensions_mut().insert(client);
+            next.run(req).await
+        }
     }
 }
 

@@ -40,6 +40,42 @@ impl<S: Send + Sync> FromRequestParts<S> for RunId {
     }
 }
 
+/// An `Idempotency-Key` header (IETF httpapi draft): a Structured Field string (`"..."`) or,
+/// leniently, the bare text; 1 to 255 printable ASCII characters. Absent is `None`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKeyHeader(pub Option<String>);
+
+/// The longest key accepted: UUIDs and the like are far shorter.
+pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKeyHeader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let Some(value) = parts.headers.get("idempotency-key") else {
+            return Ok(IdempotencyKeyHeader(None));
+        };
+        let bad = |why: &str| {
+            ApiError::BadRequest(format!(
+                "Idempotency-Key {why}: send a string of 1 to {MAX_IDEMPOTENCY_KEY} printable \
+                 ASCII characters, e.g. \"8e03978e-40d5-43e8-bc93-6894a57f9324\" (a UUID)"
+            ))
+        };
+        let text = value.to_str().map_err(|_| bad("is not ASCII"))?.trim();
+        let key = text
+            .strip_prefix('"')
+            .and_then(|t| t.strip_suffix('"'))
+            .unwrap_or(text);
+        if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
+            return Err(bad("has the wrong length"));
+        }
+        if !key.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            return Err(bad("holds a control character"));
+        }
+        Ok(IdempotencyKeyHeader(Some(key.to_owned())))
+    }
+}
+
 /// A JSON request body, inflated when gzip, still as text: for handlers that parse it their own
 /// way (step batches).
 #[derive(Debug, Clone)]

@@ -91,6 +91,11 @@ pub enum ApiError {
     /// The request raced other writers and lost repeatedly.
     #[error("{0}")]
     Conflict(String),
+    /// An Idempotency-Key reused with another body.
+    #[error(
+        "this Idempotency-Key was first sent with a different request body; use a new key for a new request"
+    )]
+    KeyReused,
     /// Logged with its whole source chain; the client sees a generic message.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -104,7 +109,7 @@ impl ApiError {
             }
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Invalid { .. } | ApiError::KeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -132,6 +137,7 @@ impl ApiError {
             ApiError::Unavailable => ("database-unavailable", "Service temporarily unavailable"),
             ApiError::Busy(_) => ("busy", "Service busy"),
             ApiError::Conflict(_) => ("conflict", "Concurrent modification"),
+            ApiError::KeyReused => ("idempotency-key-reused", "Idempotency-Key reused"),
             ApiError::Internal(_) => ("internal-error", "Internal server error"),
         }
     }
@@ -228,6 +234,7 @@ impl From<StoreError> for ApiError {
             StoreError::Unavailable(_) => ApiError::Unavailable,
             StoreError::Rejected(msg) => ApiError::invalid_at("", msg),
             StoreError::Busy(msg) => ApiError::Busy(msg),
+            StoreError::KeyReused => ApiError::KeyReused,
             StoreError::Stale => ApiError::Conflict(
                 "the run changed while this request was applied; retry it".to_owned(),
             ),

@@ -1,6 +1,7 @@
 //! The run resource: create, list, read, change, delete, and append step batches.
 
-use super::body::{JsonBody, JsonBytes, RunId, parse_json};
+use super::auth::Client;
+use super::body::{IdempotencyKeyHeader, JsonBody, JsonBytes, RunId, parse_json};
 use super::error::{
     ApiError, ApiResult, BodyProblems, ConflictProblems, Problem, ReadProblems, RunProblems,
     WriteProblems,
@@ -9,16 +10,19 @@ use super::schema::*;
 use super::{AppState, blocking};
 use crate::profiler::{Dialect, ProfilerConfig, warnings};
 use crate::store::{
-    IngestOutcome, NewRun, PreparedBatch, RunChanges, RunCursor, RunRecord, StoreError,
+    IdempotencyKey, IngestOutcome, NewRun, PreparedBatch, RunChanges, RunCursor, RunRecord,
+    StoreError,
 };
 use crate::trace::{ParseOptions, parse_value, pointer_segment, type_name};
+use axum::Extension;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{FromRequest, Query, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 use utoipa::IntoParams;
 
 /// The run as the API shows it, with the effective profiler config.
@@ -224,24 +228,48 @@ fn parse_create(body: Value) -> ApiResult<(NewRun, Option<PreparedBatch>)> {
 )]
 pub async fn create_run(
     State(st): State<AppState>,
-    JsonBody(body): JsonBody,
+    Extension(client): Extension<Client>,
+    IdempotencyKeyHeader(key): IdempotencyKeyHeader,
+    JsonBytes(bytes): JsonBytes,
 ) -> ApiResult<Response> {
-    let (run, batch) = blocking(move || parse_create(body)).await?;
-    let (record, outcome) = st.store.create_run(run, batch).await?;
-    if let Some(o) = &outcome {
+    let key = key.map(|k| idempotency_key("create", &client, k, &bytes));
+    let (run, batch) = blocking(move || parse_create(parse_json(&bytes)?)).await?;
+    let written = st.store.create_run(run, batch, key.as_ref()).await?;
+    if let (Some(o), false) = (&written.outcome, written.replayed) {
         record_ingest(o);
     }
-    let id = record.id;
-    let run = run_view(record)?;
+    let id = written.record.id;
+    let run = run_view(written.record)?;
     let view = CreatedRun {
-        ingest: outcome.map(|o| ingest_view(&run, o)),
+        ingest: written.outcome.map(|o| ingest_view(&run, o)),
         run,
     };
     let mut resp = (StatusCode::CREATED, Json(view)).into_response();
     if let Ok(loc) = HeaderValue::from_str(&format!("/v1/runs/{id}")) {
         resp.headers_mut().insert(header::LOCATION, loc);
     }
+    mark_replayed(&mut resp, written.replayed);
     Ok(resp)
+}
+
+/// A request's Idempotency-Key in its scope: the operation, and the client that sent it.
+fn idempotency_key(operation: &str, client: &Client, key: String, body: &[u8]) -> IdempotencyKey {
+    IdempotencyKey {
+        scope: format!("{operation} {}", client.0),
+        key,
+        fingerprint: Sha256::digest(body).into(),
+    }
+}
+
+/// Tells a client that it got the first response to its key again (the name Stripe and others
+/// use; the draft leaves it open).
+fn mark_replayed(resp: &mut Response, replayed: bool) {
+    if replayed {
+        resp.headers_mut().insert(
+            HeaderName::from_static("idempotent-replayed"),
+            HeaderValue::from_static("true"),
+        );
+    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -341,7 +369,7 @@ pub async fn patch_run(
         let changes = patch.apply_to(&current)?;
         match st.store.update_run(id, changes).await {
             Ok(record) => {
-                st.cache.forget(id).await;
+                st.cache.remember(record.clone()).await?;
                 return Ok(Json(run_view(record)?));
             }
             Err(StoreError::Stale) => continue,
@@ -469,7 +497,6 @@ pub fn merge_patch(target: &mut Value, patch: Value) {
 )]
 pub async fn delete_run(State(st): State<AppState>, RunId(id): RunId) -> ApiResult<StatusCode> {
     st.store.delete_run(id).await?;
-    st.cache.forget(id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -493,19 +520,28 @@ pub async fn delete_run(State(st): State<AppState>, RunId(id): RunId) -> ApiResu
 pub async fn append_steps(
     State(st): State<AppState>,
     RunId(id): RunId,
+    Extension(client): Extension<Client>,
+    IdempotencyKeyHeader(key): IdempotencyKeyHeader,
     body: Request,
-) -> ApiResult<Json<IngestResponse>> {
-    // A missing run is a 404 before the (possibly large) body is read and validated; the
-    // cached record saves a database round trip per batch (a run deleted meanwhile elsewhere
-    // still fails in `append`).
+) -> ApiResult<Response> {
+    // A missing run is a 404 before the (possibly large) body is read and validated (a run
+    // deleted meanwhile elsewhere still fails in `append`).
     st.cache.snapshot(id).await?;
     let JsonBytes(bytes) = JsonBytes::from_request(body, &st).await?;
+    let key = key.map(|k| idempotency_key(&format!("append {id}"), &client, k, &bytes));
     let batch = blocking(move || prepare_steps(parse_json(&bytes)?, "")).await?;
-    let outcome = st.store.append(id, batch).await?;
-    st.cache.forget(id).await;
-    record_ingest(&outcome);
-    let run = run_view(st.cache.snapshot(id).await?.record.clone())?;
-    Ok(Json(ingest_view(&run, outcome)))
+    let written = st.store.append(id, batch, key.as_ref()).await?;
+    let outcome = written
+        .outcome
+        .ok_or_else(|| ApiError::internal(format!("append to run {id} returned no outcome")))?;
+    if !written.replayed {
+        st.cache.remember(written.record.clone()).await?;
+        record_ingest(&outcome);
+    }
+    let run = run_view(written.record)?;
+    let mut resp = Json(ingest_view(&run, outcome)).into_response();
+    mark_replayed(&mut resp, written.replayed);
+    Ok(resp)
 }
 
 /// Combined requests JSON

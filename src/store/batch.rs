@@ -7,6 +7,7 @@ use crate::profiler::toolkit::traces::render_step;
 use crate::profiler::warnings::is_default_filter_type;
 use crate::profiler::{Dialect, StepColumns};
 use crate::trace::{Batch, InputForm, StepSchema};
+use sha2::{Digest, Sha256};
 
 /// How an incoming request is matched to a stored one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -18,12 +19,26 @@ pub enum RequestKey {
     External(String),
 }
 
-/// A step ready to insert: its profiler columns and its rendered JSON.
+/// A step ready to insert: its profiler columns, its rendered JSON and what identifies it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PreparedStep {
     pub columns: StepColumns,
     /// The step as the combined requests file shows it (see `profiler::toolkit::traces::render_step`).
     pub body: String,
+    /// The step's identity: two steps are the same step when their bodies are (see
+    /// [`content_hash`]).
+    pub content_hash: ContentHash,
+}
+
+/// The first 16 bytes of the SHA-256 of a step's stored body.
+pub type ContentHash = [u8; 16];
+
+/// What identifies a step's content; the migration that introduced it computes the same in SQL.
+pub fn content_hash(body: &str) -> ContentHash {
+    let digest = Sha256::digest(body.as_bytes());
+    let mut h = [0u8; 16];
+    h.copy_from_slice(&digest[..16]);
+    h
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -72,10 +87,14 @@ impl PreparedBatch {
                 let steps = r
                     .steps
                     .iter()
-                    .map(|s| PreparedStep {
-                        columns: StepColumns::from_step(s),
-                        body: String::from_utf8(render_step(s))
-                            .expect("render_step writes JSON text, which is UTF-8"),
+                    .map(|s| {
+                        let body = String::from_utf8(render_step(s))
+                            .expect("render_step writes JSON text, which is UTF-8");
+                        PreparedStep {
+                            columns: StepColumns::from_step(s),
+                            content_hash: content_hash(&body),
+                            body,
+                        }
                     })
                     .collect();
                 let eval = r.eval.as_ref().map(|e| {
@@ -107,11 +126,27 @@ pub(crate) struct BatchPlan<'a> {
     /// Each distinct request of the batch, sorted by number (so concurrent batches take row
     /// locks in the same order).
     pub requests: Vec<PlannedRequest<'a>>,
-    /// Every step with its request number and sequence number, in batch order.
-    pub steps: Vec<(i32, i64, &'a PreparedStep)>,
+    /// Every step, in batch order.
+    pub steps: Vec<PlannedStep<'a>>,
     pub requests_received: i64,
     pub steps_received: i64,
 }
+
+/// Where a step goes: its request, its place in the run's order, and which occurrence of its
+/// content in the request it is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct PlannedStep<'a> {
+    pub number: i32,
+    pub seq: i64,
+    /// 1 for the first step with this content in the request, 2 for the second, and so on. The
+    /// k-th identical step of a batch is the k-th of the request unless the batch is known to be
+    /// new (see `plan`), so a retried batch meets its own steps at the unique index.
+    pub occurrence: i32,
+    pub step: &'a PreparedStep,
+}
+
+/// How many steps of each content a request already holds, keyed by (request, content).
+pub(crate) type StoredOccurrences = std::collections::HashMap<(i32, ContentHash), i32>;
 
 /// A request of the batch as it will be inserted (when the run does not have it yet).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,12 +172,15 @@ impl PreparedBatch {
 
     /// Numbers the batch's requests: explicit numbers as given, known eval ids as stored, new
     /// eval ids after the highest number in the run or the batch; step sequence numbers count
-    /// up from `first_seq`.
+    /// up from `first_seq`. Identical steps count their occurrences from `stored` (empty
+    /// unless the batch carries an Idempotency-Key and so cannot be a retry: then its steps
+    /// come after the ones already stored).
     pub(crate) fn plan<'a>(
         &'a self,
         known_external: &std::collections::HashMap<String, i64>,
         max_number: i64,
         first_seq: i64,
+        stored: &StoredOccurrences,
     ) -> Result<BatchPlan<'a>, StoreError> {
         let explicit_max = self
             .requests
@@ -158,6 +196,7 @@ impl PreparedBatch {
         let mut requests: std::collections::BTreeMap<i32, PlannedRequest> =
             std::collections::BTreeMap::new();
         let mut steps = Vec::with_capacity(self.step_count());
+        let mut occurrences: StoredOccurrences = StoredOccurrences::new();
         let mut seq = first_seq;
         for r in &self.requests {
             let (number, external) = match &r.key {
@@ -189,7 +228,17 @@ impl PreparedBatch {
                 eval: r.eval.as_deref(),
             });
             for step in &r.steps {
-                steps.push((number, seq, step));
+                let key = (number, step.content_hash);
+                let occurrence = occurrences
+                    .entry(key)
+                    .or_insert_with(|| stored.get(&key).copied().unwrap_or(0));
+                *occurrence += 1;
+                steps.push(PlannedStep {
+                    number,
+                    seq,
+                    occurrence: *occurrence,
+                    step,
+                });
                 seq += 1;
             }
         }
@@ -199,6 +248,18 @@ impl PreparedBatch {
             requests_received: self.requests.len() as i64,
             steps_received: self.step_count() as i64,
         })
+    }
+
+    /// Every distinct step content of the batch, to look up how often the run already has it.
+    pub(crate) fn content_hashes(&self) -> Vec<ContentHash> {
+        let mut hashes: Vec<ContentHash> = self
+            .requests
+            .iter()
+            .flat_map(|r| r.steps.iter().map(|s| s.content_hash))
+            .collect();
+        hashes.sort_unstable();
+        hashes.dedup();
+        hashes
     }
 
     /// Whether the batch names eval ids, which may need new request numbers (and so the run's

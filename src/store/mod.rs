@@ -13,7 +13,11 @@ mod sql;
 pub mod sqlite;
 
 pub(crate) use assemble::{FrameAssembler, StepsAssembler, StreamSlots, TracesAssembler};
-pub use batch::{PreparedBatch, PreparedRequest, PreparedStep, RequestKey, SEQ_BLOCK_BITS};
+pub(crate) use batch::{BatchPlan, PlannedStep, StoredOccurrences};
+pub use batch::{
+    ContentHash, PreparedBatch, PreparedRequest, PreparedStep, RequestKey, SEQ_BLOCK_BITS,
+    content_hash,
+};
 pub(crate) use columns::{json_column, step_columns, step_from_body, toolkit_column, utf8};
 
 use crate::profiler::warnings::StepFacts;
@@ -27,7 +31,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// What a run looks like from outside: identity, counts and settings.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct RunRecord {
     pub id: Uuid,
     pub name: String,
@@ -120,7 +124,7 @@ pub struct RunChanges {
 }
 
 /// What a batch did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct IngestOutcome {
     /// The run's version after the batch (unchanged when nothing was stored).
     pub version: i64,
@@ -128,8 +132,45 @@ pub struct IngestOutcome {
     pub requests_created: i64,
     pub steps_received: i64,
     pub steps_stored: i64,
-    /// Steps already stored (same request, UUID, event type and timestamp), skipped.
+    /// Steps already stored (an identical step, as often as the batch holds it), skipped.
     pub steps_skipped_duplicate: i64,
+}
+
+/// An `Idempotency-Key` and the request it was first sent with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    /// The operation, the run it writes to (for appends) and the client: keys are unique only
+    /// within one scope.
+    pub scope: String,
+    pub key: String,
+    /// SHA-256 of the request body: the same key with another body is a client error.
+    pub fingerprint: [u8; 32],
+}
+
+/// What a write left: the run as it was right after, the batch's outcome when there was one, and
+/// whether this is the first outcome of an Idempotency-Key replayed rather than a new write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written {
+    pub record: RunRecord,
+    pub outcome: Option<IngestOutcome>,
+    pub replayed: bool,
+}
+
+/// Changes with every write to a run: what a read checks its cached copy against, so that a
+/// write through any replica is seen by the next read through any other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RunStamp {
+    pub version: i64,
+    pub updated_at: OffsetDateTime,
+}
+
+impl RunRecord {
+    pub fn stamp(&self) -> RunStamp {
+        RunStamp {
+            version: self.version,
+            updated_at: self.updated_at,
+        }
+    }
 }
 
 /// A run's stored steps, loaded for analysis.
@@ -167,6 +208,9 @@ pub enum StoreError {
     /// Every slot for this kind of work is taken; worth retrying shortly.
     #[error("{0}")]
     Busy(String),
+    /// An Idempotency-Key already used with a different request body.
+    #[error("this Idempotency-Key was first used with a different request body")]
+    KeyReused,
     #[error("migration failed: {0}")]
     Migrate(#[source] sqlx::migrate::MigrateError),
 }
@@ -219,6 +263,57 @@ fn is_unavailable(e: &sqlx::Error) -> bool {
 /// A transaction lost a deadlock or serialization race and may simply be run again.
 pub(crate) fn is_retryable(e: &StoreError) -> bool {
     matches!(e, StoreError::Database(sqlx::Error::Database(db)) if db.code().is_some_and(|c| c == "40P01" || c == "40001"))
+}
+
+/// The first outcome of an Idempotency-Key, for a retry that sent `key` again: the same body
+/// gets it back, another body is refused.
+pub(crate) fn replay(
+    key: &IdempotencyKey,
+    fingerprint: &[u8],
+    record: &str,
+    outcome: Option<&str>,
+) -> Result<Written, StoreError> {
+    if fingerprint != key.fingerprint {
+        return Err(StoreError::KeyReused);
+    }
+    let corrupt = |e: serde_json::Error| {
+        StoreError::Corrupt(format!("a stored Idempotency-Key outcome is not JSON: {e}"))
+    };
+    Ok(Written {
+        record: serde_json::from_str(record).map_err(corrupt)?,
+        outcome: outcome
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(corrupt)?,
+        replayed: true,
+    })
+}
+
+/// A keyed write's record and outcome as the key's row keeps them.
+pub(crate) fn outcome_texts(written: &Written) -> (String, Option<String>) {
+    // Plain structs of numbers, strings and JSON values: serialising cannot fail.
+    let record = serde_json::to_string(&written.record).expect("RunRecord serialises");
+    let outcome = written
+        .outcome
+        .map(|o| serde_json::to_string(&o).expect("IngestOutcome serialises"));
+    (record, outcome)
+}
+
+/// Stored occurrence counts from `(request_number, content_hash, max occurrence)` rows.
+pub(crate) fn occurrences_from_rows(
+    rows: impl IntoIterator<Item = (i64, Vec<u8>, i64)>,
+) -> Result<StoredOccurrences, StoreError> {
+    rows.into_iter()
+        .map(|(n, h, k)| {
+            let hash: ContentHash = h
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("a stored content hash is not 16 bytes".into()))?;
+            let n = i32::try_from(n).map_err(|_| {
+                StoreError::Corrupt("a stored request number is out of range".into())
+            })?;
+            Ok(((n, hash), i32::try_from(k).unwrap_or(i32::MAX)))
+        })
+        .collect()
 }
 
 /// A cursor position in the newest-first run list.
@@ -290,18 +385,29 @@ pub trait Store: Send + Sync + 'static {
     fn backend(&self) -> &'static str;
     /// Cheap round trip, for readiness.
     async fn ping(&self) -> Result<(), StoreError>;
-    /// Creates a run, with an optional first batch, in one transaction.
+    /// Creates a run, with an optional first batch, in one transaction; with a key, a retry
+    /// gets the first outcome back instead of a second run.
     async fn create_run(
         &self,
         run: NewRun,
         batch: Option<PreparedBatch>,
-    ) -> Result<(RunRecord, Option<IngestOutcome>), StoreError>;
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Written, StoreError>;
     async fn get_run(&self, id: Uuid) -> Result<RunRecord, StoreError>;
+    /// The run's version and last change, in one cheap lookup.
+    async fn run_stamp(&self, id: Uuid) -> Result<RunStamp, StoreError>;
     async fn list_runs(&self, limit: i64, after: Option<RunCursor>) -> Result<RunPage, StoreError>;
     async fn update_run(&self, id: Uuid, changes: RunChanges) -> Result<RunRecord, StoreError>;
     async fn delete_run(&self, id: Uuid) -> Result<(), StoreError>;
-    /// Appends a batch atomically.
-    async fn append(&self, id: Uuid, batch: PreparedBatch) -> Result<IngestOutcome, StoreError>;
+    /// Appends a batch atomically; with a key, a retry gets the first outcome back.
+    async fn append(
+        &self,
+        id: Uuid,
+        batch: PreparedBatch,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Written, StoreError>;
+    /// Forgets Idempotency-Keys first used before `cutoff`.
+    async fn purge_idempotency_keys(&self, cutoff: OffsetDateTime) -> Result<u64, StoreError>;
     /// Every request and step of a run, with the version they belong to.
     async fn load(&self, id: Uuid) -> Result<LoadedRun, StoreError>;
     /// Every request of a run with its eval fields and its steps parsed back from their bodies.

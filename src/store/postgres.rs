@@ -178,11 +178,14 @@ struct StepArrays<'a> {
     text_value: Vec<Option<&'a [u8]>>,
     span_event_timestamp: Vec<Option<f64>>,
     step_parent_id: Vec<Option<&'a [u8]>>,
+    content_hash: Vec<&'a [u8]>,
+    occurrence: Vec<i32>,
     body: Vec<&'a str>,
 }
 
 impl<'a> StepArrays<'a> {
-    fn push(&mut self, request_number: i32, seq: i64, step: &'a PreparedStep) {
+    fn push(&mut self, planned: &PlannedStep<'a>) {
+        let (request_number, seq, step) = (planned.number, planned.seq, planned.step);
         let c = &step.columns;
         let bytes = |s: &'a Option<String>| s.as_deref().map(str::as_bytes);
         self.request_number.push(request_number);
@@ -213,6 +216,8 @@ impl<'a> StepArrays<'a> {
         self.text_value.push(bytes(&c.text));
         self.span_event_timestamp.push(c.span_event_timestamp);
         self.step_parent_id.push(bytes(&c.parent_id));
+        self.content_hash.push(&step.content_hash);
+        self.occurrence.push(planned.occurrence);
         self.body.push(&step.body);
     }
 }
@@ -220,59 +225,39 @@ impl<'a> StepArrays<'a> {
 const INSERT_STEPS: &str = "
     INSERT INTO steps (run_id, request_number, seq, event_type, event_timestamp, uuid, name, framework,
                        function_name, function_id, parent_name, parent_id, prompt_tokens, completion_tokens,
-                       total_tokens, seconds_between_calls, text_value, span_event_timestamp, step_parent_id, body)
+                       total_tokens, seconds_between_calls, text_value, span_event_timestamp, step_parent_id,
+                       content_hash, occurrence, body)
     SELECT $1, * FROM UNNEST($2::int4[], $3::int8[], $4::int2[], $5::float8[], $6::bytea[], $7::bytea[], $8::int2[],
                              $9::bytea[], $10::bytea[], $11::bytea[], $12::bytea[], $13::int8[], $14::int8[],
-                             $15::int8[], $16::int8[], $17::bytea[], $18::float8[], $19::bytea[], $20::text[])
+                             $15::int8[], $16::int8[], $17::bytea[], $18::float8[], $19::bytea[], $20::bytea[],
+                             $21::int4[], $22::text[])
     ON CONFLICT DO NOTHING";
 
 /// Appends a prepared batch inside `tx`.
 ///
 /// No lock is held while the steps go in: sequence numbers come from a block of the
 /// `step_batches` sequence, and concurrent batches that carry the same step meet at the unique
-/// index, where the later one waits and then skips it. A batch that may number new eval requests
-/// locks the run row exclusively from the start (two batches must not hand out the same number,
-/// and no other batch may create that number meanwhile); every other batch takes the shared
-/// `FOR KEY SHARE`, which waits for such a batch but not for its peers.
+/// index, where the later one waits and then skips it. A batch that may number new eval requests,
+/// or that carries an Idempotency-Key (its identical steps count on from the stored ones), locks
+/// the run row exclusively from the start; every other batch takes the shared `FOR KEY SHARE`,
+/// which waits for such a batch but not for its peers.
 async fn append_in(
     tx: &mut Transaction<'static, Postgres>,
     id: Uuid,
     batch: &PreparedBatch,
+    keyed: bool,
 ) -> Result<IngestOutcome, StoreError> {
-    let numbers_new_requests = batch.has_external_ids();
-    let version: i64 = sqlx::query_scalar(if numbers_new_requests {
-        "SELECT version FROM runs WHERE id = $1 FOR UPDATE"
+    let version = lock_run(tx, id, batch.has_external_ids() || keyed).await?;
+    let (by_external, max_number) = if batch.has_external_ids() {
+        known_requests(tx, id, batch).await?
     } else {
-        "SELECT version FROM runs WHERE id = $1 FOR KEY SHARE"
-    })
-    .bind(id)
-    .fetch_optional(&mut **tx)
-    .await?
-    .ok_or(StoreError::RunNotFound(id))?;
-
-    let mut by_external: HashMap<String, i64> = HashMap::new();
-    let mut max_number = -1;
-    if numbers_new_requests {
-        let wanted: Vec<&[u8]> = batch.external_ids().iter().map(|e| e.as_bytes()).collect();
-        let rows = sqlx::query("SELECT external_id, request_number FROM requests WHERE run_id = $1 AND external_id = ANY($2)")
-            .bind(id)
-            .bind(&wanted)
-            .fetch_all(&mut **tx)
-            .await?;
-        for r in rows {
-            by_external.insert(
-                utf8(r.try_get("external_id")?)?,
-                i64::from(r.try_get::<i32, _>("request_number")?),
-            );
-        }
-        max_number = sqlx::query_scalar::<_, Option<i32>>(
-            "SELECT max(request_number) FROM requests WHERE run_id = $1",
-        )
-        .bind(id)
-        .fetch_one(&mut **tx)
-        .await?
-        .map_or(-1, i64::from);
-    }
+        (HashMap::new(), -1)
+    };
+    let stored_before = if keyed {
+        stored_occurrences(tx, id, batch).await?
+    } else {
+        StoredOccurrences::new()
+    };
     if batch.step_count() >= 1 << SEQ_BLOCK_BITS {
         return Err(StoreError::Rejected(format!(
             "a batch holds at most {} steps",
@@ -282,87 +267,241 @@ async fn append_in(
     let block: i64 = sqlx::query_scalar("SELECT nextval('step_batches')")
         .fetch_one(&mut **tx)
         .await?;
-    let plan = batch.plan(&by_external, max_number, block << SEQ_BLOCK_BITS)?;
-    let req_numbers: Vec<i32> = plan.requests.iter().map(|r| r.number).collect();
-    let req_external: Vec<Option<&[u8]>> = plan
-        .requests
-        .iter()
-        .map(|r| r.external_id.map(str::as_bytes))
-        .collect();
-    let req_eval: Vec<Option<&str>> = plan.requests.iter().map(|r| r.eval).collect();
-    let created = sqlx::query(
-        "INSERT INTO requests (run_id, request_number, external_id, eval_item)
-         SELECT $1, * FROM UNNEST($2::int4[], $3::bytea[], $4::text[]) ON CONFLICT DO NOTHING",
-    )
-    .bind(id)
-    .bind(&req_numbers)
-    .bind(&req_external)
-    .bind(&req_eval)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected() as i64;
-
-    let mut stored = 0i64;
-    if !plan.steps.is_empty() {
-        let mut a = StepArrays::default();
-        for (number, seq, step) in &plan.steps {
-            a.push(*number, *seq, step);
-        }
-        stored = sqlx::query(INSERT_STEPS)
-            .bind(id)
-            .bind(&a.request_number)
-            .bind(&a.seq)
-            .bind(&a.event_type)
-            .bind(&a.event_timestamp)
-            .bind(&a.uuid)
-            .bind(&a.name)
-            .bind(&a.framework)
-            .bind(&a.function_name)
-            .bind(&a.function_id)
-            .bind(&a.parent_name)
-            .bind(&a.parent_id)
-            .bind(&a.prompt_tokens)
-            .bind(&a.completion_tokens)
-            .bind(&a.total_tokens)
-            .bind(&a.seconds_between_calls)
-            .bind(&a.text_value)
-            .bind(&a.span_event_timestamp)
-            .bind(&a.step_parent_id)
-            .bind(&a.body)
-            .execute(&mut **tx)
-            .await?
-            .rows_affected() as i64;
-    }
-
-    let mut new_version = version;
-    if stored > 0 || created > 0 {
-        new_version = sqlx::query_scalar(
-            "UPDATE runs SET version = version + 1, request_count = request_count + $2,
-                             step_count = step_count + $3,
-                             nat_schema = nat_schema OR $4, non_end_steps = non_end_steps OR $5,
-                             aiq_rewrite = aiq_rewrite OR $6, nat_rewrite = nat_rewrite OR $7,
-                             updated_at = GREATEST(clock_timestamp(), updated_at + interval '1 microsecond')
-             WHERE id = $1 RETURNING version",
-        )
-        .bind(id)
-        .bind(created as i32)
-        .bind(stored)
-        .bind(batch.nat_schema)
-        .bind(batch.non_end_steps)
-        .bind(batch.aiq_rewrite)
-        .bind(batch.nat_rewrite)
-        .fetch_optional(&mut **tx)
-        .await?
-        .ok_or(StoreError::RunNotFound(id))?;
-    }
+    let plan = batch.plan(
+        &by_external,
+        max_number,
+        block << SEQ_BLOCK_BITS,
+        &stored_before,
+    )?;
+    let created = insert_requests(tx, id, &plan).await?;
+    let stored = insert_steps(tx, id, &plan).await?;
+    let version = if stored > 0 || created > 0 {
+        bump_version(tx, id, batch, created, stored).await?
+    } else {
+        version
+    };
     Ok(IngestOutcome {
-        version: new_version,
+        version,
         requests_received: plan.requests_received,
         requests_created: created,
         steps_received: plan.steps_received,
         steps_stored: stored,
         steps_skipped_duplicate: plan.steps_received - stored,
     })
+}
+
+/// Locks the run row (exclusively, or shared with other plain batches) and reads its version.
+async fn lock_run(
+    tx: &mut Transaction<'static, Postgres>,
+    id: Uuid,
+    exclusive: bool,
+) -> Result<i64, StoreError> {
+    sqlx::query_scalar(if exclusive {
+        "SELECT version FROM runs WHERE id = $1 FOR UPDATE"
+    } else {
+        "SELECT version FROM runs WHERE id = $1 FOR KEY SHARE"
+    })
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or(StoreError::RunNotFound(id))
+}
+
+/// The stored request numbers of the batch's eval ids, and the run's highest request number.
+async fn known_requests(
+    tx: &mut Transaction<'static, Postgres>,
+    id: Uuid,
+    batch: &PreparedBatch,
+) -> Result<(HashMap<String, i64>, i64), StoreError> {
+    let wanted: Vec<&[u8]> = batch.external_ids().iter().map(|e| e.as_bytes()).collect();
+    let rows = sqlx::query(
+        "SELECT external_id, request_number FROM requests WHERE run_id = $1 AND external_id = ANY($2)",
+    )
+    .bind(id)
+    .bind(&wanted)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut by_external = HashMap::with_capacity(rows.len());
+    for r in rows {
+        by_external.insert(
+            utf8(r.try_get("external_id")?)?,
+            i64::from(r.try_get::<i32, _>("request_number")?),
+        );
+    }
+    let max_number: Option<i32> =
+        sqlx::query_scalar("SELECT max(request_number) FROM requests WHERE run_id = $1")
+            .bind(id)
+            .fetch_one(&mut **tx)
+            .await?;
+    Ok((by_external, max_number.map_or(-1, i64::from)))
+}
+
+/// How often each of the batch's step contents is already stored, per request.
+async fn stored_occurrences(
+    tx: &mut Transaction<'static, Postgres>,
+    id: Uuid,
+    batch: &PreparedBatch,
+) -> Result<StoredOccurrences, StoreError> {
+    let hashes: Vec<Vec<u8>> = batch.content_hashes().iter().map(|h| h.to_vec()).collect();
+    let rows: Vec<(i32, Vec<u8>, i32)> = sqlx::query_as(
+        "SELECT request_number, content_hash, max(occurrence) FROM steps
+         WHERE run_id = $1 AND content_hash = ANY($2) GROUP BY request_number, content_hash",
+    )
+    .bind(id)
+    .bind(&hashes)
+    .fetch_all(&mut **tx)
+    .await?;
+    occurrences_from_rows(
+        rows.into_iter()
+            .map(|(n, h, k)| (i64::from(n), h, i64::from(k))),
+    )
+}
+
+async fn insert_requests(
+    tx: &mut Transaction<'static, Postgres>,
+    id: Uuid,
+    plan: &BatchPlan<'_>,
+) -> Result<i64, StoreError> {
+    let numbers: Vec<i32> = plan.requests.iter().map(|r| r.number).collect();
+    let external: Vec<Option<&[u8]>> = plan
+        .requests
+        .iter()
+        .map(|r| r.external_id.map(str::as_bytes))
+        .collect();
+    let eval: Vec<Option<&str>> = plan.requests.iter().map(|r| r.eval).collect();
+    let created = sqlx::query(
+        "INSERT INTO requests (run_id, request_number, external_id, eval_item)
+         SELECT $1, * FROM UNNEST($2::int4[], $3::bytea[], $4::text[]) ON CONFLICT DO NOTHING",
+    )
+    .bind(id)
+    .bind(&numbers)
+    .bind(&external)
+    .bind(&eval)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(created as i64)
+}
+
+/// Inserts the planned steps with one `INSERT ... SELECT FROM UNNEST`; a step already stored
+/// (same request, content and occurrence) is skipped at the unique index.
+async fn insert_steps(
+    tx: &mut Transaction<'static, Postgres>,
+    id: Uuid,
+    plan: &BatchPlan<'_>,
+) -> Result<i64, StoreError> {
+    if plan.steps.is_empty() {
+        return Ok(0);
+    }
+    let mut a = StepArrays::default();
+    for step in &plan.steps {
+        a.push(step);
+    }
+    let stored = sqlx::query(INSERT_STEPS)
+        .bind(id)
+        .bind(&a.request_number)
+        .bind(&a.seq)
+        .bind(&a.event_type)
+        .bind(&a.event_timestamp)
+        .bind(&a.uuid)
+        .bind(&a.name)
+        .bind(&a.framework)
+        .bind(&a.function_name)
+        .bind(&a.function_id)
+        .bind(&a.parent_name)
+        .bind(&a.parent_id)
+        .bind(&a.prompt_tokens)
+        .bind(&a.completion_tokens)
+        .bind(&a.total_tokens)
+        .bind(&a.seconds_between_calls)
+        .bind(&a.text_value)
+        .bind(&a.span_event_timestamp)
+        .bind(&a.step_parent_id)
+        .bind(&a.content_hash)
+        .bind(&a.occurrence)
+        .bind(&a.body)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    Ok(stored as i64)
+}
+
+/// Counts what the batch stored into the run, raises its version, and notes what the stored
+/// steps now hold.
+async fn bump_version(
+    tx: &mut Transaction<'static, Postgres>,
+    id: Uuid,
+    batch: &PreparedBatch,
+    created: i64,
+    stored: i64,
+) -> Result<i64, StoreError> {
+    sqlx::query_scalar(
+        "UPDATE runs SET version = version + 1, request_count = request_count + $2,
+                         step_count = step_count + $3,
+                         nat_schema = nat_schema OR $4, non_end_steps = non_end_steps OR $5,
+                         aiq_rewrite = aiq_rewrite OR $6, nat_rewrite = nat_rewrite OR $7,
+                         updated_at = GREATEST(clock_timestamp(), updated_at + interval '1 microsecond')
+         WHERE id = $1 RETURNING version",
+    )
+    .bind(id)
+    .bind(created as i32)
+    .bind(stored)
+    .bind(batch.nat_schema)
+    .bind(batch.non_end_steps)
+    .bind(batch.aiq_rewrite)
+    .bind(batch.nat_rewrite)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or(StoreError::RunNotFound(id))
+}
+
+/// Claims an Idempotency-Key for this transaction, or finds its first outcome. A concurrent
+/// request with the same key waits at the primary key until the first one commits (then it
+/// replays it) or rolls back (then it claims the key itself).
+async fn claim_key(
+    tx: &mut Transaction<'static, Postgres>,
+    key: &IdempotencyKey,
+    run: Uuid,
+) -> Result<Option<Written>, StoreError> {
+    let claimed = sqlx::query(
+        "INSERT INTO idempotency_keys (scope, key, fingerprint, run_id, record)
+         VALUES ($1, $2, $3, $4, '') ON CONFLICT DO NOTHING",
+    )
+    .bind(&key.scope)
+    .bind(&key.key)
+    .bind(&key.fingerprint[..])
+    .bind(run)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if claimed == 1 {
+        return Ok(None);
+    }
+    let (fingerprint, record, outcome): (Vec<u8>, String, Option<String>) =
+        sqlx::query_as(sql::SELECT_IDEMPOTENCY_KEY)
+            .bind(&key.scope)
+            .bind(&key.key)
+            .fetch_one(&mut **tx)
+            .await?;
+    replay(key, &fingerprint, &record, outcome.as_deref()).map(Some)
+}
+
+/// Stores a keyed write's outcome with the write itself.
+async fn save_key(
+    tx: &mut Transaction<'static, Postgres>,
+    key: &IdempotencyKey,
+    written: &Written,
+) -> Result<(), StoreError> {
+    let (record, outcome) = outcome_texts(written);
+    sqlx::query(sql::SAVE_IDEMPOTENCY_OUTCOME)
+        .bind(&key.scope)
+        .bind(&key.key)
+        .bind(written.record.id)
+        .bind(record)
+        .bind(outcome)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// Ends one attempt at a batch transaction: commits on success; `None` asks for another
@@ -407,13 +546,19 @@ impl Store for PgStore {
         &self,
         run: NewRun,
         batch: Option<PreparedBatch>,
-    ) -> Result<(RunRecord, Option<IngestOutcome>), StoreError> {
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Written, StoreError> {
         self.ready()?;
         let id = Uuid::new_v4();
         let mut tries = 0;
         loop {
             let mut tx = self.pool.begin().await?;
             let result = async {
+                if let Some(key) = key
+                    && let Some(first) = claim_key(&mut tx, key, id).await?
+                {
+                    return Ok(first);
+                }
                 sqlx::query("INSERT INTO runs (id, name, profiler_config, metadata, toolkit) VALUES ($1, $2, $3, $4, $5)")
                     .bind(id)
                     .bind(run.name.as_bytes())
@@ -423,11 +568,18 @@ impl Store for PgStore {
                     .execute(&mut *tx)
                     .await?;
                 let outcome = match &batch {
-                    Some(b) => Some(append_in(&mut tx, id, b).await?),
+                    Some(b) => Some(append_in(&mut tx, id, b, false).await?),
                     None => None,
                 };
-                let record = fetch_run(&mut tx, id).await?;
-                Ok((record, outcome))
+                let written = Written {
+                    record: fetch_run(&mut tx, id).await?,
+                    outcome,
+                    replayed: false,
+                };
+                if let Some(key) = key {
+                    save_key(&mut tx, key, &written).await?;
+                }
+                Ok(written)
             }
             .await;
             if let Some(done) = settle(id, tx, result, &mut tries).await {
@@ -440,6 +592,19 @@ impl Store for PgStore {
         self.ready()?;
         let mut conn = self.pool.acquire().await?;
         fetch_run(&mut conn, id).await
+    }
+
+    async fn run_stamp(&self, id: Uuid) -> Result<RunStamp, StoreError> {
+        self.ready()?;
+        let (version, updated_at) = sqlx::query_as(sql::SELECT_STAMP)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::RunNotFound(id))?;
+        Ok(RunStamp {
+            version,
+            updated_at,
+        })
     }
 
     async fn list_runs(&self, limit: i64, after: Option<RunCursor>) -> Result<RunPage, StoreError> {
@@ -515,16 +680,47 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn append(&self, id: Uuid, batch: PreparedBatch) -> Result<IngestOutcome, StoreError> {
+    async fn append(
+        &self,
+        id: Uuid,
+        batch: PreparedBatch,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Written, StoreError> {
         self.ready()?;
         let mut tries = 0;
         loop {
             let mut tx = self.pool.begin().await?;
-            let result = append_in(&mut tx, id, &batch).await;
+            let result = async {
+                if let Some(key) = key
+                    && let Some(first) = claim_key(&mut tx, key, id).await?
+                {
+                    return Ok(first);
+                }
+                let outcome = append_in(&mut tx, id, &batch, key.is_some()).await?;
+                let written = Written {
+                    record: fetch_run(&mut tx, id).await?,
+                    outcome: Some(outcome),
+                    replayed: false,
+                };
+                if let Some(key) = key {
+                    save_key(&mut tx, key, &written).await?;
+                }
+                Ok(written)
+            }
+            .await;
             if let Some(done) = settle(id, tx, result, &mut tries).await {
                 return done;
             }
         }
+    }
+
+    async fn purge_idempotency_keys(&self, cutoff: OffsetDateTime) -> Result<u64, StoreError> {
+        self.ready()?;
+        let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+            .bind(cutoff)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     async fn load(&self, id: Uuid) -> Result<LoadedRun, StoreError> {

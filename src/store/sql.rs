@@ -15,6 +15,15 @@ pub(crate) const SELECT_RUN: &str = concat!("SELECT ", run_columns!(), " FROM ru
 
 pub(crate) const SELECT_VERSION: &str = "SELECT version FROM runs WHERE id = $1";
 
+pub(crate) const SELECT_STAMP: &str = "SELECT version, updated_at FROM runs WHERE id = $1";
+
+/// The first outcome of an Idempotency-Key.
+pub(crate) const SELECT_IDEMPOTENCY_KEY: &str =
+    "SELECT fingerprint, record, outcome FROM idempotency_keys WHERE scope = $1 AND key = $2";
+
+/// Records a keyed request's outcome once its write is done (the row was claimed first).
+pub(crate) const SAVE_IDEMPOTENCY_OUTCOME: &str = "UPDATE idempotency_keys SET run_id = $3, record = $4, outcome = $5 WHERE scope = $1 AND key = $2";
+
 pub(crate) const RUN_EXISTS: &str = "SELECT 1 FROM runs WHERE id = $1";
 
 pub(crate) const DELETE_RUN: &str = "DELETE FROM runs WHERE id = $1";

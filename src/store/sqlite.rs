@@ -76,7 +76,33 @@ impl SqliteStore {
             pool,
         };
         MIGRATOR.run(&store.pool).await?;
+        store.backfill_content_hashes().await?;
         Ok(store)
+    }
+
+    /// Fills in the content hash of steps stored before steps were identified by content (SQLite
+    /// has no SHA-256 for the migration to use), a few thousand rows per transaction.
+    async fn backfill_content_hashes(&self) -> Result<(), StoreError> {
+        loop {
+            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+            let rows: Vec<(i64, String)> = sqlx::query_as(
+                "SELECT rowid, body FROM steps WHERE content_hash IS NULL LIMIT 5000",
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            if rows.is_empty() {
+                return Ok(());
+            }
+            for (rowid, body) in &rows {
+                sqlx::query("UPDATE steps SET content_hash = ?1 WHERE rowid = ?2")
+                    .bind(content_hash(body).to_vec())
+                    .bind(rowid)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            tracing::info!(rows = rows.len(), "identified stored steps by content");
+        }
     }
 }
 
@@ -116,10 +142,13 @@ async fn fetch_run(conn: &mut sqlx::SqliteConnection, id: Uuid) -> Result<RunRec
     run_from_row(&row.ok_or(StoreError::RunNotFound(id))?)
 }
 
+/// Appends a prepared batch inside `tx`, which holds SQLite's write lock (`BEGIN IMMEDIATE`):
+/// batches are serialised, so numbering and occurrence counts need no further locking.
 async fn append_in(
     tx: &mut Transaction<'static, Sqlite>,
     id: Uuid,
-    batch: PreparedBatch,
+    batch: &PreparedBatch,
+    keyed: bool,
 ) -> Result<IngestOutcome, StoreError> {
     let run = sqlx::query("SELECT version, next_seq FROM runs WHERE id = ?1")
         .bind(id)
@@ -128,7 +157,41 @@ async fn append_in(
         .ok_or(StoreError::RunNotFound(id))?;
     let version: i64 = run.try_get("version")?;
     let next_seq: i64 = run.try_get("next_seq")?;
+    let (by_external, max_number) = if batch.has_external_ids() {
+        known_requests(tx, id, batch).await?
+    } else {
+        (HashMap::new(), -1)
+    };
+    let stored_before = if keyed {
+        stored_occurrences(tx, id, batch).await?
+    } else {
+        StoredOccurrences::new()
+    };
+    let plan = batch.plan(&by_external, max_number, next_seq, &stored_before)?;
+    let next_seq_after = next_seq + plan.steps.len() as i64;
+    let created = insert_requests(tx, id, &plan).await?;
+    let stored = insert_steps(tx, id, &plan).await?;
+    let version = if stored > 0 || created > 0 {
+        bump_version(tx, id, batch, next_seq_after, created, stored).await?
+    } else {
+        version
+    };
+    Ok(IngestOutcome {
+        version,
+        requests_received: plan.requests_received,
+        requests_created: created,
+        steps_received: plan.steps_received,
+        steps_stored: stored,
+        steps_skipped_duplicate: plan.steps_received - stored,
+    })
+}
 
+/// The stored request numbers of the batch's eval ids, and the run's highest request number.
+async fn known_requests(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: Uuid,
+    batch: &PreparedBatch,
+) -> Result<(HashMap<String, i64>, i64), StoreError> {
     let mut by_external: HashMap<String, i64> = HashMap::new();
     for chunk in batch.external_ids().chunks(ROWS_PER_INSERT) {
         let mut q = QueryBuilder::<Sqlite>::new(
@@ -144,27 +207,45 @@ async fn append_in(
             by_external.insert(r.try_get("external_id")?, r.try_get("request_number")?);
         }
     }
-    // Only new eval ids are numbered after the run's last request.
-    let max_number: i64 = if batch.has_external_ids() {
-        sqlx::query_scalar::<_, Option<i64>>(
-            "SELECT max(request_number) FROM requests WHERE run_id = ?1",
-        )
-        .bind(id)
-        .fetch_one(&mut **tx)
-        .await?
-        .unwrap_or(-1)
-    } else {
-        -1
-    };
-    let flags = (
-        batch.nat_schema,
-        batch.non_end_steps,
-        batch.aiq_rewrite,
-        batch.nat_rewrite,
-    );
-    let plan = batch.plan(&by_external, max_number, next_seq)?;
-    let next_seq_after = next_seq + plan.steps.len() as i64;
+    let max_number: Option<i64> =
+        sqlx::query_scalar("SELECT max(request_number) FROM requests WHERE run_id = ?1")
+            .bind(id)
+            .fetch_one(&mut **tx)
+            .await?;
+    Ok((by_external, max_number.unwrap_or(-1)))
+}
 
+/// How often each of the batch's step contents is already stored, per request.
+async fn stored_occurrences(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: Uuid,
+    batch: &PreparedBatch,
+) -> Result<StoredOccurrences, StoreError> {
+    let mut rows: Vec<(i64, Vec<u8>, i64)> = Vec::new();
+    for chunk in batch.content_hashes().chunks(ROWS_PER_INSERT) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT request_number, content_hash, max(occurrence) FROM steps WHERE run_id = ",
+        );
+        q.push_bind(id).push(" AND content_hash IN (");
+        let mut sep = q.separated(", ");
+        for h in chunk {
+            sep.push_bind(h.to_vec());
+        }
+        q.push(") GROUP BY request_number, content_hash");
+        rows.extend(
+            q.build_query_as::<(i64, Vec<u8>, i64)>()
+                .fetch_all(&mut **tx)
+                .await?,
+        );
+    }
+    occurrences_from_rows(rows)
+}
+
+async fn insert_requests(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: Uuid,
+    plan: &BatchPlan<'_>,
+) -> Result<i64, StoreError> {
     let mut created = 0i64;
     for chunk in plan.requests.chunks(ROWS_PER_INSERT) {
         let mut q = QueryBuilder::<Sqlite>::new(
@@ -179,17 +260,27 @@ async fn append_in(
         q.push(" ON CONFLICT DO NOTHING");
         created += q.build().execute(&mut **tx).await?.rows_affected() as i64;
     }
+    Ok(created)
+}
 
+/// Inserts the planned steps with multi-row `INSERT`s; a step already stored (same request,
+/// content and occurrence) is skipped at the unique index.
+async fn insert_steps(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: Uuid,
+    plan: &BatchPlan<'_>,
+) -> Result<i64, StoreError> {
     let mut stored = 0i64;
     for chunk in plan.steps.chunks(ROWS_PER_INSERT) {
         let mut q = QueryBuilder::<Sqlite>::new(
             "INSERT INTO steps (run_id, request_number, seq, event_type, event_timestamp, uuid, name, framework,
                                 function_name, function_id, parent_name, parent_id, prompt_tokens, completion_tokens,
                                 total_tokens, seconds_between_calls, text_value, span_event_timestamp,
-                                step_parent_id, body) ",
+                                step_parent_id, content_hash, occurrence, body) ",
         );
-        q.push_values(chunk, |mut b, (number, seq, step)| {
+        q.push_values(chunk, |mut b, planned| {
             // SQLite arguments own their values.
+            let step = planned.step;
             let c = step.columns.clone();
             let bytes = |s: Option<String>| s.map(String::into_bytes);
             let (fname, fid, pname, pid) = match c.ancestry {
@@ -202,8 +293,8 @@ async fn append_in(
                 None => (None, None, None, None),
             };
             b.push_bind(id)
-                .push_bind(number)
-                .push_bind(seq)
+                .push_bind(planned.number)
+                .push_bind(planned.seq)
                 .push_bind(c.event_type.code())
                 .push_bind(c.event_timestamp)
                 .push_bind(c.uuid.into_bytes())
@@ -220,40 +311,92 @@ async fn append_in(
                 .push_bind(bytes(c.text))
                 .push_bind(c.span_event_timestamp)
                 .push_bind(bytes(c.parent_id))
+                .push_bind(step.content_hash.to_vec())
+                .push_bind(planned.occurrence)
                 .push_bind(step.body.clone());
         });
         q.push(" ON CONFLICT DO NOTHING");
         stored += q.build().execute(&mut **tx).await?.rows_affected() as i64;
     }
-    let mut new_version = version;
-    if stored > 0 || created > 0 {
-        new_version = sqlx::query_scalar(
-            "UPDATE runs SET version = version + 1, next_seq = ?2, request_count = request_count + ?3,
-                             step_count = step_count + ?4, updated_at = MAX(?5, updated_at + 1),
-                             nat_schema = nat_schema OR ?6, non_end_steps = non_end_steps OR ?7,
-                             aiq_rewrite = aiq_rewrite OR ?8, nat_rewrite = nat_rewrite OR ?9
-             WHERE id = ?1 RETURNING version",
-        )
-        .bind(id)
-        .bind(next_seq_after)
-        .bind(created)
-        .bind(stored)
-        .bind(micros(OffsetDateTime::now_utc()))
-        .bind(flags.0)
-        .bind(flags.1)
-        .bind(flags.2)
-        .bind(flags.3)
-        .fetch_one(&mut **tx)
-        .await?;
+    Ok(stored)
+}
+
+/// Counts what the batch stored into the run, raises its version, and notes what the stored
+/// steps now hold.
+async fn bump_version(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: Uuid,
+    batch: &PreparedBatch,
+    next_seq: i64,
+    created: i64,
+    stored: i64,
+) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar(
+        "UPDATE runs SET version = version + 1, next_seq = ?2, request_count = request_count + ?3,
+                         step_count = step_count + ?4, updated_at = MAX(?5, updated_at + 1),
+                         nat_schema = nat_schema OR ?6, non_end_steps = non_end_steps OR ?7,
+                         aiq_rewrite = aiq_rewrite OR ?8, nat_rewrite = nat_rewrite OR ?9
+         WHERE id = ?1 RETURNING version",
+    )
+    .bind(id)
+    .bind(next_seq)
+    .bind(created)
+    .bind(stored)
+    .bind(micros(OffsetDateTime::now_utc()))
+    .bind(batch.nat_schema)
+    .bind(batch.non_end_steps)
+    .bind(batch.aiq_rewrite)
+    .bind(batch.nat_rewrite)
+    .fetch_one(&mut **tx)
+    .await?)
+}
+
+/// Claims an Idempotency-Key for this transaction, or finds its first outcome (the write lock
+/// serialises requests with the same key).
+async fn claim_key(
+    tx: &mut Transaction<'static, Sqlite>,
+    key: &IdempotencyKey,
+    run: Uuid,
+) -> Result<Option<Written>, StoreError> {
+    let claimed = sqlx::query(
+        "INSERT INTO idempotency_keys (scope, key, fingerprint, run_id, record, created_at)
+         VALUES (?1, ?2, ?3, ?4, '', ?5) ON CONFLICT DO NOTHING",
+    )
+    .bind(&key.scope)
+    .bind(&key.key)
+    .bind(&key.fingerprint[..])
+    .bind(run)
+    .bind(micros(OffsetDateTime::now_utc()))
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if claimed == 1 {
+        return Ok(None);
     }
-    Ok(IngestOutcome {
-        version: new_version,
-        requests_received: plan.requests_received,
-        requests_created: created,
-        steps_received: plan.steps_received,
-        steps_stored: stored,
-        steps_skipped_duplicate: plan.steps_received - stored,
-    })
+    let (fingerprint, record, outcome): (Vec<u8>, String, Option<String>) =
+        sqlx::query_as(sql::SELECT_IDEMPOTENCY_KEY)
+            .bind(&key.scope)
+            .bind(&key.key)
+            .fetch_one(&mut **tx)
+            .await?;
+    replay(key, &fingerprint, &record, outcome.as_deref()).map(Some)
+}
+
+async fn save_key(
+    tx: &mut Transaction<'static, Sqlite>,
+    key: &IdempotencyKey,
+    written: &Written,
+) -> Result<(), StoreError> {
+    let (record, outcome) = outcome_texts(written);
+    sqlx::query(sql::SAVE_IDEMPOTENCY_OUTCOME)
+        .bind(&key.scope)
+        .bind(&key.key)
+        .bind(written.record.id)
+        .bind(record)
+        .bind(outcome)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 #[async_trait::async_trait]
@@ -271,9 +414,15 @@ impl Store for SqliteStore {
         &self,
         run: NewRun,
         batch: Option<PreparedBatch>,
-    ) -> Result<(RunRecord, Option<IngestOutcome>), StoreError> {
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Written, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let id = Uuid::new_v4();
+        if let Some(key) = key
+            && let Some(first) = claim_key(&mut tx, key, id).await?
+        {
+            return Ok(first);
+        }
         let now = micros(OffsetDateTime::now_utc());
         sqlx::query("INSERT INTO runs (id, name, created_at, updated_at, profiler_config, metadata, toolkit) VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6)")
             .bind(id)
@@ -284,18 +433,37 @@ impl Store for SqliteStore {
             .bind(run.toolkit.map(Dialect::as_str))
             .execute(&mut *tx)
             .await?;
-        let outcome = match batch {
-            Some(b) => Some(append_in(&mut tx, id, b).await?),
+        let outcome = match &batch {
+            Some(b) => Some(append_in(&mut tx, id, b, false).await?),
             None => None,
         };
-        let record = fetch_run(&mut tx, id).await?;
+        let written = Written {
+            record: fetch_run(&mut tx, id).await?,
+            outcome,
+            replayed: false,
+        };
+        if let Some(key) = key {
+            save_key(&mut tx, key, &written).await?;
+        }
         tx.commit().await?;
-        Ok((record, outcome))
+        Ok(written)
     }
 
     async fn get_run(&self, id: Uuid) -> Result<RunRecord, StoreError> {
         let mut conn = self.pool.acquire().await?;
         fetch_run(&mut conn, id).await
+    }
+
+    async fn run_stamp(&self, id: Uuid) -> Result<RunStamp, StoreError> {
+        let (version, updated_at): (i64, i64) = sqlx::query_as(sql::SELECT_STAMP)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::RunNotFound(id))?;
+        Ok(RunStamp {
+            version,
+            updated_at: from_micros(updated_at)?,
+        })
     }
 
     async fn list_runs(&self, limit: i64, after: Option<RunCursor>) -> Result<RunPage, StoreError> {
@@ -368,11 +536,37 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn append(&self, id: Uuid, batch: PreparedBatch) -> Result<IngestOutcome, StoreError> {
+    async fn append(
+        &self,
+        id: Uuid,
+        batch: PreparedBatch,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Written, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let outcome = append_in(&mut tx, id, batch).await?;
+        if let Some(key) = key
+            && let Some(first) = claim_key(&mut tx, key, id).await?
+        {
+            return Ok(first);
+        }
+        let outcome = append_in(&mut tx, id, &batch, key.is_some()).await?;
+        let written = Written {
+            record: fetch_run(&mut tx, id).await?,
+            outcome: Some(outcome),
+            replayed: false,
+        };
+        if let Some(key) = key {
+            save_key(&mut tx, key, &written).await?;
+        }
         tx.commit().await?;
-        Ok(outcome)
+        Ok(written)
+    }
+
+    async fn purge_idempotency_keys(&self, cutoff: OffsetDateTime) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?1")
+            .bind(micros(cutoff))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     async fn load(&self, id: Uuid) -> Result<LoadedRun, StoreError> {

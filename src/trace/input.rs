@@ -215,8 +215,51 @@ pub fn parse_json_document(bytes: &[u8], opts: &ParseOptions) -> Result<Batch, T
 /// Parses JSON text; a syntax error says what the text started with, so that a client that sent
 /// something else (a zip file, form data, protobuf) learns what the server saw.
 pub fn json_value(bytes: &[u8]) -> Result<Value, TraceError> {
+    let replaced;
+    let bytes = match replace_lone_surrogates(bytes) {
+        Some(fixed) => {
+            replaced = fixed;
+            &replaced[..]
+        }
+        None => bytes,
+    };
     serde_json::from_slice(bytes)
         .map_err(|e| TraceError::Syntax(format!("{e}; {}", describe_start(bytes))))
+}
+
+/// Python's `json.dumps` writes a string holding an unpaired UTF-16 surrogate as `"\ud800"`, and
+/// `json.loads` reads it back; a Rust string cannot hold one, so each unpaired surrogate escape
+/// becomes `\ufffd`, the replacement character (docs/deviations.md). Escapes come in pairs or not
+/// at all, and a text without unpaired ones is left alone (`None`).
+fn replace_lone_surrogates(bytes: &[u8]) -> Option<Vec<u8>> {
+    fn escape_at(b: &[u8], i: usize) -> Option<u16> {
+        if b.get(i) != Some(&b'\\') || b.get(i + 1) != Some(&b'u') {
+            return None;
+        }
+        let hex = std::str::from_utf8(b.get(i + 2..i + 6)?).ok()?;
+        u16::from_str_radix(hex, 16).ok()
+    }
+    let is_high = |u: u16| (0xD800..=0xDBFF).contains(&u);
+    let is_low = |u: u16| (0xDC00..=0xDFFF).contains(&u);
+    let mut out: Option<Vec<u8>> = None;
+    let mut i = 0;
+    while let Some(at) = bytes[i..].iter().position(|&b| b == b'\\') {
+        let at = i + at;
+        match escape_at(bytes, at) {
+            Some(u) if is_high(u) && escape_at(bytes, at + 6).is_some_and(is_low) => i = at + 12,
+            Some(u) if is_high(u) || is_low(u) => {
+                let fixed = out.get_or_insert_with(|| bytes.to_vec());
+                fixed[at + 2..at + 6].copy_from_slice(b"fffd");
+                i = at + 6;
+            }
+            // Any other escape, `\\` included, is two characters or more: skip them together.
+            _ => i = at + 2,
+        }
+        if i >= bytes.len() {
+            break;
+        }
+    }
+    out
 }
 
 /// What a body that failed to parse begins with: a short excerpt of text, or the first bytes in
@@ -272,6 +315,13 @@ pub fn parse_step(text: &str) -> Result<IntermediateStep, TraceError> {
 /// Detects the form of a decoded document and validates every step in it.
 pub fn parse_value(doc: Value, opts: &ParseOptions) -> Result<Batch, TraceError> {
     let mut v = Validator::new(opts.now);
+    v.finite_numbers(&doc);
+    if v.error_count() > 0 {
+        return Err(TraceError::Invalid {
+            errors: v.errors,
+            omitted: v.omitted,
+        });
+    }
     let batch = read_batch(&mut v, doc);
     match batch {
         Some(b) if v.error_count() == 0 => Ok(b),
@@ -515,6 +565,20 @@ fn needs_uuid(raw: &Value) -> bool {
     raw.get("payload")
         .and_then(Value::as_object)
         .is_some_and(|p| !p.contains_key("UUID"))
+}
+
+#[cfg(test)]
+mod surrogate_tests {
+    use super::*;
+
+    #[test]
+    fn unpaired_surrogates_become_the_replacement_character() {
+        let v = json_value(br#"["a\ud800b", "\udc00", "\ud83d\ude00", "\\ud800"]"#).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!(["a\u{fffd}b", "\u{fffd}", "\u{1f600}", "\\ud800"])
+        );
+    }
 }
 
 #[cfg(test)]

@@ -108,6 +108,38 @@ impl Validator {
         self.errors.len() + self.omitted
     }
 
+    /// Rejects float literals beyond `f64`'s range anywhere in a document (`1e400`): Python would
+    /// read them as infinity, which no JSON document (or stored step) can carry back. Integers of
+    /// any size are fine: they are kept digit for digit.
+    pub(crate) fn finite_numbers(&mut self, v: &Value) {
+        match v {
+            Value::Number(n) => {
+                let text = n.to_string();
+                let integer = text
+                    .strip_prefix('-')
+                    .unwrap_or(&text)
+                    .bytes()
+                    .all(|b| b.is_ascii_digit());
+                if !integer && !text.parse::<f64>().is_ok_and(f64::is_finite) {
+                    self.error(format!(
+                        "number out of range: {text} does not fit a 64-bit float"
+                    ));
+                }
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    self.at(i, |c| c.finite_numbers(item));
+                }
+            }
+            Value::Object(map) => {
+                for (k, item) in map {
+                    self.at(k, |c| c.finite_numbers(item));
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// Validates one step. `None` means it was rejected (the errors say why).
     pub(crate) fn step(&mut self, v: Value) -> Option<IntermediateStep> {
         let before = self.error_count();

@@ -4,7 +4,7 @@
 //!
 //! Writing the reference's exact bytes lets users diff our files against the toolkit's.
 
-use crate::profiler::py::repr::write_float_repr;
+use crate::profiler::py::repr::{PyNumber, write_float_repr};
 use serde::Serialize;
 use serde_json::ser::{CharEscape, Formatter, PrettyFormatter};
 use std::io::{self, Write};
@@ -52,6 +52,15 @@ impl Formatter for PyFormatter {
 
     fn write_f32<W: ?Sized + Write>(&mut self, w: &mut W, value: f32) -> io::Result<()> {
         self.write_f64(w, f64::from(value))
+    }
+
+    /// A JSON number as it was sent: Python reads an integer literal as an `int` of any size
+    /// and writes it back digit for digit, and reads anything else as a `float`.
+    fn write_number_str<W: ?Sized + Write>(&mut self, w: &mut W, value: &str) -> io::Result<()> {
+        match PyNumber::of_literal(value) {
+            PyNumber::Int(digits) => w.write_all(digits.as_bytes()),
+            PyNumber::Float(f) => self.write_f64(w, f),
+        }
     }
 
     fn write_string_fragment<W: ?Sized + Write>(

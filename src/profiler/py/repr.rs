@@ -5,7 +5,7 @@
 //! the CSV are computed over those texts, so matching the reference means matching CPython's
 //! formatting byte for byte, including its choice of quotes and escapes in `repr(str)`.
 
-use serde_json::Value;
+use serde_json::{Number, Value};
 use std::fmt::Write;
 use unicode_general_category::{GeneralCategory, get_general_category};
 
@@ -95,6 +95,46 @@ pub fn fixed(x: f64, precision: usize) -> String {
     }
 }
 
+/// What `json.loads` makes of a JSON number: a Python `int` of any size when the literal has no
+/// fraction or exponent, a `float` otherwise.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PyNumber<'a> {
+    /// The integer's decimal digits, with a leading `-` when negative (never `-0`).
+    Int(std::borrow::Cow<'a, str>),
+    Float(f64),
+}
+
+impl PyNumber<'_> {
+    /// Classifies a number by its JSON text (serde_json keeps the literal as it was sent).
+    pub fn of_literal(text: &str) -> PyNumber<'_> {
+        let digits = text.strip_prefix('-').unwrap_or(text);
+        if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+            if digits.bytes().all(|b| b == b'0') {
+                return PyNumber::Int("0".into());
+            }
+            return PyNumber::Int(text.into());
+        }
+        // JSON's grammar makes every other literal a valid float; out of range is infinite, as
+        // in Python.
+        PyNumber::Float(text.parse().unwrap_or(f64::NAN))
+    }
+
+    pub fn of(n: &Number) -> PyNumber<'static> {
+        match PyNumber::of_literal(&n.to_string()) {
+            PyNumber::Int(digits) => PyNumber::Int(digits.into_owned().into()),
+            PyNumber::Float(f) => PyNumber::Float(f),
+        }
+    }
+}
+
+/// Python's `repr()` of a JSON number: integers digit for digit, floats as `repr(float)`.
+pub fn write_number(out: &mut String, n: &Number) {
+    match PyNumber::of(n) {
+        PyNumber::Int(digits) => out.push_str(&digits),
+        PyNumber::Float(f) => write_float_repr(out, f),
+    }
+}
+
 /// Python's `str()` of a JSON-decoded value: a string is itself, anything else is its `repr`.
 pub fn py_str(v: &Value) -> String {
     match v {
@@ -116,15 +156,7 @@ fn write_repr(out: &mut String, v: &Value) {
         Value::Null => out.push_str("None"),
         Value::Bool(true) => out.push_str("True"),
         Value::Bool(false) => out.push_str("False"),
-        Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                let _ = write!(out, "{i}");
-            } else if let Some(u) = n.as_u64() {
-                let _ = write!(out, "{u}");
-            } else {
-                write_float_repr(out, n.as_f64().unwrap_or(f64::NAN));
-            }
-        }
+        Value::Number(n) => write_number(out, n),
         Value::String(s) => write_str_repr(out, s),
         Value::Array(items) => {
             out.push('[');
