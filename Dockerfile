@@ -1,5 +1,5 @@
-# syntax=docker/dockerfile:1
-# agentprof: multi-stage build. The dependency layer is built from the manifests alone, so it
+# agentprof: multi-stage build (no `# syntax=` line: it would make every BuildKit build pull the
+# dockerfile frontend image first). The dependency layer is built from the manifests alone, so it
 # is cached until Cargo.toml or Cargo.lock change; the runtime image holds only the binary.
 # No SQLX_OFFLINE is needed: the code uses no compile-time-checked query macros (only
 # `sqlx::migrate!`, which embeds ./migrations).

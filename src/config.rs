@@ -51,6 +51,10 @@ pub struct ServeConfig {
     /// Seconds before a request that has not produced its response headers gets a 503.
     #[arg(long, env = "AGENTPROF_REQUEST_TIMEOUT_SECS", default_value_t = 120)]
     pub request_timeout_secs: u64,
+
+    /// Seconds an Idempotency-Key is remembered (a retry within it gets the first response).
+    #[arg(long, env = "AGENTPROF_IDEMPOTENCY_WINDOW_SECS", default_value_t = 24 * 3600)]
+    pub idempotency_window_secs: u64,
 }
 
 /// `ServeConfig` as a standalone command line, for `agentprof` with no subcommand.
@@ -84,6 +88,7 @@ impl fmt::Debug for ServeConfig {
             .field("max_decompressed_bytes", &self.max_decompressed())
             .field("cache_bytes", &self.cache_bytes)
             .field("request_timeout_secs", &self.request_timeout_secs)
+            .field("idempotency_window_secs", &self.idempotency_window_secs)
             .finish()
     }
 }

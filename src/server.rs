@@ -62,8 +62,9 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         return Err(ServeError::UnauthenticatedPublicBind(config.bind));
     }
     let store = open_store(&config).await?;
-    let state = AppState::new(store, &settings);
+    let state = AppState::new(store.clone(), &settings);
     api::spawn_metrics_upkeep(state.prometheus.clone());
+    spawn_key_purge(store, Duration::from_secs(config.idempotency_window_secs));
     let app = api::app(state);
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
@@ -94,6 +95,22 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         .map_err(ServeError::Serve)?;
     tracing::info!("shut down cleanly");
     Ok(())
+}
+
+/// Forgets Idempotency-Keys older than `window`, every few minutes.
+fn spawn_key_purge(store: Arc<dyn Store>, window: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(300));
+        loop {
+            tick.tick().await;
+            let cutoff = time::OffsetDateTime::now_utc() - window;
+            match store.purge_idempotency_keys(cutoff).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(keys = n, "forgot expired Idempotency-Keys"),
+                Err(e) => tracing::warn!(error = %e, "could not purge Idempotency-Keys"),
+            }
+        }
+    });
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -218,10 +218,12 @@ fn parse_create(body: Value) -> ApiResult<(NewRun, Option<PreparedBatch>)> {
 /// default (every analysis on, the toolkit's default thresholds).
 #[utoipa::path(
     post, path = "/v1/runs", tag = "runs",
+    params(IdempotencyParams),
     request_body(content = CreateRunBody, description = "The run, optionally with steps", content_type = "application/json"),
     responses(
-        (status = 201, description = "Run created", body = CreatedRun,
-            headers(("Location" = String, description = "URL of the new run"))),
+        (status = 201, description = "Run created (or, for a repeated Idempotency-Key, the run it created)", body = CreatedRun,
+            headers(("Location" = String, description = "URL of the new run"),
+                    ("Idempotent-Replayed" = String, description = "`true` when this is the first response to the Idempotency-Key again"))),
         BodyProblems, ReadProblems, WriteProblems,
     ),
     security(("bearer" = []))
@@ -259,6 +261,27 @@ fn idempotency_key(operation: &str, client: &Client, key: String, body: &[u8]) -
         key,
         fingerprint: Sha256::digest(body).into(),
     }
+}
+
+/// The `Idempotency-Key` request header, as the OpenAPI document describes it.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // read by the `IdempotencyKeyHeader` extractor; here for the document
+pub struct IdempotencyParams {
+    /// Makes a retry safe (IETF httpapi `Idempotency-Key`): send a new unique value (a UUID) with
+    /// each request and the same value with each retry of it. A retry with the same key and body
+    /// gets the first response back (same run id, same counts, `Idempotent-Replayed: true`)
+    /// and writes nothing; the same key with another body is a 422 problem
+    /// (`idempotency-key-reused`). Keys are kept for `AGENTPROF_IDEMPOTENCY_WINDOW_SECS` (24 h by
+    /// default), per API key. Without a key, a retried batch still stores nothing, because a
+    /// step already stored is skipped; with one, identical steps in a new batch are kept.
+    #[param(
+        rename = "Idempotency-Key",
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[ -~]+$"
+    )]
+    pub idempotency_key: Option<String>,
 }
 
 /// Tells a client that it got the first response to its key again (the name Stripe and others
@@ -509,10 +532,11 @@ pub async fn delete_run(State(st): State<AppState>, RunId(id): RunId) -> ApiResu
 /// so a retried batch changes nothing. The batch is atomic: stored whole or not at all.
 #[utoipa::path(
     post, path = "/v1/runs/{run_id}/steps", tag = "runs",
-    params(("run_id" = Uuid, Path, description = "Run id")),
+    params(("run_id" = Uuid, Path, description = "Run id"), IdempotencyParams),
     request_body(content = StepDocument, description = "Steps in any input form", content_type = "application/json"),
     responses(
-        (status = 200, description = "What the batch stored", body = IngestResponse),
+        (status = 200, description = "What the batch stored (or, for a repeated Idempotency-Key, what it stored the first time)", body = IngestResponse,
+            headers(("Idempotent-Replayed" = String, description = "`true` when this is the first response to the Idempotency-Key again"))),
         BodyProblems, ReadProblems, RunProblems, WriteProblems,
     ),
     security(("bearer" = []))

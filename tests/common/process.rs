@@ -19,11 +19,19 @@ impl Server {
             .unwrap()
             .port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_agentprof"));
+        // AGENTPROF_TEST_SERVER_LOG=path keeps the servers' logs, for when a test fails.
+        let log = std::env::var_os("AGENTPROF_TEST_SERVER_LOG").and_then(|p| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .ok()
+        });
         cmd.args(["serve", "--bind", &format!("127.0.0.1:{port}")])
             .env_remove("DATABASE_URL")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(log.map_or_else(Stdio::null, Stdio::from));
         for (k, v) in env {
             cmd.env(k, v);
         }
