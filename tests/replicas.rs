@@ -64,7 +64,7 @@ async fn two_replicas_read_each_others_writes_at_once() {
     let done = Arc::new(AtomicBool::new(false));
     let reads = Arc::new(AtomicUsize::new(0));
     let mut readers = Vec::new();
-    for base in bases.iter().cloned() {
+    for base in bases.clone() {
         let (client, run, done, reads) = (client.clone(), run.clone(), done.clone(), reads.clone());
         readers.push(tokio::spawn(async move {
             while !done.load(Ordering::SeqCst) {
