@@ -11,6 +11,14 @@ use std::str::FromStr;
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
+/// What one batch's steps may take once read: about 100,000 realistic steps.
+pub const DEFAULT_MAX_BATCH_MEMORY: usize = 256 * 1024 * 1024;
+
+/// Ingests at once by default: one per core (they are CPU-bound), at least two.
+pub fn default_concurrent_ingests() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().max(2))
+}
+
 #[derive(Clone, Args)]
 pub struct ServeConfig {
     /// Address to listen on.
@@ -52,6 +60,19 @@ pub struct ServeConfig {
     #[arg(long, env = "AGENTPROF_REQUEST_TIMEOUT_SECS", default_value_t = 120)]
     pub request_timeout_secs: u64,
 
+    /// Bytes one batch's steps may take once read and prepared; a bigger batch gets a 413 that
+    /// says how to split it. Bounds an ingest's memory whatever its steps look like.
+    #[arg(long, env = "AGENTPROF_MAX_BATCH_MEMORY", default_value_t = DEFAULT_MAX_BATCH_MEMORY)]
+    pub max_batch_memory: usize,
+
+    /// Batches (and OTLP exports) ingested at once (default: one per core, at least two).
+    #[arg(long, env = "AGENTPROF_MAX_CONCURRENT_INGESTS")]
+    pub max_concurrent_ingests: Option<usize>,
+
+    /// Seconds an ingest waits for a free slot before it gets a 503 with Retry-After.
+    #[arg(long, env = "AGENTPROF_INGEST_WAIT_SECS", default_value_t = 10)]
+    pub ingest_wait_secs: u64,
+
     /// Seconds an Idempotency-Key is remembered (a retry within it gets the first response).
     #[arg(long, env = "AGENTPROF_IDEMPOTENCY_WINDOW_SECS", default_value_t = 24 * 3600)]
     pub idempotency_window_secs: u64,
@@ -89,6 +110,9 @@ impl fmt::Debug for ServeConfig {
             .field("cache_bytes", &self.cache_bytes)
             .field("request_timeout_secs", &self.request_timeout_secs)
             .field("idempotency_window_secs", &self.idempotency_window_secs)
+            .field("max_batch_memory", &self.max_batch_memory)
+            .field("max_concurrent_ingests", &self.max_concurrent_ingests)
+            .field("ingest_wait_secs", &self.ingest_wait_secs)
             .finish()
     }
 }

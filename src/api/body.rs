@@ -11,6 +11,9 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use http_body_util::BodyExt;
 use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 /// Limits for one request body.
@@ -20,6 +23,67 @@ pub struct BodyLimits {
     pub max_bytes: usize,
     /// Bytes after gzip decompression.
     pub max_decompressed: usize,
+    /// Bytes a batch's steps may take once read and prepared (413 beyond: split the batch).
+    pub max_batch_memory: usize,
+}
+
+/// Bounds how many ingests (step batches, OTLP exports) run at once. An ingest holds its body,
+/// the inflated body and its prepared steps until it is stored, so the bound on memory across
+/// requests is this many times the bound on one. A request waits a while for its turn, then
+/// gets a 503 with `Retry-After`.
+#[derive(Debug, Clone)]
+pub struct IngestGate {
+    slots: Arc<Semaphore>,
+    wait: Duration,
+}
+
+impl IngestGate {
+    pub fn new(concurrent: usize, wait: Duration) -> IngestGate {
+        IngestGate {
+            slots: Arc::new(Semaphore::new(concurrent.max(1))),
+            wait,
+        }
+    }
+
+    /// A slot, held as long as the permit lives.
+    pub async fn enter(&self) -> ApiResult<OwnedSemaphorePermit> {
+        let busy = || {
+            ApiError::Busy(
+                "every ingest slot is busy with other batches; retry after Retry-After seconds"
+                    .to_owned(),
+            )
+        };
+        match tokio::time::timeout(self.wait, self.slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => {
+                metrics::counter!("agentprof_ingest_refused_busy_total").increment(1);
+                Err(busy())
+            }
+        }
+    }
+}
+
+/// A step batch's body (inflated when gzip) and its ingest slot: the body is read only once a
+/// slot is free, and the slot is held until the handler drops the permit.
+#[derive(Debug)]
+pub struct IngestBody {
+    pub bytes: Bytes,
+    pub permit: OwnedSemaphorePermit,
+}
+
+impl<S> FromRequest<S> for IngestBody
+where
+    BodyLimits: FromRef<S>,
+    IngestGate: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let permit = IngestGate::from_ref(state).enter().await?;
+        let JsonBytes(bytes) = JsonBytes::from_request(req, state).await?;
+        Ok(IngestBody { bytes, permit })
+    }
 }
 
 /// The `{run_id}` path segment. A segment that is not a UUID names no run, so it is a 404 like

@@ -77,6 +77,9 @@ pub enum ApiError {
     },
     #[error("request body is larger than {limit} bytes")]
     TooLarge { limit: usize },
+    /// A batch whose steps would take more memory than one batch may: split it.
+    #[error("{0}")]
+    BatchTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("missing or unknown API key")]
@@ -110,7 +113,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Invalid { .. } | ApiError::KeyReused => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooLarge { .. } | ApiError::BatchTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
@@ -129,6 +132,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => ("method-not-allowed", "Method not allowed"),
             ApiError::Invalid { .. } => ("validation-error", "Request body failed validation"),
             ApiError::TooLarge { .. } => ("body-too-large", "Request body too large"),
+            ApiError::BatchTooLarge(_) => ("batch-too-large", "Batch too large; split it"),
             ApiError::UnsupportedMediaType(_) => {
                 ("unsupported-media-type", "Unsupported media type")
             }
@@ -196,6 +200,7 @@ impl ApiError {
             TraceError::TooLarge { limit } => ApiError::TooLarge {
                 limit: limit as usize,
             },
+            TraceError::Refused(why) => ApiError::BatchTooLarge(why),
             TraceError::Invalid { errors, omitted } => {
                 let errors: Vec<ProblemField> = errors
                     .into_iter()

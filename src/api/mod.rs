@@ -25,7 +25,7 @@ use axum::extract::{FromRef, MatchedPath, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use body::BodyLimits;
+use body::{BodyLimits, IngestGate};
 use error::ApiError;
 use error::ApiResult;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -51,6 +51,9 @@ pub struct ApiSettings {
     pub cache_bytes: u64,
     /// A response that has not started by then becomes a 503.
     pub request_timeout: Duration,
+    /// Ingests at once, and how long one waits for a slot before a 503.
+    pub max_concurrent_ingests: usize,
+    pub ingest_wait: Duration,
 }
 
 impl Default for ApiSettings {
@@ -59,10 +62,13 @@ impl Default for ApiSettings {
             limits: BodyLimits {
                 max_bytes: crate::config::DEFAULT_MAX_BODY_BYTES,
                 max_decompressed: 4 * crate::config::DEFAULT_MAX_BODY_BYTES,
+                max_batch_memory: crate::config::DEFAULT_MAX_BATCH_MEMORY,
             },
             keys: None,
             cache_bytes: 256 * 1024 * 1024,
             request_timeout: Duration::from_secs(120),
+            max_concurrent_ingests: crate::config::default_concurrent_ingests(),
+            ingest_wait: Duration::from_secs(10),
         }
     }
 }
@@ -73,10 +79,15 @@ impl ApiSettings {
             limits: BodyLimits {
                 max_bytes: config.max_body_bytes,
                 max_decompressed: config.max_decompressed(),
+                max_batch_memory: config.max_batch_memory,
             },
             keys: config.api_keys.clone().filter(|k| !k.is_empty()),
             cache_bytes: config.cache_bytes,
             request_timeout: Duration::from_secs(config.request_timeout_secs),
+            max_concurrent_ingests: config
+                .max_concurrent_ingests
+                .unwrap_or_else(crate::config::default_concurrent_ingests),
+            ingest_wait: Duration::from_secs(config.ingest_wait_secs),
         }
     }
 }
@@ -90,6 +101,7 @@ pub struct AppState {
     pub keys: Option<Arc<ApiKeys>>,
     pub prometheus: PrometheusHandle,
     pub request_timeout: Duration,
+    pub ingest: IngestGate,
 }
 
 impl AppState {
@@ -102,6 +114,7 @@ impl AppState {
             keys: settings.keys.clone().map(Arc::new),
             prometheus: prometheus_handle(),
             request_timeout: settings.request_timeout,
+            ingest: IngestGate::new(settings.max_concurrent_ingests, settings.ingest_wait),
         }
     }
 }
@@ -109,6 +122,12 @@ impl AppState {
 impl FromRef<AppState> for BodyLimits {
     fn from_ref(st: &AppState) -> BodyLimits {
         st.limits
+    }
+}
+
+impl FromRef<AppState> for IngestGate {
+    fn from_ref(st: &AppState) -> IngestGate {
+        st.ingest.clone()
     }
 }
 

@@ -1,7 +1,7 @@
 //! The run resource: create, list, read, change, delete, and append step batches.
 
 use super::auth::Client;
-use super::body::{IdempotencyKeyHeader, JsonBody, JsonBytes, RunId, parse_json};
+use super::body::{IdempotencyKeyHeader, IngestBody, JsonBody, RunId};
 use super::error::{
     ApiError, ApiResult, BodyProblems, ConflictProblems, Problem, ReadProblems, RunProblems,
     WriteProblems,
@@ -10,10 +10,12 @@ use super::schema::*;
 use super::{AppState, blocking};
 use crate::profiler::{Dialect, ProfilerConfig, warnings};
 use crate::store::{
-    IdempotencyKey, IngestOutcome, NewRun, PreparedBatch, RunChanges, RunCursor, RunRecord,
-    StoreError,
+    IdempotencyKey, IngestOutcome, NewRun, PreparedBatch, Preparer, RunChanges, RunCursor,
+    RunRecord, StoreError,
 };
-use crate::trace::{ParseOptions, parse_value, pointer_segment, type_name};
+use crate::trace::{
+    ParseOptions, pointer_segment, read_json_document, read_json_wrapped, type_name,
+};
 use axum::Extension;
 use axum::Json;
 use axum::body::Body;
@@ -136,40 +138,42 @@ fn check_metadata(v: &Value) -> ApiResult<()> {
 /// Batches the PostgreSQL store can number (see `store::SEQ_BLOCK_BITS`); both stores keep to it.
 const MAX_BATCH_STEPS: usize = (1 << crate::store::SEQ_BLOCK_BITS) - 1;
 
-/// A step document (any input form) at `/requests` of the create body, or the whole body.
-fn prepare_steps(doc: Value, prefix: &str) -> ApiResult<PreparedBatch> {
-    let batch =
-        parse_value(doc, &ParseOptions::default()).map_err(|e| ApiError::from_trace(e, prefix))?;
-    let batch = PreparedBatch::prepare(batch);
+/// A step document (any input form) as the whole body, read step by step within the batch
+/// memory budget.
+fn read_steps(bytes: &[u8], budget: usize) -> ApiResult<PreparedBatch> {
+    let mut preparer = Preparer::new(budget);
+    let doc = read_json_document(bytes, &ParseOptions::default(), &mut preparer)
+        .map_err(|e| ApiError::from_trace(e, ""))?;
+    checked_size(preparer.finish(doc), "")
+}
+
+/// A batch the store can number (see `store::SEQ_BLOCK_BITS`).
+fn checked_size(batch: PreparedBatch, at: &str) -> ApiResult<PreparedBatch> {
     if batch.step_count() > MAX_BATCH_STEPS {
         return Err(ApiError::invalid_at(
-            prefix,
+            at,
             format!("a batch holds at most {MAX_BATCH_STEPS} steps; split it"),
         ));
     }
     Ok(batch)
 }
 
-/// Parses and validates a create body: `{name?, profiler_config?, metadata?, requests?}`, or a
-/// bare step document (a JSON list) as a shorthand for `{"requests": [...]}`.
-fn parse_create(body: Value) -> ApiResult<(NewRun, Option<PreparedBatch>)> {
-    let mut obj = match body {
-        Value::Object(o) => o,
-        list @ Value::Array(_) => {
-            let mut o = Map::new();
-            o.insert("requests".to_owned(), list);
-            o
-        }
-        other => {
-            return Err(ApiError::invalid_at(
-                "",
-                format!(
-                    "expected an object {{name, profiler_config, metadata, requests}} or a list of requests, got {}",
-                    type_name(&other)
-                ),
-            ));
-        }
-    };
+/// Parses and validates a create body: `{name?, toolkit?, profiler_config?, metadata?,
+/// requests?}`, or a bare step document (a JSON list) as a shorthand for `{"requests": [...]}`.
+/// The steps are read one at a time within the batch memory budget.
+fn parse_create(bytes: &[u8], budget: usize) -> ApiResult<(NewRun, Option<PreparedBatch>)> {
+    let mut preparer = Preparer::new(budget);
+    let wrapped = read_json_wrapped(bytes, "requests", &ParseOptions::default(), &mut preparer)
+        .map_err(|e| ApiError::from_trace(e, ""))?;
+    if let Some(other) = wrapped.other {
+        return Err(ApiError::invalid_at(
+            "",
+            format!(
+                "expected an object {{name, toolkit, profiler_config, metadata, requests}} or a list of requests, got {other}"
+            ),
+        ));
+    }
+    let mut obj = wrapped.fields;
     let name = run_name(obj.remove("name").unwrap_or(Value::Null))?;
     let profiler_config = match obj.remove("profiler_config") {
         None | Some(Value::Null) => Value::Object(Map::new()),
@@ -186,17 +190,16 @@ fn parse_create(body: Value) -> ApiResult<(NewRun, Option<PreparedBatch>)> {
         }
     };
     let toolkit = toolkit_field(obj.remove("toolkit").unwrap_or(Value::Null))?;
-    let requests = obj.remove("requests");
     if let Some(key) = obj.keys().next() {
         return Err(ApiError::invalid_at(
             pointer_segment(key),
             "unknown field: a run has name, toolkit, profiler_config, metadata and requests",
         ));
     }
-    let batch = match requests {
-        None | Some(Value::Null) => None,
-        Some(doc) => Some(prepare_steps(doc, "/requests")?),
-    };
+    let batch = wrapped
+        .document
+        .map(|doc| checked_size(preparer.finish(doc), "/requests"))
+        .transpose()?;
     Ok((
         NewRun {
             name,
@@ -232,11 +235,14 @@ pub async fn create_run(
     State(st): State<AppState>,
     Extension(client): Extension<Client>,
     IdempotencyKeyHeader(key): IdempotencyKeyHeader,
-    JsonBytes(bytes): JsonBytes,
+    body: IngestBody,
 ) -> ApiResult<Response> {
+    let IngestBody { bytes, permit } = body;
     let key = key.map(|k| idempotency_key("create", &client, k, &bytes));
-    let (run, batch) = blocking(move || parse_create(parse_json(&bytes)?)).await?;
+    let budget = st.limits.max_batch_memory;
+    let (run, batch) = blocking(move || parse_create(&bytes, budget)).await?;
     let written = st.store.create_run(run, batch, key.as_ref()).await?;
+    drop(permit);
     if let (Some(o), false) = (&written.outcome, written.replayed) {
         record_ingest(o);
     }
@@ -551,10 +557,12 @@ pub async fn append_steps(
     // A missing run is a 404 before the (possibly large) body is read and validated (a run
     // deleted meanwhile elsewhere still fails in `append`).
     st.cache.snapshot(id).await?;
-    let JsonBytes(bytes) = JsonBytes::from_request(body, &st).await?;
+    let IngestBody { bytes, permit } = IngestBody::from_request(body, &st).await?;
     let key = key.map(|k| idempotency_key(&format!("append {id}"), &client, k, &bytes));
-    let batch = blocking(move || prepare_steps(parse_json(&bytes)?, "")).await?;
+    let budget = st.limits.max_batch_memory;
+    let batch = blocking(move || read_steps(&bytes, budget)).await?;
     let written = st.store.append(id, batch, key.as_ref()).await?;
+    drop(permit);
     let outcome = written
         .outcome
         .ok_or_else(|| ApiError::internal(format!("append to run {id} returned no outcome")))?;
@@ -605,25 +613,25 @@ mod tests {
 
     #[test]
     fn create_body_validation_points_at_fields() {
-        let err = parse_create(json!({"name": 5})).unwrap_err();
+        let create = |v: Value| parse_create(v.to_string().as_bytes(), usize::MAX);
+        let err = create(json!({"name": 5})).unwrap_err();
         assert!(matches!(&err, ApiError::Invalid { errors, .. } if errors[0].path == "/name"));
         let err =
-            parse_create(json!({"profiler_config": {"prefix_span_analysis": {"top_k": "x"}}}))
+            create(json!({"profiler_config": {"prefix_span_analysis": {"top_k": "x"}}}))
                 .unwrap_err();
         assert!(
             matches!(&err, ApiError::Invalid { errors, .. } if errors[0].path == "/profiler_config/prefix_span_analysis/top_k"),
             "{err:?}"
         );
         let err =
-            parse_create(json!({"requests": [[{"payload": {"event_type": "NOPE"}}]]})).unwrap_err();
+            create(json!({"requests": [[{"payload": {"event_type": "NOPE"}}]]})).unwrap_err();
         assert!(
             matches!(&err, ApiError::Invalid { errors, .. } if errors[0].path == "/requests/0/0/payload/event_type"),
             "{err:?}"
         );
-        let err = parse_create(json!({"bogus": 1})).unwrap_err();
+        let err = create(json!({"bogus": 1})).unwrap_err();
         assert!(matches!(&err, ApiError::Invalid { errors, .. } if errors[0].path == "/bogus"));
-        let (run, batch) =
-            parse_create(json!([[{"payload": {"event_type": "LLM_START"}}]])).unwrap();
+        let (run, batch) = create(json!([[{"payload": {"event_type": "LLM_START"}}]])).unwrap();
         assert_eq!(run.name, "");
         assert_eq!(batch.unwrap().step_count(), 1);
     }

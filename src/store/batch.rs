@@ -6,7 +6,9 @@ use super::StoreError;
 use crate::profiler::toolkit::traces::render_step;
 use crate::profiler::warnings::is_default_filter_type;
 use crate::profiler::{Dialect, StepColumns};
-use crate::trace::{Batch, InputForm, StepSchema};
+use crate::trace::{
+    Batch, DocRequest, Document, InputForm, IntermediateStep, StepSchema, StepSink,
+};
 use sha2::{Digest, Sha256};
 
 /// How an incoming request is matched to a stored one.
@@ -64,18 +66,36 @@ pub struct PreparedBatch {
     pub nat_rewrite: bool,
 }
 
-impl PreparedBatch {
-    /// Derives everything the store needs from a parsed document. CPU-bound: run it off the
-    /// async executor for large batches.
-    pub fn prepare(batch: Batch) -> PreparedBatch {
-        let form = batch.form;
-        let nat_schema = batch.steps().any(Dialect::is_nat_step);
-        let non_end_steps = batch
-            .steps()
-            .any(|s| !is_default_filter_type(s.payload.event_type));
-        let aiq_rewrite = batch.steps().any(|s| s.rewritten_by(StepSchema::Aiq));
-        let nat_rewrite = batch.steps().any(|s| s.rewritten_by(StepSchema::Nat));
-        let requests = batch
+/// Prepares each step as a document is read (see `trace::StepSink`), within a memory budget,
+/// and notes what the batch's steps hold.
+pub struct Preparer {
+    /// Bytes the prepared steps may take in all.
+    budget: usize,
+    used: usize,
+    steps: usize,
+    nat_schema: bool,
+    non_end_steps: bool,
+    aiq_rewrite: bool,
+    nat_rewrite: bool,
+}
+
+impl Preparer {
+    pub fn new(budget: usize) -> Preparer {
+        Preparer {
+            budget,
+            used: 0,
+            steps: 0,
+            nat_schema: false,
+            non_end_steps: false,
+            aiq_rewrite: false,
+            nat_rewrite: false,
+        }
+    }
+
+    /// The prepared batch of a document this preparer read.
+    pub fn finish(self, doc: Document<PreparedStep>) -> PreparedBatch {
+        let form = doc.form;
+        let requests = doc
             .requests
             .into_iter()
             .map(|r| {
@@ -84,33 +104,105 @@ impl PreparedBatch {
                     (InputForm::Eval, None, Some(id)) => RequestKey::External(id),
                     _ => RequestKey::Number(r.position as i64),
                 };
-                let steps = r
-                    .steps
-                    .iter()
-                    .map(|s| {
-                        let body = String::from_utf8(render_step(s))
-                            .expect("render_step writes JSON text, which is UTF-8");
-                        PreparedStep {
-                            columns: StepColumns::from_step(s),
-                            content_hash: content_hash(&body),
-                            body,
-                        }
-                    })
-                    .collect();
                 let eval = r.eval.as_ref().map(|e| {
                     serde_json::to_string(e).expect("an eval item is JSON values, which serialise")
                 });
-                PreparedRequest { key, eval, steps }
+                PreparedRequest {
+                    key,
+                    eval,
+                    steps: r.steps,
+                }
             })
             .collect();
         PreparedBatch {
             form,
             requests,
-            nat_schema,
-            non_end_steps,
-            aiq_rewrite,
-            nat_rewrite,
+            nat_schema: self.nat_schema,
+            non_end_steps: self.non_end_steps,
+            aiq_rewrite: self.aiq_rewrite,
+            nat_rewrite: self.nat_rewrite,
         }
+    }
+}
+
+impl StepSink for Preparer {
+    type Kept = PreparedStep;
+
+    fn keep(&mut self, step: IntermediateStep) -> Result<PreparedStep, String> {
+        self.nat_schema |= Dialect::is_nat_step(&step);
+        self.non_end_steps |= !is_default_filter_type(step.payload.event_type);
+        self.aiq_rewrite |= step.rewritten_by(StepSchema::Aiq);
+        self.nat_rewrite |= step.rewritten_by(StepSchema::Nat);
+        let prepared = PreparedStep::of(&step);
+        self.used += prepared.memory();
+        self.steps += 1;
+        if self.used > self.budget {
+            let each = self.used / self.steps;
+            return Err(format!(
+                "the batch's steps take more than {} MiB once read (about {each} bytes each after \
+                 {} steps): split it into batches of at most {} steps, or raise \
+                 AGENTPROF_MAX_BATCH_MEMORY",
+                self.budget >> 20,
+                self.steps,
+                (self.budget / each.max(1)).max(1)
+            ));
+        }
+        Ok(prepared)
+    }
+}
+
+impl PreparedStep {
+    pub fn of(step: &IntermediateStep) -> PreparedStep {
+        let body = String::from_utf8(render_step(step))
+            .expect("render_step writes JSON text, which is UTF-8");
+        PreparedStep {
+            columns: StepColumns::from_step(step),
+            content_hash: content_hash(&body),
+            body,
+        }
+    }
+
+    /// Roughly what the step takes in memory: its body, its texts and its fixed-size parts.
+    pub fn memory(&self) -> usize {
+        let c = &self.columns;
+        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        let ancestry = c.ancestry.as_ref().map_or(0, |a| {
+            a.function_id.len() + a.function_name.len() + opt(&a.parent_id) + opt(&a.parent_name)
+        });
+        std::mem::size_of::<PreparedStep>()
+            + self.body.len()
+            + c.uuid.len()
+            + opt(&c.name)
+            + opt(&c.text)
+            + opt(&c.parent_id)
+            + ancestry
+    }
+}
+
+impl PreparedBatch {
+    /// Derives everything the store needs from a parsed document (for callers that hold one
+    /// already; the service reads bodies through a [`Preparer`] instead).
+    pub fn prepare(batch: Batch) -> PreparedBatch {
+        let mut preparer = Preparer::new(usize::MAX);
+        let requests = batch
+            .requests
+            .into_iter()
+            .map(|r| DocRequest {
+                request_number: r.request_number,
+                external_id: r.external_id,
+                position: r.position,
+                eval: r.eval,
+                steps: r
+                    .steps
+                    .into_iter()
+                    .map(|s| preparer.keep(s).expect("an unbounded budget"))
+                    .collect(),
+            })
+            .collect();
+        preparer.finish(Document {
+            form: batch.form,
+            requests,
+        })
     }
 
     pub fn step_count(&self) -> usize {

@@ -15,8 +15,8 @@ pub mod sqlite;
 pub(crate) use assemble::{FrameAssembler, StepsAssembler, StreamSlots, TracesAssembler};
 pub(crate) use batch::{BatchPlan, PlannedStep, StoredOccurrences};
 pub use batch::{
-    ContentHash, PreparedBatch, PreparedRequest, PreparedStep, RequestKey, SEQ_BLOCK_BITS,
-    content_hash,
+    ContentHash, PreparedBatch, PreparedRequest, PreparedStep, Preparer, RequestKey,
+    SEQ_BLOCK_BITS, content_hash,
 };
 pub(crate) use columns::{json_column, step_columns, step_from_body, toolkit_column, utf8};
 

@@ -10,7 +10,10 @@
 //! whatever file their workflow left behind.
 
 use super::model::IntermediateStep;
-use super::parse::{FieldError, Validator, short, type_name};
+use super::document::{
+    DocRequest, Document, KeepSteps, ReadError, StepSink, Wrapped, read_document, read_wrapped,
+};
+use super::parse::{FieldError, Validator};
 use serde_json::Value;
 use std::io::Read;
 
@@ -27,19 +30,8 @@ pub enum InputForm {
     Empty,
 }
 
-/// One request of a document: its steps plus whatever identified it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RequestInput {
-    /// The profiler form's `request_number`.
-    pub request_number: Option<i64>,
-    /// The eval form's `id`, as text (a JSON string as itself, anything else as JSON).
-    pub external_id: Option<String>,
-    /// Index of the request in the document.
-    pub position: usize,
-    /// The eval form's item fields besides its steps.
-    pub eval: Option<EvalItem>,
-    pub steps: Vec<IntermediateStep>,
-}
+/// One request of a parsed document, with its steps.
+pub type RequestInput = DocRequest<IntermediateStep>;
 
 /// What an eval item (`workflow_output.json`) says about its request besides the steps: the
 /// dataset's id, question and answer, and the workflow's answer, as they were sent. nat 1.9's
@@ -64,21 +56,10 @@ pub struct NumberedRequest {
     pub steps: Vec<IntermediateStep>,
 }
 
-impl RequestInput {
-    /// The request number a standalone analysis gives this request: its own number when it has
-    /// one, otherwise its position (the reference numbers requests by position).
-    pub fn number_in_document(&self) -> i64 {
-        self.request_number.unwrap_or(self.position as i64)
-    }
-}
+/// A parsed document: its requests with their steps.
+pub type Batch = Document<IntermediateStep>;
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Batch {
-    pub form: InputForm,
-    pub requests: Vec<RequestInput>,
-}
-
-impl Batch {
+impl Document<IntermediateStep> {
     pub fn step_count(&self) -> usize {
         self.requests.iter().map(|r| r.steps.len()).sum()
     }
@@ -121,6 +102,9 @@ pub enum TraceError {
     Gzip(String),
     #[error("the decompressed body is larger than {limit} bytes")]
     TooLarge { limit: u64 },
+    /// The reader was stopped by its sink (a budget was spent); the message says how to split.
+    #[error("{0}")]
+    Refused(String),
     #[error("{}", describe(.errors, *.omitted))]
     Invalid {
         errors: Vec<FieldError>,
@@ -209,7 +193,86 @@ pub fn parse_document(bytes: &[u8], opts: &ParseOptions) -> Result<Batch, TraceE
 
 /// Reads an uncompressed JSON document in any form.
 pub fn parse_json_document(bytes: &[u8], opts: &ParseOptions) -> Result<Batch, TraceError> {
-    parse_value(json_value(bytes)?, opts)
+    read_json_document(bytes, opts, &mut KeepSteps)
+}
+
+/// Reads an uncompressed JSON document as it is parsed, handing each valid step to `sink` (see
+/// [`super::document`]): nothing but what the sink keeps stays in memory.
+pub fn read_json_document<K: StepSink>(
+    bytes: &[u8],
+    opts: &ParseOptions,
+    sink: &mut K,
+) -> Result<Document<K::Kept>, TraceError> {
+    let replaced;
+    let bytes = match replace_lone_surrogates(bytes) {
+        Some(fixed) => {
+            replaced = fixed;
+            &replaced[..]
+        }
+        None => bytes,
+    };
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let mut v = Validator::new(opts.now);
+    let doc = read_document(&mut de, &mut v, sink);
+    let syntax = |e: String| TraceError::Syntax(format!("{e}; {}", describe_start(bytes)));
+    match doc {
+        Ok(doc) => {
+            de.end().map_err(|e| syntax(e.to_string()))?;
+            Ok(doc)
+        }
+        Err(e) => Err(read_error(e, v, syntax)),
+    }
+}
+
+fn read_error(
+    e: ReadError,
+    v: Validator,
+    syntax: impl FnOnce(String) -> TraceError,
+) -> TraceError {
+    match e {
+        ReadError::Syntax(msg) => syntax(msg),
+        ReadError::Refused(why) => TraceError::Refused(why),
+        ReadError::Invalid => TraceError::Invalid {
+            errors: v.errors,
+            omitted: v.omitted,
+        },
+    }
+}
+
+/// Reads a request body whose `field` holds a step document (or that is one, as a bare list)
+/// as it is parsed, handing each valid step to `sink`.
+pub fn read_json_wrapped<K: StepSink>(
+    bytes: &[u8],
+    field: &'static str,
+    opts: &ParseOptions,
+    sink: &mut K,
+) -> Result<Wrapped<K::Kept>, TraceError> {
+    let replaced;
+    let bytes = match replace_lone_surrogates(bytes) {
+        Some(fixed) => {
+            replaced = fixed;
+            &replaced[..]
+        }
+        None => bytes,
+    };
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let mut v = Validator::new(opts.now);
+    let read = read_wrapped(&mut de, field, &mut v, sink);
+    let syntax = |e: String| TraceError::Syntax(format!("{e}; {}", describe_start(bytes)));
+    match read {
+        Ok(w) => {
+            de.end().map_err(|e| syntax(e.to_string()))?;
+            Ok(w)
+        }
+        Err(e) => Err(read_error(e, v, syntax)),
+    }
+}
+
+/// Detects the form of a decoded document and validates every step in it.
+pub fn parse_value(doc: Value, opts: &ParseOptions) -> Result<Batch, TraceError> {
+    let mut v = Validator::new(opts.now);
+    read_document(doc, &mut v, &mut KeepSteps)
+        .map_err(|e| read_error(e, v, TraceError::Syntax))
 }
 
 /// Parses JSON text; a syntax error says what the text started with, so that a client that sent
@@ -310,261 +373,6 @@ pub fn parse_step(text: &str) -> Result<IntermediateStep, TraceError> {
             omitted: v.omitted,
         }),
     }
-}
-
-/// Detects the form of a decoded document and validates every step in it.
-pub fn parse_value(doc: Value, opts: &ParseOptions) -> Result<Batch, TraceError> {
-    let mut v = Validator::new(opts.now);
-    v.finite_numbers(&doc);
-    if v.error_count() > 0 {
-        return Err(TraceError::Invalid {
-            errors: v.errors,
-            omitted: v.omitted,
-        });
-    }
-    let batch = read_batch(&mut v, doc);
-    match batch {
-        Some(b) if v.error_count() == 0 => Ok(b),
-        _ => Err(TraceError::Invalid {
-            errors: v.errors,
-            omitted: v.omitted,
-        }),
-    }
-}
-
-fn read_batch(v: &mut Validator, doc: Value) -> Option<Batch> {
-    let items = match doc {
-        Value::Array(items) => items,
-        Value::Object(mut obj) if obj.contains_key("eval_input_items") => {
-            // The EvalInput dump: {"eval_input_items": [{"trajectory": [...]}, ...]}
-            return v.at("eval_input_items", |v| {
-                match obj.shift_remove("eval_input_items") {
-                    Some(Value::Array(items)) => {
-                        let requests = items
-                            .into_iter()
-                            .enumerate()
-                            .map(|(i, item)| v.at(i, |v| eval_item(v, item, i, "trajectory")))
-                            .collect::<Vec<_>>();
-                        Some(Batch {
-                            form: InputForm::Eval,
-                            requests: requests.into_iter().collect::<Option<Vec<_>>>()?,
-                        })
-                    }
-                    other => {
-                        v.error(format!(
-                            "expected a list of eval items, got {}",
-                            other.as_ref().map_or("nothing", type_name)
-                        ));
-                        None
-                    }
-                }
-            });
-        }
-        other => {
-            v.error(format!(
-                "expected a list of requests (profiler form), eval items (workflow_output.json) \
-                 or step lists, got {}",
-                type_name(&other)
-            ));
-            return None;
-        }
-    };
-    if items.is_empty() {
-        return Some(Batch {
-            form: InputForm::Empty,
-            requests: Vec::new(),
-        });
-    }
-    let form = detect_form(&items);
-    let mut requests = Vec::with_capacity(items.len());
-    let mut ok = true;
-    for (i, item) in items.into_iter().enumerate() {
-        let r = v.at(i, |v| match form {
-            InputForm::Raw => match item {
-                Value::Array(steps) => Some(RequestInput {
-                    request_number: None,
-                    external_id: None,
-                    position: i,
-                    eval: None,
-                    steps: step_list(v, steps, i)?,
-                }),
-                other => {
-                    v.error(format!(
-                        "expected a list of steps like the other items, got {}",
-                        type_name(&other)
-                    ));
-                    None
-                }
-            },
-            InputForm::Profiler => profiler_item(v, item, i),
-            _ => eval_item(v, item, i, "intermediate_steps"),
-        });
-        match r {
-            Some(r) => requests.push(r),
-            None => ok = false,
-        }
-    }
-    ok.then_some(Batch { form, requests })
-}
-
-/// The rule (docs/toolkit-semantics.md#input-forms): the profiler form when every item is an object with `request_number` and
-/// `intermediate_steps`, step lists when every item is a list, the eval form when every item is an
-/// object. A mixed document fails, with a pointer to the first item that does not fit the first.
-fn detect_form(items: &[Value]) -> InputForm {
-    let profiler_item = |v: &Value| {
-        v.as_object().is_some_and(|o| {
-            o.contains_key("request_number") && o.contains_key("intermediate_steps")
-        })
-    };
-    match items.first() {
-        Some(Value::Array(_)) => InputForm::Raw,
-        Some(_) if items.iter().all(profiler_item) => InputForm::Profiler,
-        _ => InputForm::Eval,
-    }
-}
-
-fn profiler_item(v: &mut Validator, item: Value, position: usize) -> Option<RequestInput> {
-    let Value::Object(mut obj) = item else {
-        v.error(format!(
-            "expected a request object {{\"request_number\", \"intermediate_steps\"}}, got {}",
-            type_name(&item)
-        ));
-        return None;
-    };
-    let number = match obj.shift_remove("request_number") {
-        None => {
-            v.at("request_number", |v| {
-                v.error(
-                    "field required: the first item has a request_number, so every item needs one",
-                )
-            });
-            None
-        }
-        Some(n) => v.at("request_number", |v| request_number(v, &n)),
-    };
-    let steps = match obj.shift_remove("intermediate_steps") {
-        None => {
-            v.at("intermediate_steps", |v| v.error("field required"));
-            None
-        }
-        Some(s) => v.at("intermediate_steps", |v| steps_value(v, s, position)),
-    };
-    Some(RequestInput {
-        request_number: Some(number?),
-        external_id: None,
-        position,
-        eval: None,
-        steps: steps?,
-    })
-}
-
-fn request_number(v: &mut Validator, n: &Value) -> Option<i64> {
-    let integral = n.as_i64().or_else(|| {
-        n.as_f64()
-            .filter(|f| f.fract() == 0.0 && f.abs() < 1e15)
-            .map(|f| f as i64)
-    });
-    match integral {
-        Some(n) if (0..=MAX_REQUEST_NUMBER).contains(&n) => Some(n),
-        _ => {
-            v.error(format!(
-                "expected an integer from 0 to {MAX_REQUEST_NUMBER}, got {}",
-                short(n)
-            ));
-            None
-        }
-    }
-}
-
-fn eval_item(v: &mut Validator, item: Value, position: usize, key: &str) -> Option<RequestInput> {
-    let Value::Object(mut obj) = item else {
-        v.error(format!(
-            "expected an eval item object with \"{key}\", got {}",
-            type_name(&item)
-        ));
-        return None;
-    };
-    let id = obj.shift_remove("id").unwrap_or(Value::Null);
-    let external_id = match &id {
-        Value::Null => None,
-        Value::String(s) => Some(s.clone()),
-        other => Some(other.to_string()),
-    };
-    let mut take = |k: &str| obj.shift_remove(k).unwrap_or(Value::Null);
-    let eval = EvalItem {
-        id,
-        question: take("question"),
-        answer: take("answer"),
-        generated_answer: take("generated_answer"),
-    };
-    let steps = match obj.shift_remove(key) {
-        None => {
-            v.at(key, |v| {
-                v.error(format!(
-                    "field required: an eval item carries its steps in \"{key}\""
-                ))
-            });
-            None
-        }
-        Some(s) => v.at(key, |v| steps_value(v, s, position)),
-    };
-    Some(RequestInput {
-        request_number: None,
-        external_id,
-        position,
-        eval: Some(eval),
-        steps: steps?,
-    })
-}
-
-fn steps_value(v: &mut Validator, s: Value, position: usize) -> Option<Vec<IntermediateStep>> {
-    match s {
-        Value::Array(steps) => step_list(v, steps, position),
-        // A null trajectory is an empty one (docs/toolkit-semantics.md#input-forms).
-        Value::Null => Some(Vec::new()),
-        other => {
-            v.error(format!(
-                "expected a list of steps, got {}",
-                type_name(&other)
-            ));
-            None
-        }
-    }
-}
-
-fn step_list(
-    v: &mut Validator,
-    steps: Vec<Value>,
-    position: usize,
-) -> Option<Vec<IntermediateStep>> {
-    let mut out = Vec::with_capacity(steps.len());
-    let mut ok = true;
-    for (i, raw) in steps.into_iter().enumerate() {
-        // A step without a UUID gets one derived from its content and place, so that posting
-        // the same batch twice yields the same UUID and the retry is recognised as a duplicate.
-        let fingerprint = if needs_uuid(&raw) {
-            Some(format!("{position}/{i}/{raw}"))
-        } else {
-            None
-        };
-        match v.at(i, |v| v.step(raw)) {
-            Some(mut step) => {
-                if let Some(fp) = fingerprint {
-                    step.payload.uuid =
-                        uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, fp.as_bytes()).to_string();
-                }
-                out.push(step);
-            }
-            None => ok = false,
-        }
-    }
-    ok.then_some(out)
-}
-
-fn needs_uuid(raw: &Value) -> bool {
-    raw.get("payload")
-        .and_then(Value::as_object)
-        .is_some_and(|p| !p.contains_key("UUID"))
 }
 
 #[cfg(test)]

@@ -3,14 +3,16 @@
 //!
 //! This layer knows nothing of HTTP, storage or metrics: bytes in, typed steps out.
 
+mod document;
 mod input;
 mod model;
 mod parse;
 
+pub use document::{DocRequest, Document, KeepSteps, StepSink, Wrapped};
 pub use input::{
     Batch, EvalItem, InputForm, MAX_REQUEST_NUMBER, NumberedRequest, ParseOptions, RequestInput,
     TraceError, describe_start, gunzip, is_gzip, json_value, parse_document, parse_json_document,
-    parse_step, parse_value,
+    parse_step, parse_value, read_json_document, read_json_wrapped,
 };
 pub use model::{
     EventState, EventType, Framework, InSchema, IntermediateStep, InvocationNode, Payload,

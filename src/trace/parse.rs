@@ -97,6 +97,16 @@ impl Validator {
         }
     }
 
+    /// Enters a segment of the pointer; [`Validator::pop`] leaves it (for visitors that cannot
+    /// nest a closure around the parser's callbacks).
+    pub(crate) fn push(&mut self, seg: impl ToString) {
+        self.path.push(seg.to_string());
+    }
+
+    pub(crate) fn pop(&mut self) {
+        self.path.pop();
+    }
+
     pub(crate) fn at<R>(&mut self, seg: impl ToString, f: impl FnOnce(&mut Self) -> R) -> R {
         self.path.push(seg.to_string());
         let r = f(self);

@@ -165,6 +165,7 @@ pub struct Options {
     pub keys: Option<ApiKeys>,
     pub max_bytes: usize,
     pub max_decompressed: usize,
+    pub max_batch_memory: usize,
 }
 
 impl Default for Options {
@@ -173,6 +174,7 @@ impl Default for Options {
             keys: None,
             max_bytes: 64 * 1024 * 1024,
             max_decompressed: 256 * 1024 * 1024,
+            max_batch_memory: agentprof::config::DEFAULT_MAX_BATCH_MEMORY,
         }
     }
 }
@@ -213,6 +215,7 @@ impl TestApp {
             limits: BodyLimits {
                 max_bytes: opts.max_bytes,
                 max_decompressed: opts.max_decompressed,
+                max_batch_memory: opts.max_batch_memory,
             },
             keys: opts.keys,
             cache_bytes: 64 * 1024 * 1024,
