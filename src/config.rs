@@ -73,6 +73,16 @@ pub struct ServeConfig {
     #[arg(long, env = "AGENTPROF_INGEST_WAIT_SECS", default_value_t = 10)]
     pub ingest_wait_secs: u64,
 
+    /// Seconds a connection gets to send a request's headers, counted from when it opens or from
+    /// the end of the previous response: also the idle keep-alive timeout.
+    #[arg(long, env = "AGENTPROF_HEADER_READ_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_read_timeout_secs: u64,
+
+    /// Client connections open at once. At the cap, the oldest connection that is not inside a
+    /// request is closed for a new one; lowered to fit the open-files limit.
+    #[arg(long, env = "AGENTPROF_MAX_CONNECTIONS", default_value_t = 512)]
+    pub max_connections: usize,
+
     /// Seconds an Idempotency-Key is remembered (a retry within it gets the first response).
     #[arg(long, env = "AGENTPROF_IDEMPOTENCY_WINDOW_SECS", default_value_t = 24 * 3600)]
     pub idempotency_window_secs: u64,
@@ -113,6 +123,8 @@ impl fmt::Debug for ServeConfig {
             .field("max_batch_memory", &self.max_batch_memory)
             .field("max_concurrent_ingests", &self.max_concurrent_ingests)
             .field("ingest_wait_secs", &self.ingest_wait_secs)
+            .field("header_read_timeout_secs", &self.header_read_timeout_secs)
+            .field("max_connections", &self.max_connections)
             .finish()
     }
 }

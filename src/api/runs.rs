@@ -616,15 +616,13 @@ mod tests {
         let create = |v: Value| parse_create(v.to_string().as_bytes(), usize::MAX);
         let err = create(json!({"name": 5})).unwrap_err();
         assert!(matches!(&err, ApiError::Invalid { errors, .. } if errors[0].path == "/name"));
-        let err =
-            create(json!({"profiler_config": {"prefix_span_analysis": {"top_k": "x"}}}))
-                .unwrap_err();
+        let err = create(json!({"profiler_config": {"prefix_span_analysis": {"top_k": "x"}}}))
+            .unwrap_err();
         assert!(
             matches!(&err, ApiError::Invalid { errors, .. } if errors[0].path == "/profiler_config/prefix_span_analysis/top_k"),
             "{err:?}"
         );
-        let err =
-            create(json!({"requests": [[{"payload": {"event_type": "NOPE"}}]]})).unwrap_err();
+        let err = create(json!({"requests": [[{"payload": {"event_type": "NOPE"}}]]})).unwrap_err();
         assert!(
             matches!(&err, ApiError::Invalid { errors, .. } if errors[0].path == "/requests/0/0/payload/event_type"),
             "{err:?}"

@@ -393,9 +393,7 @@ impl<'de, K: StepSink> Visitor<'de> for EvalInputItems<'_, '_, K> {
     }
 
     fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        self.ctx
-            .v
-            .error("expected a list of eval items, got null");
+        self.ctx.v.error("expected a list of eval items, got null");
         Ok(None)
     }
 
@@ -466,9 +464,9 @@ where
     let lists = lists == Some(true);
     let profiler = !lists
         && !eval_items
-        && items.iter().all(|i| {
-            matches!(i, Item::Object(o) if o.request_number.is_some() && o.steps.is_some())
-        });
+        && items.iter().all(
+            |i| matches!(i, Item::Object(o) if o.request_number.is_some() && o.steps.is_some()),
+        );
     let form = match (lists, profiler) {
         (true, _) => InputForm::Raw,
         (false, true) => InputForm::Profiler,
@@ -684,7 +682,6 @@ fn drain_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<&'static str, A::Erro
     Ok("an object")
 }
 
-
 impl<K: StepSink> ItemSeed<'_, '_, K> {
     /// One field of an object item; returns the next key.
     fn field<'de, A: MapAccess<'de>>(
@@ -694,48 +691,48 @@ impl<K: StepSink> ItemSeed<'_, '_, K> {
         key: String,
     ) -> Result<Option<String>, A::Error> {
         let ctx = &mut *self.ctx;
-            if key == self.steps_key {
+        if key == self.steps_key {
+            ctx.v.push(&key);
+            let steps = map.next_value_seed(StepsSeed {
+                ctx: &mut *ctx,
+                position: self.position,
+            });
+            ctx.v.pop();
+            let steps = steps?;
+            if item.steps.is_some() {
                 ctx.v.push(&key);
-                let steps = map.next_value_seed(StepsSeed {
-                    ctx: &mut *ctx,
-                    position: self.position,
-                });
+                ctx.v.error("duplicate key");
                 ctx.v.pop();
-                let steps = steps?;
-                if item.steps.is_some() {
-                    ctx.v.push(&key);
-                    ctx.v.error("duplicate key");
-                    ctx.v.pop();
+            }
+            item.steps = Some(steps);
+            return map.next_key::<String>();
+        }
+        let slot = match key.as_str() {
+            "request_number" => &mut item.request_number,
+            "id" => &mut item.id,
+            "question" | "answer" | "generated_answer" => {
+                let value: Value = map.next_value()?;
+                ctx.v.push(&key);
+                ctx.v.finite_numbers(&value);
+                ctx.v.pop();
+                match key.as_str() {
+                    "question" => item.eval.question = value,
+                    "answer" => item.eval.answer = value,
+                    _ => item.eval.generated_answer = value,
                 }
-                item.steps = Some(steps);
                 return map.next_key::<String>();
             }
-            let slot = match key.as_str() {
-                "request_number" => &mut item.request_number,
-                "id" => &mut item.id,
-                "question" | "answer" | "generated_answer" => {
-                    let value: Value = map.next_value()?;
-                    ctx.v.push(&key);
-                    ctx.v.finite_numbers(&value);
-                    ctx.v.pop();
-                    match key.as_str() {
-                        "question" => item.eval.question = value,
-                        "answer" => item.eval.answer = value,
-                        _ => item.eval.generated_answer = value,
-                    }
-                    return map.next_key::<String>();
-                }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                    return map.next_key::<String>();
-                }
-            };
-            let value: Value = map.next_value()?;
-            ctx.v.push(&key);
-            ctx.v.finite_numbers(&value);
-            ctx.v.pop();
-            *slot = Some(value);
-                map.next_key::<String>()
+            _ => {
+                map.next_value::<IgnoredAny>()?;
+                return map.next_key::<String>();
+            }
+        };
+        let value: Value = map.next_value()?;
+        ctx.v.push(&key);
+        ctx.v.finite_numbers(&value);
+        ctx.v.pop();
+        *slot = Some(value);
+        map.next_key::<String>()
     }
 }
 
@@ -856,4 +853,3 @@ fn needs_uuid(raw: &Value) -> bool {
         .and_then(Value::as_object)
         .is_some_and(|p| !p.contains_key("UUID"))
 }
-

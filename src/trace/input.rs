@@ -9,10 +9,10 @@
 //! The form is read off the document itself, as docs/toolkit-semantics.md#input-forms describes, so a user can post
 //! whatever file their workflow left behind.
 
-use super::model::IntermediateStep;
 use super::document::{
     DocRequest, Document, KeepSteps, ReadError, StepSink, Wrapped, read_document, read_wrapped,
 };
+use super::model::IntermediateStep;
 use super::parse::{FieldError, Validator};
 use serde_json::Value;
 use std::io::Read;
@@ -224,11 +224,7 @@ pub fn read_json_document<K: StepSink>(
     }
 }
 
-fn read_error(
-    e: ReadError,
-    v: Validator,
-    syntax: impl FnOnce(String) -> TraceError,
-) -> TraceError {
+fn read_error(e: ReadError, v: Validator, syntax: impl FnOnce(String) -> TraceError) -> TraceError {
     match e {
         ReadError::Syntax(msg) => syntax(msg),
         ReadError::Refused(why) => TraceError::Refused(why),
@@ -271,8 +267,7 @@ pub fn read_json_wrapped<K: StepSink>(
 /// Detects the form of a decoded document and validates every step in it.
 pub fn parse_value(doc: Value, opts: &ParseOptions) -> Result<Batch, TraceError> {
     let mut v = Validator::new(opts.now);
-    read_document(doc, &mut v, &mut KeepSteps)
-        .map_err(|e| read_error(e, v, TraceError::Syntax))
+    read_document(doc, &mut v, &mut KeepSteps).map_err(|e| read_error(e, v, TraceError::Syntax))
 }
 
 /// Parses JSON text; a syntax error says what the text started with, so that a client that sent

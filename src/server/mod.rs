@@ -1,5 +1,9 @@
 //! `agentprof serve`: choose the store, build the application, listen, and shut down gracefully.
 
+mod connections;
+
+pub use connections::ConnectionLimits;
+
 use crate::api::{self, ApiSettings, AppState};
 use crate::config::ServeConfig;
 use crate::store::{Store, StoreError, postgres::PgStore, sqlite::SqliteStore};
@@ -27,8 +31,6 @@ pub enum ServeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("server error: {0}")]
-    Serve(#[source] std::io::Error),
 }
 
 /// Opens the configured store: PostgreSQL or SQLite by URL, the embedded SQLite file otherwise.
@@ -89,12 +91,39 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     eprintln!(
         "agentprof listening on http://{addr} (Swagger UI at http://{addr}/docs), database: {database}"
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(ServeError::Serve)?;
+    let limits = connection_limits(&config);
+    connections::serve(listener, app, limits, shutdown_signal()).await;
     tracing::info!("shut down cleanly");
     Ok(())
+}
+
+/// The configured connection bounds, with the cap lowered to fit the open-files limit (raised to
+/// its hard maximum first: the default soft limit of 1024 is meant for interactive shells).
+fn connection_limits(config: &ServeConfig) -> ConnectionLimits {
+    // Descriptors the server needs besides client sockets: database connections, SQLite's
+    // files, the listener, logs.
+    const RESERVED_FDS: u64 = 64;
+    let mut max_connections = config.max_connections.max(1);
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => {
+            let fits = usize::try_from(limit.saturating_sub(RESERVED_FDS)).unwrap_or(usize::MAX);
+            if fits < max_connections {
+                tracing::warn!(
+                    configured = max_connections,
+                    open_files_limit = limit,
+                    using = fits.max(1),
+                    "--max-connections lowered to fit the open-files limit"
+                );
+                max_connections = fits.max(1);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read or raise the open-files limit"),
+    }
+    ConnectionLimits {
+        header_read_timeout: Duration::from_secs(config.header_read_timeout_secs.max(1)),
+        max_connections,
+        drain_timeout: Duration::from_secs(config.request_timeout_secs.saturating_add(5)),
+    }
 }
 
 /// Forgets Idempotency-Keys older than `window`, every few minutes.
