@@ -409,7 +409,7 @@ impl<'de, K: StepSink> Visitor<'de> for EvalInputItems<'_, '_, K> {
 /// An item of the top-level list before its form is known.
 enum Item<S> {
     Steps(Option<Vec<S>>),
-    Object(ObjectItem<S>),
+    Object(Box<ObjectItem<S>>),
     /// Neither a list nor an object (already reported).
     Other(&'static str),
 }
@@ -633,7 +633,7 @@ impl<'de, K: StepSink> Visitor<'de> for ItemSeed<'_, '_, K> {
         while let Some(key) = next.take() {
             next = self.field(&mut map, &mut item, key)?;
         }
-        Ok(Item::Object(item))
+        Ok(Item::Object(Box::new(item)))
     }
 
     fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
