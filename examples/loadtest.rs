@@ -12,11 +12,14 @@
 //! many clients and reports latency percentiles; it also streams `/requests` once. Every
 //! scenario prints a JSON report on stdout.
 
+mod support;
+
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use support::{Client, latency_summary};
 
 #[derive(Parser)]
 struct Args {
@@ -57,71 +60,10 @@ enum Scenario {
     },
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() - 1) as f64 * p / 100.0).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn latency_summary(mut ms: Vec<f64>) -> Value {
-    ms.sort_by(f64::total_cmp);
-    json!({"count": ms.len(), "p50_ms": percentile(&ms, 50.0), "p90_ms": percentile(&ms, 90.0),
-           "p99_ms": percentile(&ms, 99.0), "max_ms": ms.last().copied().unwrap_or(f64::NAN)})
-}
-
-struct Client {
-    http: reqwest::Client,
-    base: String,
-    key: Option<String>,
-}
-
-impl Client {
-    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let mut r = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(k) = &self.key {
-            r = r.bearer_auth(k);
-        }
-        r
-    }
-
-    async fn create_run(&self, name: &str) -> anyhow::Result<String> {
-        let r: Value = self
-            .req(reqwest::Method::POST, "/v1/runs")
-            .header("content-type", "application/json")
-            .body(json!({"name": name}).to_string())
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        Ok(r["id"].as_str().unwrap_or_default().to_owned())
-    }
-
-    async fn post_batch(&self, run: &str, body: Vec<u8>) -> anyhow::Result<Value> {
-        Ok(self
-            .req(reqwest::Method::POST, &format!("/v1/runs/{run}/steps"))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?)
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let client = Arc::new(Client {
-        http: reqwest::Client::builder()
-            .pool_max_idle_per_host(64)
-            .build()?,
-        base: args.base.trim_end_matches('/').to_owned(),
-        key: args.key,
-    });
+    let client = Arc::new(Client::new(&args.base, args.key)?);
     let report = match args.scenario {
         Scenario::Ingest {
             batches,

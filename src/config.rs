@@ -14,9 +14,20 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 /// What one batch's steps may take once read: about 100,000 realistic steps.
 pub const DEFAULT_MAX_BATCH_MEMORY: usize = 256 * 1024 * 1024;
 
-/// Ingests at once by default: one per core (they are CPU-bound), at least two.
-pub fn default_concurrent_ingests() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get().max(2))
+/// Memory all ingests at once may take at their worst, by default.
+pub const DEFAULT_INGEST_MEMORY: usize = 1024 * 1024 * 1024;
+
+/// Ingests at once by default: as many as fit in `ingest_memory` at their worst case (the body
+/// inflated to its limit plus its prepared steps at their budget), at least one, and no more than
+/// one per core since they are CPU-bound. With the default limits that is 2.
+pub fn default_concurrent_ingests(
+    ingest_memory: usize,
+    max_decompressed: usize,
+    max_batch_memory: usize,
+) -> usize {
+    let worst = max_decompressed.saturating_add(max_batch_memory).max(1);
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
+    (ingest_memory / worst).clamp(1, cores)
 }
 
 #[derive(Clone, Args)]
@@ -65,9 +76,15 @@ pub struct ServeConfig {
     #[arg(long, env = "AGENTPROF_MAX_BATCH_MEMORY", default_value_t = DEFAULT_MAX_BATCH_MEMORY)]
     pub max_batch_memory: usize,
 
-    /// Batches (and OTLP exports) ingested at once (default: one per core, at least two).
+    /// Batches (and OTLP exports) ingested at once (default: as many as fit in
+    /// --ingest-memory at their worst case, at most one per core).
     #[arg(long, env = "AGENTPROF_MAX_CONCURRENT_INGESTS")]
     pub max_concurrent_ingests: Option<usize>,
+
+    /// Bytes that all ingests at once may take at their worst case (an ingest holds its inflated
+    /// body and its prepared steps); sets the default of --max-concurrent-ingests.
+    #[arg(long, env = "AGENTPROF_INGEST_MEMORY", default_value_t = DEFAULT_INGEST_MEMORY)]
+    pub ingest_memory: usize,
 
     /// Seconds an ingest waits for a free slot before it gets a 503 with Retry-After.
     #[arg(long, env = "AGENTPROF_INGEST_WAIT_SECS", default_value_t = 10)]
@@ -105,6 +122,16 @@ impl ServeConfig {
         self.max_decompressed_bytes
             .unwrap_or(self.max_body_bytes.saturating_mul(4))
     }
+
+    pub fn concurrent_ingests(&self) -> usize {
+        self.max_concurrent_ingests.unwrap_or_else(|| {
+            default_concurrent_ingests(
+                self.ingest_memory,
+                self.max_decompressed(),
+                self.max_batch_memory,
+            )
+        })
+    }
 }
 
 impl fmt::Debug for ServeConfig {
@@ -121,7 +148,8 @@ impl fmt::Debug for ServeConfig {
             .field("request_timeout_secs", &self.request_timeout_secs)
             .field("idempotency_window_secs", &self.idempotency_window_secs)
             .field("max_batch_memory", &self.max_batch_memory)
-            .field("max_concurrent_ingests", &self.max_concurrent_ingests)
+            .field("max_concurrent_ingests", &self.concurrent_ingests())
+            .field("ingest_memory", &self.ingest_memory)
             .field("ingest_wait_secs", &self.ingest_wait_secs)
             .field("header_read_timeout_secs", &self.header_read_timeout_secs)
             .field("max_connections", &self.max_connections)
@@ -287,6 +315,21 @@ impl fmt::Debug for ApiKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_ingest_concurrency_fits_the_memory_budget() {
+        const MIB: usize = 1024 * 1024;
+        // The defaults: 256 MiB inflated + 256 MiB of steps, twice in 1 GiB.
+        assert_eq!(
+            default_concurrent_ingests(DEFAULT_INGEST_MEMORY, 256 * MIB, 256 * MIB),
+            2
+        );
+        // Never zero, however small the budget.
+        assert_eq!(default_concurrent_ingests(MIB, 256 * MIB, 256 * MIB), 1);
+        // Never more than one per core, however large.
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
+        assert_eq!(default_concurrent_ingests(usize::MAX, MIB, MIB), cores);
+    }
 
     #[test]
     fn database_url_hides_password() {

@@ -8,6 +8,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc returns freed pages to the OS within milliseconds; glibc's malloc kept the peak of a
+/// burst of large batches resident for good (docs/limits.md has the figures).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "agentprof",

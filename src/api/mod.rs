@@ -67,7 +67,11 @@ impl Default for ApiSettings {
             keys: None,
             cache_bytes: 256 * 1024 * 1024,
             request_timeout: Duration::from_secs(120),
-            max_concurrent_ingests: crate::config::default_concurrent_ingests(),
+            max_concurrent_ingests: crate::config::default_concurrent_ingests(
+                crate::config::DEFAULT_INGEST_MEMORY,
+                4 * crate::config::DEFAULT_MAX_BODY_BYTES,
+                crate::config::DEFAULT_MAX_BATCH_MEMORY,
+            ),
             ingest_wait: Duration::from_secs(10),
         }
     }
@@ -84,9 +88,7 @@ impl ApiSettings {
             keys: config.api_keys.clone().filter(|k| !k.is_empty()),
             cache_bytes: config.cache_bytes,
             request_timeout: Duration::from_secs(config.request_timeout_secs),
-            max_concurrent_ingests: config
-                .max_concurrent_ingests
-                .unwrap_or_else(crate::config::default_concurrent_ingests),
+            max_concurrent_ingests: config.concurrent_ingests(),
             ingest_wait: Duration::from_secs(config.ingest_wait_secs),
         }
     }

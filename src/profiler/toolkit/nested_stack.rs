@@ -188,6 +188,11 @@ fn self_time(forest: &CallForest, n: usize) -> f64 {
     (node.duration - covered).max(0.0)
 }
 
+/// Levels of indentation the tree dump prints. The reference indents each call by its depth, so
+/// D nested calls print D²/2 spaces: 20,000 nested spans made a 405 MB report. Real agent trees
+/// are a few levels deep and print exactly as the toolkit does.
+const MAX_INDENT: usize = 64;
+
 fn report(
     forest: &CallForest,
     order: &[usize],
@@ -223,11 +228,21 @@ fn report(
     }
     out.push_str("\n\n-- Full Tree(s) (All Examples) --");
     let depths = forest.depths();
+    if depths.iter().any(|&d| d > MAX_INDENT) {
+        let _ = write!(
+            out,
+            "\n(truncated indentation: calls deeper than {MAX_INDENT} levels are indented as level \
+             {MAX_INDENT} and start with their depth)"
+        );
+    }
     for &n in order {
         let node = &forest.nodes[n];
         out.push('\n');
-        for _ in 0..depths[n] {
+        for _ in 0..depths[n].min(MAX_INDENT) {
             out.push_str("  ");
+        }
+        if depths[n] > MAX_INDENT {
+            let _ = write!(out, "[depth {}] ", depths[n]);
         }
         let _ = write!(
             out,
@@ -241,4 +256,49 @@ fn report(
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profiler::testutil::frame_of;
+
+    fn nested_report(depth: usize) -> String {
+        let uuids: Vec<String> = (0..depth).map(|i| format!("t{i}")).collect();
+        let mut steps: Vec<(&str, f64, &str)> = Vec::new();
+        for (i, u) in uuids.iter().enumerate() {
+            steps.push(("TOOL_START", i as f64, u));
+        }
+        for (i, u) in uuids.iter().enumerate().rev() {
+            steps.push(("TOOL_END", (2 * depth - i) as f64, u));
+        }
+        let frame = frame_of(&[steps]);
+        analyze(&CallForest::build(&frame, false)).textual_report
+    }
+
+    #[test]
+    fn tree_dump_indents_by_depth_up_to_the_cap() {
+        // Depths 0 to MAX_INDENT + 1.
+        let report = nested_report(MAX_INDENT + 2);
+        let tree: Vec<&str> = report
+            .split("-- Full Tree(s) (All Examples) --\n")
+            .nth(1)
+            .unwrap()
+            .lines()
+            .collect();
+        assert!(tree[0].starts_with("(truncated indentation"), "{report}");
+        assert!(tree[1].starts_with("- TOOL 't' (uuid=t0,"));
+        assert!(tree[2].starts_with("  - TOOL 't' (uuid=t1,"));
+        let deepest = tree.last().unwrap();
+        assert!(deepest.starts_with(&format!("{}[depth 65] - TOOL", "  ".repeat(MAX_INDENT))));
+        let cap = tree[MAX_INDENT + 1];
+        assert!(cap.starts_with(&format!("{}- TOOL", "  ".repeat(MAX_INDENT))));
+    }
+
+    #[test]
+    fn shallow_trees_print_as_the_toolkit_does() {
+        let report = nested_report(MAX_INDENT + 1);
+        assert!(!report.contains("truncated"));
+        assert!(!report.contains("[depth"));
+    }
 }

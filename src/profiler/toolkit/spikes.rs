@@ -3,14 +3,20 @@
 //! those calls, and mean call latency by the concurrency at each call's midpoint.
 //!
 //! The reference scans every call for every spike segment, which is quadratic (B15). We sweep the
-//! segments in time order with the calls sorted by start and a heap of active calls by end, so the
-//! cost is O(n log n) plus the size of the output itself.
+//! segments in time order with the calls sorted by start and a heap of active calls by end, and
+//! keep the token sums and the distinct-UUID count of the active set as it changes, so the cost is
+//! O(n log n) plus the size of the output itself.
+//!
+//! That output is quadratic too: D nested calls make D segments listing up to D UUIDs each (5,000
+//! nested spans, a 1 MB upload, made 469 MB). So the UUID lists together hold at most
+//! [`listed_uuid_budget`] entries, given out in time order; an interval whose list was cut short
+//! carries its exact `active_calls`, and the analysis is marked `truncated` (docs/deviations.md).
 
-use crate::profiler::core::calltree::{CallForest, level_at, segments};
+use crate::profiler::core::calltree::{CallForest, CallNode, level_at, segments};
 use crate::profiler::py::npstats;
 use crate::profiler::py::repr::fixed;
 use indexmap::IndexMap;
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -24,6 +30,26 @@ pub struct SpikeInterval<'a> {
     pub concurrency: i64,
     /// Distinct UUIDs of the calls overlapping the interval, in call-tree (DFS) order.
     pub active_uuids: Vec<&'a str>,
+    /// How many distinct calls overlap the interval; present only when `active_uuids` was cut
+    /// short by the output budget.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active_calls: Option<usize>,
+}
+
+impl SpikeInterval<'_> {
+    /// Distinct calls overlapping the interval, whether or not all are listed.
+    pub fn active_call_count(&self) -> usize {
+        self.active_calls.unwrap_or(self.active_uuids.len())
+    }
+}
+
+/// UUID entries that all spike intervals may list together: linear in the number of calls, with
+/// room for a run whose spikes average 8 concurrent calls (each call opens and closes at most two
+/// segments), and never less than a floor that small runs cannot reach.
+pub fn listed_uuid_budget(calls: usize) -> usize {
+    const PER_CALL: usize = 16;
+    const FLOOR: usize = 100_000;
+    calls.saturating_mul(PER_CALL).max(FLOOR)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -49,11 +75,27 @@ pub struct SpikeAnalysis<'a> {
     /// Mean call duration per concurrency level (JSON keys are strings).
     #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, f64>))]
     pub average_latency_by_concurrency: IndexMap<i64, f64>,
+    /// Present (and true) only when some interval's `active_uuids` was cut short.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
     #[serde(skip)]
     pub textual_report: String,
 }
 
 pub fn analyze<'a>(forest: &CallForest<'a>, spike_threshold: i64) -> SpikeAnalysis<'a> {
+    analyze_within(
+        forest,
+        spike_threshold,
+        listed_uuid_budget(forest.nodes.len()),
+    )
+}
+
+/// [`analyze`] with the UUID budget given, so tests can reach it with small inputs.
+fn analyze_within<'a>(
+    forest: &CallForest<'a>,
+    spike_threshold: i64,
+    mut budget: usize,
+) -> SpikeAnalysis<'a> {
     let order = forest.dfs_order();
     let segs = segments(forest, &order);
 
@@ -74,9 +116,12 @@ pub fn analyze<'a>(forest: &CallForest<'a>, spike_threshold: i64) -> SpikeAnalys
     by_start.sort_by(|a, b| forest.nodes[*a].start.total_cmp(&forest.nodes[*b].start));
     let mut next = 0;
     let mut active: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut active_tokens = TokenSums::default();
+    let mut active_uuids: FxHashMap<&str, u32> = FxHashMap::default();
     let mut ends: BinaryHeap<(Reverse<OrdF64>, usize)> = BinaryHeap::new();
-    let (mut prompt_sum, mut prompt_n, mut total_sum, mut total_n) = (0i128, 0u64, 0i128, 0u64);
+    let mut spike_tokens = TokenSums::default();
     let mut spike_intervals = Vec::new();
+    let mut truncated = false;
     let mut seen: FxHashSet<&str> = FxHashSet::default();
     for s in segs
         .iter()
@@ -84,8 +129,11 @@ pub fn analyze<'a>(forest: &CallForest<'a>, spike_threshold: i64) -> SpikeAnalys
     {
         while next < by_start.len() && forest.nodes[by_start[next]].start < s.end {
             let n = by_start[next];
+            let node = &forest.nodes[n];
             active.insert(position[n], n);
-            ends.push((Reverse(OrdF64(forest.nodes[n].end)), n));
+            active_tokens.add(node, 1);
+            *active_uuids.entry(node.uuid).or_insert(0) += 1;
+            ends.push((Reverse(OrdF64(node.end)), n));
             next += 1;
         }
         while let Some((Reverse(OrdF64(end)), n)) = ends.peek().copied() {
@@ -93,37 +141,44 @@ pub fn analyze<'a>(forest: &CallForest<'a>, spike_threshold: i64) -> SpikeAnalys
                 break;
             }
             ends.pop();
-            active.remove(&position[n]);
-        }
-        seen.clear();
-        let mut uuids = Vec::new();
-        for &n in active.values() {
             let node = &forest.nodes[n];
-            if seen.insert(node.uuid) {
-                uuids.push(node.uuid);
-            }
-            if let Some(row) = node.end_row {
-                if row.prompt_tokens > 0 {
-                    prompt_sum += i128::from(row.prompt_tokens);
-                    prompt_n += 1;
-                }
-                if row.total_tokens > 0 {
-                    total_sum += i128::from(row.total_tokens);
-                    total_n += 1;
+            active.remove(&position[n]);
+            active_tokens.add(node, -1);
+            if let Some(count) = active_uuids.get_mut(node.uuid) {
+                *count -= 1;
+                if *count == 0 {
+                    active_uuids.remove(node.uuid);
                 }
             }
         }
+        spike_tokens.accumulate(&active_tokens);
+        let distinct = active_uuids.len();
+        let listed = distinct.min(budget);
+        budget -= listed;
+        seen.clear();
+        let mut uuids = Vec::with_capacity(listed);
+        for &n in active.values() {
+            if uuids.len() == listed {
+                break;
+            }
+            let uuid = forest.nodes[n].uuid;
+            if seen.insert(uuid) {
+                uuids.push(uuid);
+            }
+        }
+        let cut = listed < distinct;
+        truncated |= cut;
         spike_intervals.push(SpikeInterval {
             start_time: s.start,
             end_time: s.end,
             concurrency: s.level,
             active_uuids: uuids,
+            active_calls: cut.then_some(distinct),
         });
     }
-    let avg = |sum: i128, n: u64| if n == 0 { 0.0 } else { sum as f64 / n as f64 };
     let correlation_stats = CorrelationStats {
-        avg_prompt_tokens: avg(prompt_sum, prompt_n),
-        avg_total_tokens: avg(total_sum, total_n),
+        avg_prompt_tokens: spike_tokens.prompt.mean(),
+        avg_total_tokens: spike_tokens.total.mean(),
     };
 
     let mut by_level: IndexMap<i64, Vec<f64>> = IndexMap::new();
@@ -151,6 +206,7 @@ pub fn analyze<'a>(forest: &CallForest<'a>, spike_threshold: i64) -> SpikeAnalys
         spike_intervals,
         correlation_stats,
         average_latency_by_concurrency,
+        truncated,
         textual_report: String::new(),
     };
     a.textual_report = report(&a, order.len(), total_time);
@@ -212,7 +268,13 @@ fn report(a: &SpikeAnalysis<'_>, num_calls: usize, total_time: f64) -> String {
             fixed(sp.end_time, 2),
             sp.concurrency,
             fixed(sp.end_time - sp.start_time, 2),
-            sp.active_uuids.len()
+            sp.active_call_count()
+        );
+    }
+    if a.truncated {
+        out.push_str(
+            "\n(UUID lists truncated to keep the output linear in the number of calls; \
+             the counts above are exact)",
         );
     }
     let _ = write!(
@@ -237,6 +299,59 @@ fn report(a: &SpikeAnalysis<'_>, num_calls: usize, total_time: f64) -> String {
     out
 }
 
+/// Sums and counts of the positive token figures of a set of calls, as the reference averages
+/// them (a call with 0 tokens is left out of the mean, not counted as 0).
+#[derive(Debug, Default, Clone, Copy)]
+struct TokenSums {
+    prompt: SumCount,
+    total: SumCount,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct SumCount {
+    sum: i128,
+    n: i64,
+}
+
+impl SumCount {
+    fn add(&mut self, value: i64, sign: i64) {
+        if value > 0 {
+            self.sum += i128::from(value) * i128::from(sign);
+            self.n += sign;
+        }
+    }
+
+    fn mean(&self) -> f64 {
+        if self.n == 0 {
+            0.0
+        } else {
+            self.sum as f64 / self.n as f64
+        }
+    }
+}
+
+impl TokenSums {
+    /// Adds (`sign` 1) or removes (-1) a call's tokens.
+    fn add(&mut self, node: &CallNode<'_>, sign: i64) {
+        if let Some(row) = node.end_row {
+            self.prompt.add(row.prompt_tokens, sign);
+            self.total.add(row.total_tokens, sign);
+        }
+    }
+
+    /// Adds every call of `active` once more: the reference counts a call once per spike
+    /// interval it overlaps.
+    fn accumulate(&mut self, active: &TokenSums) {
+        for (mine, theirs) in [
+            (&mut self.prompt, &active.prompt),
+            (&mut self.total, &active.total),
+        ] {
+            mine.sum += theirs.sum;
+            mine.n += theirs.n;
+        }
+    }
+}
+
 /// An `f64` ordered by `total_cmp`, for the heap of call end times.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct OrdF64(f64);
@@ -258,6 +373,7 @@ impl Ord for OrdF64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::profiler::core::frame::Frame;
     use crate::profiler::testutil::frame_of;
 
     /// The reference's quadratic scan, for comparison.
@@ -309,6 +425,77 @@ mod tests {
         );
         let high = analyze(&forest, 3);
         assert_eq!(high.spike_intervals.len(), 1);
+    }
+
+    /// D calls nested inside each other: D spike segments listing up to D calls each.
+    fn nested(depth: usize) -> Frame {
+        let uuids: Vec<String> = (0..depth).map(|i| format!("t{i}")).collect();
+        let mut steps: Vec<(&str, f64, &str)> = Vec::new();
+        for (i, u) in uuids.iter().enumerate() {
+            steps.push(("TOOL_START", i as f64, u));
+        }
+        for (i, u) in uuids.iter().enumerate().rev() {
+            steps.push(("TOOL_END", (2 * depth - i) as f64, u));
+        }
+        frame_of(&[steps])
+    }
+
+    #[test]
+    fn uuid_lists_stop_at_the_budget_with_exact_counts() {
+        let f = nested(40);
+        let forest = CallForest::build(&f, false);
+        let full = analyze(&forest, 1);
+        assert!(!full.truncated);
+        let listed: usize = full
+            .spike_intervals
+            .iter()
+            .map(|s| s.active_uuids.len())
+            .sum();
+        assert!(
+            listed > 100,
+            "the premise: more than the small budget below"
+        );
+
+        let cut = analyze_within(&forest, 1, 100);
+        assert!(cut.truncated);
+        let listed: usize = cut
+            .spike_intervals
+            .iter()
+            .map(|s| s.active_uuids.len())
+            .sum();
+        assert_eq!(listed, 100);
+        for (a, b) in full.spike_intervals.iter().zip(&cut.spike_intervals) {
+            assert_eq!(a.active_call_count(), b.active_call_count());
+            assert!(a.active_uuids.starts_with(&b.active_uuids));
+            assert_eq!(
+                b.active_calls.is_some(),
+                b.active_uuids.len() < a.active_uuids.len()
+            );
+        }
+        // Everything but the lists is unchanged, and the report still counts every call.
+        assert_eq!(full.correlation_stats, cut.correlation_stats);
+        assert_eq!(
+            full.textual_report,
+            cut.textual_report.replace(
+                "\n(UUID lists truncated to keep the output linear in the number of calls; \
+                 the counts above are exact)",
+                ""
+            )
+        );
+        let json = serde_json::to_value(&cut).unwrap();
+        assert_eq!(json["truncated"], true);
+        assert!(
+            serde_json::to_value(&full)
+                .unwrap()
+                .get("truncated")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn the_budget_is_linear_in_calls() {
+        assert_eq!(listed_uuid_budget(10), 100_000);
+        assert_eq!(listed_uuid_budget(20_000), 320_000);
     }
 
     #[test]
