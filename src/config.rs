@@ -18,14 +18,15 @@ pub const DEFAULT_MAX_BATCH_MEMORY: usize = 256 * 1024 * 1024;
 pub const DEFAULT_INGEST_MEMORY: usize = 1024 * 1024 * 1024;
 
 /// Ingests at once by default: as many as fit in `ingest_memory` at their worst case (the body
-/// inflated to its limit plus its prepared steps at their budget), at least one, and no more than
-/// one per core since they are CPU-bound. With the default limits that is 2.
+/// at its limit plus its prepared steps at their budget; a gzip body is inflated as it is read,
+/// never whole), at least one, and no more than one per core since they are CPU-bound. With the
+/// default limits that is 3, or fewer cores.
 pub fn default_concurrent_ingests(
     ingest_memory: usize,
-    max_decompressed: usize,
+    max_body: usize,
     max_batch_memory: usize,
 ) -> usize {
-    let worst = max_decompressed.saturating_add(max_batch_memory).max(1);
+    let worst = max_body.saturating_add(max_batch_memory).max(1);
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
     (ingest_memory / worst).clamp(1, cores)
 }
@@ -81,8 +82,8 @@ pub struct ServeConfig {
     #[arg(long, env = "AGENTPROF_MAX_CONCURRENT_INGESTS")]
     pub max_concurrent_ingests: Option<usize>,
 
-    /// Bytes that all ingests at once may take at their worst case (an ingest holds its inflated
-    /// body and its prepared steps); sets the default of --max-concurrent-ingests.
+    /// Bytes that all ingests at once may take at their worst case (an ingest holds its body as
+    /// sent and its prepared steps); sets the default of --max-concurrent-ingests.
     #[arg(long, env = "AGENTPROF_INGEST_MEMORY", default_value_t = DEFAULT_INGEST_MEMORY)]
     pub ingest_memory: usize,
 
@@ -127,7 +128,7 @@ impl ServeConfig {
         self.max_concurrent_ingests.unwrap_or_else(|| {
             default_concurrent_ingests(
                 self.ingest_memory,
-                self.max_decompressed(),
+                self.max_body_bytes,
                 self.max_batch_memory,
             )
         })
@@ -319,15 +320,15 @@ mod tests {
     #[test]
     fn default_ingest_concurrency_fits_the_memory_budget() {
         const MIB: usize = 1024 * 1024;
-        // The defaults: 256 MiB inflated + 256 MiB of steps, twice in 1 GiB.
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
+        // The defaults: a 64 MiB body + 256 MiB of steps, three times in 1 GiB.
         assert_eq!(
-            default_concurrent_ingests(DEFAULT_INGEST_MEMORY, 256 * MIB, 256 * MIB),
-            2
+            default_concurrent_ingests(DEFAULT_INGEST_MEMORY, 64 * MIB, 256 * MIB),
+            cores.min(3)
         );
         // Never zero, however small the budget.
         assert_eq!(default_concurrent_ingests(MIB, 256 * MIB, 256 * MIB), 1);
         // Never more than one per core, however large.
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
         assert_eq!(default_concurrent_ingests(usize::MAX, MIB, MIB), cores);
     }
 

@@ -917,3 +917,84 @@ async fn a_request_past_the_time_limit_is_a_problem_with_retry_after() {
     let problem: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(problem["code"], "busy");
 }
+
+on_both_backends!(
+    a_batch_over_the_memory_budget_is_a_413_that_says_how_to_split,
+    |backend| async move {
+        let app = TestApp::with(
+            backend,
+            Options {
+                max_batch_memory: 256 * 1024,
+                ..Options::default()
+            },
+        )
+        .await;
+        let id = app.create_run(&json!({})).await;
+        let doc = agentprof::synth::profiler_document(100, 11);
+        let text = doc.to_string();
+        let uri = format!("/v1/runs/{id}/steps");
+        let mut advice = None;
+        for (body, encoding) in [
+            (text.clone().into_bytes(), None),
+            (gzip(text.as_bytes()), Some("gzip")),
+        ] {
+            let mut headers = vec![("content-type", "application/json")];
+            headers.extend(encoding.map(|e| ("content-encoding", e)));
+            let r = app.request(Method::POST, &uri, &headers, body).await;
+            assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.text());
+            let problem = r.json();
+            assert_eq!(problem["code"], "batch-too-large");
+            let detail = problem["detail"].as_str().unwrap().to_owned();
+            let at_most: usize = detail
+                .split("batches of at most ")
+                .nth(1)
+                .and_then(|rest| rest.split(' ').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no advice in {detail:?}"));
+            advice = Some(at_most);
+        }
+        assert_eq!(
+            app.get(&format!("/v1/runs/{id}")).await.json()["step_count"],
+            0
+        );
+
+        // The advice works: a batch of that many of the same steps is stored.
+        let at_most = advice.unwrap();
+        let steps: Vec<Value> = doc
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r["intermediate_steps"].as_array().unwrap().clone())
+            .take(at_most)
+            .collect();
+        assert_eq!(steps.len(), at_most, "the premise: the run has more steps");
+        let r = app.post_json(&uri, json!([steps]).to_string()).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(r.json()["steps"]["stored"], at_most);
+    }
+);
+
+#[tokio::test]
+async fn an_ingest_that_finds_every_slot_taken_waits_then_gets_a_503() {
+    let app = TestApp::new(Backend::Sqlite).await;
+    let id = app.create_run(&json!({})).await;
+    let mut state = app.state.clone();
+    state.ingest = agentprof::api::body::IngestGate::new(1, std::time::Duration::from_millis(50));
+    let router = agentprof::api::app(state.clone());
+    let post = || {
+        axum::http::Request::post(format!("/v1/runs/{id}/steps"))
+            .header("content-type", "application/json")
+            .body(Body::from(
+                json!([[step("LLM_START", 1.0, "a")]]).to_string(),
+            ))
+            .unwrap()
+    };
+    use tower::ServiceExt;
+    let held = state.ingest.enter().await.unwrap();
+    let resp = router.clone().oneshot(post()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(resp.headers().contains_key("retry-after"));
+    drop(held);
+    let resp = router.oneshot(post()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+}

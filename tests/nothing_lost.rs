@@ -237,6 +237,48 @@ on_both_backends!(gzip_without_its_header_is_read, |backend| async move {
     );
 });
 
+on_both_backends!(
+    a_retry_compressed_again_is_the_same_request,
+    |backend| async move {
+        use std::io::Write;
+        let app = TestApp::new(backend).await;
+        let id = app.create_run(&json!({})).await;
+        let doc = json!([burst("a", &[" x", " y"])]).to_string();
+        let compress = |level: u32| {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+            gz.write_all(doc.as_bytes()).unwrap();
+            gz.finish().unwrap()
+        };
+        let (fast, best) = (compress(1), compress(9));
+        assert_ne!(fast, best, "the premise: two different encodings");
+        let post = |body: Vec<u8>, gzip: bool| {
+            let app = &app;
+            let uri = format!("/v1/runs/{id}/steps");
+            async move {
+                let mut headers = vec![
+                    ("content-type", "application/json"),
+                    ("idempotency-key", "retry-1"),
+                ];
+                if gzip {
+                    headers.push(("content-encoding", "gzip"));
+                }
+                app.request(Method::POST, &uri, &headers, body).await
+            }
+        };
+        let first = post(fast, true).await;
+        assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+        assert_eq!(first.json()["steps"]["stored"], 4);
+        for (body, gzip) in [(best, true), (doc.clone().into_bytes(), false)] {
+            let retry = post(body, gzip).await;
+            assert_eq!(retry.status, StatusCode::OK, "{}", retry.text());
+            assert_eq!(retry.header("idempotent-replayed"), Some("true"));
+            assert_eq!(retry.json()["steps"], first.json()["steps"]);
+        }
+        let run = app.get(&format!("/v1/runs/{id}")).await.json();
+        assert_eq!(run["step_count"], 4);
+    }
+);
+
 /// The batches a case's document splits into: each request's steps cut into consecutive chunks,
 /// the chunks of different requests interleaved at random, each request's own in order.
 fn random_splits(doc: &Value, rng: &mut StdRng) -> Vec<Value> {

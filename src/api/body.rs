@@ -4,7 +4,7 @@
 //! half-read stream.
 
 use super::error::{ApiError, ApiResult};
-use crate::trace::{TraceError, gunzip, is_gzip, json_value};
+use crate::trace::{JsonSource, TraceError, gunzip, is_gzip, json_value};
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
@@ -27,9 +27,9 @@ pub struct BodyLimits {
     pub max_batch_memory: usize,
 }
 
-/// Bounds how many ingests (step batches, OTLP exports) run at once. An ingest holds its body,
-/// the inflated body and its prepared steps until it is stored, so the bound on memory across
-/// requests is this many times the bound on one. A request waits a while for its turn, then
+/// Bounds how many ingests (step batches, OTLP exports) run at once. An ingest holds its body as
+/// sent and its prepared steps until it is stored (gzip is inflated as it is parsed), so the
+/// bound on memory across requests is this many times the bound on one. A request waits a while for its turn, then
 /// gets a 503 with `Retry-After`.
 #[derive(Debug, Clone)]
 pub struct IngestGate {
@@ -63,12 +63,33 @@ impl IngestGate {
     }
 }
 
-/// A step batch's body (inflated when gzip) and its ingest slot: the body is read only once a
-/// slot is free, and the slot is held until the handler drops the permit.
+/// A step batch's body (gzip still compressed: it is inflated as it is parsed) and its ingest
+/// slot: the body is read only once a slot is free, and the slot is held until the handler drops
+/// the permit.
 #[derive(Debug)]
 pub struct IngestBody {
-    pub bytes: Bytes,
+    pub payload: JsonPayload,
     pub permit: OwnedSemaphorePermit,
+}
+
+/// A JSON request body as it arrived, within the wire limit: text, or gzip with the size it may
+/// inflate to.
+#[derive(Debug, Clone)]
+pub enum JsonPayload {
+    Text(Bytes),
+    Gzip { compressed: Bytes, limit: u64 },
+}
+
+impl JsonPayload {
+    pub fn source(&self) -> JsonSource<'_> {
+        match self {
+            JsonPayload::Text(bytes) => JsonSource::Text(bytes),
+            JsonPayload::Gzip { compressed, limit } => JsonSource::Gzip {
+                compressed,
+                limit: *limit,
+            },
+        }
+    }
 }
 
 impl<S> FromRequest<S> for IngestBody
@@ -81,8 +102,9 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let permit = IngestGate::from_ref(state).enter().await?;
-        let JsonBytes(bytes) = JsonBytes::from_request(req, state).await?;
-        Ok(IngestBody { bytes, permit })
+        let (parts, body) = req.into_parts();
+        let payload = read_json_payload(&parts.headers, body, BodyLimits::from_ref(state)).await?;
+        Ok(IngestBody { payload, permit })
     }
 }
 
@@ -224,6 +246,26 @@ pub async fn read_json_bytes(
     body: Body,
     limits: BodyLimits,
 ) -> ApiResult<Bytes> {
+    match read_json_payload(headers, body, limits).await? {
+        JsonPayload::Text(bytes) => Ok(bytes),
+        JsonPayload::Gzip { compressed, limit } => {
+            super::blocking(move || {
+                gunzip(&compressed, Some(limit))
+                    .map(Bytes::from)
+                    .map_err(|e| ApiError::from_trace(e, ""))
+            })
+            .await
+        }
+    }
+}
+
+/// Reads the whole body within the wire limit, checking its media type and encoding; a gzip body
+/// stays compressed.
+pub async fn read_json_payload(
+    headers: &HeaderMap,
+    body: Body,
+    limits: BodyLimits,
+) -> ApiResult<JsonPayload> {
     require_json_media_type(headers)?;
     if let Some(len) = headers
         .get(header::CONTENT_LENGTH)
@@ -249,16 +291,14 @@ pub async fn read_json_bytes(
             )));
         }
     };
-    if !is_gzip_body(headers, &bytes)? {
-        return Ok(bytes);
+    if is_gzip_body(headers, &bytes)? {
+        Ok(JsonPayload::Gzip {
+            compressed: bytes,
+            limit: limits.max_decompressed as u64,
+        })
+    } else {
+        Ok(JsonPayload::Text(bytes))
     }
-    let max = limits.max_decompressed;
-    super::blocking(move || {
-        gunzip(&bytes, Some(max as u64))
-            .map(Bytes::from)
-            .map_err(|e| ApiError::from_trace(e, ""))
-    })
-    .await
 }
 
 /// Parses JSON text; syntax errors (and nesting beyond serde_json's depth limit) are a 400 that

@@ -69,7 +69,7 @@ impl Default for ApiSettings {
             request_timeout: Duration::from_secs(120),
             max_concurrent_ingests: crate::config::default_concurrent_ingests(
                 crate::config::DEFAULT_INGEST_MEMORY,
-                4 * crate::config::DEFAULT_MAX_BODY_BYTES,
+                crate::config::DEFAULT_MAX_BODY_BYTES,
                 crate::config::DEFAULT_MAX_BATCH_MEMORY,
             ),
             ingest_wait: Duration::from_secs(10),

@@ -14,7 +14,7 @@ use crate::store::{
     RunRecord, StoreError,
 };
 use crate::trace::{
-    ParseOptions, pointer_segment, read_json_document, read_json_wrapped, type_name,
+    JsonSource, ParseOptions, pointer_segment, read_json_document, read_json_wrapped, type_name,
 };
 use axum::Extension;
 use axum::Json;
@@ -24,7 +24,6 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 use utoipa::IntoParams;
 
 /// The run as the API shows it, with the effective profiler config.
@@ -140,9 +139,9 @@ const MAX_BATCH_STEPS: usize = (1 << crate::store::SEQ_BLOCK_BITS) - 1;
 
 /// A step document (any input form) as the whole body, read step by step within the batch
 /// memory budget.
-fn read_steps(bytes: &[u8], budget: usize) -> ApiResult<PreparedBatch> {
+fn read_steps(body: JsonSource<'_>, budget: usize) -> ApiResult<PreparedBatch> {
     let mut preparer = Preparer::new(budget);
-    let doc = read_json_document(bytes, &ParseOptions::default(), &mut preparer)
+    let doc = read_json_document(body, &ParseOptions::default(), &mut preparer)
         .map_err(|e| ApiError::from_trace(e, ""))?;
     checked_size(preparer.finish(doc), "")
 }
@@ -161,9 +160,9 @@ fn checked_size(batch: PreparedBatch, at: &str) -> ApiResult<PreparedBatch> {
 /// Parses and validates a create body: `{name?, toolkit?, profiler_config?, metadata?,
 /// requests?}`, or a bare step document (a JSON list) as a shorthand for `{"requests": [...]}`.
 /// The steps are read one at a time within the batch memory budget.
-fn parse_create(bytes: &[u8], budget: usize) -> ApiResult<(NewRun, Option<PreparedBatch>)> {
+fn parse_create(body: JsonSource<'_>, budget: usize) -> ApiResult<(NewRun, Option<PreparedBatch>)> {
     let mut preparer = Preparer::new(budget);
-    let wrapped = read_json_wrapped(bytes, "requests", &ParseOptions::default(), &mut preparer)
+    let wrapped = read_json_wrapped(body, "requests", &ParseOptions::default(), &mut preparer)
         .map_err(|e| ApiError::from_trace(e, ""))?;
     if let Some(other) = wrapped.other {
         return Err(ApiError::invalid_at(
@@ -237,10 +236,13 @@ pub async fn create_run(
     IdempotencyKeyHeader(key): IdempotencyKeyHeader,
     body: IngestBody,
 ) -> ApiResult<Response> {
-    let IngestBody { bytes, permit } = body;
-    let key = key.map(|k| idempotency_key("create", &client, k, &bytes));
+    let IngestBody { payload, permit } = body;
     let budget = st.limits.max_batch_memory;
-    let (run, batch) = blocking(move || parse_create(&bytes, budget)).await?;
+    let (key, (run, batch)) = blocking(move || {
+        let key = idempotency_key("create", &client, key, payload.source())?;
+        Ok((key, parse_create(payload.source(), budget)?))
+    })
+    .await?;
     let written = st.store.create_run(run, batch, key.as_ref()).await?;
     drop(permit);
     if let (Some(o), false) = (&written.outcome, written.replayed) {
@@ -260,13 +262,22 @@ pub async fn create_run(
     Ok(resp)
 }
 
-/// A request's Idempotency-Key in its scope: the operation, and the client that sent it.
-fn idempotency_key(operation: &str, client: &Client, key: String, body: &[u8]) -> IdempotencyKey {
-    IdempotencyKey {
+/// A request's Idempotency-Key in its scope (the operation, and the client that sent it), with
+/// the fingerprint of its body's JSON text.
+fn idempotency_key(
+    operation: &str,
+    client: &Client,
+    key: Option<String>,
+    body: JsonSource<'_>,
+) -> ApiResult<Option<IdempotencyKey>> {
+    let Some(key) = key else { return Ok(None) };
+    Ok(Some(IdempotencyKey {
         scope: format!("{operation} {}", client.0),
         key,
-        fingerprint: Sha256::digest(body).into(),
-    }
+        fingerprint: body
+            .fingerprint()
+            .map_err(|e| ApiError::from_trace(e, ""))?,
+    }))
 }
 
 /// The `Idempotency-Key` request header, as the OpenAPI document describes it.
@@ -557,10 +568,13 @@ pub async fn append_steps(
     // A missing run is a 404 before the (possibly large) body is read and validated (a run
     // deleted meanwhile elsewhere still fails in `append`).
     st.cache.snapshot(id).await?;
-    let IngestBody { bytes, permit } = IngestBody::from_request(body, &st).await?;
-    let key = key.map(|k| idempotency_key(&format!("append {id}"), &client, k, &bytes));
+    let IngestBody { payload, permit } = IngestBody::from_request(body, &st).await?;
     let budget = st.limits.max_batch_memory;
-    let batch = blocking(move || read_steps(&bytes, budget)).await?;
+    let (key, batch) = blocking(move || {
+        let key = idempotency_key(&format!("append {id}"), &client, key, payload.source())?;
+        Ok((key, read_steps(payload.source(), budget)?))
+    })
+    .await?;
     let written = st.store.append(id, batch, key.as_ref()).await?;
     drop(permit);
     let outcome = written
@@ -613,7 +627,8 @@ mod tests {
 
     #[test]
     fn create_body_validation_points_at_fields() {
-        let create = |v: Value| parse_create(v.to_string().as_bytes(), usize::MAX);
+        let create =
+            |v: Value| parse_create(JsonSource::Text(v.to_string().as_bytes()), usize::MAX);
         let err = create(json!({"name": 5})).unwrap_err();
         assert!(matches!(&err, ApiError::Invalid { errors, .. } if errors[0].path == "/name"));
         let err = create(json!({"profiler_config": {"prefix_span_analysis": {"top_k": "x"}}}))

@@ -149,12 +149,18 @@ impl StepSink for Preparer {
         }
         Ok(prepared)
     }
+
+    fn restart(&mut self) {
+        *self = Preparer::new(self.budget);
+    }
 }
 
 impl PreparedStep {
     pub fn of(step: &IntermediateStep) -> PreparedStep {
-        let body = String::from_utf8(render_step(step))
+        let mut body = String::from_utf8(render_step(step))
             .expect("render_step writes JSON text, which is UTF-8");
+        // The buffer grew by doubling; a batch holds many of them until it is stored.
+        body.shrink_to_fit();
         PreparedStep {
             columns: StepColumns::from_step(step),
             content_hash: content_hash(&body),
@@ -162,16 +168,19 @@ impl PreparedStep {
         }
     }
 
-    /// Roughly what the step takes in memory: its body, its texts and its fixed-size parts.
+    /// What the step takes in memory: its fixed-size part twice (the vector holding it may have
+    /// as much spare room), and each text's allocation. Counting capacities rather than lengths
+    /// keeps the batch budget honest (the hostile-load check measures it).
     pub fn memory(&self) -> usize {
         let c = &self.columns;
-        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        let text = |s: &String| s.capacity();
+        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
         let ancestry = c.ancestry.as_ref().map_or(0, |a| {
-            a.function_id.len() + a.function_name.len() + opt(&a.parent_id) + opt(&a.parent_name)
+            text(&a.function_id) + text(&a.function_name) + opt(&a.parent_id) + opt(&a.parent_name)
         });
-        std::mem::size_of::<PreparedStep>()
-            + self.body.len()
-            + c.uuid.len()
+        2 * std::mem::size_of::<PreparedStep>()
+            + text(&self.body)
+            + text(&c.uuid)
             + opt(&c.name)
             + opt(&c.text)
             + opt(&c.parent_id)

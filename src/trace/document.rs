@@ -24,6 +24,8 @@ pub trait StepSink {
     type Kept;
     /// Keeps a step, or refuses to go on (a budget is spent): the message says why.
     fn keep(&mut self, step: IntermediateStep) -> Result<Self::Kept, String>;
+    /// Forgets what was counted so far: the document is being read again from its start.
+    fn restart(&mut self) {}
 }
 
 /// Keeps the steps themselves.

@@ -9,11 +9,10 @@
 //! The form is read off the document itself, as docs/toolkit-semantics.md#input-forms describes, so a user can post
 //! whatever file their workflow left behind.
 
-use super::document::{
-    DocRequest, Document, KeepSteps, ReadError, StepSink, Wrapped, read_document, read_wrapped,
-};
+use super::document::{DocRequest, Document, KeepSteps, ReadError, read_document};
 use super::model::IntermediateStep;
 use super::parse::{FieldError, Validator};
+use super::source::{JsonSource, read_json_document};
 use serde_json::Value;
 use std::io::Read;
 
@@ -193,81 +192,20 @@ pub fn parse_document(bytes: &[u8], opts: &ParseOptions) -> Result<Batch, TraceE
 
 /// Reads an uncompressed JSON document in any form.
 pub fn parse_json_document(bytes: &[u8], opts: &ParseOptions) -> Result<Batch, TraceError> {
-    read_json_document(bytes, opts, &mut KeepSteps)
-}
-
-/// Reads an uncompressed JSON document as it is parsed, handing each valid step to `sink` (see
-/// [`super::document`]): nothing but what the sink keeps stays in memory.
-pub fn read_json_document<K: StepSink>(
-    bytes: &[u8],
-    opts: &ParseOptions,
-    sink: &mut K,
-) -> Result<Document<K::Kept>, TraceError> {
-    let replaced;
-    let bytes = match replace_lone_surrogates(bytes) {
-        Some(fixed) => {
-            replaced = fixed;
-            &replaced[..]
-        }
-        None => bytes,
-    };
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let mut v = Validator::new(opts.now);
-    let doc = read_document(&mut de, &mut v, sink);
-    let syntax = |e: String| TraceError::Syntax(format!("{e}; {}", describe_start(bytes)));
-    match doc {
-        Ok(doc) => {
-            de.end().map_err(|e| syntax(e.to_string()))?;
-            Ok(doc)
-        }
-        Err(e) => Err(read_error(e, v, syntax)),
-    }
-}
-
-fn read_error(e: ReadError, v: Validator, syntax: impl FnOnce(String) -> TraceError) -> TraceError {
-    match e {
-        ReadError::Syntax(msg) => syntax(msg),
-        ReadError::Refused(why) => TraceError::Refused(why),
-        ReadError::Invalid => TraceError::Invalid {
-            errors: v.errors,
-            omitted: v.omitted,
-        },
-    }
-}
-
-/// Reads a request body whose `field` holds a step document (or that is one, as a bare list)
-/// as it is parsed, handing each valid step to `sink`.
-pub fn read_json_wrapped<K: StepSink>(
-    bytes: &[u8],
-    field: &'static str,
-    opts: &ParseOptions,
-    sink: &mut K,
-) -> Result<Wrapped<K::Kept>, TraceError> {
-    let replaced;
-    let bytes = match replace_lone_surrogates(bytes) {
-        Some(fixed) => {
-            replaced = fixed;
-            &replaced[..]
-        }
-        None => bytes,
-    };
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let mut v = Validator::new(opts.now);
-    let read = read_wrapped(&mut de, field, &mut v, sink);
-    let syntax = |e: String| TraceError::Syntax(format!("{e}; {}", describe_start(bytes)));
-    match read {
-        Ok(w) => {
-            de.end().map_err(|e| syntax(e.to_string()))?;
-            Ok(w)
-        }
-        Err(e) => Err(read_error(e, v, syntax)),
-    }
+    read_json_document(JsonSource::Text(bytes), opts, &mut KeepSteps)
 }
 
 /// Detects the form of a decoded document and validates every step in it.
 pub fn parse_value(doc: Value, opts: &ParseOptions) -> Result<Batch, TraceError> {
     let mut v = Validator::new(opts.now);
-    read_document(doc, &mut v, &mut KeepSteps).map_err(|e| read_error(e, v, TraceError::Syntax))
+    read_document(doc, &mut v, &mut KeepSteps).map_err(|e| match e {
+        ReadError::Syntax(msg) => TraceError::Syntax(msg),
+        ReadError::Refused(why) => TraceError::Refused(why),
+        ReadError::Invalid => TraceError::Invalid {
+            errors: v.errors,
+            omitted: v.omitted,
+        },
+    })
 }
 
 /// Parses JSON text; a syntax error says what the text started with, so that a client that sent
@@ -289,7 +227,7 @@ pub fn json_value(bytes: &[u8]) -> Result<Value, TraceError> {
 /// `json.loads` reads it back; a Rust string cannot hold one, so each unpaired surrogate escape
 /// becomes `\ufffd`, the replacement character (docs/deviations.md). Escapes come in pairs or not
 /// at all, and a text without unpaired ones is left alone (`None`).
-fn replace_lone_surrogates(bytes: &[u8]) -> Option<Vec<u8>> {
+pub(super) fn replace_lone_surrogates(bytes: &[u8]) -> Option<Vec<u8>> {
     fn escape_at(b: &[u8], i: usize) -> Option<u16> {
         if b.get(i) != Some(&b'\\') || b.get(i + 1) != Some(&b'u') {
             return None;

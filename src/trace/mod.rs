@@ -7,15 +7,17 @@ mod document;
 mod input;
 mod model;
 mod parse;
+mod source;
 
 pub use document::{DocRequest, Document, KeepSteps, StepSink, Wrapped};
 pub use input::{
     Batch, EvalItem, InputForm, MAX_REQUEST_NUMBER, NumberedRequest, ParseOptions, RequestInput,
     TraceError, describe_start, gunzip, is_gzip, json_value, parse_document, parse_json_document,
-    parse_step, parse_value, read_json_document, read_json_wrapped,
+    parse_step, parse_value,
 };
 pub use model::{
     EventState, EventType, Framework, InSchema, IntermediateStep, InvocationNode, Payload,
     StepSchema, StreamEventData, TokenUsage, UsageInfo,
 };
 pub use parse::{FieldError, MAX_ABS_TIMESTAMP, MAX_FIELD_ERRORS, pointer_segment, type_name};
+pub use source::{JsonSource, read_json_document, read_json_wrapped};
