@@ -5,15 +5,16 @@
 # target/bench/compare.md.
 #
 # Usage: bench/compare.sh [REQUESTS...]        (default: 100 1000)
-# Needs the conformance oracle (ORACLE_DIR, default ../shared/conformance/oracle) and its venv
-# (AIQ_VENV, default /tmp/aiq; created from the oracle's lock file when missing), hyperfine and
-# GNU time (/usr/bin/time; Debian packages hyperfine and time).
+# Needs the conformance oracle (AGENTPROF_ORACLE_DIR, the folder with gen_traces.py and
+# run_oracle.py, as for scripts/make_conformance_cases.sh) and its venv (AIQ_VENV, default
+# /tmp/aiq; created from the oracle's lock file when missing), hyperfine and GNU time
+# (/usr/bin/time; Debian packages hyperfine and time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ORACLE_DIR=${ORACLE_DIR:-../shared/conformance/oracle}
+ORACLE_DIR=${AGENTPROF_ORACLE_DIR:?set AGENTPROF_ORACLE_DIR to the conformance oracle folder (gen_traces.py, run_oracle.py)}
 AIQ_VENV=${AIQ_VENV:-/tmp/aiq}
 sizes=("$@"); [ ${#sizes[@]} -eq 0 ] && sizes=(100 1000)
-[ -f "$ORACLE_DIR/run_oracle.py" ] || { echo "no oracle at $ORACLE_DIR (set ORACLE_DIR)" >&2; exit 1; }
+[ -f "$ORACLE_DIR/run_oracle.py" ] || { echo "no oracle at $ORACLE_DIR (set AGENTPROF_ORACLE_DIR)" >&2; exit 1; }
 command -v hyperfine >/dev/null || { echo "compare.sh needs hyperfine (apt-get install hyperfine)" >&2; exit 1; }
 [ -x /usr/bin/time ] || { echo "compare.sh needs GNU time (apt-get install time)" >&2; exit 1; }
 if [ ! -x "$AIQ_VENV/bin/python" ]; then
