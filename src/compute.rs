@@ -160,6 +160,21 @@ pub struct RunSnapshot {
     pub config_fp: [u8; 16],
 }
 
+impl RunSnapshot {
+    /// Whether the run has output `kind` at all: nat 1.9's own files are not outputs of an
+    /// aiqtoolkit 1.1 run (docs/deviations.md#d20).
+    pub fn offers(&self, kind: Artifact) -> Result<(), ComputeError> {
+        if kind.nat_only() && self.dialect != Dialect::Nat19 {
+            return Err(ComputeError::NotInDialect {
+                run: self.record.id,
+                output: kind.file_name().unwrap_or(kind.name()),
+                dialect: self.dialect,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// What the service keeps in memory about runs: their records (per version and last change),
 /// their loaded frames and their rendered outputs, within one memory budget. Everything here can
 /// be recomputed from the store, and nothing here can outlive a write: every read first asks the
@@ -269,13 +284,7 @@ impl RunCache {
         kind: Artifact,
     ) -> Result<Arc<Rendered>, ComputeError> {
         let (id, version, fp) = (run.record.id, run.record.version, run.config_fp);
-        if kind.nat_only() && run.dialect != Dialect::Nat19 {
-            return Err(ComputeError::NotInDialect {
-                run: id,
-                output: kind.file_name().unwrap_or(kind.name()),
-                dialect: run.dialect,
-            });
-        }
+        run.offers(kind)?;
         let key = (id, version, fp, kind);
         if let Some(hit) = self.outputs.get(&key).await {
             metrics::counter!("agentprof_output_cache_hits_total", "output" => kind.name())

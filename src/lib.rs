@@ -1,21 +1,23 @@
 //! agentprof profiles agent workflow runs: it takes the `IntermediateStep` events that NVIDIA's
-//! AgentIQ / NeMo Agent Toolkit emits and computes what the toolkit's offline profiler computes,
-//! number for number, as a CLI and as an HTTP service.
+//! NeMo Agent Toolkit (nvidia-nat 1.9, formerly AgentIQ / aiqtoolkit 1.1) emits and computes what
+//! the toolkit's offline profiler computes, number for number, as a CLI and as an HTTP service.
 //!
 //! # Layout
 //!
 //! Data flows one way: wire format -> store -> profiler -> wire format.
 //!
-//! - [`trace`]: the toolkit's step JSON (aiqtoolkit 1.1.0 and nvidia-nat 1.9 shapes), the three
+//! - [`trace`]: the toolkit's step JSON (aiqtoolkit 1.1.0 and nvidia-nat 1.9 shapes), the four
 //!   input forms, and validation that names the JSON pointer of every rejected value.
-//! - [`profiler`]: pure analysis over the standardized rows of a run; one file per analysis,
-//!   plus Python-compatible formatting (`pyfmt`, `pyjson`) so outputs match the reference's bytes.
+//! - [`profiler`]: pure analysis over the standardized rows of a run, in either toolkit's dialect:
+//!   the core (frame, call tree, config), the toolkit's outputs, the Python emulation that makes
+//!   their bytes match (`py`: float formatting, JSON, numpy statistics), and statistics of our own.
 //! - [`analyze`]: `agentprof analyze FILE --out DIR`, the profiler on a file with no database.
 //! - [`store`]: persistence behind one trait, PostgreSQL (production) and SQLite (embedded
 //!   default); a batch is prepared outside the transaction and stored whole or not at all.
 //! - [`compute`]: outputs computed on demand from stored steps, cached per run version and config.
 //! - [`api`]: the axum HTTP API, problem+json errors, API keys, OpenAPI and Swagger UI.
-//! - [`config`] and [`server`]: typed configuration and `agentprof serve`.
+//! - [`config`] and [`server`]: typed configuration and `agentprof serve`, with the bounds on
+//!   connections (docs/limits.md).
 
 pub mod analyze;
 #[cfg(feature = "openapi")]

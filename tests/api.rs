@@ -998,3 +998,23 @@ async fn an_ingest_that_finds_every_slot_taken_waits_then_gets_a_503() {
     let resp = router.oneshot(post()).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn an_output_the_runs_toolkit_lacks_is_a_404_even_to_a_conditional_get() {
+    let app = TestApp::new(Backend::Sqlite).await;
+    let id = app
+        .create_run(&json!({"toolkit": "aiq-1.1", "requests": [[step("LLM_START", 1.0, "a")]]}))
+        .await;
+    for headers in [vec![], vec![("if-none-match", "*")]] {
+        let r = app
+            .request(
+                Method::GET,
+                &format!("/v1/runs/{id}/prediction_trie"),
+                &headers,
+                Vec::new(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{headers:?}");
+        assert_eq!(r.json()["code"], "not-in-dialect");
+    }
+}

@@ -28,6 +28,8 @@ pub fn if_none_match(headers: &HeaderMap, tag: &str) -> bool {
 
 async fn output(st: AppState, id: Uuid, headers: HeaderMap, kind: Artifact) -> ApiResult<Response> {
     let run = st.cache.snapshot(id).await?;
+    // Before If-None-Match: `*` must not turn a missing output into a 304.
+    run.offers(kind)?;
     let current = etag(id, run.record.version, &run.config_fp, kind);
     let cache_headers = |tag: &str| {
         [

@@ -218,7 +218,8 @@ fn lax_integer() -> Schema {
     )
 }
 
-/// Steps in one of the three input forms, detected from the document.
+/// Steps in one of the input forms, detected from the document (the EvalInput dump, an object,
+/// is accepted too but not described here).
 pub struct StepDocument;
 
 impl utoipa::PartialSchema for StepDocument {

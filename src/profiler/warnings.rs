@@ -33,7 +33,7 @@ pub fn is_default_filter_type(et: EventType) -> bool {
     matches!(et, EventType::LlmEnd | EventType::ToolEnd)
 }
 
-pub fn of_run(facts: &StepFacts, config: &ProfilerConfig, _dialect: Dialect) -> Vec<String> {
+pub fn of_run(facts: &StepFacts, config: &ProfilerConfig, dialect: Dialect) -> Vec<String> {
     let mut out = Vec::new();
     if facts.steps > 0 && facts.only_llm_tool_ends {
         out.push(
@@ -68,10 +68,12 @@ pub fn of_run(facts: &StepFacts, config: &ProfilerConfig, _dialect: Dialect) -> 
              must occur in at least {} of them); the toolkit would not: {toolkit} \
              (docs/deviations.md#d7)",
             ps.min_support.python_repr(),
-            v.round() as u64,
+            // A pattern is kept when its support is not below the setting.
+            v.ceil() as u64,
         ));
     }
-    if config.dynamo_metrics.enable {
+    // aiqtoolkit 1.1 has no dynamo_metrics key to leave null.
+    if config.dynamo_metrics.enable && dialect == Dialect::Nat19 {
         out.push(
             "dynamo_metrics.enable is set, but agentprof does not query Prometheus: dynamo_metrics \
              stays null, as the toolkit writes it when collection fails"
@@ -107,6 +109,14 @@ mod tests {
             w[1]
         );
         assert!(w[2].contains("dynamo_metrics"));
+        let aiq = of_run(&facts, &config, Dialect::Aiq11);
+        assert_eq!(aiq.len(), 2, "no dynamo_metrics in aiq-1.1: {aiq:?}");
+        let fractional = ProfilerConfig::from_json(json!({
+            "prefix_span_analysis": {"min_support": 2.4}
+        }))
+        .unwrap();
+        let w = of_run(&facts, &fractional, Dialect::Nat19);
+        assert!(w[1].contains("at least 3 of them"), "{}", w[1]);
         let quiet = of_run(
             &StepFacts {
                 only_llm_tool_ends: false,

@@ -1,13 +1,14 @@
 //! The documents that carry steps, and how we tell them apart.
 //!
-//! Three JSON forms arrive (docs/toolkit-semantics.md#input-forms), optionally gzip-compressed:
+//! Four JSON forms arrive (docs/toolkit-semantics.md#input-forms), optionally gzip-compressed:
 //! - the profiler form, `all_requests_profiler_traces.json`:
 //!   `[{"request_number": n, "intermediate_steps": [...]}, ...]`;
 //! - the eval form, `workflow_output.json`: `[{"id": ..., "intermediate_steps": [...], ...}, ...]`;
-//! - bare lists of step lists: `[[step, ...], ...]`.
+//! - bare lists of step lists: `[[step, ...], ...]`;
+//! - the EvalInput dump: `{"eval_input_items": [{"id": ..., "trajectory": [...]}, ...]}`.
 //!
-//! The form is read off the document itself, as docs/toolkit-semantics.md#input-forms describes, so a user can post
-//! whatever file their workflow left behind.
+//! The form is read off the document itself, so a user can post whatever file their workflow left
+//! behind.
 
 use super::document::{DocRequest, Document, KeepSteps, ReadError, read_document};
 use super::model::IntermediateStep;

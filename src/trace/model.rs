@@ -302,6 +302,7 @@ impl IntermediateStep {
             }
             StepSchema::Nat => {
                 self.parent_id.is_none()
+                    || self.function_ancestry.is_none()
                     || usage
                         .is_some_and(|t| t.cached_tokens.is_none() || t.reasoning_tokens.is_none())
                     || self.payload.data.as_ref().is_some_and(|d| {
@@ -422,7 +423,13 @@ impl Serialize for InSchema<'_> {
                 m.serialize_entry("parent_id", parent.unwrap_or("root"))?;
             }
         }
-        m.serialize_entry("function_ancestry", &step.function_ancestry)?;
+        match (&step.function_ancestry, schema) {
+            // nat requires an ancestry where aiqtoolkit allowed null; its absent value is N/A.
+            (None, StepSchema::Nat) => {
+                m.serialize_entry("function_ancestry", &InvocationNode::not_available())?
+            }
+            (ancestry, _) => m.serialize_entry("function_ancestry", ancestry)?,
+        }
         m.serialize_entry("payload", &PayloadIn(&step.payload, schema))?;
         m.end()
     }
@@ -501,5 +508,21 @@ mod tests {
         }
         assert_eq!(EventType::from_code(18), None);
         assert_eq!(Framework::from_code(-1), None);
+    }
+    #[test]
+    fn a_null_ancestry_is_n_a_in_nat_and_null_in_aiq() {
+        let step = crate::trace::parse_step(
+            r#"{"function_ancestry": null, "payload": {"event_type": "LLM_START"}}"#,
+        )
+        .unwrap();
+        assert!(step.function_ancestry.is_none(), "the premise");
+        let written = |schema| serde_json::to_value(InSchema(&step, schema)).unwrap();
+        assert_eq!(written(StepSchema::Aiq)["function_ancestry"], Value::Null);
+        assert_eq!(
+            written(StepSchema::Nat)["function_ancestry"],
+            serde_json::json!({"function_id": "N/A", "function_name": "N/A",
+                               "parent_id": null, "parent_name": null})
+        );
+        assert!(step.rewritten_by(StepSchema::Nat));
     }
 }

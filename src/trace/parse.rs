@@ -2,7 +2,7 @@
 //! JSON pointer for every rejected value.
 //!
 //! The rules are those the reference applies when it loads a step (docs/toolkit-semantics.md#step-validation), checked
-//! against pydantic 2.10 (tests/fixtures/validation): numbers and numeric strings become floats,
+//! against pydantic 2.10 (tests/fixtures/validation_matrix.json): numbers and numeric strings become floats,
 //! integral floats and numeric strings become ints, strings stay strict, unknown keys are kept in
 //! `payload` and `data`, dropped in `usage_info` and `function_ancestry`, and rejected at the top.
 //! Two deliberate differences: non-finite numbers (`"nan"`, `"inf"`) and integers beyond `i64`

@@ -46,6 +46,21 @@ pub struct PredictionTrieConfig {
     pub w_parallel: f64,
 }
 
+/// The files `agentprof analyze` writes next to the prediction trie, which its configurable name
+/// must not overwrite.
+pub const OTHER_OUTPUT_FILES: [&str; 10] = [
+    "all_requests_profiler_traces.json",
+    "standardized_data_all.csv",
+    "stats.json",
+    "workflow_output_atif.json",
+    "inference_optimization.json",
+    "workflow_profiling_report.txt",
+    "workflow_profiling_metrics.json",
+    "gantt_chart.svg",
+    "profiler_results.json",
+    "forecast.json",
+];
+
 impl Default for PredictionTrieConfig {
     fn default() -> Self {
         PredictionTrieConfig {
@@ -359,6 +374,12 @@ impl ProfilerConfig {
                 "must be a plain file name (no directories)",
             );
         }
+        if OTHER_OUTPUT_FILES.contains(&name) {
+            return bad(
+                "/prediction_trie/output_filename",
+                &format!("must not be {name:?}: another output is written under that name"),
+            );
+        }
         if !(1..=LIMIT).contains(&trie.sensitivity_scale) {
             return bad(
                 "/prediction_trie/sensitivity_scale",
@@ -430,5 +451,18 @@ mod tests {
         let e = ProfilerConfig::from_json(json!({"prefix_span_analysis": {"min_support": 0}}))
             .unwrap_err();
         assert_eq!(e.path, "/prefix_span_analysis/min_support");
+    }
+
+    #[test]
+    fn the_trie_file_name_is_a_plain_name_of_its_own() {
+        for bad in ["../x.json", "a/b.json", "", "inference_optimization.json"] {
+            let e = ProfilerConfig::from_json(json!({"prediction_trie": {"output_filename": bad}}))
+                .unwrap_err();
+            assert_eq!(e.path, "/prediction_trie/output_filename", "{bad:?}");
+        }
+        let ok =
+            ProfilerConfig::from_json(json!({"prediction_trie": {"output_filename": "trie.json"}}))
+                .unwrap();
+        assert_eq!(ok.prediction_trie.output_filename, "trie.json");
     }
 }

@@ -286,10 +286,11 @@ impl Parser<'_> {
         {
             self.i += 1;
         }
-        let text: String = self.src[start..self.i]
-            .chars()
-            .filter(|c| *c != '_')
-            .collect();
+        let raw = &self.src[start..self.i];
+        if !underscores_between_digits(raw) {
+            return None;
+        }
+        let text: String = raw.chars().filter(|c| *c != '_').collect();
         let lower = text.to_ascii_lowercase();
         let radix = |prefix: &str, radix: u32| {
             lower
@@ -320,6 +321,28 @@ impl Parser<'_> {
     }
 }
 
+/// Python allows `_` in a number only between two digits (`1_000`, `0x_ff`), never doubled,
+/// leading or trailing, nor next to `.` or an exponent.
+fn underscores_between_digits(raw: &str) -> bool {
+    let b = raw.as_bytes();
+    let radix = b.len() > 2 && b[0] == b'0' && matches!(b[1] | 0x20, b'x' | b'o' | b'b');
+    let digit = |c: u8| {
+        if radix {
+            c.is_ascii_hexdigit()
+        } else {
+            c.is_ascii_digit()
+        }
+    };
+    b.iter()
+        .enumerate()
+        .filter(|(_, c)| **c == b'_')
+        .all(|(i, _)| {
+            let before = i > 0 && (digit(b[i - 1]) || (radix && i == 2));
+            let after = b.get(i + 1).is_some_and(|&c| digit(c));
+            before && after
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,6 +360,12 @@ mod tests {
         assert_eq!(literal_eval("r'\\n'"), Some(json!("\\n")));
         assert_eq!(literal_eval("'\\x41\\u00e9'"), Some(json!("Aé")));
         assert_eq!(literal_eval("1e3"), Some(json!(1000.0)));
+        assert_eq!(literal_eval("1_000"), Some(json!(1000)));
+        assert_eq!(literal_eval("0x_ff"), Some(json!(255)));
+        assert_eq!(literal_eval("1_000.5_5"), Some(json!(1000.55)));
+        for bad in ["1__0", "1_", "1_.5", "1._5", "1e_3", "0x__f"] {
+            assert_eq!(literal_eval(bad), None, "{bad}");
+        }
     }
 
     #[test]
