@@ -4,13 +4,21 @@
 # batches, idle memory afterwards. Exits non-zero when a bound is broken; CI runs it.
 #
 # Usage: bench/hostile.sh      (report in target/bench/hostile/report.json; about two minutes)
+#        ALLOCATOR=system bench/hostile.sh   (the binary without mimalloc, for comparison; the
+#                                              report goes to target/bench/hostile-system/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-work=target/bench/hostile; rm -rf "$work"; mkdir -p "$work/data"
-cargo build --release --quiet --bin agentprof --example hostile
+features=(); work=target/bench/hostile
+if [ "${ALLOCATOR:-mimalloc}" = system ]; then
+  features=(--no-default-features --features openapi); work=target/bench/hostile-system
+fi
+rm -rf "$work"; mkdir -p "$work/data"
+cargo build --release --quiet --example hostile
+cargo build --release --quiet --bin agentprof "${features[@]}"
+cp target/release/agentprof "$work/agentprof"
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 AGENTPROF_DATA_DIR=$work/data AGENTPROF_BIND=127.0.0.1:$port RUST_LOG=warn \
-  target/release/agentprof serve > "$work/server.log" 2>&1 &
+  "$work/agentprof" serve > "$work/server.log" 2>&1 &
 server=$!
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true' EXIT
 ready=""

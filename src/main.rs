@@ -10,6 +10,7 @@ use tracing_subscriber::EnvFilter;
 
 /// mimalloc returns freed pages to the OS within milliseconds; glibc's malloc kept the peak of a
 /// burst of large batches resident for good (docs/limits.md has the figures).
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -6,7 +6,10 @@
 //! computation instead of starting their own, and the CPU work runs on the blocking pool so it
 //! never stalls the async executor.
 
+mod stamps;
+
 use crate::profiler::core::calltree::CallForest;
+use stamps::Stamps;
 use crate::profiler::{self, Dialect, Frame, ProfilerConfig, py, toolkit::gantt};
 use crate::store::{LoadedRun, LoadedSteps, RunRecord, RunStamp, Store, StoreError};
 use bytes::Bytes;
@@ -181,6 +184,7 @@ impl RunSnapshot {
 /// store for the run's stamp (see [`RunCache::snapshot`]).
 pub struct RunCache {
     store: Arc<dyn Store>,
+    stamps: Stamps,
     runs: Cache<(Uuid, RunStamp), Arc<RunSnapshot>>,
     frames: Cache<(Uuid, i64), Arc<LoadedRun>>,
     outputs: Cache<OutputKey, Arc<Rendered>>,
@@ -234,6 +238,7 @@ impl RunCache {
             .time_to_idle(std::time::Duration::from_secs(600))
             .build();
         RunCache {
+            stamps: Stamps::new(store.clone()),
             store,
             runs,
             frames,
@@ -241,13 +246,13 @@ impl RunCache {
         }
     }
 
-    /// The run's record and config as they are now. Each call asks the store for the run's
-    /// stamp (version and last change: one indexed lookup), and reads the whole record only when
-    /// the stamp is new, so a write acknowledged by any replica sharing the database is seen by
-    /// the next read on every other, ETags included. Concurrent readers of a new stamp share one
-    /// read.
+    /// The run's record and config as they are now. Each call gets the run's stamp (version and
+    /// last change: one indexed lookup, shared with the readers that arrived meanwhile, see
+    /// [`stamps`]), and reads the whole record only when the stamp is new, so a write
+    /// acknowledged by any replica sharing the database is seen by the next read on every other,
+    /// ETags included. Concurrent readers of a new stamp share one read.
     pub async fn snapshot(&self, id: Uuid) -> Result<Arc<RunSnapshot>, ComputeError> {
-        let stamp = self.store.run_stamp(id).await?;
+        let stamp = self.stamps.get(id).await?;
         self.runs
             .try_get_with((id, stamp), async move {
                 let record = self.store.get_run(id).await?;
