@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::process::Server;
+use common::process::{Server, get_json, new_run};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -179,17 +179,7 @@ async fn the_database_crashing_mid_ingest_loses_no_acknowledged_batch() {
         .unwrap();
     let server = Server::spawn(&[("DATABASE_URL", &cluster.url())]);
     server.ready(&client).await;
-    let run: serde_json::Value = client
-        .post(format!("{}/v1/runs", server.base))
-        .header("content-type", "application/json")
-        .body("{}")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let run = run["id"].as_str().unwrap().to_owned();
+    let run = new_run(&client, &server.base).await;
     let url = format!("{}/v1/runs/{run}/steps", server.base);
 
     // Two clients stream batches; the database is killed once five are acknowledged, while
@@ -256,14 +246,7 @@ async fn the_database_crashing_mid_ingest_loses_no_acknowledged_batch() {
     let acknowledged = acknowledged.lock().unwrap().clone();
 
     // What the database holds: per batch (request number), all of its steps or none.
-    let requests: serde_json::Value = client
-        .get(format!("{}/v1/runs/{run}/requests", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let requests = get_json(&client, &format!("{}/v1/runs/{run}/requests", server.base)).await;
     let mut stored = std::collections::BTreeMap::new();
     for r in requests.as_array().unwrap() {
         let n = r["request_number"].as_u64().unwrap() as usize;
@@ -275,14 +258,7 @@ async fn the_database_crashing_mid_ingest_loses_no_acknowledged_batch() {
     for (n, count) in &stored {
         assert_eq!(*count, STEPS, "batch {n} stored partly");
     }
-    let view: serde_json::Value = client
-        .get(format!("{}/v1/runs/{run}", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view = get_json(&client, &format!("{}/v1/runs/{run}", server.base)).await;
     assert_eq!(
         view["step_count"].as_u64().unwrap() as usize,
         stored.len() * STEPS,

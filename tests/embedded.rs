@@ -3,9 +3,8 @@
 
 mod common;
 
-use common::process::Server;
+use common::process::{Server, get_json, post_run};
 use common::*;
-use serde_json::Value;
 use std::process::Command;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -28,26 +27,9 @@ async fn embedded_store_survives_a_restart() {
         probe.success(),
         "agentprof probe reports the server healthy"
     );
-    let created: Value = client
-        .post(format!("{}/v1/runs", server.base))
-        .header("content-type", "application/json")
-        .header("content-encoding", "gzip")
-        .body(case_input(&case))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = post_run(&client, &server.base, case_input(&case)).await;
     let id = created["id"].as_str().unwrap().to_owned();
-    let metrics: Value = client
-        .get(format!("{}/v1/runs/{id}/metrics", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let metrics = get_json(&client, &format!("{}/v1/runs/{id}/metrics", server.base)).await;
     assert_json_matches("eval_all_12", "metrics (embedded)", &expected, &metrics);
     server.stop();
     assert!(
@@ -57,23 +39,9 @@ async fn embedded_store_survives_a_restart() {
 
     let server = Server::spawn(&[("AGENTPROF_DATA_DIR", dir.to_str().unwrap())]);
     server.ready(&client).await;
-    let run: Value = client
-        .get(format!("{}/v1/runs/{id}", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let run = get_json(&client, &format!("{}/v1/runs/{id}", server.base)).await;
     assert_eq!(run["step_count"], created["step_count"]);
-    let metrics: Value = client
-        .get(format!("{}/v1/runs/{id}/metrics", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let metrics = get_json(&client, &format!("{}/v1/runs/{id}/metrics", server.base)).await;
     assert_json_matches("eval_all_12", "metrics after restart", &expected, &metrics);
     server.stop();
     let _ = std::fs::remove_dir_all(&dir);

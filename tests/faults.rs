@@ -7,7 +7,7 @@ use agentprof::store::Store;
 use agentprof::store::postgres::PgStore;
 use axum::http::{Method, StatusCode};
 use common::app::{Backend, Options, PgTestDb, TestApp};
-use common::process::Server;
+use common::process::{Server, new_run};
 use serde_json::{Value, json};
 use sqlx::Connection;
 use std::sync::Arc;
@@ -271,20 +271,6 @@ async fn stored_steps(url: &str, run: &str) -> (i64, i64) {
     (counted, recorded)
 }
 
-async fn create_run(client: &reqwest::Client, base: &str) -> String {
-    let r: Value = client
-        .post(format!("{base}/v1/runs"))
-        .header("content-type", "application/json")
-        .body("{}")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    r["id"].as_str().unwrap().to_owned()
-}
-
 /// Waits until the server's batch INSERT is executing in PostgreSQL, so that a signal sent next
 /// lands in the middle of the batch's transaction.
 async fn wait_for_insert_in_flight(db: &PgTestDb) {
@@ -311,7 +297,7 @@ async fn sigterm_during_ingest_finishes_the_batch() {
     let server = Server::spawn(&[("DATABASE_URL", &db.url)]);
     let client = reqwest::Client::new();
     server.ready(&client).await;
-    let run = create_run(&client, &server.base).await;
+    let run = new_run(&client, &server.base).await;
     let (body, n) = big_batch(500, "term");
     let url = format!("{}/v1/runs/{run}/steps", server.base);
     let post = tokio::spawn({
@@ -348,7 +334,7 @@ async fn kill_9_mid_batch_leaves_no_partial_batch() {
     let client = reqwest::Client::new();
     let server = Server::spawn(&[("DATABASE_URL", &db.url)]);
     server.ready(&client).await;
-    let run = create_run(&client, &server.base).await;
+    let run = new_run(&client, &server.base).await;
     let (body, n) = big_batch(500, "kill");
     let url = format!("{}/v1/runs/{run}/steps", server.base);
     let post = tokio::spawn({

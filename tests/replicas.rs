@@ -5,7 +5,7 @@
 mod common;
 
 use common::app::PgTestDb;
-use common::process::Server;
+use common::process::{Server, new_run};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -47,17 +47,7 @@ async fn two_replicas_read_each_others_writes_at_once() {
         s.ready(&client).await;
     }
     let bases: Vec<String> = servers.iter().map(|s| s.base.clone()).collect();
-    let created: Value = client
-        .post(format!("{}/v1/runs", bases[0]))
-        .header("content-type", "application/json")
-        .body("{}")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let run = created["id"].as_str().unwrap().to_owned();
+    let run = new_run(&client, &bases[0]).await;
 
     // Readers on both replicas poll the run's outputs the whole time, warming and re-warming
     // their caches while the writes land.

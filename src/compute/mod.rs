@@ -9,12 +9,12 @@
 mod stamps;
 
 use crate::profiler::core::calltree::CallForest;
-use stamps::Stamps;
 use crate::profiler::{self, Dialect, Frame, ProfilerConfig, py, toolkit::gantt};
 use crate::store::{LoadedRun, LoadedSteps, RunRecord, RunStamp, Store, StoreError};
 use bytes::Bytes;
 use moka::future::Cache;
 use sha2::{Digest, Sha256};
+use stamps::Stamps;
 use std::sync::Arc;
 use std::time::Instant;
 use uuid::Uuid;

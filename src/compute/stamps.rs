@@ -162,6 +162,10 @@ mod tests {
         version.store(2, Ordering::SeqCst);
         let late = stamps.get(id).await.unwrap().version;
         assert_eq!(late, 2);
-        assert_eq!(early.await.unwrap().unwrap(), 1, "the premise: the early one was stale");
+        assert_eq!(
+            early.await.unwrap().unwrap(),
+            1,
+            "the premise: the early one was stale"
+        );
     }
 }

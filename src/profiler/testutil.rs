@@ -25,6 +25,20 @@ pub fn frame_of(requests: &[Vec<(&str, f64, &str)>]) -> Frame {
     frame_of_json(Value::Array(doc))
 }
 
+/// One request of `depth` TOOL calls, each inside the previous one: the input whose outputs
+/// grow with the square of its size in the toolkit.
+pub fn nested_calls(depth: usize) -> Frame {
+    let uuids: Vec<String> = (0..depth).map(|i| format!("t{i}")).collect();
+    let mut steps: Vec<(&str, f64, &str)> = Vec::new();
+    for (i, u) in uuids.iter().enumerate() {
+        steps.push(("TOOL_START", i as f64, u));
+    }
+    for (i, u) in uuids.iter().enumerate().rev() {
+        steps.push(("TOOL_END", (2 * depth - i) as f64, u));
+    }
+    frame_of(&[steps])
+}
+
 /// A frame from a JSON document in any input form.
 pub fn frame_of_json(doc: Value) -> Frame {
     Frame::from_batch(parse_value(doc, &ParseOptions::default()).expect("test document is valid"))

@@ -82,3 +82,39 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// `GET url`; its JSON body, which must come with a 200.
+pub async fn get_json(client: &reqwest::Client, url: &str) -> serde_json::Value {
+    let r = client.get(url).send().await.expect("GET");
+    assert_eq!(r.status(), 200, "GET {url}");
+    r.json().await.expect("a JSON body")
+}
+
+/// `POST {base}/v1/runs` with a JSON `body` (gzip when it starts like gzip); the created run.
+pub async fn post_run(
+    client: &reqwest::Client,
+    base: &str,
+    body: impl Into<reqwest::Body>,
+) -> serde_json::Value {
+    let body: reqwest::Body = body.into();
+    let gzip = body
+        .as_bytes()
+        .is_some_and(|b| b.starts_with(&[0x1f, 0x8b]));
+    let mut req = client
+        .post(format!("{base}/v1/runs"))
+        .header("content-type", "application/json");
+    if gzip {
+        req = req.header("content-encoding", "gzip");
+    }
+    let r = req.body(body).send().await.expect("POST /v1/runs");
+    assert_eq!(r.status(), 201, "POST {base}/v1/runs");
+    r.json().await.expect("a JSON body")
+}
+
+/// A new empty run on `base`; its id.
+pub async fn new_run(client: &reqwest::Client, base: &str) -> String {
+    post_run(client, base, "{}").await["id"]
+        .as_str()
+        .expect("an id")
+        .to_owned()
+}

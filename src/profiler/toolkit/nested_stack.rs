@@ -261,18 +261,10 @@ fn report(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profiler::testutil::frame_of;
+    use crate::profiler::testutil::nested_calls;
 
     fn nested_report(depth: usize) -> String {
-        let uuids: Vec<String> = (0..depth).map(|i| format!("t{i}")).collect();
-        let mut steps: Vec<(&str, f64, &str)> = Vec::new();
-        for (i, u) in uuids.iter().enumerate() {
-            steps.push(("TOOL_START", i as f64, u));
-        }
-        for (i, u) in uuids.iter().enumerate().rev() {
-            steps.push(("TOOL_END", (2 * depth - i) as f64, u));
-        }
-        let frame = frame_of(&[steps]);
+        let frame = nested_calls(depth);
         analyze(&CallForest::build(&frame, false)).textual_report
     }
 

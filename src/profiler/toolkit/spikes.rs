@@ -373,8 +373,7 @@ impl Ord for OrdF64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profiler::core::frame::Frame;
-    use crate::profiler::testutil::frame_of;
+    use crate::profiler::testutil::{frame_of, nested_calls};
 
     /// The reference's quadratic scan, for comparison.
     fn brute_active<'a>(forest: &CallForest<'a>, s: f64, e: f64) -> Vec<&'a str> {
@@ -427,22 +426,10 @@ mod tests {
         assert_eq!(high.spike_intervals.len(), 1);
     }
 
-    /// D calls nested inside each other: D spike segments listing up to D calls each.
-    fn nested(depth: usize) -> Frame {
-        let uuids: Vec<String> = (0..depth).map(|i| format!("t{i}")).collect();
-        let mut steps: Vec<(&str, f64, &str)> = Vec::new();
-        for (i, u) in uuids.iter().enumerate() {
-            steps.push(("TOOL_START", i as f64, u));
-        }
-        for (i, u) in uuids.iter().enumerate().rev() {
-            steps.push(("TOOL_END", (2 * depth - i) as f64, u));
-        }
-        frame_of(&[steps])
-    }
-
     #[test]
     fn uuid_lists_stop_at_the_budget_with_exact_counts() {
-        let f = nested(40);
+        // D nested calls: D spike segments listing up to D calls each.
+        let f = nested_calls(40);
         let forest = CallForest::build(&f, false);
         let full = analyze(&forest, 1);
         assert!(!full.truncated);
