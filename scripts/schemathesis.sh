@@ -40,7 +40,7 @@ if [ -z "$ready" ]; then
 fi
 
 set +e
-"$venv/bin/st" run "http://127.0.0.1:$port/openapi.json" \
+PYTHONPATH=scripts SCHEMATHESIS_HOOKS=schemathesis_hooks "$venv/bin/st" run "http://127.0.0.1:$port/openapi.json" \
   --checks all --max-time "$budget" --workers 2 --seed "${ST_SEED:-20261128}" \
   -H "Authorization: Bearer $key" --no-color 2>&1 | tee target/schemathesis-report.txt
 status=${PIPESTATUS[0]}

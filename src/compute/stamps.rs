@@ -8,6 +8,11 @@
 //! lookup running and one queued behind it: a reader joins the queued one (creating it if need
 //! be), which starts when the running one ends. With 32 clients on one run, one query serves
 //! everyone who arrived while the previous one ran.
+//!
+//! Each lookup runs as its own task. Were it driven only by its readers, a reader dropped mid-query
+//! (a client that went away, or `/v1/compare` failing fast on its other run) would leave a lookup
+//! that nobody polls, parked in the map while it holds a pooled database connection; enough of
+//! them and every request waits on the pool.
 
 use super::ComputeError;
 use crate::store::{RunStamp, Store};
@@ -76,7 +81,7 @@ impl Stamps {
     /// hands the run's slot to the lookup queued behind it.
     fn lookup(&self, id: Uuid, after: Option<Lookup>) -> Lookup {
         let (query, runs) = (self.query.clone(), self.runs.clone());
-        async move {
+        let task = tokio::spawn(async move {
             if let Some(previous) = after {
                 let _ = previous.await;
             }
@@ -89,6 +94,14 @@ impl Stamps {
                 }
             }
             stamp
+        });
+        async move {
+            task.await.unwrap_or_else(|crashed| {
+                Err(ComputeError::internal(
+                    format!("looking up the stamp of run {id}"),
+                    crashed,
+                ))
+            })
         }
         .boxed()
         .shared()
@@ -145,6 +158,21 @@ mod tests {
         let n = queries.load(Ordering::SeqCst);
         assert!(n <= 2, "50 readers made {n} queries");
         assert!(lock(&stamps.runs).is_empty(), "idle runs are forgotten");
+    }
+
+    #[tokio::test]
+    async fn a_lookup_whose_readers_left_still_finishes() {
+        let (stamps, _, queries) = counting();
+        let id = Uuid::new_v4();
+        // The reader gives up mid-query, as a cancelled request does.
+        let abandoned = tokio::time::timeout(Duration::from_millis(5), stamps.get(id)).await;
+        assert!(abandoned.is_err(), "the premise: the reader left mid-query");
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert_eq!(queries.load(Ordering::SeqCst), 1);
+        assert!(
+            lock(&stamps.runs).is_empty(),
+            "the lookup ran to its end without a reader, so nothing holds its connection"
+        );
     }
 
     #[tokio::test]
