@@ -3,14 +3,17 @@
 //! ```text
 //! cargo run --release --example loadtest -- --base http://127.0.0.1:8080 ingest --batches 10 --requests 100 --clients 2
 //! cargo run --release --example loadtest -- --base http://127.0.0.1:8080 metrics --requests 1000 --clients 32 --seconds 10
+//! cargo run --release --example loadtest -- --base http://127.0.0.1:8080 otlp --exports 100 --spans 512 --clients 2
 //! ```
 //!
 //! `ingest` posts seeded synthetic batches (profiler form, distinct request numbers) from
 //! concurrent clients into one new run and reports steps per second; `--ndjson FILE` also writes
 //! the same steps, one JSON object per line, for the `COPY` floor in `bench/ingest.sh`.
 //! `metrics` loads a run, times the first (cold) `GET /metrics`, then hammers the cached one from
-//! many clients and reports latency percentiles; it also streams `/requests` once. Every
-//! scenario prints a JSON report on stdout.
+//! many clients and reports latency percentiles; it also streams `/requests` once. `otlp` turns
+//! the same synthetic calls into OpenInference spans and posts them as OTLP/protobuf exports of
+//! `--spans` spans to `/v1/traces`, reporting spans per second (`--ndjson` writes the steps they
+//! become, for the floor). Every scenario prints a JSON report on stdout.
 
 mod support;
 
@@ -48,6 +51,19 @@ enum Scenario {
         #[arg(long)]
         ndjson: Option<std::path::PathBuf>,
     },
+    /// OTLP/protobuf exports of OpenInference spans to /v1/traces.
+    Otlp {
+        #[arg(long, default_value_t = 100)]
+        exports: usize,
+        /// Spans per export (the OpenTelemetry SDKs' default batch is 512).
+        #[arg(long, default_value_t = 512)]
+        spans: usize,
+        #[arg(long, default_value_t = 2)]
+        clients: usize,
+        /// Also write the steps the spans become as NDJSON, for the COPY floor.
+        #[arg(long)]
+        ndjson: Option<std::path::PathBuf>,
+    },
     /// Cold and cached GET /metrics latency, and /requests streaming.
     Metrics {
         /// Requests in the run (about 20 steps each).
@@ -76,6 +92,12 @@ async fn main() -> anyhow::Result<()> {
             clients,
             seconds,
         } => metrics(client, requests, clients, seconds).await?,
+        Scenario::Otlp {
+            exports,
+            spans,
+            clients,
+            ndjson,
+        } => otlp(client, exports, spans, clients, ndjson).await?,
     };
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
@@ -220,5 +242,226 @@ async fn metrics(
         "cold_ms": cold_ms, "clients": clients, "seconds": seconds,
         "cached": latency_summary(all), "cached_requests_per_second": total as f64 / seconds as f64,
         "requests_stream": {"bytes": streamed, "seconds": stream_s, "megabytes_per_second": streamed as f64 / 1e6 / stream_s},
+    }))
+}
+
+/// Synthetic calls as OTLP exports: each START/END pair of the synthetic steps becomes one span
+/// with OpenInference attributes, a request one trace. Returns the protobuf bodies and the
+/// number of spans.
+fn otlp_exports(exports: usize, per_export: usize) -> (Vec<Vec<u8>>, usize) {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use prost::Message;
+    let kv = |key: &str, value: any_value::Value| KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue { value: Some(value) }),
+    };
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut spans: Vec<Span> = Vec::new();
+    let mut seed = 0u64;
+    while spans.len() < exports * per_export {
+        let doc = agentprof::synth::profiler_document_from(seed as usize * 50, 50, 5000 + seed);
+        for (r, req) in doc.as_array().into_iter().flatten().enumerate() {
+            let steps = req["intermediate_steps"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let mut trace_id = [0u8; 16];
+            trace_id[..8].copy_from_slice(&(seed + 1).to_be_bytes());
+            trace_id[8..].copy_from_slice(&(r as u64 + 1).to_be_bytes());
+            let mut starts: std::collections::HashMap<String, &Value> = Default::default();
+            for step in &steps {
+                let p = &step["payload"];
+                let et = p["event_type"].as_str().unwrap_or("");
+                let uuid = p["UUID"].as_str().unwrap_or("").to_owned();
+                if et.ends_with("_START") {
+                    starts.insert(uuid, step);
+                    continue;
+                }
+                if !et.ends_with("_END") {
+                    continue;
+                }
+                let Some(start) = starts.remove(&uuid) else {
+                    continue;
+                };
+                let kind = match et {
+                    "LLM_END" => "LLM",
+                    "TOOL_END" => "TOOL",
+                    _ => "CHAIN",
+                };
+                let ns = |t: &Value| (t.as_f64().unwrap_or(0.0) * 1e9) as u64;
+                let mut attributes = vec![kv(
+                    "openinference.span.kind",
+                    any_value::Value::StringValue(kind.into()),
+                )];
+                let name = p["name"].as_str().unwrap_or("call").to_owned();
+                if kind == "LLM" {
+                    attributes.push(kv(
+                        "llm.model_name",
+                        any_value::Value::StringValue(name.clone()),
+                    ));
+                    let usage = &p["usage_info"]["token_usage"];
+                    for (field, key) in [
+                        ("prompt_tokens", "llm.token_count.prompt"),
+                        ("completion_tokens", "llm.token_count.completion"),
+                        ("total_tokens", "llm.token_count.total"),
+                    ] {
+                        attributes.push(kv(
+                            key,
+                            any_value::Value::IntValue(usage[field].as_i64().unwrap_or(0)),
+                        ));
+                    }
+                }
+                if let Some(input) = start["payload"]["data"]
+                    .get("input")
+                    .filter(|v| !v.is_null())
+                {
+                    attributes.push(kv(
+                        "input.value",
+                        any_value::Value::StringValue(text(input)),
+                    ));
+                }
+                if let Some(output) = p["data"].get("output").filter(|v| !v.is_null()) {
+                    attributes.push(kv(
+                        "output.value",
+                        any_value::Value::StringValue(text(output)),
+                    ));
+                }
+                let id = spans.len() as u64 + 1;
+                spans.push(Span {
+                    trace_id: trace_id.to_vec(),
+                    span_id: id.to_be_bytes().to_vec(),
+                    name,
+                    kind: 1,
+                    start_time_unix_nano: ns(&start["payload"]["event_timestamp"]),
+                    end_time_unix_nano: ns(&p["event_timestamp"]),
+                    attributes,
+                    ..Default::default()
+                });
+            }
+        }
+        seed += 1;
+    }
+    spans.truncate(exports * per_export);
+    let total = spans.len();
+    let mut bodies = Vec::new();
+    let mut rest = spans.into_iter();
+    loop {
+        let chunk: Vec<Span> = rest.by_ref().take(per_export).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        let req = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![kv(
+                        "service.name",
+                        any_value::Value::StringValue("loadtest".into()),
+                    )],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans: chunk,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        bodies.push(req.encode_to_vec());
+    }
+    (bodies, total)
+}
+
+async fn otlp(
+    client: Arc<Client>,
+    exports: usize,
+    per_export: usize,
+    clients: usize,
+    ndjson: Option<std::path::PathBuf>,
+) -> anyhow::Result<Value> {
+    let (bodies, spans) = otlp_exports(exports, per_export);
+    let bytes: usize = bodies.iter().map(Vec::len).sum();
+    let run = client.create_run("loadtest otlp").await?;
+    if let Some(path) = &ndjson {
+        // The floor's input: the steps these spans become, as the server maps them (posted
+        // once to a scratch run and read back).
+        let scratch = client.create_run("loadtest otlp floor").await?;
+        for body in &bodies {
+            client.post_otlp(&scratch, body.clone()).await?;
+        }
+        let doc: Value = client
+            .req(
+                reqwest::Method::GET,
+                &format!("/v1/runs/{scratch}/requests"),
+            )
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        use std::io::Write;
+        let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+        for req in doc.as_array().into_iter().flatten() {
+            for step in req["intermediate_steps"].as_array().into_iter().flatten() {
+                serde_json::to_writer(&mut out, step)?;
+                out.write_all(b"\n")?;
+            }
+        }
+        client
+            .req(reqwest::Method::DELETE, &format!("/v1/runs/{scratch}"))
+            .send()
+            .await?
+            .error_for_status()?;
+    }
+    let bodies = Arc::new(bodies);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (client, bodies, next, run) =
+            (client.clone(), bodies.clone(), next.clone(), run.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut retries = 0usize;
+            loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(body) = bodies.get(i) else { break };
+                let t = Instant::now();
+                // A sender faster than the database gets 503 + Retry-After: wait and resend,
+                // as OTLP exporters do.
+                while client.post_otlp(&run, body.clone()).await?.is_some() {
+                    retries += 1;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            Ok::<_, anyhow::Error>((latencies, retries))
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut retries = 0;
+    for t in tasks {
+        let (l, r) = t.await??;
+        latencies.extend(l);
+        retries += r;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let view: Value = client
+        .req(reqwest::Method::GET, &format!("/v1/runs/{run}"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(json!({
+        "scenario": "otlp", "run_id": run, "exports": bodies.len(), "spans_per_export": per_export, "clients": clients,
+        "spans": spans, "steps_stored": view["step_count"], "bytes": bytes, "seconds": elapsed,
+        "spans_per_second": spans as f64 / elapsed, "megabytes_per_second": bytes as f64 / 1e6 / elapsed,
+        "busy_retries": retries, "export_latency": latency_summary(latencies),
     }))
 }

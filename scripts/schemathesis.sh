@@ -4,6 +4,9 @@
 # every response is checked (no 5xx, status codes, content types, headers and bodies as
 # documented, invalid input rejected, valid input accepted, authentication enforced).
 #
+# Per-operation settings are in scripts/schemathesis.toml, hooks in scripts/schemathesis_hooks.py;
+# the server's log is left in target/schemathesis-server.log.
+#
 # Usage: scripts/schemathesis.sh [SECONDS]      (time budget, default 60; env ST_MAX_TIME too;
 #                                               ST_SEED picks another fixed seed;
 #                                               ST_DATABASE_URL a database instead of SQLite)
@@ -27,7 +30,7 @@ env ${ST_DATABASE_URL:+DATABASE_URL=$ST_DATABASE_URL} AGENTPROF_DATA_DIR=$data A
   target/debug/agentprof serve > "$data/server.log" 2>&1 &
 server=$!
 # errexit applies inside the trap too: a server that already exited must not skip the cleanup.
-trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
+trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; cp "$data/server.log" target/schemathesis-server.log 2>/dev/null || true; rm -rf "$data"' EXIT
 ready=""
 for _ in $(seq 1 100); do
   curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && { ready=1; break; }
@@ -40,8 +43,8 @@ if [ -z "$ready" ]; then
 fi
 
 set +e
-PYTHONPATH=scripts SCHEMATHESIS_HOOKS=schemathesis_hooks "$venv/bin/st" run "http://127.0.0.1:$port/openapi.json" \
-  --checks all --max-time "$budget" --workers 2 --seed "${ST_SEED:-20261128}" \
+PYTHONPATH=scripts SCHEMATHESIS_HOOKS=schemathesis_hooks "$venv/bin/st" --config-file scripts/schemathesis.toml run "http://127.0.0.1:$port/openapi.json" \
+  --max-time "$budget" --workers 2 --seed "${ST_SEED:-20261128}" \
   -H "Authorization: Bearer $key" --no-color 2>&1 | tee target/schemathesis-report.txt
 status=${PIPESTATUS[0]}
 set -e

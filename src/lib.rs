@@ -14,6 +14,7 @@
 //! - [`analyze`]: `agentprof analyze FILE --out DIR`, the profiler on a file with no database.
 //! - [`store`]: persistence behind one trait, PostgreSQL (production) and SQLite (embedded
 //!   default); a batch is prepared outside the transaction and stored whole or not at all.
+//! - [`otlp`]: OpenTelemetry spans (OTLP/HTTP) mapped onto the toolkit's steps.
 //! - [`compute`]: outputs computed on demand from stored steps, cached per run version and config.
 //! - [`api`]: the axum HTTP API, problem+json errors, API keys, OpenAPI and Swagger UI.
 //! - [`config`] and [`server`]: typed configuration and `agentprof serve`, with the bounds on
@@ -24,6 +25,7 @@ pub mod analyze;
 pub mod api;
 pub mod compute;
 pub mod config;
+pub mod otlp;
 pub mod profiler;
 #[cfg(feature = "openapi")]
 pub mod server;

@@ -443,6 +443,13 @@ impl Store for SlowRead {
     ) -> Result<agentprof::store::RunStamp, agentprof::store::StoreError> {
         self.inner.run_stamp(id).await
     }
+    async fn ensure_run(
+        &self,
+        id: uuid::Uuid,
+        run: agentprof::store::NewRun,
+    ) -> Result<bool, agentprof::store::StoreError> {
+        self.inner.ensure_run(id, run).await
+    }
     async fn purge_idempotency_keys(
         &self,
         cutoff: time::OffsetDateTime,

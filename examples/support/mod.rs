@@ -67,4 +67,27 @@ impl Client {
             .json()
             .await?)
     }
+
+    /// Posts an OTLP/protobuf export into `run`; `Some(seconds)` when the server was busy (503 or
+    /// 429 with `Retry-After`), so the caller can resend.
+    pub async fn post_otlp(&self, run: &str, body: Vec<u8>) -> anyhow::Result<Option<u64>> {
+        let r = self
+            .req(reqwest::Method::POST, "/v1/traces")
+            .header("content-type", "application/x-protobuf")
+            .header("x-agentprof-run-id", run)
+            .body(body)
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        if status == 503 || status == 429 {
+            let wait = r
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()?.parse().ok())
+                .unwrap_or(1);
+            return Ok(Some(wait));
+        }
+        r.error_for_status()?;
+        Ok(None)
+    }
 }

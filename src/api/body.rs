@@ -225,7 +225,7 @@ pub fn require_json_media_type(headers: &HeaderMap) -> ApiResult<()> {
 
 /// Whether the body is gzip: by `Content-Encoding`, or, when that header is missing, by the
 /// gzip magic number (a `.json.gz` file posted as it is). Other encodings are a 415.
-fn is_gzip_body(headers: &HeaderMap, bytes: &[u8]) -> ApiResult<bool> {
+pub(crate) fn is_gzip_body(headers: &HeaderMap, bytes: &[u8]) -> ApiResult<bool> {
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -267,6 +267,19 @@ pub async fn read_json_payload(
     limits: BodyLimits,
 ) -> ApiResult<JsonPayload> {
     require_json_media_type(headers)?;
+    let bytes = read_limited(headers, body, limits).await?;
+    if is_gzip_body(headers, &bytes)? {
+        Ok(JsonPayload::Gzip {
+            compressed: bytes,
+            limit: limits.max_decompressed as u64,
+        })
+    } else {
+        Ok(JsonPayload::Text(bytes))
+    }
+}
+
+/// The body as it arrived, refused as soon as it passes the wire limit.
+pub async fn read_limited(headers: &HeaderMap, body: Body, limits: BodyLimits) -> ApiResult<Bytes> {
     if let Some(len) = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -291,14 +304,7 @@ pub async fn read_json_payload(
             )));
         }
     };
-    if is_gzip_body(headers, &bytes)? {
-        Ok(JsonPayload::Gzip {
-            compressed: bytes,
-            limit: limits.max_decompressed as u64,
-        })
-    } else {
-        Ok(JsonPayload::Text(bytes))
-    }
+    Ok(bytes)
 }
 
 /// Parses JSON text; syntax errors (and nesting beyond serde_json's depth limit) are a 400 that

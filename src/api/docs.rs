@@ -25,6 +25,7 @@ write key also creates, changes and deletes.",
         (name = "runs", description = "Create runs and append step batches"),
         (name = "outputs", description = "The toolkit profiler's outputs, computed on demand and cached per run version"),
         (name = "statistics", description = "Sound statistics and run-vs-run significance tests, next to the toolkit-compatible outputs"),
+        (name = "otlp", description = "OpenTelemetry traces over OTLP/HTTP, stored as the toolkit's steps"),
         (name = "operations", description = "Probes and Prometheus metrics"),
     ),
     components(schemas(

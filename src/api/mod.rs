@@ -13,6 +13,7 @@ pub mod compare;
 pub mod docs;
 pub mod error;
 pub mod ops;
+pub mod otlp;
 pub mod outputs;
 pub mod runs;
 pub mod schema;
@@ -170,6 +171,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(outputs::profiler_results))
         .routes(routes!(outputs::atif))
         .routes(routes!(compare::compare_runs))
+        .routes(routes!(otlp::export_traces))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::prometheus))

@@ -393,6 +393,10 @@ pub trait Store: Send + Sync + 'static {
         batch: Option<PreparedBatch>,
         key: Option<&IdempotencyKey>,
     ) -> Result<Written, StoreError>;
+    /// Creates run `id` unless it exists: the runs OTLP exports create on first sight, whose
+    /// ids are derived from names so that every replica picks the same one. `true` when this
+    /// call created it.
+    async fn ensure_run(&self, id: Uuid, run: NewRun) -> Result<bool, StoreError>;
     async fn get_run(&self, id: Uuid) -> Result<RunRecord, StoreError>;
     /// The run's version and last change, in one cheap lookup.
     async fn run_stamp(&self, id: Uuid) -> Result<RunStamp, StoreError>;

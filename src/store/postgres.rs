@@ -542,6 +542,19 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn ensure_run(&self, id: Uuid, run: NewRun) -> Result<bool, StoreError> {
+        self.ready()?;
+        let done = sqlx::query("INSERT INTO runs (id, name, profiler_config, metadata, toolkit) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING")
+            .bind(id)
+            .bind(run.name.as_bytes())
+            .bind(run.profiler_config.to_string())
+            .bind(run.metadata.to_string())
+            .bind(run.toolkit.map(Dialect::as_str))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn create_run(
         &self,
         run: NewRun,

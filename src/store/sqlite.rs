@@ -449,6 +449,20 @@ impl Store for SqliteStore {
         Ok(written)
     }
 
+    async fn ensure_run(&self, id: Uuid, run: NewRun) -> Result<bool, StoreError> {
+        let now = micros(OffsetDateTime::now_utc());
+        let done = sqlx::query("INSERT INTO runs (id, name, created_at, updated_at, profiler_config, metadata, toolkit) VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING")
+            .bind(id)
+            .bind(&run.name)
+            .bind(now)
+            .bind(run.profiler_config.to_string())
+            .bind(run.metadata.to_string())
+            .bind(run.toolkit.map(Dialect::as_str))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn get_run(&self, id: Uuid) -> Result<RunRecord, StoreError> {
         let mut conn = self.pool.acquire().await?;
         fetch_run(&mut conn, id).await

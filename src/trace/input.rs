@@ -10,7 +10,7 @@
 //! The form is read off the document itself, so a user can post whatever file their workflow left
 //! behind.
 
-use super::document::{DocRequest, Document, KeepSteps, ReadError, read_document};
+use super::document::{DocRequest, Document, KeepSteps, ReadError, StepSink, read_document};
 use super::model::IntermediateStep;
 use super::parse::{FieldError, Validator};
 use super::source::{JsonSource, read_json_document};
@@ -198,8 +198,18 @@ pub fn parse_json_document(bytes: &[u8], opts: &ParseOptions) -> Result<Batch, T
 
 /// Detects the form of a decoded document and validates every step in it.
 pub fn parse_value(doc: Value, opts: &ParseOptions) -> Result<Batch, TraceError> {
+    read_value(doc, opts, &mut KeepSteps)
+}
+
+/// [`parse_value`] with the steps handed to `sink` as they are validated (the service prepares
+/// them within its batch budget).
+pub fn read_value<K: StepSink>(
+    doc: Value,
+    opts: &ParseOptions,
+    sink: &mut K,
+) -> Result<Document<K::Kept>, TraceError> {
     let mut v = Validator::new(opts.now);
-    read_document(doc, &mut v, &mut KeepSteps).map_err(|e| match e {
+    read_document(doc, &mut v, sink).map_err(|e| match e {
         ReadError::Syntax(msg) => TraceError::Syntax(msg),
         ReadError::Refused(why) => TraceError::Refused(why),
         ReadError::Invalid => TraceError::Invalid {

@@ -13,7 +13,7 @@ pub use document::{DocRequest, Document, KeepSteps, StepSink, Wrapped};
 pub use input::{
     Batch, EvalItem, InputForm, MAX_REQUEST_NUMBER, NumberedRequest, ParseOptions, RequestInput,
     TraceError, describe_start, gunzip, is_gzip, json_value, parse_document, parse_json_document,
-    parse_step, parse_value,
+    parse_step, parse_value, read_value,
 };
 pub use model::{
     EventState, EventType, Framework, InSchema, IntermediateStep, InvocationNode, Payload,

@@ -139,9 +139,11 @@ pub struct Metrics {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FinalMetrics {
-    pub total_prompt_tokens: Option<i64>,
-    pub total_completion_tokens: Option<i64>,
-    pub total_cached_tokens: Option<i64>,
+    /// Sums of per-call counts, which may each be any i64: Python's sums never overflow, and
+    /// in 128 bits neither do ours.
+    pub total_prompt_tokens: Option<i128>,
+    pub total_completion_tokens: Option<i128>,
+    pub total_cached_tokens: Option<i128>,
     pub total_cost_usd: Option<f64>,
     /// Agent steps.
     pub total_steps: usize,
@@ -291,7 +293,7 @@ fn convert(steps: &[IntermediateStep], session_id: String) -> Trajectory {
         times: Vec::new(),
         pending: None,
     };
-    let (mut prompt, mut completion, mut cached) = (0i64, 0i64, 0i64);
+    let (mut prompt, mut completion, mut cached) = (0i128, 0i128, 0i128);
     for step in order {
         let p = &step.payload;
         let ts = p.event_timestamp;
@@ -335,9 +337,9 @@ fn convert(steps: &[IntermediateStep], session_id: String) -> Trajectory {
                 b.flush();
                 let metrics = metrics_of(step);
                 if let Some(m) = &metrics {
-                    prompt += m.prompt_tokens.unwrap_or(0);
-                    completion += m.completion_tokens.unwrap_or(0);
-                    cached += m.cached_tokens.unwrap_or(0);
+                    prompt += i128::from(m.prompt_tokens.unwrap_or(0));
+                    completion += i128::from(m.completion_tokens.unwrap_or(0));
+                    cached += i128::from(m.cached_tokens.unwrap_or(0));
                 }
                 if agent.model_name.is_none() {
                     agent.model_name = p.name.clone().filter(|n| !n.is_empty());
@@ -566,4 +568,38 @@ fn metrics_of(step: &IntermediateStep) -> Option<Metrics> {
         logprobs: None,
         extra: (reasoning != 0).then(|| serde_json::json!({ "reasoning_tokens": reasoning })),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::{ParseOptions, parse_value};
+    use serde_json::json;
+
+    /// Token totals are sums of any i64 counts, as Python's unbounded ints are; two calls of
+    /// `i64::MAX` prompt tokens used to overflow.
+    #[test]
+    fn token_totals_do_not_overflow() {
+        let call = |uuid: &str, t: f64| {
+            json!([
+                {"payload": {"event_type": "LLM_START", "event_timestamp": t, "UUID": uuid, "name": "m"}},
+                {"payload": {"event_type": "LLM_END", "event_timestamp": t + 1.0, "UUID": uuid, "name": "m",
+                    "usage_info": {"token_usage": {"prompt_tokens": i64::MAX, "completion_tokens": 1, "total_tokens": 1}}}}
+            ])
+        };
+        let mut steps = call("a", 1.0).as_array().unwrap().clone();
+        steps.extend(call("b", 3.0).as_array().unwrap().clone());
+        let batch = parse_value(json!([steps]), &ParseOptions::default()).unwrap();
+        let steps: Vec<IntermediateStep> = batch.requests[0].steps.clone();
+        let out = samples(&[AtifItem {
+            item_id: json!(0),
+            expected_output: Value::Null,
+            output: Value::Null,
+            steps: &steps,
+        }]);
+        let totals = out[0].trajectory.final_metrics.as_ref().unwrap();
+        assert_eq!(totals.total_prompt_tokens, Some(2 * i128::from(i64::MAX)));
+        let text = String::from_utf8(crate::profiler::py::json::to_vec(&out)).unwrap();
+        assert!(text.contains("18446744073709551614"), "{text}");
+    }
 }

@@ -1,0 +1,688 @@
+//! One span to the toolkit's steps (the table in docs/otlp.md), and an export to per-run groups
+//! of eval-form requests.
+
+use crate::trace::{EventType, Framework};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::trace::v1::Span;
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use uuid::Uuid;
+
+/// Which run an export's spans join (docs/otlp.md#which-run).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RunTarget {
+    /// `x-agentprof-run-id`: an existing run, for every span of the export.
+    Header(Uuid),
+    /// The resource attribute `agentprof.run.id`: that run, created on first sight.
+    Resource(Uuid),
+    /// Neither: one run per `service.name`, created on first sight under a fixed id
+    /// ([`RunTarget::service_run_id`]), so replicas and restarts agree on it.
+    Service(String),
+}
+
+impl RunTarget {
+    /// The run id of a service's run: a UUIDv5 of its name, stable across servers.
+    pub fn service_run_id(service: &str) -> Uuid {
+        /// The namespace of agentprof's name-based run ids (a random v4, fixed forever).
+        const NAMESPACE: Uuid = Uuid::from_u128(0x6b1f_4c0e_9a57_4d3e_8f21_5c7a_0d94_e3b6);
+        Uuid::new_v5(
+            &NAMESPACE,
+            format!("otlp service.name={service}").as_bytes(),
+        )
+    }
+
+    pub fn run_id(&self) -> Uuid {
+        match self {
+            RunTarget::Header(id) | RunTarget::Resource(id) => *id,
+            RunTarget::Service(name) => RunTarget::service_run_id(name),
+        }
+    }
+}
+
+/// The spans of one run, as eval-form items (`{"id": trace id, "intermediate_steps": [...]}`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunGroup {
+    pub target: RunTarget,
+    /// `service.name` of the first resource seen for this run.
+    pub service: String,
+    pub requests: Vec<Value>,
+    pub spans: usize,
+    pub steps: usize,
+}
+
+/// An export, mapped.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MappedExport {
+    /// In the order the runs first appear in the export.
+    pub groups: Vec<RunGroup>,
+    /// Spans that could not be mapped, and why (the first few reasons, then a count).
+    pub rejected: u64,
+    pub message: String,
+}
+
+/// What an OTLP span without a service name is called (the SDKs' own default).
+const UNKNOWN_SERVICE: &str = "unknown_service";
+/// Reasons quoted in `partial_success.error_message` before the rest are only counted.
+const MAX_REASONS: usize = 5;
+
+/// Maps every span of an export. `header` (the `x-agentprof-run-id` header) sends all of them to
+/// one run; otherwise each resource picks its run. A span sent twice in one export is mapped
+/// once.
+pub fn map_export(req: &ExportTraceServiceRequest, header: Option<Uuid>) -> MappedExport {
+    let mut out = MappedExport::default();
+    let mut reasons: Vec<String> = Vec::new();
+    let mut group_of: HashMap<RunTarget, usize> = HashMap::new();
+    // Per group: trace id -> index of its request in `requests`.
+    let mut traces: Vec<HashMap<Vec<u8>, usize>> = Vec::new();
+    let mut seen: std::collections::HashSet<(&[u8], &[u8])> = std::collections::HashSet::new();
+    for rs in &req.resource_spans {
+        let attrs = rs.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
+        let service = Attrs(attrs)
+            .str("service.name")
+            .filter(|s| !s.is_empty())
+            .unwrap_or(UNKNOWN_SERVICE)
+            .to_owned();
+        let target = match header {
+            Some(id) => RunTarget::Header(id),
+            None => match Attrs(attrs).str("agentprof.run.id") {
+                Some(text) => match Uuid::parse_str(text.trim()) {
+                    Ok(id) => RunTarget::Resource(id),
+                    Err(_) => {
+                        let n: usize = rs.scope_spans.iter().map(|s| s.spans.len()).sum();
+                        out.rejected += n as u64;
+                        reasons.push(format!(
+                            "{n} span(s) of a resource whose agentprof.run.id {text:?} is not a UUID"
+                        ));
+                        continue;
+                    }
+                },
+                None => RunTarget::Service(service.clone()),
+            },
+        };
+        let g = *group_of.entry(target.clone()).or_insert_with(|| {
+            out.groups.push(RunGroup {
+                target,
+                service,
+                requests: Vec::new(),
+                spans: 0,
+                steps: 0,
+            });
+            traces.push(HashMap::new());
+            out.groups.len() - 1
+        });
+        for span in rs.scope_spans.iter().flat_map(|s| &s.spans) {
+            if !seen.insert((&span.trace_id, &span.span_id)) {
+                continue;
+            }
+            match span_steps(span) {
+                Ok(steps) => {
+                    let group = &mut out.groups[g];
+                    let at = *traces[g].entry(span.trace_id.clone()).or_insert_with(|| {
+                        group.requests.push(json!({
+                            "id": hex(&span.trace_id),
+                            "intermediate_steps": [],
+                        }));
+                        group.requests.len() - 1
+                    });
+                    group.spans += 1;
+                    group.steps += steps.len();
+                    if let Some(list) = group.requests[at]
+                        .get_mut("intermediate_steps")
+                        .and_then(Value::as_array_mut)
+                    {
+                        list.extend(steps);
+                    }
+                }
+                Err(why) => {
+                    out.rejected += 1;
+                    if reasons.len() < MAX_REASONS {
+                        reasons.push(format!("span {}: {why}", hex(&span.span_id)));
+                    }
+                }
+            }
+        }
+    }
+    for group in &mut out.groups {
+        for request in &mut group.requests {
+            if let Some(list) = request
+                .get_mut("intermediate_steps")
+                .and_then(Value::as_array_mut)
+            {
+                // Time order within the export (stable), as the toolkit records steps.
+                list.sort_by(|a, b| timestamp(a).total_cmp(&timestamp(b)));
+            }
+        }
+    }
+    out.groups.retain(|g| g.spans > 0);
+    if out.rejected > 0 {
+        let shown = reasons.len() as u64;
+        out.message = reasons.join("; ");
+        if out.rejected > shown {
+            let _ = write!(out.message, "; and {} more", out.rejected - shown);
+        }
+    }
+    out
+}
+
+fn timestamp(step: &Value) -> f64 {
+    step.pointer("/payload/event_timestamp")
+        .and_then(Value::as_f64)
+        .unwrap_or(0.0)
+}
+
+/// What kind of call a span is: the START and END event types it becomes.
+fn kind_of(span: &Span, attrs: Attrs<'_>) -> (EventType, EventType) {
+    use EventType::*;
+    let pair = |category: &str| match category {
+        "LLM" => Some((LlmStart, LlmEnd)),
+        "TOOL" => Some((ToolStart, ToolEnd)),
+        "WORKFLOW" => Some((WorkflowStart, WorkflowEnd)),
+        "TASK" => Some((TaskStart, TaskEnd)),
+        "FUNCTION" => Some((FunctionStart, FunctionEnd)),
+        "CUSTOM" => Some((CustomStart, CustomEnd)),
+        "SPAN" => Some((SpanStart, SpanEnd)),
+        "TTC" => Some((TtcStart, TtcEnd)),
+        _ => None,
+    };
+    if let Some(et) = attrs.str("nat.event_type").and_then(EventType::parse)
+        && let Some(p) = pair(et.category())
+    {
+        return p;
+    }
+    // A chain or agent at the root of its trace is the workflow run itself.
+    let function = if span.parent_span_id.is_empty() {
+        (WorkflowStart, WorkflowEnd)
+    } else {
+        (FunctionStart, FunctionEnd)
+    };
+    if let Some(kind) = attrs.str("openinference.span.kind") {
+        return match kind.to_ascii_uppercase().as_str() {
+            "LLM" => (LlmStart, LlmEnd),
+            "TOOL" | "RETRIEVER" | "RERANKER" | "EMBEDDING" => (ToolStart, ToolEnd),
+            "CHAIN" | "AGENT" => function,
+            "GUARDRAIL" | "EVALUATOR" | "PROMPT" => (FunctionStart, FunctionEnd),
+            _ => (SpanStart, SpanEnd),
+        };
+    }
+    match attrs.str("gen_ai.operation.name") {
+        Some("chat" | "text_completion" | "generate_content") => (LlmStart, LlmEnd),
+        Some("execute_tool" | "embeddings") => (ToolStart, ToolEnd),
+        Some("invoke_agent" | "create_agent") => function,
+        _ => (SpanStart, SpanEnd),
+    }
+}
+
+/// The steps of one span, or why it has none.
+fn span_steps(span: &Span) -> Result<Vec<Value>, String> {
+    if span.trace_id.len() != 16 || span.trace_id.iter().all(|b| *b == 0) {
+        return Err("its trace id is not 16 bytes, or is all zero".to_owned());
+    }
+    if span.span_id.len() != 8 || span.span_id.iter().all(|b| *b == 0) {
+        return Err("its span id is not 8 bytes, or is all zero".to_owned());
+    }
+    if !span.parent_span_id.is_empty() && span.parent_span_id.len() != 8 {
+        return Err("its parent span id is not 8 bytes".to_owned());
+    }
+    if span.start_time_unix_nano == 0 || span.end_time_unix_nano < span.start_time_unix_nano {
+        return Err("it has no start time, or ends before it starts".to_owned());
+    }
+    let attrs = Attrs(&span.attributes);
+    let (start_type, end_type) = kind_of(span, attrs);
+    let uuid = hex(&span.span_id);
+    let parent = if span.parent_span_id.is_empty() {
+        "root".to_owned()
+    } else {
+        hex(&span.parent_span_id)
+    };
+    // The toolkit's own start time when it sent one (exact), else the span's.
+    let start = attrs
+        .f64("nat.event_timestamp")
+        .filter(|t| t.is_finite() && *t > 0.0)
+        .unwrap_or_else(|| seconds(span.start_time_unix_nano));
+    let end = seconds(span.end_time_unix_nano).max(start);
+    let name = step_name(span, attrs, start_type);
+    let framework = attrs
+        .str("nat.framework")
+        .and_then(Framework::parse)
+        .map_or(Value::Null, |f| Value::from(f.as_str()));
+    let ancestry = ancestry(span, attrs, start_type, &uuid, &parent);
+    let input = value_attr(attrs, "input");
+    let output = value_attr(attrs, "output");
+
+    let step = |event_type: EventType, ts: f64, span_ts: Value, data: Value, usage: Value| {
+        json!({
+            "parent_id": parent,
+            "function_ancestry": ancestry,
+            "payload": {
+                "event_type": event_type.as_str(),
+                "event_timestamp": ts,
+                "span_event_timestamp": span_ts,
+                "framework": framework,
+                "name": name,
+                "tags": null,
+                "metadata": null,
+                "data": data,
+                "usage_info": usage,
+                "UUID": uuid,
+            }
+        })
+    };
+    let data = |input: &Value, output: &Value, chunk: Value| json!({"input": input, "output": output, "chunk": chunk, "payload": null});
+    let mut steps = Vec::with_capacity(2 + span.events.len());
+    steps.push(step(
+        start_type,
+        start,
+        Value::Null,
+        data(&input, &Value::Null, Value::Null),
+        Value::Null,
+    ));
+    if start_type == EventType::LlmStart {
+        for event in &span.events {
+            if !matches!(event.name.as_str(), "LLM_NEW_TOKEN" | "new_token") {
+                continue;
+            }
+            let chunk = Attrs(&event.attributes)
+                .str("chunk")
+                .map_or(Value::Null, Value::from);
+            let at = seconds(event.time_unix_nano).clamp(start, end);
+            steps.push(step(
+                EventType::LlmNewToken,
+                at,
+                Value::Null,
+                data(&Value::Null, &Value::Null, chunk),
+                Value::Null,
+            ));
+        }
+    }
+    steps.push(step(
+        end_type,
+        end,
+        Value::from(start),
+        data(&input, &output, Value::Null),
+        usage(attrs),
+    ));
+    Ok(steps)
+}
+
+/// `payload.name`: the model of an LLM call, the tool of a tool call, else the toolkit's own
+/// name for the step, else the span's name.
+fn step_name(span: &Span, attrs: Attrs<'_>, start_type: EventType) -> String {
+    let nonempty = |key: &str| attrs.str(key).filter(|s| !s.is_empty());
+    let picked = match start_type {
+        EventType::LlmStart => nonempty("nat.subspan.name")
+            .or_else(|| nonempty("llm.model_name"))
+            .or_else(|| nonempty("gen_ai.request.model")),
+        EventType::ToolStart => nonempty("nat.subspan.name")
+            .or_else(|| nonempty("tool.name"))
+            .or_else(|| nonempty("gen_ai.tool.name")),
+        _ => nonempty("nat.subspan.name"),
+    };
+    picked.unwrap_or(&span.name).to_owned()
+}
+
+/// `function_ancestry`: the toolkit's own (`nat.function.*`), or else one that needs nothing
+/// but this span: a function-like span is its own function under its parent span; any other
+/// span runs in its parent span, whose name a span does not carry.
+fn ancestry(
+    span: &Span,
+    attrs: Attrs<'_>,
+    start_type: EventType,
+    uuid: &str,
+    parent: &str,
+) -> Value {
+    let known = |key: &str| attrs.str(key).filter(|s| *s != "unknown");
+    if let Some(id) = attrs.str("nat.function.id") {
+        if id == "unknown" {
+            return Value::Null;
+        }
+        return json!({
+            "function_id": id,
+            "function_name": known("nat.function.name").unwrap_or("unknown"),
+            "parent_id": known("nat.function.parent_id"),
+            "parent_name": known("nat.function.parent_name"),
+        });
+    }
+    if start_type == EventType::WorkflowStart {
+        // As the toolkit records its workflow steps.
+        return json!({
+            "function_id": "root", "function_name": "root", "parent_id": null, "parent_name": null,
+        });
+    }
+    let own_function = start_type == EventType::FunctionStart;
+    match (own_function, span.parent_span_id.is_empty()) {
+        (true, true) => json!({
+            "function_id": uuid, "function_name": span.name, "parent_id": "root", "parent_name": "root",
+        }),
+        (true, false) => json!({
+            "function_id": uuid, "function_name": span.name, "parent_id": parent, "parent_name": null,
+        }),
+        (false, true) => json!({
+            "function_id": "root", "function_name": "root", "parent_id": null, "parent_name": null,
+        }),
+        (false, false) => json!({
+            "function_id": parent, "function_name": "unknown", "parent_id": null, "parent_name": null,
+        }),
+    }
+}
+
+/// `usage_info` of the END step, when the span carries any count.
+fn usage(attrs: Attrs<'_>) -> Value {
+    let keys = [
+        (
+            "prompt_tokens",
+            "llm.token_count.prompt",
+            "gen_ai.usage.input_tokens",
+        ),
+        (
+            "completion_tokens",
+            "llm.token_count.completion",
+            "gen_ai.usage.output_tokens",
+        ),
+        (
+            "cached_tokens",
+            "llm.token_count.prompt_details.cache_read",
+            "gen_ai.usage.cache_read_input_tokens",
+        ),
+        (
+            "reasoning_tokens",
+            "llm.token_count.completion_details.reasoning",
+            "gen_ai.usage.reasoning_tokens",
+        ),
+        ("total_tokens", "llm.token_count.total", ""),
+    ];
+    let mut tokens = Map::new();
+    let mut any = false;
+    for (field, key, alt) in keys {
+        let n = attrs.i64(key).or_else(|| attrs.i64(alt));
+        any |= n.is_some();
+        tokens.insert(field.to_owned(), Value::from(n.unwrap_or(0)));
+    }
+    if tokens.get("total_tokens") == Some(&Value::from(0)) {
+        let sum = ["prompt_tokens", "completion_tokens"]
+            .iter()
+            .filter_map(|k| tokens.get(*k).and_then(Value::as_i64))
+            // Counts come from the sender: no overflow, whatever they are.
+            .fold(0i64, i64::saturating_add);
+        tokens.insert("total_tokens".to_owned(), Value::from(sum));
+    }
+    let calls = attrs.i64("nat.usage.num_llm_calls");
+    let between = attrs.i64("nat.usage.seconds_between_calls");
+    if !any && calls.is_none() && between.is_none() {
+        return Value::Null;
+    }
+    json!({
+        "token_usage": tokens,
+        "num_llm_calls": calls.unwrap_or(0),
+        "seconds_between_calls": between.unwrap_or(0),
+    })
+}
+
+/// An input or output (`which` is `input` or `output`): the toolkit's JSON-encoded original
+/// (`*.value_obj`) when it sent one, else the OpenInference value, parsed when its mime type
+/// says JSON (so a list of messages reads as the list the toolkit would have recorded).
+fn value_attr(attrs: Attrs<'_>, which: &str) -> Value {
+    let parsed = |text: &str| serde_json::from_str::<Value>(text).ok();
+    if let Some(v) = attrs.str(&format!("{which}.value_obj")).and_then(parsed) {
+        return v;
+    }
+    let Some(text) = attrs.str(&format!("{which}.value")) else {
+        return Value::Null;
+    };
+    let json = attrs
+        .str(&format!("{which}.mime_type"))
+        .is_some_and(|m| m.eq_ignore_ascii_case("application/json"));
+    json.then(|| parsed(text))
+        .flatten()
+        .unwrap_or_else(|| Value::from(text))
+}
+
+fn seconds(nanos: u64) -> f64 {
+    // Whole seconds and the remainder apart, so the fraction keeps every digit a float can hold.
+    (nanos / 1_000_000_000) as f64 + (nanos % 1_000_000_000) as f64 / 1e9
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// A span's or resource's attributes, looked up by key (a span has a few dozen: a scan is
+/// cheaper than building a map).
+#[derive(Clone, Copy)]
+struct Attrs<'a>(&'a [KeyValue]);
+
+impl<'a> Attrs<'a> {
+    fn get(self, key: &str) -> Option<&'a any_value::Value> {
+        self.0
+            .iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| kv.value.as_ref())
+            .and_then(|v: &AnyValue| v.value.as_ref())
+    }
+
+    fn str(self, key: &str) -> Option<&'a str> {
+        match self.get(key)? {
+            any_value::Value::StringValue(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn i64(self, key: &str) -> Option<i64> {
+        match self.get(key)? {
+            any_value::Value::IntValue(n) => Some(*n),
+            any_value::Value::DoubleValue(d) if d.fract() == 0.0 && d.abs() < 9.0e15 => {
+                Some(*d as i64)
+            }
+            any_value::Value::StringValue(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+    }
+
+    fn f64(self, key: &str) -> Option<f64> {
+        match self.get(key)? {
+            any_value::Value::DoubleValue(d) => Some(*d),
+            any_value::Value::IntValue(n) => Some(*n as f64),
+            any_value::Value::StringValue(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, span::Event};
+
+    fn kv(key: &str, value: any_value::Value) -> KeyValue {
+        KeyValue {
+            key: key.to_owned(),
+            value: Some(AnyValue { value: Some(value) }),
+        }
+    }
+
+    fn s(v: &str) -> any_value::Value {
+        any_value::Value::StringValue(v.to_owned())
+    }
+
+    fn span(id: u8, parent: Option<u8>, attrs: Vec<KeyValue>) -> Span {
+        Span {
+            trace_id: vec![7; 16],
+            span_id: vec![id; 8],
+            parent_span_id: parent.map(|p| vec![p; 8]).unwrap_or_default(),
+            name: format!("span{id}"),
+            start_time_unix_nano: 1_700_000_000_250_000_000,
+            end_time_unix_nano: 1_700_000_001_750_000_000,
+            attributes: attrs,
+            ..Default::default()
+        }
+    }
+
+    fn export(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![kv("service.name", s(service))],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn an_openinference_llm_span_becomes_a_start_and_an_end() {
+        let mut llm = span(
+            2,
+            Some(1),
+            vec![
+                kv("openinference.span.kind", s("LLM")),
+                kv("llm.model_name", s("gpt-x")),
+                kv("llm.token_count.prompt", any_value::Value::IntValue(10)),
+                kv("llm.token_count.completion", any_value::Value::IntValue(5)),
+                kv("input.value", s("hello")),
+                kv("output.value", s("world")),
+            ],
+        );
+        llm.events.push(Event {
+            time_unix_nano: 1_700_000_001_000_000_000,
+            name: "new_token".to_owned(),
+            attributes: vec![kv("chunk", s("wor"))],
+            dropped_attributes_count: 0,
+        });
+        let mapped = map_export(&export("svc", vec![llm]), None);
+        assert_eq!(mapped.rejected, 0);
+        let g = &mapped.groups[0];
+        assert_eq!(g.target, RunTarget::Service("svc".to_owned()));
+        let steps = g.requests[0]["intermediate_steps"].as_array().unwrap();
+        let types: Vec<&str> = steps
+            .iter()
+            .map(|s| s["payload"]["event_type"].as_str().unwrap())
+            .collect();
+        assert_eq!(types, ["LLM_START", "LLM_NEW_TOKEN", "LLM_END"]);
+        let end = &steps[2]["payload"];
+        assert_eq!(end["name"], "gpt-x");
+        assert_eq!(end["event_timestamp"], 1_700_000_001.75);
+        assert_eq!(end["span_event_timestamp"], 1_700_000_000.25);
+        assert_eq!(end["usage_info"]["token_usage"]["total_tokens"], 15);
+        assert_eq!(end["data"]["output"], "world");
+        assert_eq!(end["UUID"], "0202020202020202");
+        assert_eq!(steps[0]["parent_id"], "0101010101010101");
+        assert_eq!(steps[1]["payload"]["data"]["chunk"], "wor");
+        assert_eq!(g.requests[0]["id"], "07070707070707070707070707070707");
+    }
+
+    #[test]
+    fn the_toolkits_own_attributes_win() {
+        let sp = span(
+            3,
+            None,
+            vec![
+                kv("nat.event_type", s("TOOL_START")),
+                kv("openinference.span.kind", s("CHAIN")),
+                kv("nat.function.id", s("f-1")),
+                kv("nat.function.name", s("<workflow>")),
+                kv("nat.function.parent_id", s("root")),
+                kv("nat.function.parent_name", s("unknown")),
+                kv("nat.subspan.name", s("capital_lookup")),
+                kv("nat.framework", s("langchain")),
+                kv(
+                    "nat.event_timestamp",
+                    any_value::Value::DoubleValue(1_700_000_000.123_456_7),
+                ),
+                kv("input.value_obj", s(r#"{"country": "Peru"}"#)),
+            ],
+        );
+        let mapped = map_export(&export("svc", vec![sp]), None);
+        let steps = mapped.groups[0].requests[0]["intermediate_steps"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert_eq!(steps[0]["payload"]["event_type"], "TOOL_START");
+        assert_eq!(
+            steps[0]["payload"]["event_timestamp"],
+            1_700_000_000.123_456_7
+        );
+        assert_eq!(steps[0]["payload"]["name"], "capital_lookup");
+        assert_eq!(steps[0]["payload"]["framework"], "langchain");
+        assert_eq!(steps[0]["payload"]["data"]["input"]["country"], "Peru");
+        assert_eq!(
+            steps[0]["function_ancestry"],
+            json!({"function_id": "f-1", "function_name": "<workflow>", "parent_id": "root", "parent_name": null})
+        );
+        assert_eq!(steps[1]["payload"]["event_type"], "TOOL_END");
+        assert_eq!(steps[0]["parent_id"], "root");
+    }
+
+    #[test]
+    fn a_span_maps_the_same_whatever_else_is_in_its_export() {
+        let child = span(2, Some(1), vec![kv("openinference.span.kind", s("TOOL"))]);
+        let parent = span(1, None, vec![kv("openinference.span.kind", s("AGENT"))]);
+        let alone = map_export(&export("svc", vec![child.clone()]), None);
+        let with_parent = map_export(&export("svc", vec![child, parent]), None);
+        let steps_of = |m: &MappedExport| m.groups[0].requests[0]["intermediate_steps"].clone();
+        let alone = steps_of(&alone);
+        let with_parent = steps_of(&with_parent);
+        for step in alone.as_array().unwrap() {
+            assert!(with_parent.as_array().unwrap().contains(step));
+        }
+    }
+
+    #[test]
+    fn bad_spans_are_counted_and_named() {
+        let mut no_id = span(4, None, vec![]);
+        no_id.span_id = vec![];
+        let mut backwards = span(5, None, vec![]);
+        backwards.end_time_unix_nano = 1;
+        let good = span(6, None, vec![]);
+        let mapped = map_export(
+            &export("svc", vec![no_id, backwards, good.clone(), good]),
+            None,
+        );
+        assert_eq!(mapped.rejected, 2);
+        assert!(mapped.message.contains("span id"), "{}", mapped.message);
+        assert!(mapped.message.contains("ends before"), "{}", mapped.message);
+        // The duplicate of `good` in the same export is mapped once; a plain span is a SPAN pair.
+        let steps = mapped.groups[0].requests[0]["intermediate_steps"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert_eq!(steps.len(), 2);
+        assert_eq!(steps[0]["payload"]["event_type"], "SPAN_START");
+    }
+
+    #[test]
+    fn runs_are_chosen_by_header_then_resource_then_service() {
+        let id = Uuid::new_v4();
+        let mut req = export("svc", vec![span(1, None, vec![])]);
+        assert_eq!(
+            map_export(&req, Some(id)).groups[0].target,
+            RunTarget::Header(id)
+        );
+        if let Some(r) = req.resource_spans[0].resource.as_mut() {
+            r.attributes
+                .push(kv("agentprof.run.id", s(&id.to_string())));
+        }
+        assert_eq!(
+            map_export(&req, None).groups[0].target,
+            RunTarget::Resource(id)
+        );
+        assert_eq!(
+            RunTarget::Service("a".into()).run_id(),
+            RunTarget::service_run_id("a")
+        );
+        assert_ne!(
+            RunTarget::service_run_id("a"),
+            RunTarget::service_run_id("b")
+        );
+    }
+}
