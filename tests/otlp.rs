@@ -493,3 +493,39 @@ on_both_backends!(the_otlp_answers, |backend| async move {
     assert_eq!(view.status, StatusCode::OK, "{}", view.text());
     assert_eq!(view.json()["name"], "realnat-react-oi");
 });
+
+/// A sender faster than the database: with every ingest slot taken, an export waits, then gets
+/// 503 + Retry-After (which OTLP exporters honour) and a google.rpc.Status; once a slot frees,
+/// the same export is stored.
+#[tokio::test]
+async fn backpressure_is_503_with_retry_after() {
+    use tower::ServiceExt;
+    let app = TestApp::new(Backend::Sqlite).await;
+    let mut state = app.state.clone();
+    state.ingest = agentprof::api::body::IngestGate::new(1, std::time::Duration::from_millis(50));
+    let router = agentprof::api::app(state.clone());
+    let body = bodies("openinference_react12", "pb").remove(0);
+    let post = || {
+        axum::http::Request::post("/v1/traces")
+            .header("content-type", "application/x-protobuf")
+            .body(axum::body::Body::from(body.clone()))
+            .unwrap()
+    };
+    let held = state.ingest.enter().await.unwrap();
+    let resp = router.clone().oneshot(post()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(resp.headers().contains_key("retry-after"));
+    assert_eq!(resp.headers()["content-type"], "application/x-protobuf");
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    assert_eq!(
+        agentprof::otlp::Status::decode(bytes.as_ref())
+            .unwrap()
+            .code,
+        14
+    );
+    drop(held);
+    let resp = router.oneshot(post()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+}

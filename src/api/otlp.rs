@@ -49,7 +49,7 @@ pub const RUN_HEADER: &str = "x-agentprof-run-id";
         ),
     ),
     responses(
-        (status = 200, description = "Stored; `partialSuccess` counts the spans that were not", body = ExportTraceResponseDoc, content_type = "application/json"),
+        (status = 200, description = "Stored; `partialSuccess` counts the spans that were not", body = otlp::ExportResponse, content_type = "application/json"),
         (status = 400, description = "Not a decodable export, or steps the mapping could not validate (`google.rpc.Status`)"),
         (status = 401, description = "No valid API key"),
         (status = 403, description = "A read-only API key"),
@@ -77,28 +77,6 @@ pub async fn export_traces(State(st): State<AppState>, headers: HeaderMap, body:
         Ok(resp) => resp,
         Err(e) => failure(encoding, e),
     }
-}
-
-/// The OpenAPI shape of `ExportTraceServiceResponse` in OTLP/JSON (the type itself is
-/// opentelemetry-proto's).
-#[derive(utoipa::ToSchema)]
-#[schema(as = ExportTraceServiceResponse)]
-#[allow(dead_code)] // documentation only
-pub struct ExportTraceResponseDoc {
-    #[schema(rename = "partialSuccess")]
-    partial_success: Option<PartialSuccessDoc>,
-}
-
-#[derive(utoipa::ToSchema)]
-#[schema(as = ExportTracePartialSuccess)]
-#[allow(dead_code)] // documentation only
-pub struct PartialSuccessDoc {
-    /// Spans that were not stored.
-    #[schema(rename = "rejectedSpans")]
-    rejected_spans: i64,
-    /// Why, for the first few of them.
-    #[schema(rename = "errorMessage")]
-    error_message: String,
 }
 
 async fn export(
@@ -176,7 +154,7 @@ async fn export(
     drop(permit);
     metrics::counter!("agentprof_otlp_spans_total", "outcome" => "stored").increment(stored_spans);
     metrics::counter!("agentprof_otlp_spans_total", "outcome" => "rejected").increment(rejected);
-    let body = otlp::encode_response(encoding, &otlp::response(rejected, &message));
+    let body = otlp::ExportResponse::new(rejected, &message).encode(encoding);
     Ok(encoded(StatusCode::OK, encoding, body))
 }
 
@@ -222,7 +200,7 @@ fn failure(encoding: Encoding, err: ApiError) -> Response {
         code,
         message: problem.detail,
     };
-    let body = otlp::encode(encoding, &status);
+    let body = status.encode(encoding);
     parts.headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(encoding.content_type()),

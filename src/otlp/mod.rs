@@ -23,6 +23,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use prost::Message;
+use serde::Serialize;
 
 /// The two OTLP/HTTP encodings. A response uses the request's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,19 +88,60 @@ pub fn span_count(req: &ExportTraceServiceRequest) -> usize {
         .sum()
 }
 
-/// The success answer: `partial_success` only when some spans were rejected, as the
-/// specification asks.
-pub fn response(rejected: u64, message: &str) -> ExportTraceServiceResponse {
-    ExportTraceServiceResponse {
-        partial_success: (rejected > 0 || !message.is_empty()).then(|| ExportTracePartialSuccess {
-            rejected_spans: i64::try_from(rejected).unwrap_or(i64::MAX),
-            error_message: message.to_owned(),
-        }),
+/// `ExportTraceServiceResponse`, the success answer. Ours rather than opentelemetry-proto's so
+/// that its OTLP/JSON form and its OpenAPI schema come from one type (and a full success is
+/// `{}`, where the proto type's serde would write `"partialSuccess": null`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = ExportTraceServiceResponse))]
+#[serde(rename_all = "camelCase")]
+pub struct ExportResponse {
+    /// Present only when some spans were not stored, as the specification asks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partial_success: Option<PartialSuccess>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = ExportTracePartialSuccess))]
+#[serde(rename_all = "camelCase")]
+pub struct PartialSuccess {
+    /// Spans that were not stored.
+    pub rejected_spans: i64,
+    /// Why, for the first few of them.
+    pub error_message: String,
+}
+
+impl ExportResponse {
+    pub fn new(rejected: u64, message: &str) -> ExportResponse {
+        ExportResponse {
+            partial_success: (rejected > 0 || !message.is_empty()).then(|| PartialSuccess {
+                rejected_spans: i64::try_from(rejected).unwrap_or(i64::MAX),
+                error_message: message.to_owned(),
+            }),
+        }
+    }
+
+    pub fn encode(&self, encoding: Encoding) -> Vec<u8> {
+        match encoding {
+            Encoding::Protobuf => ExportTraceServiceResponse {
+                partial_success: self
+                    .partial_success
+                    .as_ref()
+                    .map(|p| ExportTracePartialSuccess {
+                        rejected_spans: p.rejected_spans,
+                        error_message: p.error_message.clone(),
+                    }),
+            }
+            .encode_to_vec(),
+            // Strings and integers only: serialisation cannot fail.
+            Encoding::Json => serde_json::to_vec(self).unwrap_or_default(),
+        }
     }
 }
 
 /// `google.rpc.Status`, the body OTLP/HTTP gives a failed export.
-#[derive(Clone, PartialEq, Message, serde::Serialize)]
+#[derive(Clone, PartialEq, Message, Serialize)]
 pub struct Status {
     #[prost(int32, tag = "1")]
     pub code: i32,
@@ -107,22 +149,13 @@ pub struct Status {
     pub message: String,
 }
 
-/// The success body. In JSON a full success is `{}`: the OTLP types would write
-/// `"partialSuccess": null`, which the specification's receivers-must-ignore rule does not cover
-/// for senders that validate.
-pub fn encode_response(encoding: Encoding, response: &ExportTraceServiceResponse) -> Vec<u8> {
-    if encoding == Encoding::Json && response.partial_success.is_none() {
-        return b"{}".to_vec();
-    }
-    encode(encoding, response)
-}
-
-/// Encodes a protobuf message, or its OTLP/JSON form.
-pub fn encode<M: Message + serde::Serialize>(encoding: Encoding, message: &M) -> Vec<u8> {
-    match encoding {
-        Encoding::Protobuf => message.encode_to_vec(),
-        // Plain structs of strings and numbers: serialisation cannot fail.
-        Encoding::Json => serde_json::to_vec(message).unwrap_or_default(),
+impl Status {
+    pub fn encode(&self, encoding: Encoding) -> Vec<u8> {
+        match encoding {
+            Encoding::Protobuf => self.encode_to_vec(),
+            // A number and a string: serialisation cannot fail.
+            Encoding::Json => serde_json::to_vec(self).unwrap_or_default(),
+        }
     }
 }
 
@@ -167,12 +200,19 @@ mod tests {
 
     #[test]
     fn a_full_success_has_no_partial_success() {
-        assert_eq!(response(0, "").partial_success, None);
-        let partial = response(2, "2 spans lack a span id")
-            .partial_success
-            .unwrap();
-        assert_eq!(partial.rejected_spans, 2);
-        let json = String::from_utf8(encode(Encoding::Json, &response(1, "x"))).unwrap();
-        assert!(json.contains("partialSuccess"), "{json}");
+        assert_eq!(ExportResponse::new(0, "").encode(Encoding::Json), b"{}");
+        assert!(
+            ExportResponse::new(0, "")
+                .encode(Encoding::Protobuf)
+                .is_empty()
+        );
+        let partial = ExportResponse::new(2, "2 spans lack a span id");
+        let json: serde_json::Value =
+            serde_json::from_slice(&partial.encode(Encoding::Json)).unwrap();
+        assert_eq!(json["partialSuccess"]["rejectedSpans"], 2);
+        let proto =
+            ExportTraceServiceResponse::decode(partial.encode(Encoding::Protobuf).as_slice())
+                .unwrap();
+        assert_eq!(proto.partial_success.unwrap().rejected_spans, 2);
     }
 }
