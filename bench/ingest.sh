@@ -14,36 +14,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 batches=${1:-10}; requests=${2:-100}; clients=${3:-2}
 admin=${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
-db=agentprof_bench_$(date +%s)
-url=${admin%/*}/$db
 work=target/bench/ingest; mkdir -p "$work"
 cargo build --release --quiet --bin agentprof --example loadtest
-psql "$admin" -qc "CREATE DATABASE $db"
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-DATABASE_URL=$url AGENTPROF_BIND=127.0.0.1:$port RUST_LOG=warn target/release/agentprof serve > "$work/server.log" 2>&1 &
-server=$!
-cleanup() { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; psql "$admin" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)"; }
-trap cleanup EXIT
-ready=""
-for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && { ready=1; break; }; sleep 0.1; done
-[ -n "$ready" ] || { echo "bench/ingest.sh: the server did not become ready; its log:" >&2; cat "$work/server.log" >&2; exit 1; }
+. bench/lib.sh
+start_server_on_fresh_db "agentprof_bench_$(date +%s)"
 
 target/release/examples/loadtest --base "http://127.0.0.1:$port" ingest --batches "$batches" --requests "$requests" \
   --clients "$clients" --ndjson "$work/steps.ndjson" > "$work/ingest.json"
 http_rate=$(python3 -c "import json; print(json.load(open('$work/ingest.json'))['steps_per_second'])")
 
-# The floor. CSV format with control characters as quote and delimiter, so that no byte of the
-# JSON needs escaping; best of three.
-psql "$url" -qc "CREATE TABLE copy_floor (step jsonb)"
-best=""
-for _ in 1 2 3; do
-  psql "$url" -qc "TRUNCATE copy_floor"
-  start=$(date +%s.%N)
-  psql "$url" -qc "\\copy copy_floor (step) FROM '$work/steps.ndjson' WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')"
-  end=$(date +%s.%N)
-  t=$(python3 -c "print($end - $start)")
-  best=$(python3 -c "print(min(float('${best:-inf}'), $t))")
-done
+# The floor.
+best=$(copy_floor_seconds "$work/steps.ndjson")
 steps=$(wc -l < "$work/steps.ndjson")
 copy_rate=$(python3 -c "print($steps / $best)")
 python3 - "$work/ingest.json" "$steps" "$best" "$copy_rate" <<'PY'

@@ -16,24 +16,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 exports=${1:-100}; spans=${2:-512}; clients=${3:-2}
 admin=${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
-db=agentprof_bench_otlp_$(date +%s)
-url=${admin%/*}/$db
 work=target/bench/otlp; mkdir -p "$work"
 cargo build --release --quiet --bin agentprof --example loadtest
-psql "$admin" -qc "CREATE DATABASE $db"
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-DATABASE_URL=$url AGENTPROF_BIND=127.0.0.1:$port RUST_LOG=warn target/release/agentprof serve > "$work/server.log" 2>&1 &
-server=$!
-sampler=""
-cleanup() {
-  [ -n "$sampler" ] && kill "$sampler" 2>/dev/null || true
-  kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true
-  psql "$admin" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)"
-}
-trap cleanup EXIT
-ready=""
-for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && { ready=1; break; }; sleep 0.1; done
-[ -n "$ready" ] || { echo "bench/otlp.sh: the server did not become ready; its log:" >&2; cat "$work/server.log" >&2; exit 1; }
+. bench/lib.sh
+start_server_on_fresh_db "agentprof_bench_otlp_$(date +%s)"
 
 ( peak=0; while kill -0 "$server" 2>/dev/null; do
     rss=$(awk '/VmRSS/ {print $2}' "/proc/$server/status" 2>/dev/null || echo 0)
@@ -44,16 +30,7 @@ sampler=$!
 target/release/examples/loadtest --base "http://127.0.0.1:$port" otlp --exports "$exports" --spans "$spans" \
   --clients "$clients" --ndjson "$work/steps.ndjson" > "$work/otlp.json"
 
-psql "$url" -qc "CREATE TABLE copy_floor (step jsonb)"
-best=""
-for _ in 1 2 3; do
-  psql "$url" -qc "TRUNCATE copy_floor"
-  start=$(date +%s.%N)
-  psql "$url" -qc "\\copy copy_floor (step) FROM '$work/steps.ndjson' WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')"
-  end=$(date +%s.%N)
-  t=$(python3 -c "print($end - $start)")
-  best=$(python3 -c "print(min(float('${best:-inf}'), $t))")
-done
+best=$(copy_floor_seconds "$work/steps.ndjson")
 steps=$(wc -l < "$work/steps.ndjson")
 python3 - "$work/otlp.json" "$steps" "$best" "$(cat "$work/peak_rss_kb" 2>/dev/null || echo 0)" <<'PY'
 import json, sys

@@ -135,35 +135,17 @@ async fn ingest(
         }
     }
     let run = client.create_run("loadtest ingest").await?;
-    let bodies = Arc::new(bodies);
-    let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let (client, bodies, next, run) =
-            (client.clone(), bodies.clone(), next.clone(), run.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut stored = 0i64;
-            loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(body) = bodies.get(i) else { break };
-                let t = Instant::now();
-                let r = client.post_batch(&run, body.clone()).await?;
-                latencies.push(t.elapsed().as_secs_f64() * 1000.0);
-                stored += r["steps"]["stored"].as_i64().unwrap_or(0);
+    let (latencies, stored, elapsed) = drive(bodies, clients, {
+        let (client, run) = (client.clone(), run.clone());
+        move |body| {
+            let (client, run) = (client.clone(), run.clone());
+            async move {
+                let r = client.post_batch(&run, body).await?;
+                Ok(r["steps"]["stored"].as_i64().unwrap_or(0))
             }
-            Ok::<_, anyhow::Error>((latencies, stored))
-        }));
-    }
-    let mut latencies = Vec::new();
-    let mut stored = 0;
-    for t in tasks {
-        let (l, s) = t.await??;
-        latencies.extend(l);
-        stored += s;
-    }
-    let elapsed = started.elapsed().as_secs_f64();
+        }
+    })
+    .await?;
     Ok(json!({
         "scenario": "ingest", "run_id": run, "batches": batches, "requests_per_batch": requests, "clients": clients,
         "steps_stored": stored, "bytes": bytes, "seconds": elapsed,
@@ -418,39 +400,24 @@ async fn otlp(
             .await?
             .error_for_status()?;
     }
-    let bodies = Arc::new(bodies);
-    let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let (client, bodies, next, run) =
-            (client.clone(), bodies.clone(), next.clone(), run.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut retries = 0usize;
-            loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(body) = bodies.get(i) else { break };
-                let t = Instant::now();
+    let exports = bodies.len();
+    let (latencies, retries, elapsed) = drive(bodies, clients, {
+        let (client, run) = (client.clone(), run.clone());
+        move |body| {
+            let (client, run) = (client.clone(), run.clone());
+            async move {
                 // A sender faster than the database gets 503 + Retry-After: wait and resend,
                 // as OTLP exporters do.
+                let mut retries = 0;
                 while client.post_otlp(&run, body.clone()).await?.is_some() {
                     retries += 1;
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
-                latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+                Ok(retries)
             }
-            Ok::<_, anyhow::Error>((latencies, retries))
-        }));
-    }
-    let mut latencies = Vec::new();
-    let mut retries = 0;
-    for t in tasks {
-        let (l, r) = t.await??;
-        latencies.extend(l);
-        retries += r;
-    }
-    let elapsed = started.elapsed().as_secs_f64();
+        }
+    })
+    .await?;
     let view: Value = client
         .req(reqwest::Method::GET, &format!("/v1/runs/{run}"))
         .send()
@@ -459,9 +426,48 @@ async fn otlp(
         .json()
         .await?;
     Ok(json!({
-        "scenario": "otlp", "run_id": run, "exports": bodies.len(), "spans_per_export": per_export, "clients": clients,
+        "scenario": "otlp", "run_id": run, "exports": exports, "spans_per_export": per_export, "clients": clients,
         "spans": spans, "steps_stored": view["step_count"], "bytes": bytes, "seconds": elapsed,
         "spans_per_second": spans as f64 / elapsed, "megabytes_per_second": bytes as f64 / 1e6 / elapsed,
         "busy_retries": retries, "export_latency": latency_summary(latencies),
     }))
+}
+
+/// Posts every body once from `clients` concurrent clients, each taking the next body in turn;
+/// `post` sends one and returns a count to add up (steps stored, retries). Returns the
+/// latencies in ms, the summed counts and the seconds the whole took.
+async fn drive<F, Fut>(
+    bodies: Vec<Vec<u8>>,
+    clients: usize,
+    post: F,
+) -> anyhow::Result<(Vec<f64>, i64, f64)>
+where
+    F: Fn(Vec<u8>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<i64>> + Send,
+{
+    let bodies = Arc::new(bodies);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (bodies, next, post) = (bodies.clone(), next.clone(), post.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut latencies, mut total) = (Vec::new(), 0i64);
+            loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(body) = bodies.get(i) else { break };
+                let t = Instant::now();
+                total += post(body.clone()).await?;
+                latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            Ok::<_, anyhow::Error>((latencies, total))
+        }));
+    }
+    let (mut latencies, mut total) = (Vec::new(), 0);
+    for t in tasks {
+        let (l, n) = t.await??;
+        latencies.extend(l);
+        total += n;
+    }
+    Ok((latencies, total, started.elapsed().as_secs_f64()))
 }
