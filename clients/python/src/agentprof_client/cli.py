@@ -1,0 +1,65 @@
+"""``agentprof-client``: post a workflow's steps from the command line, print the run's URL."""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import pathlib
+import sys
+from typing import Any
+
+from agentprof_client.client import OUTPUTS, AgentprofClient, AgentprofError
+
+
+def _load(path: pathlib.Path) -> Any:
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    return json.loads(raw)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="agentprof-client", description="Talk to an agentprof server.")
+    ap.add_argument("--url", help="the server (default: $AGENTPROF_URL, else http://127.0.0.1:8080)")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    post = sub.add_parser("post", help="create a run from a steps file (workflow_output.json, any input form, .gz too)")
+    post.add_argument("file", type=pathlib.Path)
+    post.add_argument("--name", default="", help="the run's name")
+    post.add_argument("--toolkit", choices=["aiq-1.1", "nat-1.9"], help="default: detected from the steps")
+    post.add_argument("--profiler-config", type=pathlib.Path, help="a JSON file of ProfilerConfig fields")
+
+    get = sub.add_parser("get", help="print an output of a run")
+    get.add_argument("run_id")
+    get.add_argument("output", choices=OUTPUTS)
+
+    cmp = sub.add_parser("compare", help="compare two runs (per-metric significance tests)")
+    cmp.add_argument("baseline")
+    cmp.add_argument("candidate")
+
+    args = ap.parse_args(argv)
+    try:
+        with AgentprofClient(args.url) as client:
+            if args.command == "post":
+                config = json.loads(args.profiler_config.read_text()) if args.profiler_config else None
+                run = client.create_run(
+                    args.name or args.file.name, steps=_load(args.file), toolkit=args.toolkit, profiler_config=config
+                )
+                print(client.run_url(run.id))
+            elif args.command == "get":
+                out = client.output(args.run_id, args.output)
+                print(out if isinstance(out, str) else json.dumps(out, indent=2))
+            else:
+                print(json.dumps(client.compare(args.baseline, args.candidate), indent=2))
+    except AgentprofError as e:
+        print(f"agentprof-client: {e}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as e:
+        print(f"agentprof-client: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

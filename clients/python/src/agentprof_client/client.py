@@ -1,0 +1,211 @@
+"""A small typed client for agentprof's REST API (see the server's /docs for every endpoint)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import httpx
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+#: Outputs of a run, by the last segment of their path.
+OUTPUTS = (
+    "metrics",
+    "profiling",
+    "report",
+    "standardized.csv",
+    "gantt.svg",
+    "forecast",
+    "stats",
+    "prediction_trie",
+    "profiler_results",
+    "atif",
+    "requests",
+)
+
+
+class AgentprofError(Exception):
+    """A request agentprof refused or could not answer; ``problem`` is its problem+json body."""
+
+    def __init__(self, status: int, problem: Mapping[str, Any] | None, text: str) -> None:
+        self.status = status
+        self.problem = dict(problem or {})
+        detail = self.problem.get("detail") or text[:200]
+        super().__init__(f"agentprof answered {status}: {detail}")
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run as the server shows it."""
+
+    id: str
+    name: str
+    toolkit: str
+    request_count: int
+    step_count: int
+    raw: Mapping[str, Any]
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Run:
+        return cls(
+            id=str(body["id"]),
+            name=str(body.get("name", "")),
+            toolkit=str(body.get("toolkit", "")),
+            request_count=int(body.get("request_count", 0)),
+            step_count=int(body.get("step_count", 0)),
+            raw=body,
+        )
+
+
+class AgentprofClient:
+    """The REST API. Writes that may be retried carry an ``Idempotency-Key``, so a retry after a
+    timeout never doubles a run or a batch; 429/503 answers are retried after their
+    ``Retry-After``.
+
+    The server comes from ``url``, else ``AGENTPROF_URL``, else ``http://127.0.0.1:8080``; the API
+    key from ``api_key``, else ``AGENTPROF_API_KEY``.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float = 60.0,
+        retries: int = 5,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url = (url or os.environ.get("AGENTPROF_URL") or DEFAULT_URL).rstrip("/")
+        key = api_key if api_key is not None else os.environ.get("AGENTPROF_API_KEY")
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.retries = retries
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> AgentprofClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def run_url(self, run_id: str) -> str:
+        """Where a person reads the run."""
+        return f"{self.url}/v1/runs/{run_id}"
+
+    def create_run(
+        self,
+        name: str = "",
+        *,
+        steps: Sequence[Any] | None = None,
+        toolkit: str | None = None,
+        profiler_config: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Run:
+        """Creates a run, with its first steps (any input form) if given."""
+        body: dict[str, Any] = {"name": name}
+        if toolkit is not None:
+            body["toolkit"] = toolkit
+        if profiler_config is not None:
+            body["profiler_config"] = dict(profiler_config)
+        if metadata is not None:
+            body["metadata"] = dict(metadata)
+        if steps is not None:
+            body["requests"] = list(steps)
+        r = self._send("POST", "/v1/runs", json_body=body, idempotent=True)
+        return Run.from_json(r.json())
+
+    def append_steps(self, run_id: str, document: Sequence[Any]) -> dict[str, Any]:
+        """Appends a batch in any input form (gzip-compressed on the way); returns what the
+        server stored. Each call is one batch under its own Idempotency-Key: its retries store
+        nothing twice, while a second call with the same steps stores them again, as a workflow
+        that repeats a step would."""
+        r = self._send("POST", f"/v1/runs/{run_id}/steps", json_body=document, idempotent=True)
+        return dict(r.json())
+
+    def update_run(self, run_id: str, changes: Mapping[str, Any]) -> Run:
+        """A JSON merge patch of the run: name, toolkit, profiler_config, metadata."""
+        r = self._send(
+            "PATCH",
+            f"/v1/runs/{run_id}",
+            json_body=dict(changes),
+            content_type="application/merge-patch+json",
+            idempotent=True,
+        )
+        return Run.from_json(r.json())
+
+    def get_run(self, run_id: str) -> Run:
+        return Run.from_json(self._send("GET", f"/v1/runs/{run_id}").json())
+
+    def output(self, run_id: str, name: str) -> Any:
+        """An output of the run (see ``OUTPUTS``): parsed JSON, or text for the report, CSV and
+        SVG."""
+        if name not in OUTPUTS:
+            raise ValueError(f"unknown output {name!r}; one of {', '.join(OUTPUTS)}")
+        r = self._send("GET", f"/v1/runs/{run_id}/{name}")
+        if r.headers.get("content-type", "").startswith("application/json"):
+            return r.json()
+        return r.text
+
+    def compare(self, baseline: str, candidate: str) -> dict[str, Any]:
+        """Per-metric significance tests of candidate against baseline."""
+        r = self._send("POST", "/v1/compare", json_body={"baseline": baseline, "candidate": candidate})
+        return dict(r.json())
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        content_type: str = "application/json",
+        idempotent: bool = False,
+    ) -> httpx.Response:
+        headers: dict[str, str] = {}
+        content: bytes | None = None
+        if json_body is not None:
+            content = json.dumps(json_body).encode()
+            headers["Content-Type"] = content_type
+            if len(content) > 4096 and method == "POST":
+                content = gzip.compress(content, compresslevel=5)
+                headers["Content-Encoding"] = "gzip"
+        if idempotent:
+            # One key for this request and all its retries.
+            headers["Idempotency-Key"] = str(uuid.uuid4())
+        attempt = 0
+        while True:
+            try:
+                r = self._http.request(method, path, content=content, headers=headers)
+            except httpx.TransportError:
+                if attempt >= self.retries or not (idempotent or method == "GET"):
+                    raise
+                attempt += 1
+                time.sleep(min(2.0**attempt * 0.1, 5.0))
+                continue
+            if r.status_code in (429, 502, 503, 504) and attempt < self.retries:
+                attempt += 1
+                time.sleep(_retry_after(r, attempt))
+                continue
+            if r.status_code >= 400:
+                try:
+                    problem = r.json()
+                except ValueError:
+                    problem = None
+                raise AgentprofError(r.status_code, problem if isinstance(problem, dict) else None, r.text)
+            return r
+
+
+def _retry_after(r: httpx.Response, attempt: int) -> float:
+    """The server's ``Retry-After`` in seconds, else an exponential backoff; never over 30 s."""
+    value = r.headers.get("retry-after", "")
+    try:
+        return min(max(float(value), 0.0), 30.0)
+    except ValueError:
+        return min(2.0**attempt * 0.1, 30.0)

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import gzip
+import json
+import pathlib
+
+import httpx
+import pytest
+
+from agentprof_client import AgentprofClient, AgentprofError
+from agentprof_client.cli import main as cli_main
+
+FIXTURES = pathlib.Path(__file__).resolve().parents[3] / "tests" / "fixtures"
+
+
+def small_case() -> list[dict]:
+    raw = (FIXTURES / "cases" / "small_5" / "input.json").read_bytes()
+    return json.loads(raw)
+
+
+def test_create_read_and_compare(server: str) -> None:
+    with AgentprofClient(server) as client:
+        run = client.create_run("py-small", steps=small_case())
+        assert run.request_count == 5
+        again = client.get_run(run.id)
+        assert again.step_count == run.step_count > 0
+        metrics = client.output(run.id, "metrics")
+        assert "confidence_intervals" in metrics
+        assert "BOTTLENECK REPORT" in client.output(run.id, "report")
+        other = client.create_run("py-small-2", steps=small_case())
+        comparison = client.compare(run.id, other.id)
+        assert comparison["baseline"]["run_id"] == run.id
+
+
+def test_each_append_is_its_own_batch(server: str) -> None:
+    with AgentprofClient(server) as client:
+        run = client.create_run("py-append")
+        doc = small_case()
+        first = client.append_steps(run.id, doc)
+        assert first["steps"]["stored"] == 80
+        # A new call is a new batch (its own Idempotency-Key): identical steps are kept, as the
+        # toolkit keeps repeated steps; only a retry of the same call is stored once.
+        second = client.append_steps(run.id, doc)
+        assert second["steps"]["stored"] == 80
+        assert client.get_run(run.id).step_count == 160
+
+
+def test_errors_carry_the_problem(server: str) -> None:
+    with AgentprofClient(server) as client:
+        with pytest.raises(AgentprofError) as e:
+            client.get_run("00000000-0000-4000-8000-000000000000")
+        assert e.value.status == 404
+        assert e.value.problem["code"] == "run-not-found"
+        with pytest.raises(ValueError):
+            client.output("x", "nope")
+
+
+def test_retries_keep_one_idempotency_key() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if len(seen) < 3:
+            return httpx.Response(503, headers={"Retry-After": "0"}, json={"code": "busy"})
+        return httpx.Response(200, json={"steps": {"stored": 1}})
+
+    client = AgentprofClient("http://agentprof.test", transport=httpx.MockTransport(handler))
+    big = [{"id": "r", "intermediate_steps": [{"payload": {"event_type": "LLM_START", "UUID": "x" * 5000}}]}]
+    assert client.append_steps("run", big) == {"steps": {"stored": 1}}
+    keys = {r.headers["idempotency-key"] for r in seen}
+    assert len(seen) == 3 and len(keys) == 1
+    assert seen[0].headers["content-encoding"] == "gzip"
+    assert json.loads(gzip.decompress(seen[0].content)) == big
+
+
+def test_cli_post_prints_the_run_url(server: str, capsys: pytest.CaptureFixture[str]) -> None:
+    path = FIXTURES / "cases" / "small_5" / "input.json"
+    assert cli_main(["--url", server, "post", str(path), "--name", "nightly"]) == 0
+    url = capsys.readouterr().out.strip()
+    assert url.startswith(f"{server}/v1/runs/")
+    run = httpx.get(url).json()
+    assert run["name"] == "nightly" and run["request_count"] == 5
+
+
+def test_cli_reports_errors(server: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["--url", server, "get", "00000000-0000-4000-8000-000000000000", "metrics"]) == 1
+    assert "404" in capsys.readouterr().err
