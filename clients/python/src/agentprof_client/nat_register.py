@@ -20,6 +20,7 @@ blocks or fails the workflow, and the exporter flushes when the toolkit stops it
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -29,7 +30,7 @@ from pydantic import Field
 
 from nat.builder.builder import Builder
 from nat.builder.context import ContextState
-from nat.cli.register_workflow import register_telemetry_exporter
+from nat.cli.register_workflow import register_eval_callback, register_telemetry_exporter
 from nat.data_models.intermediate_step import IntermediateStep
 from nat.data_models.telemetry_exporter import TelemetryExporterBaseConfig
 from nat.observability.exporter.base_exporter import BaseExporter
@@ -70,6 +71,13 @@ class AgentprofExporter(BaseExporter):
         if not isinstance(event, IntermediateStep):
             return
         request_id = self._request_id()
+        if event.event_type.value == "WORKFLOW_START":
+            # Under nat eval each item's workflow runs with a pre-generated root span id, which
+            # the eval's results carry: remember which request it was.
+            root = getattr(self._context_state, "_root_span_id", None)
+            root_id = root.get() if root is not None else None
+            if root_id is not None:
+                _ROOTS[int(root_id)] = request_id
         self._sender.submit(request_id, event.model_dump(mode="json"))
 
     def _request_id(self) -> str:
@@ -84,6 +92,79 @@ class AgentprofExporter(BaseExporter):
         import asyncio
 
         await asyncio.to_thread(self._sender.flush, self._flush_timeout)
+
+
+#: The sender of the last exporter built in this process, for the eval callback.
+_SENDERS: list[StepSender] = []
+#: Root span id of an eval item's workflow run -> the request its steps went to.
+_ROOTS: dict[int, str] = {}
+
+
+class AgentprofEvalCallback:
+    """At the end of ``nat eval``: the run gets the eval's config as metadata, its profiler section
+    as the run's ``profiler_config`` (so the run's outputs are the ones the eval's own profiler
+    wrote), and each item's evaluator scores with the request they belong to."""
+
+    #: Ask the eval loop for per-item root span ids, which tie items to requests.
+    needs_root_span_ids = True
+
+    def __init__(self, config: AgentprofTelemetryExporterConfig) -> None:
+        self._config = config
+        self._alias: str | None = None
+
+    def on_eval_started(self, *, workflow_alias: str, eval_input: Any, config: Any, job_id: str | None = None) -> None:
+        self._alias = workflow_alias
+
+    def on_eval_complete(self, result: Any) -> None:
+        if not _SENDERS:
+            logger.warning("agentprof: no exporter ran during this eval; nothing to annotate")
+            return
+        sender = _SENDERS[-1]
+        sender.flush(self._config.flush_timeout)
+        if sender.run_id is None:
+            return
+        effective = _dump(getattr(result, "effective_config", None))
+        profiler = ((effective.get("eval") or {}).get("general") or {}).get("profiler")
+        items = [
+            {
+                "id": item.item_id,
+                "request": _ROOTS.get(int(item.root_span_id)) if item.root_span_id is not None else None,
+                "scores": dict(item.scores),
+            }
+            for item in result.items
+        ]
+        changes: dict[str, Any] = {
+            "metadata": {
+                "source": "nat-plugin",
+                "eval": {
+                    "workflow": self._alias,
+                    "metric_scores": dict(result.metric_scores),
+                    "items": items,
+                    "config": effective,
+                },
+            }
+        }
+        if isinstance(profiler, dict):
+            changes["profiler_config"] = profiler
+        try:
+            with AgentprofClient(self._config.endpoint, self._config.api_key) as client:
+                client.update_run(sender.run_id, json.loads(json.dumps(changes, default=str)))
+            logger.info("agentprof: the eval's config and scores are on run %s", sender.run_id)
+        except Exception as e:  # noqa: BLE001 - never fail the eval over its profile
+            logger.warning("agentprof: could not annotate run %s: %s", sender.run_id, e)
+
+
+def _dump(config: Any) -> dict[str, Any]:
+    if config is None:
+        return {}
+    if hasattr(config, "model_dump"):
+        return dict(config.model_dump(mode="json", by_alias=True))
+    return dict(config) if isinstance(config, dict) else {}
+
+
+@register_eval_callback(config_type=AgentprofTelemetryExporterConfig)
+def agentprof_eval_callback(config: AgentprofTelemetryExporterConfig) -> AgentprofEvalCallback:
+    return AgentprofEvalCallback(config)
 
 
 def _default_run_name(builder: Builder) -> str:
@@ -112,6 +193,7 @@ async def agentprof_telemetry_exporter(config: AgentprofTelemetryExporterConfig,
         batch_size=config.batch_size,
         flush_interval=config.flush_interval,
     )
+    _SENDERS.append(sender)
     try:
         yield AgentprofExporter(sender, config.flush_timeout)
     finally:
