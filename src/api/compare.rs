@@ -4,7 +4,7 @@ use super::body::JsonBody;
 use super::error::{ApiError, ApiResult, BodyProblems, Problem, ReadProblems};
 use super::schema::{CompareRequest, ComparisonResponse, RunRef};
 use super::{AppState, blocking};
-use crate::profiler::statistics::compare;
+use crate::profiler::statistics::{compare, scores};
 use axum::Json;
 use axum::extract::State;
 use serde_json::Value;
@@ -90,7 +90,15 @@ pub async fn compare_runs(
         },
     )?;
     let (va, vb) = (fa.version, fb.version);
-    let comparison = blocking(move || Ok(compare::compare(&fa.frame, &fb.frame))).await?;
+    let (ma, mb) = (ra.record.metadata.clone(), rb.record.metadata.clone());
+    let comparison = blocking(move || {
+        let (sa, sb) = (
+            scores::from_metadata(&ma, &fa.frame),
+            scores::from_metadata(&mb, &fb.frame),
+        );
+        Ok(compare::compare_with_scores(&fa.frame, &fb.frame, &sa, &sb))
+    })
+    .await?;
     Ok(Json(ComparisonResponse {
         comparison,
         baseline: RunRef {

@@ -48,6 +48,7 @@ pub(crate) fn run_view(r: RunRecord) -> ApiResult<RunView> {
         request_count: r.request_count,
         step_count: r.step_count,
         profiler_config: config,
+        scores: crate::profiler::statistics::scores::summary(&r.metadata),
         metadata: r.metadata,
     })
 }

@@ -53,6 +53,11 @@ pub struct RunView {
     /// Free-form object stored with the run.
     #[schema(value_type = Object)]
     pub metadata: Value,
+    /// Per evaluator, the count and mean of the eval's scores in `metadata.eval.items`
+    /// (docs/scores.md); absent when the run has none.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub scores:
+        std::collections::BTreeMap<String, crate::profiler::statistics::scores::ScoreSummary>,
 }
 
 /// The new run, plus what its first batch stored when `requests` was given.

@@ -203,6 +203,10 @@ pub fn effective_config(run: &RunRecord) -> Result<(ProfilerConfig, [u8; 16]), C
     // fingerprint shared by every config would be far worse than a panic.
     let mut canonical = serde_json::to_vec(&config).expect("ProfilerConfig serialises");
     canonical.extend_from_slice(run.dialect().0.as_str().as_bytes());
+    // The statistics read the eval's scores from the metadata.
+    if let Some(scores) = crate::profiler::statistics::scores::fingerprint_source(&run.metadata) {
+        canonical.extend_from_slice(scores.to_string().as_bytes());
+    }
     let digest = Sha256::digest(&canonical);
     let mut fp = [0u8; 16];
     fp.copy_from_slice(&digest[..16]);
@@ -297,6 +301,7 @@ impl RunCache {
             return Ok(hit);
         }
         let (config, dialect) = (run.config.clone(), run.dialect);
+        let metadata = run.record.metadata.clone();
         self.outputs
             .try_get_with(key, async move {
                 let crashed =
@@ -312,7 +317,8 @@ impl RunCache {
                 } else {
                     let frame = self.frame(id, version).await?;
                     tokio::task::spawn_blocking(move || {
-                        let out = compute_with_sibling(&frame.frame, &config, dialect, kind);
+                        let out =
+                            compute_with_sibling(&frame.frame, &config, dialect, &metadata, kind);
                         (frame.version, out)
                     })
                     .await
@@ -368,6 +374,7 @@ fn compute_with_sibling(
     frame: &Frame,
     config: &ProfilerConfig,
     dialect: Dialect,
+    metadata: &serde_json::Value,
     kind: Artifact,
 ) -> (Bytes, Option<(Artifact, Bytes)>) {
     let alone = |bytes: Vec<u8>| (Bytes::from(bytes), None);
@@ -414,9 +421,12 @@ fn compute_with_sibling(
         )),
         Artifact::Forecast => alone(py::json::to_vec(&profiler::toolkit::forecast::fit(frame))),
         Artifact::Stats => alone(
-            serde_json::to_vec_pretty(&profiler::statistics::stats::compute(frame))
-                // Numbers (non-finite ones become null), strings and maps only.
-                .expect("RunStats serialises"),
+            serde_json::to_vec_pretty(&profiler::statistics::stats::compute_with_scores(
+                frame,
+                &profiler::statistics::scores::from_metadata(metadata, frame),
+            ))
+            // Numbers (non-finite ones become null), strings and maps only.
+            .expect("RunStats serialises"),
         ),
         // Computed from the steps themselves (see `atif_json`), not the frame.
         Artifact::Atif => alone(Vec::new()),

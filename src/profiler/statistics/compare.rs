@@ -8,6 +8,7 @@
 
 use crate::profiler::core::frame::{Frame, time_span};
 use crate::profiler::py::npstats::mean;
+use crate::profiler::statistics::scores::RequestScores;
 use crate::profiler::statistics::stats::{
     Call, Summary, pair_calls, sample_std, t_quantile, two_sided_t_p,
 };
@@ -106,13 +107,14 @@ pub struct Comparison {
     /// What identified matching requests; null when the runs are compared unpaired.
     pub pairing: Option<Pairing>,
     pub alpha: f64,
-    pub metrics: BTreeMap<&'static str, MetricComparison>,
+    /// The metrics above, plus `score:<evaluator>` for each evaluator that scored both runs.
+    pub metrics: BTreeMap<String, MetricComparison>,
 }
 
 /// Per-request values of every metric, and the per-observation values for unpaired tests.
 struct Observations {
-    per_request: HashMap<&'static str, BTreeMap<String, f64>>,
-    per_observation: HashMap<&'static str, Vec<f64>>,
+    per_request: HashMap<String, BTreeMap<String, f64>>,
+    per_observation: HashMap<String, Vec<f64>>,
 }
 
 fn observations(frame: &Frame, key: &dyn Fn(i64, Option<&str>) -> String) -> Observations {
@@ -121,8 +123,8 @@ fn observations(frame: &Frame, key: &dyn Fn(i64, Option<&str>) -> String) -> Obs
         .iter()
         .map(|r| (r.number, key(r.number, r.external_id.as_deref())))
         .collect();
-    let mut per_request: HashMap<&'static str, BTreeMap<String, f64>> = HashMap::new();
-    let mut per_observation: HashMap<&'static str, Vec<f64>> = HashMap::new();
+    let mut per_request: HashMap<String, BTreeMap<String, f64>> = HashMap::new();
+    let mut per_observation: HashMap<String, Vec<f64>> = HashMap::new();
     let mut calls_by_request = |name: &'static str, calls: &[Call]| {
         let mut sums: BTreeMap<i64, (f64, usize)> = BTreeMap::new();
         for c in calls {
@@ -131,12 +133,12 @@ fn observations(frame: &Frame, key: &dyn Fn(i64, Option<&str>) -> String) -> Obs
             e.1 += 1;
         }
         per_request.insert(
-            name,
+            name.to_owned(),
             sums.into_iter()
                 .map(|(r, (s, n))| (keys[&r].clone(), s / n as f64))
                 .collect(),
         );
-        per_observation.insert(name, calls.iter().map(Call::latency).collect());
+        per_observation.insert(name.to_owned(), calls.iter().map(Call::latency).collect());
     };
     let (llm, _, _) = pair_calls(frame, EventType::LlmStart, EventType::LlmEnd);
     calls_by_request("llm_latency", &llm);
@@ -168,8 +170,8 @@ fn observations(frame: &Frame, key: &dyn Fn(i64, Option<&str>) -> String) -> Obs
         ("prompt_tokens", tokens[1].clone()),
         ("completion_tokens", tokens[2].clone()),
     ] {
-        per_observation.insert(name, values.values().copied().collect());
-        per_request.insert(name, values);
+        per_observation.insert(name.to_owned(), values.values().copied().collect());
+        per_request.insert(name.to_owned(), values);
     }
     Observations {
         per_request,
@@ -202,24 +204,60 @@ fn pairing(a: &Frame, b: &Frame) -> Option<Pairing> {
 }
 
 pub fn compare(baseline: &Frame, candidate: &Frame) -> Comparison {
+    let none = RequestScores::new();
+    compare_with_scores(baseline, candidate, &none, &none)
+}
+
+/// [`compare`], with each run's evaluator scores compared as metrics of their own
+/// (`score:<evaluator>`), by the same tests, when both runs have them.
+pub fn compare_with_scores(
+    baseline: &Frame,
+    candidate: &Frame,
+    baseline_scores: &RequestScores,
+    candidate_scores: &RequestScores,
+) -> Comparison {
     let pairing = pairing(baseline, candidate);
     let key = move |n: i64, ext: Option<&str>| match (pairing, ext) {
         (Some(Pairing::ExternalId), Some(e)) => e.to_owned(),
         _ => n.to_string(),
     };
-    let a = observations(baseline, &key);
-    let b = observations(candidate, &key);
+    let mut a = observations(baseline, &key);
+    let mut b = observations(candidate, &key);
+    let mut names: Vec<(String, &'static str)> = METRICS
+        .iter()
+        .map(|(name, unit)| ((*name).to_owned(), *unit))
+        .collect();
+    for (evaluator, per_request) in baseline_scores {
+        let Some(other) = candidate_scores.get(evaluator) else {
+            continue;
+        };
+        let name = format!("score:{evaluator}");
+        for (obs, scores, frame) in [(&mut a, per_request, baseline), (&mut b, other, candidate)] {
+            let keyed: BTreeMap<String, f64> = frame
+                .requests
+                .iter()
+                .filter_map(|r| {
+                    let score = scores.get(&r.number)?;
+                    Some((key(r.number, r.external_id.as_deref()), *score))
+                })
+                .collect();
+            obs.per_observation
+                .insert(name.clone(), keyed.values().copied().collect());
+            obs.per_request.insert(name.clone(), keyed);
+        }
+        names.push((name, "evaluator score per request"));
+    }
     let mut metrics = BTreeMap::new();
-    for (name, unit) in METRICS {
+    for (name, unit) in names {
         let m = match pairing {
             Some(_) => {
-                let (xa, xb): (Vec<f64>, Vec<f64>) = a.per_request[name]
+                let (xa, xb): (Vec<f64>, Vec<f64>) = a.per_request[&name]
                     .iter()
-                    .filter_map(|(k, va)| b.per_request[name].get(k).map(|vb| (*va, *vb)))
+                    .filter_map(|(k, va)| b.per_request[&name].get(k).map(|vb| (*va, *vb)))
                     .unzip();
                 paired(unit, &xa, &xb)
             }
-            None => welch(unit, &a.per_observation[name], &b.per_observation[name]),
+            None => welch(unit, &a.per_observation[&name], &b.per_observation[&name]),
         };
         metrics.insert(name, m);
     }
@@ -389,17 +427,17 @@ pub fn wilcoxon_signed_rank(d: &[f64]) -> Wilcoxon {
 }
 
 /// Holm's step-down adjustment over the metrics that have a p-value.
-fn holm(metrics: &mut BTreeMap<&'static str, MetricComparison>) {
-    let mut ps: Vec<(&'static str, f64)> = metrics
+fn holm(metrics: &mut BTreeMap<String, MetricComparison>) {
+    let mut ps: Vec<(String, f64)> = metrics
         .iter()
-        .filter_map(|(k, m)| m.p_value.map(|p| (*k, p)))
+        .filter_map(|(k, m)| m.p_value.map(|p| (k.clone(), p)))
         .collect();
     ps.sort_by(|a, b| a.1.total_cmp(&b.1));
     let m = ps.len();
     let mut running: f64 = 0.0;
     for (i, (name, p)) in ps.into_iter().enumerate() {
         running = running.max(((m - i) as f64 * p).min(1.0));
-        if let Some(c) = metrics.get_mut(name) {
+        if let Some(c) = metrics.get_mut(&name) {
             c.p_value_holm = Some(running);
             c.significant = running < ALPHA;
         }
@@ -474,7 +512,7 @@ mod tests {
         for (k, p) in [("a", 0.01), ("b", 0.04), ("c", 0.03)] {
             let mut c = welch("x", &[1.0, 2.0], &[1.0, 2.0]);
             c.p_value = Some(p);
-            m.insert(k, c);
+            m.insert(k.to_owned(), c);
         }
         holm(&mut m);
         // sorted 0.01, 0.03, 0.04 -> 0.03, 0.06, max(0.06, 0.04) = 0.06

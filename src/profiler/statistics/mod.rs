@@ -4,4 +4,5 @@
 //! definitions rather than its quirks.
 
 pub mod compare;
+pub mod scores;
 pub mod stats;

@@ -237,6 +237,10 @@ pub struct RunStats {
     /// Per tool, TOOL_START -> TOOL_END by UUID within the request.
     pub tool_latency: BTreeMap<String, Summary>,
     pub prefix_cache: BTreeMap<String, PrefixCache>,
+    /// Per evaluator, the scores of the run's requests (from an eval, see
+    /// [`super::scores`]); absent when the run has none.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub scores: BTreeMap<String, Summary>,
 }
 
 /// One paired call.
@@ -314,6 +318,11 @@ fn by_name<'a>(calls: &[Call<'a>]) -> BTreeMap<String, Summary> {
 }
 
 pub fn compute(frame: &Frame) -> RunStats {
+    compute_with_scores(frame, &super::scores::RequestScores::new())
+}
+
+/// [`compute`], with the evaluator scores of the run's requests.
+pub fn compute_with_scores(frame: &Frame, scores: &super::scores::RequestScores) -> RunStats {
     let (llm, unmatched_starts, unmatched_ends) =
         pair_calls(frame, EventType::LlmStart, EventType::LlmEnd);
     let latencies: Vec<f64> = llm.iter().map(Call::latency).collect();
@@ -331,6 +340,13 @@ pub fn compute(frame: &Frame) -> RunStats {
         throughput: throughput(frame),
         tool_latency: by_name(&tools),
         prefix_cache: prefix_cache(frame),
+        scores: scores
+            .iter()
+            .map(|(evaluator, per_request)| {
+                let values: Vec<f64> = per_request.values().copied().collect();
+                (evaluator.clone(), Summary::of(&values))
+            })
+            .collect(),
     }
 }
 
