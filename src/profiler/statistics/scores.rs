@@ -93,15 +93,16 @@ pub fn fingerprint_source(metadata: &Value) -> Option<&Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::{ParseOptions, parse_value};
+    use crate::profiler::core::frame::FrameBuilder;
     use serde_json::json;
 
     #[test]
     fn items_find_their_requests_by_id_or_number() {
-        let step = |t: f64| json!({"payload": {"event_type": "LLM_START", "event_timestamp": t, "UUID": "u"}});
-        let doc = json!([{"id": "q1", "intermediate_steps": [step(1.0)]},
-                         {"id": "q2", "intermediate_steps": [step(2.0)]}]);
-        let frame = Frame::from_batch(parse_value(doc, &ParseOptions::default()).unwrap());
+        // Two requests as the store reads them back: numbered, with their eval ids.
+        let mut builder = FrameBuilder::default();
+        builder.begin_request(0, Some("q1".to_owned()));
+        builder.begin_request(1, Some("q2".to_owned()));
+        let frame = builder.finish();
         let metadata = json!({"eval": {"items": [
             {"request": "q2", "scores": {"accuracy": 1.0, "latency": 0.5}},
             {"request": 0, "scores": {"accuracy": 0.0, "note": "n/a"}},
