@@ -53,6 +53,7 @@ on_both_backends!(
         let cand = app.create_run(&json!({"requests": eval_doc(8, 1.0)})).await;
         let stats_before = app.get(&format!("/v1/runs/{base}/stats")).await;
         assert!(stats_before.json().get("scores").is_none());
+        let metrics_before = app.get(&format!("/v1/runs/{base}/metrics")).await;
 
         let view = patch(
             &app,
@@ -72,6 +73,9 @@ on_both_backends!(
         // The statistics follow the new metadata (a new ETag, not the cached document).
         let stats = app.get(&format!("/v1/runs/{base}/stats")).await;
         assert_ne!(stats.header("etag"), stats_before.header("etag"));
+        // Outputs that do not read the scores keep their cache entry and ETag.
+        let metrics = app.get(&format!("/v1/runs/{base}/metrics")).await;
+        assert_eq!(metrics.header("etag"), metrics_before.header("etag"));
         assert_eq!(stats.json()["scores"]["accuracy"]["n"], 8);
         assert_eq!(stats.json()["scores"]["accuracy"]["mean"], 0.25);
 

@@ -30,7 +30,7 @@ async fn output(st: AppState, id: Uuid, headers: HeaderMap, kind: Artifact) -> A
     let run = st.cache.snapshot(id).await?;
     // Before If-None-Match: `*` must not turn a missing output into a 304.
     run.offers(kind)?;
-    let current = etag(id, run.record.version, &run.config_fp, kind);
+    let current = etag(id, run.record.version, &run.fingerprint(kind), kind);
     let cache_headers = |tag: &str| {
         [
             (

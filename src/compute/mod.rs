@@ -164,6 +164,24 @@ pub struct RunSnapshot {
 }
 
 impl RunSnapshot {
+    /// The fingerprint in output `kind`'s cache key and ETag: the config's, and for `/stats`,
+    /// which also reads the eval's scores from the metadata, theirs as well (a metadata change
+    /// leaves the version as it is, and no other output reads the metadata).
+    pub fn fingerprint(&self, kind: Artifact) -> [u8; 16] {
+        let scores = crate::profiler::statistics::scores::fingerprint_source(&self.record.metadata);
+        match scores {
+            Some(scores) if kind == Artifact::Stats => {
+                let mut h = Sha256::new();
+                h.update(self.config_fp);
+                h.update(scores.to_string().as_bytes());
+                let mut fp = [0u8; 16];
+                fp.copy_from_slice(&h.finalize()[..16]);
+                fp
+            }
+            _ => self.config_fp,
+        }
+    }
+
     /// Whether the run has output `kind` at all: nat 1.9's own files are not outputs of an
     /// aiqtoolkit 1.1 run (docs/deviations.md#d20).
     pub fn offers(&self, kind: Artifact) -> Result<(), ComputeError> {
@@ -203,10 +221,6 @@ pub fn effective_config(run: &RunRecord) -> Result<(ProfilerConfig, [u8; 16]), C
     // fingerprint shared by every config would be far worse than a panic.
     let mut canonical = serde_json::to_vec(&config).expect("ProfilerConfig serialises");
     canonical.extend_from_slice(run.dialect().0.as_str().as_bytes());
-    // The statistics read the eval's scores from the metadata.
-    if let Some(scores) = crate::profiler::statistics::scores::fingerprint_source(&run.metadata) {
-        canonical.extend_from_slice(scores.to_string().as_bytes());
-    }
     let digest = Sha256::digest(&canonical);
     let mut fp = [0u8; 16];
     fp.copy_from_slice(&digest[..16]);
@@ -292,7 +306,7 @@ impl RunCache {
         run: &RunSnapshot,
         kind: Artifact,
     ) -> Result<Arc<Rendered>, ComputeError> {
-        let (id, version, fp) = (run.record.id, run.record.version, run.config_fp);
+        let (id, version, fp) = (run.record.id, run.record.version, run.fingerprint(kind));
         run.offers(kind)?;
         let key = (id, version, fp, kind);
         if let Some(hit) = self.outputs.get(&key).await {
@@ -301,7 +315,12 @@ impl RunCache {
             return Ok(hit);
         }
         let (config, dialect) = (run.config.clone(), run.dialect);
-        let metadata = run.record.metadata.clone();
+        // Only the statistics read the metadata (the eval's scores).
+        let metadata = if kind == Artifact::Stats {
+            run.record.metadata.clone()
+        } else {
+            serde_json::Value::Null
+        };
         self.outputs
             .try_get_with(key, async move {
                 let crashed =

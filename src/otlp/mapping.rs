@@ -248,8 +248,11 @@ fn span_steps(span: &Span) -> Result<Vec<Value>, String> {
         .and_then(Framework::parse)
         .map_or(Value::Null, |f| Value::from(f.as_str()));
     let ancestry = ancestry(span, attrs, start_type, &uuid, &parent);
-    let input = value_attr(attrs, "input");
-    let output = value_attr(attrs, "output");
+    let input = value_attr(attrs, ["input.value_obj", "input.value", "input.mime_type"]);
+    let output = value_attr(
+        attrs,
+        ["output.value_obj", "output.value", "output.mime_type"],
+    );
 
     let step = |event_type: EventType, ts: f64, span_ts: Value, data: Value, usage: Value| {
         json!({
@@ -419,19 +422,20 @@ fn usage(attrs: Attrs<'_>) -> Value {
     })
 }
 
-/// An input or output (`which` is `input` or `output`): the toolkit's JSON-encoded original
-/// (`*.value_obj`) when it sent one, else the OpenInference value, parsed when its mime type
-/// says JSON (so a list of messages reads as the list the toolkit would have recorded).
-fn value_attr(attrs: Attrs<'_>, which: &str) -> Value {
+/// An input or output, from its `[value_obj, value, mime_type]` attribute keys: the toolkit's
+/// JSON-encoded original (`*.value_obj`) when it sent one, else the OpenInference value, parsed
+/// when its mime type says JSON (so a list of messages reads as the list the toolkit would have
+/// recorded).
+fn value_attr(attrs: Attrs<'_>, [obj_key, text_key, mime_key]: [&str; 3]) -> Value {
     let parsed = |text: &str| serde_json::from_str::<Value>(text).ok();
-    if let Some(v) = attrs.str(&format!("{which}.value_obj")).and_then(parsed) {
+    if let Some(v) = attrs.str(obj_key).and_then(parsed) {
         return v;
     }
-    let Some(text) = attrs.str(&format!("{which}.value")) else {
+    let Some(text) = attrs.str(text_key) else {
         return Value::Null;
     };
     let json = attrs
-        .str(&format!("{which}.mime_type"))
+        .str(mime_key)
         .is_some_and(|m| m.eq_ignore_ascii_case("application/json"));
     json.then(|| parsed(text))
         .flatten()

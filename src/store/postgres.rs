@@ -149,6 +149,30 @@ fn run_from_row(r: &PgRow) -> Result<RunRecord, StoreError> {
     })
 }
 
+/// Inserts a new run; with `if_absent`, an existing run of that id is left as it is. `true` when
+/// a row was inserted.
+async fn insert_run(
+    conn: &mut sqlx::PgConnection,
+    id: Uuid,
+    run: &NewRun,
+    if_absent: bool,
+) -> Result<bool, StoreError> {
+    let sql = if if_absent {
+        "INSERT INTO runs (id, name, profiler_config, metadata, toolkit) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING"
+    } else {
+        "INSERT INTO runs (id, name, profiler_config, metadata, toolkit) VALUES ($1, $2, $3, $4, $5)"
+    };
+    let done = sqlx::query(sql)
+        .bind(id)
+        .bind(run.name.as_bytes())
+        .bind(run.profiler_config.to_string())
+        .bind(run.metadata.to_string())
+        .bind(run.toolkit.map(Dialect::as_str))
+        .execute(&mut *conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 async fn fetch_run(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<RunRecord, StoreError> {
     let row = sqlx::query(sql::SELECT_RUN)
         .bind(id)
@@ -544,15 +568,8 @@ impl Store for PgStore {
 
     async fn ensure_run(&self, id: Uuid, run: NewRun) -> Result<bool, StoreError> {
         self.ready()?;
-        let done = sqlx::query("INSERT INTO runs (id, name, profiler_config, metadata, toolkit) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING")
-            .bind(id)
-            .bind(run.name.as_bytes())
-            .bind(run.profiler_config.to_string())
-            .bind(run.metadata.to_string())
-            .bind(run.toolkit.map(Dialect::as_str))
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        let mut conn = self.pool.acquire().await?;
+        insert_run(&mut conn, id, &run, true).await
     }
 
     async fn create_run(
@@ -572,14 +589,7 @@ impl Store for PgStore {
                 {
                     return Ok(first);
                 }
-                sqlx::query("INSERT INTO runs (id, name, profiler_config, metadata, toolkit) VALUES ($1, $2, $3, $4, $5)")
-                    .bind(id)
-                    .bind(run.name.as_bytes())
-                    .bind(run.profiler_config.to_string())
-                    .bind(run.metadata.to_string())
-                    .bind(run.toolkit.map(Dialect::as_str))
-                    .execute(&mut *tx)
-                    .await?;
+                insert_run(&mut tx, id, &run, false).await?;
                 let outcome = match &batch {
                     Some(b) => Some(append_in(&mut tx, id, b, false).await?),
                     None => None,

@@ -134,6 +134,31 @@ fn run_from_row(r: &SqliteRow) -> Result<RunRecord, StoreError> {
     })
 }
 
+/// Inserts a new run; with `if_absent`, an existing run of that id is left as it is. `true` when
+/// a row was inserted.
+async fn insert_run(
+    conn: &mut sqlx::SqliteConnection,
+    id: Uuid,
+    run: &NewRun,
+    if_absent: bool,
+) -> Result<bool, StoreError> {
+    let sql = if if_absent {
+        "INSERT INTO runs (id, name, created_at, updated_at, profiler_config, metadata, toolkit) VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING"
+    } else {
+        "INSERT INTO runs (id, name, created_at, updated_at, profiler_config, metadata, toolkit) VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6)"
+    };
+    let done = sqlx::query(sql)
+        .bind(id)
+        .bind(&run.name)
+        .bind(micros(OffsetDateTime::now_utc()))
+        .bind(run.profiler_config.to_string())
+        .bind(run.metadata.to_string())
+        .bind(run.toolkit.map(Dialect::as_str))
+        .execute(&mut *conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 async fn fetch_run(conn: &mut sqlx::SqliteConnection, id: Uuid) -> Result<RunRecord, StoreError> {
     let row = sqlx::query(sql::SELECT_RUN)
         .bind(id)
@@ -423,16 +448,7 @@ impl Store for SqliteStore {
         {
             return Ok(first);
         }
-        let now = micros(OffsetDateTime::now_utc());
-        sqlx::query("INSERT INTO runs (id, name, created_at, updated_at, profiler_config, metadata, toolkit) VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6)")
-            .bind(id)
-            .bind(&run.name)
-            .bind(now)
-            .bind(run.profiler_config.to_string())
-            .bind(run.metadata.to_string())
-            .bind(run.toolkit.map(Dialect::as_str))
-            .execute(&mut *tx)
-            .await?;
+        insert_run(&mut tx, id, &run, false).await?;
         let outcome = match &batch {
             Some(b) => Some(append_in(&mut tx, id, b, false).await?),
             None => None,
@@ -450,17 +466,8 @@ impl Store for SqliteStore {
     }
 
     async fn ensure_run(&self, id: Uuid, run: NewRun) -> Result<bool, StoreError> {
-        let now = micros(OffsetDateTime::now_utc());
-        let done = sqlx::query("INSERT INTO runs (id, name, created_at, updated_at, profiler_config, metadata, toolkit) VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING")
-            .bind(id)
-            .bind(&run.name)
-            .bind(now)
-            .bind(run.profiler_config.to_string())
-            .bind(run.metadata.to_string())
-            .bind(run.toolkit.map(Dialect::as_str))
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        let mut conn = self.pool.acquire().await?;
+        insert_run(&mut conn, id, &run, true).await
     }
 
     async fn get_run(&self, id: Uuid) -> Result<RunRecord, StoreError> {
