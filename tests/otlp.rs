@@ -480,6 +480,34 @@ on_both_backends!(the_otlp_answers, |backend| async move {
         })
         .count();
     assert_eq!(ends, total - 1);
+    // A span whose steps fail validation: a 400 that names the value, nothing stored.
+    let mut doc: Value = serde_json::from_slice(&body).unwrap();
+    doc["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["attributes"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"key": "nat.event_timestamp", "value": {"doubleValue": 1e300}}));
+    let before = stored_steps(&app, &run).await.len();
+    let r = app
+        .request(
+            Method::POST,
+            "/v1/traces",
+            &[
+                ("content-type", "application/json"),
+                ("x-agentprof-run-id", &run),
+            ],
+            doc.to_string(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("fails validation"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(stored_steps(&app, &run).await.len(), before);
     // The resource attribute names (and creates) the run.
     let chosen = uuid::Uuid::new_v4().to_string();
     let mut doc: Value = serde_json::from_slice(&body).unwrap();

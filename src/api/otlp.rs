@@ -162,8 +162,16 @@ async fn export(
 fn prepare(mut group: RunGroup, budget: usize) -> ApiResult<(RunGroup, PreparedBatch)> {
     let mut preparer = Preparer::new(budget);
     let requests = Value::Array(std::mem::take(&mut group.requests));
-    let doc = read_value(requests, &ParseOptions::default(), &mut preparer)
-        .map_err(|e| ApiError::from_trace(e, ""))?;
+    // The pointers of a validation error point into the mapped steps, not the sender's body: an
+    // OTLP sender gets a 400 that says which value failed.
+    let doc = read_value(requests, &ParseOptions::default(), &mut preparer).map_err(|e| {
+        match ApiError::from_trace(e, "") {
+            ApiError::Invalid { detail, .. } => ApiError::BadRequest(format!(
+                "a span maps to a step that fails validation: {detail}"
+            )),
+            other => other,
+        }
+    })?;
     Ok((group, preparer.finish(doc)))
 }
 
