@@ -17,6 +17,7 @@
 //! - [`otlp`]: OpenTelemetry spans (OTLP/HTTP) mapped onto the toolkit's steps.
 //! - [`compute`]: outputs computed on demand from stored steps, cached per run version and config.
 //! - [`api`]: the axum HTTP API, problem+json errors, API keys, OpenAPI and Swagger UI.
+//! - [`ui`]: the dashboard's pages and compiled-in assets, drawn from the API's JSON.
 //! - [`config`] and [`server`]: typed configuration and `agentprof serve`, with the bounds on
 //!   connections (docs/limits.md).
 
@@ -32,3 +33,5 @@ pub mod server;
 pub mod store;
 pub mod synth;
 pub mod trace;
+#[cfg(feature = "openapi")]
+pub mod ui;

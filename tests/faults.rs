@@ -471,8 +471,9 @@ impl Store for SlowRead {
         &self,
         limit: i64,
         after: Option<agentprof::store::RunCursor>,
+        name: Option<&str>,
     ) -> Result<agentprof::store::RunPage, agentprof::store::StoreError> {
-        self.inner.list_runs(limit, after).await
+        self.inner.list_runs(limit, after, name).await
     }
     async fn update_run(
         &self,

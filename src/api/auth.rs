@@ -13,9 +13,17 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
-/// Paths anyone may fetch even when keys are configured: probes and the API description.
+/// The cookie in which the dashboard keeps a key (see `ui`).
+pub const KEY_COOKIE: &str = "agentprof_key";
+
+/// Paths anyone may fetch even when keys are configured: probes, the API description and the
+/// dashboard's pages and assets (which hold no data; their data requests need a key).
 pub fn is_open_path(path: &str) -> bool {
-    matches!(path, "/healthz" | "/readyz" | "/openapi.json" | "/docs") || path.starts_with("/docs/")
+    matches!(
+        path,
+        "/healthz" | "/readyz" | "/openapi.json" | "/docs" | "/ui" | "/ui/"
+    ) || path.starts_with("/docs/")
+        || path.starts_with("/ui/")
 }
 
 /// What a request needs: reads need any key, writes a write key. `POST /v1/compare` only reads.
@@ -62,6 +70,18 @@ fn bearer_token(value: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// The key in the dashboard's cookie, if the request carries one.
+fn cookie_key(req: &Request) -> Option<String> {
+    req.headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(cookie::Cookie::split_parse_encoded)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == KEY_COOKIE && !c.value().is_empty())
+        .map(|c| c.value().to_owned())
+}
+
 pub async fn require_key(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
     let Some(keys) = st.keys.as_deref() else {
         req.extensions_mut()
@@ -73,12 +93,22 @@ pub async fn require_key(State(st): State<AppState>, mut req: Request, next: Nex
         return next.run(req).await;
     }
     let needed = required_access(req.method(), path);
-    let presented = req
+    let bearer = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(bearer_token);
-    match presented.and_then(|k| lookup(keys, k).map(|a| (a, Client::of_key(k)))) {
+        .and_then(bearer_token)
+        .map(str::to_owned);
+    // The dashboard's cookie reads and never writes, whatever key it holds: a page cannot be
+    // tricked into changing data through it.
+    let (presented, cap) = match bearer {
+        Some(k) => (Some(k), Access::Write),
+        None => (cookie_key(&req), Access::Read),
+    };
+    let granted = presented
+        .as_deref()
+        .and_then(|k| lookup(keys, k).map(|a| (a.min(cap), Client::of_key(k))));
+    match granted {
         None => ApiError::Unauthorized.into_response(),
         Some((granted, _)) if granted < needed => ApiError::Forbidden.into_response(),
         Some((_, client)) => {

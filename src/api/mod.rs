@@ -17,6 +17,7 @@ pub mod otlp;
 pub mod outputs;
 pub mod runs;
 pub mod schema;
+pub mod timeline;
 
 use crate::compute::RunCache;
 use crate::config::{ApiKeys, ServeConfig};
@@ -170,6 +171,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(outputs::prediction_trie))
         .routes(routes!(outputs::profiler_results))
         .routes(routes!(outputs::atif))
+        .routes(routes!(timeline::timeline))
         .routes(routes!(compare::compare_runs))
         .routes(routes!(otlp::export_traces))
         .routes(routes!(ops::healthz))
@@ -204,6 +206,7 @@ pub fn app(state: AppState) -> Router {
         .layer(CompressionLayer::new());
     router
         .merge(docs::router(&api))
+        .merge(crate::ui::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware)

@@ -47,6 +47,17 @@ pub(crate) fn run_view(r: RunRecord) -> ApiResult<RunView> {
         version: r.version,
         request_count: r.request_count,
         step_count: r.step_count,
+        summary: RunSummary {
+            first_event_at: r.summary.first_event_at,
+            last_event_at: r.summary.last_event_at,
+            wall_time_seconds: r
+                .summary
+                .first_event_at
+                .zip(r.summary.last_event_at)
+                .map(|(a, b)| b - a),
+            llm_calls: r.summary.llm_calls,
+            llm_tokens: r.summary.llm_tokens,
+        },
         profiler_config: config,
         scores: crate::profiler::statistics::scores::summary(&r.metadata),
         metadata: r.metadata,
@@ -322,6 +333,9 @@ pub struct ListParams {
     /// `next_cursor` of the previous page.
     #[param(pattern = "^([0-9]{1,16}-[0-9a-fA-F]{32})?$")]
     pub cursor: Option<String>,
+    /// Only runs whose name contains this (ignoring ASCII case); at most 200 characters.
+    #[param(max_length = 200)]
+    pub name: Option<String>,
 }
 
 /// List runs
@@ -354,7 +368,13 @@ pub async fn list_runs(
             ApiError::BadRequest("cursor is not one this server issued".to_owned())
         })?),
     };
-    let page = st.store.list_runs(limit, after).await?;
+    let name = p.name.as_deref().filter(|n| !n.is_empty());
+    if name.is_some_and(|n| n.chars().count() > 200 || n.contains('\0')) {
+        return Err(ApiError::BadRequest(
+            "name must be at most 200 characters, none of them NUL".to_owned(),
+        ));
+    }
+    let page = st.store.list_runs(limit, after, name).await?;
     Ok(Json(RunList {
         items: page
             .items

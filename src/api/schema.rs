@@ -47,6 +47,8 @@ pub struct RunView {
     pub version: i64,
     pub request_count: i64,
     pub step_count: i64,
+    /// Figures for the run list, kept current as batches land.
+    pub summary: RunSummary,
     /// The effective `ProfilerConfig` (toolkit field names): the run's settings merged over
     /// the defaults.
     pub profiler_config: ProfilerConfig,
@@ -58,6 +60,20 @@ pub struct RunView {
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub scores:
         std::collections::BTreeMap<String, crate::profiler::statistics::scores::ScoreSummary>,
+}
+
+/// What a run list shows of a run without computing anything.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RunSummary {
+    /// Epoch seconds of the run's earliest and latest step; null before the first step.
+    pub first_event_at: Option<f64>,
+    pub last_event_at: Option<f64>,
+    /// Seconds from the earliest to the latest step.
+    pub wall_time_seconds: Option<f64>,
+    /// LLM_END steps.
+    pub llm_calls: i64,
+    /// The total tokens of the LLM_END steps' usage.
+    pub llm_tokens: i64,
 }
 
 /// The new run, plus what its first batch stored when `requests` was given.

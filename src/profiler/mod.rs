@@ -13,6 +13,7 @@
 pub mod core;
 pub mod py;
 pub mod statistics;
+pub mod timeline;
 pub mod toolkit;
 pub mod warnings;
 

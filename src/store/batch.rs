@@ -233,6 +233,36 @@ pub(crate) struct BatchPlan<'a> {
     pub steps_received: i64,
 }
 
+impl BatchPlan<'_> {
+    /// The run-summary figures of the planned steps, to add when every one of them is stored.
+    pub fn summary(&self) -> StepSummary {
+        let mut sum = StepSummary::default();
+        for planned in &self.steps {
+            let c = &planned.step.columns;
+            let t = c.event_timestamp;
+            if t.is_finite() {
+                sum.first_event_at = Some(sum.first_event_at.map_or(t, |f| f.min(t)));
+                sum.last_event_at = Some(sum.last_event_at.map_or(t, |l| l.max(t)));
+            }
+            if c.event_type == crate::trace::EventType::LlmEnd {
+                sum.llm_calls += 1;
+                sum.llm_tokens = sum.llm_tokens.saturating_add(c.total_tokens);
+            }
+        }
+        sum
+    }
+}
+
+/// What the run list shows of a run's steps, kept on the run row as batches land: the span of
+/// its step timestamps, its LLM_END steps and their total tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StepSummary {
+    pub first_event_at: Option<f64>,
+    pub last_event_at: Option<f64>,
+    pub llm_calls: i64,
+    pub llm_tokens: i64,
+}
+
 /// Where a step goes: its request, its place in the run's order, and which occurrence of its
 /// content in the request it is.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -16,7 +16,7 @@ pub(crate) use assemble::{FrameAssembler, StepsAssembler, StreamSlots, TracesAss
 pub(crate) use batch::{BatchPlan, PlannedStep, StoredOccurrences};
 pub use batch::{
     ContentHash, PreparedBatch, PreparedRequest, PreparedStep, Preparer, RequestKey,
-    SEQ_BLOCK_BITS, content_hash,
+    SEQ_BLOCK_BITS, StepSummary, content_hash,
 };
 pub(crate) use columns::{json_column, step_columns, step_from_body, toolkit_column, utf8};
 
@@ -56,6 +56,9 @@ pub struct RunRecord {
     pub aiq_rewrite: bool,
     /// Whether some stored step's JSON changes when written in nat 1.9's schema.
     pub nat_rewrite: bool,
+    /// The run-list figures, kept current by ingest (absent from records saved before them).
+    #[serde(default)]
+    pub summary: batch::StepSummary,
 }
 
 /// Where a run's dialect came from.
@@ -400,7 +403,14 @@ pub trait Store: Send + Sync + 'static {
     async fn get_run(&self, id: Uuid) -> Result<RunRecord, StoreError>;
     /// The run's version and last change, in one cheap lookup.
     async fn run_stamp(&self, id: Uuid) -> Result<RunStamp, StoreError>;
-    async fn list_runs(&self, limit: i64, after: Option<RunCursor>) -> Result<RunPage, StoreError>;
+    /// A page of runs, newest first; with `name`, only those whose name contains it (ignoring
+    /// ASCII case).
+    async fn list_runs(
+        &self,
+        limit: i64,
+        after: Option<RunCursor>,
+        name: Option<&str>,
+    ) -> Result<RunPage, StoreError>;
     async fn update_run(&self, id: Uuid, changes: RunChanges) -> Result<RunRecord, StoreError>;
     async fn delete_run(&self, id: Uuid) -> Result<(), StoreError>;
     /// Appends a batch atomically; with a key, a retry gets the first outcome back.

@@ -146,6 +146,12 @@ fn run_from_row(r: &PgRow) -> Result<RunRecord, StoreError> {
         non_end_steps: r.try_get("non_end_steps")?,
         aiq_rewrite: r.try_get("aiq_rewrite")?,
         nat_rewrite: r.try_get("nat_rewrite")?,
+        summary: StepSummary {
+            first_event_at: r.try_get("first_event_at")?,
+            last_event_at: r.try_get("last_event_at")?,
+            llm_calls: r.try_get("llm_calls")?,
+            llm_tokens: r.try_get("llm_tokens")?,
+        },
     })
 }
 
@@ -300,7 +306,7 @@ async fn append_in(
     let created = insert_requests(tx, id, &plan).await?;
     let stored = insert_steps(tx, id, &plan).await?;
     let version = if stored > 0 || created > 0 {
-        bump_version(tx, id, batch, created, stored).await?
+        bump_version(tx, id, batch, &plan, created, stored).await?
     } else {
         version
     };
@@ -456,14 +462,25 @@ async fn bump_version(
     tx: &mut Transaction<'static, Postgres>,
     id: Uuid,
     batch: &PreparedBatch,
+    plan: &BatchPlan<'_>,
     created: i64,
     stored: i64,
 ) -> Result<i64, StoreError> {
-    sqlx::query_scalar(
+    // All planned steps stored: their figures add to the run's. Otherwise some were there
+    // already (a retry) and only a recount from the steps is right.
+    let complete = stored == plan.steps.len() as i64;
+    let sum = if complete {
+        plan.summary()
+    } else {
+        StepSummary::default()
+    };
+    let version = sqlx::query_scalar(
         "UPDATE runs SET version = version + 1, request_count = request_count + $2,
                          step_count = step_count + $3,
                          nat_schema = nat_schema OR $4, non_end_steps = non_end_steps OR $5,
                          aiq_rewrite = aiq_rewrite OR $6, nat_rewrite = nat_rewrite OR $7,
+                         first_event_at = LEAST(first_event_at, $8), last_event_at = GREATEST(last_event_at, $9),
+                         llm_calls = llm_calls + $10, llm_tokens = llm_tokens + $11,
                          updated_at = GREATEST(clock_timestamp(), updated_at + interval '1 microsecond')
          WHERE id = $1 RETURNING version",
     )
@@ -474,9 +491,21 @@ async fn bump_version(
     .bind(batch.non_end_steps)
     .bind(batch.aiq_rewrite)
     .bind(batch.nat_rewrite)
+    .bind(sum.first_event_at)
+    .bind(sum.last_event_at)
+    .bind(sum.llm_calls)
+    .bind(sum.llm_tokens)
     .fetch_optional(&mut **tx)
     .await?
-    .ok_or(StoreError::RunNotFound(id))
+    .ok_or(StoreError::RunNotFound(id))?;
+    if !complete {
+        sqlx::query(sql::RECOUNT_SUMMARY)
+            .bind(id)
+            .bind(crate::trace::EventType::LlmEnd.code())
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(version)
 }
 
 /// Claims an Idempotency-Key for this transaction, or finds its first outcome. A concurrent
@@ -630,24 +659,26 @@ impl Store for PgStore {
         })
     }
 
-    async fn list_runs(&self, limit: i64, after: Option<RunCursor>) -> Result<RunPage, StoreError> {
+    async fn list_runs(
+        &self,
+        limit: i64,
+        after: Option<RunCursor>,
+        name: Option<&str>,
+    ) -> Result<RunPage, StoreError> {
         self.ready()?;
-        let rows = match &after {
-            None => {
-                sqlx::query(sql::LIST_RUNS)
-                    .bind(limit + 1)
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-            Some(c) => {
-                sqlx::query(sql::LIST_RUNS_AFTER)
-                    .bind(limit + 1)
-                    .bind(c.created_at)
-                    .bind(c.id)
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-        };
+        let name_match: fn(&str) -> String = // Names are UTF-8 bytea (they may hold NUL): compared in their escaped form, in which ASCII
+    // letters stand for themselves and other bytes are octal escapes.
+    |p| format!("strpos(lower(encode(name, 'escape')), encode(convert_to(lower(CAST({p} AS text)), 'UTF8'), 'escape')) > 0");
+        let sql = sql::list_runs(after.is_some(), name.is_some().then_some(name_match));
+        // Built from fixed fragments only; the needle is bound.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(limit + 1);
+        if let Some(c) = &after {
+            query = query.bind(c.created_at).bind(c.id);
+        }
+        if let Some(name) = name {
+            query = query.bind(name);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
         let items = rows
             .iter()
             .map(run_from_row)

@@ -6,7 +6,8 @@
 macro_rules! run_columns {
     () => {
         "id, name, created_at, updated_at, version, request_count, step_count, profiler_config, metadata, \
-         toolkit, nat_schema, non_end_steps, aiq_rewrite, nat_rewrite"
+         toolkit, nat_schema, non_end_steps, aiq_rewrite, nat_rewrite, \
+         first_event_at, last_event_at, llm_calls, llm_tokens"
     };
 }
 pub(crate) use run_columns;
@@ -24,23 +25,40 @@ pub(crate) const SELECT_IDEMPOTENCY_KEY: &str =
 /// Records a keyed request's outcome once its write is done (the row was claimed first).
 pub(crate) const SAVE_IDEMPOTENCY_OUTCOME: &str = "UPDATE idempotency_keys SET run_id = $3, record = $4, outcome = $5 WHERE scope = $1 AND key = $2";
 
+/// Recounts a run's summary figures from its steps (`$2`: the LLM_END code), for a batch of which
+/// some steps were already stored: their figures are in the run already.
+pub(crate) const RECOUNT_SUMMARY: &str = "UPDATE runs SET
+    first_event_at = (SELECT MIN(event_timestamp) FROM steps WHERE run_id = $1),
+    last_event_at = (SELECT MAX(event_timestamp) FROM steps WHERE run_id = $1),
+    llm_calls = (SELECT COUNT(*) FROM steps WHERE run_id = $1 AND event_type = $2),
+    llm_tokens = COALESCE((SELECT SUM(total_tokens) FROM steps WHERE run_id = $1 AND event_type = $2), 0)
+  WHERE id = $1";
+
 pub(crate) const RUN_EXISTS: &str = "SELECT 1 FROM runs WHERE id = $1";
 
 pub(crate) const DELETE_RUN: &str = "DELETE FROM runs WHERE id = $1";
 
-/// The first page of the newest-first run list (`$1`: page size + 1).
-pub(crate) const LIST_RUNS: &str = concat!(
-    "SELECT ",
-    run_columns!(),
-    " FROM runs ORDER BY created_at DESC, id DESC LIMIT $1"
-);
-
-/// A later page: rows after the cursor `($2, $3)` = (created_at, id).
-pub(crate) const LIST_RUNS_AFTER: &str = concat!(
-    "SELECT ",
-    run_columns!(),
-    " FROM runs WHERE (created_at, id) < ($2, $3) ORDER BY created_at DESC, id DESC LIMIT $1"
-);
+/// A page of the newest-first run list: `$1` is the page size + 1, then the cursor `(created_at,
+/// id)` when `after`, then the name filter's needle when `name_match` (a backend's expression
+/// that is true when the placeholder it is given occurs in the name, ignoring ASCII case).
+pub(crate) fn list_runs(after: bool, name_match: Option<fn(&str) -> String>) -> String {
+    let mut conditions = Vec::new();
+    if after {
+        conditions.push("(created_at, id) < ($2, $3)".to_owned());
+    }
+    if let Some(matches) = name_match {
+        conditions.push(matches(if after { "$4" } else { "$2" }));
+    }
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conditions.join(" AND "))
+    };
+    format!(
+        "SELECT {} FROM runs{filter} ORDER BY created_at DESC, id DESC LIMIT $1",
+        run_columns!()
+    )
+}
 
 pub(crate) const SELECT_REQUESTS: &str =
     "SELECT request_number, external_id FROM requests WHERE run_id = $1 ORDER BY request_number";

@@ -131,6 +131,12 @@ fn run_from_row(r: &SqliteRow) -> Result<RunRecord, StoreError> {
         non_end_steps: r.try_get("non_end_steps")?,
         aiq_rewrite: r.try_get("aiq_rewrite")?,
         nat_rewrite: r.try_get("nat_rewrite")?,
+        summary: StepSummary {
+            first_event_at: r.try_get("first_event_at")?,
+            last_event_at: r.try_get("last_event_at")?,
+            llm_calls: r.try_get("llm_calls")?,
+            llm_tokens: r.try_get("llm_tokens")?,
+        },
     })
 }
 
@@ -197,7 +203,7 @@ async fn append_in(
     let created = insert_requests(tx, id, &plan).await?;
     let stored = insert_steps(tx, id, &plan).await?;
     let version = if stored > 0 || created > 0 {
-        bump_version(tx, id, batch, next_seq_after, created, stored).await?
+        bump_version(tx, id, batch, &plan, next_seq_after, created, stored).await?
     } else {
         version
     };
@@ -352,15 +358,27 @@ async fn bump_version(
     tx: &mut Transaction<'static, Sqlite>,
     id: Uuid,
     batch: &PreparedBatch,
+    plan: &BatchPlan<'_>,
     next_seq: i64,
     created: i64,
     stored: i64,
 ) -> Result<i64, StoreError> {
-    Ok(sqlx::query_scalar(
+    // As in the PostgreSQL store: add the batch's figures when all of it was new, else recount.
+    let complete = stored == plan.steps.len() as i64;
+    let sum = if complete {
+        plan.summary()
+    } else {
+        StepSummary::default()
+    };
+    // SQLite's two-argument MIN/MAX are NULL when either is: COALESCE keeps the known one.
+    let version = sqlx::query_scalar(
         "UPDATE runs SET version = version + 1, next_seq = ?2, request_count = request_count + ?3,
                          step_count = step_count + ?4, updated_at = MAX(?5, updated_at + 1),
                          nat_schema = nat_schema OR ?6, non_end_steps = non_end_steps OR ?7,
-                         aiq_rewrite = aiq_rewrite OR ?8, nat_rewrite = nat_rewrite OR ?9
+                         aiq_rewrite = aiq_rewrite OR ?8, nat_rewrite = nat_rewrite OR ?9,
+                         first_event_at = COALESCE(MIN(first_event_at, ?10), first_event_at, ?10),
+                         last_event_at = COALESCE(MAX(last_event_at, ?11), last_event_at, ?11),
+                         llm_calls = llm_calls + ?12, llm_tokens = llm_tokens + ?13
          WHERE id = ?1 RETURNING version",
     )
     .bind(id)
@@ -372,8 +390,20 @@ async fn bump_version(
     .bind(batch.non_end_steps)
     .bind(batch.aiq_rewrite)
     .bind(batch.nat_rewrite)
+    .bind(sum.first_event_at)
+    .bind(sum.last_event_at)
+    .bind(sum.llm_calls)
+    .bind(sum.llm_tokens)
     .fetch_one(&mut **tx)
-    .await?)
+    .await?;
+    if !complete {
+        sqlx::query(sql::RECOUNT_SUMMARY)
+            .bind(id)
+            .bind(crate::trace::EventType::LlmEnd.code())
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(version)
 }
 
 /// Claims an Idempotency-Key for this transaction, or finds its first outcome (the write lock
@@ -487,23 +517,23 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn list_runs(&self, limit: i64, after: Option<RunCursor>) -> Result<RunPage, StoreError> {
-        let rows = match &after {
-            None => {
-                sqlx::query(sql::LIST_RUNS)
-                    .bind(limit + 1)
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-            Some(c) => {
-                sqlx::query(sql::LIST_RUNS_AFTER)
-                    .bind(limit + 1)
-                    .bind(micros(c.created_at))
-                    .bind(c.id)
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-        };
+    async fn list_runs(
+        &self,
+        limit: i64,
+        after: Option<RunCursor>,
+        name: Option<&str>,
+    ) -> Result<RunPage, StoreError> {
+        let name_match: fn(&str) -> String = |p| format!("instr(lower(name), lower({p})) > 0");
+        let sql = sql::list_runs(after.is_some(), name.is_some().then_some(name_match));
+        // Built from fixed fragments only; the needle is bound.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(limit + 1);
+        if let Some(c) = &after {
+            query = query.bind(micros(c.created_at)).bind(c.id);
+        }
+        if let Some(name) = name {
+            query = query.bind(name);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
         let items = rows
             .iter()
             .map(run_from_row)

@@ -84,6 +84,8 @@ pub struct CallNode<'a> {
     /// Equal to `start` until an END arrives.
     pub end: f64,
     pub duration: f64,
+    /// The START row that opened the call (the prompt text).
+    pub start_row: &'a Row,
     /// The END row that closed the call (token counts, output text), if one did.
     pub end_row: Option<&'a Row>,
     pub children: Vec<usize>,
@@ -131,6 +133,7 @@ impl<'a> CallForest<'a> {
                         start: row.event_timestamp,
                         end: row.event_timestamp,
                         duration: 0.0,
+                        start_row: row,
                         end_row: None,
                         children: Vec::new(),
                         parent,

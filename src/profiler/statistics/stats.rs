@@ -13,7 +13,7 @@ use crate::trace::EventType;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
-use statrs::distribution::{ChiSquared, ContinuousCDF, StudentsT};
+use statrs::distribution::{Binomial, ChiSquared, ContinuousCDF, DiscreteCDF, StudentsT};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// Bootstrap resamples per interval.
@@ -58,6 +58,54 @@ pub struct Summary {
     pub p95: Option<f64>,
     pub p99: Option<f64>,
     pub mean_ci95: MeanIntervals,
+    /// Distribution-free 95% intervals for the median, p90 and p99.
+    pub percentile_ci95: PercentileIntervals,
+}
+
+/// 95% intervals for percentiles from the order statistics: `[x(l), x(u)]` with the ranks chosen
+/// from the binomial distribution of how many values fall below the true percentile, so that
+/// the interval covers it with probability at least 0.95 whatever the distribution. Null when
+/// there are too few values for that (a p99 needs about 300), never a fake narrow interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PercentileIntervals {
+    pub p50: Option<[f64; 2]>,
+    pub p90: Option<[f64; 2]>,
+    pub p99: Option<[f64; 2]>,
+}
+
+/// The order-statistic interval for the `q` quantile (0 < q < 1) of `sorted` values at
+/// confidence `level`: the largest lower rank whose binomial tail is at most (1 - level) / 2,
+/// the smallest upper rank whose cumulative probability reaches 1 - (1 - level) / 2.
+pub fn quantile_interval(sorted: &[f64], q: f64, level: f64) -> Option<[f64; 2]> {
+    let n = sorted.len();
+    let binom = Binomial::new(q, u64::try_from(n).ok()?).ok()?;
+    let alpha = (1.0 - level) / 2.0;
+    // The smallest k in 0..=n with cdf(k) >= p (cdf is monotone, cdf(n) = 1).
+    let first_reaching = |p: f64| {
+        let (mut lo, mut hi) = (0u64, n as u64);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if binom.cdf(mid) >= p {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        lo
+    };
+    // Lower: l (1-based) = j + 1 for the largest j with cdf(j) <= alpha; none when even
+    // cdf(0) exceeds alpha.
+    let k = first_reaching(alpha);
+    let j = if binom.cdf(k) <= alpha {
+        Some(k)
+    } else {
+        k.checked_sub(1)
+    }?;
+    let lower = usize::try_from(j).ok()?; // 0-based index of x(j + 1)
+    // Upper: u (1-based) = the smallest k with cdf(k - 1) >= 1 - alpha.
+    let upper = usize::try_from(first_reaching(1.0 - alpha)).ok()?; // 0-based index of x(u)
+    (upper < n).then(|| [sorted[lower], sorted[upper]])
 }
 
 impl Summary {
@@ -84,6 +132,11 @@ impl Summary {
                     .zip(std)
                     .and_then(|(m, s)| t_interval_from(m, s, n, 0.95)),
                 bootstrap: bootstrap_interval(values, 0.95),
+            },
+            percentile_ci95: PercentileIntervals {
+                p50: quantile_interval(&sorted, 0.5, 0.95),
+                p90: quantile_interval(&sorted, 0.9, 0.95),
+                p99: quantile_interval(&sorted, 0.99, 0.95),
             },
         }
     }
@@ -527,6 +580,20 @@ mod tests {
         let few: Vec<f64> = (0..BOOTSTRAP_MIN_N).map(|i| i as f64).collect();
         assert_eq!(Summary::of(&few[1..]).mean_ci95.bootstrap, None);
         assert!(Summary::of(&few).mean_ci95.bootstrap.is_some());
+    }
+
+    #[test]
+    fn percentile_intervals_from_order_statistics() {
+        // The textbook median interval for n = 10 is [x(2), x(9)] (coverage 0.979).
+        let ten: Vec<f64> = (1..=10).map(f64::from).collect();
+        assert_eq!(quantile_interval(&ten, 0.5, 0.95), Some([2.0, 9.0]));
+        // A p99 needs the largest of about 300 values to lie above it with 97.5% probability.
+        let hundred: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(quantile_interval(&hundred, 0.99, 0.95), None);
+        let s = Summary::of(&hundred);
+        let [lo, hi] = s.percentile_ci95.p50.unwrap();
+        assert!(lo < s.p50.unwrap() && s.p50.unwrap() < hi && (40.0..=61.0).contains(&lo));
+        assert_eq!(Summary::of(&[1.0]).percentile_ci95.p50, None);
     }
 
     #[test]
