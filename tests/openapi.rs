@@ -46,6 +46,7 @@ fn every_endpoint_is_documented() {
         ("/v1/runs/{run_id}/prediction_trie", &["get"]),
         ("/v1/runs/{run_id}/profiler_results", &["get"]),
         ("/v1/runs/{run_id}/atif", &["get"]),
+        ("/v1/runs/{run_id}/timeline", &["get"]),
         ("/v1/compare", &["post"]),
         ("/v1/traces", &["post"]),
         ("/healthz", &["get"]),
@@ -136,6 +137,7 @@ async fn real_outputs_validate_against_their_schemas() {
                 "prediction_trie",
                 "profiler_results",
                 "atif",
+                "timeline",
             ] {
                 let (uri, template) = if path.is_empty() {
                     (format!("/v1/runs/{id}"), "/v1/runs/{run_id}".to_owned())
