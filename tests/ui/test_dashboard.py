@@ -166,6 +166,12 @@ def test_run_page_shows_the_apis_numbers(browser: Browser, server: Server) -> No
     for href in links:
         assert httpx.get(f"{server.url}{href}", timeout=60).status_code == 200, href
     assert_accessible_figures(v.page)
+    # Hovering over a call shows its details (and makes the screenshot show them).
+    calls = sources["timeline"]["calls"]  # type: ignore[index]
+    llm = next(i for i, c in enumerate(calls) if c["kind"] == "LLM" and c["output"])
+    v.page.hover(f'#gantt rect[data-call="{llm}"]')
+    details = v.page.locator("#call-details").inner_text()
+    assert calls[llm]["name"] in details and calls[llm]["output"][:20] in details
     screenshot(v.page, "run")
     assert v.problems == []
 
