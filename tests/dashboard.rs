@@ -73,7 +73,13 @@ on_both_backends!(run_list_figures_survive_retries, |backend| async move {
 
 on_both_backends!(runs_are_searched_by_name, |backend| async move {
     let app = TestApp::new(backend).await;
-    for name in ["Nightly eval", "nightly-EVAL-2", "smoke", "100% done_x"] {
+    for name in [
+        "Nightly eval",
+        "nightly-EVAL-2",
+        "smoke",
+        "100% done_x",
+        "Ärger é\u{0}x",
+    ] {
         app.create_run(&json!({ "name": name })).await;
     }
     let names = |v: Value| -> Vec<String> {
@@ -94,6 +100,17 @@ on_both_backends!(runs_are_searched_by_name, |backend| async move {
     );
     assert!(names(app.get("/v1/runs?name=_").await.json()).len() == 1);
     assert!(names(app.get("/v1/runs?name=zzz").await.json()).is_empty());
+    // Non-ASCII characters match themselves, never the escapes a backend may store them as.
+    assert_eq!(
+        names(app.get("/v1/runs?name=%C3%84rger").await.json()),
+        ["Ärger é\u{0}x"]
+    );
+    for none in ["303", "000", "%C3%A4rger"] {
+        assert!(
+            names(app.get(&format!("/v1/runs?name={none}")).await.json()).is_empty(),
+            "{none}"
+        );
+    }
     // Pages of a search continue the search.
     let page = app.get("/v1/runs?name=eval&limit=1").await.json();
     assert_eq!(names(page.clone()), ["nightly-EVAL-2"]);
@@ -235,6 +252,8 @@ async fn the_key_cookie_reads_and_never_writes() {
     assert_eq!(ok.status, StatusCode::SEE_OTHER);
     assert_eq!(ok.header("location"), Some("/ui"));
     let cookie = cookie_of(&ok);
+    // The cookie stands for the key without holding it.
+    assert!(!cookie.contains("writer-key-456"), "{cookie}");
     let with_cookie = [("cookie", cookie.as_str())];
     assert_eq!(
         app.request(Method::GET, "/v1/runs", &with_cookie, "")
@@ -275,6 +294,43 @@ async fn the_key_cookie_reads_and_never_writes() {
         )
         .await;
     assert_eq!(stale.status, StatusCode::UNAUTHORIZED);
+    // Another site's page cannot log anyone in or out (login CSRF).
+    for (name, value) in [
+        ("sec-fetch-site", "cross-site"),
+        ("origin", "https://evil.example"),
+    ] {
+        let r = app
+            .request(
+                Method::POST,
+                "/ui/login",
+                &[
+                    ("content-type", "application/x-www-form-urlencoded"),
+                    ("host", "127.0.0.1:8080"),
+                    (name, value),
+                ],
+                "key=reader-key-123&next=/ui",
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{name}");
+        assert!(r.header("set-cookie").is_none());
+    }
+    // Behind a TLS proxy the cookie is Secure.
+    let tls = app
+        .request(
+            Method::POST,
+            "/ui/login",
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("x-forwarded-proto", "https"),
+                ("sec-fetch-site", "same-origin"),
+            ],
+            "key=reader-key-123&next=/ui",
+        )
+        .await;
+    assert!(
+        tls.header("set-cookie")
+            .is_some_and(|c| c.contains("Secure"))
+    );
     // Logging out expires the cookie.
     let out = app.request(Method::POST, "/ui/logout", &[], "").await;
     assert!(

@@ -44,19 +44,42 @@ pub struct Client(pub String);
 impl Client {
     pub const ANONYMOUS: &str = "anonymous";
 
-    fn of_key(presented: &str) -> Client {
-        let digest = ApiKeys::digest(presented);
+    fn of_digest(digest: &[u8; 32]) -> Client {
         Client(digest[..8].iter().map(|b| format!("{b:02x}")).collect())
     }
 }
 
 /// The access a presented key grants, if it is one of ours.
 pub fn lookup(keys: &ApiKeys, presented: &str) -> Option<Access> {
-    let digest = ApiKeys::digest(presented);
+    lookup_digest(keys, &ApiKeys::digest(presented))
+}
+
+/// What the dashboard's cookie holds for a key: its digest (hex), which the server can check
+/// but which is not the key, so a leaked cookie reveals no key and, as the API takes it for
+/// reads only, grants no write.
+pub fn cookie_token(key: &str) -> String {
+    ApiKeys::digest(key)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn token_digest(token: &str) -> Option<[u8; 32]> {
+    if token.len() != 64 || !token.is_ascii() {
+        return None;
+    }
+    let mut digest = [0u8; 32];
+    for (i, byte) in digest.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&token[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(digest)
+}
+
+fn lookup_digest(keys: &ApiKeys, digest: &[u8; 32]) -> Option<Access> {
     let mut found: Option<Access> = None;
     for (access, candidate) in &keys.digests {
         // No early exit: every key is compared.
-        if bool::from(candidate.ct_eq(&digest)) {
+        if bool::from(candidate.ct_eq(digest)) {
             found = Some(found.map_or(*access, |a| a.max(*access)));
         }
     }
@@ -70,8 +93,8 @@ fn bearer_token(value: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// The key in the dashboard's cookie, if the request carries one.
-fn cookie_key(req: &Request) -> Option<String> {
+/// The dashboard's cookie, if the request carries one.
+fn cookie_value(req: &Request) -> Option<String> {
     req.headers()
         .get_all(header::COOKIE)
         .iter()
@@ -98,16 +121,18 @@ pub async fn require_key(State(st): State<AppState>, mut req: Request, next: Nex
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(bearer_token)
-        .map(str::to_owned);
-    // The dashboard's cookie reads and never writes, whatever key it holds: a page cannot be
-    // tricked into changing data through it.
+        .map(ApiKeys::digest);
+    // The dashboard's cookie reads and never writes, whatever key it stands for: a page cannot
+    // be tricked into changing data through it.
     let (presented, cap) = match bearer {
-        Some(k) => (Some(k), Access::Write),
-        None => (cookie_key(&req), Access::Read),
+        Some(d) => (Some(d), Access::Write),
+        None => (
+            cookie_value(&req).as_deref().and_then(token_digest),
+            Access::Read,
+        ),
     };
     let granted = presented
-        .as_deref()
-        .and_then(|k| lookup(keys, k).map(|a| (a.min(cap), Client::of_key(k))));
+        .and_then(|d| lookup_digest(keys, &d).map(|a| (a.min(cap), Client::of_digest(&d))));
     match granted {
         None => ApiError::Unauthorized.into_response(),
         Some((granted, _)) if granted < needed => ApiError::Forbidden.into_response(),
@@ -135,6 +160,19 @@ mod tests {
         );
         assert_eq!(required_access(&Method::POST, "/v1/compare"), Access::Read);
         assert!(is_open_path("/docs/index.html") && !is_open_path("/metrics"));
+    }
+
+    #[test]
+    fn cookie_tokens_stand_for_keys() {
+        let keys: ApiKeys = "read:reader-key-123".parse().unwrap();
+        let token = cookie_token("reader-key-123");
+        assert!(!token.contains("reader"));
+        assert_eq!(
+            token_digest(&token).and_then(|d| lookup_digest(&keys, &d)),
+            Some(Access::Read)
+        );
+        assert_eq!(token_digest("reader-key-123"), None);
+        assert_eq!(token_digest(&"zz".repeat(32)), None);
     }
 
     #[test]

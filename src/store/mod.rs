@@ -403,8 +403,8 @@ pub trait Store: Send + Sync + 'static {
     async fn get_run(&self, id: Uuid) -> Result<RunRecord, StoreError>;
     /// The run's version and last change, in one cheap lookup.
     async fn run_stamp(&self, id: Uuid) -> Result<RunStamp, StoreError>;
-    /// A page of runs, newest first; with `name`, only those whose name contains it (ignoring
-    /// ASCII case).
+    /// A page of runs, newest first; with `name`, only those whose name contains it, ASCII
+    /// letters matching either case (other characters only themselves).
     async fn list_runs(
         &self,
         limit: i64,

@@ -666,9 +666,15 @@ impl Store for PgStore {
         name: Option<&str>,
     ) -> Result<RunPage, StoreError> {
         self.ready()?;
-        let name_match: fn(&str) -> String = // Names are UTF-8 bytea (they may hold NUL): compared in their escaped form, in which ASCII
-    // letters stand for themselves and other bytes are octal escapes.
-    |p| format!("strpos(lower(encode(name, 'escape')), encode(convert_to(lower(CAST({p} AS text)), 'UTF8'), 'escape')) > 0");
+        // Names are UTF-8 bytea (they may hold NUL). Lowering their escaped form lowers their
+        // ASCII letters only (every other byte is an octal escape), and decoding it gives the
+        // bytes back: the name with its ASCII letters lowered, searched bytewise for the needle
+        // (lowered the same way).
+        let name_match: fn(&str) -> String = |p| {
+            format!(
+                "position(convert_to(CAST({p} AS text), 'UTF8') IN decode(lower(encode(name, 'escape')), 'escape')) > 0"
+            )
+        };
         let sql = sql::list_runs(after.is_some(), name.is_some().then_some(name_match));
         // Built from fixed fragments only; the needle is bound.
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(limit + 1);
@@ -676,7 +682,7 @@ impl Store for PgStore {
             query = query.bind(c.created_at).bind(c.id);
         }
         if let Some(name) = name {
-            query = query.bind(name);
+            query = query.bind(name.to_ascii_lowercase());
         }
         let rows = query.fetch_all(&self.pool).await?;
         let items = rows

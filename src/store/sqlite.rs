@@ -523,7 +523,8 @@ impl Store for SqliteStore {
         after: Option<RunCursor>,
         name: Option<&str>,
     ) -> Result<RunPage, StoreError> {
-        let name_match: fn(&str) -> String = |p| format!("instr(lower(name), lower({p})) > 0");
+        // SQLite's lower() changes ASCII letters only, as the needle was lowered.
+        let name_match: fn(&str) -> String = |p| format!("instr(lower(name), {p}) > 0");
         let sql = sql::list_runs(after.is_some(), name.is_some().then_some(name_match));
         // Built from fixed fragments only; the needle is bound.
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(limit + 1);
@@ -531,7 +532,7 @@ impl Store for SqliteStore {
             query = query.bind(micros(c.created_at)).bind(c.id);
         }
         if let Some(name) = name {
-            query = query.bind(name);
+            query = query.bind(name.to_ascii_lowercase());
         }
         let rows = query.fetch_all(&self.pool).await?;
         let items = rows

@@ -7,16 +7,16 @@
 //! docs/dashboard.md for why), and every chart has a table with its data beside it.
 //!
 //! Keys: when the server has API keys, a page whose data request gets a 401 shows a form that
-//! posts the key to `/ui/login`, which keeps it in an `HttpOnly`, `SameSite=Strict` cookie (never
-//! in a URL or in script-readable storage). The API accepts that cookie for reading only (see
-//! `api::auth`), so a write key typed into the dashboard cannot be used to change anything
-//! through it.
+//! posts the key to `/ui/login`, which checks it and keeps its digest in an `HttpOnly`,
+//! `SameSite=Strict` cookie (never in a URL or in script-readable storage). The API accepts that
+//! cookie for reading only (see `api::auth`), so a write key typed into the dashboard cannot be
+//! used to change anything through it, and a leaked cookie reveals no key.
 
 use crate::api::AppState;
 use crate::api::auth::{self, KEY_COOKIE};
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use cookie::{Cookie, SameSite};
@@ -124,7 +124,8 @@ struct LoginForm {
 }
 
 fn back_to(next: &str) -> &str {
-    let safe = next.starts_with("/ui")
+    let safe = next.is_ascii()
+        && next.starts_with("/ui")
         && !next.starts_with("//")
         && !next.contains('\\')
         && next.chars().all(|c| !c.is_control());
@@ -132,7 +133,14 @@ fn back_to(next: &str) -> &str {
 }
 
 /// Checks the key and keeps it in the cookie. A wrong key gets a 401 page, not a cookie.
-async fn login(State(st): State<AppState>, form: axum::Form<LoginForm>) -> Response {
+async fn login(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    form: axum::Form<LoginForm>,
+) -> Response {
+    if cross_site(&headers) {
+        return StatusCode::FORBIDDEN.into_response();
+    }
     let next = back_to(&form.next).to_owned();
     let valid = match st.keys.as_deref() {
         Some(keys) => auth::lookup(keys, form.key.trim()).is_some(),
@@ -153,22 +161,51 @@ async fn login(State(st): State<AppState>, form: axum::Form<LoginForm>) -> Respo
         );
         return resp;
     }
-    let cookie = Cookie::build((KEY_COOKIE, form.key.trim().to_owned()))
+    let cookie = Cookie::build((KEY_COOKIE, auth::cookie_token(form.key.trim())))
         .path("/")
         .http_only(true)
         .same_site(SameSite::Strict)
+        .secure(over_https(&headers))
         .build();
     with_cookie(Redirect::to(&next).into_response(), &cookie)
 }
 
-async fn logout() -> Response {
+async fn logout(headers: HeaderMap) -> Response {
+    if cross_site(&headers) {
+        return StatusCode::FORBIDDEN.into_response();
+    }
     let cookie = Cookie::build((KEY_COOKIE, ""))
         .path("/")
         .http_only(true)
         .same_site(SameSite::Strict)
+        .secure(over_https(&headers))
         .max_age(cookie::time::Duration::ZERO)
         .build();
     with_cookie(Redirect::to("/ui").into_response(), &cookie)
+}
+
+/// Whether a form was posted from another site's page (login CSRF: planting a key of the
+/// attacker's, or logging someone out). Browsers send `Sec-Fetch-Site`; older ones `Origin`.
+fn cross_site(headers: &HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        return !matches!(site, "same-origin" | "none");
+    }
+    match (
+        headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()),
+        headers.get(header::HOST).and_then(|v| v.to_str().ok()),
+    ) {
+        (Some(origin), Some(host)) => origin.split_once("://").map(|(_, h)| h) != Some(host),
+        _ => false,
+    }
+}
+
+/// Whether the browser reached us over HTTPS (directly or through a proxy that says so); the
+/// cookie is then `Secure`.
+fn over_https(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|p| p.eq_ignore_ascii_case("https"))
 }
 
 fn with_cookie(mut resp: Response, cookie: &Cookie<'_>) -> Response {
@@ -200,6 +237,7 @@ mod tests {
         assert_eq!(back_to("//evil.example/ui"), "/ui");
         assert_eq!(back_to("/ui\\..\\x"), "/ui");
         assert_eq!(back_to(""), "/ui");
+        assert_eq!(back_to("/ui/é"), "/ui");
     }
 
     #[test]

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page
 
-from conftest import READ_KEY, WRITE_KEY, Server
+from conftest import READ_KEY, WRITE_KEY, Server, case_steps
 
 VIEWPORT = {"width": 1280, "height": 800}
 
@@ -106,7 +106,7 @@ def assert_accessible_figures(page: Page) -> None:
     figures = page.eval_on_selector_all(
         "figure",
         """fs => fs.map(f => {
-            const svg = f.querySelector('svg[role=img]');
+            const svg = f.querySelector('svg[role=img], svg[role=group]');
             const cap = svg && document.getElementById(svg.getAttribute('aria-labelledby') || '');
             return [f.id, !!svg, svg && svg.getAttribute('role'), cap ? cap.textContent : null,
                     !!f.querySelector('details table')];
@@ -114,7 +114,9 @@ def assert_accessible_figures(page: Page) -> None:
     )
     assert figures
     for fid, has_svg, role, caption, has_table in figures:
-        assert has_svg and role == "img" and caption, f"figure {fid} lacks a labelled chart"
+        # The timeline's calls can be focused, so it is a group, not an image.
+        expected = "group" if fid == "gantt-figure" else "img"
+        assert has_svg and role == expected and caption, f"figure {fid} lacks a labelled chart"
         if fid not in ("metrics-figure", "scores-figure"):  # the compare table sits beside those
             assert has_table, f"figure {fid} has no data table"
 
@@ -188,6 +190,7 @@ def test_keyboard_reaches_the_call_details(browser: Browser, server: Server) -> 
             break
     assert focused, "Tab never reached a call in the timeline"
     label = page.evaluate("() => document.activeElement.getAttribute('aria-label')")
+    assert page.evaluate("() => document.activeElement.getAttribute('role')") == "graphics-symbol"
     details = page.locator("#call-details").inner_text()
     timeline = server.get(f"/v1/runs/{run_id}/timeline?offset=0&limit=20")
     call = timeline["calls"][int(focused)]  # type: ignore[index]
@@ -331,3 +334,33 @@ def test_missing_input_is_explained(browser: Browser, server: Server, path: str)
     else:
         page.wait_for_selector("#errors:not([hidden])")
         assert "not found" in page.locator("#errors").inner_text().lower()
+
+
+def test_run_with_analyses_off_still_renders(browser: Browser, server: Server) -> None:
+    """An aiq-1.1 run whose config turns the optional analyses off: each section says so."""
+    created = server.post(
+        "/v1/runs",
+        {
+            "name": "analyses off",
+            "toolkit": "aiq-1.1",
+            "profiler_config": {
+                "token_usage_forecast": False,
+                "bottleneck_analysis": {"enable_simple_stack": False, "enable_nested_stack": False},
+                "concurrency_spike_analysis": {"enable": False},
+                "prefix_span_analysis": {"enable": False},
+            },
+            "requests": json.loads(case_steps("small_5")),
+        },
+    )
+    run_id = created["id"]  # type: ignore[index]
+    v = visit(browser, server, f"/ui/runs/{run_id}", "all")
+    page = v.page
+    assert "off in this run's profiler config" in page.locator("#bottlenecks").inner_text()
+    assert "off in this run's profiler config" in page.locator("#patterns").inner_text()
+    assert "Not fitted" in page.locator("#forecast").inner_text()
+    assert page.locator("#files a[href$=prediction_trie]").count() == 0
+    base = f"/v1/runs/{run_id}"
+    check_numbers(page, {"run": server.get(base), "stats": server.get(f"{base}/stats"),
+                         "timeline": server.get(f"{base}/timeline?offset=0&limit=20"),
+                         "profiling": server.get(f"{base}/profiling"), "forecast": server.get(f"{base}/forecast")})
+    assert v.problems == []

@@ -119,14 +119,16 @@ export function table(caption, columns, rows) {
  * An accessible figure: a caption, the chart (an SVG from Plot, labelled by the caption), and
  * the same data as a table behind a disclosure, which is also the chart's text alternative.
  */
-export function figure(id, caption, chart, dataTable) {
+export function figure(id, caption, chart, dataTable, { interactive = false } = {}) {
   const capId = `${id}-caption`;
   // Plot wraps a chart that has a legend in a <figure> of its own: keep its parts, not the
   // nested figure.
   const body = chart && chart.tagName.toLowerCase() === "figure" ? el("div", { class: "plot" }, ...chart.childNodes) : chart;
   const svg = body && (body.tagName.toLowerCase() === "svg" ? body : [...body.children].filter((c) => c.tagName.toLowerCase() === "svg").pop());
   if (svg) {
-    svg.setAttribute("role", "img");
+    // An image's parts are hidden from assistive technology; a chart whose parts can be
+    // focused is a group instead.
+    svg.setAttribute("role", interactive ? "group" : "img");
     svg.setAttribute("aria-labelledby", capId);
   }
   return el(

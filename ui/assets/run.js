@@ -14,22 +14,25 @@ async function main() {
   const run = await api(base);
   renderHeader(run);
   renderFiles(run);
-  // Everything is requested at once; each section renders when its data is in.
+  // Everything is requested at once; each section renders when its data is in, and a section
+  // whose data fails says so without taking the others down.
   const stats = api(`${base}/stats`);
   const timeline = loadTimeline(0);
   const profiling = api(`${base}/profiling`);
-  const forecast = api(`${base}/forecast`).then(renderForecast);
-  const summary = stats.then((s) => renderCards(run, s));
-  await Promise.all([summary, timeline]);
+  const sections = [
+    stats.then((s) => renderCards(run, s)).catch(fail("the statistics")),
+    timeline.catch(fail("the timeline")),
+    api(`${base}/forecast`).then(renderForecast).catch(fail("the forecast", "forecast")),
+    Promise.all([timeline, stats]).then(([tl, s]) => renderLatency(tl, s)).catch(fail("the latencies", "latency")),
+    stats.then(renderPrefixCache).catch(fail("the statistics", "prefix-cache")),
+    Promise.all([timeline, profiling]).then(([tl, prof]) => renderConcurrency(tl, prof)).catch(fail("the concurrency", "concurrency")),
+    timeline.then(renderTokens).catch(fail("the tokens", "tokens")),
+    profiling.then(renderBottlenecks).catch(fail("the bottlenecks", "bottlenecks")),
+    profiling.then(renderPatterns).catch(fail("the patterns", "patterns")),
+  ];
+  await Promise.allSettled(sections.slice(0, 2));
   markReady("summary");
-  const [s, tl, prof] = await Promise.all([stats, timeline, profiling]);
-  renderLatency(tl, s);
-  renderPrefixCache(s);
-  renderConcurrency(tl, prof);
-  renderTokens(tl);
-  renderBottlenecks(prof);
-  renderPatterns(prof);
-  await forecast;
+  await Promise.allSettled(sections);
   markReady("all");
 }
 
@@ -64,7 +67,7 @@ function renderCards(run, stats) {
   const items = [
     ...card("Requests", num(run.request_count, "run:/request_count")),
     ...card("Wall time", num(run.summary.wall_time_seconds, "run:/summary/wall_time_seconds", "s")),
-    ...card("LLM calls", num(lat.n, "stats:/llm_latency/overall/n")),
+    ...card("LLM calls paired by UUID", num(lat.n, "stats:/llm_latency/overall/n")),
   ];
   for (const p of ["p50", "p90", "p99"]) {
     items.push(
@@ -124,7 +127,9 @@ function drawGantt() {
     holder.replaceChildren(el("p", {}, "No calls in these requests."));
     return;
   }
-  const calls = tl.calls.map((c, i) => ({ ...c, i, stop: c.end ?? c.start, lane: `Request ${c.request}` }));
+  // A call that never ended is drawn to the window's last moment, faded.
+  const windowEnd = Math.max(...tl.calls.map((c) => c.end ?? c.start));
+  const calls = tl.calls.map((c, i) => ({ ...c, i, stop: c.end ?? windowEnd, lane: `Request ${c.request}` }));
   const lanes = [...new Set(calls.map((c) => c.lane))];
   const maxDepth = Math.max(...calls.map((c) => c.depth));
   const laneHeight = Math.max(22, Math.min(40, 8 + 4 * (maxDepth + 1)));
@@ -138,6 +143,7 @@ function drawGantt() {
         x2: "stop",
         y: "lane",
         fill: (c) => KIND_COLOURS[c.kind] || "#888",
+        fillOpacity: (c) => (c.end === null ? 0.4 : 1),
         insetTop: Math.min(d * 3, laneHeight / 2 - 3),
         insetBottom: 1,
         stroke: "white",
@@ -156,9 +162,9 @@ function drawGantt() {
     style: { fontSize: "12px" },
     marks: [Plot.frame({ stroke: "#d0d7de" }), ...marks],
   });
-  chart.setAttribute("aria-description", "Each bar is a call; nested calls are drawn inside their parent. Blue: LLM, green: tool, orange: function.");
+  chart.setAttribute("aria-description", "Each bar is a call; nested calls are drawn inside their parent. Blue: LLM, green: tool, orange: function; faded: never ended.");
   enableDragZoom(chart);
-  rovingFocus(chart);
+  rovingFocus(chart, calls);
   const rows = calls.map((c) => [
     String(c.request),
     c.kind,
@@ -173,7 +179,7 @@ function drawGantt() {
     { class: "legend-note" },
     Object.entries(KIND_COLOURS).map(([k, c]) => el("span", { style: `margin-right:1rem` }, el("span", { style: `display:inline-block;width:0.8em;height:0.8em;background:${c};margin-right:0.3em`, "aria-hidden": "true" }), k)),
   );
-  holder.replaceChildren(figure("gantt-figure", `The calls of requests ${first}–${last}`, chart, data), legend);
+  holder.replaceChildren(figure("gantt-figure", `The calls of requests ${first}–${last}`, chart, data, { interactive: true }), legend);
 }
 
 /** Plot's render hook: each bar becomes focusable, labelled, and shows its call's details. */
@@ -186,7 +192,7 @@ function focusableBars(level) {
       if (!rect) return;
       const call = level[k];
       rect.setAttribute("tabindex", "-1");
-      rect.setAttribute("role", "button");
+      rect.setAttribute("role", "graphics-symbol");
       rect.setAttribute("aria-label", `${call.kind} ${call.name}, request ${call.request}, ${call.end === null ? "never ended" : seconds(call.end - call.start)}`);
       rect.dataset.call = String(call.i);
       rect.addEventListener("mouseenter", () => showCall(call));
@@ -221,19 +227,25 @@ function showCall(call) {
  * request order, Home and End to the first and last, so the rest of the page stays a few Tab
  * presses away however many calls there are.
  */
-function rovingFocus(chart) {
-  const bars = [...chart.querySelectorAll("rect[data-call]")].sort((a, b) => a.dataset.call - b.dataset.call);
+function rovingFocus(chart, calls) {
+  // Only the calls inside the zoomed range: the others are clamped to its edges, out of sight.
+  const [from, to] = view.domain ?? [-Infinity, Infinity];
+  const visible = (bar) => {
+    const c = calls[Number(bar.dataset.call)];
+    return c.stop >= from && c.start <= to;
+  };
+  const bars = [...chart.querySelectorAll("rect[data-call]")].filter(visible).sort((a, b) => a.dataset.call - b.dataset.call);
   if (!bars.length) return;
   bars[0].setAttribute("tabindex", "0");
   chart.addEventListener("keydown", (event) => {
     const at = bars.indexOf(document.activeElement);
     if (at < 0) return;
-    const to = { ArrowRight: at + 1, ArrowDown: at + 1, ArrowLeft: at - 1, ArrowUp: at - 1, Home: 0, End: bars.length - 1 }[event.key];
-    if (to === undefined || to < 0 || to >= bars.length) return;
+    const next = { ArrowRight: at + 1, ArrowDown: at + 1, ArrowLeft: at - 1, ArrowUp: at - 1, Home: 0, End: bars.length - 1 }[event.key];
+    if (next === undefined || next < 0 || next >= bars.length) return;
     event.preventDefault();
     bars[at].setAttribute("tabindex", "-1");
-    bars[to].setAttribute("tabindex", "0");
-    bars[to].focus();
+    bars[next].setAttribute("tabindex", "0");
+    bars[next].focus();
   });
 }
 
@@ -261,6 +273,7 @@ function zoom(factor) {
   const tl = view.timeline;
   if (!tl || !tl.calls.length) return;
   const full = [Math.min(...tl.calls.map((c) => c.start)), Math.max(...tl.calls.map((c) => c.end ?? c.start))];
+  if (!(full[1] > full[0])) return; // every call at one instant: nothing to zoom into
   const [a, b] = view.domain ?? full;
   const mid = (a + b) / 2;
   const half = ((b - a) / 2) * factor;
@@ -289,7 +302,7 @@ function renderConcurrency(tl, prof) {
   const holder = document.getElementById("concurrency");
   const spikes = prof.concurrency_spike_analysis;
   if (!tl.concurrency.length) {
-    holder.replaceChildren(el("p", {}, "No calls."));
+    holder.replaceChildren(el("p", {}, "No LLM or tool call lasted any time."));
     return;
   }
   const origin = tl.origin ?? 0;
@@ -466,9 +479,13 @@ function renderFiles(run) {
   document.getElementById("files").replaceChildren(...files.map(([path, label]) => el("li", {}, el("a", { href: `${base}/${path}` }, label))));
 }
 
-function fail(what) {
+/** Reports a failed section in the alert region and, given its holder's id, in place. */
+function fail(what, holderId) {
   return (e) => {
-    if (e.status !== 401) showError(`Could not load ${what}: ${e.message}`);
+    if (e.status === 401) return;
+    showError(`Could not load ${what}: ${e.message}`);
+    const holder = holderId && document.getElementById(holderId);
+    if (holder) holder.replaceChildren(el("p", { class: "status error" }, `Could not load ${what}.`));
   };
 }
 
