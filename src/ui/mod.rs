@@ -20,6 +20,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use cookie::{Cookie, SameSite};
+use std::sync::LazyLock;
 
 /// A compiled-in file.
 struct Asset {
@@ -52,9 +53,80 @@ static ASSETS: &[Asset] = &[
     asset!("vendor/LICENSE-plot.txt", "text/plain; charset=utf-8"),
 ];
 
-const RUNS_PAGE: &str = include_str!("../../ui/runs.html");
-const RUN_PAGE: &str = include_str!("../../ui/run.html");
-const COMPARE_PAGE: &str = include_str!("../../ui/compare.html");
+/// A page: the shared layout (`ui/layout.html`: head, site header, the key form of
+/// `ui/login.html`) around its own main content (`ui/<page>.html`).
+struct Page {
+    title: &'static str,
+    /// The page's module in `ui/assets`.
+    module: &'static str,
+    /// Whether it draws charts (and so loads the charting library).
+    charts: bool,
+    /// Whether it is the runs list (marked as the current page in the navigation).
+    runs_list: bool,
+    main: &'static str,
+}
+
+const LAYOUT: &str = include_str!("../../ui/layout.html");
+const LOGIN: &str = include_str!("../../ui/login.html");
+
+impl Page {
+    fn render(&self) -> String {
+        let mut scripts = String::new();
+        if self.charts {
+            scripts.push_str(
+                "<script src=\"/ui/assets/vendor/d3.min.js\" defer></script>\n\
+                 <script src=\"/ui/assets/vendor/plot.umd.min.js\" defer></script>\n",
+            );
+        }
+        scripts.push_str(&format!(
+            "<script type=\"module\" src=\"/ui/assets/{}\"></script>",
+            self.module
+        ));
+        LAYOUT
+            .replace("{{title}}", self.title)
+            .replace("{{scripts}}", &scripts)
+            .replace(
+                "{{runs-current}}",
+                if self.runs_list {
+                    " aria-current=\"page\""
+                } else {
+                    ""
+                },
+            )
+            .replace("{{main}}", &self.main.replace("{{login}}\n", LOGIN))
+    }
+}
+
+static RUNS_PAGE: LazyLock<String> = LazyLock::new(|| {
+    Page {
+        title: "Runs",
+        module: "runs.js",
+        charts: false,
+        runs_list: true,
+        main: include_str!("../../ui/runs.html"),
+    }
+    .render()
+});
+static RUN_PAGE: LazyLock<String> = LazyLock::new(|| {
+    Page {
+        title: "Run",
+        module: "run.js",
+        charts: true,
+        runs_list: false,
+        main: include_str!("../../ui/run.html"),
+    }
+    .render()
+});
+static COMPARE_PAGE: LazyLock<String> = LazyLock::new(|| {
+    Page {
+        title: "Compare runs",
+        module: "compare.js",
+        charts: true,
+        runs_list: false,
+        main: include_str!("../../ui/compare.html"),
+    }
+    .render()
+});
 
 /// Pages may load scripts, styles and data from this server only: nothing leaves it, even if a
 /// run's text (shown in the details) tried to. Plot styles its SVGs inline, hence
@@ -66,16 +138,16 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsa
 /// The dashboard's routes; they answer without a key (the pages hold no data).
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/ui", get(|| page(RUNS_PAGE)))
+        .route("/ui", get(|| page(&RUNS_PAGE)))
         .route("/ui/", get(|| async { Redirect::permanent("/ui") }))
-        .route("/ui/runs/{run_id}", get(|| page(RUN_PAGE)))
-        .route("/ui/compare", get(|| page(COMPARE_PAGE)))
+        .route("/ui/runs/{run_id}", get(|| page(&RUN_PAGE)))
+        .route("/ui/compare", get(|| page(&COMPARE_PAGE)))
         .route("/ui/assets/{*path}", get(asset))
         .route("/ui/login", post(login))
         .route("/ui/logout", post(logout))
 }
 
-async fn page(html: &'static str) -> Response {
+async fn page(html: &'static LazyLock<String>) -> Response {
     (
         [
             (
@@ -88,7 +160,7 @@ async fn page(html: &'static str) -> Response {
                 HeaderValue::from_static("same-origin"),
             ),
         ],
-        Html(html),
+        Html(html.as_str()),
     )
         .into_response()
 }
@@ -238,6 +310,18 @@ mod tests {
         assert_eq!(back_to("/ui\\..\\x"), "/ui");
         assert_eq!(back_to(""), "/ui");
         assert_eq!(back_to("/ui/é"), "/ui");
+    }
+
+    #[test]
+    fn pages_are_whole_documents() {
+        for page in [&*RUNS_PAGE, &*RUN_PAGE, &*COMPARE_PAGE] {
+            assert!(page.starts_with("<!doctype html>") && page.trim_end().ends_with("</html>"));
+            assert!(!page.contains("{{"), "a placeholder was left: {page}");
+            assert_eq!(page.matches("id=\"login\"").count(), 1);
+            assert_eq!(page.matches("<h1").count(), 1);
+        }
+        assert!(RUNS_PAGE.contains("aria-current") && !RUN_PAGE.contains("aria-current"));
+        assert!(RUN_PAGE.contains("plot.umd.min.js") && !RUNS_PAGE.contains("plot.umd.min.js"));
     }
 
     #[test]
