@@ -164,7 +164,13 @@ on_both_backends!(timeline_lists_a_window_of_calls, |backend| async move {
         .json();
     assert_eq!(second["calls"].as_array().map(Vec::len), Some(1));
     assert_eq!(second["calls"][0]["kind"], "TOOL");
-    for bad in ["limit=0", "limit=201", "offset=-1", "limit=x"] {
+    for bad in [
+        "limit=0",
+        "limit=201",
+        "offset=-1",
+        "limit=x",
+        "offset=9223372036854775808",
+    ] {
         let r = app.get(&format!("/v1/runs/{id}/timeline?{bad}")).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
         assert_eq!(r.header("content-type"), Some("application/problem+json"));

@@ -333,8 +333,9 @@ pub struct ListParams {
     /// `next_cursor` of the previous page.
     #[param(pattern = "^([0-9]{1,16}-[0-9a-fA-F]{32})?$")]
     pub cursor: Option<String>,
-    /// Only runs whose name contains this (ignoring ASCII case); at most 200 characters.
-    #[param(max_length = 200)]
+    /// Only runs whose name contains this (ASCII letters in either case); at most 200
+    /// characters, none of them NUL.
+    #[param(max_length = 200, pattern = "^[^\\u0000]*$")]
     pub name: Option<String>,
 }
 

@@ -16,10 +16,10 @@ use utoipa::IntoParams;
 pub struct TimelineParams {
     /// The first request (0-based, in request order) whose calls to list.
     #[param(minimum = 0, example = 0)]
-    pub offset: Option<u64>,
+    pub offset: Option<i64>,
     /// How many requests' calls to list, 1 to 200 (default 20).
     #[param(minimum = 1, maximum = 200, example = 20)]
-    pub limit: Option<u64>,
+    pub limit: Option<i64>,
 }
 
 /// Timeline
@@ -47,12 +47,18 @@ pub async fn timeline(
     let Query(p) =
         query.map_err(|e| ApiError::BadRequest(format!("bad query string: {}", e.body_text())))?;
     let limit = p.limit.unwrap_or(20);
-    if !(1..=MAX_WINDOW as u64).contains(&limit) {
+    if !(1..=MAX_WINDOW as i64).contains(&limit) {
         return Err(ApiError::BadRequest(format!(
             "limit must be between 1 and {MAX_WINDOW}"
         )));
     }
-    let offset = usize::try_from(p.offset.unwrap_or(0)).unwrap_or(usize::MAX);
+    let offset = p.offset.unwrap_or(0);
+    if offset < 0 {
+        return Err(ApiError::BadRequest(
+            "offset must not be negative".to_owned(),
+        ));
+    }
+    let offset = usize::try_from(offset).unwrap_or(usize::MAX);
     let run = st.cache.snapshot(id).await?;
     let dialect = run.dialect;
     let frame = st.cache.frame(id, run.record.version).await?;
