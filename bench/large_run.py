@@ -1,7 +1,7 @@
 """A 10,000-request run on a live server: ingest, cold and cached outputs, the server's memory,
 and whether deleting the big run stalls ingest into another run.
 
-Usage: python3 bench/large_run.py BASE_URL SERVER_PID RUN_FILE_GZ
+Usage: python3 bench/large_run.py BASE_URL SERVER_PID BATCH_FILE_GZ...
 Prints a Markdown report. Standard library only.
 """
 
@@ -14,7 +14,7 @@ import threading
 import time
 import urllib.request
 
-BASE, PID, RUN_FILE = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+BASE, PID, BATCHES = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 
 
 def call(method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[float, bytes]:
@@ -59,23 +59,35 @@ def small_batch(i: int) -> bytes:
 
 
 def main() -> None:
-    gz = open(RUN_FILE, "rb").read()
     print(f"| what | figure |\n|---|---|")
     idle = rss_mb()
     print(f"| server RSS, idle | {idle:.0f} MB |")
     sampler = Sampler()
     sampler.start()
-    secs, body = call("POST", "/v1/runs", gz, {"Content-Type": "application/json", "Content-Encoding": "gzip"})
-    created = json.loads(body)
-    big = created["id"]
-    steps = created["ingest"]["steps"]["stored"]
-    print(f"| ingest, one POST of {created['ingest']['requests']['created']:,} requests ({len(gz) / 1e6:.0f} MB gzip) | {steps:,} steps in {secs:.2f} s = {steps / secs:,.0f} steps/s |")
+    big = json.loads(call("POST", "/v1/runs", b'{"name": "large"}', {"Content-Type": "application/json"})[1])["id"]
+    steps, requests, secs, size = 0, 0, 0.0, 0
+    for path in BATCHES:
+        gz = open(path, "rb").read()
+        size += len(gz)
+        took, body = call("POST", f"/v1/runs/{big}/steps", gz, {"Content-Type": "application/json", "Content-Encoding": "gzip"})
+        out = json.loads(body)
+        steps += out["steps"]["stored"]
+        requests += out["requests"]["created"]
+        secs += took
+    print(f"| ingest, {len(BATCHES)} POSTs, {requests:,} requests in all ({size / 1e6:.0f} MB gzip) | {steps:,} steps in {secs:.2f} s = {steps / secs:,.0f} steps/s |")
     print(f"| server RSS peak during ingest | {sampler.peak:.0f} MB |")
     sampler.peak = rss_mb()
     for output in ("metrics", "profiling", "stats", "forecast", "timeline"):
         secs, body = call("GET", f"/v1/runs/{big}/{output}")
         print(f"| cold `/{output}` | {secs * 1000:,.0f} ms ({len(body) / 1e6:.1f} MB) |")
     print(f"| server RSS peak while computing them | {sampler.peak:.0f} MB |")
+    # Where the first one's time went: loading the run's frame from the database, then computing.
+    prom = call("GET", "/metrics")[1].decode()
+    sums = {line.split("{")[0].split(" ")[0] + (line[line.find("{"):line.find("}") + 1] if "{" in line else ""): float(line.rsplit(" ", 1)[1])
+            for line in prom.splitlines() if line.startswith(("agentprof_frame_load_seconds_sum", "agentprof_frame_load_seconds_count", "agentprof_computation_seconds_sum"))}
+    for key, value in sorted(sums.items()):
+        shown = f"{value:.0f}" if key.endswith("_count") else f"{value * 1000:,.0f} ms"
+        print(f"| `{key}` | {shown} |")
     warm = [call("GET", f"/v1/runs/{big}/metrics")[0] * 1000 for _ in range(50)]
     print(f"| cached `/metrics`, 50 in a row | p50 {statistics.median(warm):.1f} ms, max {max(warm):.1f} ms |")
 

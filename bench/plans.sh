@@ -3,8 +3,8 @@
 # database holds one real run (RUN_REQUESTS synthetic requests, posted over HTTP); then
 # EXTRA_RUNS runs are added in SQL, each a copy of the first STEPS_PER_RUN steps of that run.
 # Before and after, it times GET /v1/runs?limit=50 and the streamed GET /v1/runs/{id}/requests
-# (a read of the run's steps from the database on every call), and prints the plans of the
-# queries behind them (EXPLAIN ANALYZE). Appends a report to target/bench/plans.md.
+# (a read of the run's steps from the database on every call), each after three warm-up calls,
+# and prints the plans of the queries behind them (EXPLAIN ANALYZE). Appends a report to target/bench/plans.md.
 #
 # Usage: bench/plans.sh [EXTRA_RUNS STEPS_PER_RUN RUN_REQUESTS]   (default 10000 200 100)
 # Needs PostgreSQL at $BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres,
@@ -27,6 +27,8 @@ timings() { # label
 import statistics, sys, time, urllib.request
 base, probe, label = sys.argv[1:4]
 def median_ms(path, n):
+    for _ in range(3):  # warm-up: the database's and the OS's caches
+        urllib.request.urlopen(base + path).read()
     xs = []
     for _ in range(n):
         t = time.perf_counter()
@@ -59,9 +61,9 @@ before_plans=$(explain)
 
 # The extra runs, in SQL: every column of steps copied from the probe run but the run id.
 cols=$(psql "$url" -qAt -c "SELECT string_agg(column_name, ', ' ORDER BY ordinal_position) FROM information_schema.columns WHERE table_name = 'steps' AND column_name <> 'run_id'")
-scols=$(echo "$cols" | sed 's/\([a-z_]*\)/s.\1/g')
+scols=$(psql "$url" -qAt -c "SELECT string_agg('s.' || column_name, ', ' ORDER BY ordinal_position) FROM information_schema.columns WHERE table_name = 'steps' AND column_name <> 'run_id'")
 started=$(date +%s)
-psql "$url" -q <<SQL
+psql "$url" -q -v ON_ERROR_STOP=1 <<SQL
 INSERT INTO runs (id, name, created_at, updated_at, version, request_count, step_count, profiler_config, metadata, toolkit)
   SELECT gen_random_uuid(), convert_to('bulk ' || g, 'UTF8'), now() - g * interval '1 second', now(), 1, 1, $per_run, '{}', '{}', 'aiq-1.1'
   FROM generate_series(1, $extra) g;
@@ -72,6 +74,7 @@ INSERT INTO steps (run_id, $cols)
   SELECT r.id, $scols FROM runs r CROSS JOIN (SELECT * FROM steps WHERE run_id = '$probe' ORDER BY request_number, seq LIMIT $per_run) s
   WHERE r.id <> '$probe';
 SQL
+psql "$url" -q -c "VACUUM ANALYZE" -c "CHECKPOINT"   # settle the bulk insert before timing
 steps_total=$(psql "$url" -qAt -c "SELECT count(*) FROM steps")
 size=$(psql "$url" -qAt -c "SELECT pg_size_pretty(pg_database_size(current_database()))")
 {

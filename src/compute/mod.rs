@@ -373,7 +373,10 @@ impl RunCache {
         let frame = self
             .frames
             .try_get_with((id, version), async move {
+                let started = Instant::now();
                 let loaded = store.load(id).await?;
+                metrics::histogram!("agentprof_frame_load_seconds")
+                    .record(started.elapsed().as_secs_f64());
                 Ok::<_, ComputeError>(Arc::new(loaded))
             })
             .await
