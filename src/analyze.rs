@@ -152,8 +152,8 @@ impl Run<'_> {
         self.out_dir.join(name)
     }
 
-    /// The files that restate the steps: the combined requests, the CSV, our statistics and, in
-    /// nat 1.9, the ATIF trajectories.
+    /// The files that restate the steps: the combined requests, the CSV and, in nat 1.9, the ATIF
+    /// trajectories.
     fn write_records(&self) -> Result<Vec<PathBuf>, AnalyzeError> {
         let mut files = Vec::new();
         write_file(
@@ -173,10 +173,6 @@ impl Run<'_> {
         write_file(&self.out("standardized_data_all.csv"), &mut files, |w| {
             profiler::toolkit::csv::write(w, self.frame, self.config)
         })?;
-        let stats = profiler::statistics::stats::compute(self.frame);
-        write_file(&self.out("stats.json"), &mut files, |w| {
-            serde_json::to_writer_pretty(&mut *w, &stats).map_err(io::Error::other)
-        })?;
         if self.dialect == Dialect::Nat19 {
             let items: Vec<atif::AtifItem> = self.requests.iter().map(atif_item).collect();
             write_file(&self.out("workflow_output_atif.json"), &mut files, |w| {
@@ -187,7 +183,7 @@ impl Run<'_> {
     }
 
     /// The profiler's analyses, each written only when the config asks for it, as the toolkit
-    /// does.
+    /// does, and our statistics.
     fn write_analyses(&self) -> Result<Vec<PathBuf>, AnalyzeError> {
         let (frame, config, dialect) = (self.frame, self.config, self.dialect);
         let mut files = Vec::new();
@@ -235,6 +231,11 @@ impl Run<'_> {
                 py::json::write(w, &forecast, true).map_err(io::Error::other)
             })?;
         }
+        // Our statistics, on this thread: the restating files are the longer of the two.
+        let stats = profiler::statistics::stats::compute(frame);
+        write_file(&self.out("stats.json"), &mut files, |w| {
+            serde_json::to_writer_pretty(&mut *w, &stats).map_err(io::Error::other)
+        })?;
         Ok(files)
     }
 }
