@@ -89,7 +89,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         ),
     }
     eprintln!(
-        "agentprof listening on http://{addr} (Swagger UI at http://{addr}/docs), database: {database}"
+        "agentprof listening on http://{addr} (dashboard at http://{addr}/ui, Swagger UI at http://{addr}/docs), database: {database}"
     );
     let limits = connection_limits(&config);
     connections::serve(listener, app, limits, shutdown_signal()).await;
