@@ -344,3 +344,31 @@ async fn the_key_cookie_reads_and_never_writes() {
             .is_some_and(|c| c.contains("Max-Age=0"))
     );
 }
+
+on_both_backends!(run_list_tokens_stay_within_64_bits, |backend| async move {
+    let app = TestApp::new(backend).await;
+    let id = app.create_run(&json!({"name": "huge"})).await;
+    let end = |uuid: &str, t: f64, tokens: i64| {
+        let mut s = step("LLM_END", t, uuid);
+        s["payload"]["usage_info"] = json!({"token_usage": {"total_tokens": tokens}});
+        s
+    };
+    let steps = format!("/v1/runs/{id}/steps");
+    let max = i64::MAX;
+    let first = json!([{"request_number": 0, "intermediate_steps": [end("a", 1.0, max), end("b", 2.0, max)]}]);
+    let r = app.post_json(&steps, first.to_string()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let view = app.get(&format!("/v1/runs/{id}")).await.json();
+    assert_eq!(view["summary"]["llm_tokens"], max);
+    // Another batch adds to the clamped sum; a partial retry recounts it.
+    let second = json!([{"request_number": 1, "intermediate_steps": [end("c", 3.0, max)]}]);
+    let r = app.post_json(&steps, second.to_string()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let retry = json!([{"request_number": 1, "intermediate_steps": [end("c", 3.0, max), end("d", 4.0, 1)]}]);
+    let r = app.post_json(&steps, retry.to_string()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let view = app.get(&format!("/v1/runs/{id}")).await.json();
+    assert_eq!(view["summary"]["llm_tokens"], max);
+    assert_eq!(view["summary"]["llm_calls"], 4);
+    assert_eq!(app.get("/v1/runs").await.status, StatusCode::OK);
+});

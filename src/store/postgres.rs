@@ -480,7 +480,8 @@ async fn bump_version(
                          nat_schema = nat_schema OR $4, non_end_steps = non_end_steps OR $5,
                          aiq_rewrite = aiq_rewrite OR $6, nat_rewrite = nat_rewrite OR $7,
                          first_event_at = LEAST(first_event_at, $8), last_event_at = GREATEST(last_event_at, $9),
-                         llm_calls = llm_calls + $10, llm_tokens = llm_tokens + $11,
+                         llm_calls = llm_calls + $10,
+                         llm_tokens = LEAST(GREATEST(llm_tokens::numeric + $11, -9223372036854775808), 9223372036854775807)::bigint,
                          updated_at = GREATEST(clock_timestamp(), updated_at + interval '1 microsecond')
          WHERE id = $1 RETURNING version",
     )
@@ -499,7 +500,7 @@ async fn bump_version(
     .await?
     .ok_or(StoreError::RunNotFound(id))?;
     if !complete {
-        sqlx::query(sql::RECOUNT_SUMMARY)
+        sqlx::query(sql::RECOUNT_SUMMARY_PG)
             .bind(id)
             .bind(crate::trace::EventType::LlmEnd.code())
             .execute(&mut **tx)

@@ -26,13 +26,34 @@ pub(crate) const SELECT_IDEMPOTENCY_KEY: &str =
 pub(crate) const SAVE_IDEMPOTENCY_OUTCOME: &str = "UPDATE idempotency_keys SET run_id = $3, record = $4, outcome = $5 WHERE scope = $1 AND key = $2";
 
 /// Recounts a run's summary figures from its steps (`$2`: the LLM_END code), for a batch of which
-/// some steps were already stored: their figures are in the run already.
-pub(crate) const RECOUNT_SUMMARY: &str = "UPDATE runs SET
+/// some steps were already stored: their figures are in the run already. `tokens` is the
+/// backend's sum of the LLM_END steps' `total_tokens`, held within 64 bits (token counts are any
+/// integers a client sends).
+macro_rules! recount_summary {
+    ($tokens:literal) => {
+        concat!(
+            "UPDATE runs SET
     first_event_at = (SELECT MIN(event_timestamp) FROM steps WHERE run_id = $1),
     last_event_at = (SELECT MAX(event_timestamp) FROM steps WHERE run_id = $1),
     llm_calls = (SELECT COUNT(*) FROM steps WHERE run_id = $1 AND event_type = $2),
-    llm_tokens = COALESCE((SELECT SUM(total_tokens) FROM steps WHERE run_id = $1 AND event_type = $2), 0)
-  WHERE id = $1";
+    llm_tokens = (SELECT ",
+            $tokens,
+            " FROM steps WHERE run_id = $1 AND event_type = $2)
+  WHERE id = $1"
+        )
+    };
+}
+
+/// PostgreSQL: `SUM(bigint)` is a numeric, clamped before it becomes a bigint again.
+pub(crate) const RECOUNT_SUMMARY_PG: &str = recount_summary!(
+    "LEAST(GREATEST(COALESCE(SUM(total_tokens), 0), -9223372036854775808), 9223372036854775807)::bigint"
+);
+
+/// SQLite: `SUM` fails on overflow; `TOTAL` is a float that cannot, clamped and stored back as an
+/// integer.
+pub(crate) const RECOUNT_SUMMARY_SQLITE: &str = recount_summary!(
+    "CAST(MAX(MIN(TOTAL(total_tokens), 9223372036854775807), -9223372036854775808) AS INTEGER)"
+);
 
 pub(crate) const RUN_EXISTS: &str = "SELECT 1 FROM runs WHERE id = $1";
 

@@ -378,7 +378,8 @@ async fn bump_version(
                          aiq_rewrite = aiq_rewrite OR ?8, nat_rewrite = nat_rewrite OR ?9,
                          first_event_at = COALESCE(MIN(first_event_at, ?10), first_event_at, ?10),
                          last_event_at = COALESCE(MAX(last_event_at, ?11), last_event_at, ?11),
-                         llm_calls = llm_calls + ?12, llm_tokens = llm_tokens + ?13
+                         llm_calls = llm_calls + ?12,
+                         llm_tokens = CAST(MAX(MIN(llm_tokens + CAST(?13 AS REAL), 9223372036854775807), -9223372036854775808) AS INTEGER)
          WHERE id = ?1 RETURNING version",
     )
     .bind(id)
@@ -397,7 +398,7 @@ async fn bump_version(
     .fetch_one(&mut **tx)
     .await?;
     if !complete {
-        sqlx::query(sql::RECOUNT_SUMMARY)
+        sqlx::query(sql::RECOUNT_SUMMARY_SQLITE)
             .bind(id)
             .bind(crate::trace::EventType::LlmEnd.code())
             .execute(&mut **tx)
