@@ -45,7 +45,7 @@ impl Client {
     pub const ANONYMOUS: &str = "anonymous";
 
     fn of_digest(digest: &[u8; 32]) -> Client {
-        Client(digest[..8].iter().map(|b| format!("{b:02x}")).collect())
+        Client(hex(&digest[..8]))
     }
 }
 
@@ -58,10 +58,11 @@ pub fn lookup(keys: &ApiKeys, presented: &str) -> Option<Access> {
 /// but which is not the key, so a leaked cookie reveals no key and, as the API takes it for
 /// reads only, grants no write.
 pub fn cookie_token(key: &str) -> String {
-    ApiKeys::digest(key)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&ApiKeys::digest(key))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn token_digest(token: &str) -> Option<[u8; 32]> {

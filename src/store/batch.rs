@@ -234,8 +234,15 @@ pub(crate) struct BatchPlan<'a> {
 }
 
 impl BatchPlan<'_> {
-    /// The run-summary figures of the planned steps, to add when every one of them is stored.
-    pub fn summary(&self) -> StepSummary {
+    /// What `stored` of the planned steps add to the run's summary figures: their own figures
+    /// when every one of them was stored, `None` when some were there already (a retry), whose
+    /// figures the run holds, so that only a recount from the stored steps is right.
+    pub fn added_summary(&self, stored: i64) -> Option<StepSummary> {
+        (stored == self.steps.len() as i64).then(|| self.summary())
+    }
+
+    /// The run-summary figures of the planned steps.
+    fn summary(&self) -> StepSummary {
         let mut sum = StepSummary::default();
         for planned in &self.steps {
             let c = &planned.step.columns;

@@ -16,7 +16,6 @@ pub(crate) fn framework_from_code(code: i16) -> Result<Framework, StoreError> {
         .ok_or_else(|| StoreError::Corrupt(format!("unknown framework code {code}")))
 }
 
-/// A stored step's profiler columns, read from a `steps` row of either backend.
 /// A JSON document kept in a text column (metadata, profiler configs). Text rather than
 /// PostgreSQL's jsonb, which cannot hold an escaped NUL.
 pub(crate) fn json_column<R>(r: &R, name: &str) -> Result<Value, StoreError>
@@ -30,6 +29,23 @@ where
         .map_err(|e| StoreError::Corrupt(format!("stored {name} is not JSON: {e}")))
 }
 
+/// The run-list figures of a `runs` row of either backend.
+pub(crate) fn step_summary<R>(r: &R) -> Result<super::StepSummary, StoreError>
+where
+    R: sqlx::Row,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<f64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(super::StepSummary {
+        first_event_at: r.try_get("first_event_at")?,
+        last_event_at: r.try_get("last_event_at")?,
+        llm_calls: r.try_get("llm_calls")?,
+        llm_tokens: r.try_get("llm_tokens")?,
+    })
+}
+
+/// A stored step's profiler columns, read from a `steps` row of either backend.
 pub(crate) fn step_columns<R>(r: &R) -> Result<StepColumns, StoreError>
 where
     R: sqlx::Row,

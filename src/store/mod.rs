@@ -18,7 +18,9 @@ pub use batch::{
     ContentHash, PreparedBatch, PreparedRequest, PreparedStep, Preparer, RequestKey,
     SEQ_BLOCK_BITS, StepSummary, content_hash,
 };
-pub(crate) use columns::{json_column, step_columns, step_from_body, toolkit_column, utf8};
+pub(crate) use columns::{
+    json_column, step_columns, step_from_body, step_summary, toolkit_column, utf8,
+};
 
 use crate::profiler::warnings::StepFacts;
 use crate::profiler::{Dialect, Frame};

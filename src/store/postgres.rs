@@ -146,12 +146,7 @@ fn run_from_row(r: &PgRow) -> Result<RunRecord, StoreError> {
         non_end_steps: r.try_get("non_end_steps")?,
         aiq_rewrite: r.try_get("aiq_rewrite")?,
         nat_rewrite: r.try_get("nat_rewrite")?,
-        summary: StepSummary {
-            first_event_at: r.try_get("first_event_at")?,
-            last_event_at: r.try_get("last_event_at")?,
-            llm_calls: r.try_get("llm_calls")?,
-            llm_tokens: r.try_get("llm_tokens")?,
-        },
+        summary: step_summary(r)?,
     })
 }
 
@@ -466,14 +461,8 @@ async fn bump_version(
     created: i64,
     stored: i64,
 ) -> Result<i64, StoreError> {
-    // All planned steps stored: their figures add to the run's. Otherwise some were there
-    // already (a retry) and only a recount from the steps is right.
-    let complete = stored == plan.steps.len() as i64;
-    let sum = if complete {
-        plan.summary()
-    } else {
-        StepSummary::default()
-    };
+    let added = plan.added_summary(stored);
+    let sum = added.unwrap_or_default();
     let version = sqlx::query_scalar(
         "UPDATE runs SET version = version + 1, request_count = request_count + $2,
                          step_count = step_count + $3,
@@ -499,7 +488,7 @@ async fn bump_version(
     .fetch_optional(&mut **tx)
     .await?
     .ok_or(StoreError::RunNotFound(id))?;
-    if !complete {
+    if added.is_none() {
         sqlx::query(sql::RECOUNT_SUMMARY_PG)
             .bind(id)
             .bind(crate::trace::EventType::LlmEnd.code())

@@ -131,12 +131,7 @@ fn run_from_row(r: &SqliteRow) -> Result<RunRecord, StoreError> {
         non_end_steps: r.try_get("non_end_steps")?,
         aiq_rewrite: r.try_get("aiq_rewrite")?,
         nat_rewrite: r.try_get("nat_rewrite")?,
-        summary: StepSummary {
-            first_event_at: r.try_get("first_event_at")?,
-            last_event_at: r.try_get("last_event_at")?,
-            llm_calls: r.try_get("llm_calls")?,
-            llm_tokens: r.try_get("llm_tokens")?,
-        },
+        summary: step_summary(r)?,
     })
 }
 
@@ -363,13 +358,8 @@ async fn bump_version(
     created: i64,
     stored: i64,
 ) -> Result<i64, StoreError> {
-    // As in the PostgreSQL store: add the batch's figures when all of it was new, else recount.
-    let complete = stored == plan.steps.len() as i64;
-    let sum = if complete {
-        plan.summary()
-    } else {
-        StepSummary::default()
-    };
+    let added = plan.added_summary(stored);
+    let sum = added.unwrap_or_default();
     // SQLite's two-argument MIN/MAX are NULL when either is: COALESCE keeps the known one.
     let version = sqlx::query_scalar(
         "UPDATE runs SET version = version + 1, next_seq = ?2, request_count = request_count + ?3,
@@ -397,7 +387,7 @@ async fn bump_version(
     .bind(sum.llm_tokens)
     .fetch_one(&mut **tx)
     .await?;
-    if !complete {
+    if added.is_none() {
         sqlx::query(sql::RECOUNT_SUMMARY_SQLITE)
             .bind(id)
             .bind(crate::trace::EventType::LlmEnd.code())
