@@ -86,6 +86,10 @@ struct Ctx<'v, K: StepSink> {
     refused: Option<String>,
     /// Some step failed validation: the rest are still validated, but no longer kept.
     invalid: bool,
+    /// Position in the whole document of the first item this reader sees: a slice of a
+    /// document's items read on its own still numbers, points to and derives UUIDs for its
+    /// requests as the whole document would.
+    first_position: usize,
 }
 
 /// Reads a document from any serde deserializer (a JSON slice as it is parsed, or a `Value`).
@@ -98,12 +102,28 @@ where
     D: Deserializer<'de>,
     K: StepSink,
 {
+    read_document_from(de, v, sink, 0)
+}
+
+/// [`read_document`] of a slice of a document's top-level items whose first item is at
+/// `first_position` in the whole (see [`super::source::read_json_document_parallel`]).
+pub fn read_document_from<'de, D, K>(
+    de: D,
+    v: &mut Validator,
+    sink: &mut K,
+    first_position: usize,
+) -> Result<Document<K::Kept>, ReadError>
+where
+    D: Deserializer<'de>,
+    K: StepSink,
+{
     let before = v.error_count();
     let mut ctx = Ctx {
         v,
         sink,
         refused: None,
         invalid: false,
+        first_position,
     };
     let read = DocumentSeed { ctx: &mut ctx }.deserialize(de);
     if let Some(why) = ctx.refused {
@@ -146,6 +166,7 @@ where
         sink,
         refused: None,
         invalid: false,
+        first_position: 0,
     };
     let read = WrappedSeed {
         ctx: &mut ctx,
@@ -440,7 +461,7 @@ where
     let mut items: Vec<Item<K::Kept>> = Vec::new();
     let mut lists = None;
     loop {
-        let position = items.len();
+        let position = ctx.first_position + items.len();
         ctx.v.push(position);
         let item = seq.next_element_seed(ItemSeed {
             ctx: &mut *ctx,
@@ -476,7 +497,8 @@ where
     };
     let mut requests = Vec::with_capacity(items.len());
     let mut ok = true;
-    for (position, item) in items.into_iter().enumerate() {
+    for (i, item) in items.into_iter().enumerate() {
+        let position = ctx.first_position + i;
         ctx.v.push(position);
         let r = finish_item(ctx.v, item, position, form, steps_key);
         ctx.v.pop();

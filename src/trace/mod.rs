@@ -8,6 +8,7 @@ mod input;
 mod model;
 mod parse;
 mod source;
+mod split;
 
 pub use document::{DocRequest, Document, KeepSteps, StepSink, Wrapped};
 pub use input::{
@@ -16,8 +17,8 @@ pub use input::{
     parse_step, parse_value, read_value,
 };
 pub use model::{
-    EventState, EventType, Framework, InSchema, IntermediateStep, InvocationNode, Payload,
-    StepSchema, StreamEventData, TokenUsage, UsageInfo,
+    EventState, EventType, Framework, InSchema, IntermediateStep, InvocationNode, ObjectText,
+    Payload, StepSchema, StreamEventData, TokenUsage, UsageInfo,
 };
 pub use parse::{FieldError, MAX_ABS_TIMESTAMP, MAX_FIELD_ERRORS, pointer_segment, type_name};
-pub use source::{JsonSource, read_json_document, read_json_wrapped};
+pub use source::{JsonSource, read_json_document, read_json_parallel, read_json_wrapped};

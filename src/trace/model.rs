@@ -219,6 +219,44 @@ pub struct StreamEventData {
     pub extra: Map<String, Value>,
 }
 
+/// A JSON object held as its compact text, for a part of a step that nothing reads but the
+/// files and rows that restate the step.
+///
+/// A step's `metadata` (chat responses with their generation info, tool inputs and outputs) is
+/// the most finely structured part of a step: parsed into values, it was more than half of a
+/// parsed step's memory, for a fifth of its text (BENCHMARKS.md section 8). As text it costs its
+/// length, and it is parsed again only while the step is being written out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectText(Box<str>);
+
+impl ObjectText {
+    pub fn of(map: Map<String, Value>) -> ObjectText {
+        // Keys keep their order and numbers their digits (serde_json's `preserve_order` and
+        // `arbitrary_precision`), so the text reads back into the same object.
+        ObjectText(Value::Object(map).to_string().into_boxed_str())
+    }
+
+    /// The object again.
+    pub fn to_map(&self) -> Result<Map<String, Value>, serde_json::Error> {
+        serde_json::from_str(&self.0)
+    }
+
+    /// The compact JSON text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Serialize for ObjectText {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // Through the parsed object, so that every serializer lays it out in its own style (the
+        // toolkit's files are indented); the text was written by serde_json, so it parses.
+        self.to_map()
+            .map_err(serde::ser::Error::custom)?
+            .serialize(s)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Payload {
     pub event_type: EventType,
@@ -231,7 +269,7 @@ pub struct Payload {
     pub name: Option<String>,
     pub tags: Option<Vec<String>>,
     /// Always a plain object when read from JSON (the `dict[str, Any]` arm of the union wins).
-    pub metadata: Option<Map<String, Value>>,
+    pub metadata: Option<ObjectText>,
     pub data: Option<StreamEventData>,
     pub usage_info: Option<UsageInfo>,
     pub uuid: String,
@@ -459,6 +497,28 @@ mod tests {
             assert_eq!(EventType::parse(e.as_str()), Some(e));
         }
         assert_eq!(EventType::parse("llm_start"), None);
+    }
+
+    #[test]
+    fn object_text_reads_back_as_the_object_it_was() {
+        let text =
+            r#"{"z": 1, "a": [12345678901234567890123, 1.50, "é\n\u0000"], "m": {"k": null}}"#;
+        let map: Map<String, Value> = serde_json::from_str(text).unwrap();
+        let kept = ObjectText::of(map.clone());
+        let back = kept.to_map().unwrap();
+        assert_eq!(back, map);
+        assert_eq!(
+            back.keys().collect::<Vec<_>>(),
+            ["z", "a", "m"],
+            "key order is kept"
+        );
+        assert!(kept.as_str().contains("12345678901234567890123"));
+        assert!(kept.as_str().contains("1.50"), "numbers keep their digits");
+        // Serialised through the object, so an indenting serializer indents it.
+        assert_eq!(
+            serde_json::to_string_pretty(&kept).unwrap(),
+            serde_json::to_string_pretty(&map).unwrap()
+        );
     }
 
     /// The codes are stored in every database: changing one silently corrupts every stored run.

@@ -258,7 +258,7 @@ impl Validator {
         };
         let metadata = match obj.take("metadata") {
             None | Some(Value::Null) => Some(None),
-            Some(Value::Object(m)) => Some(Some(m)),
+            Some(Value::Object(m)) => Some(Some(ObjectText::of(m))),
             Some(v) => {
                 self.at("metadata", |c| {
                     c.error(format!("expected an object or null, got {}", type_name(&v)))

@@ -2,7 +2,10 @@
 //! read. A gzip body is never inflated whole: a 780 KB body can inflate to 255 MiB, and holding
 //! that next to the steps read from it doubled what one ingest could take (docs/limits.md).
 
-use super::document::{Document, ReadError, StepSink, Wrapped, read_document, read_wrapped};
+use super::document::{
+    Document, KeepSteps, ReadError, StepSink, Wrapped, read_document, read_document_from,
+    read_wrapped,
+};
 use super::input::{ParseOptions, TraceError, describe_start, gunzip, replace_lone_surrogates};
 use super::parse::Validator;
 use serde::Deserializer;
@@ -137,6 +140,159 @@ pub fn read_json_document<K: StepSink>(
     sink: &mut K,
 ) -> Result<Document<K::Kept>, TraceError> {
     read_source(source, opts, sink, &WholeDocument)
+}
+
+/// How much list text one thread reads at a time: large enough that handing it over costs
+/// nothing next to parsing it, small enough that the text in flight stays a few megabytes.
+const PARALLEL_GROUP_BYTES: usize = 2 << 20;
+
+/// Reads a document that is a top-level list from `reader`, its items parsed on `threads`
+/// threads, keeping every step; `None` when it must be read the usual way
+/// ([`read_json_document`]) instead.
+///
+/// Building the steps' values is most of the cost of reading a large document (BENCHMARKS.md
+/// section 8), and the list's items are independent. So this thread splits the text into runs of
+/// whole items as it reads (see [`super::split`]), never holding more than a few runs, and the
+/// workers parse each run as a list of its own, numbering and pointing into its items by their
+/// places in the whole document. The result is the one-thread reading's, whatever the split.
+/// Anything this path cannot vouch for gives `None`: a text that is not a list (the EvalInput
+/// dump is an object), a read error, a step that fails validation (the one-thread reading
+/// reports errors in document order), or runs that disagree on the document's form (a
+/// profiler-form run beside an eval-form one: the form is decided over all items).
+pub fn read_json_parallel<R: std::io::Read>(
+    reader: R,
+    opts: &ParseOptions,
+    threads: usize,
+) -> Option<Document<crate::trace::IntermediateStep>> {
+    read_json_in_runs(reader, opts, threads, PARALLEL_GROUP_BYTES)
+}
+
+/// [`read_json_parallel`] with runs of at least `run_bytes` of text.
+fn read_json_in_runs<R: std::io::Read>(
+    mut reader: R,
+    opts: &ParseOptions,
+    threads: usize,
+    run_bytes: usize,
+) -> Option<Document<crate::trace::IntermediateStep>> {
+    use std::sync::{Arc, Mutex, mpsc};
+    /// A run of items: the place of its first item, and its text as a list.
+    type Run = (usize, Vec<u8>);
+    type Part = (usize, Option<Document<crate::trace::IntermediateStep>>);
+    let (runs, queue) = mpsc::sync_channel::<Run>(threads.max(1) * 2);
+    // Each worker holds the queue, so that it closes (and the reader stops) should every worker
+    // stop early.
+    let queue = Arc::new(Mutex::new(queue));
+    let parse_runs = |queue: Arc<Mutex<mpsc::Receiver<Run>>>| {
+        let mut parts: Vec<Part> = Vec::new();
+        loop {
+            let next = match queue.lock() {
+                Ok(q) => q.recv(),
+                Err(_) => return parts,
+            };
+            let Ok((first, text)) = next else {
+                return parts;
+            };
+            parts.push((first, read_run(&text, opts, first)));
+        }
+    };
+    let (split, parts) = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads.max(1))
+            .map(|_| {
+                let queue = Arc::clone(&queue);
+                s.spawn(move || parse_runs(queue))
+            })
+            .collect();
+        drop(queue);
+        let split = split_into_runs(&mut reader, &runs, run_bytes);
+        drop(runs);
+        let parts: Option<Vec<Part>> = workers
+            .into_iter()
+            .map(|w| w.join().ok())
+            .collect::<Option<Vec<_>>>()
+            .map(|p| p.into_iter().flatten().collect());
+        (split, parts)
+    });
+    split.ok()?;
+    let mut parts = parts?;
+    parts.sort_by_key(|(first, _)| *first);
+    let docs: Vec<_> = parts.into_iter().map(|(_, d)| d).collect::<Option<_>>()?;
+    let form = docs
+        .first()
+        .map_or(super::input::InputForm::Empty, |d| d.form);
+    if docs.iter().any(|d| d.form != form) {
+        return None;
+    }
+    Some(Document {
+        form,
+        requests: docs.into_iter().flat_map(|d| d.requests).collect(),
+    })
+}
+
+/// Reads `reader` through the list splitter, sending runs of whole items, each wrapped as a
+/// list of its own, with the place of its first item.
+fn split_into_runs<R: std::io::Read>(
+    reader: &mut R,
+    runs: &std::sync::mpsc::SyncSender<(usize, Vec<u8>)>,
+    run_bytes: usize,
+) -> Result<(), ()> {
+    let mut splitter = super::split::ListSplitter::default();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut run = Vec::with_capacity(run_bytes + (1 << 20));
+    let (mut first, mut count) = (0usize, 0usize);
+    let mut sent_all = true;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return Err(()),
+        };
+        splitter
+            .feed(&buf[..n], |item| {
+                run.push(if count == 0 { b'[' } else { b',' });
+                run.extend_from_slice(item);
+                count += 1;
+                if run.len() >= run_bytes {
+                    run.push(b']');
+                    let capacity = run.capacity();
+                    let full = std::mem::replace(&mut run, Vec::with_capacity(capacity));
+                    sent_all &= runs.send((first, full)).is_ok();
+                    first += count;
+                    count = 0;
+                }
+            })
+            .map_err(|_| ())?;
+        if !sent_all {
+            return Err(());
+        }
+    }
+    splitter.finish().map_err(|_| ())?;
+    if count > 0 {
+        run.push(b']');
+        runs.send((first, run)).map_err(|_| ())?;
+    }
+    Ok(())
+}
+
+/// Parses one run of items (a list text) whose first item is at `first` in the document.
+fn read_run(
+    text: &[u8],
+    opts: &ParseOptions,
+    first: usize,
+) -> Option<Document<crate::trace::IntermediateStep>> {
+    let replaced;
+    let text = match replace_lone_surrogates(text) {
+        Some(fixed) => {
+            replaced = fixed;
+            &replaced[..]
+        }
+        None => text,
+    };
+    let mut de = serde_json::Deserializer::from_slice(text);
+    let mut v = Validator::new(opts.now);
+    let doc = read_document_from(&mut de, &mut v, &mut KeepSteps, first).ok()?;
+    de.end().ok()?;
+    Some(doc)
 }
 
 /// Reads a request body whose `field` holds a step document (or that is one, as a bare list)
@@ -339,6 +495,88 @@ mod tests {
         let compressed = gzip_at(DOC.as_bytes(), 6);
         let read = read_json_document(gz(&compressed), &ParseOptions::default(), &mut Refuse);
         assert!(matches!(read, Err(TraceError::Refused(m)) if m == "full"));
+    }
+
+    /// Every fixture case's input, inflated.
+    fn case_inputs() -> Vec<(String, Vec<u8>)> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cases");
+        let mut inputs = Vec::new();
+        for case in std::fs::read_dir(dir).unwrap() {
+            let case = case.unwrap().path();
+            let name = case.file_name().unwrap().to_string_lossy().into_owned();
+            if let Ok(text) = std::fs::read(case.join("input.json")) {
+                inputs.push((name, text));
+            } else if let Ok(gz) = std::fs::read(case.join("input.json.gz")) {
+                inputs.push((name, crate::trace::gunzip(&gz, None).unwrap()));
+            }
+        }
+        assert!(inputs.len() >= 15, "the fixture cases are there");
+        inputs
+    }
+
+    #[test]
+    fn reading_in_parallel_runs_gives_the_one_thread_reading() {
+        let opts = ParseOptions::default();
+        let mut parallel = 0;
+        for (case, text) in case_inputs() {
+            let serial = read_json_document(JsonSource::Text(&text), &opts, &mut KeepSteps);
+            // Runs of one item each, and of a few: the split must not show in the result.
+            for run_bytes in [1, 64 << 10] {
+                let read = read_json_in_runs(&text[..], &opts, 2, run_bytes);
+                match (&serial, read) {
+                    (Ok(serial), Some(read)) => {
+                        assert_eq!(&read, serial, "{case}, runs of {run_bytes} bytes");
+                        parallel += 1;
+                    }
+                    // The EvalInput dump is an object: only the one-thread reading takes it.
+                    (Ok(serial), None) => assert!(
+                        !text.trim_ascii_start().starts_with(b"["),
+                        "{case} ({:?}) was not read in parallel",
+                        serial.form
+                    ),
+                    (Err(e), read) => assert!(read.is_none(), "{case}: {e}"),
+                }
+            }
+        }
+        assert!(parallel >= 28, "{parallel} cases were read in parallel");
+    }
+
+    #[test]
+    fn what_the_parallel_reading_cannot_vouch_for_is_left_to_the_usual_one() {
+        let opts = ParseOptions::default();
+        let step = |uuid: &str| {
+            format!(
+                r#"{{"payload": {{"event_type": "LLM_START", "event_timestamp": 1.5, "UUID": "{uuid}"}}}}"#
+            )
+        };
+        let profiler = format!(
+            r#"{{"request_number": 4, "intermediate_steps": [{}]}}"#,
+            step("a")
+        );
+        let eval = format!(r#"{{"id": "x", "intermediate_steps": [{}]}}"#, step("b"));
+        let read = |text: String| read_json_in_runs(text.as_bytes(), &opts, 2, 1);
+        // Each run alone would be a profiler-form or an eval-form document; together they are one
+        // eval-form document, which only a reading of all items can tell.
+        assert!(read(format!("[{profiler}, {eval}]")).is_none());
+        assert!(read(format!("[{eval}, {profiler}]")).is_none());
+        // Errors, a text that is not a list, a list cut short.
+        let bad = r#"{"request_number": 1, "intermediate_steps": [{"payload": {}}]}"#;
+        assert!(read(format!("[{profiler}, {bad}]")).is_none());
+        assert!(read(format!(r#"{{"eval_input_items": [{eval}]}}"#)).is_none());
+        assert!(read(format!("[{profiler}, {profiler}")).is_none());
+        assert!(read(format!("[{profiler}] {profiler}")).is_none());
+        // Steps without a UUID get the one the whole document would give them (it depends on
+        // the request's place), and requests without a number are numbered by place.
+        let no_uuid = r#"[{"payload": {"event_type": "LLM_START", "event_timestamp": 1.5}}]"#;
+        let text = format!("[{no_uuid}, {no_uuid}, {no_uuid}]");
+        let whole = read_json_document(JsonSource::Text(text.as_bytes()), &opts, &mut KeepSteps);
+        let runs = read(text).unwrap();
+        assert_eq!(runs, whole.unwrap());
+        assert_eq!(runs.requests[2].number_in_document(), 2);
+        assert_ne!(
+            runs.requests[1].steps[0].payload.uuid,
+            runs.requests[2].steps[0].payload.uuid
+        );
     }
 
     #[test]
