@@ -45,46 +45,108 @@ where
     })
 }
 
-/// A stored step's profiler columns, read from a `steps` row of either backend.
+/// The columns of [`super::sql::SELECT_STEP_COLUMNS`], in its order. A frame load reads them
+/// by position: looking each of 17 columns up by name, for each of a large run's 200k rows, was
+/// about a tenth of loading its frame (BENCHMARKS.md section 8). A test holds the two in step.
+pub(crate) const STEP_COLUMNS: [&str; 17] = [
+    "request_number",
+    "event_type",
+    "event_timestamp",
+    "uuid",
+    "name",
+    "framework",
+    "function_name",
+    "function_id",
+    "parent_name",
+    "parent_id",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "seconds_between_calls",
+    "text_value",
+    "span_event_timestamp",
+    "step_parent_id",
+];
+
+/// Where a column sits in [`STEP_COLUMNS`] (evaluated at compile time).
+const fn at(name: &str) -> usize {
+    let mut i = 0;
+    while i < STEP_COLUMNS.len() {
+        let (a, b) = (STEP_COLUMNS[i].as_bytes(), name.as_bytes());
+        if a.len() == b.len() {
+            let mut j = 0;
+            while j < a.len() && a[j] == b[j] {
+                j += 1;
+            }
+            if j == a.len() {
+                return i;
+            }
+        }
+        i += 1;
+    }
+    panic!("not a step column")
+}
+
+/// The request number of a row of [`super::sql::SELECT_STEP_COLUMNS`].
+pub(crate) const REQUEST_NUMBER: usize = at("request_number");
+
+/// A stored step's profiler columns, read by position from a row of
+/// [`super::sql::SELECT_STEP_COLUMNS`] of either backend.
 pub(crate) fn step_columns<R>(r: &R) -> Result<StepColumns, StoreError>
 where
     R: sqlx::Row,
-    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    usize: sqlx::ColumnIndex<R>,
     for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> i16: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> f64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> Option<f64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
-    let opt = |name: &str| -> Result<Option<String>, StoreError> {
-        r.try_get::<Option<Vec<u8>>, _>(name)?.map(utf8).transpose()
+    const EVENT_TYPE: usize = at("event_type");
+    const EVENT_TIMESTAMP: usize = at("event_timestamp");
+    const UUID: usize = at("uuid");
+    const NAME: usize = at("name");
+    const FRAMEWORK: usize = at("framework");
+    const FUNCTION_NAME: usize = at("function_name");
+    const FUNCTION_ID: usize = at("function_id");
+    const PARENT_NAME: usize = at("parent_name");
+    const PARENT_ID: usize = at("parent_id");
+    const PROMPT_TOKENS: usize = at("prompt_tokens");
+    const COMPLETION_TOKENS: usize = at("completion_tokens");
+    const TOTAL_TOKENS: usize = at("total_tokens");
+    const SECONDS_BETWEEN_CALLS: usize = at("seconds_between_calls");
+    const TEXT_VALUE: usize = at("text_value");
+    const SPAN_EVENT_TIMESTAMP: usize = at("span_event_timestamp");
+    const STEP_PARENT_ID: usize = at("step_parent_id");
+    let opt = |i: usize| -> Result<Option<String>, StoreError> {
+        r.try_get::<Option<Vec<u8>>, _>(i)?.map(utf8).transpose()
     };
-    let ancestry = match opt("function_name")? {
+    let ancestry = match opt(FUNCTION_NAME)? {
         Some(function_name) => Some(crate::trace::InvocationNode {
             function_name,
-            function_id: opt("function_id")?.unwrap_or_default(),
-            parent_name: opt("parent_name")?,
-            parent_id: opt("parent_id")?,
+            function_id: opt(FUNCTION_ID)?.unwrap_or_default(),
+            parent_name: opt(PARENT_NAME)?,
+            parent_id: opt(PARENT_ID)?,
         }),
         None => None,
     };
     Ok(StepColumns {
-        event_type: event_type_from_code(r.try_get("event_type")?)?,
-        event_timestamp: r.try_get("event_timestamp")?,
-        uuid: utf8(r.try_get("uuid")?)?,
-        name: opt("name")?,
+        event_type: event_type_from_code(r.try_get(EVENT_TYPE)?)?,
+        event_timestamp: r.try_get(EVENT_TIMESTAMP)?,
+        uuid: utf8(r.try_get(UUID)?)?,
+        name: opt(NAME)?,
         framework: r
-            .try_get::<Option<i16>, _>("framework")?
+            .try_get::<Option<i16>, _>(FRAMEWORK)?
             .map(framework_from_code)
             .transpose()?,
         ancestry,
-        prompt_tokens: r.try_get("prompt_tokens")?,
-        completion_tokens: r.try_get("completion_tokens")?,
-        total_tokens: r.try_get("total_tokens")?,
-        seconds_between_calls: r.try_get("seconds_between_calls")?,
-        text: opt("text_value")?,
-        span_event_timestamp: r.try_get("span_event_timestamp")?,
-        parent_id: opt("step_parent_id")?,
+        prompt_tokens: r.try_get(PROMPT_TOKENS)?,
+        completion_tokens: r.try_get(COMPLETION_TOKENS)?,
+        total_tokens: r.try_get(TOTAL_TOKENS)?,
+        seconds_between_calls: r.try_get(SECONDS_BETWEEN_CALLS)?,
+        text: opt(TEXT_VALUE)?,
+        span_event_timestamp: r.try_get(SPAN_EVENT_TIMESTAMP)?,
+        parent_id: opt(STEP_PARENT_ID)?,
     })
 }
 
@@ -112,6 +174,19 @@ pub(crate) fn utf8(bytes: Vec<u8>) -> Result<String, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_step_columns_are_those_the_query_selects_in_its_order() {
+        let sql = super::super::sql::SELECT_STEP_COLUMNS;
+        let list = sql
+            .split("SELECT")
+            .nth(1)
+            .and_then(|rest| rest.split("FROM").next())
+            .expect("a SELECT ... FROM");
+        let selected: Vec<&str> = list.split(',').map(str::trim).collect();
+        assert_eq!(selected, STEP_COLUMNS);
+        assert_eq!(STEP_COLUMNS[REQUEST_NUMBER], "request_number");
+    }
 
     #[test]
     fn unknown_codes_are_corrupt_data() {

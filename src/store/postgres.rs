@@ -799,7 +799,7 @@ impl Store for PgStore {
                 .bind(id)
                 .fetch(&mut *tx);
             while let Some(row) = rows.try_next().await? {
-                let n = i64::from(row.try_get::<i32, _>("request_number")?);
+                let n = i64::from(row.try_get::<i32, _>(columns::REQUEST_NUMBER)?);
                 frame.step(n, step_columns(&row)?);
             }
         }

@@ -630,7 +630,7 @@ impl Store for SqliteStore {
                 .bind(id)
                 .fetch(&mut *tx);
             while let Some(row) = rows.try_next().await? {
-                let n: i64 = row.try_get("request_number")?;
+                let n: i64 = row.try_get(columns::REQUEST_NUMBER)?;
                 frame.step(n, step_columns(&row)?);
             }
         }
