@@ -173,7 +173,7 @@ impl Framework {
 
 /// `InvocationNode`: which function a step ran in. In 1.1.0 `parent_id` is the parent *span*'s
 /// UUID; in nat it is the parent *function*'s id (B18, docs/toolkit-semantics.md#b18).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct InvocationNode {
     pub function_id: String,
     pub function_name: String,

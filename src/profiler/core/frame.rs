@@ -8,6 +8,7 @@ use crate::trace::{
 };
 use serde_json::Value;
 use std::ops::Range;
+use std::sync::Arc;
 
 /// One step as the profiler sees it: the columns of `create_standardized_dataframe`, plus
 /// `seconds_between_calls` for forecasting.
@@ -32,8 +33,9 @@ pub struct Row {
     pub llm_name: String,
     /// `payload.name` on TOOL_START/TOOL_END when non-empty, else `""`.
     pub tool_name: String,
-    /// `None` when the step's `function_ancestry` was JSON `null`.
-    pub ancestry: Option<InvocationNode>,
+    /// `None` when the step's `function_ancestry` was JSON `null`. Shared by every row of the
+    /// frame that ran in the same function invocation (see [`FrameBuilder`]).
+    pub ancestry: Option<Arc<InvocationNode>>,
     pub uuid: String,
     pub framework: Option<Framework>,
     /// The span's start, which END steps may carry (nat 1.9's prediction trie reads it).
@@ -128,7 +130,7 @@ impl StepColumns {
             llm_new_token,
             llm_name,
             tool_name,
-            ancestry: self.ancestry,
+            ancestry: self.ancestry.map(Arc::new),
             uuid: self.uuid,
             framework: self.framework,
             span_event_timestamp: self.span_event_timestamp,
@@ -233,9 +235,14 @@ impl Frame {
 }
 
 /// Assembles a [`Frame`] request by request; requests must arrive in ascending number order.
+///
+/// Rows that ran in the same function invocation share one [`InvocationNode`]: a run has a few
+/// invocations per request but some twenty steps, and four strings per row were a large part of
+/// a frame's memory, which is what the service's frame cache holds.
 #[derive(Debug, Default)]
 pub struct FrameBuilder {
     frame: Frame,
+    ancestries: rustc_hash::FxHashSet<Arc<InvocationNode>>,
 }
 
 impl FrameBuilder {
@@ -251,6 +258,7 @@ impl FrameBuilder {
 
     /// Appends a row to the request begun last.
     pub fn push_row(&mut self, row: Row) {
+        let row = self.shared(row);
         self.frame.rows.push(row);
         if let Some(last) = self.frame.requests.last_mut() {
             last.rows.end = self.frame.rows.len();
@@ -259,7 +267,10 @@ impl FrameBuilder {
 
     pub fn push_request(&mut self, number: i64, rows: impl IntoIterator<Item = Row>) {
         let start = self.frame.rows.len();
-        self.frame.rows.extend(rows);
+        for row in rows {
+            let row = self.shared(row);
+            self.frame.rows.push(row);
+        }
         let end = self.frame.rows.len();
         self.frame.requests.push(RequestSlice {
             number,
@@ -271,6 +282,20 @@ impl FrameBuilder {
     pub fn finish(self) -> Frame {
         self.frame
     }
+
+    /// The row with its ancestry replaced by an equal one already in the frame, if any.
+    fn shared(&mut self, mut row: Row) -> Row {
+        if let Some(node) = row.ancestry.take() {
+            row.ancestry = Some(match self.ancestries.get(&*node) {
+                Some(seen) => Arc::clone(seen),
+                None => {
+                    self.ancestries.insert(Arc::clone(&node));
+                    node
+                }
+            });
+        }
+        row
+    }
 }
 
 #[cfg(test)]
@@ -280,6 +305,23 @@ mod tests {
 
     fn rows_of(steps: Value) -> Vec<Row> {
         crate::profiler::testutil::frame_of_json(json!([steps])).rows
+    }
+
+    #[test]
+    fn rows_of_one_invocation_share_its_node() {
+        let anc = |id: &str| json!({"function_id": id, "function_name": "f", "parent_id": "root", "parent_name": "root"});
+        let step = |id: &str, et: &str, ts: f64| json!({"function_ancestry": anc(id), "payload": {"event_type": et, "event_timestamp": ts, "UUID": format!("{id}{ts}")}});
+        let rows = rows_of(json!([
+            step("a", "LLM_START", 1.0),
+            step("b", "LLM_START", 2.0),
+            step("a", "LLM_END", 3.0),
+            {"function_ancestry": null, "payload": {"event_type": "LLM_END", "event_timestamp": 4.0, "UUID": "n"}},
+        ]));
+        let node = |i: usize| rows[i].ancestry.as_ref().expect("an ancestry");
+        assert!(Arc::ptr_eq(node(0), node(2)), "one invocation, one node");
+        assert!(!Arc::ptr_eq(node(0), node(1)));
+        assert_eq!(node(1).function_id, "b");
+        assert!(rows[3].ancestry.is_none());
     }
 
     #[test]
