@@ -253,7 +253,7 @@ impl Run<'_> {
                 py::json::write(w, &forecast, true).map_err(io::Error::other)
             })?;
         }
-        // Our statistics, on this thread: the restating files are the longer of the two.
+        // Our statistics, on this thread, which finishes first (BENCHMARKS.md section 8).
         let stats = profiler::statistics::stats::compute(frame);
         write_file(&self.out("stats.json"), &mut files, |w| {
             serde_json::to_writer_pretty(&mut *w, &stats).map_err(io::Error::other)

@@ -59,17 +59,26 @@ impl<W: Write> TracesWriter<W> {
 
     /// Appends one step already rendered by [`render_step`].
     pub fn rendered_step(&mut self, rendered: &[u8]) -> io::Result<()> {
-        self.out.write_all(if self.steps_in_request == 0 {
-            b"\n      "
-        } else {
-            b",\n      "
-        })?;
-        self.steps_in_request += 1;
+        self.separator()?;
         self.out.write_all(rendered)
     }
 
+    /// What comes before a step: a new line at the steps' indentation, after a comma but for the
+    /// request's first step.
+    fn separator(&mut self) -> io::Result<()> {
+        self.steps_in_request += 1;
+        self.out.write_all(if self.steps_in_request == 1 {
+            b"\n      "
+        } else {
+            b",\n      "
+        })
+    }
+
+    /// Appends one step, rendered straight into the output.
     pub fn step(&mut self, step: &IntermediateStep, schema: StepSchema) -> io::Result<()> {
-        self.rendered_step(&render_step_in(step, schema))
+        self.separator()?;
+        py::json::write_at_depth(&mut self.out, &InSchema(step, schema), STEP_DEPTH)
+            .map_err(io::Error::other)
     }
 
     fn end_request(&mut self) -> io::Result<()> {
