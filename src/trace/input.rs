@@ -222,23 +222,25 @@ pub fn read_value<K: StepSink>(
 /// Parses JSON text; a syntax error says what the text started with, so that a client that sent
 /// something else (a zip file, form data, protobuf) learns what the server saw.
 pub fn json_value(bytes: &[u8]) -> Result<Value, TraceError> {
-    let replaced;
-    let bytes = match replace_lone_surrogates(bytes) {
-        Some(fixed) => {
-            replaced = fixed;
-            &replaced[..]
-        }
-        None => bytes,
-    };
-    serde_json::from_slice(bytes)
-        .map_err(|e| TraceError::Syntax(format!("{e}; {}", describe_start(bytes))))
+    let bytes = without_lone_surrogates(bytes);
+    serde_json::from_slice(&bytes)
+        .map_err(|e| TraceError::Syntax(format!("{e}; {}", describe_start(&bytes))))
+}
+
+/// The text with every unpaired surrogate escape replaced (see [`replace_lone_surrogates`]),
+/// borrowed when there is none.
+pub(super) fn without_lone_surrogates(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    match replace_lone_surrogates(bytes) {
+        Some(fixed) => std::borrow::Cow::Owned(fixed),
+        None => std::borrow::Cow::Borrowed(bytes),
+    }
 }
 
 /// Python's `json.dumps` writes a string holding an unpaired UTF-16 surrogate as `"\ud800"`, and
 /// `json.loads` reads it back; a Rust string cannot hold one, so each unpaired surrogate escape
 /// becomes `\ufffd`, the replacement character (docs/deviations.md). Escapes come in pairs or not
 /// at all, and a text without unpaired ones is left alone (`None`).
-pub(super) fn replace_lone_surrogates(bytes: &[u8]) -> Option<Vec<u8>> {
+fn replace_lone_surrogates(bytes: &[u8]) -> Option<Vec<u8>> {
     fn escape_at(b: &[u8], i: usize) -> Option<u16> {
         if b.get(i) != Some(&b'\\') || b.get(i + 1) != Some(&b'u') {
             return None;

@@ -6,7 +6,7 @@ use super::document::{
     Document, KeepSteps, ReadError, StepSink, Wrapped, read_document, read_document_from,
     read_wrapped,
 };
-use super::input::{ParseOptions, TraceError, describe_start, gunzip, replace_lone_surrogates};
+use super::input::{ParseOptions, TraceError, describe_start, gunzip, without_lone_surrogates};
 use super::parse::Validator;
 use serde::Deserializer;
 use std::io::Read;
@@ -280,15 +280,8 @@ fn read_run(
     opts: &ParseOptions,
     first: usize,
 ) -> Option<Document<crate::trace::IntermediateStep>> {
-    let replaced;
-    let text = match replace_lone_surrogates(text) {
-        Some(fixed) => {
-            replaced = fixed;
-            &replaced[..]
-        }
-        None => text,
-    };
-    let mut de = serde_json::Deserializer::from_slice(text);
+    let text = without_lone_surrogates(text);
+    let mut de = serde_json::Deserializer::from_slice(&text);
     let mut v = Validator::new(opts.now);
     let doc = read_document_from(&mut de, &mut v, &mut KeepSteps, first).ok()?;
     de.end().ok()?;
@@ -324,20 +317,13 @@ fn read_text<K: StepSink, R: Reading<K>>(
     sink: &mut K,
     reading: &R,
 ) -> Result<R::Out, TraceError> {
-    let replaced;
-    let bytes = match replace_lone_surrogates(bytes) {
-        Some(fixed) => {
-            replaced = fixed;
-            &replaced[..]
-        }
-        None => bytes,
-    };
-    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let bytes = without_lone_surrogates(bytes);
+    let mut de = serde_json::Deserializer::from_slice(&bytes);
     let mut v = Validator::new(opts.now);
     let read = reading
         .read(&mut de, &mut v, sink)
         .and_then(|out| de.end().map(|()| out).map_err(syntax_error));
-    let syntax = |e: String| TraceError::Syntax(format!("{e}; {}", describe_start(bytes)));
+    let syntax = |e: String| TraceError::Syntax(format!("{e}; {}", describe_start(&bytes)));
     read.map_err(|e| into_trace_error(e, v, syntax))
 }
 

@@ -59,34 +59,29 @@ impl ListSplitter {
     pub fn feed(&mut self, text: &[u8], mut item: impl FnMut(&[u8])) -> Result<(), NotAList> {
         let mut i = 0;
         while i < text.len() {
+            let outside_items = !matches!(self.state, State::Item { .. });
+            let punctuation = match (self.state, text[i]) {
+                (State::Start, b'[') => Some(State::First),
+                (State::First | State::After, b']') => Some(State::End),
+                (State::After, b',') => Some(State::Next),
+                _ => None,
+            };
+            if outside_items && is_space(text[i]) {
+                i += 1;
+                continue;
+            }
+            if let Some(next) = punctuation {
+                self.state = next;
+                i += 1;
+                continue;
+            }
             match self.state {
-                State::Start | State::First | State::Next | State::After | State::End
-                    if is_space(text[i]) =>
-                {
-                    i += 1;
-                }
-                State::Start if text[i] == b'[' => {
-                    self.state = State::First;
-                    i += 1;
-                }
-                State::First if text[i] == b']' => {
-                    self.state = State::End;
-                    i += 1;
-                }
                 State::First | State::Next => {
                     self.state = State::Item {
                         depth: 0,
                         string: false,
                         escaped: false,
                     };
-                }
-                State::After if text[i] == b',' => {
-                    self.state = State::Next;
-                    i += 1;
-                }
-                State::After if text[i] == b']' => {
-                    self.state = State::End;
-                    i += 1;
                 }
                 State::Item { .. } => {
                     let start = i;
