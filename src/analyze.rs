@@ -127,9 +127,6 @@ pub fn analyze_file(
     })
 }
 
-/// Below this size an input is read on one thread: splitting it would cost more than it saves.
-const PARALLEL_MIN_BYTES: u64 = 4 << 20;
-
 fn read_input(input: &Path) -> Result<trace::Batch, AnalyzeError> {
     let io_err = |source| AnalyzeError::Io {
         path: input.to_owned(),
@@ -139,8 +136,7 @@ fn read_input(input: &Path) -> Result<trace::Batch, AnalyzeError> {
     // Reading is the largest single cost of a large input, and its requests parse independently:
     // a large list is streamed from the file to several threads, never held whole.
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let size = std::fs::metadata(input).map_err(io_err)?.len();
-    if threads > 1 && size >= PARALLEL_MIN_BYTES {
+    if threads > 1 {
         let mut file = io::BufReader::with_capacity(1 << 20, File::open(input).map_err(io_err)?);
         let gzip = trace::is_gzip(io::BufRead::fill_buf(&mut file).map_err(io_err)?);
         let read = if gzip {

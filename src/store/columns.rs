@@ -46,8 +46,9 @@ where
 }
 
 /// The columns of [`super::sql::SELECT_STEP_COLUMNS`], in its order. A frame load reads them
-/// by position: looking each of 17 columns up by name, for each of a large run's 200k rows, was
-/// about a tenth of loading its frame (BENCHMARKS.md section 8). A test holds the two in step.
+/// by position: by name, sqlx hashes and compares each of 17 names for each of a large run's
+/// 200k rows, which stood out in a profile of a cold load (BENCHMARKS.md section 8). A test holds
+/// the two in step.
 pub(crate) const STEP_COLUMNS: [&str; 17] = [
     "request_number",
     "event_type",

@@ -106,7 +106,7 @@ where
 }
 
 /// [`read_document`] of a slice of a document's top-level items whose first item is at
-/// `first_position` in the whole (see [`super::source::read_json_document_parallel`]).
+/// `first_position` in the whole (see [`super::source::read_json_parallel`]).
 pub fn read_document_from<'de, D, K>(
     de: D,
     v: &mut Validator,

@@ -3,8 +3,7 @@
 //! that next to the steps read from it doubled what one ingest could take (docs/limits.md).
 
 use super::document::{
-    Document, KeepSteps, ReadError, StepSink, Wrapped, read_document, read_document_from,
-    read_wrapped,
+    Document, KeepSteps, ReadError, StepSink, Wrapped, read_document_from, read_wrapped,
 };
 use super::input::{ParseOptions, TraceError, describe_start, gunzip, without_lone_surrogates};
 use super::parse::Validator;
@@ -104,7 +103,10 @@ trait Reading<K: StepSink> {
     ) -> Result<Self::Out, ReadError>;
 }
 
-struct WholeDocument;
+/// A whole document, or a run of a document's items whose first is at `first_position` in it.
+struct WholeDocument {
+    first_position: usize,
+}
 
 impl<K: StepSink> Reading<K> for WholeDocument {
     type Out = Document<K::Kept>;
@@ -114,7 +116,7 @@ impl<K: StepSink> Reading<K> for WholeDocument {
         v: &mut Validator,
         sink: &mut K,
     ) -> Result<Self::Out, ReadError> {
-        read_document(de, v, sink)
+        read_document_from(de, v, sink, self.first_position)
     }
 }
 
@@ -139,7 +141,7 @@ pub fn read_json_document<K: StepSink>(
     opts: &ParseOptions,
     sink: &mut K,
 ) -> Result<Document<K::Kept>, TraceError> {
-    read_source(source, opts, sink, &WholeDocument)
+    read_source(source, opts, sink, &WholeDocument { first_position: 0 })
 }
 
 /// How much list text one thread reads at a time: large enough that handing it over costs
@@ -152,7 +154,7 @@ const PARALLEL_GROUP_BYTES: usize = 2 << 20;
 ///
 /// Building the steps' values is most of the cost of reading a large document (BENCHMARKS.md
 /// section 8), and the list's items are independent. So this thread splits the text into runs of
-/// whole items as it reads (see [`super::split`]), never holding more than a few runs, and the
+/// whole items as it reads (see `split.rs`), never holding more than a few runs, and the
 /// workers parse each run as a list of its own, numbering and pointing into its items by their
 /// places in the whole document. The result is the one-thread reading's, whatever the split.
 /// Anything this path cannot vouch for gives `None`: a text that is not a list (the EvalInput
@@ -192,7 +194,10 @@ fn read_json_in_runs<R: std::io::Read>(
             let Ok((first, text)) = next else {
                 return parts;
             };
-            parts.push((first, read_run(&text, opts, first)));
+            let run = WholeDocument {
+                first_position: first,
+            };
+            parts.push((first, read_text(&text, opts, &mut KeepSteps, &run).ok()));
         }
     };
     let (split, parts) = std::thread::scope(|s| {
@@ -272,20 +277,6 @@ fn split_into_runs<R: std::io::Read>(
         runs.send((first, run)).map_err(|_| ())?;
     }
     Ok(())
-}
-
-/// Parses one run of items (a list text) whose first item is at `first` in the document.
-fn read_run(
-    text: &[u8],
-    opts: &ParseOptions,
-    first: usize,
-) -> Option<Document<crate::trace::IntermediateStep>> {
-    let text = without_lone_surrogates(text);
-    let mut de = serde_json::Deserializer::from_slice(&text);
-    let mut v = Validator::new(opts.now);
-    let doc = read_document_from(&mut de, &mut v, &mut KeepSteps, first).ok()?;
-    de.end().ok()?;
-    Some(doc)
 }
 
 /// Reads a request body whose `field` holds a step document (or that is one, as a bare list)
