@@ -101,10 +101,33 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let permit = IngestGate::from_ref(state).enter().await?;
+        let limits = BodyLimits::from_ref(state);
+        let permit = match IngestGate::from_ref(state).enter().await {
+            Ok(permit) => permit,
+            Err(busy) => {
+                discard_body(req.into_body(), limits.max_bytes).await;
+                return Err(busy);
+            }
+        };
         let (parts, body) = req.into_parts();
-        let payload = read_json_payload(&parts.headers, body, BodyLimits::from_ref(state)).await?;
+        let payload = read_json_payload(&parts.headers, body, limits).await?;
         Ok(IngestBody { payload, permit })
+    }
+}
+
+/// Reads a refused request's body to its end (at most `limit` bytes), keeping none of it.
+///
+/// A client still sending a large batch when the 503 comes back would otherwise have its
+/// connection closed under it, and most clients (reqwest, Python's requests) then report a broken
+/// pipe instead of the 503 and its `Retry-After` (bench/hostile.sh's concurrent batches hit it).
+async fn discard_body(body: Body, limit: usize) {
+    let mut body = body;
+    let mut read = 0usize;
+    while read <= limit {
+        match body.frame().await {
+            Some(Ok(frame)) => read += frame.data_ref().map_or(0, |d| d.len()),
+            _ => return,
+        }
     }
 }
 
