@@ -5,7 +5,7 @@
 
 mod common;
 
-use agentprof::trace::{ParseOptions, TraceError, parse_value};
+use agentprof::trace::{ParseOptions, TraceError, parse_json_document, parse_value};
 use serde_json::{Value, json};
 
 /// Probes where agentprof differs on purpose (README "Deliberate deviations").
@@ -113,6 +113,37 @@ fn agrees_with_pydantic() {
         "{} disagreement(s):\n{}",
         failures.len(),
         failures.join("\n")
+    );
+}
+
+/// Steps read from text are first tried by a direct reader, which declines what the validator
+/// must decide; a document parsed into a `Value` goes through the validator alone. Every probe
+/// must come out the same both ways, accepted or rejected, error for error.
+#[test]
+fn text_and_parsed_documents_read_every_probe_alike() {
+    let raw = std::fs::read(common::fixtures().join("validation_matrix.json")).unwrap();
+    let probes: Vec<Value> = serde_json::from_slice(&raw).unwrap();
+    let opts = ParseOptions {
+        now: 1_748_779_000.5,
+        ..ParseOptions::default()
+    };
+    let mut accepted = 0;
+    for p in &probes {
+        let doc = json!([[p["input"].clone()]]);
+        let from_text = parse_json_document(doc.to_string().as_bytes(), &opts);
+        let from_value = parse_value(doc, &opts);
+        match (&from_text, &from_value) {
+            (Ok(a), Ok(b)) => {
+                assert_eq!(a.requests, b.requests, "{}", p["name"]);
+                accepted += 1;
+            }
+            (Err(a), Err(b)) => assert_eq!(format!("{a:?}"), format!("{b:?}"), "{}", p["name"]),
+            _ => panic!("{}: {from_text:?} against {from_value:?}", p["name"]),
+        }
+    }
+    assert!(
+        accepted > 50 && accepted < probes.len(),
+        "{accepted} accepted"
     );
 }
 

@@ -11,11 +11,15 @@
 //! lists from objects, and objects are the profiler form when every one of them has both
 //! `request_number` and `intermediate_steps`, the eval form otherwise.
 
+use super::direct;
 use super::input::{EvalItem, InputForm, MAX_REQUEST_NUMBER};
 use super::model::IntermediateStep;
 use super::parse::{Validator, short};
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use std::fmt;
 
 /// Takes each valid step as it is read.
@@ -90,28 +94,46 @@ struct Ctx<'v, K: StepSink> {
     /// document's items read on its own still numbers, points to and derives UUIDs for its
     /// requests as the whole document would.
     first_position: usize,
+    /// The deserializer reads text, so each step can be taken as its text and read straight
+    /// into its types ([`super::direct`]); a document already parsed into a `Value` goes
+    /// through the validator as it is.
+    steps_from_text: bool,
 }
 
-/// Reads a document from any serde deserializer (a JSON slice as it is parsed, or a `Value`).
-pub fn read_document<'de, D, K>(
-    de: D,
+/// Reads a document already parsed into a `Value`.
+pub fn read_document<K>(
+    doc: Value,
     v: &mut Validator,
     sink: &mut K,
 ) -> Result<Document<K::Kept>, ReadError>
 where
-    D: Deserializer<'de>,
     K: StepSink,
 {
-    read_document_from(de, v, sink, 0)
+    read_with(doc, v, sink, 0, false)
 }
 
-/// [`read_document`] of a slice of a document's top-level items whose first item is at
-/// `first_position` in the whole (see [`super::source::read_json_parallel`]).
+/// Reads a document, or a slice of a document's top-level items whose first item is at
+/// `first_position` in the whole (see [`super::source::read_json_parallel`]), from JSON text as
+/// it is parsed.
 pub fn read_document_from<'de, D, K>(
     de: D,
     v: &mut Validator,
     sink: &mut K,
     first_position: usize,
+) -> Result<Document<K::Kept>, ReadError>
+where
+    D: Deserializer<'de>,
+    K: StepSink,
+{
+    read_with(de, v, sink, first_position, true)
+}
+
+fn read_with<'de, D, K>(
+    de: D,
+    v: &mut Validator,
+    sink: &mut K,
+    first_position: usize,
+    steps_from_text: bool,
 ) -> Result<Document<K::Kept>, ReadError>
 where
     D: Deserializer<'de>,
@@ -124,6 +146,7 @@ where
         refused: None,
         invalid: false,
         first_position,
+        steps_from_text,
     };
     let read = DocumentSeed { ctx: &mut ctx }.deserialize(de);
     if let Some(why) = ctx.refused {
@@ -148,8 +171,8 @@ pub struct Wrapped<S> {
     pub other: Option<&'static str>,
 }
 
-/// Reads a [`Wrapped`] document from any serde deserializer; errors in the document point into
-/// `field`.
+/// Reads a [`Wrapped`] document from JSON text as it is parsed; errors in the document point
+/// into `field`.
 pub fn read_wrapped<'de, D, K>(
     de: D,
     field: &'static str,
@@ -167,6 +190,7 @@ where
         refused: None,
         invalid: false,
         first_position: 0,
+        steps_from_text: true,
     };
     let read = WrappedSeed {
         ctx: &mut ctx,
@@ -839,24 +863,33 @@ where
     let mut out = Vec::new();
     let mut ok = true;
     let mut i = 0usize;
-    while let Some(raw) = seq.next_element::<Value>()? {
-        ctx.v.push(i);
-        ctx.v.finite_numbers(&raw);
-        // A step without a UUID gets one derived from its content and place, so that posting
-        // the same batch twice yields the same UUID and the retry is recognised as a duplicate.
-        let fingerprint = needs_uuid(&raw).then(|| format!("{position}/{i}/{raw}"));
-        let step = ctx.v.step(raw);
-        ctx.v.pop();
+    loop {
+        let step = if ctx.steps_from_text {
+            let Some(text) = seq.next_element::<Box<RawValue>>()? else {
+                break;
+            };
+            match direct::read_step(text.get(), ctx.v.now()) {
+                Some(step) => Some(step),
+                None => {
+                    // The same parser on the same text: an error here is one the scan for the
+                    // step's end let through (its nesting is limited only from here).
+                    let raw = serde_json::from_str(text.get())
+                        .map_err(|e| A::Error::custom(format!("step {i}: {e}")))?;
+                    validate_step(ctx, raw, position, i)
+                }
+            }
+        } else {
+            let Some(raw) = seq.next_element::<Value>()? else {
+                break;
+            };
+            validate_step(ctx, raw, position, i)
+        };
         i += 1;
-        let Some(mut step) = step else {
+        let Some(step) = step else {
             ok = false;
             ctx.invalid = true;
             continue;
         };
-        if let Some(fp) = fingerprint {
-            step.payload.uuid =
-                uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, fp.as_bytes()).to_string();
-        }
         if ctx.invalid {
             // The document is invalid already: validate the rest, keep nothing more.
             continue;
@@ -870,6 +903,28 @@ where
         }
     }
     Ok(ok.then_some(out))
+}
+
+/// The validator's reading of step `i` of the request at `position`.
+fn validate_step<K: StepSink>(
+    ctx: &mut Ctx<'_, K>,
+    raw: Value,
+    position: usize,
+    i: usize,
+) -> Option<IntermediateStep> {
+    ctx.v.push(i);
+    ctx.v.finite_numbers(&raw);
+    // A step without a UUID gets one derived from its content and place, so that posting the
+    // same batch twice yields the same UUID and the retry is recognised as a duplicate.
+    let fingerprint = needs_uuid(&raw).then(|| format!("{position}/{i}/{raw}"));
+    let step = ctx.v.step(raw);
+    ctx.v.pop();
+    let mut step = step?;
+    if let Some(fp) = fingerprint {
+        step.payload.uuid =
+            uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, fp.as_bytes()).to_string();
+    }
+    Some(step)
 }
 
 fn needs_uuid(raw: &Value) -> bool {

@@ -122,32 +122,36 @@ impl Validator {
     /// read them as infinity, which no JSON document (or stored step) can carry back. Integers of
     /// any size are fine: they are kept digit for digit.
     pub(crate) fn finite_numbers(&mut self, v: &Value) {
+        // Pointers are built only on the rare walk that has something to report.
+        if !all_finite(v) {
+            self.report_non_finite(v);
+        }
+    }
+
+    fn report_non_finite(&mut self, v: &Value) {
         match v {
-            Value::Number(n) => {
-                let text = n.to_string();
-                let integer = text
-                    .strip_prefix('-')
-                    .unwrap_or(&text)
-                    .bytes()
-                    .all(|b| b.is_ascii_digit());
-                if !integer && !text.parse::<f64>().is_ok_and(f64::is_finite) {
-                    self.error(format!(
-                        "number out of range: {text} does not fit a 64-bit float"
-                    ));
-                }
+            Value::Number(n) if !number_fits(n) => {
+                self.error(format!(
+                    "number out of range: {n} does not fit a 64-bit float"
+                ));
             }
             Value::Array(items) => {
                 for (i, item) in items.iter().enumerate() {
-                    self.at(i, |c| c.finite_numbers(item));
+                    self.at(i, |c| c.report_non_finite(item));
                 }
             }
             Value::Object(map) => {
                 for (k, item) in map {
-                    self.at(k, |c| c.finite_numbers(item));
+                    self.at(k, |c| c.report_non_finite(item));
                 }
             }
             _ => {}
         }
+    }
+
+    /// `time.time()` at validation, which a step without `event_timestamp` gets.
+    pub(crate) fn now(&self) -> f64 {
+        self.now
     }
 
     /// Validates one step. `None` means it was rejected (the errors say why).
@@ -268,15 +272,7 @@ impl Validator {
         };
         let data = match obj.take("data") {
             None | Some(Value::Null) => Some(None),
-            Some(Value::Object(m)) => {
-                let mut m = Fields::split(m, &["input", "output", "chunk"]);
-                Some(Some(StreamEventData {
-                    input: m.take("input").unwrap_or(Value::Null),
-                    output: m.take("output").unwrap_or(Value::Null),
-                    chunk: m.take("chunk").unwrap_or(Value::Null),
-                    extra: m.extra,
-                }))
-            }
+            Some(Value::Object(m)) => Some(Some(stream_event_data(m))),
             Some(v) => {
                 self.at("data", |c| {
                     c.error(format!("expected an object or null, got {}", type_name(&v)))
@@ -321,7 +317,7 @@ impl Validator {
         })
     }
 
-    fn usage_info(&mut self, v: Value) -> Option<UsageInfo> {
+    pub(crate) fn usage_info(&mut self, v: Value) -> Option<UsageInfo> {
         let Value::Object(map) = v else {
             self.error(format!("expected an object or null, got {}", type_name(&v)));
             return None;
@@ -414,7 +410,7 @@ impl Validator {
         }
     }
 
-    fn string_list(&mut self, v: Value) -> Option<Vec<String>> {
+    pub(crate) fn string_list(&mut self, v: Value) -> Option<Vec<String>> {
         let Value::Array(items) = v else {
             self.error(format!(
                 "expected a list of strings or null, got {}",
@@ -433,7 +429,7 @@ impl Validator {
         ok.then_some(out)
     }
 
-    fn event_type(&mut self, v: Value) -> Option<EventType> {
+    pub(crate) fn event_type(&mut self, v: Value) -> Option<EventType> {
         if let Value::String(s) = &v
             && let Some(et) = EventType::parse(s)
         {
@@ -448,7 +444,7 @@ impl Validator {
         None
     }
 
-    fn framework(&mut self, v: Value) -> Option<Framework> {
+    pub(crate) fn framework(&mut self, v: Value) -> Option<Framework> {
         if let Value::String(s) = &v
             && let Some(f) = Framework::parse(s)
         {
@@ -465,7 +461,7 @@ impl Validator {
 
     /// pydantic's lax `float` for a timestamp: numbers, booleans and numeric strings (in plain
     /// decimal notation), within [`MAX_ABS_TIMESTAMP`].
-    fn float(&mut self, v: Value) -> Option<f64> {
+    pub(crate) fn float(&mut self, v: Value) -> Option<f64> {
         let x = match &v {
             Value::Number(n) => n.as_f64(),
             Value::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
@@ -489,7 +485,7 @@ impl Validator {
     }
 
     /// pydantic's lax `int`: integers, integral floats, booleans and integer strings.
-    fn int(&mut self, v: Value) -> Option<i64> {
+    pub(crate) fn int(&mut self, v: Value) -> Option<i64> {
         let x = match &v {
             Value::Number(n) => n.as_i64().or_else(|| n.as_f64().and_then(integral_f64)),
             Value::Bool(b) => Some(i64::from(*b)),
@@ -506,6 +502,38 @@ impl Validator {
         }
         x
     }
+}
+
+/// `StreamEventData` from its object: anything but its three values is kept as it came.
+pub(crate) fn stream_event_data(map: Map<String, Value>) -> StreamEventData {
+    let mut m = Fields::split(map, &["input", "output", "chunk"]);
+    StreamEventData {
+        input: m.take("input").unwrap_or(Value::Null),
+        output: m.take("output").unwrap_or(Value::Null),
+        chunk: m.take("chunk").unwrap_or(Value::Null),
+        extra: m.extra,
+    }
+}
+
+/// Whether every number in `v` fits a 64-bit float (see [`Validator::finite_numbers`]).
+pub(crate) fn all_finite(v: &Value) -> bool {
+    match v {
+        Value::Number(n) => number_fits(n),
+        Value::Array(items) => items.iter().all(all_finite),
+        Value::Object(map) => map.values().all(all_finite),
+        _ => true,
+    }
+}
+
+/// Integers of any size fit (their digits are kept); a float literal must not overflow `f64`.
+fn number_fits(n: &serde_json::Number) -> bool {
+    let text = n.as_str();
+    let integer = text
+        .strip_prefix('-')
+        .unwrap_or(text)
+        .bytes()
+        .all(|b| b.is_ascii_digit());
+    integer || text.parse::<f64>().is_ok_and(f64::is_finite)
 }
 
 fn integral_f64(x: f64) -> Option<i64> {
