@@ -3,12 +3,14 @@
 # Starts a release server on a fresh PostgreSQL database `$1` (a name) and sets `port`, `url`
 # and `server`; the EXIT trap stops it and drops the database. Needs `admin` (a PostgreSQL URL
 # of a user that may create databases) and `work` (a folder for the server's log).
+# AGENTPROF_BIN names another server binary (default target/release/agentprof), to run the same
+# script against an earlier build side by side.
 start_server_on_fresh_db() {
   local db=$1
   url=${admin%/*}/$db
   psql "$admin" -qc "CREATE DATABASE $db"
   port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  DATABASE_URL=$url AGENTPROF_BIND=127.0.0.1:$port RUST_LOG=warn target/release/agentprof serve > "$work/server.log" 2>&1 &
+  DATABASE_URL=$url AGENTPROF_BIND=127.0.0.1:$port RUST_LOG=warn "${AGENTPROF_BIN:-target/release/agentprof}" serve > "$work/server.log" 2>&1 &
   server=$!
   bench_db=$db
   trap 'bench_cleanup' EXIT
