@@ -252,8 +252,21 @@ fn replace_lone_surrogates(bytes: &[u8]) -> Option<Vec<u8>> {
     let is_low = |u: u16| (0xDC00..=0xDFFF).contains(&u);
     let mut out: Option<Vec<u8>> = None;
     let mut i = 0;
-    while let Some(at) = bytes[i..].iter().position(|&b| b == b'\\') {
+    // Straight to the next `\u`: prompts hold a `\n` every line, and stopping at each of them
+    // was most of this pass.
+    let unicode_escape = memchr::memmem::Finder::new(b"\\u");
+    while let Some(at) = unicode_escape.find(&bytes[i..]) {
         let at = i + at;
+        // After an odd number of backslashes this one is escaped: a character, not an escape.
+        let before = bytes[..at]
+            .iter()
+            .rev()
+            .take_while(|&&b| b == b'\\')
+            .count();
+        if before % 2 == 1 {
+            i = at + 2;
+            continue;
+        }
         match escape_at(bytes, at) {
             Some(u) if is_high(u) && escape_at(bytes, at + 6).is_some_and(is_low) => i = at + 12,
             Some(u) if is_high(u) || is_low(u) => {
@@ -261,7 +274,6 @@ fn replace_lone_surrogates(bytes: &[u8]) -> Option<Vec<u8>> {
                 fixed[at + 2..at + 6].copy_from_slice(b"fffd");
                 i = at + 6;
             }
-            // Any other escape, `\\` included, is two characters or more: skip them together.
             _ => i = at + 2,
         }
         if i >= bytes.len() {
@@ -327,6 +339,17 @@ pub fn parse_step(text: &str) -> Result<IntermediateStep, TraceError> {
 #[cfg(test)]
 mod surrogate_tests {
     use super::*;
+
+    #[test]
+    fn escaped_backslashes_are_not_escapes() {
+        // `\\ud800` is a backslash and the text "ud800"; `\\\ud800` a backslash and a surrogate.
+        let v = json_value(br#"["\\ud800", "\\\ud800", "\\\\ud800\n\ud83d\ude00\u0041"]"#).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!(["\\ud800", "\\\u{fffd}", "\\\\ud800\n\u{1f600}A"])
+        );
+        assert!(replace_lone_surrogates(br#"["\\\\ud800", "\ud83d\ude00"]"#).is_none());
+    }
 
     #[test]
     fn unpaired_surrogates_become_the_replacement_character() {
