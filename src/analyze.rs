@@ -90,28 +90,35 @@ pub fn analyze_file(
     let detected = Dialect::detect(batch.steps());
     let dialect = options.dialect.unwrap_or(detected);
     let requests = batch.into_numbered();
-    let frame = Frame::from_numbered(&requests);
     std::fs::create_dir_all(out_dir).map_err(|source| AnalyzeError::Io {
         path: out_dir.to_owned(),
         source,
     })?;
-    let run = Run {
-        out_dir,
-        requests: &requests,
-        frame: &frame,
-        config: &options.config,
-        dialect,
-    };
-    // The outputs are independent reads of the same data: write them from two threads.
-    let (records, analyses) = std::thread::scope(|s| {
-        let side = s.spawn(|| run.write_records());
-        let main = run.write_analyses();
-        (side.join(), main)
-    });
-    let mut files = records.map_err(|_| AnalyzeError::Io {
+    let panicked = || AnalyzeError::Io {
         path: out_dir.to_owned(),
         source: io::Error::other("writer thread panicked"),
-    })??;
+    };
+    // The outputs are independent reads of the same data, written from three threads: the files
+    // that restate the steps need no frame, so they start while the frame is built; then the CSV
+    // and the analyses share it.
+    let (frame, steps_files, csv_file, analyses) = std::thread::scope(|s| {
+        let steps_files = s.spawn(|| write_step_files(out_dir, &requests, dialect));
+        let frame = Frame::from_numbered(&requests);
+        let run = Run {
+            out_dir,
+            frame: &frame,
+            config: &options.config,
+            dialect,
+        };
+        let (csv_file, analyses) = std::thread::scope(|s| {
+            let csv_file = s.spawn(|| run.write_csv());
+            let analyses = run.write_analyses();
+            (csv_file.join(), analyses)
+        });
+        (frame, steps_files.join(), csv_file, analyses)
+    });
+    let mut files = steps_files.map_err(|_| panicked())??;
+    files.extend(csv_file.map_err(|_| panicked())??);
     files.extend(analyses?);
     Ok(Summary {
         requests: requests.len(),
@@ -156,10 +163,42 @@ fn read_input(input: &Path) -> Result<trace::Batch, AnalyzeError> {
     })
 }
 
+/// The files written from the steps themselves: the combined requests and, in nat 1.9, the ATIF
+/// trajectories.
+fn write_step_files(
+    out_dir: &Path,
+    requests: &[NumberedRequest],
+    dialect: Dialect,
+) -> Result<Vec<PathBuf>, AnalyzeError> {
+    let mut files = Vec::new();
+    write_file(
+        &out_dir.join("all_requests_profiler_traces.json"),
+        &mut files,
+        |w| {
+            let mut t = TracesWriter::new(w);
+            for r in requests {
+                t.begin_request(r.number)?;
+                for s in &r.steps {
+                    t.step(s, dialect.step_schema())?;
+                }
+            }
+            t.finish().map(|_| ())
+        },
+    )?;
+    if dialect == Dialect::Nat19 {
+        let items: Vec<atif::AtifItem> = requests.iter().map(atif_item).collect();
+        write_file(
+            &out_dir.join("workflow_output_atif.json"),
+            &mut files,
+            |w| py::json::write(w, &atif::samples(&items), true).map_err(io::Error::other),
+        )?;
+    }
+    Ok(files)
+}
+
 /// One analysis' inputs and where its files go.
 struct Run<'a> {
     out_dir: &'a Path,
-    requests: &'a [NumberedRequest],
     frame: &'a Frame,
     config: &'a ProfilerConfig,
     dialect: Dialect,
@@ -170,33 +209,12 @@ impl Run<'_> {
         self.out_dir.join(name)
     }
 
-    /// The files that restate the steps: the combined requests, the CSV and, in nat 1.9, the ATIF
-    /// trajectories.
-    fn write_records(&self) -> Result<Vec<PathBuf>, AnalyzeError> {
+    /// The frame restated as the toolkit's CSV.
+    fn write_csv(&self) -> Result<Vec<PathBuf>, AnalyzeError> {
         let mut files = Vec::new();
-        write_file(
-            &self.out("all_requests_profiler_traces.json"),
-            &mut files,
-            |w| {
-                let mut t = TracesWriter::new(w);
-                for r in self.requests {
-                    t.begin_request(r.number)?;
-                    for s in &r.steps {
-                        t.step(s, self.dialect.step_schema())?;
-                    }
-                }
-                t.finish().map(|_| ())
-            },
-        )?;
         write_file(&self.out("standardized_data_all.csv"), &mut files, |w| {
             profiler::toolkit::csv::write(w, self.frame, self.config)
         })?;
-        if self.dialect == Dialect::Nat19 {
-            let items: Vec<atif::AtifItem> = self.requests.iter().map(atif_item).collect();
-            write_file(&self.out("workflow_output_atif.json"), &mut files, |w| {
-                py::json::write(w, &atif::samples(&items), true).map_err(io::Error::other)
-            })?;
-        }
         Ok(files)
     }
 
