@@ -3,6 +3,7 @@
 //!
 //! This layer knows nothing of HTTP, storage or metrics: bytes in, typed steps out.
 
+mod compact;
 mod direct;
 mod document;
 mod input;

@@ -249,11 +249,9 @@ impl ObjectText {
 
 impl Serialize for ObjectText {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        // Through the parsed object, so that every serializer lays it out in its own style (the
-        // toolkit's files are indented); the text was written by serde_json, so it parses.
-        self.to_map()
-            .map_err(serde::ser::Error::custom)?
-            .serialize(s)
+        // Piece by piece, so that every serializer lays it out in its own style (the toolkit's
+        // files are indented), without building the object again (see `compact`).
+        super::compact::serialize(&self.0, s)
     }
 }
 
