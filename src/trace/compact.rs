@@ -207,14 +207,7 @@ mod tests {
     #[test]
     fn every_fixture_metadata_writes_alike() {
         let mut seen = 0;
-        let cases = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cases");
-        for entry in std::fs::read_dir(cases).unwrap() {
-            let case = entry.unwrap().path();
-            let doc: Value = match std::fs::File::open(case.join("input.json.gz")) {
-                Ok(gz) => serde_json::from_reader(flate2::read::GzDecoder::new(gz)).unwrap(),
-                Err(_) => serde_json::from_slice(&std::fs::read(case.join("input.json")).unwrap())
-                    .unwrap(),
-            };
+        for doc in crate::trace::testutil::fixture_documents() {
             let mut stack = vec![&doc];
             while let Some(v) = stack.pop() {
                 match v {

@@ -15,7 +15,9 @@
 use super::model::{
     EventState, IntermediateStep, InvocationNode, ObjectText, Payload, StreamEventData, UsageInfo,
 };
-use super::parse::{Validator, all_finite, stream_event_data};
+use super::parse::{
+    NODE_FIELDS, PAYLOAD_FIELDS, STEP_FIELDS, Validator, all_finite, stream_event_data,
+};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 use std::fmt;
@@ -109,12 +111,11 @@ impl<'de> Visitor<'de> for StepVisitor<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<IntermediateStep, A::Error> {
-        const KEYS: &[&str] = &["function_ancestry", "parent_id", "payload"];
         // A repeated key takes its last value, as it does in a parsed object.
         let mut function_ancestry = Some(InvocationNode::not_available());
         let mut parent_id = None;
         let mut payload = None;
-        while let Some(key) = map.next_key_seed(KeySeed(KEYS))? {
+        while let Some(key) = map.next_key_seed(KeySeed(&STEP_FIELDS))? {
             match key {
                 Key::Declared(0) => function_ancestry = map.next_value_seed(NodeSeed)?,
                 Key::Declared(1) => parent_id = optional_string(map.next_value()?)?,
@@ -154,9 +155,8 @@ impl<'de> Visitor<'de> for NodeSeed {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        const KEYS: &[&str] = &["function_id", "function_name", "parent_id", "parent_name"];
         let mut fields: [Option<Option<String>>; 4] = Default::default();
-        while let Some(key) = map.next_key_seed(KeySeed(KEYS))? {
+        while let Some(key) = map.next_key_seed(KeySeed(&NODE_FIELDS))? {
             match key {
                 Key::Declared(i) => fields[i] = Some(optional_string(map.next_value()?)?),
                 // Ignored, as pydantic ignores them.
@@ -194,18 +194,6 @@ impl<'de> Visitor<'de> for PayloadSeed<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Payload, A::Error> {
-        const KEYS: &[&str] = &[
-            "event_type",
-            "event_timestamp",
-            "span_event_timestamp",
-            "framework",
-            "name",
-            "tags",
-            "metadata",
-            "data",
-            "usage_info",
-            "UUID",
-        ];
         let v = self.v;
         let mut event_type = None;
         let mut event_timestamp = v.now();
@@ -218,7 +206,7 @@ impl<'de> Visitor<'de> for PayloadSeed<'_> {
         let mut usage_info: Option<UsageInfo> = None;
         let mut uuid = None;
         let mut extra = Map::new();
-        while let Some(key) = map.next_key_seed(KeySeed(KEYS))? {
+        while let Some(key) = map.next_key_seed(KeySeed(&PAYLOAD_FIELDS))? {
             let i = match key {
                 Key::Declared(i) => i,
                 Key::Other(key) => {
@@ -321,15 +309,8 @@ mod tests {
                 _ => {}
             }
         }
-        let cases = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cases");
         let mut out = Vec::new();
-        for entry in std::fs::read_dir(cases).unwrap() {
-            let case = entry.unwrap().path();
-            let doc: Value = match std::fs::File::open(case.join("input.json.gz")) {
-                Ok(gz) => serde_json::from_reader(flate2::read::GzDecoder::new(gz)).unwrap(),
-                Err(_) => serde_json::from_slice(&std::fs::read(case.join("input.json")).unwrap())
-                    .unwrap(),
-            };
+        for doc in crate::trace::testutil::fixture_documents() {
             collect(&doc, &mut out);
         }
         out

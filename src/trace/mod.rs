@@ -11,6 +11,8 @@ mod model;
 mod parse;
 mod source;
 mod split;
+#[cfg(test)]
+mod testutil;
 
 pub use document::{DocRequest, Document, KeepSteps, StepSink, Wrapped};
 pub use input::{

@@ -26,6 +26,24 @@ pub const MAX_ABS_TIMESTAMP: f64 = 1e12;
 /// At most this many field errors are collected from one document; the rest are counted.
 pub const MAX_FIELD_ERRORS: usize = 50;
 
+// The declared fields of a step, its `function_ancestry` and its `payload`; the direct reader
+// ([`super::direct`]) knows each by its place in these lists.
+pub(crate) const STEP_FIELDS: [&str; 3] = ["function_ancestry", "parent_id", "payload"];
+pub(crate) const NODE_FIELDS: [&str; 4] =
+    ["function_id", "function_name", "parent_id", "parent_name"];
+pub(crate) const PAYLOAD_FIELDS: [&str; 10] = [
+    "event_type",
+    "event_timestamp",
+    "span_event_timestamp",
+    "framework",
+    "name",
+    "tags",
+    "metadata",
+    "data",
+    "usage_info",
+    "UUID",
+];
+
 /// An object split in one pass into its declared fields and the remaining keys (in order).
 /// Removing keys one at a time from an insertion-ordered map shifts its entries each time.
 struct Fields {
@@ -161,7 +179,7 @@ impl Validator {
             self.error(format!("a step must be an object, got {}", type_name(&v)));
             return None;
         };
-        let mut obj = Fields::split(map, &["function_ancestry", "parent_id", "payload"]);
+        let mut obj = Fields::split(map, &STEP_FIELDS);
         let function_ancestry = match obj.take("function_ancestry") {
             None => Some(InvocationNode::not_available()),
             Some(Value::Null) => None,
@@ -198,10 +216,7 @@ impl Validator {
             self.error(format!("expected an object or null, got {}", type_name(&v)));
             return None;
         };
-        let mut obj = Fields::split(
-            map,
-            &["function_id", "function_name", "parent_id", "parent_name"],
-        );
+        let mut obj = Fields::split(map, &NODE_FIELDS);
         let function_id = self.required_string(&mut obj, "function_id");
         let function_name = self.required_string(&mut obj, "function_name");
         let parent_id = self.optional_string(&mut obj, "parent_id");
@@ -220,21 +235,7 @@ impl Validator {
             self.error(format!("expected an object, got {}", type_name(&v)));
             return None;
         };
-        let mut obj = Fields::split(
-            map,
-            &[
-                "event_type",
-                "event_timestamp",
-                "span_event_timestamp",
-                "framework",
-                "name",
-                "tags",
-                "metadata",
-                "data",
-                "usage_info",
-                "UUID",
-            ],
-        );
+        let mut obj = Fields::split(map, &PAYLOAD_FIELDS);
         let before = self.error_count();
         let event_type = match obj.take("event_type") {
             None => {

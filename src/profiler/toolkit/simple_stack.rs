@@ -64,16 +64,22 @@ pub fn analyze(frame: &Frame) -> SimpleStackAnalysis {
 /// latest END. Rows are grouped by UUID in sorted UUID order (pandas' groupby order), each group
 /// in row order: one stable sort of row indices instead of a map of per-UUID vectors.
 fn operations(frame: &Frame) -> Vec<Operation<'_>> {
-    let mut by_uuid: Vec<usize> = (0..frame.rows.len()).collect();
-    by_uuid.sort_by(|a, b| frame.rows[*a].uuid.cmp(&frame.rows[*b].uuid));
+    // Each index carries its UUID's first 16 bytes, so that most comparisons settle without
+    // reaching into the rows: on a 200k-row frame those reads missed the cache at every step,
+    // and this sort grew 17.5 times from 20k to 200k rows (BENCHMARKS.md section 8).
+    let uuid = |i: usize| frame.rows[i].uuid.as_str();
+    let mut by_uuid: Vec<(u128, usize)> = (0..frame.rows.len())
+        .map(|i| (order_prefix(uuid(i)), i))
+        .collect();
+    by_uuid.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| uuid(a.1).cmp(uuid(b.1))));
     let mut ops: Vec<Operation> = Vec::new();
     let mut rows: Vec<&Row> = Vec::new();
-    for group in by_uuid.chunk_by(|a, b| frame.rows[*a].uuid == frame.rows[*b].uuid) {
+    for group in by_uuid.chunk_by(|a, b| a.0 == b.0 && uuid(a.1) == uuid(b.1)) {
         if group.len() < 2 {
             continue;
         }
         rows.clear();
-        rows.extend(group.iter().map(|i| &frame.rows[*i]));
+        rows.extend(group.iter().map(|(_, i)| &frame.rows[*i]));
         rows.sort_by(|a, b| a.event_timestamp.total_cmp(&b.event_timestamp));
         let first = rows[0];
         let (op_type, start_type, end_type) = match OpType::of(first.event_type) {
@@ -104,6 +110,15 @@ fn operations(frame: &Frame) -> Vec<Operation<'_>> {
         });
     }
     ops
+}
+
+/// The first 16 bytes of `s` as a big-endian number (zero-padded): ordered as the strings are,
+/// except that strings equal in those bytes compare equal.
+fn order_prefix(s: &str) -> u128 {
+    let mut bytes = [0u8; 16];
+    let head = &s.as_bytes()[..s.len().min(16)];
+    bytes[..head.len()].copy_from_slice(head);
+    u128::from_be_bytes(bytes)
 }
 
 /// Per `(type, name)`, in sorted order: the calls' count, mean and tail durations, and the
@@ -197,6 +212,29 @@ fn summary(stats: &IndexMap<String, OperationStats>, overall_max: i64) -> String
 mod tests {
     use super::*;
     use crate::profiler::testutil::frame_of;
+
+    #[test]
+    fn the_order_prefix_orders_as_the_strings() {
+        let mut words = vec![
+            "",
+            "a",
+            "a\0",
+            "a\0b",
+            "ab",
+            "b",
+            "0123456789abcdef",
+            "0123456789abcdeg",
+            "0123456789abcdef0",
+            "0123456789abcdef-1",
+            "Z",
+            "é",
+            "e\u{301}",
+        ];
+        words.sort();
+        for pair in words.windows(2) {
+            assert!(order_prefix(pair[0]) <= order_prefix(pair[1]), "{pair:?}");
+        }
+    }
 
     #[test]
     fn pairs_by_uuid_and_counts_concurrency_across_requests() {
