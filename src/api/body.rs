@@ -120,8 +120,7 @@ where
 /// A client still sending a large batch when the 503 comes back would otherwise have its
 /// connection closed under it, and most clients (reqwest, Python's requests) then report a broken
 /// pipe instead of the 503 and its `Retry-After` (bench/hostile.sh's concurrent batches hit it).
-async fn discard_body(body: Body, limit: usize) {
-    let mut body = body;
+async fn discard_body(mut body: Body, limit: usize) {
     let mut read = 0usize;
     while read <= limit {
         match body.frame().await {

@@ -20,7 +20,11 @@ pub(crate) fn serialize<S: Serializer>(text: &str, s: S) -> Result<S::Ok, S::Err
         text,
         at: Cell::new(0),
     };
-    Next(&cursor).serialize(s)
+    let done = Next(&cursor).serialize(s)?;
+    if cursor.at.get() != text.len() {
+        return Err(cursor.malformed());
+    }
+    Ok(done)
 }
 
 /// A read position in the text, shared by the nested values being serialised.
@@ -67,7 +71,8 @@ impl<'a> Cursor<'a> {
         // An escape: decode the whole string as JSON does.
         let mut end = start + len;
         loop {
-            match memchr::memchr2(b'"', b'\\', &bytes[end..]) {
+            let rest = bytes.get(end..).unwrap_or_default();
+            match memchr::memchr2(b'"', b'\\', rest) {
                 Some(i) if bytes[end + i] == b'\\' => end += i + 2,
                 Some(i) => {
                     end += i;
@@ -242,6 +247,10 @@ mod tests {
             r#""open"#,
             "[1 2]",
             "{1:2}",
+            r#""ends in a backslash\"#,
+            r#"{"a\"#,
+            "{}x",
+            "[1]]",
         ] {
             assert!(serde_json::to_string(&walked(text)).is_err(), "{text:?}");
         }

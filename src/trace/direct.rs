@@ -29,6 +29,7 @@ pub(crate) fn read_step(text: &str, now: f64) -> Option<IntermediateStep> {
     let mut scratch = Validator::new(now);
     let mut de = serde_json::Deserializer::from_str(text);
     let step = StepVisitor { v: &mut scratch }.deserialize(&mut de).ok()?;
+    de.end().ok()?;
     (scratch.error_count() == 0).then_some(step)
 }
 
@@ -443,6 +444,8 @@ mod tests {
                 "usage_info": {"token_usage": {"zz": 1e400}}}}"#,
             "[1]",
             "7",
+            // Text after the step (stored bodies are read with this reader too).
+            r#"{"payload": {"event_type": "LLM_START", "UUID": "u"}} {}"#,
         ] {
             assert!(!taken(text), "{text}");
         }
