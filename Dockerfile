@@ -19,6 +19,9 @@ RUN mkdir -p src && echo 'fn main() {}' > src/main.rs && echo '' > src/lib.rs \
 # 2. The crate itself.
 COPY src ./src
 COPY migrations ./migrations
+# The dashboard's pages and assets, compiled into the binary (scripts/check-build-context.sh holds
+# this list to what the crate compiles in).
+COPY ui ./ui
 RUN touch src/main.rs src/lib.rs \
  && cargo build --release --locked --bin agentprof \
  && install -D target/release/agentprof /out/agentprof \

@@ -249,3 +249,31 @@ async fn many_errors_are_listed_with_a_cap() {
         p["detail"]
     );
 }
+
+#[tokio::test]
+async fn invented_methods_share_one_metric_label() {
+    // Any token is a valid HTTP method; were each one its own label value, a client without a
+    // key could grow the server and its Prometheus text without bound.
+    let app = TestApp::new(Backend::Sqlite).await;
+    let invented: Vec<String> = (0..20)
+        .map(|i| format!("X{i}{}", "M".repeat(2_000)))
+        .collect();
+    for m in &invented {
+        let method = Method::from_bytes(m.as_bytes()).unwrap();
+        app.request(method, "/healthz", &[], Body::empty()).await;
+    }
+    let text = app.get("/metrics").await.text();
+    assert!(
+        !text.contains("MMMMMMMM"),
+        "an invented method became a label value"
+    );
+    assert!(
+        text.contains("method=\"OTHER\",route=\"/healthz\""),
+        "{}",
+        text.lines()
+            .filter(|l| l.contains("healthz"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(text.len() < 200_000, "the scrape is {} bytes", text.len());
+}

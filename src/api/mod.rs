@@ -262,7 +262,7 @@ async fn record_request(req: Request, next: Next) -> Response {
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let started = Instant::now();
     let mut resp = next.run(req).await;
     let status = resp.status().as_u16().to_string();
@@ -274,6 +274,29 @@ async fn record_request(req: Request, next: Next) -> Response {
         .entry(header::X_CONTENT_TYPE_OPTIONS)
         .or_insert(HeaderValue::from_static("nosniff"));
     resp
+}
+
+/// A request method as a metric label: the standard methods by name and every other one as
+/// `OTHER`. A label value is a time series the recorder keeps for the life of the process, so
+/// values a client can invent (any token is a valid HTTP method) would let it grow the server's
+/// memory and the Prometheus text without bound.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    const STANDARD: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::CONNECT,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PATCH,
+    ];
+    STANDARD
+        .iter()
+        .find(|m| *m == method)
+        .map_or("OTHER", Method::as_str)
 }
 
 /// Spawns the periodic upkeep the Prometheus recorder needs (it drains histogram buffers).
