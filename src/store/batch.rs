@@ -273,7 +273,7 @@ pub struct StepSummary {
 /// Where a step goes: its request, its place in the run's order, and which occurrence of its
 /// content in the request it is.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct PlannedStep<'a> {
+pub struct PlannedStep<'a> {
     pub number: i32,
     pub seq: i64,
     /// 1 for the first step with this content in the request, 2 for the second, and so on. The

@@ -7,20 +7,18 @@
 
 mod assemble;
 mod batch;
-mod columns;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
 
 pub(crate) use assemble::{FrameAssembler, StepsAssembler, StreamSlots, TracesAssembler};
-pub(crate) use batch::{BatchPlan, PlannedStep, StoredOccurrences};
+pub(crate) use batch::{BatchPlan, PlannedRequest, PlannedStep, StoredOccurrences};
 pub use batch::{
     ContentHash, PreparedBatch, PreparedRequest, PreparedStep, Preparer, RequestKey,
     SEQ_BLOCK_BITS, StepSummary, content_hash,
 };
-pub(crate) use columns::{
-    json_column, step_columns, step_from_body, step_summary, toolkit_column, utf8,
-};
+pub use sql::SqlStore;
+pub(crate) use sql::columns::step_from_body;
 
 use crate::profiler::warnings::StepFacts;
 use crate::profiler::{Dialect, Frame};
@@ -265,11 +263,6 @@ fn is_unavailable(e: &sqlx::Error) -> bool {
     }
 }
 
-/// A transaction lost a deadlock or serialization race and may simply be run again.
-pub(crate) fn is_retryable(e: &StoreError) -> bool {
-    matches!(e, StoreError::Database(sqlx::Error::Database(db)) if db.code().is_some_and(|c| c == "40P01" || c == "40001"))
-}
-
 /// The first outcome of an Idempotency-Key, for a retry that sent `key` again: the same body
 /// gets it back, another body is refused.
 pub(crate) fn replay(
@@ -302,23 +295,6 @@ pub(crate) fn outcome_texts(written: &Written) -> (String, Option<String>) {
         .outcome
         .map(|o| serde_json::to_string(&o).expect("IngestOutcome serialises"));
     (record, outcome)
-}
-
-/// Stored occurrence counts from `(request_number, content_hash, max occurrence)` rows.
-pub(crate) fn occurrences_from_rows(
-    rows: impl IntoIterator<Item = (i64, Vec<u8>, i64)>,
-) -> Result<StoredOccurrences, StoreError> {
-    rows.into_iter()
-        .map(|(n, h, k)| {
-            let hash: ContentHash = h
-                .try_into()
-                .map_err(|_| StoreError::Corrupt("a stored content hash is not 16 bytes".into()))?;
-            let n = i32::try_from(n).map_err(|_| {
-                StoreError::Corrupt("a stored request number is out of range".into())
-            })?;
-            Ok(((n, hash), i32::try_from(k).unwrap_or(i32::MAX)))
-        })
-        .collect()
 }
 
 /// A cursor position in the newest-first run list.

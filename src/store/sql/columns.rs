@@ -1,8 +1,9 @@
 //! Decoding stored columns: the pinned enum codes, JSON kept as text, and step columns read from
-//! either backend's rows.
+//! either engine's rows.
 
-use super::StoreError;
+use super::backend::{Backend, Rec};
 use crate::profiler::{Dialect, StepColumns};
+use crate::store::StoreError;
 use crate::trace::{EventType, Framework, IntermediateStep};
 use serde_json::Value;
 
@@ -18,34 +19,12 @@ pub(crate) fn framework_from_code(code: i16) -> Result<Framework, StoreError> {
 
 /// A JSON document kept in a text column (metadata, profiler configs). Text rather than
 /// PostgreSQL's jsonb, which cannot hold an escaped NUL.
-pub(crate) fn json_column<R>(r: &R, name: &str) -> Result<Value, StoreError>
-where
-    R: sqlx::Row,
-    for<'a> &'a str: sqlx::ColumnIndex<R>,
-    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
-    let text: String = r.try_get(name)?;
+pub(crate) fn json_text(text: String, name: &str) -> Result<Value, StoreError> {
     serde_json::from_str(&text)
         .map_err(|e| StoreError::Corrupt(format!("stored {name} is not JSON: {e}")))
 }
 
-/// The run-list figures of a `runs` row of either backend.
-pub(crate) fn step_summary<R>(r: &R) -> Result<super::StepSummary, StoreError>
-where
-    R: sqlx::Row,
-    for<'a> &'a str: sqlx::ColumnIndex<R>,
-    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> Option<f64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
-    Ok(super::StepSummary {
-        first_event_at: r.try_get("first_event_at")?,
-        last_event_at: r.try_get("last_event_at")?,
-        llm_calls: r.try_get("llm_calls")?,
-        llm_tokens: r.try_get("llm_tokens")?,
-    })
-}
-
-/// The columns of [`super::sql::SELECT_STEP_COLUMNS`], in its order. A frame load reads them
+/// The columns of [`super::queries::SELECT_STEP_COLUMNS`], in its order. A frame load reads them
 /// by position: by name, sqlx hashes and compares each of 17 names for each of a large run's
 /// 200k rows, which stood out in a profile of a cold load (BENCHMARKS.md section 8). A test holds
 /// the two in step.
@@ -88,21 +67,13 @@ const fn at(name: &str) -> usize {
     panic!("not a step column")
 }
 
-/// The request number of a row of [`super::sql::SELECT_STEP_COLUMNS`].
+/// The request number of a row of [`super::queries::SELECT_STEP_COLUMNS`].
 pub(crate) const REQUEST_NUMBER: usize = at("request_number");
 
 /// A stored step's profiler columns, read by position from a row of
-/// [`super::sql::SELECT_STEP_COLUMNS`] of either backend.
-pub(crate) fn step_columns<R>(r: &R) -> Result<StepColumns, StoreError>
-where
-    R: sqlx::Row,
-    usize: sqlx::ColumnIndex<R>,
-    for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> i16: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> f64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> Option<f64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
+/// [`super::queries::SELECT_STEP_COLUMNS`] of either backend.
+pub(crate) fn step_columns<B: Backend>(row: &B::Row) -> Result<StepColumns, StoreError> {
+    let r = Rec::<B>(row);
     const EVENT_TYPE: usize = at("event_type");
     const EVENT_TIMESTAMP: usize = at("event_timestamp");
     const UUID: usize = at("uuid");
@@ -120,7 +91,7 @@ where
     const SPAN_EVENT_TIMESTAMP: usize = at("span_event_timestamp");
     const STEP_PARENT_ID: usize = at("step_parent_id");
     let opt = |i: usize| -> Result<Option<String>, StoreError> {
-        r.try_get::<Option<Vec<u8>>, _>(i)?.map(utf8).transpose()
+        r.col::<Option<Vec<u8>>>(i)?.map(utf8).transpose()
     };
     let ancestry = match opt(FUNCTION_NAME)? {
         Some(function_name) => Some(crate::trace::InvocationNode {
@@ -132,21 +103,21 @@ where
         None => None,
     };
     Ok(StepColumns {
-        event_type: event_type_from_code(r.try_get(EVENT_TYPE)?)?,
-        event_timestamp: r.try_get(EVENT_TIMESTAMP)?,
-        uuid: utf8(r.try_get(UUID)?)?,
+        event_type: event_type_from_code(r.col(EVENT_TYPE)?)?,
+        event_timestamp: r.col(EVENT_TIMESTAMP)?,
+        uuid: utf8(r.col(UUID)?)?,
         name: opt(NAME)?,
         framework: r
-            .try_get::<Option<i16>, _>(FRAMEWORK)?
+            .col::<Option<i16>>(FRAMEWORK)?
             .map(framework_from_code)
             .transpose()?,
         ancestry,
-        prompt_tokens: r.try_get(PROMPT_TOKENS)?,
-        completion_tokens: r.try_get(COMPLETION_TOKENS)?,
-        total_tokens: r.try_get(TOTAL_TOKENS)?,
-        seconds_between_calls: r.try_get(SECONDS_BETWEEN_CALLS)?,
+        prompt_tokens: r.col(PROMPT_TOKENS)?,
+        completion_tokens: r.col(COMPLETION_TOKENS)?,
+        total_tokens: r.col(TOTAL_TOKENS)?,
+        seconds_between_calls: r.col(SECONDS_BETWEEN_CALLS)?,
         text: opt(TEXT_VALUE)?,
-        span_event_timestamp: r.try_get(SPAN_EVENT_TIMESTAMP)?,
+        span_event_timestamp: r.col(SPAN_EVENT_TIMESTAMP)?,
         parent_id: opt(STEP_PARENT_ID)?,
     })
 }
@@ -178,7 +149,7 @@ mod tests {
 
     #[test]
     fn the_step_columns_are_those_the_query_selects_in_its_order() {
-        let sql = super::super::sql::SELECT_STEP_COLUMNS;
+        let sql = super::super::queries::SELECT_STEP_COLUMNS;
         let list = sql
             .split("SELECT")
             .nth(1)

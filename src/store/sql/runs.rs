@@ -1,0 +1,288 @@
+//! The run catalog's role in the SQL store: run rows (identity, settings, counters, version) and
+//! Idempotency-Keys. Every function takes a connection, so that the ingest transaction and a
+//! plain read use the same code.
+
+use super::backend::{Backend, Bind, Rec};
+use super::columns;
+use super::queries::{self, run};
+use crate::profiler::Dialect;
+use crate::store::{
+    BatchPlan, IdempotencyKey, NewRun, PreparedBatch, RunChanges, RunCursor, RunRecord, RunStamp,
+    StepSummary, StoreError, Written, outcome_texts, replay,
+};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// A `runs` row, read by position from [`queries::run_columns!`].
+pub(super) fn from_row<B: Backend>(row: &B::Row) -> Result<RunRecord, StoreError> {
+    let r = Rec::<B>(row);
+    Ok(RunRecord {
+        id: r.col(run::ID)?,
+        name: columns::utf8(r.col(run::NAME)?)?,
+        created_at: r.time(run::CREATED_AT)?,
+        updated_at: r.time(run::UPDATED_AT)?,
+        version: r.col(run::VERSION)?,
+        request_count: i64::from(r.col::<i32>(run::REQUEST_COUNT)?),
+        step_count: r.col(run::STEP_COUNT)?,
+        profiler_config: columns::json_text(r.col(run::PROFILER_CONFIG)?, "profiler_config")?,
+        metadata: columns::json_text(r.col(run::METADATA)?, "metadata")?,
+        toolkit: columns::toolkit_column(r.col(run::TOOLKIT)?)?,
+        nat_schema: r.col(run::NAT_SCHEMA)?,
+        non_end_steps: r.col(run::NON_END_STEPS)?,
+        aiq_rewrite: r.col(run::AIQ_REWRITE)?,
+        nat_rewrite: r.col(run::NAT_REWRITE)?,
+        summary: StepSummary {
+            first_event_at: r.col(run::FIRST_EVENT_AT)?,
+            last_event_at: r.col(run::LAST_EVENT_AT)?,
+            llm_calls: r.col(run::LLM_CALLS)?,
+            llm_tokens: r.col(run::LLM_TOKENS)?,
+        },
+    })
+}
+
+/// Inserts a new run; with `if_absent`, an existing run of that id is left as it is. `true` when
+/// a row was inserted.
+pub(super) async fn insert<B: Backend>(
+    conn: &mut B::Connection,
+    id: Uuid,
+    run: &NewRun,
+    if_absent: bool,
+) -> Result<bool, StoreError> {
+    let config = run.profiler_config.to_string();
+    let metadata = run.metadata.to_string();
+    let done = sqlx::query(if if_absent {
+        queries::INSERT_RUN_IF_ABSENT
+    } else {
+        queries::INSERT_RUN
+    })
+    .arg(id)
+    .arg(run.name.as_bytes())
+    .time(Some(OffsetDateTime::now_utc()))
+    .arg(config.as_str())
+    .arg(metadata.as_str())
+    .arg(run.toolkit.map(Dialect::as_str))
+    .execute(B::on(conn))
+    .await?;
+    Ok(B::rows_affected(&done) == 1)
+}
+
+pub(super) async fn fetch<B: Backend>(
+    conn: &mut B::Connection,
+    id: Uuid,
+) -> Result<RunRecord, StoreError> {
+    let row = sqlx::query(queries::SELECT_RUN)
+        .arg(id)
+        .fetch_optional(B::on(conn))
+        .await?;
+    from_row::<B>(&row.ok_or(StoreError::RunNotFound(id))?)
+}
+
+pub(super) async fn stamp<B: Backend>(
+    conn: &mut B::Connection,
+    id: Uuid,
+) -> Result<RunStamp, StoreError> {
+    let row = sqlx::query(queries::SELECT_STAMP)
+        .arg(id)
+        .fetch_optional(B::on(conn))
+        .await?
+        .ok_or(StoreError::RunNotFound(id))?;
+    let r = Rec::<B>(&row);
+    Ok(RunStamp {
+        version: r.col(0)?,
+        updated_at: r.time(1)?,
+    })
+}
+
+/// The run's version, read in the transaction that reads its rows.
+pub(super) async fn version<B: Backend>(
+    conn: &mut B::Connection,
+    id: Uuid,
+) -> Result<i64, StoreError> {
+    let row = sqlx::query(queries::SELECT_VERSION)
+        .arg(id)
+        .fetch_optional(B::on(conn))
+        .await?
+        .ok_or(StoreError::RunNotFound(id))?;
+    Rec::<B>(&row).col(0)
+}
+
+/// A page of runs, newest first, `limit + 1` rows fetched (the extra one only says that another
+/// page follows).
+pub(super) async fn list<B: Backend>(
+    conn: &mut B::Connection,
+    limit: i64,
+    after: Option<&RunCursor>,
+    name: Option<&str>,
+) -> Result<Vec<RunRecord>, StoreError> {
+    let sql = queries::list_runs(after.is_some(), name.is_some().then_some(B::name_contains));
+    let needle = name.map(str::to_ascii_lowercase);
+    // Built from fixed fragments only; the needle is bound.
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).arg(limit + 1);
+    if let Some(c) = after {
+        query = query.time(Some(c.created_at)).arg(c.id);
+    }
+    if let Some(needle) = needle.as_deref() {
+        query = query.arg(needle);
+    }
+    let rows = query.fetch_all(B::on(conn)).await?;
+    rows.iter().map(from_row::<B>).collect()
+}
+
+/// Applies `changes` to run `id` (see [`Backend::UPDATE_RUN`]); [`StoreError::Stale`] when the
+/// run moved past the read they were computed from.
+pub(super) async fn update<B: Backend>(
+    conn: &mut B::Connection,
+    id: Uuid,
+    changes: RunChanges,
+) -> Result<RunRecord, StoreError> {
+    let config = changes.profiler_config.map(|v| v.to_string());
+    let metadata = changes.metadata.map(|v| v.to_string());
+    let updated = sqlx::query(B::UPDATE_RUN)
+        .arg(id)
+        .arg(changes.name.as_deref().map(str::as_bytes))
+        .arg(config.as_deref())
+        .arg(metadata.as_deref())
+        .time(Some(OffsetDateTime::now_utc()))
+        .time(changes.if_updated_at)
+        .arg(changes.toolkit.is_some())
+        .arg(changes.toolkit.flatten().map(Dialect::as_str))
+        .fetch_optional(B::on(&mut *conn))
+        .await?;
+    match updated {
+        Some(row) => from_row::<B>(&row),
+        // No row matched: the run is gone (NotFound) or moved past the precondition.
+        None => Err(match fetch::<B>(conn, id).await {
+            Ok(_) => StoreError::Stale,
+            Err(e) => e,
+        }),
+    }
+}
+
+pub(super) async fn delete<B: Backend>(
+    conn: &mut B::Connection,
+    id: Uuid,
+) -> Result<(), StoreError> {
+    let done = sqlx::query(queries::DELETE_RUN)
+        .arg(id)
+        .execute(B::on(conn))
+        .await?;
+    if B::rows_affected(&done) == 0 {
+        return Err(StoreError::RunNotFound(id));
+    }
+    Ok(())
+}
+
+/// Locks the run for a batch (see [`Backend::LOCK_RUN`]) and reads its version.
+pub(super) async fn lock<B: Backend>(
+    conn: &mut B::Connection,
+    id: Uuid,
+    exclusive: bool,
+) -> Result<i64, StoreError> {
+    let row = sqlx::query(B::LOCK_RUN[usize::from(exclusive)])
+        .arg(id)
+        .fetch_optional(B::on(conn))
+        .await?
+        .ok_or(StoreError::RunNotFound(id))?;
+    Rec::<B>(&row).col(0)
+}
+
+/// Counts what a batch stored into the run, raises its version, and notes what the stored steps
+/// now hold. A batch that was partly stored already (a retry) cannot add its own summary
+/// figures, which the run holds in part: the run's are recounted from its steps instead.
+pub(super) async fn after_batch<B: Backend>(
+    conn: &mut B::Connection,
+    id: Uuid,
+    batch: &PreparedBatch,
+    plan: &BatchPlan<'_>,
+    created: u64,
+    stored: u64,
+) -> Result<i64, StoreError> {
+    let added = plan.added_summary(i64::try_from(stored).unwrap_or(i64::MAX));
+    let sum = added.unwrap_or_default();
+    let row = sqlx::query(B::UPDATE_AFTER_BATCH)
+        .arg(id)
+        .arg(i32::try_from(created).unwrap_or(i32::MAX))
+        .arg(i64::try_from(stored).unwrap_or(i64::MAX))
+        .time(Some(OffsetDateTime::now_utc()))
+        .arg(batch.nat_schema)
+        .arg(batch.non_end_steps)
+        .arg(batch.aiq_rewrite)
+        .arg(batch.nat_rewrite)
+        .arg(sum.first_event_at)
+        .arg(sum.last_event_at)
+        .arg(sum.llm_calls)
+        .arg(sum.llm_tokens)
+        .fetch_optional(B::on(&mut *conn))
+        .await?
+        .ok_or(StoreError::RunNotFound(id))?;
+    let version: i64 = Rec::<B>(&row).col(0)?;
+    if added.is_none() {
+        sqlx::query(B::RECOUNT_SUMMARY)
+            .arg(id)
+            .arg(crate::trace::EventType::LlmEnd.code())
+            .execute(B::on(conn))
+            .await?;
+    }
+    Ok(version)
+}
+
+/// Claims an Idempotency-Key for this transaction, or finds its first outcome. A concurrent
+/// request with the same key waits at the primary key until the first one commits (then it
+/// replays it) or rolls back (then it claims the key itself); SQLite's write lock serialises
+/// them outright.
+pub(super) async fn claim_key<B: Backend>(
+    conn: &mut B::Connection,
+    key: &IdempotencyKey,
+    run: Uuid,
+) -> Result<Option<Written>, StoreError> {
+    let claimed = sqlx::query(queries::CLAIM_IDEMPOTENCY_KEY)
+        .arg(key.scope.as_str())
+        .arg(key.key.as_str())
+        .arg(&key.fingerprint[..])
+        .arg(run)
+        .time(Some(OffsetDateTime::now_utc()))
+        .execute(B::on(&mut *conn))
+        .await?;
+    if B::rows_affected(&claimed) == 1 {
+        return Ok(None);
+    }
+    let row = sqlx::query(queries::SELECT_IDEMPOTENCY_KEY)
+        .arg(key.scope.as_str())
+        .arg(key.key.as_str())
+        .fetch_one(B::on(conn))
+        .await?;
+    let r = Rec::<B>(&row);
+    let fingerprint: Vec<u8> = r.col(0)?;
+    let record: String = r.col(1)?;
+    let outcome: Option<String> = r.col(2)?;
+    replay(key, &fingerprint, &record, outcome.as_deref()).map(Some)
+}
+
+/// Stores a keyed write's outcome with the write itself.
+pub(super) async fn save_key<B: Backend>(
+    conn: &mut B::Connection,
+    key: &IdempotencyKey,
+    written: &Written,
+) -> Result<(), StoreError> {
+    let (record, outcome) = outcome_texts(written);
+    sqlx::query(queries::SAVE_IDEMPOTENCY_OUTCOME)
+        .arg(key.scope.as_str())
+        .arg(key.key.as_str())
+        .arg(written.record.id)
+        .arg(record.as_str())
+        .arg(outcome.as_deref())
+        .execute(B::on(conn))
+        .await?;
+    Ok(())
+}
+
+pub(super) async fn purge_keys<B: Backend>(
+    conn: &mut B::Connection,
+    cutoff: OffsetDateTime,
+) -> Result<u64, StoreError> {
+    let done = sqlx::query(queries::PURGE_IDEMPOTENCY_KEYS)
+        .time(Some(cutoff))
+        .execute(B::on(conn))
+        .await?;
+    Ok(B::rows_affected(&done))
+}

@@ -1,0 +1,279 @@
+//! The step log's role in the SQL store: requests and their steps, written a planned batch at a
+//! time and read back in `(request_number, seq)` order as a frame, as parsed steps or as the
+//! combined requests file.
+
+use super::backend::{Backend, Bind, Rec};
+use super::columns::{self, utf8};
+use super::queries;
+use crate::store::{
+    ByteStream, ContentHash, FrameAssembler, LoadedRun, LoadedSteps, PlannedRequest, PlannedStep,
+    PreparedBatch, StepsAssembler, StoreError, StoredOccurrences, TracesAssembler,
+};
+use crate::trace::{Framework, StepSchema};
+use futures::{StreamExt, TryStreamExt};
+use sqlx::Transaction;
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// Runs `sql` (an [`queries::in_list`] statement) over `values` a chunk at a time, the last
+/// chunk filled up with its last value (a value twice in an `IN` list matches as once), and
+/// collects the rows `read` makes of them.
+async fn in_chunks<B: Backend, T>(
+    conn: &mut B::Connection,
+    sql: &str,
+    run: Uuid,
+    values: &[&[u8]],
+    read: impl Fn(Rec<'_, B>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut out = Vec::new();
+    for chunk in values.chunks(queries::IN_LIST) {
+        let Some(&last) = chunk.last() else { continue };
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).arg(run);
+        for i in 0..queries::IN_LIST {
+            q = q.arg(chunk.get(i).copied().unwrap_or(last));
+        }
+        for row in q.fetch_all(B::on(&mut *conn)).await? {
+            out.push(read(Rec::<B>(&row))?);
+        }
+    }
+    Ok(out)
+}
+
+/// The stored request numbers of the batch's eval ids, and the run's highest request number.
+pub(super) async fn known_requests<B: Backend>(
+    conn: &mut B::Connection,
+    run: Uuid,
+    batch: &PreparedBatch,
+) -> Result<(HashMap<String, i64>, i64), StoreError> {
+    let wanted: Vec<&[u8]> = batch.external_ids().iter().map(|e| e.as_bytes()).collect();
+    let sql = queries::in_list(
+        "SELECT external_id, request_number FROM requests",
+        "external_id",
+        "",
+    );
+    let rows = in_chunks::<B, _>(&mut *conn, &sql, run, &wanted, |r| {
+        Ok((utf8(r.col(0)?)?, i64::from(r.col::<i32>(1)?)))
+    })
+    .await?;
+    let row = sqlx::query(queries::MAX_REQUEST_NUMBER)
+        .arg(run)
+        .fetch_one(B::on(conn))
+        .await?;
+    let max_number: Option<i32> = Rec::<B>(&row).col(0)?;
+    Ok((rows.into_iter().collect(), max_number.map_or(-1, i64::from)))
+}
+
+/// How often each of the batch's step contents is already stored, per request.
+pub(super) async fn stored_occurrences<B: Backend>(
+    conn: &mut B::Connection,
+    run: Uuid,
+    batch: &PreparedBatch,
+) -> Result<StoredOccurrences, StoreError> {
+    let hashes = batch.content_hashes();
+    let wanted: Vec<&[u8]> = hashes.iter().map(|h| &h[..]).collect();
+    let sql = queries::in_list(
+        "SELECT request_number, content_hash, max(occurrence) FROM steps",
+        "content_hash",
+        " GROUP BY request_number, content_hash",
+    );
+    let rows = in_chunks::<B, _>(conn, &sql, run, &wanted, |r| {
+        let hash: ContentHash = r
+            .col::<Vec<u8>>(1)?
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("a stored content hash is not 16 bytes".into()))?;
+        Ok(((r.col::<i32>(0)?, hash), r.col::<i32>(2)?))
+    })
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Rows per multi-row `INSERT`: a few hundred keeps each statement well under both engines'
+/// parameter limits (SQLite's 32,766, PostgreSQL's 65,535).
+const ROWS_PER_INSERT: usize = 500;
+
+/// Inserts the requests a batch creates; one that exists is skipped. Returns how many it created.
+pub(super) async fn insert_requests<B: Backend>(
+    conn: &mut B::Connection,
+    run: Uuid,
+    requests: &[PlannedRequest<'_>],
+) -> Result<u64, StoreError> {
+    let mut created = 0;
+    for chunk in requests.chunks(ROWS_PER_INSERT) {
+        let sql = format!(
+            "{}{} ON CONFLICT DO NOTHING",
+            queries::INSERT_REQUESTS,
+            queries::values(chunk.len(), 4)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for r in chunk {
+            q = q
+                .arg(run)
+                .arg(r.number)
+                .arg(r.external_id.map(str::as_bytes))
+                .arg(r.eval);
+        }
+        created += B::rows_affected(&q.execute(B::on(&mut *conn)).await?);
+    }
+    Ok(created)
+}
+
+fn text(s: &Option<String>) -> Option<&[u8]> {
+    s.as_deref().map(str::as_bytes)
+}
+
+/// Inserts planned steps with multi-row `INSERT`s; a step already stored (same request, content
+/// and occurrence) is skipped at the unique index. Returns how many were stored.
+pub(super) async fn insert_steps_by_rows<B: Backend>(
+    tx: &mut Transaction<'static, B>,
+    run: Uuid,
+    steps: &[PlannedStep<'_>],
+) -> Result<u64, StoreError> {
+    let mut stored = 0;
+    for chunk in steps.chunks(ROWS_PER_INSERT) {
+        let sql = format!(
+            "{}{} ON CONFLICT DO NOTHING",
+            queries::INSERT_STEPS,
+            queries::values(chunk.len(), queries::STEP_PARAMS)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for planned in chunk {
+            let c = &planned.step.columns;
+            let ancestry = c.ancestry.as_ref();
+            q = q
+                .arg(run)
+                .arg(planned.number)
+                .arg(planned.seq)
+                .arg(c.event_type.code())
+                .arg(c.event_timestamp)
+                .arg(c.uuid.as_bytes())
+                .arg(text(&c.name))
+                .arg(c.framework.map(Framework::code))
+                .arg(ancestry.map(|a| a.function_name.as_bytes()))
+                .arg(ancestry.map(|a| a.function_id.as_bytes()))
+                .arg(ancestry.and_then(|a| text(&a.parent_name)))
+                .arg(ancestry.and_then(|a| text(&a.parent_id)))
+                .arg(c.prompt_tokens)
+                .arg(c.completion_tokens)
+                .arg(c.total_tokens)
+                .arg(c.seconds_between_calls)
+                .arg(text(&c.text))
+                .arg(c.span_event_timestamp)
+                .arg(text(&c.parent_id))
+                .arg(&planned.step.content_hash[..])
+                .arg(planned.occurrence)
+                .arg(planned.step.body.as_str());
+        }
+        stored += B::rows_affected(&q.execute(B::on(&mut **tx)).await?);
+    }
+    Ok(stored)
+}
+
+/// A run's frame, built from its stored step columns within one snapshot.
+pub(super) async fn load<B: Backend>(
+    tx: &mut Transaction<'static, B>,
+    run: Uuid,
+) -> Result<LoadedRun, StoreError> {
+    let version = super::runs::version::<B>(&mut **tx, run).await?;
+    let requests = sqlx::query(queries::SELECT_REQUESTS)
+        .arg(run)
+        .fetch_all(B::on(&mut **tx))
+        .await?
+        .iter()
+        .map(|row| {
+            let r = Rec::<B>(row);
+            let external: Option<Vec<u8>> = r.col(1)?;
+            Ok((i64::from(r.col::<i32>(0)?), external.map(utf8).transpose()?))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let mut frame = FrameAssembler::new(requests);
+    let mut rows = sqlx::query(queries::SELECT_STEP_COLUMNS)
+        .arg(run)
+        .fetch(B::on(&mut **tx));
+    while let Some(row) = rows.try_next().await? {
+        let n = Rec::<B>(&row).col::<i32>(columns::REQUEST_NUMBER)?;
+        frame.step(i64::from(n), columns::step_columns::<B>(&row)?);
+    }
+    Ok(LoadedRun {
+        version,
+        frame: frame.finish(),
+    })
+}
+
+/// A run's requests with their eval fields and their steps parsed back from their bodies.
+pub(super) async fn load_steps<B: Backend>(
+    tx: &mut Transaction<'static, B>,
+    run: Uuid,
+) -> Result<LoadedSteps, StoreError> {
+    let version = super::runs::version::<B>(&mut **tx, run).await?;
+    let requests = sqlx::query(queries::SELECT_REQUEST_ITEMS)
+        .arg(run)
+        .fetch_all(B::on(&mut **tx))
+        .await?
+        .iter()
+        .map(|row| {
+            let r = Rec::<B>(row);
+            let external: Option<Vec<u8>> = r.col(1)?;
+            Ok((
+                i64::from(r.col::<i32>(0)?),
+                external.map(utf8).transpose()?,
+                r.col::<Option<String>>(2)?,
+            ))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let mut steps = StepsAssembler::new(requests)?;
+    let mut rows = sqlx::query(queries::SELECT_STEP_BODIES)
+        .arg(run)
+        .fetch(B::on(&mut **tx));
+    while let Some(row) = rows.try_next().await? {
+        let r = Rec::<B>(&row);
+        steps.step(i64::from(r.col::<i32>(0)?), &r.col::<String>(1)?)?;
+    }
+    Ok(LoadedSteps {
+        version,
+        requests: steps.finish(),
+    })
+}
+
+/// The combined requests file of a run, streamed from `tx` (which the stream keeps, with its
+/// snapshot, until the last chunk), each step rewritten into `schema` when one is given.
+pub(super) async fn stream_requests<B: Backend>(
+    mut tx: Transaction<'static, B>,
+    slot: tokio::sync::OwnedSemaphorePermit,
+    run: Uuid,
+    schema: Option<StepSchema>,
+) -> Result<ByteStream, StoreError> {
+    let exists = sqlx::query(queries::RUN_EXISTS)
+        .arg(run)
+        .fetch_optional(B::on(&mut *tx))
+        .await?;
+    if exists.is_none() {
+        return Err(StoreError::RunNotFound(run));
+    }
+    let numbers = sqlx::query(queries::SELECT_REQUEST_NUMBERS)
+        .arg(run)
+        .fetch_all(B::on(&mut *tx))
+        .await?
+        .iter()
+        .map(|row| Rec::<B>(row).col::<i32>(0).map(i64::from))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let stream = async_stream::try_stream! {
+        let _slot = slot;
+        let mut out = TracesAssembler::new(numbers, schema);
+        {
+            let mut rows = sqlx::query(queries::SELECT_STEP_BODIES)
+                .arg(run)
+                .fetch(B::on(&mut *tx));
+            while let Some(row) = rows.try_next().await.map_err(StoreError::from)? {
+                let r = Rec::<B>(&row);
+                let n = i64::from(r.col::<i32>(0)?);
+                if let Some(chunk) = out.step(n, &r.col::<String>(1)?)? {
+                    yield chunk;
+                }
+            }
+        }
+        let rest = out.finish()?;
+        tx.commit().await.map_err(StoreError::from)?;
+        yield rest;
+    };
+    Ok(stream.boxed())
+}
