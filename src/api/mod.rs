@@ -266,7 +266,7 @@ async fn record_request(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let mut resp = next.run(req).await;
     let status = resp.status().as_u16().to_string();
-    metrics::counter!("agentprof_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+    metrics::counter!("agentprof_http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
         .increment(1);
     metrics::histogram!("agentprof_http_request_duration_seconds", "method" => method, "route" => route)
         .record(started.elapsed().as_secs_f64());
