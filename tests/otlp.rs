@@ -556,3 +556,73 @@ async fn backpressure_is_503_with_retry_after() {
     let resp = router.oneshot(post()).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
 }
+
+/// Every capture's spans become the same stored steps as when the snapshot beside it was taken
+/// (`stored_requests.json.gz`, the run's `/requests`): a span sent again after an upgrade must
+/// meet its stored steps, which it only does when it renders to the same bodies. Run with
+/// `AGENTPROF_UPDATE_SNAPSHOTS=1` to take a snapshot anew after a deliberate change of the
+/// mapping.
+#[tokio::test]
+async fn captures_map_to_their_snapshot_steps() {
+    let captures: Vec<(PathBuf, Vec<Vec<u8>>)> = vec![
+        (otlp_dir("nat_react4"), bodies("nat_react4", "pb")),
+        (
+            otlp_dir("openinference_react12"),
+            bodies("openinference_react12", "pb"),
+        ),
+    ]
+    .into_iter()
+    .chain(genai_captures())
+    .collect();
+    let update = std::env::var_os("AGENTPROF_UPDATE_SNAPSHOTS").is_some();
+    for (dir, bodies) in captures {
+        let app = TestApp::new(Backend::Sqlite).await;
+        let run_id = app.create_run(&json!({"name": "snapshot"})).await;
+        for body in bodies {
+            export(
+                &app,
+                body,
+                "application/x-protobuf",
+                &[("x-agentprof-run-id", &run_id)],
+            )
+            .await;
+        }
+        let r = app.get(&format!("/v1/runs/{run_id}/requests")).await;
+        assert_eq!(r.status, StatusCode::OK);
+        let snapshot = dir.join("stored_requests.json.gz");
+        if update {
+            std::fs::write(&snapshot, gzip(&r.body)).unwrap();
+            continue;
+        }
+        let expected = read_maybe_gz(&dir, "stored_requests.json")
+            .unwrap_or_else(|| panic!("no snapshot in {}", dir.display()));
+        assert!(
+            expected == r.body,
+            "{}: the stored steps differ from the snapshot",
+            dir.display()
+        );
+    }
+}
+
+/// The GenAI captures (tests/fixtures/otlp_genai), each library's HTTP export bodies in order.
+fn genai_captures() -> Vec<(PathBuf, Vec<Vec<u8>>)> {
+    let root = fixtures().join("otlp_genai");
+    let mut libs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .expect("otlp_genai")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("http").is_dir())
+        .collect();
+    libs.sort();
+    libs.into_iter()
+        .map(|lib| {
+            let dir = lib.join("http");
+            let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .unwrap()
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "pb"))
+                .collect();
+            names.sort();
+            (dir, names.iter().map(|n| std::fs::read(n).unwrap()).collect())
+        })
+        .collect()
+}
