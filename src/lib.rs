@@ -14,7 +14,9 @@
 //! - [`analyze`]: `agentprof analyze FILE --out DIR`, the profiler on a file with no database.
 //! - [`store`]: persistence behind one trait, PostgreSQL (production) and SQLite (embedded
 //!   default); a batch is prepared outside the transaction and stored whole or not at all.
-//! - [`otlp`]: OpenTelemetry spans (OTLP/HTTP) mapped onto the toolkit's steps.
+//! - [`otlp`]: OpenTelemetry spans (OTLP) decoded within limits and mapped onto the toolkit's steps.
+//! - [`ingest`]: the one way steps come in (create, append, OTLP): admission, reading within the
+//!   batch memory budget, storing, telling the read side, counting.
 //! - [`compute`]: outputs computed on demand from stored steps, cached per run version and config.
 //! - [`api`]: the axum HTTP API, problem+json errors, API keys, OpenAPI and Swagger UI.
 //! - [`ui`]: the dashboard's pages and compiled-in assets, drawn from the API's JSON.
@@ -26,7 +28,9 @@ pub mod analyze;
 pub mod api;
 pub mod compute;
 pub mod config;
+pub mod ingest;
 pub mod otlp;
+pub mod outputs;
 pub mod profiler;
 #[cfg(feature = "openapi")]
 pub mod server;

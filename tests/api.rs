@@ -978,8 +978,7 @@ on_both_backends!(
 async fn an_ingest_that_finds_every_slot_taken_waits_then_gets_a_503() {
     let app = TestApp::new(Backend::Sqlite).await;
     let id = app.create_run(&json!({})).await;
-    let mut state = app.state.clone();
-    state.ingest = agentprof::api::body::IngestGate::new(1, std::time::Duration::from_millis(50));
+    let state = app.state_with_ingest_slots(1, std::time::Duration::from_millis(50));
     let router = agentprof::api::app(state.clone());
     let post = || {
         axum::http::Request::post(format!("/v1/runs/{id}/steps"))
@@ -990,7 +989,7 @@ async fn an_ingest_that_finds_every_slot_taken_waits_then_gets_a_503() {
             .unwrap()
     };
     use tower::ServiceExt;
-    let held = state.ingest.enter().await.unwrap();
+    let held = state.ingest.admit().await.unwrap();
     let resp = router.clone().oneshot(post()).await.unwrap();
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(resp.headers().contains_key("retry-after"));

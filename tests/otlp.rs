@@ -480,34 +480,61 @@ on_both_backends!(the_otlp_answers, |backend| async move {
         })
         .count();
     assert_eq!(ends, total - 1);
-    // A span whose steps fail validation: a 400 that names the value, nothing stored.
+    // Values a step cannot hold, in one span of an export that other spans share: no 400 for
+    // the export. A toolkit start time past any real time falls back to the span's own start; a
+    // JSON input a step cannot hold (a number beyond a float, nesting deeper than a stored step
+    // can be read back with) is kept as its text. Every span is stored, and every output reads.
     let mut doc: Value = serde_json::from_slice(&body).unwrap();
-    doc["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["attributes"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"key": "nat.event_timestamp", "value": {"doubleValue": 1e300}}));
-    let before = stored_steps(&app, &run).await.len();
-    let r = app
-        .request(
-            Method::POST,
-            "/v1/traces",
-            &[
-                ("content-type", "application/json"),
-                ("x-agentprof-run-id", &run),
-            ],
-            doc.to_string(),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
-    assert!(
-        r.json()["message"]
-            .as_str()
-            .unwrap()
-            .contains("fails validation"),
-        "{}",
-        r.text()
-    );
-    assert_eq!(stored_steps(&app, &run).await.len(), before);
+    let deep = format!("{}1{}", "[".repeat(126), "]".repeat(126));
+    let span = &mut doc["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
+    let start_nanos: u64 = span["startTimeUnixNano"].as_str().unwrap().parse().unwrap();
+    let span_id = span["spanId"].as_str().unwrap().to_owned();
+    let attributes = span["attributes"].as_array_mut().unwrap();
+    attributes.retain(|kv| !kv["key"].as_str().unwrap().starts_with("input."));
+    attributes.retain(|kv| !kv["key"].as_str().unwrap().starts_with("output."));
+    attributes.extend([
+        json!({"key": "nat.event_timestamp", "value": {"doubleValue": 1e300}}),
+        json!({"key": "input.value_obj", "value": {"stringValue": "1e400"}}),
+        json!({"key": "output.value_obj", "value": {"stringValue": deep}}),
+    ]);
+    let odd = app.create_run(&json!({})).await;
+    let resp = export(
+        &app,
+        doc.to_string().into_bytes(),
+        "application/json",
+        &[("x-agentprof-run-id", &odd)],
+    )
+    .await;
+    assert!(resp.get("partialSuccess").is_none(), "{resp}");
+    let steps = stored_steps(&app, &odd).await;
+    let ends = steps
+        .iter()
+        .filter(|s| {
+            s["payload"]["event_type"]
+                .as_str()
+                .unwrap()
+                .ends_with("_END")
+        })
+        .count();
+    assert_eq!(ends, total, "every span stored");
+    let end = steps
+        .iter()
+        .find(|s| {
+            s["payload"]["UUID"] == json!(span_id)
+                && s["payload"]["event_type"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("_END")
+        })
+        .unwrap();
+    let start = end["payload"]["span_event_timestamp"].as_f64().unwrap();
+    assert!((start - start_nanos as f64 / 1e9).abs() < 1e-6, "{start}");
+    assert_eq!(end["payload"]["data"]["input"], json!("1e400"));
+    assert_eq!(end["payload"]["data"]["output"], json!(deep));
+    for output in ["atif", "requests", "metrics"] {
+        let r = app.get(&format!("/v1/runs/{odd}/{output}")).await;
+        assert_eq!(r.status, StatusCode::OK, "{output}: {}", r.text());
+    }
     // The resource attribute names (and creates) the run.
     let chosen = uuid::Uuid::new_v4().to_string();
     let mut doc: Value = serde_json::from_slice(&body).unwrap();
@@ -528,8 +555,7 @@ on_both_backends!(the_otlp_answers, |backend| async move {
 async fn backpressure_is_503_with_retry_after() {
     use tower::ServiceExt;
     let app = TestApp::new(Backend::Sqlite).await;
-    let mut state = app.state.clone();
-    state.ingest = agentprof::api::body::IngestGate::new(1, std::time::Duration::from_millis(50));
+    let state = app.state_with_ingest_slots(1, std::time::Duration::from_millis(50));
     let router = agentprof::api::app(state.clone());
     let body = bodies("openinference_react12", "pb").remove(0);
     let post = || {
@@ -538,7 +564,7 @@ async fn backpressure_is_503_with_retry_after() {
             .body(axum::body::Body::from(body.clone()))
             .unwrap()
     };
-    let held = state.ingest.enter().await.unwrap();
+    let held = state.ingest.admit().await.unwrap();
     let resp = router.clone().oneshot(post()).await.unwrap();
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(resp.headers().contains_key("retry-after"));
@@ -558,7 +584,7 @@ async fn backpressure_is_503_with_retry_after() {
 }
 
 /// Every capture's spans become the same stored steps as when the snapshot beside it was taken
-/// (`stored_requests.json.gz`, the run's `/requests`): a span sent again after an upgrade must
+/// (`stored_requests.snapshot.gz`, the run's `/requests`): a span sent again after an upgrade must
 /// meet its stored steps, which it only does when it renders to the same bodies. Run with
 /// `AGENTPROF_UPDATE_SNAPSHOTS=1` to take a snapshot anew after a deliberate change of the
 /// mapping.
@@ -589,12 +615,12 @@ async fn captures_map_to_their_snapshot_steps() {
         }
         let r = app.get(&format!("/v1/runs/{run_id}/requests")).await;
         assert_eq!(r.status, StatusCode::OK);
-        let snapshot = dir.join("stored_requests.json.gz");
+        let snapshot = dir.join("stored_requests.snapshot.gz");
         if update {
             std::fs::write(&snapshot, gzip(&r.body)).unwrap();
             continue;
         }
-        let expected = read_maybe_gz(&dir, "stored_requests.json")
+        let expected = read_maybe_gz(&dir, "stored_requests.snapshot")
             .unwrap_or_else(|| panic!("no snapshot in {}", dir.display()));
         assert!(
             expected == r.body,
@@ -622,7 +648,10 @@ fn genai_captures() -> Vec<(PathBuf, Vec<Vec<u8>>)> {
                 .filter(|p| p.extension().is_some_and(|x| x == "pb"))
                 .collect();
             names.sort();
-            (dir, names.iter().map(|n| std::fs::read(n).unwrap()).collect())
+            (
+                dir,
+                names.iter().map(|n| std::fs::read(n).unwrap()).collect(),
+            )
         })
         .collect()
 }

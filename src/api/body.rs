@@ -4,7 +4,8 @@
 //! half-read stream.
 
 use super::error::{ApiError, ApiResult};
-use crate::trace::{JsonSource, TraceError, gunzip, is_gzip, json_value};
+use crate::ingest::{Admission, Ingest, JsonPayload};
+use crate::trace::{TraceError, gunzip, is_gzip, json_value};
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
@@ -12,8 +13,6 @@ use axum::http::{HeaderMap, header};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 /// Limits for one request body.
@@ -23,95 +22,47 @@ pub struct BodyLimits {
     pub max_bytes: usize,
     /// Bytes after gzip decompression.
     pub max_decompressed: usize,
-    /// Bytes a batch's steps may take once read and prepared (413 beyond: split the batch).
-    pub max_batch_memory: usize,
 }
 
-/// Bounds how many ingests (step batches, OTLP exports) run at once. An ingest holds its body as
-/// sent and its prepared steps until it is stored (gzip is inflated as it is parsed), so the
-/// bound on memory across requests is this many times the bound on one. A request waits a while for its turn, then
-/// gets a 503 with `Retry-After`.
-#[derive(Debug, Clone)]
-pub struct IngestGate {
-    slots: Arc<Semaphore>,
-    wait: Duration,
-}
-
-impl IngestGate {
-    pub fn new(concurrent: usize, wait: Duration) -> IngestGate {
-        IngestGate {
-            slots: Arc::new(Semaphore::new(concurrent.max(1))),
-            wait,
-        }
-    }
-
-    /// A slot, held as long as the permit lives.
-    pub async fn enter(&self) -> ApiResult<OwnedSemaphorePermit> {
-        let busy = || {
-            ApiError::Busy(
-                "every ingest slot is busy with other batches; retry after Retry-After seconds"
-                    .to_owned(),
-            )
-        };
-        match tokio::time::timeout(self.wait, self.slots.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(permit),
-            _ => {
-                metrics::counter!("agentprof_ingest_refused_busy_total").increment(1);
-                Err(busy())
-            }
-        }
-    }
-}
-
-/// A step batch's body (gzip still compressed: it is inflated as it is parsed) and its ingest
-/// slot: the body is read only once a slot is free, and the slot is held until the handler drops
-/// the permit.
+/// A step batch's body (gzip still compressed: it is inflated as it is parsed) and its turn at
+/// ingesting: the body is read only once a turn is free, and the turn is held until the
+/// ingest service has stored the batch.
 #[derive(Debug)]
 pub struct IngestBody {
     pub payload: JsonPayload,
-    pub permit: OwnedSemaphorePermit,
-}
-
-/// A JSON request body as it arrived, within the wire limit: text, or gzip with the size it may
-/// inflate to.
-#[derive(Debug, Clone)]
-pub enum JsonPayload {
-    Text(Bytes),
-    Gzip { compressed: Bytes, limit: u64 },
-}
-
-impl JsonPayload {
-    pub fn source(&self) -> JsonSource<'_> {
-        match self {
-            JsonPayload::Text(bytes) => JsonSource::Text(bytes),
-            JsonPayload::Gzip { compressed, limit } => JsonSource::Gzip {
-                compressed,
-                limit: *limit,
-            },
-        }
-    }
+    pub admission: Admission,
 }
 
 impl<S> FromRequest<S> for IngestBody
 where
     BodyLimits: FromRef<S>,
-    IngestGate: FromRef<S>,
+    Arc<Ingest>: FromRef<S>,
     S: Send + Sync,
 {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let limits = BodyLimits::from_ref(state);
-        let permit = match IngestGate::from_ref(state).enter().await {
-            Ok(permit) => permit,
-            Err(busy) => {
-                discard_body(req.into_body(), limits.max_bytes).await;
-                return Err(busy);
-            }
-        };
         let (parts, body) = req.into_parts();
+        let (body, admission) = admit(&Arc::<Ingest>::from_ref(state), body, limits).await?;
         let payload = read_json_payload(&parts.headers, body, limits).await?;
-        Ok(IngestBody { payload, permit })
+        Ok(IngestBody { payload, admission })
+    }
+}
+
+/// A turn at ingesting for a request; when none comes in time, the request's body is read and
+/// dropped first (up to the wire limit), for the reason [`discard_body`] gives.
+pub(crate) async fn admit(
+    ingest: &Ingest,
+    body: Body,
+    limits: BodyLimits,
+) -> ApiResult<(Body, Admission)> {
+    match ingest.admit().await {
+        Ok(admission) => Ok((body, admission)),
+        Err(busy) => {
+            discard_body(body, limits.max_bytes).await;
+            Err(busy.into())
+        }
     }
 }
 

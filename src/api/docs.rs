@@ -29,8 +29,8 @@ write key also creates, changes and deletes.",
         (name = "operations", description = "Probes and Prometheus metrics"),
     ),
     components(schemas(
-        super::schema::UsageInfoDoc,
-        super::schema::TokenUsageDoc,
+        crate::trace::schema::UsageInfoDoc,
+        crate::trace::schema::TokenUsageDoc,
         // The trie's node type refers to itself, so its parts are listed here.
         crate::profiler::toolkit::prediction_trie::Prediction,
         crate::profiler::toolkit::prediction_trie::SampleStats,

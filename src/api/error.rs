@@ -5,6 +5,8 @@
 //! database is unreachable).
 
 use crate::compute::ComputeError;
+use crate::ingest::IngestError;
+use crate::otlp::DecodeError;
 use crate::store::StoreError;
 use crate::trace::{FieldError, TraceError};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -360,4 +362,22 @@ pub enum BodyProblems {
     /// A value failed validation; `errors[].path` holds its JSON pointer
     #[response(status = 422, content_type = "application/problem+json")]
     Invalid(Problem),
+}
+
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> Self {
+        match e {
+            IngestError::Busy => ApiError::Busy(
+                "every ingest slot is busy with other batches; retry after Retry-After seconds"
+                    .to_owned(),
+            ),
+            IngestError::Input(e) => ApiError::from_trace(e, ""),
+            IngestError::Field(f) => ApiError::invalid_at(f.path, f.message),
+            IngestError::Otlp(DecodeError::Malformed(why)) => ApiError::BadRequest(why),
+            IngestError::Otlp(DecodeError::TooMany(why)) => ApiError::BatchTooLarge(why),
+            IngestError::Store(e) => e.into(),
+            IngestError::Compute(e) => e.into(),
+            e @ IngestError::Crashed(_) => ApiError::internal(e),
+        }
+    }
 }

@@ -21,13 +21,14 @@ pub mod timeline;
 
 use crate::compute::RunCache;
 use crate::config::{ApiKeys, ServeConfig};
+use crate::ingest::Ingest;
 use crate::store::Store;
 use axum::Router;
 use axum::extract::{FromRef, MatchedPath, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use body::{BodyLimits, IngestGate};
+use body::BodyLimits;
 use error::ApiError;
 use error::ApiResult;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -48,6 +49,8 @@ use utoipa_axum::routes;
 #[derive(Debug, Clone)]
 pub struct ApiSettings {
     pub limits: BodyLimits,
+    /// Bytes a batch's steps may take once read and prepared (413 beyond: split the batch).
+    pub max_batch_memory: usize,
     pub keys: Option<ApiKeys>,
     /// Memory for cached frames and outputs.
     pub cache_bytes: u64,
@@ -64,8 +67,8 @@ impl Default for ApiSettings {
             limits: BodyLimits {
                 max_bytes: crate::config::DEFAULT_MAX_BODY_BYTES,
                 max_decompressed: 4 * crate::config::DEFAULT_MAX_BODY_BYTES,
-                max_batch_memory: crate::config::DEFAULT_MAX_BATCH_MEMORY,
             },
+            max_batch_memory: crate::config::DEFAULT_MAX_BATCH_MEMORY,
             keys: None,
             cache_bytes: 256 * 1024 * 1024,
             request_timeout: Duration::from_secs(120),
@@ -85,8 +88,8 @@ impl ApiSettings {
             limits: BodyLimits {
                 max_bytes: config.max_body_bytes,
                 max_decompressed: config.max_decompressed(),
-                max_batch_memory: config.max_batch_memory,
             },
+            max_batch_memory: config.max_batch_memory,
             keys: config.api_keys.clone().filter(|k| !k.is_empty()),
             cache_bytes: config.cache_bytes,
             request_timeout: Duration::from_secs(config.request_timeout_secs),
@@ -105,20 +108,27 @@ pub struct AppState {
     pub keys: Option<Arc<ApiKeys>>,
     pub prometheus: PrometheusHandle,
     pub request_timeout: Duration,
-    pub ingest: IngestGate,
+    pub ingest: Arc<Ingest>,
 }
 
 impl AppState {
     /// The one way to assemble the state, for the server and the tests alike.
     pub fn new(store: Arc<dyn Store>, settings: &ApiSettings) -> AppState {
+        let cache = Arc::new(RunCache::new(store.clone(), settings.cache_bytes));
         AppState {
-            cache: Arc::new(RunCache::new(store.clone(), settings.cache_bytes)),
+            ingest: Arc::new(Ingest::new(
+                store.clone(),
+                cache.clone(),
+                settings.max_concurrent_ingests,
+                settings.ingest_wait,
+                settings.max_batch_memory,
+            )),
+            cache,
             store,
             limits: settings.limits,
             keys: settings.keys.clone().map(Arc::new),
             prometheus: prometheus_handle(),
             request_timeout: settings.request_timeout,
-            ingest: IngestGate::new(settings.max_concurrent_ingests, settings.ingest_wait),
         }
     }
 }
@@ -129,8 +139,8 @@ impl FromRef<AppState> for BodyLimits {
     }
 }
 
-impl FromRef<AppState> for IngestGate {
-    fn from_ref(st: &AppState) -> IngestGate {
+impl FromRef<AppState> for Arc<Ingest> {
+    fn from_ref(st: &AppState) -> Arc<Ingest> {
         st.ingest.clone()
     }
 }

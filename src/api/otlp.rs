@@ -5,24 +5,20 @@
 //! encoding; 429/503 carry `Retry-After`, which the exporters honour before retrying. Everything
 //! else (keys, the ingest gate, validation, step identity, storage) is the step API's.
 
-use super::body::{is_gzip_body, read_limited};
+use super::AppState;
+use super::body::{admit, is_gzip_body, read_limited};
 use super::error::{ApiError, ApiResult};
-use super::{AppState, blocking};
-use crate::otlp::{self, Encoding, RunGroup, RunTarget, Status};
-use crate::store::{NewRun, PreparedBatch, Preparer};
-use crate::trace::{ParseOptions, gunzip, read_value};
+use crate::ingest::OtlpPayload;
+use crate::otlp::{self, Encoding, Status};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
 use uuid::Uuid;
 
 /// The largest export accepted once inflated. Exporters send at most 512 spans per export by
 /// default, well under a megabyte; this bounds what one decoded request can take in memory.
 pub const MAX_OTLP_BYTES: usize = 32 * 1024 * 1024;
-/// The most spans one export may carry.
-pub const MAX_OTLP_SPANS: usize = 100_000;
 /// The header that sends every span of an export to one existing run.
 pub const RUN_HEADER: &str = "x-agentprof-run-id";
 
@@ -49,7 +45,8 @@ pub const RUN_HEADER: &str = "x-agentprof-run-id";
         ),
     ),
     responses(
-        (status = 200, description = "Stored; `partialSuccess` counts the spans that were not", body = otlp::ExportResponse, content_type = "application/json"),
+        (status = 200, description = "Stored; `partialSuccess` counts the spans that were not", body = otlp::ExportResponse, content_type = "application/json",
+            headers(("x-agentprof-run-id" = String, description = "The runs the spans went to, comma separated (absent when none was stored)"))),
         (status = 400, description = "Not a decodable export, or steps the mapping could not validate (`google.rpc.Status`)"),
         (status = 401, description = "No valid API key"),
         (status = 403, description = "A read-only API key"),
@@ -100,89 +97,25 @@ async fn export(
         // A missing run is a 404 before the body is read.
         st.cache.snapshot(id).await?;
     }
-    let permit = st.ingest.enter().await?;
+    let (body, admission) = admit(&st.ingest, body, st.limits).await?;
     let raw = read_limited(headers, body, st.limits).await?;
-    let gzip = is_gzip_body(headers, &raw)?;
-    let inflated_limit = st.limits.max_decompressed.min(MAX_OTLP_BYTES) as u64;
-    let budget = st.limits.max_batch_memory;
-    let (groups, rejected, message) = blocking(move || {
-        let inflated;
-        let bytes: &[u8] = if gzip {
-            inflated =
-                gunzip(&raw, Some(inflated_limit)).map_err(|e| ApiError::from_trace(e, ""))?;
-            &inflated
-        } else if raw.len() as u64 > inflated_limit {
-            return Err(ApiError::TooLarge {
-                limit: inflated_limit as usize,
-            });
-        } else {
-            &raw
-        };
-        let request =
-            otlp::decode(encoding, bytes).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-        let spans = otlp::span_count(&request);
-        if spans > MAX_OTLP_SPANS {
-            return Err(ApiError::BatchTooLarge(format!(
-                "an export may carry at most {MAX_OTLP_SPANS} spans, this one has {spans}: \
-                 lower the exporter's batch size"
-            )));
-        }
-        let mapped = otlp::map_export(&request, header_run);
-        drop(request);
-        let share = budget / mapped.groups.len().max(1);
-        let groups = mapped
-            .groups
-            .into_iter()
-            .map(|g| prepare(g, share))
-            .collect::<ApiResult<Vec<_>>>()?;
-        Ok((groups, mapped.rejected, mapped.message))
-    })
-    .await?;
-    let mut stored_spans = 0u64;
-    for (group, batch) in groups {
-        let id = group.target.run_id();
-        if !matches!(group.target, RunTarget::Header(_)) {
-            let created = st.store.ensure_run(id, new_run(&group)).await?;
-            if created {
-                tracing::info!(run = %id, service = %group.service, "OTLP: created a run on first sight");
-            }
-        }
-        let written = st.store.append(id, batch, None).await?;
-        st.cache.remember(written.record).await?;
-        stored_spans += group.spans as u64;
+    let payload = OtlpPayload {
+        encoding,
+        gzip: is_gzip_body(headers, &raw)?,
+        bytes: raw,
+        limit: st.limits.max_decompressed.min(MAX_OTLP_BYTES) as u64,
+    };
+    let outcome = st.ingest.otlp(admission, payload, header_run).await?;
+    let body = otlp::ExportResponse::new(outcome.rejected_spans, &outcome.message).encode(encoding);
+    let mut resp = encoded(StatusCode::OK, encoding, body);
+    // Which runs the spans went to: the OTLP body has no place for it.
+    let runs: Vec<String> = outcome.runs.iter().map(Uuid::to_string).collect();
+    if let Ok(value) = HeaderValue::from_str(&runs.join(", "))
+        && !runs.is_empty()
+    {
+        resp.headers_mut().insert(RUN_HEADER, value);
     }
-    drop(permit);
-    metrics::counter!("agentprof_otlp_spans_total", "outcome" => "stored").increment(stored_spans);
-    metrics::counter!("agentprof_otlp_spans_total", "outcome" => "rejected").increment(rejected);
-    let body = otlp::ExportResponse::new(rejected, &message).encode(encoding);
-    Ok(encoded(StatusCode::OK, encoding, body))
-}
-
-/// A group's requests validated and prepared like any posted batch (eval form, `id` = trace id).
-fn prepare(mut group: RunGroup, budget: usize) -> ApiResult<(RunGroup, PreparedBatch)> {
-    let mut preparer = Preparer::new(budget);
-    let requests = Value::Array(std::mem::take(&mut group.requests));
-    // The pointers of a validation error point into the mapped steps, not the sender's body: an
-    // OTLP sender gets a 400 that says which value failed.
-    let doc = read_value(requests, &ParseOptions::default(), &mut preparer).map_err(|e| {
-        match ApiError::from_trace(e, "") {
-            ApiError::Invalid { detail, .. } => ApiError::BadRequest(format!(
-                "a span maps to a step that fails validation: {detail}"
-            )),
-            other => other,
-        }
-    })?;
-    Ok((group, preparer.finish(doc)))
-}
-
-/// The run a resource's spans create on first sight: named after the service, marked as OTLP's.
-fn new_run(group: &RunGroup) -> NewRun {
-    NewRun {
-        name: group.service.clone(),
-        profiler_config: json!({}),
-        metadata: json!({"source": "otlp", "service.name": group.service}),
-        toolkit: None,
-    }
+    Ok(resp)
 }
 
 fn encoded(status: StatusCode, encoding: Encoding, body: Vec<u8>) -> Response {

@@ -1,5 +1,6 @@
 //! The run resource: create, list, read, change, delete, and append step batches.
 
+use super::AppState;
 use super::auth::Client;
 use super::body::{IdempotencyKeyHeader, IngestBody, JsonBody, RunId};
 use super::error::{
@@ -7,15 +8,10 @@ use super::error::{
     WriteProblems,
 };
 use super::schema::*;
-use super::{AppState, blocking};
-use crate::profiler::{Dialect, ProfilerConfig, warnings};
-use crate::store::{
-    IdempotencyKey, IngestOutcome, NewRun, PreparedBatch, Preparer, RunChanges, RunCursor,
-    RunRecord, StoreError,
-};
-use crate::trace::{
-    JsonSource, ParseOptions, pointer_segment, read_json_document, read_json_wrapped, type_name,
-};
+use crate::profiler::{ProfilerConfig, warnings};
+use crate::store::{IngestOutcome, RunChanges, RunCursor, RunRecord, StoreError};
+use crate::trace::from_value_at;
+use crate::trace::schema::{RequestDoc, StepDocument};
 use axum::Extension;
 use axum::Json;
 use axum::body::Body;
@@ -82,146 +78,6 @@ pub(crate) fn ingest_view(run: &RunView, o: IngestOutcome) -> IngestResponse {
     }
 }
 
-fn record_ingest(o: &IngestOutcome) {
-    metrics::counter!("agentprof_steps_received_total").increment(o.steps_received as u64);
-    metrics::counter!("agentprof_steps_stored_total").increment(o.steps_stored as u64);
-    metrics::counter!("agentprof_steps_duplicate_total")
-        .increment(o.steps_skipped_duplicate as u64);
-}
-
-/// Validates a profiler config object (toolkit field names) at `path` in the body.
-fn check_config(v: &Value, path: &str) -> ApiResult<()> {
-    if !v.is_object() {
-        return Err(ApiError::invalid_at(
-            path,
-            "expected an object with the toolkit's ProfilerConfig field names",
-        ));
-    }
-    ProfilerConfig::from_json(v.clone())
-        .map(|_| ())
-        .map_err(|e| ApiError::invalid_at(format!("{path}{}", e.path), e.message))
-}
-
-/// A run name: a string of at most 500 characters; null (or absent) is the empty name.
-fn run_name(v: Value) -> ApiResult<String> {
-    match v {
-        Value::Null => Ok(String::new()),
-        Value::String(s) if s.chars().count() > 500 => {
-            Err(ApiError::invalid_at("/name", "at most 500 characters"))
-        }
-        Value::String(s) => Ok(s),
-        other => Err(ApiError::invalid_at(
-            "/name",
-            format!("expected a string or null, got {}", type_name(&other)),
-        )),
-    }
-}
-
-/// The `toolkit` field: a dialect, or null to detect it from the steps.
-fn toolkit_field(v: Value) -> ApiResult<Option<Dialect>> {
-    match v {
-        Value::Null => Ok(None),
-        Value::String(s) => Dialect::parse(&s).map(Some).ok_or_else(|| {
-            ApiError::invalid_at(
-                "/toolkit",
-                format!("unknown toolkit {s:?}: use \"aiq-1.1\", \"nat-1.9\" or null to detect it from the steps"),
-            )
-        }),
-        other => Err(ApiError::invalid_at(
-            "/toolkit",
-            format!("expected \"aiq-1.1\", \"nat-1.9\" or null, got {}", type_name(&other)),
-        )),
-    }
-}
-
-/// A metadata object (null is an empty one).
-fn check_metadata(v: &Value) -> ApiResult<()> {
-    match v {
-        Value::Null => Ok(()),
-        Value::Object(_) => Ok(()),
-        other => Err(ApiError::invalid_at(
-            "/metadata",
-            format!("expected an object or null, got {}", type_name(other)),
-        )),
-    }
-}
-
-/// Batches the PostgreSQL store can number (see `store::SEQ_BLOCK_BITS`); both stores keep to it.
-const MAX_BATCH_STEPS: usize = (1 << crate::store::SEQ_BLOCK_BITS) - 1;
-
-/// A step document (any input form) as the whole body, read step by step within the batch
-/// memory budget.
-fn read_steps(body: JsonSource<'_>, budget: usize) -> ApiResult<PreparedBatch> {
-    let mut preparer = Preparer::new(budget);
-    let doc = read_json_document(body, &ParseOptions::default(), &mut preparer)
-        .map_err(|e| ApiError::from_trace(e, ""))?;
-    checked_size(preparer.finish(doc), "")
-}
-
-/// A batch the store can number (see `store::SEQ_BLOCK_BITS`).
-fn checked_size(batch: PreparedBatch, at: &str) -> ApiResult<PreparedBatch> {
-    if batch.step_count() > MAX_BATCH_STEPS {
-        return Err(ApiError::invalid_at(
-            at,
-            format!("a batch holds at most {MAX_BATCH_STEPS} steps; split it"),
-        ));
-    }
-    Ok(batch)
-}
-
-/// Parses and validates a create body: `{name?, toolkit?, profiler_config?, metadata?,
-/// requests?}`, or a bare step document (a JSON list) as a shorthand for `{"requests": [...]}`.
-/// The steps are read one at a time within the batch memory budget.
-fn parse_create(body: JsonSource<'_>, budget: usize) -> ApiResult<(NewRun, Option<PreparedBatch>)> {
-    let mut preparer = Preparer::new(budget);
-    let wrapped = read_json_wrapped(body, "requests", &ParseOptions::default(), &mut preparer)
-        .map_err(|e| ApiError::from_trace(e, ""))?;
-    if let Some(other) = wrapped.other {
-        return Err(ApiError::invalid_at(
-            "",
-            format!(
-                "expected an object {{name, toolkit, profiler_config, metadata, requests}} or a list of requests, got {other}"
-            ),
-        ));
-    }
-    let mut obj = wrapped.fields;
-    let name = run_name(obj.remove("name").unwrap_or(Value::Null))?;
-    let profiler_config = match obj.remove("profiler_config") {
-        None | Some(Value::Null) => Value::Object(Map::new()),
-        Some(v) => {
-            check_config(&v, "/profiler_config")?;
-            v
-        }
-    };
-    let metadata = match obj.remove("metadata") {
-        None | Some(Value::Null) => Value::Object(Map::new()),
-        Some(v) => {
-            check_metadata(&v)?;
-            v
-        }
-    };
-    let toolkit = toolkit_field(obj.remove("toolkit").unwrap_or(Value::Null))?;
-    if let Some(key) = obj.keys().next() {
-        return Err(ApiError::invalid_at(
-            pointer_segment(key),
-            "unknown field: a run has name, toolkit, profiler_config, metadata and requests",
-        ));
-    }
-    let batch = wrapped
-        .document
-        .map(|doc| checked_size(preparer.finish(doc), "/requests"))
-        .transpose()?;
-    Ok((
-        NewRun {
-            name,
-            profiler_config,
-            metadata,
-            toolkit,
-        },
-        batch,
-    ))
-}
-
 /// Create a run
 ///
 /// Creates a run, optionally with its first batch of steps in `requests` (any input form: the
@@ -248,18 +104,10 @@ pub async fn create_run(
     IdempotencyKeyHeader(key): IdempotencyKeyHeader,
     body: IngestBody,
 ) -> ApiResult<Response> {
-    let IngestBody { payload, permit } = body;
-    let budget = st.limits.max_batch_memory;
-    let (key, (run, batch)) = blocking(move || {
-        let key = idempotency_key("create", &client, key, payload.source())?;
-        Ok((key, parse_create(payload.source(), budget)?))
-    })
-    .await?;
-    let written = st.store.create_run(run, batch, key.as_ref()).await?;
-    drop(permit);
-    if let (Some(o), false) = (&written.outcome, written.replayed) {
-        record_ingest(o);
-    }
+    let written = st
+        .ingest
+        .create(body.admission, body.payload, key, &client.0)
+        .await?;
     let id = written.record.id;
     let run = run_view(written.record)?;
     let view = CreatedRun {
@@ -272,24 +120,6 @@ pub async fn create_run(
     }
     mark_replayed(&mut resp, written.replayed);
     Ok(resp)
-}
-
-/// A request's Idempotency-Key in its scope (the operation, and the client that sent it), with
-/// the fingerprint of its body's JSON text.
-fn idempotency_key(
-    operation: &str,
-    client: &Client,
-    key: Option<String>,
-    body: JsonSource<'_>,
-) -> ApiResult<Option<IdempotencyKey>> {
-    let Some(key) = key else { return Ok(None) };
-    Ok(Some(IdempotencyKey {
-        scope: format!("{operation} {}", client.0),
-        key,
-        fingerprint: body
-            .fingerprint()
-            .map_err(|e| ApiError::from_trace(e, ""))?,
-    }))
 }
 
 /// The `Idempotency-Key` request header, as the OpenAPI document describes it.
@@ -423,12 +253,13 @@ pub async fn patch_run(
     RunId(id): RunId,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<RunView>> {
-    let patch = parse_patch(body)?;
+    let patch: PatchRun =
+        from_value_at(body, "").map_err(|e| ApiError::invalid_at(e.path, e.message))?;
     // Read, merge, write only if nobody wrote in between; on a race, merge again onto the newer
     // run (a merge patch computed from an old read would undo the other writer's change).
     for _ in 0..PATCH_ATTEMPTS {
         let current = st.store.get_run(id).await?;
-        let changes = patch.apply_to(&current)?;
+        let changes = changes(&patch, &current)?;
         match st.store.update_run(id, changes).await {
             Ok(record) => {
                 st.cache.remember(record.clone()).await?;
@@ -443,82 +274,42 @@ pub async fn patch_run(
     )))
 }
 
-/// A validated `PATCH` body: which fields change, each as a merge patch of the stored value.
-#[derive(Debug, Clone, Default)]
-struct RunPatch {
-    name: Option<String>,
-    profiler_config: Option<Value>,
-    metadata: Option<Value>,
-    /// `Some(None)`: detect the dialect from the steps again.
-    toolkit: Option<Option<Dialect>>,
-}
-
-/// Parses and validates a `PATCH` body; nothing is read from the store yet.
-fn parse_patch(body: Value) -> ApiResult<RunPatch> {
-    let Value::Object(mut obj) = body else {
-        return Err(ApiError::invalid_at(
-            "",
-            "expected an object {name, profiler_config, metadata}",
-        ));
+/// The changes a patch makes to `current`, conditional on `current` still being the stored
+/// version when they are written.
+fn changes(patch: &PatchRun, current: &RunRecord) -> ApiResult<RunChanges> {
+    let merged = |field: &Patch<Map<String, Value>>, stored: &Value| match field {
+        Patch::Absent => None,
+        Patch::Null => Some(Value::Object(Map::new())),
+        Patch::Value(p) => {
+            let mut merged = stored.clone();
+            merge_patch(&mut merged, Value::Object(p.clone()));
+            Some(if merged.is_object() {
+                merged
+            } else {
+                Value::Object(Map::new())
+            })
+        }
     };
-    let name = obj.remove("name").map(run_name).transpose()?;
-    let profiler_config = obj.remove("profiler_config");
-    if let Some(v) = &profiler_config
-        && !(v.is_object() || v.is_null())
-    {
-        return Err(ApiError::invalid_at(
-            "/profiler_config",
-            format!("expected an object or null, got {}", type_name(v)),
-        ));
+    let profiler_config = merged(&patch.profiler_config, &current.profiler_config);
+    if let Some(config) = &profiler_config {
+        ProfilerConfig::from_json(config.clone())
+            .map_err(|e| ApiError::invalid_at(format!("/profiler_config{}", e.path), e.message))?;
     }
-    let metadata = obj.remove("metadata");
-    if let Some(v) = &metadata {
-        check_metadata(v)?;
-    }
-    let toolkit = obj.remove("toolkit").map(toolkit_field).transpose()?;
-    if let Some(key) = obj.keys().next() {
-        return Err(ApiError::invalid_at(
-            pointer_segment(key),
-            "unknown field: only name, toolkit, profiler_config and metadata can change",
-        ));
-    }
-    Ok(RunPatch {
-        name,
+    Ok(RunChanges {
+        name: match &patch.name {
+            Patch::Absent => None,
+            Patch::Null => Some(String::new()),
+            Patch::Value(n) => Some(n.0.clone()),
+        },
+        toolkit: match patch.toolkit {
+            Patch::Absent => None,
+            Patch::Null => Some(None),
+            Patch::Value(d) => Some(Some(d)),
+        },
         profiler_config,
-        metadata,
-        toolkit,
+        metadata: merged(&patch.metadata, &current.metadata),
+        if_updated_at: Some(current.updated_at),
     })
-}
-
-impl RunPatch {
-    /// The changes this patch makes to `current`, conditional on `current` still being the
-    /// stored version when they are written.
-    fn apply_to(&self, current: &RunRecord) -> ApiResult<RunChanges> {
-        let mut changes = RunChanges {
-            name: self.name.clone(),
-            toolkit: self.toolkit,
-            if_updated_at: Some(current.updated_at),
-            ..RunChanges::default()
-        };
-        if let Some(v) = &self.profiler_config {
-            let mut merged = current.profiler_config.clone();
-            merge_patch(&mut merged, v.clone());
-            if merged.is_null() {
-                merged = Value::Object(Map::new());
-            }
-            check_config(&merged, "/profiler_config")?;
-            changes.profiler_config = Some(merged);
-        }
-        if let Some(v) = &self.metadata {
-            let mut merged = current.metadata.clone();
-            merge_patch(&mut merged, v.clone());
-            if !merged.is_object() {
-                merged = Value::Object(Map::new());
-            }
-            changes.metadata = Some(merged);
-        }
-        Ok(changes)
-    }
 }
 
 /// Tries at a PATCH before answering 409: each lost race means another writer made progress.
@@ -590,22 +381,14 @@ pub async fn append_steps(
     // A missing run is a 404 before the (possibly large) body is read and validated (a run
     // deleted meanwhile elsewhere still fails in `append`).
     st.cache.snapshot(id).await?;
-    let IngestBody { payload, permit } = IngestBody::from_request(body, &st).await?;
-    let budget = st.limits.max_batch_memory;
-    let (key, batch) = blocking(move || {
-        let key = idempotency_key(&format!("append {id}"), &client, key, payload.source())?;
-        Ok((key, read_steps(payload.source(), budget)?))
-    })
-    .await?;
-    let written = st.store.append(id, batch, key.as_ref()).await?;
-    drop(permit);
+    let body = IngestBody::from_request(body, &st).await?;
+    let written = st
+        .ingest
+        .append(body.admission, id, body.payload, key, &client.0)
+        .await?;
     let outcome = written
         .outcome
         .ok_or_else(|| ApiError::internal(format!("append to run {id} returned no outcome")))?;
-    if !written.replayed {
-        st.cache.remember(written.record.clone()).await?;
-        record_ingest(&outcome);
-    }
     let run = run_view(written.record)?;
     let mut resp = Json(ingest_view(&run, outcome)).into_response();
     mark_replayed(&mut resp, written.replayed);
@@ -648,26 +431,14 @@ mod tests {
     }
 
     #[test]
-    fn create_body_validation_points_at_fields() {
-        let create =
-            |v: Value| parse_create(JsonSource::Text(v.to_string().as_bytes()), usize::MAX);
-        let err = create(json!({"name": 5})).unwrap_err();
-        assert!(matches!(&err, ApiError::Invalid { errors, .. } if errors[0].path == "/name"));
-        let err = create(json!({"profiler_config": {"prefix_span_analysis": {"top_k": "x"}}}))
-            .unwrap_err();
-        assert!(
-            matches!(&err, ApiError::Invalid { errors, .. } if errors[0].path == "/profiler_config/prefix_span_analysis/top_k"),
-            "{err:?}"
-        );
-        let err = create(json!({"requests": [[{"payload": {"event_type": "NOPE"}}]]})).unwrap_err();
-        assert!(
-            matches!(&err, ApiError::Invalid { errors, .. } if errors[0].path == "/requests/0/0/payload/event_type"),
-            "{err:?}"
-        );
-        let err = create(json!({"bogus": 1})).unwrap_err();
-        assert!(matches!(&err, ApiError::Invalid { errors, .. } if errors[0].path == "/bogus"));
-        let (run, batch) = create(json!([[{"payload": {"event_type": "LLM_START"}}]])).unwrap();
-        assert_eq!(run.name, "");
-        assert_eq!(batch.unwrap().step_count(), 1);
+    fn a_patch_tells_absent_from_null() {
+        let patch: PatchRun =
+            from_value_at(json!({"name": null, "metadata": {"a": null, "b": 2}}), "").unwrap();
+        assert_eq!(patch.name, Patch::Null);
+        assert_eq!(patch.toolkit, Patch::Absent);
+        let err = from_value_at::<PatchRun>(json!({"name": "x".repeat(501)}), "").unwrap_err();
+        assert_eq!(err.path, "/name");
+        let err = from_value_at::<PatchRun>(json!({"bogus/x": 1}), "").unwrap_err();
+        assert_eq!(err.path, "/bogus~1x");
     }
 }

@@ -1,20 +1,23 @@
 //! Request and response shapes of the HTTP API, with their OpenAPI schemas.
 //!
-//! Responses are real types: the run views below, and the profiler's own output types, whose
-//! schemas are derived where they are defined. What the parser accepts (steps in their input
-//! forms, a profiler-config merge patch) is wider than any Rust type it becomes, so those inputs
-//! are described by documentation-only types (`*Doc`) kept in step with `trace::parse`.
+//! Every shape here is a real type: the API reads request bodies through the same types that
+//! give their schemas ([`PatchRun`], [`CompareRequest`], and the create body's
+//! [`crate::ingest::request::CreateRun`]), and writes the run views below and the profiler's own
+//! output types. The step documents themselves are described in [`crate::trace::schema`], beside
+//! the parser they describe.
 
-#![allow(dead_code)] // the wire-format types exist for the OpenAPI document only
-
+use crate::ingest::request::{CreateRun, RunName};
+use crate::profiler::core::config_schema::ProfilerConfigPatch;
 use crate::profiler::statistics::compare::Comparison;
 use crate::profiler::{Dialect, ProfilerConfig};
 use crate::store::DialectSource;
-use crate::trace::{EventState, EventType, Framework};
+use crate::trace::schema::StepDocument;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{AnyOfBuilder, Schema};
 use uuid::Uuid;
 
 /// A run: a set of requests (workflow invocations) and their steps.
@@ -85,46 +88,48 @@ pub struct CreatedRun {
     pub ingest: Option<IngestResponse>,
 }
 
-/// Body of `POST /v1/runs`. Every field is optional; a bare list is taken as `requests`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({"name": "nightly eval", "profiler_config": {"prompt_caching_prefixes": {"min_frequency": 0.3}},
-    "metadata": {"commit": "4f2a9c1"}}))]
-pub struct CreateRun {
-    #[schema(max_length = 500)]
-    pub name: Option<String>,
-    /// `aiq-1.1` or `nat-1.9`; absent or null: nat-1.9 once a step in nat 1.9's schema (with a
-    /// top-level `parent_id`) is stored, aiq-1.1 until then.
-    pub toolkit: Option<Dialect>,
-    pub profiler_config: Option<ProfilerConfigPatch>,
-    #[schema(value_type = Option<Object>)]
-    pub metadata: Option<Value>,
-    /// Steps in any input form.
-    #[schema(schema_with = nullable_step_document)]
-    pub requests: Option<Value>,
-}
-
-fn nullable_step_document() -> Schema {
-    Schema::AnyOf(
-        AnyOfBuilder::new()
-            .item(<StepDocument as utoipa::PartialSchema>::schema())
-            .item(ObjectBuilder::new().schema_type(Type::Null))
-            .build(),
-    )
-}
-
-/// Body of `PATCH /v1/runs/{run_id}`: a JSON merge patch; `null` removes a key.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+/// Body of `PATCH /v1/runs/{run_id}`: a JSON merge patch. A field left out stays as it is;
+/// `null` resets it (the name to empty, the toolkit to detection, a profiler setting or a
+/// metadata key to absent).
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "renamed", "profiler_config": {"concurrency_spike_analysis": {"spike_threshold": 4}}}))]
 pub struct PatchRun {
-    #[schema(max_length = 500)]
-    pub name: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<RunName>)]
+    pub name: Patch<RunName>,
     /// `aiq-1.1` or `nat-1.9`; null returns the run to detection.
-    pub toolkit: Option<Dialect>,
-    pub profiler_config: Option<ProfilerConfigPatch>,
+    #[serde(default)]
+    #[schema(value_type = Option<Dialect>)]
+    pub toolkit: Patch<Dialect>,
+    /// Merged into the stored config (RFC 7396).
+    #[serde(default)]
+    #[schema(value_type = Option<ProfilerConfigPatch>)]
+    pub profiler_config: Patch<Map<String, Value>>,
+    /// Merged into the stored metadata (RFC 7396).
+    #[serde(default)]
     #[schema(value_type = Option<Object>)]
-    pub metadata: Option<Value>,
+    pub metadata: Patch<Map<String, Value>>,
+}
+
+/// A field of a merge patch: left out, `null`, or a value. (`Option<Option<T>>` says the same
+/// less plainly, and serde needs help to tell the first two apart either way.)
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Patch<T> {
+    #[default]
+    Absent,
+    Null,
+    Value(T),
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Patch<T> {
+    /// Called only for a field that is present (absent ones take the default).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Patch<T>, D::Error> {
+        Ok(match Option::<T>::deserialize(d)? {
+            None => Patch::Null,
+            Some(v) => Patch::Value(v),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -177,109 +182,6 @@ pub struct Readiness {
     pub database: String,
 }
 
-// ----- the toolkit's formats, for documentation -----------------------------------------------
-//
-// These describe what the parser accepts, which is wider than what the toolkit writes: numbers may
-// come as numeric strings (pydantic's lax mode), optional fields may be absent. Keep them in step
-// with `trace::parse`; schemathesis (`scripts/schemathesis.sh`) checks that they agree.
-
-use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, Schema, Type};
-use utoipa::openapi::{KnownFormat, RefOr, SchemaFormat};
-
-fn described(s: ObjectBuilder, d: &str) -> Schema {
-    Schema::Object(s.description(Some(d)).build())
-}
-
-/// A float as pydantic's lax mode takes it: a number, a boolean or a numeric string.
-fn lax_number() -> Schema {
-    Schema::AnyOf(
-        AnyOfBuilder::new()
-            .item(
-                ObjectBuilder::new()
-                    .schema_type(Type::Number)
-                    .minimum(Some(-crate::trace::MAX_ABS_TIMESTAMP))
-                    .maximum(Some(crate::trace::MAX_ABS_TIMESTAMP))
-                    .build(),
-            )
-            .item(ObjectBuilder::new().schema_type(Type::Boolean).build())
-            .item(
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .pattern(Some(r"^[ \t\n\r\f\v]*[+-]?([0-9](_?[0-9]){0,11}(\.([0-9](_?[0-9])*)?)?|\.[0-9](_?[0-9])*)[ \t\n\r\f\v]*$"))
-                    .build(),
-            )
-            .description(Some("Epoch seconds (within ±1e12): a number, or a numeric string in plain decimal notation"))
-            .build(),
-    )
-}
-
-/// An int as pydantic's lax mode takes it (within 64 bits): an integer, a boolean or an
-/// integer string (`"7"`, `"7.0"`).
-fn lax_integer() -> Schema {
-    Schema::AnyOf(
-        AnyOfBuilder::new()
-            .item(
-                ObjectBuilder::new()
-                    .schema_type(Type::Integer)
-                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
-                    .minimum(Some(i64::MIN))
-                    .maximum(Some(i64::MAX))
-                    .build(),
-            )
-            .item(ObjectBuilder::new().schema_type(Type::Boolean).build())
-            .item(
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .pattern(Some(
-                        r"^[ \t\n\r\f\v]*[+-]?[0-9](_?[0-9]){0,14}(\.0+)?[ \t\n\r\f\v]*$",
-                    ))
-                    .build(),
-            )
-            .build(),
-    )
-}
-
-/// Steps in one of the input forms, detected from the document (the EvalInput dump, an object,
-/// is accepted too but not described here).
-pub struct StepDocument;
-
-impl utoipa::PartialSchema for StepDocument {
-    fn schema() -> RefOr<Schema> {
-        let list_of = |item: RefOr<Schema>| ArrayBuilder::new().items(item).build();
-        RefOr::T(Schema::AnyOf(
-            AnyOfBuilder::new()
-                .item(list_of(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("RequestDoc"))))
-                .item(list_of(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("EvalItemDoc"))))
-                .item(list_of(RefOr::T(Schema::Array(list_of(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("StepDoc")))))))
-                .description(Some(
-                    "The profiler form (`all_requests_profiler_traces.json`), the eval form (`workflow_output.json`) \
-                     or a list of step lists, one per request. The form is read off the first item.",
-                ))
-                .build(),
-        ))
-    }
-}
-
-impl ToSchema for StepDocument {
-    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
-        schemas.push((
-            "RequestDoc".to_owned(),
-            <RequestDoc as utoipa::PartialSchema>::schema(),
-        ));
-        <RequestDoc as ToSchema>::schemas(schemas);
-        schemas.push((
-            "EvalItemDoc".to_owned(),
-            <EvalItemDoc as utoipa::PartialSchema>::schema(),
-        ));
-        <EvalItemDoc as ToSchema>::schemas(schemas);
-        schemas.push((
-            "StepDoc".to_owned(),
-            <StepDoc as utoipa::PartialSchema>::schema(),
-        ));
-        <StepDoc as ToSchema>::schemas(schemas);
-    }
-}
-
 /// The body of `POST /v1/runs`: a run object, or a bare step document as its `requests`.
 pub struct CreateRunBody;
 
@@ -305,256 +207,6 @@ impl ToSchema for CreateRunBody {
         <CreateRun as ToSchema>::schemas(schemas);
         <StepDocument as ToSchema>::schemas(schemas);
     }
-}
-
-/// One request of the profiler form.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct RequestDoc {
-    /// Requests are ordered by it; later batches with the same number append to the request.
-    #[schema(minimum = 0, maximum = 2147483647)]
-    pub request_number: i64,
-    /// `null` is taken as no steps.
-    #[schema(required = true)]
-    pub intermediate_steps: Option<Vec<StepDoc>>,
-}
-
-/// One item of an eval `workflow_output.json`; other keys are ignored.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-pub struct EvalItemDoc {
-    /// The dataset id; later batches with the same id append to the same request.
-    pub id: Option<Value>,
-    pub question: Option<Value>,
-    pub answer: Option<Value>,
-    pub generated_answer: Option<Value>,
-    /// `null` is taken as no steps.
-    #[schema(required = true)]
-    pub intermediate_steps: Option<Vec<StepDoc>>,
-}
-
-/// An `IntermediateStep` (aiqtoolkit 1.1.0; nvidia-nat 1.9's additions are accepted too).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({
-    "function_ancestry": {"function_id": "008a05a6-c464-4159-8324-c9859b810e76", "function_name": "react_agent", "parent_id": "root", "parent_name": "root"},
-    "payload": {"event_type": "LLM_END", "event_timestamp": 1748779200.4603305, "span_event_timestamp": 1748779200.0307972,
-        "framework": "langchain", "name": "meta/llama-3.1-70b-instruct", "tags": null, "metadata": null,
-        "data": {"input": "What is the capital of France?", "output": "Paris.", "chunk": null},
-        "usage_info": {"token_usage": {"prompt_tokens": 413, "completion_tokens": 26, "total_tokens": 439}, "num_llm_calls": 1, "seconds_between_calls": 0},
-        "UUID": "b9d179e0-6c0f-44f5-b813-0c4237730edf"}
-}))]
-pub struct StepDoc {
-    /// Defaults to `{"function_id": "N/A", "function_name": "N/A"}` when absent.
-    pub function_ancestry: Option<AncestryDoc>,
-    #[schema(schema_with = payload_schema)]
-    pub payload: Value,
-    /// nvidia-nat 1.9 only: the parent span's UUID.
-    pub parent_id: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct AncestryDoc {
-    pub function_id: String,
-    pub function_name: String,
-    pub parent_id: Option<String>,
-    pub parent_name: Option<String>,
-}
-
-/// The payload: END events may carry `span_event_timestamp`, the others may not (a `oneOf` on
-/// the event type). Extra keys are kept.
-fn payload_schema() -> Schema {
-    let variant = |events: &[EventType], span: Schema, what: &str| {
-        let mut o =
-            ObjectBuilder::new()
-                .schema_type(Type::Object)
-                .required("event_type")
-                .property(
-                    "event_type",
-                    ObjectBuilder::new()
-                        .schema_type(Type::String)
-                        .enum_values(Some(events.iter().map(|e| e.as_str()))),
-                )
-                .property("event_timestamp", lax_number())
-                .property("span_event_timestamp", span)
-                .property(
-                    "framework",
-                    ObjectBuilder::new()
-                        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
-                            Type::String,
-                            Type::Null,
-                        ]))
-                        .enum_values(Some(
-                            Framework::ALL
-                                .into_iter()
-                                .map(|f| Value::from(f.as_str()))
-                                .chain([Value::Null]),
-                        )),
-                )
-                .property(
-                    "name",
-                    ObjectBuilder::new().schema_type(
-                        utoipa::openapi::schema::SchemaType::from_iter([Type::String, Type::Null]),
-                    ),
-                )
-                .property(
-                    "tags",
-                    ArrayBuilder::new()
-                        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
-                            Type::Array,
-                            Type::Null,
-                        ]))
-                        .items(ObjectBuilder::new().schema_type(Type::String)),
-                )
-                .property(
-                    "metadata",
-                    ObjectBuilder::new().schema_type(
-                        utoipa::openapi::schema::SchemaType::from_iter([Type::Object, Type::Null]),
-                    ),
-                )
-                .property(
-                    "data",
-                    ObjectBuilder::new()
-                        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
-                            Type::Object,
-                            Type::Null,
-                        ]))
-                        .description(Some(
-                            "`input`, `output` and `chunk`, any JSON; extra keys are kept",
-                        )),
-                )
-                .property(
-                    "usage_info",
-                    Schema::AnyOf(
-                        AnyOfBuilder::new()
-                            .item(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
-                                "UsageInfoDoc",
-                            )))
-                            .item(ObjectBuilder::new().schema_type(Type::Null))
-                            .build(),
-                    ),
-                )
-                .property(
-                    "UUID",
-                    ObjectBuilder::new()
-                        .schema_type(Type::String)
-                        .description(Some(
-                            "Ties a START to its END; derived from the step when absent",
-                        )),
-                );
-        o = o.description(Some(what));
-        Schema::Object(o.build())
-    };
-    let nullable_number = AnyOfBuilder::new()
-        .item(lax_number())
-        .item(ObjectBuilder::new().schema_type(Type::Null))
-        .build();
-    let (end_events, other_events): (Vec<EventType>, Vec<EventType>) = EventType::ALL
-        .into_iter()
-        .partition(|e| e.state() == EventState::End);
-    Schema::OneOf(
-        utoipa::openapi::schema::OneOfBuilder::new()
-            .item(variant(
-                &end_events,
-                Schema::AnyOf(nullable_number),
-                "An END event; `span_event_timestamp` is the span's start",
-            ))
-            .item(variant(
-                &other_events,
-                described(
-                    ObjectBuilder::new().schema_type(Type::Null),
-                    "only END events have one",
-                ),
-                "A START or CHUNK event",
-            ))
-            .build(),
-    )
-}
-
-/// Usage counters; a missing counter is 0. `null` means no usage information.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct UsageInfoDoc {
-    #[serde(default)]
-    pub token_usage: TokenUsageDoc,
-    #[serde(default)]
-    #[schema(schema_with = lax_integer)]
-    pub num_llm_calls: i64,
-    #[serde(default)]
-    #[schema(schema_with = lax_integer)]
-    pub seconds_between_calls: i64,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
-pub struct TokenUsageDoc {
-    #[serde(default)]
-    #[schema(schema_with = lax_integer)]
-    pub prompt_tokens: i64,
-    #[serde(default)]
-    #[schema(schema_with = lax_integer)]
-    pub completion_tokens: i64,
-    #[serde(default)]
-    #[schema(schema_with = lax_integer)]
-    pub total_tokens: i64,
-}
-
-/// The toolkit's `ProfilerConfig`. Every field is optional and merged over the default; `null`
-/// also means "the default" (and, in a PATCH, removes an earlier setting).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ProfilerConfigPatch {
-    /// Fit the token-usage forecast (`GET .../forecast`).
-    pub token_usage_forecast: Option<bool>,
-    /// `token_uniqueness` in the metrics.
-    pub token_uniqueness_forecast: Option<bool>,
-    /// `workflow_runtimes` in the metrics.
-    pub workflow_runtime_forecast: Option<bool>,
-    /// The six NOVA columns of the CSV.
-    pub compute_llm_metrics: Option<bool>,
-    /// Leave the prompt/output/token text out of the CSV.
-    pub csv_exclude_io_text: Option<bool>,
-    pub prompt_caching_prefixes: Option<PromptCachingPatch>,
-    pub bottleneck_analysis: Option<BottleneckPatch>,
-    pub concurrency_spike_analysis: Option<SpikeConfigPatch>,
-    pub prefix_span_analysis: Option<PrefixSpanConfigPatch>,
-    /// nvidia-nat: also enables `workflow_runtimes`.
-    pub base_metrics: Option<bool>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PromptCachingPatch {
-    pub enable: Option<bool>,
-    /// Share of calls a prefix needs (LLM_END rows count in the denominator, as in the toolkit).
-    pub min_frequency: Option<f64>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct BottleneckPatch {
-    pub enable_simple_stack: Option<bool>,
-    pub enable_nested_stack: Option<bool>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SpikeConfigPatch {
-    pub enable: Option<bool>,
-    #[schema(minimum = -9007199254740992i64, maximum = 9007199254740992i64)]
-    pub spike_threshold: Option<i64>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PrefixSpanConfigPatch {
-    pub enable: Option<bool>,
-    /// Below 1: a fraction of the requests; 1 or more: an absolute count.
-    #[schema(exclusive_minimum = 0)]
-    pub min_support: Option<f64>,
-    pub min_coverage: Option<f64>,
-    #[schema(minimum = -9007199254740992i64, maximum = 9007199254740992i64)]
-    pub max_text_len: Option<i64>,
-    #[schema(minimum = 0, maximum = 9007199254740992i64)]
-    pub top_k: Option<i64>,
-    /// Accepted; it never had an effect in the toolkit.
-    pub chain_with_common_prefixes: Option<bool>,
 }
 
 // ----- statistics -------------------------------------------------------------------------------

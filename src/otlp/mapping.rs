@@ -1,12 +1,19 @@
-//! One span to the toolkit's steps (the table in docs/otlp.md), and an export to per-run groups
-//! of eval-form requests.
+//! One span to the toolkit's steps (the table in docs/otlp.md), and an export walked span by
+//! span into per-run groups.
+//!
+//! Steps are built as typed [`IntermediateStep`]s, one at a time, and handed to the caller as
+//! they are made: a span with thousands of streamed-token events never exists as thousands of
+//! steps at once, so the caller's memory budget applies while the export is mapped.
 
-use crate::trace::{EventType, Framework};
+use crate::trace::{
+    EventType, Framework, IntermediateStep, InvocationNode, MAX_ABS_TIMESTAMP, Payload,
+    StreamEventData, TokenUsage, UsageInfo, value_fits,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::Span;
-use serde_json::{Map, Value, json};
-use std::collections::HashMap;
+use serde_json::{Map, Value};
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use uuid::Uuid;
 
@@ -41,24 +48,22 @@ impl RunTarget {
     }
 }
 
-/// The spans of one run, as eval-form items (`{"id": trace id, "intermediate_steps": [...]}`).
+/// The runs of an export, in the order they first appear.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunGroup {
     pub target: RunTarget,
     /// `service.name` of the first resource seen for this run.
     pub service: String,
-    pub requests: Vec<Value>,
+    /// Spans mapped into this run.
     pub spans: usize,
-    pub steps: usize,
 }
 
-/// An export, mapped.
+/// What walking an export found: its runs, and the spans that could not be mapped and why.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct MappedExport {
-    /// In the order the runs first appear in the export.
+pub struct Walked {
     pub groups: Vec<RunGroup>,
-    /// Spans that could not be mapped, and why (the first few reasons, then a count).
     pub rejected: u64,
+    /// The first few reasons, then a count.
     pub message: String,
 }
 
@@ -66,110 +71,288 @@ pub struct MappedExport {
 const UNKNOWN_SERVICE: &str = "unknown_service";
 /// Reasons quoted in `partial_success.error_message` before the rest are only counted.
 const MAX_REASONS: usize = 5;
+/// The longest service name that names a run (the run-name limit of the API).
+pub const MAX_SERVICE_NAME: usize = 500;
 
-/// Maps every span of an export. `header` (the `x-agentprof-run-id` header) sends all of them to
-/// one run; otherwise each resource picks its run. A span sent twice in one export is mapped
-/// once.
-pub fn map_export(req: &ExportTraceServiceRequest, header: Option<Uuid>) -> MappedExport {
-    let mut out = MappedExport::default();
-    let mut reasons: Vec<String> = Vec::new();
+/// Walks every span of an export, handing each of its steps to `emit(group, trace id, step)`
+/// as it is made. `header` (the `x-agentprof-run-id` header) sends every span to one run;
+/// otherwise each resource picks its run, and spans of resources that would add more than
+/// `max_runs` runs are refused. A span sent twice in one export is mapped once. `emit` may stop
+/// the walk (a memory budget spent): its error is returned.
+pub fn walk<E>(
+    req: &ExportTraceServiceRequest,
+    header: Option<Uuid>,
+    max_runs: usize,
+    mut emit: impl FnMut(usize, &str, IntermediateStep) -> Result<(), E>,
+) -> Result<Walked, E> {
+    let mut out = Walked::default();
+    let mut reasons = Reasons::default();
     let mut group_of: HashMap<RunTarget, usize> = HashMap::new();
-    // Per group: trace id -> index of its request in `requests`.
-    let mut traces: Vec<HashMap<Vec<u8>, usize>> = Vec::new();
-    let mut seen: std::collections::HashSet<(&[u8], &[u8])> = std::collections::HashSet::new();
+    let mut seen: HashSet<(&[u8], &[u8])> = HashSet::new();
     for rs in &req.resource_spans {
-        let attrs = rs.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
-        let service = Attrs(attrs)
+        let attrs = Attrs(rs.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]));
+        let spans = || rs.scope_spans.iter().flat_map(|s| &s.spans);
+        let mut refuse_all = |why: String| {
+            let n = spans().count() as u64;
+            if n > 0 {
+                reasons.add(&mut out.rejected, n, why);
+            }
+        };
+        let service = attrs
             .str("service.name")
             .filter(|s| !s.is_empty())
-            .unwrap_or(UNKNOWN_SERVICE)
-            .to_owned();
+            .unwrap_or(UNKNOWN_SERVICE);
+        if header.is_none() && service.chars().count() > MAX_SERVICE_NAME {
+            refuse_all(format!(
+                "{} span(s) of a resource whose service.name is longer than {MAX_SERVICE_NAME} characters",
+                spans().count()
+            ));
+            continue;
+        }
         let target = match header {
             Some(id) => RunTarget::Header(id),
-            None => match Attrs(attrs).str("agentprof.run.id") {
+            None => match attrs.str("agentprof.run.id") {
                 Some(text) => match Uuid::parse_str(text.trim()) {
                     Ok(id) => RunTarget::Resource(id),
                     Err(_) => {
-                        let n: usize = rs.scope_spans.iter().map(|s| s.spans.len()).sum();
-                        out.rejected += n as u64;
-                        reasons.push(format!(
-                            "{n} span(s) of a resource whose agentprof.run.id {text:?} is not a UUID"
+                        refuse_all(format!(
+                            "{} span(s) of a resource whose agentprof.run.id {:?} is not a UUID",
+                            spans().count(),
+                            truncate(text, 64)
                         ));
                         continue;
                     }
                 },
-                None => RunTarget::Service(service.clone()),
+                None => RunTarget::Service(service.to_owned()),
             },
         };
-        let g = *group_of.entry(target.clone()).or_insert_with(|| {
-            out.groups.push(RunGroup {
-                target,
-                service,
-                requests: Vec::new(),
-                spans: 0,
-                steps: 0,
-            });
-            traces.push(HashMap::new());
-            out.groups.len() - 1
-        });
-        for span in rs.scope_spans.iter().flat_map(|s| &s.spans) {
+        let g = match group_of.get(&target) {
+            Some(&g) => g,
+            None if out.groups.len() >= max_runs => {
+                refuse_all(format!(
+                    "{} span(s) of a resource beyond the {max_runs} runs one export may write to",
+                    spans().count()
+                ));
+                continue;
+            }
+            None => {
+                group_of.insert(target.clone(), out.groups.len());
+                out.groups.push(RunGroup {
+                    target,
+                    service: service.to_owned(),
+                    spans: 0,
+                });
+                out.groups.len() - 1
+            }
+        };
+        for span in spans() {
             if !seen.insert((&span.trace_id, &span.span_id)) {
                 continue;
             }
-            match span_steps(span) {
+            match SpanSteps::new(span) {
                 Ok(steps) => {
-                    let group = &mut out.groups[g];
-                    let at = *traces[g].entry(span.trace_id.clone()).or_insert_with(|| {
-                        group.requests.push(json!({
-                            "id": hex(&span.trace_id),
-                            "intermediate_steps": [],
-                        }));
-                        group.requests.len() - 1
-                    });
-                    group.spans += 1;
-                    group.steps += steps.len();
-                    if let Some(list) = group.requests[at]
-                        .get_mut("intermediate_steps")
-                        .and_then(Value::as_array_mut)
-                    {
-                        list.extend(steps);
+                    let trace = hex(&span.trace_id);
+                    for step in steps {
+                        emit(g, &trace, step)?;
                     }
+                    out.groups[g].spans += 1;
                 }
-                Err(why) => {
-                    out.rejected += 1;
-                    if reasons.len() < MAX_REASONS {
-                        reasons.push(format!("span {}: {why}", hex(&span.span_id)));
-                    }
-                }
+                Err(why) => reasons.add(
+                    &mut out.rejected,
+                    1,
+                    format!("span {}: {why}", hex(&span.span_id)),
+                ),
             }
         }
     }
-    for group in &mut out.groups {
-        for request in &mut group.requests {
-            if let Some(list) = request
-                .get_mut("intermediate_steps")
-                .and_then(Value::as_array_mut)
-            {
-                // Time order within the export (stable), as the toolkit records steps.
-                list.sort_by(|a, b| timestamp(a).total_cmp(&timestamp(b)));
-            }
-        }
-    }
-    out.groups.retain(|g| g.spans > 0);
-    if out.rejected > 0 {
-        let shown = reasons.len() as u64;
-        out.message = reasons.join("; ");
-        if out.rejected > shown {
-            let _ = write!(out.message, "; and {} more", out.rejected - shown);
-        }
-    }
-    out
+    out.message = reasons.message(out.rejected);
+    Ok(out)
 }
 
-fn timestamp(step: &Value) -> f64 {
-    step.pointer("/payload/event_timestamp")
-        .and_then(Value::as_f64)
-        .unwrap_or(0.0)
+/// The reasons quoted for refused spans: the first few, then a count of the rest.
+#[derive(Default)]
+struct Reasons {
+    quoted: Vec<String>,
+    counted: u64,
+}
+
+impl Reasons {
+    fn add(&mut self, rejected: &mut u64, spans: u64, why: String) {
+        *rejected += spans;
+        if self.quoted.len() < MAX_REASONS {
+            self.quoted.push(why);
+            self.counted += spans;
+        }
+    }
+
+    fn message(self, rejected: u64) -> String {
+        let mut message = self.quoted.join("; ");
+        if rejected > self.counted {
+            let _ = write!(message, "; and {} more", rejected - self.counted);
+        }
+        message
+    }
+}
+
+/// The steps of one span, made one at a time: its START, one `LLM_NEW_TOKEN` per streamed-token
+/// event of an LLM span, and its END.
+struct SpanSteps<'a> {
+    span: &'a Span,
+    start_type: EventType,
+    end_type: EventType,
+    uuid: String,
+    parent: String,
+    name: String,
+    framework: Option<Framework>,
+    ancestry: Option<InvocationNode>,
+    start: f64,
+    end: f64,
+    input: Value,
+    output: Value,
+    usage: Option<UsageInfo>,
+    /// What comes next: 0 the START, 1 + i the span's event i, past the events the END.
+    next: usize,
+    done: bool,
+}
+
+impl<'a> SpanSteps<'a> {
+    /// The span's steps, or why it has none.
+    fn new(span: &'a Span) -> Result<SpanSteps<'a>, String> {
+        if span.trace_id.len() != 16 || span.trace_id.iter().all(|b| *b == 0) {
+            return Err("its trace id is not 16 bytes, or is all zero".to_owned());
+        }
+        if span.span_id.len() != 8 || span.span_id.iter().all(|b| *b == 0) {
+            return Err("its span id is not 8 bytes, or is all zero".to_owned());
+        }
+        if !span.parent_span_id.is_empty() && span.parent_span_id.len() != 8 {
+            return Err("its parent span id is not 8 bytes".to_owned());
+        }
+        if span.start_time_unix_nano == 0 || span.end_time_unix_nano < span.start_time_unix_nano {
+            return Err("it has no start time, or ends before it starts".to_owned());
+        }
+        let attrs = Attrs(&span.attributes);
+        let (start_type, end_type) = kind_of(span, attrs);
+        let uuid = hex(&span.span_id);
+        let parent = if span.parent_span_id.is_empty() {
+            "root".to_owned()
+        } else {
+            hex(&span.parent_span_id)
+        };
+        // The toolkit's own start time when it sent a usable one (exact), else the span's.
+        let start = attrs
+            .f64("nat.event_timestamp")
+            .filter(|t| t.is_finite() && *t > 0.0 && *t <= MAX_ABS_TIMESTAMP)
+            .unwrap_or_else(|| seconds(span.start_time_unix_nano));
+        let end = seconds(span.end_time_unix_nano).max(start);
+        Ok(SpanSteps {
+            name: step_name(span, attrs, start_type),
+            framework: attrs.str("nat.framework").and_then(Framework::parse),
+            ancestry: ancestry(span, attrs, start_type, &uuid, &parent),
+            input: value_attr(attrs, ["input.value_obj", "input.value", "input.mime_type"]),
+            output: value_attr(
+                attrs,
+                ["output.value_obj", "output.value", "output.mime_type"],
+            ),
+            usage: usage(attrs),
+            span,
+            start_type,
+            end_type,
+            uuid,
+            parent,
+            start,
+            end,
+            next: 0,
+            done: false,
+        })
+    }
+
+    fn step(
+        &self,
+        event_type: EventType,
+        event_timestamp: f64,
+        span_event_timestamp: Option<f64>,
+        data: StreamEventData,
+        usage_info: Option<UsageInfo>,
+    ) -> IntermediateStep {
+        IntermediateStep {
+            parent_id: Some(self.parent.clone()),
+            function_ancestry: self.ancestry.clone(),
+            payload: Payload {
+                event_type,
+                event_timestamp,
+                span_event_timestamp,
+                framework: self.framework,
+                name: Some(self.name.clone()),
+                tags: None,
+                metadata: None,
+                data: Some(data),
+                usage_info,
+                uuid: self.uuid.clone(),
+                extra: Map::new(),
+            },
+        }
+    }
+}
+
+/// A step's `data`: its three values, and the `payload` key the toolkit's exporter writes as
+/// null (kept so that a span renders to the same step it always has, and meets its stored copy
+/// when it is sent again).
+fn data(input: Value, output: Value, chunk: Value) -> StreamEventData {
+    let mut extra = Map::new();
+    extra.insert("payload".to_owned(), Value::Null);
+    StreamEventData {
+        input,
+        output,
+        chunk,
+        extra,
+    }
+}
+
+impl Iterator for SpanSteps<'_> {
+    type Item = IntermediateStep;
+
+    fn next(&mut self) -> Option<IntermediateStep> {
+        if self.done {
+            return None;
+        }
+        if self.next == 0 {
+            self.next = 1;
+            return Some(self.step(
+                self.start_type,
+                self.start,
+                None,
+                data(self.input.clone(), Value::Null, Value::Null),
+                None,
+            ));
+        }
+        if self.start_type == EventType::LlmStart {
+            while let Some(event) = self.span.events.get(self.next - 1) {
+                self.next += 1;
+                if !matches!(event.name.as_str(), "LLM_NEW_TOKEN" | "new_token") {
+                    continue;
+                }
+                let chunk = Attrs(&event.attributes)
+                    .str("chunk")
+                    .map_or(Value::Null, Value::from);
+                let at = seconds(event.time_unix_nano).clamp(self.start, self.end);
+                return Some(self.step(
+                    EventType::LlmNewToken,
+                    at,
+                    None,
+                    data(Value::Null, Value::Null, chunk),
+                    None,
+                ));
+            }
+        }
+        self.done = true;
+        let data = data(
+            std::mem::take(&mut self.input),
+            std::mem::take(&mut self.output),
+            Value::Null,
+        );
+        let usage = self.usage.take();
+        Some(self.step(self.end_type, self.end, Some(self.start), data, usage))
+    }
 }
 
 /// What kind of call a span is: the START and END event types it becomes.
@@ -214,101 +397,6 @@ fn kind_of(span: &Span, attrs: Attrs<'_>) -> (EventType, EventType) {
     }
 }
 
-/// The steps of one span, or why it has none.
-fn span_steps(span: &Span) -> Result<Vec<Value>, String> {
-    if span.trace_id.len() != 16 || span.trace_id.iter().all(|b| *b == 0) {
-        return Err("its trace id is not 16 bytes, or is all zero".to_owned());
-    }
-    if span.span_id.len() != 8 || span.span_id.iter().all(|b| *b == 0) {
-        return Err("its span id is not 8 bytes, or is all zero".to_owned());
-    }
-    if !span.parent_span_id.is_empty() && span.parent_span_id.len() != 8 {
-        return Err("its parent span id is not 8 bytes".to_owned());
-    }
-    if span.start_time_unix_nano == 0 || span.end_time_unix_nano < span.start_time_unix_nano {
-        return Err("it has no start time, or ends before it starts".to_owned());
-    }
-    let attrs = Attrs(&span.attributes);
-    let (start_type, end_type) = kind_of(span, attrs);
-    let uuid = hex(&span.span_id);
-    let parent = if span.parent_span_id.is_empty() {
-        "root".to_owned()
-    } else {
-        hex(&span.parent_span_id)
-    };
-    // The toolkit's own start time when it sent one (exact), else the span's.
-    let start = attrs
-        .f64("nat.event_timestamp")
-        .filter(|t| t.is_finite() && *t > 0.0)
-        .unwrap_or_else(|| seconds(span.start_time_unix_nano));
-    let end = seconds(span.end_time_unix_nano).max(start);
-    let name = step_name(span, attrs, start_type);
-    let framework = attrs
-        .str("nat.framework")
-        .and_then(Framework::parse)
-        .map_or(Value::Null, |f| Value::from(f.as_str()));
-    let ancestry = ancestry(span, attrs, start_type, &uuid, &parent);
-    let input = value_attr(attrs, ["input.value_obj", "input.value", "input.mime_type"]);
-    let output = value_attr(
-        attrs,
-        ["output.value_obj", "output.value", "output.mime_type"],
-    );
-
-    let step = |event_type: EventType, ts: f64, span_ts: Value, data: Value, usage: Value| {
-        json!({
-            "parent_id": parent,
-            "function_ancestry": ancestry,
-            "payload": {
-                "event_type": event_type.as_str(),
-                "event_timestamp": ts,
-                "span_event_timestamp": span_ts,
-                "framework": framework,
-                "name": name,
-                "tags": null,
-                "metadata": null,
-                "data": data,
-                "usage_info": usage,
-                "UUID": uuid,
-            }
-        })
-    };
-    let data = |input: &Value, output: &Value, chunk: Value| json!({"input": input, "output": output, "chunk": chunk, "payload": null});
-    let mut steps = Vec::with_capacity(2 + span.events.len());
-    steps.push(step(
-        start_type,
-        start,
-        Value::Null,
-        data(&input, &Value::Null, Value::Null),
-        Value::Null,
-    ));
-    if start_type == EventType::LlmStart {
-        for event in &span.events {
-            if !matches!(event.name.as_str(), "LLM_NEW_TOKEN" | "new_token") {
-                continue;
-            }
-            let chunk = Attrs(&event.attributes)
-                .str("chunk")
-                .map_or(Value::Null, Value::from);
-            let at = seconds(event.time_unix_nano).clamp(start, end);
-            steps.push(step(
-                EventType::LlmNewToken,
-                at,
-                Value::Null,
-                data(&Value::Null, &Value::Null, chunk),
-                Value::Null,
-            ));
-        }
-    }
-    steps.push(step(
-        end_type,
-        end,
-        Value::from(start),
-        data(&input, &output, Value::Null),
-        usage(attrs),
-    ));
-    Ok(steps)
-}
-
 /// `payload.name`: the model of an LLM call, the tool of a tool call, else the toolkit's own
 /// name for the step, else the span's name.
 fn step_name(span: &Span, attrs: Attrs<'_>, start_type: EventType) -> String {
@@ -334,105 +422,99 @@ fn ancestry(
     start_type: EventType,
     uuid: &str,
     parent: &str,
-) -> Value {
-    let known = |key: &str| attrs.str(key).filter(|s| *s != "unknown");
+) -> Option<InvocationNode> {
+    let known = |key: &str| {
+        attrs
+            .str(key)
+            .filter(|s| *s != "unknown")
+            .map(str::to_owned)
+    };
+    let node =
+        |id: &str, name: &str, parent_id: Option<&str>, parent_name: Option<&str>| InvocationNode {
+            function_id: id.to_owned(),
+            function_name: name.to_owned(),
+            parent_id: parent_id.map(str::to_owned),
+            parent_name: parent_name.map(str::to_owned),
+        };
     if let Some(id) = attrs.str("nat.function.id") {
         if id == "unknown" {
-            return Value::Null;
+            return None;
         }
-        return json!({
-            "function_id": id,
-            "function_name": known("nat.function.name").unwrap_or("unknown"),
-            "parent_id": known("nat.function.parent_id"),
-            "parent_name": known("nat.function.parent_name"),
+        return Some(InvocationNode {
+            function_id: id.to_owned(),
+            function_name: known("nat.function.name").unwrap_or_else(|| "unknown".to_owned()),
+            parent_id: known("nat.function.parent_id"),
+            parent_name: known("nat.function.parent_name"),
         });
     }
+    let root = || node("root", "root", None, None);
     if start_type == EventType::WorkflowStart {
         // As the toolkit records its workflow steps.
-        return json!({
-            "function_id": "root", "function_name": "root", "parent_id": null, "parent_name": null,
-        });
+        return Some(root());
     }
     let own_function = start_type == EventType::FunctionStart;
-    match (own_function, span.parent_span_id.is_empty()) {
-        (true, true) => json!({
-            "function_id": uuid, "function_name": span.name, "parent_id": "root", "parent_name": "root",
-        }),
-        (true, false) => json!({
-            "function_id": uuid, "function_name": span.name, "parent_id": parent, "parent_name": null,
-        }),
-        (false, true) => json!({
-            "function_id": "root", "function_name": "root", "parent_id": null, "parent_name": null,
-        }),
-        (false, false) => json!({
-            "function_id": parent, "function_name": "unknown", "parent_id": null, "parent_name": null,
-        }),
-    }
+    Some(match (own_function, span.parent_span_id.is_empty()) {
+        (true, true) => node(uuid, &span.name, Some("root"), Some("root")),
+        (true, false) => node(uuid, &span.name, Some(parent), None),
+        (false, true) => root(),
+        (false, false) => node(parent, "unknown", None, None),
+    })
 }
 
 /// `usage_info` of the END step, when the span carries any count.
-fn usage(attrs: Attrs<'_>) -> Value {
-    let keys = [
-        (
-            "prompt_tokens",
-            "llm.token_count.prompt",
-            "gen_ai.usage.input_tokens",
-        ),
-        (
-            "completion_tokens",
-            "llm.token_count.completion",
-            "gen_ai.usage.output_tokens",
-        ),
-        (
-            "cached_tokens",
-            "llm.token_count.prompt_details.cache_read",
-            "gen_ai.usage.cache_read_input_tokens",
-        ),
-        (
-            "reasoning_tokens",
-            "llm.token_count.completion_details.reasoning",
-            "gen_ai.usage.reasoning_tokens",
-        ),
-        ("total_tokens", "llm.token_count.total", ""),
-    ];
-    let mut tokens = Map::new();
-    let mut any = false;
-    for (field, key, alt) in keys {
-        let n = attrs.i64(key).or_else(|| attrs.i64(alt));
-        any |= n.is_some();
-        tokens.insert(field.to_owned(), Value::from(n.unwrap_or(0)));
-    }
-    if tokens.get("total_tokens") == Some(&Value::from(0)) {
-        let sum = ["prompt_tokens", "completion_tokens"]
-            .iter()
-            .filter_map(|k| tokens.get(*k).and_then(Value::as_i64))
-            // Counts come from the sender: no overflow, whatever they are.
-            .fold(0i64, i64::saturating_add);
-        tokens.insert("total_tokens".to_owned(), Value::from(sum));
-    }
+fn usage(attrs: Attrs<'_>) -> Option<UsageInfo> {
+    let count = |key: &str, alt: &str| attrs.i64(key).or_else(|| attrs.i64(alt));
+    let prompt = count("llm.token_count.prompt", "gen_ai.usage.input_tokens");
+    let completion = count("llm.token_count.completion", "gen_ai.usage.output_tokens");
+    let cached = count(
+        "llm.token_count.prompt_details.cache_read",
+        "gen_ai.usage.cache_read_input_tokens",
+    );
+    let reasoning = count(
+        "llm.token_count.completion_details.reasoning",
+        "gen_ai.usage.reasoning_tokens",
+    );
+    let total = attrs.i64("llm.token_count.total");
     let calls = attrs.i64("nat.usage.num_llm_calls");
     let between = attrs.i64("nat.usage.seconds_between_calls");
+    let any = [prompt, completion, cached, reasoning, total]
+        .iter()
+        .any(Option::is_some);
     if !any && calls.is_none() && between.is_none() {
-        return Value::Null;
+        return None;
     }
-    json!({
-        "token_usage": tokens,
-        "num_llm_calls": calls.unwrap_or(0),
-        "seconds_between_calls": between.unwrap_or(0),
+    let (prompt, completion) = (prompt.unwrap_or(0), completion.unwrap_or(0));
+    let total = match total.unwrap_or(0) {
+        // Counts come from the sender: no overflow, whatever they are.
+        0 => prompt.saturating_add(completion),
+        t => t,
+    };
+    Some(UsageInfo {
+        token_usage: TokenUsage {
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            total_tokens: total,
+            cached_tokens: Some(cached.unwrap_or(0)),
+            reasoning_tokens: Some(reasoning.unwrap_or(0)),
+        },
+        num_llm_calls: calls.unwrap_or(0),
+        seconds_between_calls: between.unwrap_or(0),
     })
 }
 
 /// An input or output, from its `[value_obj, value, mime_type]` attribute keys: the toolkit's
-/// JSON-encoded original (`*.value_obj`) when it sent one, else the OpenInference value, parsed
-/// when its mime type says JSON (so a list of messages reads as the list the toolkit would have
-/// recorded).
+/// JSON-encoded original (`*.value_obj`) when it sent one a step can hold, else the
+/// OpenInference value, parsed when its mime type says JSON (so a list of messages reads as the
+/// list the toolkit would have recorded). JSON a step cannot hold (a number beyond a 64-bit
+/// float, nesting deeper than a stored step can be read back with) is kept as its text.
 fn value_attr(attrs: Attrs<'_>, [obj_key, text_key, mime_key]: [&str; 3]) -> Value {
-    let parsed = |text: &str| serde_json::from_str::<Value>(text).ok();
-    if let Some(v) = attrs.str(obj_key).and_then(parsed) {
+    let parsed = |text: &str| serde_json::from_str::<Value>(text).ok().filter(value_fits);
+    let obj_text = attrs.str(obj_key);
+    if let Some(v) = obj_text.and_then(parsed) {
         return v;
     }
     let Some(text) = attrs.str(text_key) else {
-        return Value::Null;
+        return obj_text.map_or(Value::Null, Value::from);
     };
     let json = attrs
         .str(mime_key)
@@ -455,10 +537,14 @@ fn hex(bytes: &[u8]) -> String {
     s
 }
 
+fn truncate(s: &str, chars: usize) -> &str {
+    s.char_indices().nth(chars).map_or(s, |(i, _)| &s[..i])
+}
+
 /// A span's or resource's attributes, looked up by key (a span has a few dozen: a scan is
 /// cheaper than building a map).
 #[derive(Clone, Copy)]
-struct Attrs<'a>(&'a [KeyValue]);
+pub(crate) struct Attrs<'a>(pub &'a [KeyValue]);
 
 impl<'a> Attrs<'a> {
     fn get(self, key: &str) -> Option<&'a any_value::Value> {
@@ -502,6 +588,7 @@ mod tests {
     use super::*;
     use opentelemetry_proto::tonic::resource::v1::Resource;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, span::Event};
+    use serde_json::json;
 
     fn kv(key: &str, value: any_value::Value) -> KeyValue {
         KeyValue {
@@ -524,6 +611,76 @@ mod tests {
             end_time_unix_nano: 1_700_000_001_750_000_000,
             attributes: attrs,
             ..Default::default()
+        }
+    }
+
+    /// The old shape of a mapped export, for assertions: per group, eval-form requests of the
+    /// steps as JSON, each request's steps in time order.
+    struct MappedExport {
+        groups: Vec<Group>,
+        rejected: u64,
+        message: String,
+    }
+
+    struct Group {
+        target: RunTarget,
+        requests: Vec<Value>,
+    }
+
+    fn map_export(req: &ExportTraceServiceRequest, header: Option<Uuid>) -> MappedExport {
+        let mut steps: Vec<(usize, String, IntermediateStep)> = Vec::new();
+        let walked = walk(req, header, 64, |g, trace, step| {
+            steps.push((g, trace.to_owned(), step));
+            Ok::<_, ()>(())
+        })
+        .unwrap();
+        let groups = walked
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(g, group)| {
+                let mut traces: Vec<String> = Vec::new();
+                for (_, t, _) in steps.iter().filter(|(sg, _, _)| *sg == g) {
+                    if !traces.contains(t) {
+                        traces.push(t.clone());
+                    }
+                }
+                let requests = traces
+                    .iter()
+                    .map(|t| {
+                        let mut list: Vec<&IntermediateStep> = steps
+                            .iter()
+                            .filter(|(sg, st, _)| *sg == g && st == t)
+                            .map(|(_, _, s)| s)
+                            .collect();
+                        list.sort_by(|a, b| {
+                            a.payload
+                                .event_timestamp
+                                .total_cmp(&b.payload.event_timestamp)
+                        });
+                        let list: Vec<Value> = list
+                            .into_iter()
+                            .map(|s| {
+                                serde_json::to_value(crate::trace::InSchema(
+                                    s,
+                                    crate::trace::StepSchema::AsGiven,
+                                ))
+                                .unwrap()
+                            })
+                            .collect();
+                        serde_json::json!({"id": t, "intermediate_steps": list})
+                    })
+                    .collect();
+                Group {
+                    target: group.target.clone(),
+                    requests,
+                }
+            })
+            .collect();
+        MappedExport {
+            groups,
+            rejected: walked.rejected,
+            message: walked.message,
         }
     }
 

@@ -15,9 +15,11 @@
 //! Pure: decoding and mapping only. The HTTP side (`api::otlp`) picks the runs, stores the steps
 //! and answers.
 
+mod json;
 mod mapping;
+mod wire;
 
-pub use mapping::{MappedExport, RunGroup, RunTarget, map_export};
+pub use mapping::{MAX_SERVICE_NAME, RunGroup, RunTarget, Walked, walk};
 
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -55,37 +57,113 @@ impl Encoding {
     }
 }
 
-/// Why a body is not an export request.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("the body is not an OTLP ExportTraceServiceRequest in {encoding}: {reason}")]
-pub struct DecodeError {
-    encoding: &'static str,
-    reason: String,
+/// The most spans one export may carry. Exporters send at most 512 per export by default.
+pub const MAX_SPANS: usize = 100_000;
+/// The most `ResourceSpans` and `ScopeSpans` one export may carry together: each costs memory
+/// once decoded, spans or not.
+pub const MAX_CONTAINERS: usize = 10_000;
+/// How deep an attribute value may nest lists and maps: as deep as protobuf decoding goes (its
+/// recursion limit of 100 messages, two per level), and JSON is held to the same.
+pub const MAX_ATTRIBUTE_DEPTH: usize = 48;
+
+/// How many containers and spans an export holds (or may hold).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// `ResourceSpans` and `ScopeSpans`.
+    pub containers: usize,
+    pub spans: usize,
 }
 
-/// Decodes an (inflated) export request. JSON goes through sonic-rs because the service's
-/// serde_json is built with `arbitrary_precision`, under which the OTLP types' untagged
-/// `intValue` (string or number) does not deserialise.
-pub fn decode(encoding: Encoding, body: &[u8]) -> Result<ExportTraceServiceRequest, DecodeError> {
-    match encoding {
-        Encoding::Protobuf => ExportTraceServiceRequest::decode(body).map_err(|e| DecodeError {
-            encoding: "protobuf",
-            reason: e.to_string(),
-        }),
-        Encoding::Json => sonic_rs::from_slice(body).map_err(|e| DecodeError {
-            encoding: "JSON",
-            reason: e.to_string(),
-        }),
+impl Counts {
+    /// The limits every export is held to.
+    pub const LIMITS: Counts = Counts {
+        containers: MAX_CONTAINERS,
+        spans: MAX_SPANS,
+    };
+
+    fn check(&self, limits: &Counts) -> Result<(), DecodeError> {
+        if self.spans > limits.spans {
+            return Err(DecodeError::TooMany(format!(
+                "an export may carry at most {} spans: lower the exporter's batch size",
+                limits.spans
+            )));
+        }
+        if self.containers > limits.containers {
+            return Err(DecodeError::TooMany(format!(
+                "an export may carry at most {} resource and scope entries together",
+                limits.containers
+            )));
+        }
+        Ok(())
     }
 }
 
-/// The number of spans in an export, counted before any is mapped.
-pub fn span_count(req: &ExportTraceServiceRequest) -> usize {
-    req.resource_spans
-        .iter()
-        .flat_map(|r| &r.scope_spans)
-        .map(|s| s.spans.len())
-        .sum()
+/// Why a body is not an export this server takes.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DecodeError {
+    /// Not an `ExportTraceServiceRequest` in the encoding it claims.
+    #[error("{0}")]
+    Malformed(String),
+    /// More than one export may carry.
+    #[error("{0}")]
+    TooMany(String),
+}
+
+impl DecodeError {
+    fn malformed(encoding: &str, reason: impl std::fmt::Display) -> DecodeError {
+        DecodeError::Malformed(format!(
+            "the body is not an OTLP ExportTraceServiceRequest in {encoding}: {reason}"
+        ))
+    }
+
+    fn too_deep() -> DecodeError {
+        DecodeError::Malformed(format!(
+            "an attribute value nests lists and maps deeper than {MAX_ATTRIBUTE_DEPTH} levels"
+        ))
+    }
+}
+
+/// Decodes an (inflated) export request, after counting what it holds against [`Counts::LIMITS`]
+/// without decoding it: a small body of many empty entries is refused before it takes memory.
+pub fn decode(encoding: Encoding, body: &[u8]) -> Result<ExportTraceServiceRequest, DecodeError> {
+    // Both decoders recurse once per level of nesting, with frames that in an unoptimised build
+    // outgrow a pool thread's 2 MiB well before the nesting limits: they run on a thread of
+    // their own with room to spare.
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("otlp-decode".to_owned())
+            .stack_size(DECODE_STACK)
+            .spawn_scoped(scope, || decode_here(encoding, body))
+            .map_err(|e| DecodeError::Malformed(format!("no thread to decode the export on: {e}")))?
+            .join()
+            .unwrap_or_else(|_| {
+                Err(DecodeError::Malformed(
+                    "decoding the export failed".to_owned(),
+                ))
+            })
+    })
+}
+
+/// Stack for the thread that decodes an export.
+const DECODE_STACK: usize = 32 * 1024 * 1024;
+
+fn decode_here(encoding: Encoding, body: &[u8]) -> Result<ExportTraceServiceRequest, DecodeError> {
+    match encoding {
+        Encoding::Protobuf => {
+            wire::count(body, &Counts::LIMITS)?;
+            ExportTraceServiceRequest::decode(body).map_err(|e| {
+                if e.to_string().contains("recursion limit") {
+                    DecodeError::too_deep()
+                } else {
+                    DecodeError::malformed("protobuf", e)
+                }
+            })
+        }
+        Encoding::Json => {
+            json::count(body, &Counts::LIMITS)?;
+            json::decode(body)
+        }
+    }
 }
 
 /// `ExportTraceServiceResponse`, the success answer. Ours rather than opentelemetry-proto's so
@@ -189,7 +267,57 @@ mod tests {
         assert_eq!(span.trace_id.len(), 16);
         assert_eq!(span.span_id.len(), 8);
         assert_eq!(span.end_time_unix_nano, 1_700_000_001_500_000_000);
-        assert_eq!(span_count(&req), 1);
+    }
+
+    #[test]
+    fn attribute_nesting_is_held_to_one_depth_in_both_encodings() {
+        use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue, any_value};
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+        let export = |depth: usize| {
+            let mut v = AnyValue {
+                value: Some(any_value::Value::IntValue(1)),
+            };
+            for _ in 1..depth {
+                v = AnyValue {
+                    value: Some(any_value::Value::ArrayValue(ArrayValue { values: vec![v] })),
+                };
+            }
+            ExportTraceServiceRequest {
+                resource_spans: vec![ResourceSpans {
+                    scope_spans: vec![ScopeSpans {
+                        spans: vec![Span {
+                            attributes: vec![KeyValue {
+                                key: "k".into(),
+                                value: Some(v),
+                            }],
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+            }
+        };
+        for (depth, ok) in [
+            (MAX_ATTRIBUTE_DEPTH, true),
+            (MAX_ATTRIBUTE_DEPTH + 1, false),
+        ] {
+            let req = export(depth);
+            let proto = decode(Encoding::Protobuf, &req.encode_to_vec());
+            // Serialising this deep takes more stack than a test thread has.
+            let text = std::thread::Builder::new()
+                .stack_size(64 << 20)
+                .spawn(move || serde_json::to_string(&req).unwrap())
+                .unwrap()
+                .join()
+                .unwrap();
+            let json = decode(Encoding::Json, text.as_bytes());
+            assert_eq!(proto.is_ok(), ok, "protobuf at depth {depth}");
+            assert_eq!(json.is_ok(), ok, "JSON at depth {depth}");
+            if !ok {
+                assert_eq!(proto.unwrap_err(), json.unwrap_err());
+            }
+        }
     }
 
     #[test]

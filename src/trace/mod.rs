@@ -9,6 +9,8 @@ mod document;
 mod input;
 mod model;
 mod parse;
+#[cfg(feature = "openapi")]
+pub mod schema;
 mod source;
 mod split;
 #[cfg(test)]
@@ -24,5 +26,8 @@ pub use model::{
     EventState, EventType, Framework, InSchema, IntermediateStep, InvocationNode, ObjectText,
     Payload, StepSchema, StreamEventData, TokenUsage, UsageInfo,
 };
-pub use parse::{FieldError, MAX_ABS_TIMESTAMP, MAX_FIELD_ERRORS, pointer_segment, type_name};
+pub use parse::{
+    FieldError, MAX_ABS_TIMESTAMP, MAX_FIELD_ERRORS, MAX_VALUE_DEPTH, from_value_at,
+    pointer_segment, type_name, value_fits,
+};
 pub use source::{JsonSource, read_json_document, read_json_parallel, read_json_wrapped};

@@ -89,6 +89,27 @@ pub fn pointer_segment(seg: &str) -> String {
     format!("/{}", seg.replace('~', "~0").replace('/', "~1"))
 }
 
+/// A JSON value read into a typed request shape; a failure names the JSON pointer of the value
+/// that failed (for an unknown field, the field itself) below `prefix`.
+/// serde_path_to_error tracks the place, unknown keys included.
+pub fn from_value_at<T: serde::de::DeserializeOwned>(
+    value: Value,
+    prefix: &str,
+) -> Result<T, FieldError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let mut path: String = prefix.to_owned();
+        for seg in e.path().iter() {
+            match seg {
+                serde_path_to_error::Segment::Map { key } => path.push_str(&pointer_segment(key)),
+                serde_path_to_error::Segment::Seq { index } => path.push_str(&format!("/{index}")),
+                _ => {}
+            }
+        }
+        let message = e.inner().to_string();
+        FieldError { path, message }
+    })
+}
+
 impl Validator {
     pub(crate) fn new(now: f64) -> Self {
         Validator {
@@ -514,6 +535,26 @@ pub(crate) fn stream_event_data(map: Map<String, Value>) -> StreamEventData {
         chunk: m.take("chunk").unwrap_or(Value::Null),
         extra: m.extra,
     }
+}
+
+/// The deepest a value carried inside a step may nest. A stored step is read back on its own
+/// (ATIF, a rewritten requests file), by a JSON parser that refuses more than 128 levels in all;
+/// a step puts four of its own around the values it carries. A document posted whole can never
+/// hold deeper values (its own levels come on top); values built elsewhere (from OTLP attributes)
+/// are held to this.
+pub const MAX_VALUE_DEPTH: usize = 100;
+
+/// Whether a value built outside a step document can go into a step: every number fits a 64-bit
+/// float, and it nests at most [`MAX_VALUE_DEPTH`] levels.
+pub fn value_fits(v: &Value) -> bool {
+    fn depth_within(v: &Value, budget: usize) -> bool {
+        match v {
+            Value::Array(items) => budget > 0 && items.iter().all(|i| depth_within(i, budget - 1)),
+            Value::Object(map) => budget > 0 && map.values().all(|i| depth_within(i, budget - 1)),
+            _ => true,
+        }
+    }
+    all_finite(v) && depth_within(v, MAX_VALUE_DEPTH)
 }
 
 /// Whether every number in `v` fits a 64-bit float (see [`Validator::finite_numbers`]).

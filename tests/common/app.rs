@@ -215,8 +215,8 @@ impl TestApp {
             limits: BodyLimits {
                 max_bytes: opts.max_bytes,
                 max_decompressed: opts.max_decompressed,
-                max_batch_memory: opts.max_batch_memory,
             },
+            max_batch_memory: opts.max_batch_memory,
             keys: opts.keys,
             cache_bytes: 64 * 1024 * 1024,
             ..ApiSettings::default()
@@ -275,6 +275,19 @@ impl TestApp {
             body,
         )
         .await
+    }
+
+    /// The app's state with an ingest service of `slots` turns, each waited for up to `wait`.
+    pub fn state_with_ingest_slots(&self, slots: usize, wait: std::time::Duration) -> AppState {
+        let mut state = self.state.clone();
+        state.ingest = Arc::new(agentprof::ingest::Ingest::new(
+            state.store.clone(),
+            state.cache.clone(),
+            slots,
+            wait,
+            agentprof::config::DEFAULT_MAX_BATCH_MEMORY,
+        ));
+        state
     }
 
     /// Creates a run from a JSON value and returns its id.

@@ -4,5 +4,7 @@
 
 pub mod calltree;
 pub mod config;
+#[cfg(feature = "openapi")]
+pub mod config_schema;
 pub mod dialect;
 pub mod frame;

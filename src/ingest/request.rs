@@ -1,0 +1,74 @@
+//! The run fields a create request carries beside its steps, as a typed body whose OpenAPI
+//! schema is derived from the same type that reads it.
+
+use crate::profiler::{Dialect, ProfilerConfig};
+use crate::trace::FieldError;
+use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value};
+
+/// The longest run name, in characters.
+pub const MAX_RUN_NAME: usize = 500;
+
+/// A run's name: any string of at most 500 characters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(value_type = String, max_length = 500))]
+pub struct RunName(pub String);
+
+impl<'de> Deserialize<'de> for RunName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RunName, D::Error> {
+        let name = String::deserialize(d)?;
+        if name.chars().count() > MAX_RUN_NAME {
+            return Err(serde::de::Error::custom(format!(
+                "at most {MAX_RUN_NAME} characters"
+            )));
+        }
+        Ok(RunName(name))
+    }
+}
+
+/// Body of `POST /v1/runs`. Every field is optional; a bare list is taken as `requests`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"name": "nightly eval",
+    "profiler_config": {"prompt_caching_prefixes": {"min_frequency": 0.3}},
+    "metadata": {"commit": "4f2a9c1"}})))]
+#[serde(deny_unknown_fields)]
+pub struct CreateRun {
+    #[serde(default)]
+    pub name: Option<RunName>,
+    /// `aiq-1.1` or `nat-1.9`; absent or null: nat-1.9 once a step in nat 1.9's schema (with a
+    /// top-level `parent_id`) is stored, aiq-1.1 until then.
+    #[serde(default)]
+    pub toolkit: Option<Dialect>,
+    /// The toolkit's `ProfilerConfig` field names, merged over the default.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::profiler::core::config_schema::ProfilerConfigPatch>))]
+    pub profiler_config: Option<Map<String, Value>>,
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub metadata: Option<Map<String, Value>>,
+    /// Steps in any input form. They are read step by step as the body arrives, by the step
+    /// reader; this field only names them (it never holds anything).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::trace::schema::nullable_step_document))]
+    pub requests: Option<serde::de::IgnoredAny>,
+}
+
+impl CreateRun {
+    /// The run this body describes: defaults for what it leaves out, and its profiler config
+    /// checked (a failure names its place under `/profiler_config`).
+    pub fn into_new_run(self) -> Result<crate::store::NewRun, FieldError> {
+        let profiler_config = Value::Object(self.profiler_config.unwrap_or_default());
+        ProfilerConfig::from_json(profiler_config.clone()).map_err(|e| FieldError {
+            path: format!("/profiler_config{}", e.path),
+            message: e.message,
+        })?;
+        Ok(crate::store::NewRun {
+            name: self.name.unwrap_or_default().0,
+            profiler_config,
+            metadata: Value::Object(self.metadata.unwrap_or_default()),
+            toolkit: self.toolkit,
+        })
+    }
+}
