@@ -1,8 +1,8 @@
 //! `agentprof analyze`: the profiler on a file, with no database, writing the files the toolkit
 //! writes. It is the offline twin of the service and the quickest conformance check.
 
-use crate::profiler::toolkit::{atif, gantt, prediction_trie, traces::TracesWriter};
-use crate::profiler::{self, Dialect, Frame, ProfilerConfig, py};
+use crate::outputs::{Analysis, Lane, OUTPUTS, Source};
+use crate::profiler::{self, Dialect, Frame, ProfilerConfig};
 use crate::trace::{self, NumberedRequest, ParseOptions, TraceError};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -98,28 +98,24 @@ pub fn analyze_file(
         path: out_dir.to_owned(),
         source: io::Error::other("writer thread panicked"),
     };
-    // The outputs are independent reads of the same data, written from three threads: the files
-    // that restate the steps need no frame, so they start while the frame is built; then the CSV
-    // and the analyses share it.
-    let (frame, steps_files, csv_file, analyses) = std::thread::scope(|s| {
-        let steps_files = s.spawn(|| write_step_files(out_dir, &requests, dialect));
+    let config = &options.config;
+    let files = Files { out_dir, config };
+    // The outputs are independent reads of the same data, written from three threads (their
+    // lanes): the files that restate the steps need no frame, so they start while the frame is
+    // built; then the table and the analyses share it.
+    let (frame, steps_files, table_files, analysis_files) = std::thread::scope(|s| {
+        let steps_files = s.spawn(|| files.steps(&requests, dialect));
         let frame = Frame::from_numbered(&requests);
-        let run = Run {
-            out_dir,
-            frame: &frame,
-            config: &options.config,
-            dialect,
-        };
-        let (csv_file, analyses) = std::thread::scope(|s| {
-            let csv_file = s.spawn(|| run.write_csv());
-            let analyses = run.write_analyses();
-            (csv_file.join(), analyses)
+        let (table_files, analysis_files) = std::thread::scope(|s| {
+            let table = s.spawn(|| files.of_frame(Lane::Table, &frame, dialect));
+            let analyses = files.of_frame(Lane::Analyses, &frame, dialect);
+            (table.join(), analyses)
         });
-        (frame, steps_files.join(), csv_file, analyses)
+        (frame, steps_files.join(), table_files, analysis_files)
     });
-    let mut files = steps_files.map_err(|_| panicked())??;
-    files.extend(csv_file.map_err(|_| panicked())??);
-    files.extend(analyses?);
+    let mut written = steps_files.map_err(|_| panicked())??;
+    written.extend(table_files.map_err(|_| panicked())??);
+    written.extend(analysis_files?);
     Ok(Summary {
         requests: requests.len(),
         steps: frame.rows.len(),
@@ -127,10 +123,10 @@ pub fn analyze_file(
         dialect_detected: options.dialect.is_none(),
         warnings: profiler::warnings::of_run(
             &profiler::warnings::StepFacts::of_frame(&frame),
-            &options.config,
+            config,
             dialect,
         ),
-        files,
+        files: written,
     })
 }
 
@@ -163,130 +159,51 @@ fn read_input(input: &Path) -> Result<trace::Batch, AnalyzeError> {
     })
 }
 
-/// The files written from the steps themselves: the combined requests and, in nat 1.9, the ATIF
-/// trajectories.
-fn write_step_files(
-    out_dir: &Path,
-    requests: &[NumberedRequest],
-    dialect: Dialect,
-) -> Result<Vec<PathBuf>, AnalyzeError> {
-    let mut files = Vec::new();
-    write_file(
-        &out_dir.join("all_requests_profiler_traces.json"),
-        &mut files,
-        |w| {
-            let mut t = TracesWriter::new(w);
-            for r in requests {
-                t.begin_request(r.number)?;
-                for s in &r.steps {
-                    t.step(s, dialect.step_schema())?;
-                }
-            }
-            t.finish().map(|_| ())
-        },
-    )?;
-    if dialect == Dialect::Nat19 {
-        let items: Vec<atif::AtifItem> = requests.iter().map(atif_item).collect();
-        write_file(
-            &out_dir.join("workflow_output_atif.json"),
-            &mut files,
-            |w| py::json::write(w, &atif::samples(&items), true).map_err(io::Error::other),
-        )?;
-    }
-    Ok(files)
-}
-
-/// One analysis' inputs and where its files go.
-struct Run<'a> {
+/// Where the files go, and the settings they are written with.
+struct Files<'a> {
     out_dir: &'a Path,
-    frame: &'a Frame,
     config: &'a ProfilerConfig,
-    dialect: Dialect,
 }
 
-impl Run<'_> {
-    fn out(&self, name: &str) -> PathBuf {
-        self.out_dir.join(name)
-    }
-
-    /// The frame restated as the toolkit's CSV.
-    fn write_csv(&self) -> Result<Vec<PathBuf>, AnalyzeError> {
+impl Files<'_> {
+    /// The outputs made from the steps themselves whose files the run has.
+    fn steps(
+        &self,
+        requests: &[NumberedRequest],
+        dialect: Dialect,
+    ) -> Result<Vec<PathBuf>, AnalyzeError> {
         let mut files = Vec::new();
-        write_file(&self.out("standardized_data_all.csv"), &mut files, |w| {
-            profiler::toolkit::csv::write(w, self.frame, self.config)
-        })?;
-        Ok(files)
-    }
-
-    /// The profiler's analyses, each written only when the config asks for it, as the toolkit
-    /// does, and our statistics.
-    fn write_analyses(&self) -> Result<Vec<PathBuf>, AnalyzeError> {
-        let (frame, config, dialect) = (self.frame, self.config, self.dialect);
-        let mut files = Vec::new();
-        let inference = profiler::inference_optimization(frame, config, dialect);
-        write_file(&self.out("inference_optimization.json"), &mut files, |w| {
-            py::json::write(w, &inference, true).map_err(io::Error::other)
-        })?;
-        let trees = profiler::call_trees(frame, config, dialect);
-        let profiling = profiler::workflow_profiling_with(frame, &trees, config);
-        if !profiling.is_empty() {
-            write_file(
-                &self.out("workflow_profiling_report.txt"),
-                &mut files,
-                |w| w.write_all(profiling.report.as_bytes()),
-            )?;
-            write_file(
-                &self.out("workflow_profiling_metrics.json"),
-                &mut files,
-                |w| py::json::write(w, &profiling, true).map_err(io::Error::other),
-            )?;
-        }
-        // The toolkit draws the chart with the nested-stack analysis, and only when there are calls.
-        if config.bottleneck_analysis.enable_nested_stack && !trees.nested.nodes.is_empty() {
-            write_file(&self.out("gantt_chart.svg"), &mut files, |w| {
-                gantt::write_svg(w, &trees.nested).map(|_| ())
-            })?;
-        }
-        if dialect == Dialect::Nat19 {
-            if config.prediction_trie.enable {
-                let trie = prediction_trie::build(frame, &config.prediction_trie);
-                write_file(
-                    &self.out(&config.prediction_trie.output_filename),
-                    &mut files,
-                    |w| py::json::write(w, &trie, true).map_err(io::Error::other),
-                )?;
+        for output in OUTPUTS.iter().filter(|o| o.lane == Lane::Steps) {
+            if let Source::Steps { write, .. } = output.source
+                && output.offered_in(dialect)
+                && output.in_files.without_analysis(dialect)
+            {
+                let path = self.out_dir.join((output.file)(self.config));
+                write_file(&path, &mut files, |w| write(requests, dialect, w))?;
             }
-            let results = profiler::profiler_results(frame, config, &inference);
-            write_file(&self.out("profiler_results.json"), &mut files, |w| {
-                py::json::write(w, &results, true).map_err(io::Error::other)
-            })?;
         }
-        if config.token_usage_forecast {
-            let forecast = profiler::toolkit::forecast::fit(frame);
-            write_file(&self.out("forecast.json"), &mut files, |w| {
-                py::json::write(w, &forecast, true).map_err(io::Error::other)
-            })?;
-        }
-        // Our statistics, on this thread, which finishes first (BENCHMARKS.md section 8).
-        let stats = profiler::statistics::stats::compute(frame);
-        write_file(&self.out("stats.json"), &mut files, |w| {
-            serde_json::to_writer_pretty(&mut *w, &stats).map_err(io::Error::other)
-        })?;
         Ok(files)
     }
-}
 
-/// A request as an ATIF item: its eval fields, or its number when it came without them.
-pub fn atif_item(r: &NumberedRequest) -> atif::AtifItem<'_> {
-    let eval = r.eval.clone().unwrap_or_default();
-    atif::AtifItem {
-        item_id: if eval.id.is_null() {
-            serde_json::Value::from(r.number)
-        } else {
-            eval.id
-        },
-        expected_output: eval.answer,
-        output: eval.generated_answer,
-        steps: &r.steps,
+    /// The outputs of one lane made from the frame whose files the run has, as the toolkit
+    /// decides (from the config and the data).
+    fn of_frame(
+        &self,
+        lane: Lane,
+        frame: &Frame,
+        dialect: Dialect,
+    ) -> Result<Vec<PathBuf>, AnalyzeError> {
+        let analysis = Analysis::new(frame, self.config, dialect);
+        let mut files = Vec::new();
+        for output in OUTPUTS.iter().filter(|o| o.lane == lane) {
+            if let Source::Frame(write) = output.source
+                && output.offered_in(dialect)
+                && output.in_files.with(&analysis)
+            {
+                let path = self.out_dir.join((output.file)(self.config));
+                write_file(&path, &mut files, |w| write(&analysis, w))?;
+            }
+        }
+        Ok(files)
     }
 }

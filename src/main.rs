@@ -46,6 +46,9 @@ enum Command {
     },
     /// Print the OpenAPI document (what openapi/openapi.json holds).
     Openapi,
+    /// Print the outputs of a run as JSON (name, URL segment, file, content type, nat-only):
+    /// what the Python client ships as its list of outputs.
+    Outputs,
     /// Exit 0 when the local server answers GET /healthz with 200 (for container health checks).
     Probe {
         /// The server's address; by default AGENTPROF_BIND with 0.0.0.0 read as 127.0.0.1.
@@ -104,6 +107,13 @@ fn main() -> ExitCode {
                 "{}",
                 agentprof::api::docs::to_json(&agentprof::api::openapi())
             );
+            ExitCode::SUCCESS
+        }
+        Some(Command::Outputs) => {
+            // A list of plain strings and booleans: serialising it cannot fail.
+            let listing =
+                serde_json::to_string_pretty(&agentprof::outputs::listing()).unwrap_or_default();
+            println!("{listing}");
             ExitCode::SUCCESS
         }
         Some(Command::Serve(config)) => serve(config),

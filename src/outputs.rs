@@ -33,6 +33,35 @@ pub enum Source {
     },
 }
 
+/// When `agentprof analyze` writes an output's file.
+#[derive(Clone, Copy)]
+pub enum Files {
+    Always,
+    /// Only for a run in nvidia-nat 1.9's dialect.
+    InNat,
+    /// When the run's config and data say so (decided from the analysis).
+    When(fn(&Analysis<'_>) -> bool),
+}
+
+impl Files {
+    /// Whether the file is written, for an output whose rule needs no analysis (the step
+    /// files, written before the frame exists).
+    pub fn without_analysis(self, dialect: Dialect) -> bool {
+        match self {
+            Files::Always => true,
+            Files::InNat => dialect == Dialect::Nat19,
+            Files::When(_) => false,
+        }
+    }
+
+    pub fn with(self, analysis: &Analysis<'_>) -> bool {
+        match self {
+            Files::When(rule) => rule(analysis),
+            other => other.without_analysis(analysis.dialect),
+        }
+    }
+}
+
 /// Which of `agentprof analyze`'s threads writes an output: the step files start while the
 /// frame is built; the table and the analyses then share the frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +83,7 @@ pub struct Output {
     /// Whether only nvidia-nat 1.9 has it: an `aiq-1.1` run does not.
     pub nat_only: bool,
     /// Whether `agentprof analyze` writes its file for this run, as the toolkit would.
-    pub in_files: fn(&Analysis<'_>) -> bool,
+    pub in_files: Files,
     pub source: Source,
     pub lane: Lane,
     /// Another output the same computation gives (cached alongside when one is asked for).
@@ -67,6 +96,48 @@ pub struct Output {
     pub description: &'static str,
     /// What the 200 response is, in a word or two (the OpenAPI response description).
     pub what: &'static str,
+    /// The OpenAPI operation id.
+    pub operation: &'static str,
+    /// The OpenAPI schema of its body, and the components that schema refers to.
+    #[cfg(feature = "openapi")]
+    pub schema: schema::BodySchema,
+}
+
+/// Body schemas for the OpenAPI document.
+#[cfg(feature = "openapi")]
+pub mod schema {
+    use utoipa::ToSchema;
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, Type};
+    use utoipa::openapi::{Ref, RefOr};
+
+    /// A body's schema and the component schemas it refers to.
+    pub type BodySchema = fn() -> (RefOr<Schema>, Vec<(String, RefOr<Schema>)>);
+
+    fn components<T: ToSchema>() -> Vec<(String, RefOr<Schema>)> {
+        let mut all = vec![(T::name().into_owned(), T::schema())];
+        T::schemas(&mut all);
+        all
+    }
+
+    /// A `T`, as a reference to its component.
+    pub fn of<T: ToSchema>() -> (RefOr<Schema>, Vec<(String, RefOr<Schema>)>) {
+        (
+            RefOr::Ref(Ref::from_schema_name(T::name())),
+            components::<T>(),
+        )
+    }
+
+    /// A list of `T`.
+    pub fn list_of<T: ToSchema>() -> (RefOr<Schema>, Vec<(String, RefOr<Schema>)>) {
+        let list = ArrayBuilder::new().items(RefOr::Ref(Ref::from_schema_name(T::name())));
+        (RefOr::T(Schema::Array(list.build())), components::<T>())
+    }
+
+    /// Text.
+    pub fn text() -> (RefOr<Schema>, Vec<(String, RefOr<Schema>)>) {
+        let string = ObjectBuilder::new().schema_type(Type::String).build();
+        (RefOr::T(Schema::Object(string)), Vec::new())
+    }
 }
 
 impl Output {
@@ -178,7 +249,6 @@ pub fn atif_item(r: &NumberedRequest) -> atif::AtifItem<'_> {
     }
 }
 
-const ALWAYS: fn(&Analysis<'_>) -> bool = |_| true;
 const JSON: &str = "application/json";
 
 /// Every output, in the order `agentprof analyze` lists its files.
@@ -189,7 +259,7 @@ pub static OUTPUTS: [Output; 11] = [
         file: |_| "all_requests_profiler_traces.json".to_owned(),
         content_type: JSON,
         nat_only: false,
-        in_files: ALWAYS,
+        in_files: Files::Always,
         source: Source::Steps {
             write: |requests, dialect, w| {
                 let mut t = traces::TracesWriter::new(w);
@@ -207,9 +277,12 @@ pub static OUTPUTS: [Output; 11] = [
         sibling: None,
         reads_metadata: false,
         summary: "Combined requests JSON",
-        description: "`all_requests_profiler_traces.json`: every request with its steps, in the toolkit's layout \
+        description: "`all_requests_profiler_traces.json`: every request with its steps, in the toolkit's layout\n\
                       (`json.dump(indent=2)`), streamed from the database.",
         what: "The combined requests file",
+        operation: "get_requests",
+        #[cfg(feature = "openapi")]
+        schema: schema::list_of::<crate::trace::schema::RequestDoc>,
     },
     Output {
         name: "atif",
@@ -218,7 +291,7 @@ pub static OUTPUTS: [Output; 11] = [
         content_type: JSON,
         nat_only: false,
         // nat 1.9's `nat eval` writes it; aiqtoolkit 1.1 has no ATIF.
-        in_files: |a| a.dialect == Dialect::Nat19,
+        in_files: Files::InNat,
         source: Source::Steps {
             write: |requests, _, w| {
                 let items: Vec<atif::AtifItem> = requests.iter().map(atif_item).collect();
@@ -235,6 +308,9 @@ pub static OUTPUTS: [Output; 11] = [
                       calls and observations that followed, the final answer, token totals). Eval items keep their\n\
                       dataset id, answer and generated answer; other requests are identified by their number.",
         what: "workflow_output_atif.json",
+        operation: "atif",
+        #[cfg(feature = "openapi")]
+        schema: schema::list_of::<atif::AtifSample>,
     },
     Output {
         name: "csv",
@@ -242,7 +318,7 @@ pub static OUTPUTS: [Output; 11] = [
         file: |_| "standardized_data_all.csv".to_owned(),
         content_type: "text/csv; charset=utf-8",
         nat_only: false,
-        in_files: ALWAYS,
+        in_files: Files::Always,
         source: Source::Frame(|a, mut w| csv::write(&mut w, a.frame, a.config)),
         lane: Lane::Table,
         sibling: None,
@@ -251,6 +327,9 @@ pub static OUTPUTS: [Output; 11] = [
         description: "`standardized_data_all.csv`: one row per step, with the six NOVA columns when\n\
                       `compute_llm_metrics` is on and without the text columns when `csv_exclude_io_text` is.",
         what: "standardized_data_all.csv",
+        operation: "csv",
+        #[cfg(feature = "openapi")]
+        schema: schema::text,
     },
     Output {
         name: "metrics",
@@ -258,7 +337,7 @@ pub static OUTPUTS: [Output; 11] = [
         file: |_| "inference_optimization.json".to_owned(),
         content_type: JSON,
         nat_only: false,
-        in_files: ALWAYS,
+        in_files: Files::Always,
         source: Source::Frame(|a, w| json(w, a.inference())),
         lane: Lane::Analyses,
         sibling: None,
@@ -268,6 +347,9 @@ pub static OUTPUTS: [Output; 11] = [
                       throughput, common prompt prefixes, token uniqueness and runtime percentiles, with the\n\
                       toolkit's numbers (and quirks: time-ordered latency pairing, population-stdev z-intervals).",
         what: "inference_optimization.json",
+        operation: "metrics",
+        #[cfg(feature = "openapi")]
+        schema: schema::of::<InferenceOptimization>,
     },
     Output {
         name: "report",
@@ -276,7 +358,7 @@ pub static OUTPUTS: [Output; 11] = [
         content_type: "text/plain; charset=utf-8",
         nat_only: false,
         // The toolkit skips both profiling files when no analysis is enabled.
-        in_files: |a| !a.profiling().is_empty(),
+        in_files: Files::When(|a| !a.profiling().is_empty()),
         source: Source::Frame(|a, w| w.write_all(a.profiling().report.as_bytes())),
         lane: Lane::Analyses,
         sibling: Some("profiling"),
@@ -284,6 +366,9 @@ pub static OUTPUTS: [Output; 11] = [
         summary: "Profiling report",
         description: "`workflow_profiling_report.txt`, the toolkit's text report, byte for byte.",
         what: "workflow_profiling_report.txt",
+        operation: "report",
+        #[cfg(feature = "openapi")]
+        schema: schema::text,
     },
     Output {
         name: "profiling",
@@ -291,7 +376,7 @@ pub static OUTPUTS: [Output; 11] = [
         file: |_| "workflow_profiling_metrics.json".to_owned(),
         content_type: JSON,
         nat_only: false,
-        in_files: |a| !a.profiling().is_empty(),
+        in_files: Files::When(|a| !a.profiling().is_empty()),
         source: Source::Frame(|a, w| json(w, a.profiling())),
         lane: Lane::Analyses,
         sibling: Some("report"),
@@ -300,6 +385,9 @@ pub static OUTPUTS: [Output; 11] = [
         description: "`workflow_profiling_metrics.json`: simple and nested stack bottleneck analyses, concurrency\n\
                       spikes and PrefixSpan sub-workflow patterns.",
         what: "workflow_profiling_metrics.json",
+        operation: "profiling",
+        #[cfg(feature = "openapi")]
+        schema: schema::of::<WorkflowProfiling<'static>>,
     },
     Output {
         name: "gantt",
@@ -309,9 +397,9 @@ pub static OUTPUTS: [Output; 11] = [
         nat_only: false,
         // The toolkit draws the chart with the nested-stack analysis, and only when there are
         // calls to draw.
-        in_files: |a| {
+        in_files: Files::When(|a| {
             a.config.bottleneck_analysis.enable_nested_stack && !a.gantt_forest().nodes.is_empty()
-        },
+        }),
         source: Source::Frame(|a, w| {
             let mut w = w;
             if !gantt::write_svg(&mut w, a.gantt_forest())? {
@@ -325,6 +413,9 @@ pub static OUTPUTS: [Output; 11] = [
         summary: "Gantt chart",
         description: "One bar per LLM or tool call, sorted by start (blue: LLM, green: tool), as a standalone SVG.",
         what: "The chart",
+        operation: "gantt",
+        #[cfg(feature = "openapi")]
+        schema: schema::text,
     },
     Output {
         name: "prediction_trie",
@@ -332,7 +423,7 @@ pub static OUTPUTS: [Output; 11] = [
         file: |c| c.prediction_trie.output_filename.clone(),
         content_type: JSON,
         nat_only: true,
-        in_files: |a| a.config.prediction_trie.enable,
+        in_files: Files::When(|a| a.config.prediction_trie.enable),
         source: Source::Frame(|a, w| {
             json(
                 w,
@@ -348,6 +439,9 @@ pub static OUTPUTS: [Output; 11] = [
                       call, the output tokens and a latency-sensitivity level. `generated_at` is the time of the\n\
                       run's last step (the toolkit writes the wall clock).",
         what: "prediction_trie.json",
+        operation: "prediction_trie",
+        #[cfg(feature = "openapi")]
+        schema: schema::of::<prediction_trie::PredictionTrie>,
     },
     Output {
         name: "profiler_results",
@@ -355,7 +449,7 @@ pub static OUTPUTS: [Output; 11] = [
         file: |_| "profiler_results.json".to_owned(),
         content_type: JSON,
         nat_only: true,
-        in_files: ALWAYS,
+        in_files: Files::Always,
         source: Source::Frame(|a, w| {
             json(
                 w,
@@ -370,6 +464,9 @@ pub static OUTPUTS: [Output; 11] = [
                       workflow runtime percentiles and the LLM latency interval, or both null when its\n\
                       token-usage forecast fails (a request without LLM_END, an LLM_END without its START).",
         what: "profiler_results.json",
+        operation: "profiler_results",
+        #[cfg(feature = "openapi")]
+        schema: schema::of::<profiler::ProfilerResults>,
     },
     Output {
         name: "forecast",
@@ -377,7 +474,7 @@ pub static OUTPUTS: [Output; 11] = [
         file: |_| "forecast.json".to_owned(),
         content_type: JSON,
         nat_only: false,
-        in_files: |a| a.config.token_usage_forecast,
+        in_files: Files::When(|a| a.config.token_usage_forecast),
         source: Source::Frame(|a, w| {
             if a.config.token_usage_forecast {
                 json(w, &forecast::fit(a.frame))
@@ -401,6 +498,9 @@ pub static OUTPUTS: [Output; 11] = [
                       toolkit's fit would fail on this run (a request without LLM_END, an LLM_END without its\n\
                       LLM_START).",
         what: "Forecast model summary and predictions",
+        operation: "forecast",
+        #[cfg(feature = "openapi")]
+        schema: schema::of::<forecast::Forecast>,
     },
     Output {
         name: "stats",
@@ -408,7 +508,7 @@ pub static OUTPUTS: [Output; 11] = [
         file: |_| "stats.json".to_owned(),
         content_type: JSON,
         nat_only: false,
-        in_files: ALWAYS,
+        in_files: Files::Always,
         source: Source::Frame(|a, w| {
             let stats = profiler::statistics::stats::compute_with_scores(a.frame, &a.scores);
             serde_json::to_writer_pretty(w, &stats).map_err(io::Error::other)
@@ -419,6 +519,9 @@ pub static OUTPUTS: [Output; 11] = [
         summary: "Sound statistics",
         description: STATS_DESCRIPTION,
         what: "Statistics of the run",
+        operation: "stats",
+        #[cfg(feature = "openapi")]
+        schema: schema::of::<profiler::statistics::stats::RunStats>,
     },
 ];
 

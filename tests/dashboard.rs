@@ -372,3 +372,21 @@ on_both_backends!(run_list_tokens_stay_within_64_bits, |backend| async move {
     assert_eq!(view["summary"]["llm_calls"], 4);
     assert_eq!(app.get("/v1/runs").await.status, StatusCode::OK);
 });
+
+/// The run page lists every output of the registry, marked when only nat 1.9 runs have it.
+#[tokio::test]
+async fn the_run_page_lists_every_output() {
+    let app = TestApp::new(Backend::Sqlite).await;
+    let page = app
+        .get("/ui/runs/00000000-0000-0000-0000-000000000000")
+        .await
+        .text();
+    assert!(!page.contains("{{files}}"));
+    for output in &agentprof::outputs::OUTPUTS {
+        let item = format!(
+            "data-path=\"{}\" data-nat-only=\"{}\"",
+            output.path, output.nat_only
+        );
+        assert!(page.contains(&item), "{item}");
+    }
+}

@@ -176,3 +176,20 @@ async fn real_outputs_validate_against_their_schemas() {
     }
     assert!(validated >= 40, "validated only {validated} documents");
 }
+
+/// The Python client ships the server's list of outputs (`agentprof outputs`); it must be the
+/// server's own.
+#[test]
+fn the_python_clients_list_of_outputs_is_the_registry() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/clients/python/src/agentprof_client/outputs.json"
+    );
+    let shipped: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(
+        shipped,
+        agentprof::outputs::listing(),
+        "run `cargo run -- outputs > clients/python/src/agentprof_client/outputs.json`"
+    );
+}

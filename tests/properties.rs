@@ -114,7 +114,7 @@ fn run_everything(doc: Value) -> bool {
     let _ = csv::to_string(&frame, &config);
     let _ = py::json::to_vec(&profiler::toolkit::forecast::fit(&frame));
     let _ = py::json::to_vec(&prediction_trie::build(&frame, &config.prediction_trie));
-    let items: Vec<_> = requests.iter().map(agentprof::analyze::atif_item).collect();
+    let items: Vec<_> = requests.iter().map(agentprof::outputs::atif_item).collect();
     let _ = py::json::to_vec(&atif::samples(&items));
     true
 }

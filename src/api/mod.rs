@@ -166,21 +166,11 @@ pub fn prometheus_handle() -> PrometheusHandle {
 
 /// The routes and their OpenAPI description, before state and middleware.
 fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
+    let router = OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
         .routes(routes!(runs::create_run, runs::list_runs))
         .routes(routes!(runs::get_run, runs::patch_run, runs::delete_run))
-        .routes(routes!(runs::append_steps))
-        .routes(routes!(runs::get_requests))
-        .routes(routes!(outputs::metrics))
-        .routes(routes!(outputs::profiling))
-        .routes(routes!(outputs::report))
-        .routes(routes!(outputs::csv))
-        .routes(routes!(outputs::gantt))
-        .routes(routes!(outputs::forecast))
-        .routes(routes!(outputs::stats))
-        .routes(routes!(outputs::prediction_trie))
-        .routes(routes!(outputs::profiler_results))
-        .routes(routes!(outputs::atif))
+        .routes(routes!(runs::append_steps));
+    outputs::routes(router)
         .routes(routes!(timeline::timeline))
         .routes(routes!(compare::compare_runs))
         .routes(routes!(otlp::export_traces))

@@ -1,18 +1,27 @@
-//! The toolkit profiler's outputs for a run, computed on demand and cached per (run version,
-//! profiler config). Each carries a strong ETag; `If-None-Match` answers 304 without computing.
+//! `GET /v1/runs/{run_id}/<output>`: one route per entry of [`crate::outputs::OUTPUTS`], with its
+//! OpenAPI operation made from the same entry. Outputs are computed on demand and cached per (run
+//! version, profiler config); each carries a strong ETag, and `If-None-Match` answers 304 without
+//! computing. The combined requests file is streamed from the database instead.
 
 use super::AppState;
 use super::body::RunId;
 use super::error::{ApiResult, ReadProblems, RunProblems};
-use crate::compute::{Artifact, etag};
-use crate::profiler::statistics::stats::RunStats;
-use crate::profiler::toolkit::atif::AtifSample;
-use crate::profiler::toolkit::forecast::Forecast;
-use crate::profiler::toolkit::prediction_trie::PredictionTrie;
-use crate::profiler::{InferenceOptimization, ProfilerResults, WorkflowProfiling};
+use crate::compute::etag;
+use crate::outputs::{OUTPUTS, Output, Source};
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use utoipa::IntoResponses;
+use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+use utoipa::openapi::security::SecurityRequirement;
+use utoipa::openapi::{
+    ContentBuilder, HeaderBuilder, KnownFormat, Required, ResponseBuilder, ResponsesBuilder,
+    SchemaFormat,
+};
+use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
 /// Whether an `If-None-Match` header matches `tag` (weak comparison, `*` matches anything).
@@ -26,11 +35,56 @@ pub fn if_none_match(headers: &HeaderMap, tag: &str) -> bool {
         .any(|t| t == "*" || t.trim_start_matches("W/") == tag)
 }
 
-async fn output(st: AppState, id: Uuid, headers: HeaderMap, kind: Artifact) -> ApiResult<Response> {
+/// The route of every output, and its operation in the OpenAPI document.
+pub(super) fn routes(mut router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
+    for output in &OUTPUTS {
+        let path = format!("/v1/runs/{{run_id}}/{}", output.path);
+        router = router.route(
+            &path,
+            get(
+                move |State(st): State<AppState>, RunId(id): RunId, headers: HeaderMap| {
+                    serve(st, id, headers, output)
+                },
+            ),
+        );
+        router.get_openapi_mut().paths.add_path_operation(
+            &path,
+            vec![HttpMethod::Get],
+            operation(output),
+        );
+        let (_, schemas) = (output.schema)();
+        let components = router
+            .get_openapi_mut()
+            .components
+            .get_or_insert_with(Default::default);
+        for (name, schema) in schemas {
+            components.schemas.entry(name).or_insert(schema);
+        }
+    }
+    router
+}
+
+async fn serve(
+    st: AppState,
+    id: Uuid,
+    headers: HeaderMap,
+    output: &'static Output,
+) -> ApiResult<Response> {
     let run = st.cache.snapshot(id).await?;
     // Before If-None-Match: `*` must not turn a missing output into a 304.
-    run.offers(kind)?;
-    let current = etag(id, run.record.version, &run.fingerprint(kind), kind);
+    run.offers(output)?;
+    if let Source::Steps { streamed: true, .. } = output.source {
+        let stream = st
+            .store
+            .stream_requests(id, run.record.rewrite_steps())
+            .await?;
+        let body = Body::from_stream(futures::TryStreamExt::map_err(stream, |e| {
+            tracing::error!(error = %e, "streaming requests failed mid-response");
+            std::io::Error::other("stream aborted")
+        }));
+        return Ok(([(header::CONTENT_TYPE, output.content_type)], body).into_response());
+    }
+    let current = etag(id, run.record.version, &run.fingerprint(output), output);
     let cache_headers = |tag: &str| {
         [
             (
@@ -46,154 +100,82 @@ async fn output(st: AppState, id: Uuid, headers: HeaderMap, kind: Artifact) -> A
     if if_none_match(&headers, &current) {
         return Ok((StatusCode::NOT_MODIFIED, cache_headers(&current)).into_response());
     }
-    let rendered = st.cache.render(&run, kind).await?;
+    let rendered = st.cache.render(&run, output).await?;
     Ok((
         StatusCode::OK,
         cache_headers(&rendered.etag),
-        [(header::CONTENT_TYPE, kind.content_type())],
+        [(header::CONTENT_TYPE, output.content_type)],
         rendered.bytes.clone(),
     )
         .into_response())
 }
 
-/// An output endpoint: `GET /v1/runs/{run_id}/<name>` serving one [`Artifact`], with its
-/// OpenAPI description. The doc comment becomes the operation's summary and description.
-macro_rules! output_endpoint {
-    ($(#[doc = $doc:tt])* $name:ident, $path:tt, $kind:expr, body = $body:ty, content_type = $ct:tt, $what:tt) => {
-        $(#[doc = $doc])*
-        #[utoipa::path(
-            get, path = $path, tag = "outputs",
-            params(("run_id" = uuid::Uuid, Path, description = "Run id"),
-                   ("If-None-Match" = Option<String>, Header, description = "ETag of a copy you hold")),
-            responses(
-                (status = 200, description = $what, body = $body, content_type = $ct,
-                    headers(("ETag" = String, description = "Changes with the run's data and config"))),
-                (status = 304, description = "Not modified"),
-                ReadProblems, RunProblems,
-            ),
-            security(("bearer" = []))
-        )]
-        pub async fn $name(State(st): State<AppState>, RunId(id): RunId, headers: HeaderMap) -> ApiResult<Response> {
-            output(st, id, headers, $kind).await
-        }
-    };
+/// An output's operation: its run id, its validator (when it is cached), its body, and the
+/// problems every read may answer.
+fn operation(output: &Output) -> utoipa::openapi::path::Operation {
+    let cached = !matches!(output.source, Source::Steps { streamed: true, .. });
+    let string = || ObjectBuilder::new().schema_type(Type::String);
+    let media = output.content_type.split(';').next().unwrap_or("").trim();
+    let (body, _) = (output.schema)();
+    let mut ok = ResponseBuilder::new()
+        .description(output.what)
+        .content(media, ContentBuilder::new().schema(Some(body)).build());
+    let mut parameters = vec![
+        ParameterBuilder::new()
+            .name("run_id")
+            .parameter_in(ParameterIn::Path)
+            .description(Some("Run id"))
+            .required(Required::True)
+            .schema(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid))),
+            ))
+            .build(),
+    ];
+    let mut responses = ResponsesBuilder::new();
+    if cached {
+        ok = ok.header(
+            "ETag",
+            HeaderBuilder::new()
+                .schema(Some(string()))
+                .description(Some("Changes with the run's data and config"))
+                .build(),
+        );
+        parameters.push(
+            ParameterBuilder::new()
+                .name("If-None-Match")
+                .parameter_in(ParameterIn::Header)
+                .description(Some("ETag of a copy you hold"))
+                .required(Required::False)
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .schema_type(SchemaType::from_iter([Type::String, Type::Null])),
+                ))
+                .build(),
+        );
+    }
+    responses = responses.response("200", ok.build());
+    if cached {
+        responses = responses.response(
+            "304",
+            ResponseBuilder::new().description("Not modified").build(),
+        );
+    }
+    let responses = responses
+        .responses_from_iter(ReadProblems::responses())
+        .responses_from_iter(RunProblems::responses())
+        .build();
+    OperationBuilder::new()
+        .tag("outputs")
+        .summary(Some(output.summary))
+        .description(Some(output.description))
+        .operation_id(Some(output.operation))
+        .parameters(Some(parameters))
+        .responses(responses)
+        .security(SecurityRequirement::new("bearer", Vec::<String>::new()))
+        .build()
 }
-
-output_endpoint!(
-    /// Inference metrics
-    ///
-    /// `inference_optimization.json`: confidence intervals of workflow run time, LLM latency and
-    /// throughput, common prompt prefixes, token uniqueness and runtime percentiles, with the
-    /// toolkit's numbers (and quirks: time-ordered latency pairing, population-stdev z-intervals).
-    metrics, "/v1/runs/{run_id}/metrics", Artifact::Metrics,
-    body = InferenceOptimization, content_type = "application/json", "inference_optimization.json"
-);
-
-output_endpoint!(
-    /// Workflow profiling metrics
-    ///
-    /// `workflow_profiling_metrics.json`: simple and nested stack bottleneck analyses, concurrency
-    /// spikes and PrefixSpan sub-workflow patterns.
-    profiling, "/v1/runs/{run_id}/profiling", Artifact::Profiling,
-    body = WorkflowProfiling, content_type = "application/json", "workflow_profiling_metrics.json"
-);
-
-output_endpoint!(
-    /// Profiling report
-    ///
-    /// `workflow_profiling_report.txt`, the toolkit's text report, byte for byte.
-    report, "/v1/runs/{run_id}/report", Artifact::Report,
-    body = String, content_type = "text/plain", "workflow_profiling_report.txt"
-);
-
-output_endpoint!(
-    /// Standardized CSV
-    ///
-    /// `standardized_data_all.csv`: one row per step, with the six NOVA columns when
-    /// `compute_llm_metrics` is on and without the text columns when `csv_exclude_io_text` is.
-    csv, "/v1/runs/{run_id}/standardized.csv", Artifact::Csv,
-    body = String, content_type = "text/csv", "standardized_data_all.csv"
-);
-
-output_endpoint!(
-    /// Gantt chart
-    ///
-    /// One bar per LLM or tool call, sorted by start (blue: LLM, green: tool), as a standalone SVG.
-    gantt, "/v1/runs/{run_id}/gantt.svg", Artifact::Gantt,
-    body = String, content_type = "image/svg+xml", "The chart"
-);
-
-output_endpoint!(
-    /// Token-usage forecast
-    ///
-    /// The toolkit fits a random forest to predict the next calls' token usage and pickles it; we
-    /// fit the same shape of model on the same windows, seeded, and serve its description,
-    /// in-sample error and each request's predicted next calls. `status: skipped` says why the
-    /// toolkit's fit would fail on this run (a request without LLM_END, an LLM_END without its
-    /// LLM_START).
-    forecast, "/v1/runs/{run_id}/forecast", Artifact::Forecast,
-    body = Forecast, content_type = "application/json", "Forecast model summary and predictions"
-);
-
-output_endpoint!(
-    /// Sound statistics
-    ///
-    /// What a careful statistician would report, next to the toolkit-compatible numbers:
-    ///
-    /// - `llm_latency`: LLM calls paired START -> END **by UUID** within their request (the toolkit
-    ///   pairs by time order, which mismeasures overlapping calls), overall and per model, with the
-    ///   unmatched STARTs and ENDs counted;
-    /// - `workflow_run_time`: seconds from a request's first to its last step;
-    /// - `time_to_first_token`: from an LLM_START to its first LLM_NEW_TOKEN (null when nothing streamed);
-    /// - `tokens`: per model, prompt/completion/total tokens per call;
-    /// - `throughput`: requests per second with an **exact Poisson (Garwood) 95% interval**, which
-    ///   assumes arrivals independent of each other (not true of a fixed-concurrency eval, where it
-    ///   is conservative);
-    /// - `tool_latency`: per tool, by UUID;
-    /// - `prefix_cache`: per model, the longest **whitespace-token** prefix each prompt shares with an
-    ///   earlier prompt of the model, and the share of prompt tokens a prefix cache could serve.
-    ///
-    /// Every `Summary` has `n`, mean, the **sample** standard deviation (n-1), min, max,
-    /// p50/p75/p90/p95/p99 (linear interpolation) and two 95% intervals for the mean: Student-t
-    /// (assumes the mean is roughly normal; check the skew for small n) and a seeded percentile
-    /// bootstrap of 2,000 resamples (distribution-free; null below 10 values, where it is far
-    /// too narrow, and above 2,000, where the t interval is as good). Statistics that need more
-    /// data than there is are null, never a zero-width interval.
-    stats, "/v1/runs/{run_id}/stats", Artifact::Stats,
-    body = RunStats, content_type = "application/json", "Statistics of the run"
-);
-
-output_endpoint!(
-    /// Prediction trie
-    ///
-    /// `prediction_trie.json` (nvidia-nat 1.9 only; a 404 `not-in-dialect` problem for aiq-1.1
-    /// runs): per calling function and call index, the remaining LLM calls, the time to the next
-    /// call, the output tokens and a latency-sensitivity level. `generated_at` is the time of the
-    /// run's last step (the toolkit writes the wall clock).
-    prediction_trie, "/v1/runs/{run_id}/prediction_trie", Artifact::PredictionTrie,
-    body = PredictionTrie, content_type = "application/json", "prediction_trie.json"
-);
-
-output_endpoint!(
-    /// Profiler results
-    ///
-    /// `profiler_results.json` (nvidia-nat 1.9 only): what the toolkit's profiler run returns, the
-    /// workflow runtime percentiles and the LLM latency interval, or both null when its
-    /// token-usage forecast fails (a request without LLM_END, an LLM_END without its START).
-    profiler_results, "/v1/runs/{run_id}/profiler_results", Artifact::ProfilerResults,
-    body = ProfilerResults, content_type = "application/json", "profiler_results.json"
-);
-
-output_endpoint!(
-    /// ATIF trajectories
-    ///
-    /// `workflow_output_atif.json`: each request as an ATIF v1.7 trajectory, as nvidia-nat 1.9's
-    /// `nat eval` converts its steps (the user's input, one agent step per LLM call with the tool
-    /// calls and observations that followed, the final answer, token totals). Eval items keep their
-    /// dataset id, answer and generated answer; other requests are identified by their number.
-    atif, "/v1/runs/{run_id}/atif", Artifact::Atif,
-    body = Vec<AtifSample>, content_type = "application/json", "workflow_output_atif.json"
-);
 
 #[cfg(test)]
 mod tests {

@@ -11,10 +11,9 @@ use super::schema::*;
 use crate::profiler::{ProfilerConfig, warnings};
 use crate::store::{IngestOutcome, RunChanges, RunCursor, RunRecord, StoreError};
 use crate::trace::from_value_at;
-use crate::trace::schema::{RequestDoc, StepDocument};
+use crate::trace::schema::StepDocument;
 use axum::Extension;
 use axum::Json;
-use axum::body::Body;
 use axum::extract::{FromRequest, Query, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -393,29 +392,6 @@ pub async fn append_steps(
     let mut resp = Json(ingest_view(&run, outcome)).into_response();
     mark_replayed(&mut resp, written.replayed);
     Ok(resp)
-}
-
-/// Combined requests JSON
-///
-/// `all_requests_profiler_traces.json`: every request with its steps, in the toolkit's layout
-/// (`json.dump(indent=2)`), streamed from the database.
-#[utoipa::path(
-    get, path = "/v1/runs/{run_id}/requests", tag = "outputs",
-    params(("run_id" = Uuid, Path, description = "Run id")),
-    responses(
-        (status = 200, description = "The combined requests file", body = Vec<RequestDoc>, content_type = "application/json"),
-        ReadProblems, RunProblems,
-    ),
-    security(("bearer" = []))
-)]
-pub async fn get_requests(State(st): State<AppState>, RunId(id): RunId) -> ApiResult<Response> {
-    let rewrite = st.cache.snapshot(id).await?.record.rewrite_steps();
-    let stream = st.store.stream_requests(id, rewrite).await?;
-    let body = Body::from_stream(futures::TryStreamExt::map_err(stream, |e| {
-        tracing::error!(error = %e, "streaming requests failed mid-response");
-        std::io::Error::other("stream aborted")
-    }));
-    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 #[cfg(test)]

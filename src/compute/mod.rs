@@ -8,9 +8,9 @@
 
 mod stamps;
 
-use crate::profiler::core::calltree::CallForest;
-use crate::profiler::{self, Dialect, Frame, ProfilerConfig, py, toolkit::gantt};
-use crate::store::{LoadedRun, LoadedSteps, RunRecord, RunStamp, Store, StoreError};
+use crate::outputs::{Analysis, Output, Source};
+use crate::profiler::{self, Dialect, Frame, ProfilerConfig};
+use crate::store::{LoadedRun, RunRecord, RunStamp, Store, StoreError};
 use bytes::Bytes;
 use moka::future::Cache;
 use sha2::{Digest, Sha256};
@@ -18,82 +18,6 @@ use stamps::Stamps;
 use std::sync::Arc;
 use std::time::Instant;
 use uuid::Uuid;
-
-/// The resources computed from a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Artifact {
-    /// `inference_optimization.json`
-    Metrics,
-    /// `workflow_profiling_metrics.json`
-    Profiling,
-    /// `workflow_profiling_report.txt`
-    Report,
-    /// `standardized_data_all.csv`
-    Csv,
-    /// The Gantt chart as SVG.
-    Gantt,
-    /// The token-usage forecast.
-    Forecast,
-    /// Sound statistics (`stats.rs`).
-    Stats,
-    /// nat 1.9's `prediction_trie.json`.
-    PredictionTrie,
-    /// nat 1.9's `profiler_results.json`.
-    ProfilerResults,
-    /// nat 1.9's `workflow_output_atif.json`: the requests as ATIF trajectories.
-    Atif,
-}
-
-impl Artifact {
-    pub fn name(self) -> &'static str {
-        match self {
-            Artifact::Metrics => "metrics",
-            Artifact::Profiling => "profiling",
-            Artifact::Report => "report",
-            Artifact::Csv => "csv",
-            Artifact::Gantt => "gantt",
-            Artifact::Forecast => "forecast",
-            Artifact::Stats => "stats",
-            Artifact::PredictionTrie => "prediction_trie",
-            Artifact::ProfilerResults => "profiler_results",
-            Artifact::Atif => "atif",
-        }
-    }
-
-    /// The toolkit file an output reproduces, where it is one.
-    pub fn file_name(self) -> Option<&'static str> {
-        match self {
-            Artifact::Metrics => Some("inference_optimization.json"),
-            Artifact::Profiling => Some("workflow_profiling_metrics.json"),
-            Artifact::Report => Some("workflow_profiling_report.txt"),
-            Artifact::Csv => Some("standardized_data_all.csv"),
-            Artifact::PredictionTrie => Some("prediction_trie.json"),
-            Artifact::ProfilerResults => Some("profiler_results.json"),
-            Artifact::Atif => Some("workflow_output_atif.json"),
-            Artifact::Gantt | Artifact::Forecast | Artifact::Stats => None,
-        }
-    }
-
-    /// Whether only nvidia-nat 1.9 writes this output.
-    pub fn nat_only(self) -> bool {
-        matches!(self, Artifact::PredictionTrie | Artifact::ProfilerResults)
-    }
-
-    pub fn content_type(self) -> &'static str {
-        match self {
-            Artifact::Metrics
-            | Artifact::Profiling
-            | Artifact::Forecast
-            | Artifact::Stats
-            | Artifact::PredictionTrie
-            | Artifact::ProfilerResults
-            | Artifact::Atif => "application/json",
-            Artifact::Report => "text/plain; charset=utf-8",
-            Artifact::Csv => "text/csv; charset=utf-8",
-            Artifact::Gantt => "image/svg+xml",
-        }
-    }
-}
 
 /// A rendered output and the validator that identifies it.
 #[derive(Debug, Clone)]
@@ -150,7 +74,7 @@ impl From<StoreError> for ComputeError {
     }
 }
 
-type OutputKey = (Uuid, i64, [u8; 16], Artifact);
+type OutputKey = (Uuid, i64, [u8; 16], &'static str);
 
 /// A run record as read from the store, with its parsed config, its dialect and their
 /// fingerprint.
@@ -164,13 +88,13 @@ pub struct RunSnapshot {
 }
 
 impl RunSnapshot {
-    /// The fingerprint in output `kind`'s cache key and ETag: the config's, and for `/stats`,
-    /// which also reads the eval's scores from the metadata, theirs as well (a metadata change
-    /// leaves the version as it is, and no other output reads the metadata).
-    pub fn fingerprint(&self, kind: Artifact) -> [u8; 16] {
+    /// The fingerprint in an output's cache key and ETag: the config's, and for an output that
+    /// also reads the eval's scores from the metadata, theirs as well (a metadata change leaves
+    /// the version as it is).
+    pub fn fingerprint(&self, output: &Output) -> [u8; 16] {
         let scores = crate::profiler::statistics::scores::fingerprint_source(&self.record.metadata);
         match scores {
-            Some(scores) if kind == Artifact::Stats => {
+            Some(scores) if output.reads_metadata => {
                 let mut h = Sha256::new();
                 h.update(self.config_fp);
                 h.update(scores.to_string().as_bytes());
@@ -184,11 +108,11 @@ impl RunSnapshot {
 
     /// Whether the run has output `kind` at all: nat 1.9's own files are not outputs of an
     /// aiqtoolkit 1.1 run (docs/deviations.md#d20).
-    pub fn offers(&self, kind: Artifact) -> Result<(), ComputeError> {
-        if kind.nat_only() && self.dialect != Dialect::Nat19 {
+    pub fn offers(&self, output: &Output) -> Result<(), ComputeError> {
+        if !output.offered_in(self.dialect) {
             return Err(ComputeError::NotInDialect {
                 run: self.record.id,
-                output: kind.file_name().unwrap_or(kind.name()),
+                output: output.name,
                 dialect: self.dialect,
             });
         }
@@ -228,12 +152,12 @@ pub fn effective_config(run: &RunRecord) -> Result<(ProfilerConfig, [u8; 16]), C
 }
 
 /// The strong ETag of an output: it changes with the run's data, its config and the output kind.
-pub fn etag(run: Uuid, version: i64, config_fp: &[u8; 16], kind: Artifact) -> String {
+pub fn etag(run: Uuid, version: i64, config_fp: &[u8; 16], output: &Output) -> String {
     let mut h = Sha256::new();
     h.update(run.as_bytes());
     h.update(version.to_le_bytes());
     h.update(config_fp);
-    h.update(kind.name().as_bytes());
+    h.update(output.name.as_bytes());
     h.update(env!("CARGO_PKG_VERSION").as_bytes());
     let d = h.finalize();
     let hex: String = d[..12].iter().map(|b| format!("{b:02x}")).collect();
@@ -300,23 +224,23 @@ impl RunCache {
         Ok(())
     }
 
-    /// The output `kind` of a run at the snapshot's version, computed once per version.
+    /// An output of a run at the snapshot's version, computed once per version. An output the
+    /// same computation also gives (its sibling) is cached with it.
     pub async fn render(
         &self,
         run: &RunSnapshot,
-        kind: Artifact,
+        output: &'static Output,
     ) -> Result<Arc<Rendered>, ComputeError> {
-        let (id, version, fp) = (run.record.id, run.record.version, run.fingerprint(kind));
-        run.offers(kind)?;
-        let key = (id, version, fp, kind);
+        let (id, version, fp) = (run.record.id, run.record.version, run.fingerprint(output));
+        run.offers(output)?;
+        let key = (id, version, fp, output.name);
         if let Some(hit) = self.outputs.get(&key).await {
-            metrics::counter!("agentprof_output_cache_hits_total", "output" => kind.name())
+            metrics::counter!("agentprof_output_cache_hits_total", "output" => output.name)
                 .increment(1);
             return Ok(hit);
         }
         let (config, dialect) = (run.config.clone(), run.dialect);
-        // Only the statistics read the metadata (the eval's scores).
-        let metadata = if kind == Artifact::Stats {
+        let metadata = if output.reads_metadata {
             run.record.metadata.clone()
         } else {
             serde_json::Value::Null
@@ -324,41 +248,55 @@ impl RunCache {
         self.outputs
             .try_get_with(key, async move {
                 let crashed =
-                    |e| ComputeError::internal(format!("computing {} of run {id}", kind.name()), e);
+                    |e| ComputeError::internal(format!("computing {} of run {id}", output.name), e);
                 let started = Instant::now();
-                let (version, (bytes, sibling)) = if kind == Artifact::Atif {
-                    let loaded = self.store.load_steps(id).await?;
-                    tokio::task::spawn_blocking(move || {
-                        (loaded.version, (atif_json(&loaded), None))
-                    })
-                    .await
-                    .map_err(crashed)?
-                } else {
-                    let frame = self.frame(id, version).await?;
-                    tokio::task::spawn_blocking(move || {
-                        let out =
-                            compute_with_sibling(&frame.frame, &config, dialect, &metadata, kind);
-                        (frame.version, out)
-                    })
-                    .await
-                    .map_err(crashed)?
+                let (version, bytes, sibling) = match output.source {
+                    Source::Steps { write, .. } => {
+                        let loaded = self.store.load_steps(id).await?;
+                        tokio::task::spawn_blocking(move || {
+                            let mut bytes = Vec::new();
+                            // Writing to a Vec cannot fail.
+                            let _ = write(&loaded.requests, dialect, &mut bytes);
+                            (loaded.version, bytes, None)
+                        })
+                        .await
+                        .map_err(crashed)?
+                    }
+                    Source::Frame(_) => {
+                        let frame = self.frame(id, version).await?;
+                        tokio::task::spawn_blocking(move || {
+                            let scores = profiler::statistics::scores::from_metadata(
+                                &metadata,
+                                &frame.frame,
+                            );
+                            let analysis =
+                                Analysis::new(&frame.frame, &config, dialect).with_scores(scores);
+                            let sibling = output
+                                .sibling
+                                .and_then(crate::outputs::by_name)
+                                .map(|s| (s, s.render(&analysis)));
+                            (frame.version, output.render(&analysis), sibling)
+                        })
+                        .await
+                        .map_err(crashed)?
+                    }
                 };
-                metrics::counter!("agentprof_computations_total", "output" => kind.name())
+                metrics::counter!("agentprof_computations_total", "output" => output.name)
                     .increment(1);
-                metrics::histogram!("agentprof_computation_seconds", "output" => kind.name())
+                metrics::histogram!("agentprof_computation_seconds", "output" => output.name)
                     .record(started.elapsed().as_secs_f64());
                 if let Some((other, bytes)) = sibling {
                     let rendered = Rendered {
-                        bytes,
+                        bytes: bytes.into(),
                         etag: etag(id, version, &fp, other),
                         version,
                     };
-                    let sibling_key = (key.0, key.1, key.2, other);
+                    let sibling_key = (key.0, key.1, key.2, other.name);
                     self.outputs.insert(sibling_key, Arc::new(rendered)).await;
                 }
                 Ok::<_, ComputeError>(Arc::new(Rendered {
-                    bytes,
-                    etag: etag(id, version, &fp, kind),
+                    bytes: bytes.into(),
+                    etag: etag(id, version, &fp, output),
                     version,
                 }))
             })
@@ -387,82 +325,6 @@ impl RunCache {
         }
         Ok(frame)
     }
-}
-
-/// Renders `kind`, and the output computed by the same analysis when there is one: the
-/// workflow-profiling JSON and the text report come from one (costly) `workflow_profiling`.
-/// Pure CPU work.
-fn compute_with_sibling(
-    frame: &Frame,
-    config: &ProfilerConfig,
-    dialect: Dialect,
-    metadata: &serde_json::Value,
-    kind: Artifact,
-) -> (Bytes, Option<(Artifact, Bytes)>) {
-    let alone = |bytes: Vec<u8>| (Bytes::from(bytes), None);
-    match kind {
-        Artifact::Profiling | Artifact::Report => {
-            let profiling = profiler::workflow_profiling(frame, config, dialect);
-            let json: Bytes = py::json::to_vec(&profiling).into();
-            let report: Bytes = profiling.report.into_bytes().into();
-            if kind == Artifact::Profiling {
-                (json, Some((Artifact::Report, report)))
-            } else {
-                (report, Some((Artifact::Profiling, json)))
-            }
-        }
-        Artifact::Metrics => alone(py::json::to_vec(&profiler::inference_optimization(
-            frame, config, dialect,
-        ))),
-        Artifact::ProfilerResults => {
-            let inference = profiler::inference_optimization(frame, config, dialect);
-            alone(py::json::to_vec(&profiler::profiler_results(
-                frame, config, &inference,
-            )))
-        }
-        Artifact::PredictionTrie => alone(py::json::to_vec(
-            &profiler::toolkit::prediction_trie::build(frame, &config.prediction_trie),
-        )),
-        Artifact::Csv => alone(profiler::toolkit::csv::to_string(frame, config).into_bytes()),
-        Artifact::Gantt => {
-            let forest = if frame.is_standardized() {
-                CallForest::build(frame, dialect.function_nodes())
-            } else {
-                CallForest::default()
-            };
-            alone(
-                gantt::to_svg(&forest)
-                    .unwrap_or_else(gantt::empty_svg)
-                    .into_bytes(),
-            )
-        }
-        Artifact::Forecast if !config.token_usage_forecast => alone(py::json::to_vec(
-            &profiler::toolkit::forecast::Forecast::Skipped {
-                reason: "token_usage_forecast is off in the run's profiler_config".to_owned(),
-            },
-        )),
-        Artifact::Forecast => alone(py::json::to_vec(&profiler::toolkit::forecast::fit(frame))),
-        Artifact::Stats => alone(
-            serde_json::to_vec_pretty(&profiler::statistics::stats::compute_with_scores(
-                frame,
-                &profiler::statistics::scores::from_metadata(metadata, frame),
-            ))
-            // Numbers (non-finite ones become null), strings and maps only.
-            .expect("RunStats serialises"),
-        ),
-        // Computed from the steps themselves (see `atif_json`), not the frame.
-        Artifact::Atif => alone(Vec::new()),
-    }
-}
-
-/// `workflow_output_atif.json` of stored steps.
-fn atif_json(loaded: &LoadedSteps) -> Bytes {
-    let items: Vec<_> = loaded
-        .requests
-        .iter()
-        .map(crate::analyze::atif_item)
-        .collect();
-    py::json::to_vec(&profiler::toolkit::atif::samples(&items)).into()
 }
 
 /// Rough heap size of a frame, for the cache's memory budget.

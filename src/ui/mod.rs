@@ -116,7 +116,25 @@ static RUN_PAGE: LazyLock<String> = LazyLock::new(|| {
         main: include_str!("../../ui/run.html"),
     }
     .render()
+    .replace("{{files}}", &output_files())
 });
+
+/// The run page's list of output files: one item per output of the registry, which the page's
+/// script points at its run (and removes when the run's toolkit lacks it).
+fn output_files() -> String {
+    crate::outputs::OUTPUTS
+        .iter()
+        .map(|o| {
+            format!(
+                "      <li data-path=\"{}\" data-nat-only=\"{}\"><a>{}</a></li>",
+                o.path,
+                o.nat_only,
+                (o.file)(&crate::profiler::ProfilerConfig::default())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
 static COMPARE_PAGE: LazyLock<String> = LazyLock::new(|| {
     Page {
         title: "Compare runs",

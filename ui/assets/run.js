@@ -461,22 +461,16 @@ function renderForecast(f) {
   );
 }
 
+/** Points the server-rendered list of output files (one item per output the server has) at
+ * this run, leaving out the outputs its toolkit does not have. */
 function renderFiles(run) {
-  const files = [
-    ["metrics", "inference_optimization.json"],
-    ["profiling", "workflow_profiling_metrics.json"],
-    ["report", "workflow_profiling_report.txt"],
-    ["standardized.csv", "standardized_data_all.csv"],
-    ["gantt.svg", "The Gantt chart (SVG)"],
-    ["atif", "workflow_output_atif.json (ATIF trajectories)"],
-    ["stats", "Statistics (JSON)"],
-    ["forecast", "Token-usage forecast (JSON)"],
-    ["timeline", "This page's timeline data (JSON)"],
-  ];
-  if (run.toolkit === "nat-1.9") {
-    files.push(["prediction_trie", "prediction_trie.json"], ["profiler_results", "profiler_results.json"]);
+  for (const li of document.querySelectorAll("#files li")) {
+    if (li.dataset.natOnly === "true" && run.toolkit !== "nat-1.9") {
+      li.remove();
+      continue;
+    }
+    li.querySelector("a").href = `${base}/${li.dataset.path}`;
   }
-  document.getElementById("files").replaceChildren(...files.map(([path, label]) => el("li", {}, el("a", { href: `${base}/${path}` }, label))));
 }
 
 /** Reports a failed section in the alert region and, given its holder's id, in place. */

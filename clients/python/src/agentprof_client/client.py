@@ -8,26 +8,25 @@ import os
 import time
 import uuid
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any, Mapping, Sequence
 
 import httpx
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
+def _load_outputs() -> tuple[dict[str, Any], ...]:
+    # The server's registry of outputs as `agentprof outputs` prints it; a test of the server
+    # keeps this copy equal to it.
+    text = resources.files("agentprof_client").joinpath("outputs.json").read_text("utf-8")
+    return tuple(json.loads(text))
+
+
+#: Outputs of a run as the server lists them: name, path, file, content type, nat-only.
+OUTPUT_INFO = _load_outputs()
+
 #: Outputs of a run, by the last segment of their path.
-OUTPUTS = (
-    "metrics",
-    "profiling",
-    "report",
-    "standardized.csv",
-    "gantt.svg",
-    "forecast",
-    "stats",
-    "prediction_trie",
-    "profiler_results",
-    "atif",
-    "requests",
-)
+OUTPUTS = tuple(o["path"] for o in OUTPUT_INFO)
 
 
 class AgentprofError(Exception):
