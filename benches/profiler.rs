@@ -11,7 +11,7 @@ use agentprof::profiler::toolkit::{
 };
 use agentprof::profiler::{self, Dialect, Frame, ProfilerConfig};
 use agentprof::synth::profiler_document;
-use agentprof::trace::{ParseOptions, parse_document};
+use agentprof::trace::{ParseOptions, parse};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::time::Duration;
@@ -36,7 +36,7 @@ fn inputs() -> Vec<Input> {
         .map(|requests| {
             let doc = profiler_document(requests, 42);
             let bytes = serde_json::to_vec(&doc).expect("serialise");
-            let batch = parse_document(&bytes, &ParseOptions::default()).expect("valid");
+            let batch = parse(&bytes, &ParseOptions::default()).expect("valid");
             let frame = Frame::from_batch(batch);
             Input {
                 requests,
@@ -59,12 +59,10 @@ fn benches(c: &mut Criterion) {
         let f = &input.frame;
         g.throughput(Throughput::Elements(f.rows.len() as u64));
         g.bench_with_input(BenchmarkId::new("parse", n), &input.bytes, |b, bytes| {
-            b.iter(|| {
-                parse_document(black_box(bytes), &ParseOptions::default()).map(|b| b.step_count())
-            })
+            b.iter(|| parse(black_box(bytes), &ParseOptions::default()).map(|b| b.step_count()))
         });
         g.bench_with_input(BenchmarkId::new("frame", n), &input.bytes, |b, bytes| {
-            let numbered = parse_document(bytes, &ParseOptions::default())
+            let numbered = parse(bytes, &ParseOptions::default())
                 .expect("valid")
                 .into_numbered();
             b.iter(|| Frame::from_numbered(&numbered).rows.len())
@@ -101,7 +99,7 @@ fn benches(c: &mut Criterion) {
         });
         g.bench_with_input(BenchmarkId::new("metrics_json", n), f, |b, f| {
             b.iter(|| {
-                profiler::py::json::to_vec(&profiler::inference_optimization(
+                agentprof::py::json::to_vec(&profiler::inference_optimization(
                     black_box(f),
                     &config,
                     Dialect::Nat19,
@@ -111,7 +109,7 @@ fn benches(c: &mut Criterion) {
         });
         g.bench_with_input(BenchmarkId::new("profiling_json", n), f, |b, f| {
             b.iter(|| {
-                profiler::py::json::to_vec(&profiler::workflow_profiling(
+                agentprof::py::json::to_vec(&profiler::workflow_profiling(
                     black_box(f),
                     &config,
                     Dialect::Nat19,

@@ -139,7 +139,7 @@ async fn copy_path(url: &str, batches: &[PreparedBatch]) -> anyhow::Result<Durat
                     text,
                     "{}\t{n}\t{seq}\t{event_code}\t{}\t",
                     run.id,
-                    agentprof::profiler::py::repr::float_repr(c.event_timestamp)
+                    agentprof::py::repr::float_repr(c.event_timestamp)
                 );
                 bytea_field(&mut text, Some(c.uuid.as_bytes()));
                 text.push('\t');

@@ -15,7 +15,7 @@ use agentprof::profiler::toolkit::{
     uniqueness,
 };
 use agentprof::profiler::{self, Dialect, Frame, ProfilerConfig};
-use agentprof::trace::{ParseOptions, parse_document};
+use agentprof::trace::{ParseOptions, parse};
 use std::hint::black_box;
 
 macro_rules! measured {
@@ -42,15 +42,13 @@ measured! {
     measure_prefix_span(f, c) => prefix_span::analyze(f, &c.prefix_span_analysis).patterns.len();
     measure_csv(f, c) => csv::to_string(f, c).len();
     measure_forecast(f, c) => { black_box(forecast::fit(f)); 0 };
-    measure_metrics_json(f, c) => profiler::py::json::to_vec(&profiler::inference_optimization(f, c, Dialect::Nat19)).len();
-    measure_profiling_json(f, c) => profiler::py::json::to_vec(&profiler::workflow_profiling(f, c, Dialect::Nat19)).len();
+    measure_metrics_json(f, c) => agentprof::py::json::to_vec(&profiler::inference_optimization(f, c, Dialect::Nat19)).len();
+    measure_profiling_json(f, c) => agentprof::py::json::to_vec(&profiler::workflow_profiling(f, c, Dialect::Nat19)).len();
 }
 
 #[inline(never)]
 fn measure_parse(bytes: &[u8]) -> Frame {
-    Frame::from_batch(
-        parse_document(bytes, &ParseOptions::default()).expect("synthetic input is valid"),
-    )
+    Frame::from_batch(parse(bytes, &ParseOptions::default()).expect("synthetic input is valid"))
 }
 
 fn main() {

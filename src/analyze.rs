@@ -143,9 +143,9 @@ fn read_input(input: &Path) -> Result<trace::Batch, AnalyzeError> {
         let mut file = io::BufReader::with_capacity(1 << 20, File::open(input).map_err(io_err)?);
         let gzip = trace::is_gzip(io::BufRead::fill_buf(&mut file).map_err(io_err)?);
         let read = if gzip {
-            trace::read_json_parallel(flate2::read::MultiGzDecoder::new(file), &opts, threads)
+            trace::read_parallel(flate2::read::MultiGzDecoder::new(file), &opts, threads)
         } else {
-            trace::read_json_parallel(file, &opts, threads)
+            trace::read_parallel(file, &opts, threads)
         };
         if let Some(batch) = read {
             return Ok(batch);
@@ -153,7 +153,7 @@ fn read_input(input: &Path) -> Result<trace::Batch, AnalyzeError> {
     }
     // The usual reading, which also reports whatever the parallel one could not vouch for.
     let bytes = std::fs::read(input).map_err(io_err)?;
-    trace::parse_document(&bytes, &opts).map_err(|source| AnalyzeError::Input {
+    trace::parse(&bytes, &opts).map_err(|source| AnalyzeError::Input {
         path: input.to_owned(),
         source,
     })

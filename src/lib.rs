@@ -11,6 +11,8 @@
 //! - [`profiler`]: pure analysis over the standardized rows of a run, in either toolkit's dialect:
 //!   the core (frame, call tree, config), the toolkit's outputs, the Python emulation that makes
 //!   their bytes match (`py`: float formatting, JSON, numpy statistics), and statistics of our own.
+//! - [`py`]: Python's and numpy's arithmetic and text (float repr, `json.dump`, percentiles), which
+//!   the toolkit's outputs are written in; a leaf that the trace and the profiler share.
 //! - [`analyze`]: `agentprof analyze FILE --out DIR`, the profiler on a file with no database.
 //! - [`store`]: persistence behind one trait, PostgreSQL (production) and SQLite (embedded
 //!   default); a batch is prepared outside the transaction and stored whole or not at all.
@@ -32,6 +34,7 @@ pub mod ingest;
 pub mod otlp;
 pub mod outputs;
 pub mod profiler;
+pub mod py;
 #[cfg(feature = "openapi")]
 pub mod server;
 pub mod store;

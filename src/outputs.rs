@@ -12,10 +12,11 @@
 
 use crate::profiler::core::calltree::CallForest;
 use crate::profiler::statistics::scores::RequestScores;
-use crate::profiler::toolkit::{atif, csv, forecast, gantt, prediction_trie, traces};
+use crate::profiler::toolkit::{atif, csv, forecast, gantt, prediction_trie};
 use crate::profiler::{
-    self, CallTrees, Dialect, Frame, InferenceOptimization, ProfilerConfig, WorkflowProfiling, py,
+    self, CallTrees, Dialect, Frame, InferenceOptimization, ProfilerConfig, WorkflowProfiling,
 };
+use crate::py;
 use crate::trace::NumberedRequest;
 use std::cell::OnceCell;
 use std::io::{self, Write};
@@ -262,7 +263,7 @@ pub static OUTPUTS: [Output; 11] = [
         in_files: Files::Always,
         source: Source::Steps {
             write: |requests, dialect, w| {
-                let mut t = traces::TracesWriter::new(w);
+                let mut t = crate::trace::TracesWriter::new(w);
                 for r in requests {
                     t.begin_request(r.number)?;
                     for s in &r.steps {

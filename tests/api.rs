@@ -43,7 +43,7 @@ on_both_backends!(conformance_cases_over_http, |backend| async move {
         let run = app.get(&format!("/v1/runs/{id}")).await.json();
         assert_eq!(run["toolkit_source"], "detected", "{name}");
         let detected = run["toolkit"].as_str().unwrap().to_owned();
-        let batch = agentprof::trace::parse_document(
+        let batch = agentprof::trace::parse(
             &case_input(&case),
             &agentprof::trace::ParseOptions::default(),
         )
@@ -901,7 +901,7 @@ async fn a_request_past_the_time_limit_is_a_problem_with_retry_after() {
     // Computing the metrics of 100 requests takes well over a millisecond.
     let mut state = app.state.clone();
     state.request_timeout = std::time::Duration::from_millis(1);
-    let router = agentprof::api::app(state);
+    let router = agentprof::server::app(state);
     let req = axum::http::Request::get(format!("/v1/runs/{id}/metrics"))
         .body(Body::empty())
         .unwrap();
@@ -979,7 +979,7 @@ async fn an_ingest_that_finds_every_slot_taken_waits_then_gets_a_503() {
     let app = TestApp::new(Backend::Sqlite).await;
     let id = app.create_run(&json!({})).await;
     let state = app.state_with_ingest_slots(1, std::time::Duration::from_millis(50));
-    let router = agentprof::api::app(state.clone());
+    let router = agentprof::server::app(state.clone());
     let post = || {
         axum::http::Request::post(format!("/v1/runs/{id}/steps"))
             .header("content-type", "application/json")

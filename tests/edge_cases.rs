@@ -1,7 +1,8 @@
 //! The edge cases of docs/toolkit-semantics.md#edge-cases, one test each, on small hand-made runs.
 
 use agentprof::profiler::toolkit::forecast::{self, Forecast};
-use agentprof::profiler::{self, Dialect, Frame, ProfilerConfig, py, toolkit::csv};
+use agentprof::profiler::{self, Dialect, Frame, ProfilerConfig, toolkit::csv};
+use agentprof::py;
 use agentprof::trace::{ParseOptions, TraceError, parse_value};
 use serde_json::{Value, json};
 

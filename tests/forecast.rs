@@ -6,7 +6,7 @@ mod common;
 
 use agentprof::profiler::Frame;
 use agentprof::profiler::toolkit::forecast::{self, Forecast};
-use agentprof::trace::{ParseOptions, parse_document};
+use agentprof::trace::{ParseOptions, parse};
 use common::*;
 use serde_json::Value;
 
@@ -18,7 +18,7 @@ fn windows_and_error_match_the_reference() {
         )
         .unwrap();
         let frame = Frame::from_batch(
-            parse_document(
+            parse(
                 &case_input(&fixtures().join("cases").join(case)),
                 &ParseOptions::default(),
             )

@@ -193,3 +193,81 @@ fn the_python_clients_list_of_outputs_is_the_registry() {
         "run `cargo run -- outputs > clients/python/src/agentprof_client/outputs.json`"
     );
 }
+
+/// The step documents' schemas are written out (they describe what the parser takes, wider than
+/// any type): every fixture input of the profiler, eval and step-list forms validates against
+/// the documented body of `POST /v1/runs/{run_id}/steps`.
+#[test]
+fn every_fixture_input_validates_against_the_step_document_schema() {
+    let doc: Value =
+        serde_json::from_str(&agentprof::api::docs::to_json(&agentprof::api::openapi())).unwrap();
+    let mut root = doc["paths"]["/v1/runs/{run_id}/steps"]["post"]["requestBody"]["content"]
+        ["application/json"]["schema"]
+        .clone();
+    root["components"] = doc["components"].clone();
+    let validator = jsonschema::validator_for(&root).expect("the schema compiles");
+    let mut validated = 0;
+    for case in common::cases() {
+        let bytes = common::case_input(&case);
+        let bytes = if agentprof::trace::is_gzip(&bytes) {
+            agentprof::trace::gunzip(&bytes, None).unwrap()
+        } else {
+            bytes
+        };
+        let input: Value = serde_json::from_slice(&bytes).unwrap();
+        if input.is_object() {
+            continue; // the EvalInput dump, accepted but not described
+        }
+        let errors: Vec<String> = validator
+            .iter_errors(&input)
+            .take(3)
+            .map(|e| format!("{e} at {}", e.instance_path()))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{}: {}",
+            case.display(),
+            errors.join("\n")
+        );
+        validated += 1;
+    }
+    assert!(validated >= 20, "validated only {validated} inputs");
+}
+
+/// The documented profiler config patch names exactly the fields `ProfilerConfig` reads.
+#[test]
+fn the_profiler_config_schema_names_the_configs_fields() {
+    let doc: Value =
+        serde_json::from_str(&agentprof::api::docs::to_json(&agentprof::api::openapi())).unwrap();
+    let schemas = &doc["components"]["schemas"];
+    let config = serde_json::to_value(agentprof::profiler::ProfilerConfig::default()).unwrap();
+    let fields = |v: &Value| {
+        let mut keys: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        keys
+    };
+    let documented = fields(&schemas["ProfilerConfigPatch"]["properties"]);
+    let mut read = fields(&config);
+    // Read from a request, never written back (it sets another field).
+    read.push("base_metrics".to_owned());
+    read.sort();
+    assert_eq!(documented, read);
+    // Every documented field is one the config accepts.
+    for field in documented {
+        let sample = match field.as_str() {
+            "prompt_caching_prefixes"
+            | "bottleneck_analysis"
+            | "concurrency_spike_analysis"
+            | "prefix_span_analysis"
+            | "prediction_trie"
+            | "dynamo_metrics" => {
+                serde_json::json!({})
+            }
+            _ => serde_json::json!(true),
+        };
+        agentprof::profiler::ProfilerConfig::from_json(
+            serde_json::json!({ field.clone(): sample }),
+        )
+        .unwrap_or_else(|e| panic!("{field}: {e}"));
+    }
+}

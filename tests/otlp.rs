@@ -556,7 +556,7 @@ async fn backpressure_is_503_with_retry_after() {
     use tower::ServiceExt;
     let app = TestApp::new(Backend::Sqlite).await;
     let state = app.state_with_ingest_slots(1, std::time::Duration::from_millis(50));
-    let router = agentprof::api::app(state.clone());
+    let router = agentprof::server::app(state.clone());
     let body = bodies("openinference_react12", "pb").remove(0);
     let post = || {
         axum::http::Request::post("/v1/traces")

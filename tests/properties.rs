@@ -2,8 +2,9 @@
 //! re-parses to itself; and every analysis runs to completion on any valid run.
 
 use agentprof::profiler::toolkit::{atif, csv, gantt, prediction_trie};
-use agentprof::profiler::{self, Dialect, Frame, ProfilerConfig, core::calltree::CallForest, py};
-use agentprof::trace::{ParseOptions, parse_document, parse_value};
+use agentprof::profiler::{self, Dialect, Frame, ProfilerConfig, core::calltree::CallForest};
+use agentprof::py;
+use agentprof::trace::{ParseOptions, parse, parse_value};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -124,10 +125,10 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
-        let _ = parse_document(&bytes, &ParseOptions { now: 0.0, max_decompressed_bytes: Some(1 << 20) });
+        let _ = parse(&bytes, &ParseOptions { now: 0.0, max_decompressed_bytes: Some(1 << 20) });
         let mut gz = vec![0x1f, 0x8b];
         gz.extend(&bytes);
-        let _ = parse_document(&gz, &ParseOptions { now: 0.0, max_decompressed_bytes: Some(1 << 20) });
+        let _ = parse(&gz, &ParseOptions { now: 0.0, max_decompressed_bytes: Some(1 << 20) });
     }
 
     #[test]

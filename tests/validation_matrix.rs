@@ -5,7 +5,7 @@
 
 mod common;
 
-use agentprof::trace::{ParseOptions, TraceError, parse_json_document, parse_value};
+use agentprof::trace::{ParseOptions, TraceError, parse, parse_value};
 use serde_json::{Value, json};
 
 /// Probes where agentprof differs on purpose (README "Deliberate deviations").
@@ -130,7 +130,7 @@ fn text_and_parsed_documents_read_every_probe_alike() {
     let mut accepted = 0;
     for p in &probes {
         let doc = json!([[p["input"].clone()]]);
-        let from_text = parse_json_document(doc.to_string().as_bytes(), &opts);
+        let from_text = parse(doc.to_string().as_bytes(), &opts);
         let from_value = parse_value(doc, &opts);
         match (&from_text, &from_value) {
             (Ok(a), Ok(b)) => {

@@ -186,7 +186,10 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// The complete application: routes, docs and middleware over `state`.
-pub fn app(state: AppState) -> Router {
+///
+/// `pages` are routes served beside the API under the same middleware (the dashboard's, which
+/// the server passes in: the API knows nothing of them).
+pub fn app(state: AppState, pages: Router<AppState>) -> Router {
     let (router, api) = routes().split_for_parts();
     let api = docs::finish(api);
     let middleware = ServiceBuilder::new()
@@ -206,7 +209,7 @@ pub fn app(state: AppState) -> Router {
         .layer(CompressionLayer::new());
     router
         .merge(docs::router(&api))
-        .merge(crate::ui::router())
+        .merge(pages)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware)

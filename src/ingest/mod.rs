@@ -16,7 +16,7 @@ use crate::store::{
 };
 use crate::trace::{
     DocRequest, Document, EvalItem, FieldError, InputForm, JsonSource, ParseOptions, StepSink,
-    TraceError, from_value_at, read_json_document, read_json_wrapped,
+    TraceError, from_value_at, read, read_wrapped,
 };
 use bytes::Bytes;
 use indexmap::IndexMap;
@@ -271,7 +271,7 @@ fn keyed(
 /// A step document as the whole body, read step by step within the batch memory budget.
 fn read_batch(body: JsonSource<'_>, budget: usize) -> Result<PreparedBatch, IngestError> {
     let mut preparer = Preparer::new(budget);
-    let doc = read_json_document(body, &ParseOptions::default(), &mut preparer)?;
+    let doc = read(body, &ParseOptions::default(), &mut preparer)?;
     checked_size(preparer.finish(doc), "")
 }
 
@@ -281,7 +281,7 @@ fn read_create(
     budget: usize,
 ) -> Result<(NewRun, Option<PreparedBatch>), IngestError> {
     let mut preparer = Preparer::new(budget);
-    let wrapped = read_json_wrapped(body, "requests", &ParseOptions::default(), &mut preparer)?;
+    let wrapped = read_wrapped(body, "requests", &ParseOptions::default(), &mut preparer)?;
     if let Some(other) = wrapped.other {
         return Err(IngestError::Field(FieldError {
             path: String::new(),

@@ -7,11 +7,10 @@
 //!
 //! - [`core`]: the standardized frame, the call tree and the config every analysis reads;
 //! - [`toolkit`]: the toolkit's outputs, one file per analysis;
-//! - [`py`]: Python and numpy arithmetic and formatting, which those outputs depend on;
+//! - the Python arithmetic and text they are written in live in [`crate::py`];
 //! - [`statistics`]: our own sound statistics and run comparison.
 
 pub mod core;
-pub mod py;
 pub mod statistics;
 pub mod timeline;
 pub mod toolkit;

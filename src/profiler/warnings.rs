@@ -3,7 +3,6 @@
 //! what the toolkit showed, and what to change.
 
 use super::{Dialect, Frame, ProfilerConfig};
-use crate::trace::EventType;
 
 /// What the warnings need to know about a run's steps; the store keeps these per run, so the view
 /// needs no pass over the steps.
@@ -23,14 +22,9 @@ impl StepFacts {
             only_llm_tool_ends: frame
                 .rows
                 .iter()
-                .all(|r| is_default_filter_type(r.event_type)),
+                .all(|r| r.event_type.kept_by_default_eval_filter()),
         }
     }
-}
-
-/// The event types `nat eval` keeps in `workflow_output.json` by default.
-pub fn is_default_filter_type(et: EventType) -> bool {
-    matches!(et, EventType::LlmEnd | EventType::ToolEnd)
 }
 
 pub fn of_run(facts: &StepFacts, config: &ProfilerConfig, dialect: Dialect) -> Vec<String> {

@@ -56,6 +56,11 @@ pub async fn open_store(config: &ServeConfig) -> Result<Arc<dyn Store>, ServeErr
     }
 }
 
+/// The whole application: the API and the dashboard's pages, under one middleware stack.
+pub fn app(state: AppState) -> axum::Router {
+    api::app(state, crate::ui::router())
+}
+
 /// Runs the server until SIGINT or SIGTERM; requests in flight (a batch being stored) finish
 /// before the process exits.
 pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
@@ -67,7 +72,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let state = AppState::new(store.clone(), &settings);
     api::spawn_metrics_upkeep(state.prometheus.clone());
     spawn_key_purge(store, Duration::from_secs(config.idempotency_window_secs));
-    let app = api::app(state);
+    let app = app(state);
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .map_err(|source| ServeError::Bind {

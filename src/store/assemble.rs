@@ -125,7 +125,7 @@ const CHUNK: usize = 64 * 1024;
 /// handing out a chunk whenever [`CHUNK`] bytes are buffered so memory stays flat.
 pub(crate) struct TracesAssembler {
     walker: RequestWalker,
-    out: crate::profiler::toolkit::traces::TracesWriter<Vec<u8>>,
+    out: crate::trace::TracesWriter<Vec<u8>>,
     /// Rewrite each stored step into this schema rather than copying it.
     schema: Option<StepSchema>,
 }
@@ -135,7 +135,7 @@ impl TracesAssembler {
     pub(crate) fn new(numbers: Vec<i64>, schema: Option<StepSchema>) -> TracesAssembler {
         TracesAssembler {
             walker: RequestWalker::new(numbers),
-            out: crate::profiler::toolkit::traces::TracesWriter::new(Vec::with_capacity(CHUNK * 2)),
+            out: crate::trace::TracesWriter::new(Vec::with_capacity(CHUNK * 2)),
             schema,
         }
     }

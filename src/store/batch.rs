@@ -3,9 +3,8 @@
 //! requests decide the numbers of new eval items.
 
 use super::StoreError;
-use crate::profiler::toolkit::traces::render_step;
-use crate::profiler::warnings::is_default_filter_type;
 use crate::profiler::{Dialect, StepColumns};
+use crate::trace::render_step;
 use crate::trace::{
     Batch, DocRequest, Document, InputForm, IntermediateStep, StepSchema, StepSink,
 };
@@ -25,7 +24,7 @@ pub enum RequestKey {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PreparedStep {
     pub columns: StepColumns,
-    /// The step as the combined requests file shows it (see `profiler::toolkit::traces::render_step`).
+    /// The step as the combined requests file shows it (see `trace::render_step`).
     pub body: String,
     /// The step's identity: two steps are the same step when their bodies are (see
     /// [`content_hash`]).
@@ -130,7 +129,7 @@ impl StepSink for Preparer {
 
     fn keep(&mut self, step: IntermediateStep) -> Result<PreparedStep, String> {
         self.nat_schema |= Dialect::is_nat_step(&step);
-        self.non_end_steps |= !is_default_filter_type(step.payload.event_type);
+        self.non_end_steps |= !step.payload.event_type.kept_by_default_eval_filter();
         self.aiq_rewrite |= step.rewritten_by(StepSchema::Aiq);
         self.nat_rewrite |= step.rewritten_by(StepSchema::Nat);
         let prepared = PreparedStep::of(&step);

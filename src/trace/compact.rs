@@ -202,8 +202,8 @@ mod tests {
                 serde_json::to_string_pretty(&value).unwrap()
             );
             assert_eq!(
-                crate::profiler::py::json::to_vec(&walked(&text)),
-                crate::profiler::py::json::to_vec(&value)
+                crate::py::json::to_vec(&walked(&text)),
+                crate::py::json::to_vec(&value)
             );
             assert_eq!(serde_json::to_value(walked(&text)).unwrap(), value);
         }
@@ -220,8 +220,8 @@ mod tests {
                         if let Some(Value::Object(meta)) = map.get("metadata") {
                             let text = Value::Object(meta.clone()).to_string();
                             assert_eq!(
-                                crate::profiler::py::json::to_vec(&walked(&text)),
-                                crate::profiler::py::json::to_vec(meta),
+                                crate::py::json::to_vec(&walked(&text)),
+                                crate::py::json::to_vec(meta),
                             );
                             seen += 1;
                         }

@@ -12,9 +12,9 @@
 //! `request_number` and `intermediate_steps`, the eval form otherwise.
 
 use super::direct;
-use super::input::{EvalItem, InputForm, MAX_REQUEST_NUMBER};
 use super::model::IntermediateStep;
 use super::parse::{Validator, short};
+use super::types::{EvalItem, InputForm, MAX_REQUEST_NUMBER};
 use serde::de::{
     DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor,
 };
@@ -113,7 +113,7 @@ where
 }
 
 /// Reads a document, or a slice of a document's top-level items whose first item is at
-/// `first_position` in the whole (see [`super::source::read_json_parallel`]), from JSON text as
+/// `first_position` in the whole (see [`super::source::read_parallel`]), from JSON text as
 /// it is parsed.
 pub fn read_document_from<'de, D, K>(
     de: D,
@@ -173,7 +173,7 @@ pub struct Wrapped<S> {
 
 /// Reads a [`Wrapped`] document from JSON text as it is parsed; errors in the document point
 /// into `field`.
-pub fn read_wrapped<'de, D, K>(
+pub fn read_wrapped_from<'de, D, K>(
     de: D,
     field: &'static str,
     v: &mut Validator,

@@ -102,6 +102,12 @@ impl EventType {
     }
 
     /// `event_category`: the part before the first `_` (`LLM`, `TOOL`, `FUNCTION`, ...).
+    /// Whether `nat eval` keeps steps of this type in `workflow_output.json` by default (its
+    /// step filter keeps LLM and tool ends only).
+    pub fn kept_by_default_eval_filter(self) -> bool {
+        matches!(self, EventType::LlmEnd | EventType::ToolEnd)
+    }
+
     pub fn category(self) -> &'static str {
         let s = self.as_str();
         s.split_once('_').map_or(s, |(head, _)| head)

@@ -3,10 +3,11 @@
 //! that next to the steps read from it doubled what one ingest could take (docs/limits.md).
 
 use super::document::{
-    Document, KeepSteps, ReadError, StepSink, Wrapped, read_document_from, read_wrapped,
+    Document, KeepSteps, ReadError, StepSink, Wrapped, read_document_from, read_wrapped_from,
 };
-use super::input::{ParseOptions, TraceError, describe_start, gunzip, without_lone_surrogates};
 use super::parse::Validator;
+use super::text::{describe_start, gunzip, without_lone_surrogates};
+use super::types::{InputForm, ParseOptions, TraceError};
 use serde::Deserializer;
 use std::io::Read;
 
@@ -130,13 +131,13 @@ impl<K: StepSink> Reading<K> for Field {
         v: &mut Validator,
         sink: &mut K,
     ) -> Result<Self::Out, ReadError> {
-        read_wrapped(de, self.0, v, sink)
+        read_wrapped_from(de, self.0, v, sink)
     }
 }
 
 /// Reads a document in any form as it is parsed, handing each valid step to `sink` (see
 /// [`super::document`]): nothing but what the sink keeps stays in memory.
-pub fn read_json_document<K: StepSink>(
+pub fn read<K: StepSink>(
     source: JsonSource<'_>,
     opts: &ParseOptions,
     sink: &mut K,
@@ -150,7 +151,7 @@ const PARALLEL_GROUP_BYTES: usize = 2 << 20;
 
 /// Reads a document that is a top-level list from `reader`, its items parsed on `threads`
 /// threads, keeping every step; `None` when it must be read the usual way
-/// ([`read_json_document`]) instead.
+/// ([`read`]) instead.
 ///
 /// Building the steps' values is most of the cost of reading a large document (BENCHMARKS.md
 /// section 8), and the list's items are independent. So this thread splits the text into runs of
@@ -161,7 +162,7 @@ const PARALLEL_GROUP_BYTES: usize = 2 << 20;
 /// dump is an object), a read error, a step that fails validation (the one-thread reading
 /// reports errors in document order), or runs that disagree on the document's form (a
 /// profiler-form run beside an eval-form one: the form is decided over all items).
-pub fn read_json_parallel<R: std::io::Read>(
+pub fn read_parallel<R: std::io::Read>(
     reader: R,
     opts: &ParseOptions,
     threads: usize,
@@ -169,7 +170,7 @@ pub fn read_json_parallel<R: std::io::Read>(
     read_json_in_runs(reader, opts, threads, PARALLEL_GROUP_BYTES)
 }
 
-/// [`read_json_parallel`] with runs of at least `run_bytes` of text.
+/// [`read_parallel`] with runs of at least `run_bytes` of text.
 fn read_json_in_runs<R: std::io::Read>(
     mut reader: R,
     opts: &ParseOptions,
@@ -221,9 +222,7 @@ fn read_json_in_runs<R: std::io::Read>(
     let mut parts = parts?;
     parts.sort_by_key(|(first, _)| *first);
     let docs: Vec<_> = parts.into_iter().map(|(_, d)| d).collect::<Option<_>>()?;
-    let form = docs
-        .first()
-        .map_or(super::input::InputForm::Empty, |d| d.form);
+    let form = docs.first().map_or(InputForm::Empty, |d| d.form);
     if docs.iter().any(|d| d.form != form) {
         return None;
     }
@@ -281,7 +280,7 @@ fn split_into_runs<R: std::io::Read>(
 
 /// Reads a request body whose `field` holds a step document (or that is one, as a bare list)
 /// as it is parsed, handing each valid step to `sink`.
-pub fn read_json_wrapped<K: StepSink>(
+pub fn read_wrapped<K: StepSink>(
     source: JsonSource<'_>,
     field: &'static str,
     opts: &ParseOptions,
@@ -397,10 +396,10 @@ mod tests {
                      "data": {"input": "caf\u00e9 \ud83d\ude00"}}},
         {"payload": {"event_type": "LLM_END", "event_timestamp": 2.5, "UUID": "a", "name": "m"}}]}]"#;
 
-    fn read(
+    fn read_kept(
         source: JsonSource<'_>,
     ) -> Result<Document<crate::trace::IntermediateStep>, TraceError> {
-        read_json_document(source, &ParseOptions::default(), &mut KeepSteps)
+        read(source, &ParseOptions::default(), &mut KeepSteps)
     }
 
     fn gz(compressed: &[u8]) -> JsonSource<'_> {
@@ -413,8 +412,8 @@ mod tests {
     #[test]
     fn gzip_is_read_as_it_inflates_with_the_same_result_as_text() {
         let compressed = gzip_at(DOC.as_bytes(), 6);
-        let from_text = read(JsonSource::Text(DOC.as_bytes())).unwrap();
-        let from_gzip = read(gz(&compressed)).unwrap();
+        let from_text = read_kept(JsonSource::Text(DOC.as_bytes())).unwrap();
+        let from_gzip = read_kept(gz(&compressed)).unwrap();
         assert_eq!(from_text, from_gzip);
         assert_eq!(from_gzip.requests[0].steps.len(), 2);
     }
@@ -423,8 +422,11 @@ mod tests {
     fn unpaired_surrogates_in_gzip_become_the_replacement_character() {
         let doc = DOC.replace(r"\ud83d\ude00", r"\ud800");
         let compressed = gzip_at(doc.as_bytes(), 6);
-        let from_gzip = read(gz(&compressed)).unwrap();
-        assert_eq!(from_gzip, read(JsonSource::Text(doc.as_bytes())).unwrap());
+        let from_gzip = read_kept(gz(&compressed)).unwrap();
+        assert_eq!(
+            from_gzip,
+            read_kept(JsonSource::Text(doc.as_bytes())).unwrap()
+        );
         let input = &from_gzip.requests[0].steps[0].payload.data;
         assert!(format!("{input:?}").contains('\u{fffd}'), "{input:?}");
     }
@@ -437,7 +439,7 @@ mod tests {
             limit: 100,
         };
         assert!(matches!(
-            read(small),
+            read_kept(small),
             Err(TraceError::TooLarge { limit: 100 })
         ));
         assert!(matches!(
@@ -446,10 +448,10 @@ mod tests {
         ));
 
         let cut = &compressed[..compressed.len() / 2];
-        assert!(matches!(read(gz(cut)), Err(TraceError::Gzip(_))));
+        assert!(matches!(read_kept(gz(cut)), Err(TraceError::Gzip(_))));
 
         let broken = gzip_at(b"[[{\"payload\": nope}]]", 6);
-        match read(gz(&broken)) {
+        match read_kept(gz(&broken)) {
             Err(TraceError::Syntax(m)) => {
                 assert!(
                     m.contains(r#"the body starts with "[[{\"payload\": nope}]]""#),
@@ -470,8 +472,8 @@ mod tests {
             }
         }
         let compressed = gzip_at(DOC.as_bytes(), 6);
-        let read = read_json_document(gz(&compressed), &ParseOptions::default(), &mut Refuse);
-        assert!(matches!(read, Err(TraceError::Refused(m)) if m == "full"));
+        let refused = read(gz(&compressed), &ParseOptions::default(), &mut Refuse);
+        assert!(matches!(refused, Err(TraceError::Refused(m)) if m == "full"));
     }
 
     /// Every fixture case's input, inflated.
@@ -496,7 +498,7 @@ mod tests {
         let opts = ParseOptions::default();
         let mut parallel = 0;
         for (case, text) in case_inputs() {
-            let serial = read_json_document(JsonSource::Text(&text), &opts, &mut KeepSteps);
+            let serial = read(JsonSource::Text(&text), &opts, &mut KeepSteps);
             // Runs of one item each, and of a few: the split must not show in the result.
             for run_bytes in [1, 64 << 10] {
                 let read = read_json_in_runs(&text[..], &opts, 2, run_bytes);
@@ -546,7 +548,7 @@ mod tests {
         // the request's place), and requests without a number are numbered by place.
         let no_uuid = r#"[{"payload": {"event_type": "LLM_START", "event_timestamp": 1.5}}]"#;
         let text = format!("[{no_uuid}, {no_uuid}, {no_uuid}]");
-        let whole = read_json_document(JsonSource::Text(text.as_bytes()), &opts, &mut KeepSteps);
+        let whole = super::read(JsonSource::Text(text.as_bytes()), &opts, &mut KeepSteps);
         let runs = read(text).unwrap();
         assert_eq!(runs, whole.unwrap());
         assert_eq!(runs.requests[2].number_in_document(), 2);

@@ -1,7 +1,7 @@
 //! Finding where each item of a top-level JSON list begins and ends, as the text streams in.
 //!
 //! `agentprof analyze` reads a large file by handing runs of the list's items to several threads
-//! (see [`super::source::read_json_parallel`]) without ever holding the whole text. Only the
+//! (see [`super::source::read_parallel`]) without ever holding the whole text. Only the
 //! list's own punctuation is interpreted here: strings are skipped with `memchr`, nesting is
 //! counted, and nothing is decoded. Every item's text is parsed in full by serde_json afterwards,
 //! so an item this splitter accepts but that is not JSON is still refused there.

@@ -2,7 +2,7 @@
 //! afterwards) or SQLite (in memory). Requests go through the router in-process (`oneshot`) or,
 //! with [`TestApp::serve`], over a real socket.
 
-use agentprof::api::{self, ApiSettings, AppState, body::BodyLimits};
+use agentprof::api::{ApiSettings, AppState, body::BodyLimits};
 use agentprof::config::ApiKeys;
 use agentprof::store::{Store, postgres::PgStore, sqlite::SqliteStore};
 use axum::Router;
@@ -223,7 +223,7 @@ impl TestApp {
         };
         let state = AppState::new(store, &settings);
         TestApp {
-            router: api::app(state.clone()),
+            router: agentprof::server::app(state.clone()),
             state,
             backend,
             pg,

@@ -257,7 +257,7 @@ impl ConfigNumber {
     /// How the toolkit's report prints the setting (`repr` of an int or a float).
     pub fn python_repr(&self) -> String {
         if self.from_user {
-            crate::profiler::py::repr::float_repr(self.value)
+            crate::py::repr::float_repr(self.value)
         } else {
             format!("{}", self.value as i64)
         }

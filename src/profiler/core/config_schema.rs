@@ -28,6 +28,26 @@ pub struct ProfilerConfigPatch {
     pub prefix_span_analysis: Option<PrefixSpanConfigPatch>,
     /// nvidia-nat: also enables `workflow_runtimes`.
     pub base_metrics: Option<bool>,
+    /// nvidia-nat 1.9's `prediction_trie.json` (nat-1.9 runs).
+    pub prediction_trie: Option<PredictionTriePatch>,
+    /// nvidia-nat 1.9's queries of NVIDIA Dynamo's Prometheus: accepted, never run.
+    #[schema(value_type = Option<Object>)]
+    pub dynamo_metrics: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PredictionTriePatch {
+    pub enable: Option<bool>,
+    /// The file `agentprof analyze` writes it to.
+    pub output_filename: Option<String>,
+    pub auto_sensitivity: Option<bool>,
+    #[schema(minimum = -9007199254740992i64, maximum = 9007199254740992i64)]
+    pub sensitivity_scale: Option<i64>,
+    pub w_critical: Option<f64>,
+    pub w_fanout: Option<f64>,
+    pub w_position: Option<f64>,
+    pub w_parallel: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]

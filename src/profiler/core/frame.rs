@@ -2,7 +2,7 @@
 //! request. Every analysis reads these rows, never the raw steps, so the service can build them
 //! straight from stored columns without re-parsing step JSON.
 
-use crate::profiler::py::repr::py_str;
+use crate::py::repr::py_str;
 use crate::trace::{
     Batch, EventType, Framework, IntermediateStep, InvocationNode, NumberedRequest,
 };

@@ -7,8 +7,8 @@
 //! than there is is `null`, never a zero-width interval.
 
 use crate::profiler::core::frame::{Frame, Row, time_order, time_span};
-use crate::profiler::py::npstats;
-use crate::profiler::py::percentile::percentile_sorted;
+use crate::py::npstats;
+use crate::py::percentile::percentile_sorted;
 use crate::trace::EventType;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -7,9 +7,9 @@
 //! differs from the last LLM output. Texts are Python's `str()` of the step data, timestamps
 //! `datetime.isoformat()`, so the file equals nat's byte for byte.
 
-use crate::profiler::py::literal::literal_eval;
-use crate::profiler::py::repr::{py_repr, py_str};
-use crate::profiler::py::time::{isoformat_utc, to_microseconds};
+use crate::py::literal::literal_eval;
+use crate::py::repr::{py_repr, py_str};
+use crate::py::time::{isoformat_utc, to_microseconds};
 use crate::trace::{EventType, IntermediateStep, InvocationNode};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -599,7 +599,7 @@ mod tests {
         }]);
         let totals = out[0].trajectory.final_metrics.as_ref().unwrap();
         assert_eq!(totals.total_prompt_tokens, Some(2 * i128::from(i64::MAX)));
-        let text = String::from_utf8(crate::profiler::py::json::to_vec(&out)).unwrap();
+        let text = String::from_utf8(crate::py::json::to_vec(&out)).unwrap();
         assert!(text.contains("18446744073709551614"), "{text}");
     }
 }

@@ -6,8 +6,8 @@
 
 use crate::profiler::core::dialect::Dialect;
 use crate::profiler::core::frame::{Frame, time_order, time_span};
-use crate::profiler::py::exact;
-use crate::profiler::py::percentile::hand_linear_sorted;
+use crate::py::exact;
+use crate::py::percentile::hand_linear_sorted;
 use crate::trace::EventType;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 

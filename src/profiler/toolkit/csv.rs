@@ -3,8 +3,8 @@
 
 use crate::profiler::core::config::ProfilerConfig;
 use crate::profiler::core::frame::{Frame, Row};
-use crate::profiler::py::repr::write_float_repr;
 use crate::profiler::toolkit::llm_metrics::{self, NovaColumns};
+use crate::py::repr::write_float_repr;
 use std::io::{self, Write};
 
 const BASE_COLUMNS: [&str; 17] = [

@@ -14,5 +14,4 @@ pub mod prefixes;
 pub mod runtimes;
 pub mod simple_stack;
 pub mod spikes;
-pub mod traces;
 pub mod uniqueness;

@@ -2,7 +2,7 @@
 //! concurrency distribution, each call's concurrency at its midpoint, and the top bottlenecks.
 
 use crate::profiler::core::calltree::{CallForest, OpType, Segment, level_at, segments};
-use crate::profiler::py::repr::fixed;
+use crate::py::repr::fixed;
 use indexmap::IndexMap;
 use serde::Serialize;
 use std::fmt::Write;

@@ -9,8 +9,8 @@
 
 use crate::profiler::core::config::PredictionTrieConfig;
 use crate::profiler::core::frame::{Frame, Row, time_order};
-use crate::profiler::py::percentile::hand_linear_sorted;
-use crate::profiler::py::time::isoformat_utc;
+use crate::py::percentile::hand_linear_sorted;
+use crate::py::time::isoformat_utc;
 use crate::trace::EventType;
 use indexmap::IndexMap;
 use serde::Serialize;

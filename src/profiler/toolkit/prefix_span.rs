@@ -10,8 +10,8 @@
 use crate::profiler::core::calltree::OpType;
 use crate::profiler::core::config::PrefixSpanConfig;
 use crate::profiler::core::frame::{Frame, time_order};
-use crate::profiler::py::npstats;
-use crate::profiler::py::repr::fixed;
+use crate::py::npstats;
+use crate::py::repr::fixed;
 use crate::trace::EventType;
 use rustc_hash::FxHashMap;
 use serde::Serialize;

@@ -7,9 +7,9 @@
 
 use crate::profiler::core::calltree::OpType;
 use crate::profiler::core::frame::{Frame, Row};
-use crate::profiler::py::npstats;
-use crate::profiler::py::percentile::percentile_sorted;
-use crate::profiler::py::repr::fixed;
+use crate::py::npstats;
+use crate::py::percentile::percentile_sorted;
+use crate::py::repr::fixed;
 use crate::trace::EventType;
 use indexmap::IndexMap;
 use serde::Serialize;

@@ -13,8 +13,8 @@
 //! carries its exact `active_calls`, and the analysis is marked `truncated` (docs/deviations.md).
 
 use crate::profiler::core::calltree::{CallForest, CallNode, level_at, segments};
-use crate::profiler::py::npstats;
-use crate::profiler::py::repr::fixed;
+use crate::py::npstats;
+use crate::py::repr::fixed;
 use indexmap::IndexMap;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;

@@ -2,8 +2,8 @@
 //! the previous prompt to the same model in the same request, as p90/p95/p99 per model.
 
 use crate::profiler::core::frame::Frame;
-use crate::profiler::py::percentile::p90_p95_p99;
-use crate::profiler::py::repr::is_word_char;
+use crate::py::percentile::p90_p95_p99;
+use crate::py::repr::is_word_char;
 use crate::trace::EventType;
 use rustc_hash::FxHashSet;
 use serde::Serialize;

@@ -8,7 +8,9 @@
 //! [`Encodes`] and [`Decodes`] supertraits of [`Backend`], so generic code needs no bounds of
 //! its own.
 
-use super::super::{PlannedStep, StoreError};
+use super::queries;
+use crate::store::{PlannedStep, StoreError};
+use crate::trace::Framework;
 use futures::future::BoxFuture;
 use sqlx::query::Query;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, Pool, Row, Transaction, Type};
@@ -188,7 +190,7 @@ pub trait Backend:
         run: Uuid,
         steps: &'a [PlannedStep<'a>],
     ) -> BoxFuture<'a, Result<u64, StoreError>> {
-        Box::pin(super::steps::insert_steps_by_rows(tx, run, steps))
+        Box::pin(insert_steps_by_rows(tx, run, steps))
     }
 
     /// Locks run `$1` for a batch and reads its version: shared with other plain batches
@@ -219,4 +221,55 @@ pub trait Backend:
     /// Whether an error is a write meeting a foreign key whose row is gone (a run deleted
     /// while its batch was in flight).
     fn is_missing_parent(e: &sqlx::Error) -> bool;
+}
+
+fn text(s: &Option<String>) -> Option<&[u8]> {
+    s.as_deref().map(str::as_bytes)
+}
+
+/// Inserts planned steps with multi-row `INSERT`s; a step already stored (same request, content
+/// and occurrence) is skipped at the unique index. Returns how many were stored.
+async fn insert_steps_by_rows<B: Backend>(
+    tx: &mut Transaction<'static, B>,
+    run: Uuid,
+    steps: &[PlannedStep<'_>],
+) -> Result<u64, StoreError> {
+    let mut stored = 0;
+    for chunk in steps.chunks(queries::ROWS_PER_INSERT) {
+        let sql = format!(
+            "{}{} ON CONFLICT DO NOTHING",
+            queries::INSERT_STEPS,
+            queries::values(chunk.len(), queries::STEP_PARAMS)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for planned in chunk {
+            let c = &planned.step.columns;
+            let ancestry = c.ancestry.as_ref();
+            q = q
+                .arg(run)
+                .arg(planned.number)
+                .arg(planned.seq)
+                .arg(c.event_type.code())
+                .arg(c.event_timestamp)
+                .arg(c.uuid.as_bytes())
+                .arg(text(&c.name))
+                .arg(c.framework.map(Framework::code))
+                .arg(ancestry.map(|a| a.function_name.as_bytes()))
+                .arg(ancestry.map(|a| a.function_id.as_bytes()))
+                .arg(ancestry.and_then(|a| text(&a.parent_name)))
+                .arg(ancestry.and_then(|a| text(&a.parent_id)))
+                .arg(c.prompt_tokens)
+                .arg(c.completion_tokens)
+                .arg(c.total_tokens)
+                .arg(c.seconds_between_calls)
+                .arg(text(&c.text))
+                .arg(c.span_event_timestamp)
+                .arg(text(&c.parent_id))
+                .arg(&planned.step.content_hash[..])
+                .arg(planned.occurrence)
+                .arg(planned.step.body.as_str());
+        }
+        stored += B::rows_affected(&q.execute(B::on(&mut **tx)).await?);
+    }
+    Ok(stored)
 }

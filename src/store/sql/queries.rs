@@ -202,10 +202,14 @@ pub(crate) const SELECT_STEP_COLUMNS: &str = "
 pub(crate) const SELECT_STEP_BODIES: &str =
     "SELECT request_number, body FROM steps WHERE run_id = $1 ORDER BY request_number, seq";
 
-/// The columns of a multi-row step insert, in the order [`super::steps::bind_step`] binds them.
+/// The columns of a multi-row step insert, in the order `backend::insert_steps_by_rows` binds them.
 pub(crate) const INSERT_STEPS: &str = "INSERT INTO steps (run_id, request_number, seq, event_type, event_timestamp, uuid, name, framework, \
      function_name, function_id, parent_name, parent_id, prompt_tokens, completion_tokens, total_tokens, \
      seconds_between_calls, text_value, span_event_timestamp, step_parent_id, content_hash, occurrence, body) VALUES ";
+
+/// Rows per multi-row `INSERT`: a few hundred keeps each statement well under both engines'
+/// parameter limits (SQLite's 32,766, PostgreSQL's 65,535).
+pub(crate) const ROWS_PER_INSERT: usize = 500;
 
 /// Parameters per row of [`INSERT_STEPS`].
 pub(crate) const STEP_PARAMS: usize = 22;

@@ -6,10 +6,10 @@ use super::backend::{Backend, Bind, Rec};
 use super::columns::{self, utf8};
 use super::queries;
 use crate::store::{
-    ByteStream, ContentHash, FrameAssembler, LoadedRun, LoadedSteps, PlannedRequest, PlannedStep,
-    PreparedBatch, StepsAssembler, StoreError, StoredOccurrences, TracesAssembler,
+    ByteStream, ContentHash, FrameAssembler, LoadedRun, LoadedSteps, PlannedRequest, PreparedBatch,
+    StepsAssembler, StoreError, StoredOccurrences, TracesAssembler,
 };
-use crate::trace::{Framework, StepSchema};
+use crate::trace::StepSchema;
 use futures::{StreamExt, TryStreamExt};
 use sqlx::Transaction;
 use std::collections::HashMap;
@@ -87,10 +87,6 @@ pub(super) async fn stored_occurrences<B: Backend>(
     Ok(rows.into_iter().collect())
 }
 
-/// Rows per multi-row `INSERT`: a few hundred keeps each statement well under both engines'
-/// parameter limits (SQLite's 32,766, PostgreSQL's 65,535).
-const ROWS_PER_INSERT: usize = 500;
-
 /// Inserts the requests a batch creates; one that exists is skipped. Returns how many it created.
 pub(super) async fn insert_requests<B: Backend>(
     conn: &mut B::Connection,
@@ -98,7 +94,7 @@ pub(super) async fn insert_requests<B: Backend>(
     requests: &[PlannedRequest<'_>],
 ) -> Result<u64, StoreError> {
     let mut created = 0;
-    for chunk in requests.chunks(ROWS_PER_INSERT) {
+    for chunk in requests.chunks(queries::ROWS_PER_INSERT) {
         let sql = format!(
             "{}{} ON CONFLICT DO NOTHING",
             queries::INSERT_REQUESTS,
@@ -115,57 +111,6 @@ pub(super) async fn insert_requests<B: Backend>(
         created += B::rows_affected(&q.execute(B::on(&mut *conn)).await?);
     }
     Ok(created)
-}
-
-fn text(s: &Option<String>) -> Option<&[u8]> {
-    s.as_deref().map(str::as_bytes)
-}
-
-/// Inserts planned steps with multi-row `INSERT`s; a step already stored (same request, content
-/// and occurrence) is skipped at the unique index. Returns how many were stored.
-pub(super) async fn insert_steps_by_rows<B: Backend>(
-    tx: &mut Transaction<'static, B>,
-    run: Uuid,
-    steps: &[PlannedStep<'_>],
-) -> Result<u64, StoreError> {
-    let mut stored = 0;
-    for chunk in steps.chunks(ROWS_PER_INSERT) {
-        let sql = format!(
-            "{}{} ON CONFLICT DO NOTHING",
-            queries::INSERT_STEPS,
-            queries::values(chunk.len(), queries::STEP_PARAMS)
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for planned in chunk {
-            let c = &planned.step.columns;
-            let ancestry = c.ancestry.as_ref();
-            q = q
-                .arg(run)
-                .arg(planned.number)
-                .arg(planned.seq)
-                .arg(c.event_type.code())
-                .arg(c.event_timestamp)
-                .arg(c.uuid.as_bytes())
-                .arg(text(&c.name))
-                .arg(c.framework.map(Framework::code))
-                .arg(ancestry.map(|a| a.function_name.as_bytes()))
-                .arg(ancestry.map(|a| a.function_id.as_bytes()))
-                .arg(ancestry.and_then(|a| text(&a.parent_name)))
-                .arg(ancestry.and_then(|a| text(&a.parent_id)))
-                .arg(c.prompt_tokens)
-                .arg(c.completion_tokens)
-                .arg(c.total_tokens)
-                .arg(c.seconds_between_calls)
-                .arg(text(&c.text))
-                .arg(c.span_event_timestamp)
-                .arg(text(&c.parent_id))
-                .arg(&planned.step.content_hash[..])
-                .arg(planned.occurrence)
-                .arg(planned.step.body.as_str());
-        }
-        stored += B::rows_affected(&q.execute(B::on(&mut **tx)).await?);
-    }
-    Ok(stored)
 }
 
 /// A run's frame, built from its stored step columns within one snapshot.

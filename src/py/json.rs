@@ -4,7 +4,7 @@
 //!
 //! Writing the reference's exact bytes lets users diff our files against the toolkit's.
 
-use crate::profiler::py::repr::{PyNumber, write_float_repr};
+use crate::py::repr::{PyNumber, write_float_repr};
 use serde::Serialize;
 use serde_json::ser::{CharEscape, Formatter, PrettyFormatter};
 use std::io::{self, Write};

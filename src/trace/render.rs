@@ -5,8 +5,8 @@
 //! request header, each step pre-rendered at its nesting depth, and the closing brackets. The
 //! CLI uses the same pieces, so both produce the same bytes.
 
-use crate::profiler::py;
-use crate::trace::{InSchema, IntermediateStep, StepSchema};
+use super::model::{InSchema, IntermediateStep, StepSchema};
+use crate::py;
 use std::io::{self, Write};
 
 /// Steps sit three levels deep: list -> request object -> `intermediate_steps` list.
