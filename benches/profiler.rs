@@ -86,7 +86,7 @@ fn benches(c: &mut Criterion) {
             b.iter(|| nested_stack::analyze(&CallForest::build(black_box(f), true)))
         });
         g.bench_with_input(BenchmarkId::new("spikes", n), f, |b, f| {
-            b.iter(|| spikes::analyze(&CallForest::build(black_box(f), false), 1))
+            b.iter(|| spikes::analyze(&CallForest::build(black_box(f), false), 1, usize::MAX))
         });
         g.bench_with_input(BenchmarkId::new("prefix_span", n), f, |b, f| {
             b.iter(|| prefix_span::analyze(black_box(f), &config.prefix_span_analysis))

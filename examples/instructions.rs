@@ -38,7 +38,7 @@ measured! {
     measure_runtimes(f, c) => { black_box(runtimes::compute(f)); 0 };
     measure_simple_stack(f, c) => simple_stack::analyze(f).stats.len();
     measure_nested_stack(f, c) => { black_box(nested_stack::analyze(&CallForest::build(f, true))); 0 };
-    measure_spikes(f, c) => { black_box(spikes::analyze(&CallForest::build(f, false), 1)); 0 };
+    measure_spikes(f, c) => { black_box(spikes::analyze(&CallForest::build(f, false), 1, usize::MAX)); 0 };
     measure_prefix_span(f, c) => prefix_span::analyze(f, &c.prefix_span_analysis).patterns.len();
     measure_csv(f, c) => csv::to_string(f, c).len();
     measure_forecast(f, c) => { black_box(forecast::fit(f)); 0 };

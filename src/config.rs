@@ -68,6 +68,11 @@ pub struct ServeConfig {
     #[arg(long, env = "AGENTPROF_CACHE_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub cache_bytes: u64,
 
+    /// Bytes of JSON that the UUID lists of a run's concurrency spikes may take in all; past it
+    /// the lists are cut (their counts stay exact) and the output says `truncated`.
+    #[arg(long, env = "AGENTPROF_MAX_SPIKE_UUID_BYTES", default_value_t = crate::profiler::core::config::DEFAULT_SPIKE_UUID_BYTES)]
+    pub max_spike_uuid_bytes: usize,
+
     /// Seconds before a request that has not produced its response headers gets a 503.
     #[arg(long, env = "AGENTPROF_REQUEST_TIMEOUT_SECS", default_value_t = 120)]
     pub request_timeout_secs: u64,

@@ -43,6 +43,10 @@ enum Command {
         /// nat 1.9's schema, aiq-1.1 otherwise)
         #[arg(long)]
         toolkit: Option<agentprof::profiler::Dialect>,
+        /// Bytes of JSON the concurrency spikes' UUID lists may take in all (cut past it, counts
+        /// kept exact)
+        #[arg(long, default_value_t = agentprof::profiler::core::config::DEFAULT_SPIKE_UUID_BYTES)]
+        max_spike_uuid_bytes: usize,
     },
     /// Print the OpenAPI document (what openapi/openapi.json holds).
     Openapi,
@@ -65,12 +69,14 @@ fn main() -> ExitCode {
             out,
             config,
             toolkit,
+            max_spike_uuid_bytes,
         }) => {
             let result = config
                 .as_deref()
                 .map(read_config)
                 .unwrap_or_else(|| Ok(ProfilerConfig::default()))
-                .and_then(|config| {
+                .and_then(|mut config| {
+                    config.limits.spike_uuid_bytes = max_spike_uuid_bytes;
                     let options = AnalyzeOptions {
                         config,
                         dialect: toolkit,

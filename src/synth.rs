@@ -291,11 +291,17 @@ pub fn profiler_document(requests: usize, seed: u64) -> Value {
 
 /// Like [`profiler_document`], numbering requests from `first`.
 pub fn profiler_document_from(first: usize, requests: usize, seed: u64) -> Value {
+    profiler_document_with(first, requests, seed, 8)
+}
+
+/// Like [`profiler_document_from`], with `workers` requests in flight at once (an eval's
+/// concurrency) instead of 8.
+pub fn profiler_document_with(first: usize, requests: usize, seed: u64, workers: usize) -> Value {
     let mut g = Gen {
         rng: ChaCha8Rng::seed_from_u64(seed),
         next_id: seed << 32,
     };
-    let mut slots = [1_748_779_200.0f64; 8];
+    let mut slots = vec![1_748_779_200.0f64; workers.max(1)];
     let docs: Vec<Value> = (0..requests)
         .map(|i| {
             let k = (0..slots.len())

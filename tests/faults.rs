@@ -524,7 +524,11 @@ async fn a_slow_read_never_hides_a_later_local_write() {
         release: tokio::sync::Notify::new(),
         holding: tokio::sync::Notify::new(),
     });
-    let cache = Arc::new(agentprof::compute::RunCache::new(store.clone(), 1 << 20));
+    let cache = Arc::new(agentprof::compute::RunCache::new(
+        store.clone(),
+        1 << 20,
+        Default::default(),
+    ));
     let new_run = agentprof::store::NewRun {
         name: String::new(),
         profiler_config: json!({}),

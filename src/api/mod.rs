@@ -54,6 +54,8 @@ pub struct ApiSettings {
     pub keys: Option<ApiKeys>,
     /// Memory for cached frames and outputs.
     pub cache_bytes: u64,
+    /// Bounds on the size of outputs.
+    pub output_limits: crate::profiler::core::config::OutputLimits,
     /// A response that has not started by then becomes a 503.
     pub request_timeout: Duration,
     /// Ingests at once, and how long one waits for a slot before a 503.
@@ -71,6 +73,7 @@ impl Default for ApiSettings {
             max_batch_memory: crate::config::DEFAULT_MAX_BATCH_MEMORY,
             keys: None,
             cache_bytes: 256 * 1024 * 1024,
+            output_limits: Default::default(),
             request_timeout: Duration::from_secs(120),
             max_concurrent_ingests: crate::config::default_concurrent_ingests(
                 crate::config::DEFAULT_INGEST_MEMORY,
@@ -92,6 +95,9 @@ impl ApiSettings {
             max_batch_memory: config.max_batch_memory,
             keys: config.api_keys.clone().filter(|k| !k.is_empty()),
             cache_bytes: config.cache_bytes,
+            output_limits: crate::profiler::core::config::OutputLimits {
+                spike_uuid_bytes: config.max_spike_uuid_bytes,
+            },
             request_timeout: Duration::from_secs(config.request_timeout_secs),
             max_concurrent_ingests: config.concurrent_ingests(),
             ingest_wait: Duration::from_secs(config.ingest_wait_secs),
@@ -114,7 +120,11 @@ pub struct AppState {
 impl AppState {
     /// The one way to assemble the state, for the server and the tests alike.
     pub fn new(store: Arc<dyn Store>, settings: &ApiSettings) -> AppState {
-        let cache = Arc::new(RunCache::new(store.clone(), settings.cache_bytes));
+        let cache = Arc::new(RunCache::new(
+            store.clone(),
+            settings.cache_bytes,
+            settings.output_limits,
+        ));
         AppState {
             ingest: Arc::new(Ingest::new(
                 store.clone(),

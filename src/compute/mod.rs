@@ -9,6 +9,7 @@
 mod stamps;
 
 use crate::outputs::{Analysis, Output, Source};
+use crate::profiler::core::config::OutputLimits;
 use crate::profiler::{self, Dialect, Frame, ProfilerConfig};
 use crate::store::{LoadedRun, RunRecord, RunStamp, Store, StoreError};
 use bytes::Bytes;
@@ -130,12 +131,16 @@ pub struct RunCache {
     runs: Cache<(Uuid, RunStamp), Arc<RunSnapshot>>,
     frames: Cache<(Uuid, i64), Arc<LoadedRun>>,
     outputs: Cache<OutputKey, Arc<Rendered>>,
+    limits: OutputLimits,
 }
 
 /// A run's effective config, and the fingerprint of it and the run's dialect: part of every
 /// cache key and ETag.
-pub fn effective_config(run: &RunRecord) -> Result<(ProfilerConfig, [u8; 16]), ComputeError> {
-    let config = ProfilerConfig::from_json(run.profiler_config.clone()).map_err(|e| {
+pub fn effective_config(
+    run: &RunRecord,
+    limits: OutputLimits,
+) -> Result<(ProfilerConfig, [u8; 16]), ComputeError> {
+    let mut config = ProfilerConfig::from_json(run.profiler_config.clone()).map_err(|e| {
         ComputeError::internal(
             format!("run {}: stored profiler config is invalid", run.id),
             e,
@@ -143,8 +148,11 @@ pub fn effective_config(run: &RunRecord) -> Result<(ProfilerConfig, [u8; 16]), C
     })?;
     // A plain struct of numbers, strings and maps: serialising it cannot fail, and an empty
     // fingerprint shared by every config would be far worse than a panic.
+    config.limits = limits;
     let mut canonical = serde_json::to_vec(&config).expect("ProfilerConfig serialises");
     canonical.extend_from_slice(run.dialect().0.as_str().as_bytes());
+    // The limits are the process's, not the run's: replicas set alike give the same ETags.
+    canonical.extend_from_slice(&limits.spike_uuid_bytes.to_le_bytes());
     let digest = Sha256::digest(&canonical);
     let mut fp = [0u8; 16];
     fp.copy_from_slice(&digest[..16]);
@@ -165,7 +173,7 @@ pub fn etag(run: Uuid, version: i64, config_fp: &[u8; 16], output: &Output) -> S
 }
 
 impl RunCache {
-    pub fn new(store: Arc<dyn Store>, cache_bytes: u64) -> RunCache {
+    pub fn new(store: Arc<dyn Store>, cache_bytes: u64, limits: OutputLimits) -> RunCache {
         let frames = Cache::builder()
             .max_capacity(cache_bytes / 2)
             .weigher(|_, f: &Arc<LoadedRun>| frame_weight(&f.frame))
@@ -185,6 +193,7 @@ impl RunCache {
             runs,
             frames,
             outputs,
+            limits,
         }
     }
 
@@ -198,7 +207,7 @@ impl RunCache {
         self.runs
             .try_get_with((id, stamp), async move {
                 let record = self.store.get_run(id).await?;
-                let (config, config_fp) = effective_config(&record)?;
+                let (config, config_fp) = effective_config(&record, self.limits)?;
                 Ok::<_, ComputeError>(Arc::new(RunSnapshot {
                     dialect: record.dialect().0,
                     record,
@@ -212,7 +221,7 @@ impl RunCache {
 
     /// The snapshot of a record just written, so the next read needs no second look-up.
     pub async fn remember(&self, record: RunRecord) -> Result<(), ComputeError> {
-        let (config, config_fp) = effective_config(&record)?;
+        let (config, config_fp) = effective_config(&record, self.limits)?;
         let key = (record.id, record.stamp());
         let snapshot = RunSnapshot {
             dialect: record.dialect().0,

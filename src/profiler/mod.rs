@@ -214,6 +214,7 @@ pub fn workflow_profiling_with<'a>(
         let a = spikes::analyze(
             trees.spikes(),
             config.concurrency_spike_analysis.spike_threshold,
+            config.limits.spike_uuid_bytes,
         );
         section(&a.textual_report);
         a

@@ -27,6 +27,30 @@ pub struct ProfilerConfig {
     /// nvidia-nat 1.9's Prometheus queries of NVIDIA Dynamo: accepted, never run (agentprof has no
     /// Prometheus to ask), so `dynamo_metrics` stays null as the toolkit writes it when they fail.
     pub dynamo_metrics: DynamoMetricsConfig,
+    /// Bounds on the size of outputs: the server's and the CLI's settings, never a run's.
+    #[serde(skip)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
+    pub limits: OutputLimits,
+}
+
+/// Bounds on what an output may hold, whatever the steps. They are set for the whole process
+/// (`--max-spike-uuid-bytes`), not per run, and sized so that realistic runs never reach them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputLimits {
+    /// Bytes of JSON the spike intervals' UUID lists may take in all (docs/deviations.md).
+    pub spike_uuid_bytes: usize,
+}
+
+/// 40 MiB: twice what a 1,000-request eval at 37 concurrent calls lists, and room enough that a
+/// client's 20,000 nested calls still give a `/profiling` well under 64 MB.
+pub const DEFAULT_SPIKE_UUID_BYTES: usize = 40 * 1024 * 1024;
+
+impl Default for OutputLimits {
+    fn default() -> Self {
+        OutputLimits {
+            spike_uuid_bytes: DEFAULT_SPIKE_UUID_BYTES,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -171,6 +195,7 @@ impl Default for ProfilerConfig {
             base_metrics: None,
             prediction_trie: PredictionTrieConfig::default(),
             dynamo_metrics: DynamoMetricsConfig::default(),
+            limits: OutputLimits::default(),
         }
     }
 }

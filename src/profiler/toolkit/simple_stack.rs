@@ -65,8 +65,8 @@ pub fn analyze(frame: &Frame) -> SimpleStackAnalysis {
 /// in row order: one stable sort of row indices instead of a map of per-UUID vectors.
 fn operations(frame: &Frame) -> Vec<Operation<'_>> {
     // Each index carries its UUID's first 16 bytes, so that most comparisons settle without
-    // reaching into the rows, whose reads miss the cache on a 200k-row frame: the analysis took
-    // 75.9 ms there instead of 116 ms (BENCHMARKS.md section 8).
+    // reaching into the rows, whose reads miss the cache on a large frame (BENCHMARKS.md has the
+    // gain, under simple_stack).
     let uuid = |i: usize| frame.rows[i].uuid.as_str();
     let mut by_uuid: Vec<(u128, usize)> = (0..frame.rows.len())
         .map(|i| (order_prefix(uuid(i)), i))

@@ -7,10 +7,13 @@
 //! keep the token sums and the distinct-UUID count of the active set as it changes, so the cost is
 //! O(n log n) plus the size of the output itself.
 //!
-//! That output is quadratic too: D nested calls make D segments listing up to D UUIDs each (5,000
-//! nested spans, a 1 MB upload, made 469 MB). So the UUID lists together hold at most
-//! [`listed_uuid_budget`] entries, given out in time order; an interval whose list was cut short
-//! carries its exact `active_calls`, and the analysis is marked `truncated` (docs/deviations.md).
+//! That output is quadratic too: D nested calls make D segments listing up to D UUIDs each (a
+//! 1 MB upload of nested spans could make hundreds of megabytes). So the UUID lists together take
+//! at most a fixed number of bytes of JSON ([`OutputLimits::spike_uuid_bytes`], 40 MiB unless
+//! configured), given out in time order: far more than a realistic run lists (a 1,000-request eval
+//! at 37 concurrent calls lists about 20 MB), and bounded whatever a client sends. An interval
+//! whose list was cut short carries its exact `active_calls`, and the analysis is marked
+//! `truncated` (docs/deviations.md).
 
 use crate::profiler::core::calltree::{CallForest, CallNode, level_at, segments};
 use crate::py::npstats;
@@ -43,13 +46,10 @@ impl SpikeInterval<'_> {
     }
 }
 
-/// UUID entries that all spike intervals may list together: linear in the number of calls, with
-/// room for a run whose spikes average 8 concurrent calls (each call opens and closes at most two
-/// segments), and never less than a floor that small runs cannot reach.
-pub fn listed_uuid_budget(calls: usize) -> usize {
-    const PER_CALL: usize = 16;
-    const FLOOR: usize = 100_000;
-    calls.saturating_mul(PER_CALL).max(FLOOR)
+/// What one listed UUID costs in `workflow_profiling_metrics.json`: its text, its quotes, the
+/// comma and newline after it, and the ten spaces of indentation it sits at.
+fn listed_bytes(uuid: &str) -> usize {
+    uuid.len() + 14
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -82,20 +82,13 @@ pub struct SpikeAnalysis<'a> {
     pub textual_report: String,
 }
 
-pub fn analyze<'a>(forest: &CallForest<'a>, spike_threshold: i64) -> SpikeAnalysis<'a> {
-    analyze_within(
-        forest,
-        spike_threshold,
-        listed_uuid_budget(forest.nodes.len()),
-    )
-}
-
-/// [`analyze`] with the UUID budget given, so tests can reach it with small inputs.
-fn analyze_within<'a>(
+/// The analysis, its UUID lists taking at most `uuid_bytes` bytes of JSON in all.
+pub fn analyze<'a>(
     forest: &CallForest<'a>,
     spike_threshold: i64,
-    mut budget: usize,
+    uuid_bytes: usize,
 ) -> SpikeAnalysis<'a> {
+    let mut budget = uuid_bytes;
     let order = forest.dfs_order();
     let segs = segments(forest, &order);
 
@@ -153,20 +146,21 @@ fn analyze_within<'a>(
         }
         spike_tokens.accumulate(&active_tokens);
         let distinct = active_uuids.len();
-        let listed = distinct.min(budget);
-        budget -= listed;
         seen.clear();
-        let mut uuids = Vec::with_capacity(listed);
+        let mut uuids = Vec::with_capacity(distinct.min(budget / 16));
         for &n in active.values() {
-            if uuids.len() == listed {
-                break;
-            }
             let uuid = forest.nodes[n].uuid;
-            if seen.insert(uuid) {
-                uuids.push(uuid);
+            if seen.contains(uuid) {
+                continue;
             }
+            let Some(left) = budget.checked_sub(listed_bytes(uuid)) else {
+                break;
+            };
+            budget = left;
+            seen.insert(uuid);
+            uuids.push(uuid);
         }
-        let cut = listed < distinct;
+        let cut = uuids.len() < distinct;
         truncated |= cut;
         spike_intervals.push(SpikeInterval {
             start_time: s.start,
@@ -410,7 +404,7 @@ mod tests {
             ],
         ]);
         let forest = CallForest::build(&f, false);
-        let a = analyze(&forest, 1);
+        let a = analyze(&forest, 1, usize::MAX);
         assert!(!a.spike_intervals.is_empty());
         for sp in &a.spike_intervals {
             assert_eq!(
@@ -422,7 +416,7 @@ mod tests {
             a.spike_intervals.iter().map(|s| s.concurrency).max(),
             Some(3)
         );
-        let high = analyze(&forest, 3);
+        let high = analyze(&forest, 3, usize::MAX);
         assert_eq!(high.spike_intervals.len(), 1);
     }
 
@@ -431,7 +425,7 @@ mod tests {
         // D nested calls: D spike segments listing up to D calls each.
         let f = nested_calls(40);
         let forest = CallForest::build(&f, false);
-        let full = analyze(&forest, 1);
+        let full = analyze(&forest, 1, usize::MAX);
         assert!(!full.truncated);
         let listed: usize = full
             .spike_intervals
@@ -443,7 +437,15 @@ mod tests {
             "the premise: more than the small budget below"
         );
 
-        let cut = analyze_within(&forest, 1, 100);
+        // Room for the first 100 entries the full analysis lists.
+        let room: usize = full
+            .spike_intervals
+            .iter()
+            .flat_map(|s| &s.active_uuids)
+            .take(100)
+            .map(|u| listed_bytes(u))
+            .sum();
+        let cut = analyze(&forest, 1, room);
         assert!(cut.truncated);
         let listed: usize = cut
             .spike_intervals
@@ -480,16 +482,41 @@ mod tests {
     }
 
     #[test]
-    fn the_budget_is_linear_in_calls() {
-        assert_eq!(listed_uuid_budget(10), 100_000);
-        assert_eq!(listed_uuid_budget(20_000), 320_000);
+    fn the_budget_counts_the_bytes_the_lists_take() {
+        // Serialised as the toolkit's file is, the lists take what the budget counted.
+        let f = nested_calls(60);
+        let forest = CallForest::build(&f, false);
+        let a = analyze(&forest, 1, usize::MAX);
+        let counted: usize = a
+            .spike_intervals
+            .iter()
+            .flat_map(|s| &s.active_uuids)
+            .map(|u| listed_bytes(u))
+            .sum();
+        let with = crate::py::json::to_vec(
+            &serde_json::json!({"a": {"b": [{"c": a.spike_intervals[10].active_uuids}]}}),
+        )
+        .len();
+        let without = crate::py::json::to_vec(&serde_json::json!({"a": {"b": [{"c": []}]}})).len();
+        let one: usize = a.spike_intervals[10]
+            .active_uuids
+            .iter()
+            .map(|u| listed_bytes(u))
+            .sum();
+        // At its depth in the file each entry costs exactly what listed_bytes says, give or take
+        // the list's own brackets.
+        assert!(
+            (with - without).abs_diff(one) <= 16,
+            "{with} - {without} vs {one}"
+        );
+        assert!(counted > 0);
     }
 
     #[test]
     fn empty_run() {
         let f = frame_of(&[vec![("FUNCTION_START", 0.0, "f")]]);
         let forest = CallForest::build(&f, false);
-        let a = analyze(&forest, 1);
+        let a = analyze(&forest, 1, usize::MAX);
         assert!(a.concurrency_distribution.is_empty());
         assert_eq!(a.p50_concurrency, 0.0);
         assert!(
