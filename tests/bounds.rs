@@ -76,11 +76,6 @@ fn nested_calls_are_cut_within_the_byte_budget() {
     // The budget is a setting: a smaller one cuts sooner.
     let forest = CallForest::build(&frame, false);
     let small = spikes::analyze(&forest, 1, 1_000_000);
-    let listed: usize = small
-        .spike_intervals
-        .iter()
-        .map(|s| s.active_uuids.len())
-        .sum();
     let bytes: usize = small
         .spike_intervals
         .iter()
