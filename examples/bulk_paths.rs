@@ -73,7 +73,7 @@ async fn unnest_path(url: &str, batches: &[PreparedBatch]) -> anyhow::Result<Dur
             NewRun {
                 name: "unnest".into(),
                 profiler_config: serde_json::json!({}),
-                metadata: serde_json::json!({}),
+                metadata: Default::default(),
                 toolkit: None,
             },
             None,
@@ -95,7 +95,7 @@ async fn copy_path(url: &str, batches: &[PreparedBatch]) -> anyhow::Result<Durat
             NewRun {
                 name: "copy".into(),
                 profiler_config: serde_json::json!({}),
-                metadata: serde_json::json!({}),
+                metadata: Default::default(),
                 toolkit: None,
             },
             None,

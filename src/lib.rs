@@ -31,6 +31,7 @@ pub mod api;
 pub mod compute;
 pub mod config;
 pub mod ingest;
+pub mod jsontext;
 pub mod otlp;
 pub mod outputs;
 pub mod profiler;

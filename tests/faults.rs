@@ -532,7 +532,7 @@ async fn a_slow_read_never_hides_a_later_local_write() {
     let new_run = agentprof::store::NewRun {
         name: String::new(),
         profiler_config: json!({}),
-        metadata: json!({}),
+        metadata: Default::default(),
         toolkit: None,
     };
     let id = store

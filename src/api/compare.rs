@@ -1,27 +1,12 @@
 //! `POST /v1/compare`: is the candidate run different from the baseline?
 
-use super::body::JsonBody;
+use super::AppState;
+use super::body::JsonBytes;
 use super::error::{ApiError, ApiResult, BodyProblems, Problem, ReadProblems};
 use super::schema::{CompareRequest, ComparisonResponse, RunRef};
-use super::{AppState, blocking};
-use crate::profiler::statistics::{compare, scores};
+use crate::trace::from_text_at;
 use axum::Json;
 use axum::extract::State;
-use serde_json::Value;
-use uuid::Uuid;
-
-fn run_field(body: &Value, field: &str) -> ApiResult<Uuid> {
-    match body.get(field) {
-        Some(Value::String(s)) => s
-            .parse()
-            .map_err(|_| ApiError::invalid_at(format!("/{field}"), "expected a run id (a UUID)")),
-        Some(_) => Err(ApiError::invalid_at(
-            format!("/{field}"),
-            "expected a run id (a UUID)",
-        )),
-        None => Err(ApiError::invalid_at(format!("/{field}"), "field required")),
-    }
-}
 
 /// Compare two runs
 ///
@@ -54,60 +39,25 @@ fn run_field(body: &Value, field: &str) -> ApiResult<Uuid> {
 )]
 pub async fn compare_runs(
     State(st): State<AppState>,
-    JsonBody(body): JsonBody,
+    JsonBytes(body): JsonBytes,
 ) -> ApiResult<Json<ComparisonResponse>> {
-    if !body.is_object() {
-        return Err(ApiError::invalid_at(
-            "",
-            "expected an object {baseline, candidate}",
-        ));
-    }
-    if let Some(key) = body
-        .as_object()
-        .and_then(|o| o.keys().find(|k| *k != "baseline" && *k != "candidate"))
-    {
-        return Err(ApiError::invalid_at(
-            crate::trace::pointer_segment(key),
-            "unknown field: only baseline and candidate",
-        ));
-    }
-    let (a, b) = (
-        run_field(&body, "baseline")?,
-        run_field(&body, "candidate")?,
-    );
+    let request: CompareRequest =
+        from_text_at(&body, "").map_err(|e| ApiError::from_trace(e, ""))?;
+    let (a, b) = (request.baseline, request.candidate);
     let (ra, rb) = tokio::try_join!(
         async { st.cache.snapshot(a).await.map_err(ApiError::from) },
         async { st.cache.snapshot(b).await.map_err(ApiError::from) },
     )?;
-    let (fa, fb) = tokio::try_join!(
-        async {
-            let frame = st.cache.frame(a, ra.record.version).await;
-            frame.map_err(ApiError::from)
-        },
-        async {
-            let frame = st.cache.frame(b, rb.record.version).await;
-            frame.map_err(ApiError::from)
-        },
-    )?;
-    let (va, vb) = (fa.version, fb.version);
-    let (ma, mb) = (ra.record.metadata.clone(), rb.record.metadata.clone());
-    let comparison = blocking(move || {
-        let (sa, sb) = (
-            scores::from_metadata(&ma, &fa.frame),
-            scores::from_metadata(&mb, &fb.frame),
-        );
-        Ok(compare::compare_with_scores(&fa.frame, &fb.frame, &sa, &sb))
-    })
-    .await?;
+    let compared = st.cache.compare(&ra, &rb).await?;
     Ok(Json(ComparisonResponse {
-        comparison,
+        comparison: compared.comparison.clone(),
         baseline: RunRef {
             run_id: a,
-            version: va,
+            version: compared.baseline_version,
         },
         candidate: RunRef {
             run_id: b,
-            version: vb,
+            version: compared.candidate_version,
         },
     }))
 }

@@ -2,22 +2,25 @@
 
 use super::AppState;
 use super::auth::Client;
-use super::body::{IdempotencyKeyHeader, IngestBody, JsonBody, RunId};
+use super::body::{IdempotencyKeyHeader, IngestBody, JsonBytes, RunId};
 use super::error::{
     ApiError, ApiResult, BodyProblems, ConflictProblems, Problem, ReadProblems, RunProblems,
     WriteProblems,
 };
 use super::schema::*;
+use crate::ingest::request::profiler_config;
+use crate::jsontext::ObjectJson;
 use crate::profiler::{ProfilerConfig, warnings};
 use crate::store::{IngestOutcome, RunChanges, RunCursor, RunRecord, StoreError};
-use crate::trace::from_value_at;
 use crate::trace::schema::StepDocument;
+use crate::trace::{FieldError, from_text_at};
 use axum::Extension;
 use axum::Json;
 use axum::extract::{FromRequest, Query, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use utoipa::IntoParams;
 
@@ -250,10 +253,9 @@ pub async fn get_run(State(st): State<AppState>, RunId(id): RunId) -> ApiResult<
 pub async fn patch_run(
     State(st): State<AppState>,
     RunId(id): RunId,
-    JsonBody(body): JsonBody,
+    JsonBytes(body): JsonBytes,
 ) -> ApiResult<Json<RunView>> {
-    let patch: PatchRun =
-        from_value_at(body, "").map_err(|e| ApiError::invalid_at(e.path, e.message))?;
+    let patch: PatchRun = from_text_at(&body, "").map_err(|e| ApiError::from_trace(e, ""))?;
     // Read, merge, write only if nobody wrote in between; on a race, merge again onto the newer
     // run (a merge patch computed from an old read would undo the other writer's change).
     for _ in 0..PATCH_ATTEMPTS {
@@ -276,24 +278,35 @@ pub async fn patch_run(
 /// The changes a patch makes to `current`, conditional on `current` still being the stored
 /// version when they are written.
 fn changes(patch: &PatchRun, current: &RunRecord) -> ApiResult<RunChanges> {
-    let merged = |field: &Patch<Map<String, Value>>, stored: &Value| match field {
+    let invalid = |e: FieldError| ApiError::invalid_at(e.path, e.message);
+    let profiler_config = match &patch.profiler_config {
         Patch::Absent => None,
         Patch::Null => Some(Value::Object(Map::new())),
         Patch::Value(p) => {
-            let mut merged = stored.clone();
-            merge_patch(&mut merged, Value::Object(p.clone()));
-            Some(if merged.is_object() {
-                merged
-            } else {
-                Value::Object(Map::new())
-            })
+            // The stored config is small (a validated config); the patch is checked for size
+            // before it is read as values.
+            profiler_config(p, "/profiler_config").map_err(invalid)?;
+            let stored = ObjectJson::parse(&current.profiler_config.to_string())
+                .map_err(ApiError::internal)?;
+            let merged = stored.merge_patch(p).map_err(ApiError::internal)?;
+            let raw =
+                RawValue::from_string(merged.as_str().to_owned()).map_err(ApiError::internal)?;
+            Some(profiler_config(&raw, "/profiler_config").map_err(invalid)?)
         }
     };
-    let profiler_config = merged(&patch.profiler_config, &current.profiler_config);
-    if let Some(config) = &profiler_config {
-        ProfilerConfig::from_json(config.clone())
-            .map_err(|e| ApiError::invalid_at(format!("/profiler_config{}", e.path), e.message))?;
-    }
+    let metadata = match &patch.metadata {
+        Patch::Absent => None,
+        Patch::Null => Some(ObjectJson::empty()),
+        Patch::Value(p) => {
+            let raw = RawValue::from_string(p.as_str().to_owned()).map_err(ApiError::internal)?;
+            Some(
+                current
+                    .metadata
+                    .merge_patch(&raw)
+                    .map_err(ApiError::internal)?,
+            )
+        }
+    };
     Ok(RunChanges {
         name: match &patch.name {
             Patch::Absent => None,
@@ -306,34 +319,13 @@ fn changes(patch: &PatchRun, current: &RunRecord) -> ApiResult<RunChanges> {
             Patch::Value(d) => Some(Some(d)),
         },
         profiler_config,
-        metadata: merged(&patch.metadata, &current.metadata),
+        metadata,
         if_updated_at: Some(current.updated_at),
     })
 }
 
 /// Tries at a PATCH before answering 409: each lost race means another writer made progress.
 const PATCH_ATTEMPTS: usize = 16;
-
-/// RFC 7396 JSON merge patch.
-pub fn merge_patch(target: &mut Value, patch: Value) {
-    match patch {
-        Value::Object(p) => {
-            if !target.is_object() {
-                *target = Value::Object(Map::new());
-            }
-            if let Value::Object(t) = target {
-                for (k, v) in p {
-                    if v.is_null() {
-                        t.remove(&k);
-                    } else {
-                        merge_patch(t.entry(k).or_insert(Value::Null), v);
-                    }
-                }
-            }
-        }
-        other => *target = other,
-    }
-}
 
 /// Delete a run
 ///
@@ -400,21 +392,24 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn merge_patch_follows_rfc_7396() {
-        let mut t = json!({"a": 1, "b": {"c": 2, "d": 3}});
-        merge_patch(&mut t, json!({"a": null, "b": {"c": 5}, "e": [1]}));
-        assert_eq!(t, json!({"b": {"c": 5, "d": 3}, "e": [1]}));
-    }
-
-    #[test]
     fn a_patch_tells_absent_from_null() {
-        let patch: PatchRun =
-            from_value_at(json!({"name": null, "metadata": {"a": null, "b": 2}}), "").unwrap();
+        let read = |v: Value| from_text_at::<PatchRun>(v.to_string().as_bytes(), "");
+        let path = |e: crate::trace::TraceError| match e {
+            crate::trace::TraceError::Invalid { errors, .. } => errors[0].path.clone(),
+            other => panic!("{other:?}"),
+        };
+        let patch = read(json!({"name": null, "metadata": {"a": null, "b": 2}})).unwrap();
         assert_eq!(patch.name, Patch::Null);
         assert_eq!(patch.toolkit, Patch::Absent);
-        let err = from_value_at::<PatchRun>(json!({"name": "x".repeat(501)}), "").unwrap_err();
-        assert_eq!(err.path, "/name");
-        let err = from_value_at::<PatchRun>(json!({"bogus/x": 1}), "").unwrap_err();
-        assert_eq!(err.path, "/bogus~1x");
+        assert!(matches!(patch.metadata, Patch::Value(_)));
+        assert_eq!(
+            path(read(json!({"name": "x".repeat(501)})).unwrap_err()),
+            "/name"
+        );
+        assert_eq!(path(read(json!({"bogus/x": 1})).unwrap_err()), "/bogus~1x");
+        assert_eq!(
+            path(read(json!({"metadata": [1]})).unwrap_err()),
+            "/metadata"
+        );
     }
 }

@@ -7,13 +7,15 @@
 //! the parser they describe.
 
 use crate::ingest::request::{CreateRun, RunName};
+use crate::jsontext::ObjectJson;
 use crate::profiler::core::config_schema::ProfilerConfigPatch;
 use crate::profiler::statistics::compare::Comparison;
 use crate::profiler::{Dialect, ProfilerConfig};
 use crate::store::DialectSource;
 use crate::trace::schema::StepDocument;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
+
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 use utoipa::openapi::RefOr;
@@ -57,7 +59,8 @@ pub struct RunView {
     pub profiler_config: ProfilerConfig,
     /// Free-form object stored with the run.
     #[schema(value_type = Object)]
-    pub metadata: Value,
+    #[schema(value_type = Object)]
+    pub metadata: ObjectJson,
     /// Per evaluator, the count and mean of the eval's scores in `metadata.eval.items`
     /// (docs/scores.md); absent when the run has none.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
@@ -105,11 +108,12 @@ pub struct PatchRun {
     /// Merged into the stored config (RFC 7396).
     #[serde(default)]
     #[schema(value_type = Option<ProfilerConfigPatch>)]
-    pub profiler_config: Patch<Map<String, Value>>,
-    /// Merged into the stored metadata (RFC 7396).
+    pub profiler_config: Patch<Box<RawValue>>,
+    /// Merged into the stored metadata (RFC 7396), as text: metadata of any size is merged without
+    /// being read into values.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
-    pub metadata: Patch<Map<String, Value>>,
+    pub metadata: Patch<ObjectJson>,
 }
 
 /// A field of a merge patch: left out, `null`, or a value. (`Option<Option<T>>` says the same

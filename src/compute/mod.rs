@@ -20,6 +20,17 @@ use std::sync::Arc;
 use std::time::Instant;
 use uuid::Uuid;
 
+/// Two runs compared, at the versions of their frames that were read.
+#[derive(Debug, Clone)]
+pub struct Compared {
+    pub comparison: profiler::statistics::compare::Comparison,
+    pub baseline_version: i64,
+    pub candidate_version: i64,
+}
+
+/// A comparison's cache key: each run's id, version and scores fingerprint.
+type CompareKey = ((Uuid, i64, [u8; 16]), (Uuid, i64, [u8; 16]));
+
 /// A rendered output and the validator that identifies it.
 #[derive(Debug, Clone)]
 pub struct Rendered {
@@ -93,17 +104,25 @@ impl RunSnapshot {
     /// also reads the eval's scores from the metadata, theirs as well (a metadata change leaves
     /// the version as it is).
     pub fn fingerprint(&self, output: &Output) -> [u8; 16] {
-        let scores = crate::profiler::statistics::scores::fingerprint_source(&self.record.metadata);
-        match scores {
-            Some(scores) if output.reads_metadata => {
+        if output.reads_metadata {
+            self.scores_fingerprint()
+        } else {
+            self.config_fp
+        }
+    }
+
+    /// The config's fingerprint combined with that of the eval's scores in the metadata.
+    pub fn scores_fingerprint(&self) -> [u8; 16] {
+        match crate::profiler::statistics::scores::fingerprint_source(&self.record.metadata) {
+            Some(scores) => {
                 let mut h = Sha256::new();
                 h.update(self.config_fp);
-                h.update(scores.to_string().as_bytes());
+                h.update(scores.as_bytes());
                 let mut fp = [0u8; 16];
                 fp.copy_from_slice(&h.finalize()[..16]);
                 fp
             }
-            _ => self.config_fp,
+            None => self.config_fp,
         }
     }
 
@@ -131,6 +150,8 @@ pub struct RunCache {
     runs: Cache<(Uuid, RunStamp), Arc<RunSnapshot>>,
     frames: Cache<(Uuid, i64), Arc<LoadedRun>>,
     outputs: Cache<OutputKey, Arc<Rendered>>,
+    /// Comparisons of two runs: a client asking again, or many asking at once, get one.
+    comparisons: Cache<CompareKey, Arc<Compared>>,
     limits: OutputLimits,
 }
 
@@ -187,7 +208,12 @@ impl RunCache {
             .max_capacity(10_000)
             .time_to_idle(std::time::Duration::from_secs(600))
             .build();
+        let comparisons = Cache::builder()
+            .max_capacity(1_000)
+            .time_to_idle(std::time::Duration::from_secs(600))
+            .build();
         RunCache {
+            comparisons,
             stamps: Stamps::new(store.clone()),
             store,
             runs,
@@ -252,7 +278,7 @@ impl RunCache {
         let metadata = if output.reads_metadata {
             run.record.metadata.clone()
         } else {
-            serde_json::Value::Null
+            crate::jsontext::ObjectJson::empty()
         };
         self.outputs
             .try_get_with(key, async move {
@@ -308,6 +334,40 @@ impl RunCache {
                     etag: etag(id, version, &fp, output),
                     version,
                 }))
+            })
+            .await
+            .map_err(|e: Arc<ComputeError>| (*e).clone())
+    }
+
+    /// Two runs compared metric by metric (with their evaluator scores), once per pair of
+    /// versions and scores.
+    pub async fn compare(
+        &self,
+        baseline: &RunSnapshot,
+        candidate: &RunSnapshot,
+    ) -> Result<Arc<Compared>, ComputeError> {
+        let side = |r: &RunSnapshot| (r.record.id, r.record.version, r.scores_fingerprint());
+        let key = (side(baseline), side(candidate));
+        let (a, b) = (baseline.clone(), candidate.clone());
+        self.comparisons
+            .try_get_with(key, async move {
+                let (fa, fb) = tokio::try_join!(
+                    self.frame(a.record.id, a.record.version),
+                    self.frame(b.record.id, b.record.version),
+                )?;
+                let crashed = |e| ComputeError::internal("comparing two runs", e);
+                tokio::task::spawn_blocking(move || {
+                    use profiler::statistics::{compare, scores};
+                    let sa = scores::from_metadata(&a.record.metadata, &fa.frame);
+                    let sb = scores::from_metadata(&b.record.metadata, &fb.frame);
+                    Arc::new(Compared {
+                        comparison: compare::compare_with_scores(&fa.frame, &fb.frame, &sa, &sb),
+                        baseline_version: fa.version,
+                        candidate_version: fb.version,
+                    })
+                })
+                .await
+                .map_err(crashed)
             })
             .await
             .map_err(|e: Arc<ComputeError>| (*e).clone())

@@ -16,7 +16,7 @@ use crate::store::{
 };
 use crate::trace::{
     DocRequest, Document, EvalItem, FieldError, InputForm, JsonSource, ParseOptions, StepSink,
-    TraceError, from_value_at, read, read_wrapped,
+    TraceError, from_text_at, read, read_wrapped,
 };
 use bytes::Bytes;
 use indexmap::IndexMap;
@@ -150,10 +150,13 @@ impl Ingest {
         client: &str,
     ) -> Result<Written, IngestError> {
         let budget = self.batch_memory;
-        let scope = format!("create {client}");
+        let (scope, client) = (format!("create {client}"), client.to_owned());
         let (key, (run, batch)) = blocking(move || {
             let source = body.source();
-            Ok((keyed(scope, key, source)?, read_create(source, budget)?))
+            Ok((
+                keyed(scope, client, key, source)?,
+                read_create(source, budget)?,
+            ))
         })
         .await?;
         let written = self.store.create_run(run, batch, key.as_ref()).await?;
@@ -172,10 +175,13 @@ impl Ingest {
         client: &str,
     ) -> Result<Written, IngestError> {
         let budget = self.batch_memory;
-        let scope = format!("append {id} {client}");
+        let (scope, client) = (format!("append {id} {client}"), client.to_owned());
         let (key, batch) = blocking(move || {
             let source = body.source();
-            Ok((keyed(scope, key, source)?, read_batch(source, budget)?))
+            Ok((
+                keyed(scope, client, key, source)?,
+                read_batch(source, budget)?,
+            ))
         })
         .await?;
         let written = self.store.append(id, batch, key.as_ref()).await?;
@@ -257,12 +263,14 @@ async fn blocking<T: Send + 'static>(
 /// A request's Idempotency-Key in its scope, with the fingerprint of its body's JSON text.
 fn keyed(
     scope: String,
+    client: String,
     key: Option<String>,
     body: JsonSource<'_>,
 ) -> Result<Option<IdempotencyKey>, IngestError> {
     let Some(key) = key else { return Ok(None) };
     Ok(Some(IdempotencyKey {
         scope,
+        client,
         key,
         fingerprint: body.fingerprint()?,
     }))
@@ -290,8 +298,25 @@ fn read_create(
             ),
         }));
     }
-    let fields: CreateRun =
-        from_value_at(Value::Object(wrapped.fields), "").map_err(IngestError::Field)?;
+    // The fields again as one object's text, for the typed reading that names each failure.
+    let mut text = String::from("{");
+    for (i, (key, value)) in wrapped.fields.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        // A key as JSON: a string, which cannot fail to write.
+        text.push_str(&serde_json::to_string(key).unwrap_or_default());
+        text.push(':');
+        text.push_str(value.get());
+    }
+    text.push('}');
+    let fields: CreateRun = match from_text_at(text.as_bytes(), "") {
+        Ok(fields) => fields,
+        Err(TraceError::Invalid { mut errors, .. }) if !errors.is_empty() => {
+            return Err(IngestError::Field(errors.swap_remove(0)));
+        }
+        Err(other) => return Err(other.into()),
+    };
     let run = fields.into_new_run().map_err(IngestError::Field)?;
     let batch = wrapped
         .document
@@ -398,7 +423,10 @@ fn otlp_run(service: &str) -> NewRun {
     NewRun {
         name: service.to_owned(),
         profiler_config: Value::Object(Default::default()),
-        metadata: serde_json::json!({"source": "otlp", "service.name": service}),
+        metadata: crate::jsontext::ObjectJson::from_map(&serde_json::Map::from_iter([
+            ("source".to_owned(), Value::from("otlp")),
+            ("service.name".to_owned(), Value::from(service)),
+        ])),
         toolkit: None,
     }
 }
@@ -448,7 +476,7 @@ mod tests {
         assert_eq!(run.name, "");
         assert_eq!(batch.unwrap().step_count(), 1);
         let (run, batch) = create(json!({"name": null, "metadata": null})).unwrap();
-        assert_eq!((run.name.as_str(), run.metadata), ("", json!({})));
+        assert_eq!((run.name.as_str(), run.metadata.as_str()), ("", "{}"));
         assert!(batch.is_none());
     }
 }

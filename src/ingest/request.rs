@@ -1,9 +1,11 @@
 //! The run fields a create request carries beside its steps, as a typed body whose OpenAPI
 //! schema is derived from the same type that reads it.
 
+use crate::jsontext::ObjectJson;
 use crate::profiler::{Dialect, ProfilerConfig};
 use crate::trace::FieldError;
 use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// The longest run name, in characters.
@@ -44,10 +46,12 @@ pub struct CreateRun {
     /// The toolkit's `ProfilerConfig` field names, merged over the default.
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::profiler::core::config_schema::ProfilerConfigPatch>))]
-    pub profiler_config: Option<Map<String, Value>>,
+    pub profiler_config: Option<Box<RawValue>>,
+    /// Anything the run should carry (an eval's config, its scores: docs/scores.md), kept as
+    /// sent.
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
-    pub metadata: Option<Map<String, Value>>,
+    pub metadata: Option<ObjectJson>,
     /// Steps in any input form. They are read step by step as the body arrives, by the step
     /// reader; this field only names them (it never holds anything).
     #[serde(default)]
@@ -59,16 +63,43 @@ impl CreateRun {
     /// The run this body describes: defaults for what it leaves out, and its profiler config
     /// checked (a failure names its place under `/profiler_config`).
     pub fn into_new_run(self) -> Result<crate::store::NewRun, FieldError> {
-        let profiler_config = Value::Object(self.profiler_config.unwrap_or_default());
-        ProfilerConfig::from_json(profiler_config.clone()).map_err(|e| FieldError {
-            path: format!("/profiler_config{}", e.path),
-            message: e.message,
-        })?;
+        let profiler_config = match &self.profiler_config {
+            None => Value::Object(Map::new()),
+            Some(raw) => profiler_config(raw, "/profiler_config")?,
+        };
         Ok(crate::store::NewRun {
             name: self.name.unwrap_or_default().0,
             profiler_config,
-            metadata: Value::Object(self.metadata.unwrap_or_default()),
+            metadata: self.metadata.unwrap_or_default(),
             toolkit: self.toolkit,
         })
     }
+}
+
+/// The most bytes a profiler config may take as text: every field of it fits in a few
+/// kilobytes, and a config is read as values (unlike metadata), so this bounds what reading it
+/// can cost.
+pub const MAX_PROFILER_CONFIG_BYTES: usize = 64 * 1024;
+
+/// A profiler config (or a merge patch of one) as sent: an object of at most
+/// [`MAX_PROFILER_CONFIG_BYTES`] that `ProfilerConfig` reads, a failure named at `at`.
+pub fn profiler_config(raw: &RawValue, at: &str) -> Result<Value, FieldError> {
+    let fail = |path: String, message: String| FieldError { path, message };
+    if raw.get().len() > MAX_PROFILER_CONFIG_BYTES {
+        return Err(fail(
+            at.to_owned(),
+            format!("a profiler config takes at most {MAX_PROFILER_CONFIG_BYTES} bytes"),
+        ));
+    }
+    let value: Value =
+        serde_json::from_str(raw.get()).map_err(|e| fail(at.to_owned(), e.to_string()))?;
+    if !value.is_object() {
+        return Err(fail(
+            at.to_owned(),
+            "expected an object with the toolkit's ProfilerConfig field names".to_owned(),
+        ));
+    }
+    ProfilerConfig::from_json(value.clone())
+        .map_err(|e| fail(format!("{at}{}", e.path), e.message))?;
+    Ok(value)
 }

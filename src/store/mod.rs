@@ -20,6 +20,7 @@ pub use batch::{
 pub use sql::SqlStore;
 pub(crate) use sql::columns::step_from_body;
 
+use crate::jsontext::ObjectJson;
 use crate::profiler::warnings::StepFacts;
 use crate::profiler::{Dialect, Frame};
 use crate::trace::{NumberedRequest, StepSchema};
@@ -45,7 +46,8 @@ pub struct RunRecord {
     /// The user's profiler config as stored (toolkit field names, merged over the defaults when
     /// used).
     pub profiler_config: Value,
-    pub metadata: Value,
+    /// As its text: shared by every cached version of the run, parsed only where it is read.
+    pub metadata: ObjectJson,
     /// The dialect the user chose; `None` lets the steps decide.
     pub toolkit: Option<Dialect>,
     /// Whether some stored step is in nvidia-nat 1.9's schema.
@@ -108,7 +110,7 @@ impl RunRecord {
 pub struct NewRun {
     pub name: String,
     pub profiler_config: Value,
-    pub metadata: Value,
+    pub metadata: ObjectJson,
     pub toolkit: Option<Dialect>,
 }
 
@@ -117,7 +119,7 @@ pub struct NewRun {
 pub struct RunChanges {
     pub name: Option<String>,
     pub profiler_config: Option<Value>,
-    pub metadata: Option<Value>,
+    pub metadata: Option<ObjectJson>,
     /// `Some(None)` returns the run to detection.
     pub toolkit: Option<Option<Dialect>>,
     /// Apply only if the run's `updated_at` is still this (the read the changes were computed
@@ -145,6 +147,8 @@ pub struct IdempotencyKey {
     /// The operation, the run it writes to (for appends) and the client: keys are unique only
     /// within one scope.
     pub scope: String,
+    /// Who sent it (the API key's digest): the keys one client may keep are bounded.
+    pub client: String,
     pub key: String,
     /// SHA-256 of the request body: the same key with another body is a client error.
     pub fingerprint: [u8; 32],
@@ -263,13 +267,17 @@ fn is_unavailable(e: &sqlx::Error) -> bool {
     }
 }
 
+/// The most Idempotency-Keys one client keeps: beyond it, its oldest are forgotten first. A key
+/// holds only its request's fingerprint and first outcome, a few hundred bytes.
+pub const MAX_KEYS_PER_CLIENT: i64 = 10_000;
+
 /// The first outcome of an Idempotency-Key, for a retry that sent `key` again: the same body
-/// gets it back, another body is refused.
+/// gets it back (with the run as it is now), another body is refused.
 pub(crate) fn replay(
     key: &IdempotencyKey,
     fingerprint: &[u8],
-    record: &str,
     outcome: Option<&str>,
+    record: RunRecord,
 ) -> Result<Written, StoreError> {
     if fingerprint != key.fingerprint {
         return Err(StoreError::KeyReused);
@@ -278,7 +286,7 @@ pub(crate) fn replay(
         StoreError::Corrupt(format!("a stored Idempotency-Key outcome is not JSON: {e}"))
     };
     Ok(Written {
-        record: serde_json::from_str(record).map_err(corrupt)?,
+        record,
         outcome: outcome
             .map(serde_json::from_str)
             .transpose()
@@ -287,14 +295,14 @@ pub(crate) fn replay(
     })
 }
 
-/// A keyed write's record and outcome as the key's row keeps them.
-pub(crate) fn outcome_texts(written: &Written) -> (String, Option<String>) {
-    // Plain structs of numbers, strings and JSON values: serialising cannot fail.
-    let record = serde_json::to_string(&written.record).expect("RunRecord serialises");
-    let outcome = written
+/// A keyed write's outcome as the key's row keeps it: the batch's counts, not the run (a replay
+/// shows the run as it is then; a copy of the run per key, metadata and all, was what a client
+/// could grow the database with).
+pub(crate) fn outcome_text(written: &Written) -> Option<String> {
+    // A struct of integers: serialising it cannot fail.
+    written
         .outcome
-        .map(|o| serde_json::to_string(&o).expect("IngestOutcome serialises"));
-    (record, outcome)
+        .map(|o| serde_json::to_string(&o).unwrap_or_default())
 }
 
 /// A cursor position in the newest-first run list.

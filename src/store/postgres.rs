@@ -315,6 +315,10 @@ impl Backend for Postgres {
         unconditional: "$6::timestamptz IS NULL"
     );
 
+    /// PostgreSQL has no `LIMIT -1`: an OFFSET alone skips the newest.
+    const TRIM_CLIENT_KEYS: &'static str = "DELETE FROM idempotency_keys WHERE client = $1 AND (scope, key) IN \
+         (SELECT scope, key FROM idempotency_keys WHERE client = $1 ORDER BY created_at DESC, scope, key OFFSET $2)";
+
     /// Names are UTF-8 bytea (they may hold NUL). Lowering their escaped form lowers their ASCII
     /// letters only (every other byte is an octal escape), and decoding it gives the bytes back:
     /// the name with its ASCII letters lowered, searched bytewise for the needle.

@@ -163,8 +163,9 @@ where
 /// [...]}`), or is the step document itself (a bare list).
 #[derive(Debug)]
 pub struct Wrapped<S> {
-    /// The other fields of the object, as sent (none for a bare list).
-    pub fields: serde_json::Map<String, Value>,
+    /// The other fields of the object, as their JSON text in the order sent (none for a bare
+    /// list): free-form parts such as a run's metadata stay text, never `Value`s.
+    pub fields: Vec<(String, Box<serde_json::value::RawValue>)>,
     /// The step document, when there was one (`null` is none).
     pub document: Option<Document<S>>,
     /// What the body was when it was neither an object nor a list.
@@ -230,14 +231,14 @@ impl<'de, K: StepSink> Visitor<'de> for WrappedSeed<'_, '_, K> {
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
         let doc = read_items(self.ctx, seq, "intermediate_steps", false)?;
         Ok(doc.map(|d| Wrapped {
-            fields: serde_json::Map::new(),
+            fields: Vec::new(),
             document: Some(d),
             other: None,
         }))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut fields = serde_json::Map::new();
+        let mut fields = Vec::new();
         let mut document = None;
         let mut ok = true;
         let Some(mut next) = first_key(&mut map)? else {
@@ -258,8 +259,9 @@ impl<'de, K: StepSink> Visitor<'de> for WrappedSeed<'_, '_, K> {
                     None => ok = false,
                 }
             } else {
-                let value: Value = map.next_value()?;
-                fields.insert(key, value);
+                let value: Box<serde_json::value::RawValue> = map.next_value()?;
+                fields.retain(|(k, _)| *k != key);
+                fields.push((key, value));
             }
             next = map.next_key::<String>()?;
         }
@@ -292,7 +294,7 @@ impl<'de, K: StepSink> Visitor<'de> for WrappedSeed<'_, '_, K> {
 
 fn other<S>(what: &'static str) -> Option<Wrapped<S>> {
     Some(Wrapped {
-        fields: serde_json::Map::new(),
+        fields: Vec::new(),
         document: None,
         other: Some(what),
     })

@@ -30,7 +30,7 @@ pub use model::{
     Payload, StepSchema, StreamEventData, TokenUsage, UsageInfo,
 };
 pub use parse::{
-    FieldError, MAX_ABS_TIMESTAMP, MAX_FIELD_ERRORS, MAX_VALUE_DEPTH, from_value_at,
+    FieldError, MAX_ABS_TIMESTAMP, MAX_FIELD_ERRORS, MAX_VALUE_DEPTH, from_text_at, from_value_at,
     pointer_segment, type_name, value_fits,
 };
 pub use read::{Batch, RequestInput, parse, parse_step, parse_value};

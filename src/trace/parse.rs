@@ -110,6 +110,44 @@ pub fn from_value_at<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// JSON text read into a typed request shape, with no `Value` in between (a body's free-form
+/// parts stay raw text): a syntax error is [`TraceError::Syntax`], a value of the wrong shape
+/// [`TraceError::Invalid`] with its JSON pointer below `prefix`.
+pub fn from_text_at<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    prefix: &str,
+) -> Result<T, super::types::TraceError> {
+    use super::types::TraceError;
+    let text = super::text::without_lone_surrogates(bytes);
+    let syntax = |e: serde_json::Error| {
+        TraceError::Syntax(format!("{e}; {}", super::text::describe_start(&text)))
+    };
+    let mut de = serde_json::Deserializer::from_slice(&text);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let mut path: String = prefix.to_owned();
+        for seg in e.path().iter() {
+            match seg {
+                serde_path_to_error::Segment::Map { key } => path.push_str(&pointer_segment(key)),
+                serde_path_to_error::Segment::Seq { index } => path.push_str(&format!("/{index}")),
+                _ => {}
+            }
+        }
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => TraceError::Invalid {
+                errors: vec![FieldError {
+                    path,
+                    message: inner.to_string(),
+                }],
+                omitted: 0,
+            },
+            _ => syntax(inner),
+        }
+    })?;
+    de.end().map_err(syntax)?;
+    Ok(value)
+}
+
 impl Validator {
     pub(crate) fn new(now: f64) -> Self {
         Validator {

@@ -6,12 +6,12 @@
 //! on the per-request differences. Otherwise each metric's observations are compared with
 //! Welch's t-test, which does not assume equal variances.
 
+use super::stats::stable_mean as mean;
 use crate::profiler::core::frame::{Frame, time_span};
 use crate::profiler::statistics::scores::RequestScores;
 use crate::profiler::statistics::stats::{
     Call, Summary, pair_calls, sample_std, t_quantile, two_sided_t_p,
 };
-use crate::py::npstats::mean;
 use crate::trace::EventType;
 use serde::Serialize;
 use statrs::distribution::{ContinuousCDF, Normal};

@@ -6,39 +6,118 @@
 //! {"<evaluator>": <number>, ...}}`, `request` being the request's eval id (a string) or its
 //! request number (an integer).
 
+use crate::jsontext::ObjectJson;
 use crate::profiler::core::frame::Frame;
-use serde_json::Value;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 /// Evaluator -> request number -> score.
 pub type RequestScores = BTreeMap<String, BTreeMap<i64, f64>>;
 
+/// The part of the metadata the scores are in, read straight from its text: every other key
+/// (an eval's config, anything a client put there) is skipped without being built.
+#[derive(Deserialize)]
+struct Metadata<'a> {
+    #[serde(borrow, default)]
+    eval: Option<Eval<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Eval<'a> {
+    #[serde(borrow, default)]
+    items: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Item<'a> {
+    #[serde(borrow, default)]
+    request: Option<RequestRef<'a>>,
+    #[serde(borrow, default)]
+    scores: Option<BTreeMap<Cow<'a, str>, Score>>,
+}
+
+/// An item's `request`: its eval id or its number (read from its text, which a number's
+/// arbitrary-precision form does not get in the way of).
+enum RequestRef<'a> {
+    Number(i64),
+    Id(Cow<'a, str>),
+    Other,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RequestRef<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<RequestRef<'a>, D::Error> {
+        let raw = <&RawValue>::deserialize(d)?;
+        let text = raw.get();
+        Ok(if text.starts_with('"') {
+            serde_json::from_str::<Cow<'a, str>>(text).map_or(RequestRef::Other, RequestRef::Id)
+        } else {
+            serde_json::from_str::<i64>(text).map_or(RequestRef::Other, RequestRef::Number)
+        })
+    }
+}
+
+/// A score: a finite number counts; anything else is left out.
+struct Score(Option<f64>);
+
+impl<'de> Deserialize<'de> for Score {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Score, D::Error> {
+        let raw = <&RawValue>::deserialize(d)?;
+        Ok(Score(
+            serde_json::from_str::<f64>(raw.get())
+                .ok()
+                .filter(|x| x.is_finite()),
+        ))
+    }
+}
+
+/// `metadata.eval.items`, as their raw text, when they are there.
+fn items_text(metadata: &ObjectJson) -> Option<&RawValue> {
+    serde_json::from_str::<Metadata>(metadata.as_str())
+        .ok()?
+        .eval?
+        .items
+}
+
+/// Each item's request and scores; an item of another shape, or items that are not a list, give
+/// nothing.
+fn items(metadata: &ObjectJson) -> Vec<Item<'_>> {
+    items_text(metadata)
+        .and_then(|raw| {
+            // Items one at a time, so that one of another shape spoils only itself.
+            serde_json::from_str::<Vec<&RawValue>>(raw.get()).ok()
+        })
+        .into_iter()
+        .flatten()
+        .filter_map(|item| serde_json::from_str::<Item>(item.get()).ok())
+        .collect()
+}
+
 /// The scores in a run's metadata, for the requests the frame holds. Items naming no request of
 /// the run, and scores that are not finite numbers, are left out.
-pub fn from_metadata(metadata: &Value, frame: &Frame) -> RequestScores {
+pub fn from_metadata(metadata: &ObjectJson, frame: &Frame) -> RequestScores {
     let mut out = RequestScores::new();
-    let Some(items) = metadata.pointer("/eval/items").and_then(Value::as_array) else {
-        return out;
-    };
     let by_id: HashMap<&str, i64> = frame
         .requests
         .iter()
         .filter_map(|r| Some((r.external_id.as_deref()?, r.number)))
         .collect();
     let numbers: std::collections::HashSet<i64> = frame.requests.iter().map(|r| r.number).collect();
-    for item in items {
-        let number = match item.get("request") {
-            Some(Value::String(id)) => by_id.get(id.as_str()).copied(),
-            Some(Value::Number(n)) => n.as_i64().filter(|n| numbers.contains(n)),
-            _ => None,
+    for item in items(metadata) {
+        let number = match &item.request {
+            Some(RequestRef::Id(id)) => by_id.get(id.as_ref()).copied(),
+            Some(RequestRef::Number(n)) => numbers.contains(n).then_some(*n),
+            Some(RequestRef::Other) | None => None,
         };
-        let (Some(number), Some(scores)) = (number, item.get("scores").and_then(Value::as_object))
-        else {
+        let (Some(number), Some(scores)) = (number, item.scores) else {
             continue;
         };
         for (evaluator, score) in scores {
-            if let Some(x) = score.as_f64().filter(|x| x.is_finite()) {
-                out.entry(evaluator.clone()).or_default().insert(number, x);
+            if let Some(x) = score.0 {
+                out.entry(evaluator.into_owned())
+                    .or_default()
+                    .insert(number, x);
             }
         }
     }
@@ -54,40 +133,32 @@ pub struct ScoreSummary {
     pub mean: f64,
 }
 
-/// Per evaluator, the count and mean of the scores in `metadata.eval.items`.
-pub fn summary(metadata: &Value) -> BTreeMap<String, ScoreSummary> {
-    let mut sums: BTreeMap<String, (usize, f64)> = BTreeMap::new();
-    let items = metadata.pointer("/eval/items").and_then(Value::as_array);
-    for scores in items
-        .into_iter()
-        .flatten()
-        .filter_map(|i| i.get("scores")?.as_object())
-    {
+/// Per evaluator, the count and mean of the scores in `metadata.eval.items` (the mean with a
+/// compensated sum: scores are any finite numbers a client sends).
+pub fn summary(metadata: &ObjectJson) -> BTreeMap<String, ScoreSummary> {
+    let mut sums: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for scores in items(metadata).into_iter().filter_map(|i| i.scores) {
         for (evaluator, score) in scores {
-            if let Some(x) = score.as_f64().filter(|x| x.is_finite()) {
-                let e = sums.entry(evaluator.clone()).or_default();
-                e.0 += 1;
-                e.1 += x;
+            if let Some(x) = score.0 {
+                sums.entry(evaluator.into_owned()).or_default().push(x);
             }
         }
     }
     sums.into_iter()
-        .map(|(k, (n, total))| {
-            (
-                k,
-                ScoreSummary {
-                    n,
-                    mean: total / n as f64,
-                },
-            )
+        .map(|(k, xs)| {
+            let summary = ScoreSummary {
+                n: xs.len(),
+                mean: crate::py::exact::mean(&xs).unwrap_or(f64::NAN),
+            };
+            (k, summary)
         })
         .collect()
 }
 
 /// What in the metadata the scores come from, for cache keys: outputs that read scores change
 /// when they do.
-pub fn fingerprint_source(metadata: &Value) -> Option<&Value> {
-    metadata.pointer("/eval/items")
+pub fn fingerprint_source(metadata: &ObjectJson) -> Option<&str> {
+    items_text(metadata).map(RawValue::get)
 }
 
 #[cfg(test)]
@@ -103,17 +174,21 @@ mod tests {
         builder.begin_request(0, Some("q1".to_owned()));
         builder.begin_request(1, Some("q2".to_owned()));
         let frame = builder.finish();
-        let metadata = json!({"eval": {"items": [
-            {"request": "q2", "scores": {"accuracy": 1.0, "latency": 0.5}},
-            {"request": 0, "scores": {"accuracy": 0.0, "note": "n/a"}},
-            {"request": "gone", "scores": {"accuracy": 1.0}},
-            {"scores": {"accuracy": 1.0}}
-        ]}});
+        let metadata = ObjectJson::from_map(
+            json!({"eval": {"items": [
+                {"request": "q2", "scores": {"accuracy": 1.0, "latency": 0.5}},
+                {"request": 0, "scores": {"accuracy": 0.0, "note": "n/a"}},
+                {"request": "gone", "scores": {"accuracy": 1.0}},
+                {"scores": {"accuracy": 1.0}}
+            ]}})
+            .as_object()
+            .unwrap(),
+        );
         let scores = from_metadata(&metadata, &frame);
         assert_eq!(scores["accuracy"], BTreeMap::from([(0, 0.0), (1, 1.0)]));
         assert_eq!(scores["latency"], BTreeMap::from([(1, 0.5)]));
         assert!(!scores.contains_key("note"));
-        assert!(from_metadata(&json!({}), &frame).is_empty());
+        assert!(from_metadata(&ObjectJson::empty(), &frame).is_empty());
         // The view counts every scored item, whether or not its request is known.
         let s = summary(&metadata);
         assert_eq!(s["accuracy"], ScoreSummary { n: 4, mean: 0.75 });

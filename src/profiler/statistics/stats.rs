@@ -39,6 +39,32 @@ pub struct MeanIntervals {
     /// Assumes the sample represents the population. Null below [`BOOTSTRAP_MIN_N`] values,
     /// where it is far too narrow, and above [`BOOTSTRAP_MAX_N`], where the t interval serves.
     pub bootstrap: Option<[f64; 2]>,
+    /// Why neither interval is given, when neither is: too few values, or values whose
+    /// interval has no finite bounds. Absent when one is given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<&'static str>,
+}
+
+impl MeanIntervals {
+    fn of(values: &[f64], mean: Option<f64>, std: Option<f64>) -> MeanIntervals {
+        let n = values.len();
+        let t = mean
+            .zip(std)
+            .and_then(|(m, s)| t_interval_from(m, s, n, 0.95));
+        let bootstrap = bootstrap_interval(values, 0.95);
+        let unavailable = match (t, bootstrap) {
+            (None, None) if n < 2 => Some("an interval needs at least two values"),
+            (None, None) => {
+                Some("the values are too large or not finite: no interval has finite bounds")
+            }
+            _ => None,
+        };
+        MeanIntervals {
+            t,
+            bootstrap,
+            unavailable,
+        }
+    }
 }
 
 /// The distribution of one quantity.
@@ -114,7 +140,7 @@ impl Summary {
         let mut sorted = values.to_vec();
         sorted.sort_by(f64::total_cmp);
         let pct = |p: f64| (n > 0).then(|| percentile_sorted(&sorted, p));
-        let mean = npstats::mean(values);
+        let mean = stable_mean(values);
         let std = mean.and_then(|m| sample_std_about(values, m));
         Summary {
             n,
@@ -127,12 +153,7 @@ impl Summary {
             p90: pct(90.0),
             p95: pct(95.0),
             p99: pct(99.0),
-            mean_ci95: MeanIntervals {
-                t: mean
-                    .zip(std)
-                    .and_then(|(m, s)| t_interval_from(m, s, n, 0.95)),
-                bootstrap: bootstrap_interval(values, 0.95),
-            },
+            mean_ci95: MeanIntervals::of(values, mean, std),
             percentile_ci95: PercentileIntervals {
                 p50: quantile_interval(&sorted, 0.5, 0.95),
                 p90: quantile_interval(&sorted, 0.9, 0.95),
@@ -142,20 +163,52 @@ impl Summary {
     }
 }
 
+/// The power of two nearest below the largest magnitude of `values` (1 for none or only zeros):
+/// dividing by it is exact, and brings every value within ±2, where sums of a few billion values
+/// cannot overflow.
+fn scale_of(values: impl IntoIterator<Item = f64>) -> f64 {
+    let largest = values.into_iter().fold(0.0f64, |m, x| m.max(x.abs()));
+    if largest.is_finite() && largest >= f64::MIN_POSITIVE {
+        2f64.powi(largest.log2().floor() as i32)
+    } else {
+        1.0
+    }
+}
+
+/// The mean, computed on values scaled by [`scale_of`]: finite for any finite values (scores
+/// near `f64::MAX` included, whose plain sum overflows), and numpy's pairwise mean otherwise.
+pub fn stable_mean(values: &[f64]) -> Option<f64> {
+    if values.iter().any(|x| !x.is_finite()) {
+        return npstats::mean(values);
+    }
+    let s = scale_of(values.iter().copied());
+    let scaled: Vec<f64> = values.iter().map(|x| x / s).collect();
+    npstats::mean(&scaled).map(|m| m * s)
+}
+
 /// Sample standard deviation (two-pass); `None` below two values.
 pub fn sample_std(values: &[f64]) -> Option<f64> {
-    sample_std_about(values, npstats::mean(values)?)
+    sample_std_about(values, stable_mean(values)?)
 }
 
 /// Sample standard deviation around an already computed `mean` (the one a `Summary` reports,
-/// so that its intervals are centred exactly on it).
+/// so that its intervals are centred exactly on it). The deviations are taken on values scaled
+/// by [`scale_of`], so that neither they nor their squares overflow, and small spreads around
+/// large values (1e30 + r) keep every digit the values have.
 fn sample_std_about(values: &[f64], mean: f64) -> Option<f64> {
     let n = values.len();
     if n < 2 {
         return None;
     }
-    let ss: f64 = values.iter().map(|x| (x - mean) * (x - mean)).sum();
-    Some((ss / (n - 1) as f64).sqrt())
+    let s = scale_of(values.iter().copied().chain([mean]));
+    let ss: f64 = values
+        .iter()
+        .map(|x| {
+            let d = x / s - mean / s;
+            d * d
+        })
+        .sum();
+    Some(s * (ss / (n - 1) as f64).sqrt())
 }
 
 /// The two-sided `level` quantile of Student's t with `df` degrees of freedom.
@@ -175,13 +228,14 @@ pub fn two_sided_t_p(t: f64, df: f64) -> Option<f64> {
 
 /// The two-sided `level` Student-t interval for the mean; `None` below two values.
 pub fn t_interval(values: &[f64], level: f64) -> Option<[f64; 2]> {
-    let mean = npstats::mean(values)?;
+    let mean = stable_mean(values)?;
     t_interval_from(mean, sample_std_about(values, mean)?, values.len(), level)
 }
 
 fn t_interval_from(mean: f64, sd: f64, n: usize, level: f64) -> Option<[f64; 2]> {
     let half = t_quantile((n - 1) as f64, level)? * sd / (n as f64).sqrt();
-    Some([mean - half, mean + half])
+    let interval = [mean - half, mean + half];
+    interval.iter().all(|x| x.is_finite()).then_some(interval)
 }
 
 /// The percentile bootstrap interval for the mean, seeded; `None` outside
@@ -191,6 +245,14 @@ pub fn bootstrap_interval(values: &[f64], level: f64) -> Option<[f64; 2]> {
     if !(BOOTSTRAP_MIN_N..=BOOTSTRAP_MAX_N).contains(&n) {
         return None;
     }
+    if values.iter().any(|x| !x.is_finite()) {
+        return None;
+    }
+    // Resampled sums of values near f64::MAX would overflow: work on the values scaled by a
+    // power of two (exact), and scale the means back.
+    let scale = scale_of(values.iter().copied());
+    let scaled: Vec<f64> = values.iter().map(|x| x / scale).collect();
+    let values = &scaled[..];
     let mut rng = ChaCha8Rng::seed_from_u64(BOOTSTRAP_SEED);
     // An index in 0..n from 64 random bits by multiply-shift: no rejection loop, and a bias of at
     // most n / 2^64. Four running sums keep the additions from waiting on each other.
@@ -206,7 +268,7 @@ pub fn bootstrap_interval(values: &[f64], level: f64) -> Option<[f64; 2]> {
             for a in acc.iter_mut().take(n % 4) {
                 *a += pick();
             }
-            ((acc[0] + acc[1]) + (acc[2] + acc[3])) / n as f64
+            ((acc[0] + acc[1]) + (acc[2] + acc[3])) / n as f64 * scale
         })
         .collect();
     means.sort_by(f64::total_cmp);
@@ -567,7 +629,8 @@ mod tests {
             one.mean_ci95,
             MeanIntervals {
                 t: None,
-                bootstrap: None
+                bootstrap: None,
+                unavailable: Some("an interval needs at least two values"),
             }
         );
         let two = Summary::of(&[1.0, 3.0]);
@@ -580,6 +643,31 @@ mod tests {
         let few: Vec<f64> = (0..BOOTSTRAP_MIN_N).map(|i| i as f64).collect();
         assert_eq!(Summary::of(&few[1..]).mean_ci95.bootstrap, None);
         assert!(Summary::of(&few).mean_ci95.bootstrap.is_some());
+    }
+
+    #[test]
+    fn huge_and_offset_values_keep_finite_numbers() {
+        // Scores near the largest float: the plain sum overflows; the scaled one does not.
+        let huge = [1.7e308, 1.6e308, 1.5e308];
+        let s = Summary::of(&huge);
+        assert_eq!(s.mean, Some(1.6e308));
+        assert!(s.std.unwrap() > 9.9e306 && s.std.unwrap() < 1.01e307);
+        assert!(s.mean_ci95.t.is_none(), "its bounds would pass f64::MAX");
+        assert_eq!(
+            s.mean_ci95.unavailable,
+            Some("the values are too large or not finite: no interval has finite bounds")
+        );
+        // 1e30 + r: a real spread, which a sum that rounds at 1e30 would lose.
+        let offset: Vec<f64> = (0..20).map(|i| 1e30 + f64::from(i) * 1e16).collect();
+        let s = Summary::of(&offset);
+        let [lo, hi] = s.mean_ci95.t.unwrap();
+        assert!(hi > lo, "a zero-width interval for a spread of 1.9e17");
+        // The values themselves are rounded to multiples of 2^47 (about 1.4e14).
+        assert!(
+            (s.std.unwrap() / 5.916_079_783e16 - 1.0).abs() < 1e-3,
+            "{:?}",
+            s.std
+        );
     }
 
     #[test]

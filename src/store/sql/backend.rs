@@ -214,6 +214,9 @@ pub trait Backend:
     /// the toolkit changes and `$8` to what; returns the run's columns.
     const UPDATE_RUN: &'static str;
 
+    /// [`super::queries::TRIM_CLIENT_KEYS`] in the engine's own words (`LIMIT ALL` or `-1`).
+    const TRIM_CLIENT_KEYS: &'static str = super::queries::TRIM_CLIENT_KEYS;
+
     /// An expression that is true when the parameter `placeholder` occurs in a run's name,
     /// ASCII letters matching either case (the needle comes lowered).
     fn name_contains(placeholder: &str) -> String;

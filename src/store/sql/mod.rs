@@ -43,6 +43,8 @@ pub struct SqlStore<B: Backend> {
     streams: StreamSlots,
     /// Set once the migrations have run; until then data operations answer "unavailable".
     ready: Arc<AtomicBool>,
+    /// Idempotency-Keys one client keeps (its oldest forgotten first).
+    max_keys_per_client: i64,
 }
 
 impl<B: Backend> Clone for SqlStore<B> {
@@ -51,6 +53,7 @@ impl<B: Backend> Clone for SqlStore<B> {
             pool: self.pool.clone(),
             streams: self.streams.clone(),
             ready: self.ready.clone(),
+            max_keys_per_client: self.max_keys_per_client,
         }
     }
 }
@@ -84,7 +87,14 @@ impl<B: Backend> SqlStore<B> {
             streams: StreamSlots::for_pool(pool.options().get_max_connections()),
             pool,
             ready: Arc::new(AtomicBool::new(false)),
+            max_keys_per_client: super::MAX_KEYS_PER_CLIENT,
         }
+    }
+
+    /// Keeps at most `n` Idempotency-Keys per client (default [`super::MAX_KEYS_PER_CLIENT`]).
+    pub fn with_max_keys_per_client(mut self, n: i64) -> SqlStore<B> {
+        self.max_keys_per_client = n.max(1);
+        self
     }
 
     pub fn pool(&self) -> &Pool<B> {
@@ -123,7 +133,7 @@ impl<B: Backend> SqlStore<B> {
         let mut tries = 0;
         loop {
             let mut tx = B::begin_write(&self.pool).await?;
-            let result = attempt(&mut tx, id, key, &write).await;
+            let result = attempt(&mut tx, id, key, &write, self.max_keys_per_client).await;
             let result = match result {
                 Ok(written) => tx.commit().await.map(|_| written).map_err(StoreError::from),
                 Err(e) => Err(e),
@@ -149,9 +159,10 @@ async fn attempt<B: Backend>(
     id: Uuid,
     key: Option<&IdempotencyKey>,
     write: &Write<'_>,
+    max_keys_per_client: i64,
 ) -> Result<Written, StoreError> {
     if let Some(key) = key
-        && let Some(first) = runs::claim_key::<B>(&mut **tx, key, id).await?
+        && let Some(first) = runs::claim_key::<B>(&mut **tx, key, id, max_keys_per_client).await?
     {
         return Ok(first);
     }

@@ -116,16 +116,22 @@ pub(crate) const INSERT_RUN: &str = "INSERT INTO runs (id, name, created_at, upd
 pub(crate) const INSERT_RUN_IF_ABSENT: &str = "INSERT INTO runs (id, name, created_at, updated_at, profiler_config, metadata, toolkit) \
      VALUES ($1, $2, $3, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING";
 
-/// Claims an Idempotency-Key: `$1` scope, `$2` key, `$3` fingerprint, `$4` run, `$5` now.
-pub(crate) const CLAIM_IDEMPOTENCY_KEY: &str = "INSERT INTO idempotency_keys (scope, key, fingerprint, run_id, record, created_at) \
-     VALUES ($1, $2, $3, $4, '', $5) ON CONFLICT DO NOTHING";
+/// Claims an Idempotency-Key: `$1` scope, `$2` key, `$3` fingerprint, `$4` run, `$5` now,
+/// `$6` client.
+pub(crate) const CLAIM_IDEMPOTENCY_KEY: &str = "INSERT INTO idempotency_keys (scope, key, fingerprint, run_id, record, created_at, client) \
+     VALUES ($1, $2, $3, $4, '', $5, $6) ON CONFLICT DO NOTHING";
+
+/// Forgets client `$1`'s keys beyond its newest `$2`.
+pub(crate) const TRIM_CLIENT_KEYS: &str = "DELETE FROM idempotency_keys WHERE client = $1 AND (scope, key) IN \
+     (SELECT scope, key FROM idempotency_keys WHERE client = $1 ORDER BY created_at DESC, scope, key LIMIT -1 OFFSET $2)";
 
 /// The first outcome of an Idempotency-Key.
 pub(crate) const SELECT_IDEMPOTENCY_KEY: &str =
-    "SELECT fingerprint, record, outcome FROM idempotency_keys WHERE scope = $1 AND key = $2";
+    "SELECT fingerprint, run_id, outcome FROM idempotency_keys WHERE scope = $1 AND key = $2";
 
 /// Records a keyed request's outcome once its write is done (the row was claimed first).
-pub(crate) const SAVE_IDEMPOTENCY_OUTCOME: &str = "UPDATE idempotency_keys SET run_id = $3, record = $4, outcome = $5 WHERE scope = $1 AND key = $2";
+pub(crate) const SAVE_IDEMPOTENCY_OUTCOME: &str =
+    "UPDATE idempotency_keys SET run_id = $3, outcome = $4 WHERE scope = $1 AND key = $2";
 
 pub(crate) const PURGE_IDEMPOTENCY_KEYS: &str =
     "DELETE FROM idempotency_keys WHERE created_at < $1";

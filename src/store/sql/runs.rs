@@ -5,10 +5,11 @@
 use super::backend::{Backend, Bind, Rec};
 use super::columns;
 use super::queries::{self, run};
+use crate::jsontext::ObjectJson;
 use crate::profiler::Dialect;
 use crate::store::{
     BatchPlan, IdempotencyKey, NewRun, PreparedBatch, RunChanges, RunCursor, RunRecord, RunStamp,
-    StepSummary, StoreError, Written, outcome_texts, replay,
+    StepSummary, StoreError, Written, outcome_text, replay,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -25,7 +26,9 @@ pub(super) fn from_row<B: Backend>(row: &B::Row) -> Result<RunRecord, StoreError
         request_count: i64::from(r.col::<i32>(run::REQUEST_COUNT)?),
         step_count: r.col(run::STEP_COUNT)?,
         profiler_config: columns::json_text(r.col(run::PROFILER_CONFIG)?, "profiler_config")?,
-        metadata: columns::json_text(r.col(run::METADATA)?, "metadata")?,
+        metadata: ObjectJson::parse(&r.col::<String>(run::METADATA)?).map_err(|e| {
+            StoreError::Corrupt(format!("stored metadata is not a JSON object: {e}"))
+        })?,
         toolkit: columns::toolkit_column(r.col(run::TOOLKIT)?)?,
         nat_schema: r.col(run::NAT_SCHEMA)?,
         non_end_steps: r.col(run::NON_END_STEPS)?,
@@ -49,7 +52,7 @@ pub(super) async fn insert<B: Backend>(
     if_absent: bool,
 ) -> Result<bool, StoreError> {
     let config = run.profiler_config.to_string();
-    let metadata = run.metadata.to_string();
+    let metadata = run.metadata.as_str();
     let done = sqlx::query(if if_absent {
         queries::INSERT_RUN_IF_ABSENT
     } else {
@@ -59,7 +62,7 @@ pub(super) async fn insert<B: Backend>(
     .arg(run.name.as_bytes())
     .time(Some(OffsetDateTime::now_utc()))
     .arg(config.as_str())
-    .arg(metadata.as_str())
+    .arg(metadata)
     .arg(run.toolkit.map(Dialect::as_str))
     .execute(B::on(conn))
     .await?;
@@ -136,12 +139,12 @@ pub(super) async fn update<B: Backend>(
     changes: RunChanges,
 ) -> Result<RunRecord, StoreError> {
     let config = changes.profiler_config.map(|v| v.to_string());
-    let metadata = changes.metadata.map(|v| v.to_string());
+    let metadata = changes.metadata.as_ref().map(ObjectJson::as_str);
     let updated = sqlx::query(B::UPDATE_RUN)
         .arg(id)
         .arg(changes.name.as_deref().map(str::as_bytes))
         .arg(config.as_deref())
-        .arg(metadata.as_deref())
+        .arg(metadata)
         .time(Some(OffsetDateTime::now_utc()))
         .time(changes.if_updated_at)
         .arg(changes.toolkit.is_some())
@@ -229,11 +232,12 @@ pub(super) async fn after_batch<B: Backend>(
 /// Claims an Idempotency-Key for this transaction, or finds its first outcome. A concurrent
 /// request with the same key waits at the primary key until the first one commits (then it
 /// replays it) or rolls back (then it claims the key itself); SQLite's write lock serialises
-/// them outright.
+/// them outright. A client's keys beyond `max_keys_per_client` are forgotten, oldest first.
 pub(super) async fn claim_key<B: Backend>(
     conn: &mut B::Connection,
     key: &IdempotencyKey,
     run: Uuid,
+    max_keys_per_client: i64,
 ) -> Result<Option<Written>, StoreError> {
     let claimed = sqlx::query(queries::CLAIM_IDEMPOTENCY_KEY)
         .arg(key.scope.as_str())
@@ -241,21 +245,28 @@ pub(super) async fn claim_key<B: Backend>(
         .arg(&key.fingerprint[..])
         .arg(run)
         .time(Some(OffsetDateTime::now_utc()))
+        .arg(key.client.as_str())
         .execute(B::on(&mut *conn))
         .await?;
     if B::rows_affected(&claimed) == 1 {
+        sqlx::query(B::TRIM_CLIENT_KEYS)
+            .arg(key.client.as_str())
+            .arg(max_keys_per_client)
+            .execute(B::on(conn))
+            .await?;
         return Ok(None);
     }
     let row = sqlx::query(queries::SELECT_IDEMPOTENCY_KEY)
         .arg(key.scope.as_str())
         .arg(key.key.as_str())
-        .fetch_one(B::on(conn))
+        .fetch_one(B::on(&mut *conn))
         .await?;
     let r = Rec::<B>(&row);
     let fingerprint: Vec<u8> = r.col(0)?;
-    let record: String = r.col(1)?;
+    let first_run: Uuid = r.col(1)?;
     let outcome: Option<String> = r.col(2)?;
-    replay(key, &fingerprint, &record, outcome.as_deref()).map(Some)
+    let record = fetch::<B>(conn, first_run).await?;
+    replay(key, &fingerprint, outcome.as_deref(), record).map(Some)
 }
 
 /// Stores a keyed write's outcome with the write itself.
@@ -264,13 +275,11 @@ pub(super) async fn save_key<B: Backend>(
     key: &IdempotencyKey,
     written: &Written,
 ) -> Result<(), StoreError> {
-    let (record, outcome) = outcome_texts(written);
     sqlx::query(queries::SAVE_IDEMPOTENCY_OUTCOME)
         .arg(key.scope.as_str())
         .arg(key.key.as_str())
         .arg(written.record.id)
-        .arg(record.as_str())
-        .arg(outcome.as_deref())
+        .arg(outcome_text(written).as_deref())
         .execute(B::on(conn))
         .await?;
     Ok(())
