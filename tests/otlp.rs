@@ -655,3 +655,140 @@ fn genai_captures() -> Vec<(PathBuf, Vec<Vec<u8>>)> {
         })
         .collect()
 }
+
+/// What a hostile sender can make an export cost is bounded before it is built: a few kilobytes
+/// of gzip holding a million empty spans, or many empty resources, are refused (413) while still
+/// counted; a span's streamed-token steps count against the batch memory as they are made; a
+/// service name past the run-name limit, or more runs than one export may write, refuse those
+/// spans only.
+#[tokio::test]
+async fn hostile_exports_are_bounded() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, span::Event};
+    let app = TestApp::new(Backend::Sqlite).await;
+    let post = |body: Vec<u8>| {
+        let app = &app;
+        async move {
+            app.request(
+                Method::POST,
+                "/v1/traces",
+                &[
+                    ("content-type", "application/x-protobuf"),
+                    ("content-encoding", "gzip"),
+                ],
+                gzip(&body),
+            )
+            .await
+        }
+    };
+    let kv = |k: &str, v: &str| KeyValue {
+        key: k.to_owned(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.to_owned())),
+        }),
+    };
+    let resource = |service: &str, spans: Vec<Span>| ResourceSpans {
+        resource: Some(Resource {
+            attributes: vec![kv("service.name", service)],
+            ..Default::default()
+        }),
+        scope_spans: vec![ScopeSpans {
+            spans,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let span = |id: u64| Span {
+        trace_id: vec![9; 16],
+        span_id: id.to_be_bytes().to_vec(),
+        name: "s".to_owned(),
+        start_time_unix_nano: 1_700_000_000_000_000_000,
+        end_time_unix_nano: 1_700_000_001_000_000_000,
+        ..Default::default()
+    };
+
+    // One more empty span than an export may carry: a few KB of gzip (the hostile client of the
+    // issue sent a million).
+    let many = ExportTraceServiceRequest {
+        resource_spans: vec![resource("svc", vec![Span::default(); 100_001])],
+    };
+    let r = post(many.encode_to_vec()).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.text());
+    // Empty resources escape no limit.
+    let empty = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans::default(); 20_000],
+    };
+    assert_eq!(
+        post(empty.encode_to_vec()).await.status,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+
+    // One LLM span with a 64 KiB model name and 5,000 streamed tokens: refused within the batch
+    // memory (each token step carries the name), not built whole first.
+    let mut llm = span(1);
+    llm.attributes = vec![
+        kv("openinference.span.kind", "LLM"),
+        kv("llm.model_name", &"m".repeat(64 * 1024)),
+    ];
+    llm.events = (0..5_000)
+        .map(|i| Event {
+            time_unix_nano: 1_700_000_000_000_000_000 + i,
+            name: "new_token".to_owned(),
+            attributes: vec![kv("chunk", "t")],
+            dropped_attributes_count: 0,
+        })
+        .collect();
+    let tokens = ExportTraceServiceRequest {
+        resource_spans: vec![resource("tokens", vec![llm])],
+    };
+    let r = post(tokens.encode_to_vec()).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.text());
+    assert_eq!(
+        app.get(&format!("/v1/runs/{}", RunTarget::service_run_id("tokens")))
+            .await
+            .status,
+        StatusCode::NOT_FOUND,
+        "nothing stored"
+    );
+
+    // A 5 MiB service name, and 100 services in one export: those spans are refused, the rest
+    // stored, and no run is named past the limit.
+    let mut resources = vec![
+        resource(&"n".repeat(5 << 20), vec![span(2)]),
+        resource("fine", vec![span(3)]),
+    ];
+    resources.extend((0..100).map(|i| resource(&format!("svc-{i}"), vec![span(100 + i)])));
+    let r = post(
+        ExportTraceServiceRequest {
+            resource_spans: resources,
+        }
+        .encode_to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let resp =
+        opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse::decode(
+            r.body.as_slice(),
+        )
+        .unwrap();
+    let partial = resp.partial_success.unwrap();
+    // The long name's span, and the spans of the services past the 64th run.
+    assert_eq!(partial.rejected_spans, 1 + (101 - 64));
+    assert!(
+        partial.error_message.contains("longer than 500"),
+        "{}",
+        partial.error_message
+    );
+    let runs = r.header("x-agentprof-run-id").unwrap().split(", ").count();
+    assert_eq!(runs, 64);
+    let listed = app.get("/v1/runs?limit=1000").await.json();
+    assert!(
+        listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|run| run["name"].as_str().unwrap().chars().count() <= 500)
+    );
+}
