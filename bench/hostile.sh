@@ -26,7 +26,7 @@ for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>
 [ -n "$ready" ] || { echo "bench/hostile.sh: the server did not become ready; its log:" >&2; cat "$work/server.log" >&2; exit 1; }
 status=0
 target/release/examples/hostile --base "http://127.0.0.1:$port" --server-pid "$server" \
-  --report "$work/report.json" > /dev/null || status=$?
+  --report "$work/report.json" --data-dir "$work/data" > /dev/null || status=$?
 if ! kill -0 "$server" 2>/dev/null; then
   echo "bench/hostile.sh: the server died; its log:" >&2; tail -n 50 "$work/server.log" >&2; exit 1
 fi

@@ -14,7 +14,14 @@
 //!    them, store nothing, and keep answering.
 //! 3. `nested`: 5,000 and 20,000 calls nested in one request; size and time of `/profiling`.
 //! 4. `concurrent`: 16 realistic batches of about 48 MB posted at once.
-//! 5. `idle`: resident memory 10 s after the load.
+//! 5. `methods`: 2,000 requests with invented 8,000-character methods; the Prometheus text
+//!    after them.
+//! 6. `otlp`: exports of a few kilobytes of gzip holding a million empty spans or resources, and
+//!    one LLM span with a 256 KiB model name and 20,000 streamed tokens.
+//! 7. `metadata`: a run created with 24 MiB of metadata, listed, appended to 32 times (each
+//!    append a new version the read side caches), appended to with 40 Idempotency-Keys, and six
+//!    concurrent comparisons of two runs with 28 MB of evaluator scores each.
+//! 8. `idle`: resident memory 10 s after the load.
 //!
 //! Prints a JSON report and exits 1 when any bound is broken.
 
@@ -52,6 +59,9 @@ struct Args {
     /// Idle sockets in the connection flood.
     #[arg(long, default_value_t = 1100)]
     flood: usize,
+    /// The server's data directory (the embedded store), to measure how its database grows.
+    #[arg(long)]
+    data_dir: Option<std::path::PathBuf>,
 }
 
 /// The bounds, from the issue that asked for them.
@@ -144,6 +154,37 @@ async fn main() -> anyhow::Result<()> {
         "MB",
     ));
     report.insert("concurrent".into(), phase);
+
+    memory.reset_peak().await;
+    let before = memory.rss_mb();
+    let phase = methods(&client, &addr, &mut checks).await?;
+    let mut phase = with_peak(phase, &memory);
+    let growth = memory.rss_mb() - before;
+    phase["rss_growth_mb"] = json!(growth);
+    checks.push(bound("methods: RSS growth", Some(growth), 64.0, "MB"));
+    report.insert("methods".into(), phase);
+
+    memory.reset_peak().await;
+    let phase = otlp(&client, &mut checks).await?;
+    let phase = with_peak(phase, &memory);
+    checks.push(bound(
+        "otlp: peak RSS",
+        phase["peak_rss_mb"].as_f64(),
+        MAX_PEAK_RSS_MB,
+        "MB",
+    ));
+    report.insert("otlp".into(), phase);
+
+    memory.reset_peak().await;
+    let phase = metadata(&client, &memory, args.data_dir.as_deref(), &mut checks).await?;
+    let phase = with_peak(phase, &memory);
+    checks.push(bound(
+        "metadata: peak RSS",
+        phase["peak_rss_mb"].as_f64(),
+        MAX_PEAK_RSS_MB,
+        "MB",
+    ));
+    report.insert("metadata".into(), phase);
 
     tokio::time::sleep(Duration::from_secs(10)).await;
     let idle = memory.rss_mb();
@@ -511,4 +552,231 @@ async fn concurrent(client: &Arc<Client>, checks: &mut Vec<Check>) -> anyhow::Re
         "batches": 16, "batch_bytes": body.len(), "seconds": started.elapsed().as_secs_f64(),
         "statuses": statuses,
     }))
+}
+
+/// Invented HTTP methods: each would have been a label value of the request metrics.
+async fn methods(client: &Client, addr: &str, checks: &mut Vec<Check>) -> anyhow::Result<Value> {
+    let n = 2_000;
+    let started = Instant::now();
+    for i in 0..n {
+        let mut socket = TcpStream::connect(addr).await?;
+        let request = format!(
+            "X{i}{} /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            "M".repeat(8_000)
+        );
+        socket.write_all(request.as_bytes()).await?;
+        let mut sink = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut sink)).await;
+    }
+    let scrape = client
+        .req(reqwest::Method::GET, "/metrics")
+        .send()
+        .await?
+        .bytes()
+        .await?
+        .len();
+    let mb = scrape as f64 / 1e6;
+    checks.push(bound("methods: /metrics size", Some(mb), 1.0, "MB"));
+    Ok(json!({"requests": n, "seconds": started.elapsed().as_secs_f64(), "metrics_bytes": scrape}))
+}
+
+fn gzip(bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(bytes)?;
+    Ok(gz.finish()?)
+}
+
+/// OTLP exports that are small on the wire and large once decoded or mapped.
+async fn otlp(client: &Client, checks: &mut Vec<Check>) -> anyhow::Result<Value> {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, span::Event};
+    use prost::Message;
+    let kv = |k: &str, v: String| KeyValue {
+        key: k.to_owned(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v)),
+        }),
+    };
+    let scope = |spans: Vec<Span>| ResourceSpans {
+        scope_spans: vec![ScopeSpans {
+            spans,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let mut llm = Span {
+        trace_id: vec![7; 16],
+        span_id: vec![1; 8],
+        name: "llm".to_owned(),
+        start_time_unix_nano: 1_700_000_000_000_000_000,
+        end_time_unix_nano: 1_700_000_001_000_000_000,
+        attributes: vec![
+            kv("openinference.span.kind", "LLM".to_owned()),
+            kv("llm.model_name", "m".repeat(256 * 1024)),
+        ],
+        ..Default::default()
+    };
+    llm.events = (0..20_000)
+        .map(|i| Event {
+            time_unix_nano: 1_700_000_000_000_000_000 + i,
+            name: "new_token".to_owned(),
+            attributes: vec![kv("chunk", "t".to_owned())],
+            dropped_attributes_count: 0,
+        })
+        .collect();
+    let exports = [
+        (
+            "a million empty spans",
+            ExportTraceServiceRequest {
+                resource_spans: vec![scope(vec![Span::default(); 1_000_000])],
+            },
+        ),
+        (
+            "a million empty resources",
+            ExportTraceServiceRequest {
+                resource_spans: vec![ResourceSpans::default(); 1_000_000],
+            },
+        ),
+        (
+            "20,000 tokens of a 256 KiB model",
+            ExportTraceServiceRequest {
+                resource_spans: vec![scope(vec![llm])],
+            },
+        ),
+    ];
+    let mut out = serde_json::Map::new();
+    for (what, export) in exports {
+        let body = gzip(&export.encode_to_vec())?;
+        drop(export);
+        let started = Instant::now();
+        let r = client
+            .req(reqwest::Method::POST, "/v1/traces")
+            .header("content-type", "application/x-protobuf")
+            .header("content-encoding", "gzip")
+            .body(body.clone())
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        checks.push(expect(
+            &format!("otlp: {what} refused"),
+            status == 413,
+            format!("{status} for {} bytes of gzip", body.len()),
+        ));
+        out.insert(
+            what.to_owned(),
+            json!({"gzip_bytes": body.len(), "status": status, "seconds": started.elapsed().as_secs_f64()}),
+        );
+    }
+    Ok(Value::Object(out))
+}
+
+/// A run's metadata, large: what creating, listing, versioning, keying and comparing it cost.
+async fn metadata(
+    client: &Client,
+    memory: &Memory,
+    data_dir: Option<&std::path::Path>,
+    checks: &mut Vec<Check>,
+) -> anyhow::Result<Value> {
+    let post = |path: String, body: String, key: Option<String>| async move {
+        let mut req = client
+            .req(reqwest::Method::POST, &path)
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(key) = key {
+            req = req.header("idempotency-key", key);
+        }
+        let r = req.send().await?;
+        let status = r.status();
+        let json: Value = r.json().await.unwrap_or(Value::Null);
+        anyhow::ensure!(status.is_success(), "{path}: {status} {json}");
+        Ok::<Value, anyhow::Error>(json)
+    };
+    let step = |i: usize| json!([[{"payload": {"event_type": "LLM_END", "event_timestamp": i, "UUID": format!("u{i}"), "name": "m"}}]]);
+    // 24 MiB of small values: the shape that cost most as parsed values.
+    let blob: Vec<u8> = vec![0; 12 << 20];
+    let started = Instant::now();
+    let created = post(
+        "/v1/runs".to_owned(),
+        json!({"name": "hostile: metadata", "metadata": {"blob": blob}}).to_string(),
+        None,
+    )
+    .await?;
+    let create_peak = memory.peak_mb();
+    let run = created["id"].as_str().unwrap_or_default().to_owned();
+    let list = client
+        .req(reqwest::Method::GET, "/v1/runs?limit=1")
+        .send()
+        .await?
+        .bytes()
+        .await?
+        .len();
+    let db_before = data_dir.map(dir_size);
+    for i in 0..32 {
+        post(format!("/v1/runs/{run}/steps"), step(i).to_string(), None).await?;
+        client
+            .req(reqwest::Method::GET, &format!("/v1/runs/{run}"))
+            .send()
+            .await?
+            .bytes()
+            .await?;
+    }
+    for i in 0..40 {
+        post(
+            format!("/v1/runs/{run}/steps"),
+            step(100 + i).to_string(),
+            Some(format!("hostile-{i}")),
+        )
+        .await?;
+    }
+    let db_growth = data_dir
+        .map(dir_size)
+        .zip(db_before)
+        .map(|(a, b)| (a - b) / 1e6);
+    if let Some(growth) = db_growth {
+        checks.push(bound(
+            "metadata: database growth over 72 appends",
+            Some(growth),
+            16.0,
+            "MB",
+        ));
+    }
+    // Two runs with 28 MB of evaluator scores each, compared six times at once.
+    let items: Vec<Value> = (0..500_000)
+        .map(|i| json!({"request": i, "scores": {"accuracy": (i % 3) as f64 / 2.0}}))
+        .collect();
+    let scored = json!({"eval": {"items": items}}).to_string();
+    let mut runs = Vec::new();
+    for name in ["scores a", "scores b"] {
+        let body = format!(
+            r#"{{"name": "{name}", "metadata": {scored}, "requests": {}}}"#,
+            step(0)
+        );
+        runs.push(post("/v1/runs".to_owned(), body, None).await?["id"].clone());
+    }
+    let compare_started = Instant::now();
+    let body = json!({"baseline": runs[0], "candidate": runs[1]}).to_string();
+    let compares = futures::future::join_all(
+        (0..6).map(|_| post("/v1/compare".to_owned(), body.clone(), None)),
+    )
+    .await;
+    let compared = compares.iter().filter(|r| r.is_ok()).count();
+    checks.push(expect(
+        "metadata: six concurrent comparisons answered",
+        compared == 6,
+        format!("{compared} of 6"),
+    ));
+    Ok(json!({
+        "create_seconds": started.elapsed().as_secs_f64(),
+        "create_peak_rss_mb": create_peak,
+        "list_bytes": list,
+        "database_growth_mb": db_growth,
+        "compare_seconds": compare_started.elapsed().as_secs_f64(),
+    }))
+}
+
+/// The database file's size (its write-ahead log, which SQLite reuses after each checkpoint,
+/// is left out: it grows by one write's worth, not by what is kept).
+fn dir_size(dir: &std::path::Path) -> f64 {
+    std::fs::metadata(dir.join("agentprof.db")).map_or(f64::NAN, |m| m.len() as f64)
 }

@@ -14,8 +14,10 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
         title = "agentprof",
         description = "Profiles agent workflow runs: POST the IntermediateStep events of NVIDIA AgentIQ / NeMo Agent \
 Toolkit workflows, fetch the toolkit profiler's outputs per run.\n\n\
-Outputs under `/v1/runs/{run_id}/...` reproduce the toolkit profiler (aiqtoolkit 1.1.0) number for number, quirks \
-included, so they can be compared with what the toolkit printed before. Errors are RFC 9457 problem documents whose \
+Outputs under `/v1/runs/{run_id}/...` reproduce the toolkit profiler number for number, quirks included, in the \
+version each run follows (its `toolkit`: `nat-1.9` for nvidia-nat 1.9, `aiq-1.1` for aiqtoolkit 1.1), so they can \
+be compared with what the toolkit wrote. (`/v1/runs/{run_id}/metrics` is the toolkit's \
+`inference_optimization.json`; the server's own Prometheus metrics are at `/metrics`.) Errors are RFC 9457 problem documents whose \
 `errors[].path` is a JSON pointer into the request body.\n\n\
 When the server has API keys, send `Authorization: Bearer KEY` (use **Authorize** above): a read key reads, a \
 write key also creates, changes and deletes.",
@@ -25,7 +27,7 @@ write key also creates, changes and deletes.",
         (name = "runs", description = "Create runs and append step batches"),
         (name = "outputs", description = "The toolkit profiler's outputs, computed on demand and cached per run version"),
         (name = "statistics", description = "Sound statistics and run-vs-run significance tests, next to the toolkit-compatible outputs"),
-        (name = "otlp", description = "OpenTelemetry traces over OTLP/HTTP, stored as the toolkit's steps"),
+        (name = "otlp", description = "OpenTelemetry traces over OTLP, stored as the toolkit's steps"),
         (name = "operations", description = "Probes and Prometheus metrics"),
     ),
     components(schemas(

@@ -147,7 +147,11 @@ impl RunSnapshot {
 pub struct RunCache {
     store: Arc<dyn Store>,
     stamps: Stamps,
-    runs: Cache<(Uuid, RunStamp), Arc<RunSnapshot>>,
+    /// The latest snapshot of each run read lately, weighed by its bytes (its metadata can be
+    /// large): one per run, never one per version.
+    latest: Cache<Uuid, Arc<RunSnapshot>>,
+    /// Reads of a new stamp in flight, so that concurrent readers share one (kept seconds).
+    loads: Cache<(Uuid, RunStamp), Arc<RunSnapshot>>,
     frames: Cache<(Uuid, i64), Arc<LoadedRun>>,
     outputs: Cache<OutputKey, Arc<Rendered>>,
     /// Comparisons of two runs: a client asking again, or many asking at once, get one.
@@ -203,10 +207,15 @@ impl RunCache {
             .max_capacity(cache_bytes / 2)
             .weigher(|_, r: &Arc<Rendered>| u32::try_from(r.bytes.len()).unwrap_or(u32::MAX))
             .build();
-        // Records are small; stale stamps are never asked for again and age out.
-        let runs = Cache::builder()
-            .max_capacity(10_000)
+        let latest = Cache::builder()
+            .max_capacity(cache_bytes / 4)
+            .weigher(snapshot_weight)
             .time_to_idle(std::time::Duration::from_secs(600))
+            .build();
+        let loads = Cache::builder()
+            .max_capacity(cache_bytes / 8)
+            .weigher(snapshot_weight)
+            .time_to_live(std::time::Duration::from_secs(5))
             .build();
         let comparisons = Cache::builder()
             .max_capacity(1_000)
@@ -216,7 +225,8 @@ impl RunCache {
             comparisons,
             stamps: Stamps::new(store.clone()),
             store,
-            runs,
+            latest,
+            loads,
             frames,
             outputs,
             limits,
@@ -230,33 +240,46 @@ impl RunCache {
     /// ETags included. Concurrent readers of a new stamp share one read.
     pub async fn snapshot(&self, id: Uuid) -> Result<Arc<RunSnapshot>, ComputeError> {
         let stamp = self.stamps.get(id).await?;
-        self.runs
+        if let Some(latest) = self.latest.get(&id).await
+            && latest.record.stamp() == stamp
+        {
+            return Ok(latest);
+        }
+        let snapshot = self
+            .loads
             .try_get_with((id, stamp), async move {
                 let record = self.store.get_run(id).await?;
-                let (config, config_fp) = effective_config(&record, self.limits)?;
-                Ok::<_, ComputeError>(Arc::new(RunSnapshot {
-                    dialect: record.dialect().0,
-                    record,
-                    config,
-                    config_fp,
-                }))
+                self.snapshot_of(record).await.map(Arc::new)
             })
             .await
-            .map_err(|e: Arc<ComputeError>| (*e).clone())
+            .map_err(|e: Arc<ComputeError>| (*e).clone())?;
+        self.latest.insert(id, snapshot.clone()).await;
+        Ok(snapshot)
     }
 
     /// The snapshot of a record just written, so the next read needs no second look-up.
     pub async fn remember(&self, record: RunRecord) -> Result<(), ComputeError> {
+        let snapshot = Arc::new(self.snapshot_of(record).await?);
+        self.latest.insert(snapshot.record.id, snapshot).await;
+        Ok(())
+    }
+
+    /// A record's snapshot, its metadata shared with the run's previous snapshot when it is the
+    /// same (it changes far less often than the version): versions of a run with megabytes of
+    /// metadata hold one copy of it.
+    async fn snapshot_of(&self, mut record: RunRecord) -> Result<RunSnapshot, ComputeError> {
+        if let Some(previous) = self.latest.get(&record.id).await
+            && previous.record.metadata == record.metadata
+        {
+            record.metadata = previous.record.metadata.clone();
+        }
         let (config, config_fp) = effective_config(&record, self.limits)?;
-        let key = (record.id, record.stamp());
-        let snapshot = RunSnapshot {
+        Ok(RunSnapshot {
             dialect: record.dialect().0,
             record,
             config,
             config_fp,
-        };
-        self.runs.insert(key, Arc::new(snapshot)).await;
-        Ok(())
+        })
     }
 
     /// An output of a run at the snapshot's version, computed once per version. An output the
@@ -394,6 +417,11 @@ impl RunCache {
         }
         Ok(frame)
     }
+}
+
+/// What a cached snapshot costs: its metadata (which may be megabytes) and the rest, small.
+fn snapshot_weight<K>(_: &K, r: &Arc<RunSnapshot>) -> u32 {
+    u32::try_from(r.record.metadata.len() + 1024).unwrap_or(u32::MAX)
 }
 
 /// Rough heap size of a frame, for the cache's memory budget.

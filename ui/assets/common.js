@@ -90,6 +90,22 @@ export function num(value, src, unit = "") {
   return unit && value !== null && value !== undefined ? el("span", {}, node, ` ${unit}`) : node;
 }
 
+/** "1 call", "2 calls": a count and its noun. */
+export function plural(n, one, many = `${one}s`) {
+  return `${formatNumber(n)} ${n === 1 ? one : many}`;
+}
+
+/**
+ * A count axis: integer ticks only (a count of 0.2 calls means nothing), at most about six of
+ * them up to `max`.
+ */
+export function countAxis(label, max) {
+  const step = Math.max(1, Math.ceil((Number.isFinite(max) ? max : 1) / 6));
+  const ticks = [];
+  for (let t = 0; t <= Math.max(max, 1); t += step) ticks.push(t);
+  return { label, grid: true, ticks, tickFormat: (d) => (Number.isInteger(d) ? String(d) : "") };
+}
+
 /** A JSON pointer segment, escaped (RFC 6901). */
 export function seg(s) {
   return String(s).replaceAll("~", "~0").replaceAll("/", "~1");

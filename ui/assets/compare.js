@@ -55,6 +55,8 @@ function metricsView(metrics, title, id) {
     num(m.candidate.mean, src(k, "candidate/mean")),
     num(m.difference_of_means, src(k, "difference_of_means")),
     m.ci95 ? el("span", {}, num(m.ci95[0], src(k, "ci95/0")), " – ", num(m.ci95[1], src(k, "ci95/1"))) : "–",
+    num(m.p_value, src(k, "p_value")),
+    m.ci_holm ? el("span", {}, num(m.ci_holm[0], src(k, "ci_holm/0")), " – ", num(m.ci_holm[1], src(k, "ci_holm/1"))) : "–",
     num(m.p_value_holm, src(k, "p_value_holm")),
     el("span", { class: m.significant ? "sig-yes" : "sig-no" }, m.significant ? "yes" : "no"),
   ]);
@@ -66,8 +68,10 @@ function metricsView(metrics, title, id) {
       { label: "Baseline mean", num: true },
       { label: "Candidate mean", num: true },
       { label: "Difference", num: true },
-      { label: "95% interval", num: true },
-      { label: "p (Holm)", num: true },
+      { label: "95% interval, alone", num: true },
+      { label: "p, alone", num: true },
+      { label: "Interval, Holm", num: true },
+      { label: "p, Holm", num: true },
       { label: "Significant" },
     ],
     rows,
@@ -80,8 +84,8 @@ function metricsView(metrics, title, id) {
     .map(([k, m]) => ({
       metric: k,
       diff: (100 * m.difference_of_means) / Math.abs(m.baseline.mean),
-      lo: m.ci95 ? (100 * m.ci95[0]) / Math.abs(m.baseline.mean) : null,
-      hi: m.ci95 ? (100 * m.ci95[1]) / Math.abs(m.baseline.mean) : null,
+      lo: m.ci_holm ? (100 * m.ci_holm[0]) / Math.abs(m.baseline.mean) : null,
+      hi: m.ci_holm ? (100 * m.ci_holm[1]) / Math.abs(m.baseline.mean) : null,
       significant: m.significant ? "significant" : "not significant",
     }));
   const chart = rel.length
@@ -99,7 +103,7 @@ function metricsView(metrics, title, id) {
         ],
       })
     : null;
-  return [chart ? figure(id, `${title}: each difference with its 95% interval, relative to the baseline mean.`, chart, null) : el("span"), t];
+  return [chart ? figure(id, `${title}: each difference with its interval at Holm's level (the one that decides significance), relative to the baseline mean.`, chart, null) : el("span"), t];
 }
 
 main().catch((e) => {

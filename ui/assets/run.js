@@ -1,6 +1,6 @@
 // /ui/runs/{id}: one run. Each section renders as soon as its data arrives; every chart is
 // Observable Plot over the API's JSON, with the same data as a table for keyboards and readers.
-import { api, el, figure, formatNumber, markReady, num, seconds, seg, showError, table, widthOf } from "/ui/assets/common.js";
+import { api, countAxis, el, figure, formatNumber, markReady, num, plural, seconds, seg, showError, table, widthOf } from "/ui/assets/common.js";
 
 const runId = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() || "");
 const base = `/v1/runs/${encodeURIComponent(runId)}`;
@@ -96,7 +96,7 @@ function renderCards(run, stats) {
         ? el(
             "small",
             {},
-            models.map(([m, t]) => el("span", { style: "display:block" }, `${m}: `, num(t.total.mean, `stats:/tokens/${seg(m)}/total/mean`), " over ", num(t.total.n, `stats:/tokens/${seg(m)}/total/n`), " calls")),
+            models.map(([m, t]) => el("span", { style: "display:block" }, `${m}: `, num(t.total.mean, `stats:/tokens/${seg(m)}/total/mean`), " over ", num(t.total.n, `stats:/tokens/${seg(m)}/total/n`), t.total.n === 1 ? " call" : " calls")),
           )
         : el("small", {}, "no LLM calls"),
     ),
@@ -317,11 +317,11 @@ function renderConcurrency(tl, prof) {
     width: widthOf(holder),
     height: 220,
     x: { label: "seconds since the run's first call →" },
-    y: { label: "↑ calls in flight (peak)", grid: true },
+    y: countAxis("↑ calls in flight (peak)", Math.max(...tl.concurrency.map((b) => b.peak), spikes ? spikes.spike_threshold : 0)),
     marks,
   });
   const spikeText = spikes
-    ? el("p", {}, `Spike threshold `, num(spikes.spike_threshold, "profiling:/concurrency_spike_analysis/spike_threshold"), ` calls (dashed); `, String(spikes.spike_intervals.length), ` spike intervals (red). p50 `, num(spikes.p50_concurrency, "profiling:/concurrency_spike_analysis/p50_concurrency"), `, p90 `, num(spikes.p90_concurrency, "profiling:/concurrency_spike_analysis/p90_concurrency"), `, p99 `, num(spikes.p99_concurrency, "profiling:/concurrency_spike_analysis/p99_concurrency"), ` calls.`)
+    ? el("p", {}, `Spike threshold `, num(spikes.spike_threshold, "profiling:/concurrency_spike_analysis/spike_threshold"), spikes.spike_threshold === 1 ? " call" : " calls", ` (dashed); `, plural(spikes.spike_intervals.length, "spike interval"), ` (red). p50 `, num(spikes.p50_concurrency, "profiling:/concurrency_spike_analysis/p50_concurrency"), `, p90 `, num(spikes.p90_concurrency, "profiling:/concurrency_spike_analysis/p90_concurrency"), `, p99 `, num(spikes.p99_concurrency, "profiling:/concurrency_spike_analysis/p99_concurrency"), ` calls.`)
     : el("p", { class: "muted" }, "Concurrency-spike analysis is off in this run's profiler config.");
   const data = table(null, [{ label: "From (s)", num: true }, { label: "To (s)", num: true }, { label: "Peak calls in flight", num: true }], tl.concurrency.map((b, i) => [num(b.start, `timeline:/concurrency/${i}/start`), num(b.end, `timeline:/concurrency/${i}/end`), num(b.peak, `timeline:/concurrency/${i}/peak`)]));
   holder.replaceChildren(figure("concurrency-figure", "The most calls in flight at any moment, over the whole run, with the toolkit's concurrency spikes in red.", chart, data), spikeText);
@@ -340,7 +340,8 @@ function renderLatency(tl, stats) {
     height: 60 + 140 * models.length,
     marginRight: 140,
     x: { label: "latency (s) →" },
-    y: { label: "↑ calls", grid: true },
+    // At most every call of a model in one bin: integer ticks up to that.
+    y: countAxis("↑ calls", Math.max(...Object.values(tl.llm_latency).map((xs) => xs.length))),
     fy: { label: null },
     marks: [Plot.rectY(rows, Plot.binX({ y: "count" }, { x: "latency", fy: "model", fill: "#1f77b4", thresholds: 30 })), Plot.ruleY([0])],
   });
@@ -369,7 +370,7 @@ function renderTokens(tl) {
   const chart = Plot.plot({
     width: widthOf(holder),
     height: 240,
-    x: { label: "request →" },
+    x: { label: "request →", tickFormat: (d) => (Number.isInteger(d) ? String(d) : "") },
     y: { label: "↑ tokens", grid: true },
     color: { legend: true, domain: ["prompt", "completion"], range: ["#1f77b4", "#ff7f0e"] },
     marks: [Plot.rectY(long, { x1: (d) => d.request, x2: (d) => d.request + 1, y: "tokens", fill: "part", insetRight: per.length > 200 ? 0 : 1 }), Plot.ruleY([0])],
@@ -449,11 +450,13 @@ function renderForecast(f) {
     el(
       "p",
       {},
-      `A ${f.model.type} of ${f.model.n_estimators} trees predicts each request's next `,
+      `A ${f.model.type} of ${plural(f.model.n_estimators, "tree")} predicts each request's next `,
       num(f.matrix_length, "forecast:/matrix_length"),
-      " calls (seconds between calls, prompt and completion tokens) from ",
+      f.matrix_length === 1 ? " call" : " calls",
+      " (seconds between calls, prompt and completion tokens) from ",
       num(f.training_samples, "forecast:/training_samples"),
-      " training windows; its mean absolute error on them is ",
+      f.training_samples === 1 ? " training window" : " training windows",
+      "; its mean absolute error on them is ",
       num(f.in_sample_mae, "forecast:/in_sample_mae"),
       ".",
     ),
@@ -483,4 +486,16 @@ function fail(what, holderId) {
   };
 }
 
-main().catch(fail("the run"));
+/** The run itself could not be read (an unknown id, a refused key): every section says so
+ * instead of waiting, and nothing offers to page through it. */
+function runUnavailable(e) {
+  fail("the run")(e);
+  const why = e.status === 404 ? "There is no such run." : "The run could not be loaded.";
+  document.getElementById("run-meta").textContent = why;
+  for (const p of document.querySelectorAll("main p.muted")) p.replaceWith(el("p", { class: "muted" }, "Not available."));
+  for (const b of document.querySelectorAll("main button")) b.disabled = true;
+  document.getElementById("files")?.replaceChildren();
+  markReady("all");
+}
+
+main().catch(runUnavailable);

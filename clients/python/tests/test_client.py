@@ -27,7 +27,10 @@ def test_create_read_and_compare(server: str) -> None:
         metrics = client.output(run.id, "metrics")
         assert "confidence_intervals" in metrics
         assert "BOTTLENECK REPORT" in client.output(run.id, "report")
-        other = client.create_run("py-small-2", steps=small_case())
+        # The README's example config: the toolkit's field names, nested as in ProfilerConfig.
+        other = client.create_run(
+            "py-small-2", steps=small_case(), profiler_config={"prompt_caching_prefixes": {"min_frequency": 0.1}}
+        )
         comparison = client.compare(run.id, other.id)
         assert comparison["baseline"]["run_id"] == run.id
 
@@ -77,11 +80,51 @@ def test_cli_post_prints_the_run_url(server: str, capsys: pytest.CaptureFixture[
     path = FIXTURES / "cases" / "small_5" / "input.json"
     assert cli_main(["--url", server, "post", str(path), "--name", "nightly"]) == 0
     url = capsys.readouterr().out.strip()
-    assert url.startswith(f"{server}/v1/runs/")
-    run = httpx.get(url).json()
+    assert url.startswith(f"{server}/ui/runs/"), url
+    page = httpx.get(url)
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    run_id = url.rsplit("/", 1)[1]
+    assert cli_main(["--url", server, "get", run_id]) == 0
+    run = json.loads(capsys.readouterr().out)
     assert run["name"] == "nightly" and run["request_count"] == 5
+    assert cli_main(["--url", server, "get", run_id, "timeline", "--limit", "2"]) == 0
+    timeline = json.loads(capsys.readouterr().out)
+    assert len(timeline["requests"]) == 2
 
 
 def test_cli_reports_errors(server: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["--url", server, "get", "00000000-0000-4000-8000-000000000000", "metrics"]) == 1
     assert "404" in capsys.readouterr().err
+
+
+def test_cli_says_when_the_server_is_down(capsys: pytest.CaptureFixture[str]) -> None:
+    # A port nothing listens on: one line, no traceback.
+    code = cli_main(["--url", "http://127.0.0.1:9", "get", "00000000-0000-4000-8000-000000000000"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "cannot reach agentprof at http://127.0.0.1:9" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_output_piped_to_a_reader_that_leaves(server: str) -> None:
+    import subprocess
+    import sys as _sys
+
+    path = FIXTURES / "cases" / "small_5" / "input.json"
+    env = {**__import__("os").environ, "PYTHONPATH": str(pathlib.Path(__file__).resolve().parents[1] / "src")}
+    post = subprocess.run(
+        [_sys.executable, "-m", "agentprof_client.cli", "--url", server, "post", str(path)],
+        capture_output=True, text=True, env=env, check=True,
+    )
+    run_id = post.stdout.strip().rsplit("/", 1)[1]
+    # `| head -n 1`: the reader closes after one line of a long output.
+    proc = subprocess.Popen(
+        [_sys.executable, "-m", "agentprof_client.cli", "--url", server, "get", run_id, "standardized.csv"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    assert proc.wait() == 0, err
+    assert "Broken pipe" not in err and "Traceback" not in err

@@ -19,19 +19,30 @@ use std::collections::{BTreeMap, HashMap};
 
 pub const ALPHA: f64 = 0.05;
 
-/// The metrics compared, with their unit of observation.
-pub const METRICS: [(&str, &str); 6] = [
+/// The metrics compared, with their unit of observation when the runs are paired (one value per
+/// request) and when they are not (the observations themselves).
+pub const METRICS: [(&str, &str, &str); 6] = [
     (
         "llm_latency",
-        "seconds per LLM call (per request: the mean over its calls)",
+        "seconds per request (the mean of its LLM calls)",
+        "seconds per LLM call",
     ),
-    ("workflow_run_time", "seconds per request"),
-    ("total_tokens", "tokens per request"),
-    ("prompt_tokens", "tokens per request"),
-    ("completion_tokens", "tokens per request"),
+    (
+        "workflow_run_time",
+        "seconds per request",
+        "seconds per request",
+    ),
+    ("total_tokens", "tokens per request", "tokens per request"),
+    ("prompt_tokens", "tokens per request", "tokens per request"),
+    (
+        "completion_tokens",
+        "tokens per request",
+        "tokens per request",
+    ),
     (
         "tool_latency",
-        "seconds per tool call (per request: the mean over its calls)",
+        "seconds per request (the mean of its tool calls)",
+        "seconds per tool call",
     ),
 ];
 
@@ -86,11 +97,22 @@ pub struct MetricComparison {
     pub candidate: Summary,
     /// Candidate mean minus baseline mean (per pair when paired).
     pub difference_of_means: Option<f64>,
-    /// 95% interval for the difference (Welch or paired t).
+    /// 95% interval for the difference (Welch or paired t), for this metric on its own: it goes
+    /// with `p_value`.
     pub ci95: Option<[f64; 2]>,
     pub p_value: Option<f64>,
-    /// Holm-adjusted across the compared metrics.
+    /// Holm-adjusted across the compared metrics: what `significant` is decided on.
     pub p_value_holm: Option<f64>,
+    /// The interval at the level Holm's procedure tests this metric at (`ci_holm_level`: 1 -
+    /// 0.05 / (metrics not yet decided)): it goes with `p_value_holm`, and excludes zero when the
+    /// metric is significant. (After a metric earlier in Holm's order was not significant, no
+    /// later one is, whatever its interval.)
+    pub ci_holm: Option<[f64; 2]>,
+    pub ci_holm_level: Option<f64>,
+    /// The standard error, degrees of freedom and least half-width of the t interval, to set it
+    /// at another level.
+    #[serde(skip)]
+    spread: Option<Spread>,
     pub test: TestKind,
     pub paired: bool,
     pub n_pairs: Option<usize>,
@@ -109,6 +131,22 @@ pub struct Comparison {
     pub alpha: f64,
     /// The metrics above, plus `score:<evaluator>` for each evaluator that scored both runs.
     pub metrics: BTreeMap<String, MetricComparison>,
+}
+
+/// What a t interval is made of besides its centre.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Spread {
+    se: f64,
+    df: f64,
+    /// The least half-width (the floating-point resolution of paired differences).
+    floor: f64,
+}
+
+impl Spread {
+    fn interval(self, centre: f64, level: f64) -> Option<[f64; 2]> {
+        let half = (t_quantile(self.df, level)? * self.se).max(self.floor);
+        Some([centre - half, centre + half])
+    }
 }
 
 /// Per-request values of every metric, and the per-observation values for unpaired tests.
@@ -225,7 +263,14 @@ pub fn compare_with_scores(
     let mut b = observations(candidate, &key);
     let mut names: Vec<(String, &'static str)> = METRICS
         .iter()
-        .map(|(name, unit)| ((*name).to_owned(), *unit))
+        .map(|(name, paired, unpaired)| {
+            let unit = if pairing.is_some() {
+                *paired
+            } else {
+                *unpaired
+            };
+            ((*name).to_owned(), unit)
+        })
         .collect();
     for (evaluator, per_request) in baseline_scores {
         let Some(other) = candidate_scores.get(evaluator) else {
@@ -275,8 +320,16 @@ pub type TestResult = (Option<f64>, Option<[f64; 2]>, Option<f64>);
 
 /// Welch's t-test on two independent samples: `mean(b) - mean(a)`, its 95% interval, p.
 pub fn welch_test(a: &[f64], b: &[f64]) -> TestResult {
+    let (diff, ci, p, _) = welch_spread(a, b);
+    (diff, ci, p)
+}
+
+fn welch_spread(
+    a: &[f64],
+    b: &[f64],
+) -> (Option<f64>, Option<[f64; 2]>, Option<f64>, Option<Spread>) {
     let diff = mean(a).zip(mean(b)).map(|(x, y)| y - x);
-    let (mut ci, mut p) = (None, None);
+    let (mut ci, mut p, mut spread) = (None, None, None);
     if let (Some(d), Some(sa), Some(sb)) = (diff, sample_std(a), sample_std(b)) {
         let (va, vb) = (sa * sa / a.len() as f64, sb * sb / b.len() as f64);
         let se = (va + vb).sqrt();
@@ -288,16 +341,21 @@ pub fn welch_test(a: &[f64], b: &[f64]) -> TestResult {
             let df = (va + vb).powi(2)
                 / (va * va / (a.len() - 1) as f64 + vb * vb / (b.len() - 1) as f64);
             p = two_sided_t_p(d / se, df);
-            ci = t_quantile(df, 0.95).map(|q| [d - q * se, d + q * se]);
+            let s = Spread { se, df, floor: 0.0 };
+            ci = s.interval(d, 0.95);
+            spread = Some(s);
         }
     }
-    (diff, ci, p)
+    (diff, ci, p, spread)
 }
 
 /// Welch's t-test on two independent samples, with both samples summarised.
 pub fn welch(unit: &'static str, a: &[f64], b: &[f64]) -> MetricComparison {
-    let (diff, ci, p) = welch_test(a, b);
+    let (diff, ci, p, spread) = welch_spread(a, b);
     MetricComparison {
+        ci_holm: None,
+        ci_holm_level: None,
+        spread,
         unit,
         baseline: Summary::of(a),
         candidate: Summary::of(b),
@@ -318,7 +376,7 @@ pub fn paired(unit: &'static str, a: &[f64], b: &[f64]) -> MetricComparison {
     let d: Vec<f64> = a.iter().zip(b).map(|(x, y)| y - x).collect();
     let n = d.len();
     let dm = mean(&d);
-    let (mut ci, mut p) = (None, None);
+    let (mut ci, mut p, mut spread) = (None, None, None);
     if let (Some(m), Some(s)) = (dm, sample_std(&d)) {
         if s == 0.0 {
             // Every pair differs by the same amount: no sampling uncertainty left.
@@ -331,13 +389,19 @@ pub fn paired(unit: &'static str, a: &[f64], b: &[f64]) -> MetricComparison {
             // pair moved by the same amount up to rounding, the interval is that amount ± a few
             // ulps, not a width of rounding noise that may miss it.
             let resolution = 8.0 * f64::EPSILON * d.iter().fold(m.abs(), |acc, x| acc.max(x.abs()));
-            ci = t_quantile((n - 1) as f64, 0.95).map(|q| {
-                let half = (q * se).max(resolution);
-                [m - half, m + half]
-            });
+            let s = Spread {
+                se,
+                df: (n - 1) as f64,
+                floor: resolution,
+            };
+            ci = s.interval(m, 0.95);
+            spread = Some(s);
         }
     }
     MetricComparison {
+        ci_holm: None,
+        ci_holm_level: None,
+        spread,
         unit,
         baseline: Summary::of(a),
         candidate: Summary::of(b),
@@ -440,6 +504,13 @@ fn holm(metrics: &mut BTreeMap<String, MetricComparison>) {
         if let Some(c) = metrics.get_mut(&name) {
             c.p_value_holm = Some(running);
             c.significant = running < ALPHA;
+            let level = 1.0 - ALPHA / (m - i) as f64;
+            c.ci_holm_level = Some(level);
+            c.ci_holm = match (c.spread, c.difference_of_means) {
+                (Some(s), Some(d)) => s.interval(d, level),
+                // A known difference (no spread): the same at every level.
+                _ => c.ci95,
+            };
         }
     }
 }
@@ -459,6 +530,36 @@ mod tests {
                     .exp()
             })
             .collect()
+    }
+
+    #[test]
+    fn holm_intervals_agree_with_holm_decisions() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let base = lognormal(&mut rng, 40);
+        let mut metrics = BTreeMap::new();
+        // Shifts from none to clear: some metrics significant on their own but not after Holm.
+        for (i, shift) in [0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.6].iter().enumerate() {
+            let cand: Vec<f64> = base
+                .iter()
+                .map(|x| x + shift + 0.05 * (x - 1.0) * (i as f64))
+                .collect();
+            metrics.insert(format!("m{i}"), paired("s", &base, &cand));
+        }
+        holm(&mut metrics);
+        let mut in_holm_order: Vec<&MetricComparison> = metrics.values().collect();
+        in_holm_order.sort_by(|a, b| a.p_value.unwrap().total_cmp(&b.p_value.unwrap()));
+        let mut still_rejecting = true;
+        for m in in_holm_order {
+            let [lo, hi] = m.ci_holm.unwrap();
+            let excludes_zero = lo > 0.0 || hi < 0.0;
+            still_rejecting &= excludes_zero;
+            assert_eq!(m.significant, still_rejecting, "{m:?}");
+            let [lo95, hi95] = m.ci95.unwrap();
+            assert!(
+                lo <= lo95 && hi95 <= hi,
+                "the Holm interval is never narrower"
+            );
+        }
     }
 
     #[test]

@@ -5,11 +5,17 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import pathlib
 import sys
 from typing import Any
 
+import httpx
+
 from agentprof_client.client import OUTPUTS, AgentprofClient, AgentprofError
+
+#: What ``get`` shows besides the outputs: the run itself and its timeline.
+VIEWS = ("run", "timeline")
 
 
 def _load(path: pathlib.Path) -> Any:
@@ -30,9 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     post.add_argument("--toolkit", choices=["aiq-1.1", "nat-1.9"], help="default: detected from the steps")
     post.add_argument("--profiler-config", type=pathlib.Path, help="a JSON file of ProfilerConfig fields")
 
-    get = sub.add_parser("get", help="print an output of a run")
+    get = sub.add_parser("get", help="print a run, its timeline, or one of its outputs")
     get.add_argument("run_id")
-    get.add_argument("output", choices=OUTPUTS)
+    get.add_argument("output", nargs="?", default="run", choices=VIEWS + OUTPUTS, help="default: the run")
+    get.add_argument("--offset", type=int, default=0, help="timeline: the first request")
+    get.add_argument("--limit", type=int, default=20, help="timeline: how many requests")
 
     cmp = sub.add_parser("compare", help="compare two runs (per-metric significance tests)")
     cmp.add_argument("baseline")
@@ -48,13 +56,29 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 print(client.run_url(run.id))
             elif args.command == "get":
-                out = client.output(args.run_id, args.output)
+                if args.output == "run":
+                    out: Any = client.get_run(args.run_id).raw
+                elif args.output == "timeline":
+                    out = client.timeline(args.run_id, args.offset, args.limit)
+                else:
+                    out = client.output(args.run_id, args.output)
                 print(out if isinstance(out, str) else json.dumps(out, indent=2))
             else:
                 print(json.dumps(client.compare(args.baseline, args.candidate), indent=2))
+            sys.stdout.flush()
     except AgentprofError as e:
         print(f"agentprof-client: {e}", file=sys.stderr)
         return 1
+    except httpx.TransportError as e:
+        url = args.url or os.environ.get("AGENTPROF_URL") or "http://127.0.0.1:8080"
+        print(f"agentprof-client: cannot reach agentprof at {url} ({e}); is the server running?", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # The reader went away (`| head`): what it wanted it has. Point stdout at nothing so that
+        # the interpreter's own flush at exit does not complain again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except (OSError, ValueError) as e:
         print(f"agentprof-client: {e}", file=sys.stderr)
         return 2

@@ -96,7 +96,11 @@ class AgentprofClient:
         self.close()
 
     def run_url(self, run_id: str) -> str:
-        """Where a person reads the run."""
+        """Where a person reads the run: its page in the dashboard."""
+        return f"{self.url}/ui/runs/{run_id}"
+
+    def api_url(self, run_id: str) -> str:
+        """The run's resource in the REST API."""
         return f"{self.url}/v1/runs/{run_id}"
 
     def create_run(
@@ -152,6 +156,12 @@ class AgentprofClient:
         if r.headers.get("content-type", "").startswith("application/json"):
             return r.json()
         return r.text
+
+    def timeline(self, run_id: str, offset: int = 0, limit: int = 20) -> dict[str, Any]:
+        """A page of the run's timeline: its requests' nested calls, and the run-wide concurrency,
+        latencies and tokens the dashboard draws."""
+        r = self._send("GET", f"/v1/runs/{run_id}/timeline?offset={offset}&limit={limit}")
+        return dict(r.json())
 
     def compare(self, baseline: str, candidate: str) -> dict[str, Any]:
         """Per-metric significance tests of candidate against baseline."""
