@@ -737,7 +737,9 @@ async fn metadata(
         checks.push(bound(
             "metadata: database growth over 72 appends",
             Some(growth),
-            16.0,
+            // SQLite rewrites the run's row, metadata included, once per append; its freed pages are
+            // reused, so the file grows by about one copy of the metadata, not 72.
+            50.0,
             "MB",
         ));
     }
