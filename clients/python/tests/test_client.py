@@ -89,7 +89,8 @@ def test_cli_post_prints_the_run_url(server: str, capsys: pytest.CaptureFixture[
     assert run["name"] == "nightly" and run["request_count"] == 5
     assert cli_main(["--url", server, "get", run_id, "timeline", "--limit", "2"]) == 0
     timeline = json.loads(capsys.readouterr().out)
-    assert len(timeline["requests"]) == 2
+    assert timeline["requests"] == 5 and timeline["limit"] == 2
+    assert {c["request"] for c in timeline["calls"]} <= {0, 1} and timeline["calls"]
 
 
 def test_cli_reports_errors(server: str, capsys: pytest.CaptureFixture[str]) -> None:
