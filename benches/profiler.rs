@@ -57,7 +57,7 @@ fn benches(c: &mut Criterion) {
     for input in &inputs {
         let n = input.requests;
         let f = &input.frame;
-        g.throughput(Throughput::Elements(f.rows.len() as u64));
+        g.throughput(Throughput::Elements(f.rows().len() as u64));
         g.bench_with_input(BenchmarkId::new("parse", n), &input.bytes, |b, bytes| {
             b.iter(|| parse(black_box(bytes), &ParseOptions::default()).map(|b| b.step_count()))
         });
@@ -65,7 +65,7 @@ fn benches(c: &mut Criterion) {
             let numbered = parse(bytes, &ParseOptions::default())
                 .expect("valid")
                 .into_numbered();
-            b.iter(|| Frame::from_numbered(&numbered).rows.len())
+            b.iter(|| Frame::from_numbered(&numbered).rows().len())
         });
         g.bench_with_input(BenchmarkId::new("confidence", n), f, |b, f| {
             b.iter(|| confidence::compute(black_box(f), Dialect::Nat19))

@@ -1,7 +1,7 @@
 //! Runs each analysis once on a synthetic run, each behind its own `measure_*` function, for
 //! counting instructions with callgrind: unlike wall time, the counts do not depend on caches or
 //! on the neighbours of a virtual machine, so the growth from one size to the next shows the
-//! algorithm's cost. BENCHMARKS.md (section 2) has the commands for both sizes and
+//! algorithm's cost. BENCHMARKS.md#analyses-criterion has the commands for both sizes and
 //! the ratios they gave.
 //!
 //! ```text
@@ -65,5 +65,5 @@ fn main() {
         let n = f(&frame, &config);
         eprintln!("{name}: {n}");
     }
-    println!("{requests} requests, {} steps", frame.rows.len());
+    println!("{requests} requests, {} steps", frame.rows().len());
 }

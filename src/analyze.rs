@@ -118,7 +118,7 @@ pub fn analyze_file(
     written.extend(analysis_files?);
     Ok(Summary {
         requests: requests.len(),
-        steps: frame.rows.len(),
+        steps: frame.rows().len(),
         dialect,
         dialect_detected: options.dialect.is_none(),
         warnings: profiler::warnings::of_run(

@@ -1,10 +1,10 @@
 //! A run's metadata: a JSON object kept as its text.
 //!
 //! Metadata is whatever a client sends (an eval's whole config, every item's scores), and parsed
-//! into `serde_json::Value`s it took about 120 times its size in memory: a create with 24 MiB of
-//! metadata peaked at 3 GB, and every cached version of a run held its own copy. As text it costs
-//! its length, versions of a run share it, it is written into responses as it is, and what reads
-//! it (the evaluator scores, a merge patch) parses only the parts it needs.
+//! into `serde_json::Value`s it took many times its size in memory (docs/limits.md), and every
+//! cached version of a run held its own copy. As text it costs its length, versions of a run
+//! share it, it is written into responses as it is, and what reads it (the evaluator scores, a
+//! merge patch) parses only the parts it needs.
 
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};

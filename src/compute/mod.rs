@@ -424,25 +424,7 @@ fn snapshot_weight<K>(_: &K, r: &Arc<RunSnapshot>) -> u32 {
     u32::try_from(r.record.metadata.len() + 1024).unwrap_or(u32::MAX)
 }
 
-/// Rough heap size of a frame, for the cache's memory budget.
+/// What a frame holds, for the cache's memory budget.
 fn frame_weight(frame: &Frame) -> u32 {
-    let strings: usize = frame
-        .rows
-        .iter()
-        .map(|r| {
-            r.uuid.len()
-                + r.llm_name.len()
-                + r.tool_name.len()
-                + r.llm_text_input.as_ref().map_or(0, String::len)
-                + r.llm_text_output.as_ref().map_or(0, String::len)
-                + r.llm_new_token.as_ref().map_or(0, String::len)
-                + r.ancestry.as_ref().map_or(0, |a| {
-                    a.function_id.len()
-                        + a.function_name.len()
-                        + a.parent_id.as_ref().map_or(0, String::len)
-                })
-        })
-        .sum();
-    u32::try_from(strings + frame.rows.len() * std::mem::size_of::<profiler::Row>())
-        .unwrap_or(u32::MAX)
+    u32::try_from(frame.heap_bytes()).unwrap_or(u32::MAX)
 }

@@ -163,17 +163,17 @@ fn window_calls(
                 start: node.start - t0,
                 end: node.end_row.map(|_| node.end - t0),
                 tokens: node.end_row.filter(|_| llm).map(|r| CallTokens {
-                    prompt: r.prompt_tokens,
-                    completion: r.completion_tokens,
-                    total: r.total_tokens,
+                    prompt: r.prompt_tokens(),
+                    completion: r.completion_tokens(),
+                    total: r.total_tokens(),
                 }),
                 input: llm
-                    .then(|| node.start_row.llm_text_input.as_deref().map(excerpt))
+                    .then(|| node.start_row.llm_text_input().as_deref().map(excerpt))
                     .flatten(),
                 output: node
                     .end_row
                     .filter(|_| llm)
-                    .and_then(|r| r.llm_text_output.as_deref().map(excerpt)),
+                    .and_then(|r| r.llm_text_output().as_deref().map(excerpt)),
             }
         })
         .collect()
@@ -247,10 +247,10 @@ fn tokens_per_request(frame: &Frame) -> Vec<RequestTokens> {
                 completion: 0,
                 total: 0,
             };
-            for r in rows.iter().filter(|r| r.event_type == EventType::LlmEnd) {
-                t.prompt = t.prompt.saturating_add(r.prompt_tokens);
-                t.completion = t.completion.saturating_add(r.completion_tokens);
-                t.total = t.total.saturating_add(r.total_tokens);
+            for r in rows.iter().filter(|r| r.event_type() == EventType::LlmEnd) {
+                t.prompt = t.prompt.saturating_add(r.prompt_tokens());
+                t.completion = t.completion.saturating_add(r.completion_tokens());
+                t.total = t.total.saturating_add(r.total_tokens());
             }
             t
         })

@@ -18,11 +18,11 @@ impl StepFacts {
     pub fn of_frame(frame: &Frame) -> StepFacts {
         StepFacts {
             requests: frame.requests.len() as u64,
-            steps: frame.rows.len() as u64,
+            steps: frame.rows().len() as u64,
             only_llm_tool_ends: frame
-                .rows
+                .rows()
                 .iter()
-                .all(|r| r.event_type.kept_by_default_eval_filter()),
+                .all(|r| r.event_type().kept_by_default_eval_filter()),
         }
     }
 }

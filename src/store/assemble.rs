@@ -107,7 +107,7 @@ impl FrameAssembler {
         for m in self.walker.open(request_number) {
             self.builder.begin_request(m, self.external.remove(&m));
         }
-        self.builder.push_row(step.into_row(request_number));
+        self.builder.push_step(request_number, step);
     }
 
     pub(crate) fn finish(mut self) -> Frame {

@@ -247,7 +247,7 @@ impl Backend for Postgres {
     /// Sorts are planned out of a run read: its steps then come in the primary key's order
     /// from the first row on, decoded while the rest arrive, instead of after a sort of the
     /// whole run. The planner prefers the sort when one run holds most of the table, which is
-    /// when it costs most (BENCHMARKS.md, "cold /metrics").
+    /// when it costs most (BENCHMARKS.md#fourth-session-2026-11-30, "key order").
     fn begin_read(
         pool: &Pool<Postgres>,
     ) -> BoxFuture<'_, Result<Transaction<'static, Postgres>, StoreError>> {

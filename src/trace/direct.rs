@@ -2,9 +2,10 @@
 //!
 //! The validator ([`super::parse`]) works on a step parsed into a `serde_json::Value`: an
 //! insertion-ordered map per object and a string per key, all built to be taken apart again. That
-//! was most of the cost of reading a document (BENCHMARKS.md section 8), and nearly every step
-//! needs none of the validator's help. So each step is first read here, from its text, straight
-//! into an [`IntermediateStep`].
+//! was most of the cost of reading a document
+//! (BENCHMARKS.md#earlier-in-the-day-second-session-2026-11-30), and nearly every step needs none
+//! of the validator's help. So each step is first read here, from its text, straight into an
+//! [`IntermediateStep`].
 //!
 //! This reader never explains anything. At the first thing it does not take as it is (a step
 //! without a `UUID`, an unknown top-level key, a value of the wrong type, a number beyond `f64`,

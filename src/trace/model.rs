@@ -230,8 +230,8 @@ pub struct StreamEventData {
 ///
 /// A step's `metadata` (chat responses with their generation info, tool inputs and outputs) is
 /// the most finely structured part of a step: parsed into values, it was more than half of a
-/// parsed step's memory, for a fifth of its text (BENCHMARKS.md section 8). As text it costs its
-/// length, and it is parsed again only while the step is being written out.
+/// parsed step's memory, for a fifth of its text (BENCHMARKS.md#third-session-2026-11-30). As
+/// text it costs its length, and it is parsed again only while the step is being written out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectText(Box<str>);
 

@@ -153,11 +153,12 @@ const PARALLEL_GROUP_BYTES: usize = 2 << 20;
 /// threads, keeping every step; `None` when it must be read the usual way
 /// ([`read`]) instead.
 ///
-/// Building the steps' values is most of the cost of reading a large document (BENCHMARKS.md
-/// section 8), and the list's items are independent. So this thread splits the text into runs of
-/// whole items as it reads (see `split.rs`), never holding more than a few runs, and the
-/// workers parse each run as a list of its own, numbering and pointing into its items by their
-/// places in the whole document. The result is the one-thread reading's, whatever the split.
+/// Building the steps' values is most of the cost of reading a large document
+/// (BENCHMARKS.md#earlier-in-the-day-second-session-2026-11-30), and the list's items are
+/// independent. So this thread splits the text into runs of whole items as it reads (see
+/// `split.rs`), never holding more than a few runs, and the workers parse each run as a list of
+/// its own, numbering and pointing into its items by their places in the whole document. The
+/// result is the one-thread reading's, whatever the split.
 /// Anything this path cannot vouch for gives `None`: a text that is not a list (the EvalInput
 /// dump is an object), a read error, a step that fails validation (the one-thread reading
 /// reports errors in document order), or runs that disagree on the document's form (a

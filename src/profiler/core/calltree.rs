@@ -54,11 +54,11 @@ impl OpType {
 
     /// The name a call gets: the START row's model or tool name, its function's name for a
     /// FUNCTION call (not `payload.name`), or the reference's fallback.
-    pub fn name_of(self, row: &Row) -> &str {
+    pub fn name_of(self, row: Row<'_>) -> &str {
         match self {
-            OpType::Llm if !row.llm_name.is_empty() => &row.llm_name,
+            OpType::Llm if !row.llm_name().is_empty() => row.llm_name(),
             OpType::Llm => "unknown_llm",
-            OpType::Tool if !row.tool_name.is_empty() => &row.tool_name,
+            OpType::Tool if !row.tool_name().is_empty() => row.tool_name(),
             OpType::Tool => "unknown_tool",
             OpType::Function => match row.function_name() {
                 Some(name) if !name.is_empty() => name,
@@ -85,9 +85,9 @@ pub struct CallNode<'a> {
     pub end: f64,
     pub duration: f64,
     /// The START row that opened the call (the prompt text).
-    pub start_row: &'a Row,
+    pub start_row: Row<'a>,
     /// The END row that closed the call (token counts, output text), if one did.
-    pub end_row: Option<&'a Row>,
+    pub end_row: Option<Row<'a>>,
     pub children: Vec<usize>,
     pub parent: Option<usize>,
 }
@@ -112,26 +112,26 @@ impl<'a> CallForest<'a> {
             let mut top_level: Vec<usize> = Vec::new();
             let mut top_index: HashMap<&str, usize> = HashMap::new();
             for &i in &order {
-                let row = &rows[i];
-                let op = OpType::of(row.event_type).or_else(|| {
+                let row = rows.get(i);
+                let op = OpType::of(row.event_type()).or_else(|| {
                     function_nodes
-                        .then(|| OpType::of_function(row.event_type))
+                        .then(|| OpType::of_function(row.event_type()))
                         .flatten()
                 });
                 let Some(op_type) = op else {
                     continue;
                 };
-                let state = row.event_type.state();
+                let state = row.event_type().state();
                 if state == EventState::Start {
                     let id = forest.nodes.len();
                     let parent = stack.last().copied();
                     forest.nodes.push(CallNode {
-                        uuid: &row.uuid,
+                        uuid: row.uuid(),
                         op_type,
                         op_name: op_type.name_of(row),
                         example_number: req.number,
-                        start: row.event_timestamp,
-                        end: row.event_timestamp,
+                        start: row.event_timestamp(),
+                        end: row.event_timestamp(),
                         duration: 0.0,
                         start_row: row,
                         end_row: None,
@@ -140,29 +140,29 @@ impl<'a> CallForest<'a> {
                     });
                     match parent {
                         Some(p) => forest.nodes[p].children.push(id),
-                        None => match top_index.get(row.uuid.as_str()) {
+                        None => match top_index.get(row.uuid()) {
                             Some(&slot) => top_level[slot] = id,
                             None => {
-                                top_index.insert(&row.uuid, top_level.len());
+                                top_index.insert(row.uuid(), top_level.len());
                                 top_level.push(id);
                             }
                         },
                     }
                     stack.push(id);
-                    open.insert(&row.uuid, id);
+                    open.insert(row.uuid(), id);
                 } else if state == EventState::End {
-                    let Some(id) = open.remove(row.uuid.as_str()) else {
+                    let Some(id) = open.remove(row.uuid()) else {
                         continue;
                     };
                     if stack
                         .last()
-                        .is_some_and(|top| forest.nodes[*top].uuid == row.uuid)
+                        .is_some_and(|top| forest.nodes[*top].uuid == row.uuid())
                     {
                         stack.pop();
                     }
                     let node = &mut forest.nodes[id];
-                    node.end = row.event_timestamp;
-                    node.duration = (row.event_timestamp - node.start).max(0.0);
+                    node.end = row.event_timestamp();
+                    node.duration = (row.event_timestamp() - node.start).max(0.0);
                     node.end_row = Some(row);
                 }
             }

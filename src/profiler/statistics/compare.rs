@@ -191,12 +191,12 @@ fn observations(frame: &Frame, key: &dyn Fn(i64, Option<&str>) -> String) -> Obs
         };
         let k = keys[&req.number].clone();
         run_time.insert(k.clone(), hi - lo);
-        let ends = rows.iter().filter(|r| r.event_type == EventType::LlmEnd);
+        let ends = rows.iter().filter(|r| r.event_type() == EventType::LlmEnd);
         let (mut t, mut p, mut c) = (0.0, 0.0, 0.0);
         for r in ends {
-            t += r.total_tokens as f64;
-            p += r.prompt_tokens as f64;
-            c += r.completion_tokens as f64;
+            t += r.total_tokens() as f64;
+            p += r.prompt_tokens() as f64;
+            c += r.completion_tokens() as f64;
         }
         tokens[0].insert(k.clone(), t);
         tokens[1].insert(k.clone(), p);

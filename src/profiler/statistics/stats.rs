@@ -14,6 +14,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use statrs::distribution::{Binomial, ChiSquared, ContinuousCDF, DiscreteCDF, StudentsT};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// Bootstrap resamples per interval.
@@ -385,18 +386,18 @@ pub fn pair_calls(
     let mut order: Vec<usize> = Vec::new();
     for (req, rows) in frame.iter_requests() {
         time_order(rows, &mut order);
-        let mut open: HashMap<&str, VecDeque<&Row>> = HashMap::new();
+        let mut open: HashMap<&str, VecDeque<Row<'_>>> = HashMap::new();
         for &i in &order {
-            let r = &rows[i];
-            if r.event_type == start_type {
-                open.entry(r.uuid.as_str()).or_default().push_back(r);
-            } else if r.event_type == end_type {
-                match open.get_mut(r.uuid.as_str()).and_then(VecDeque::pop_front) {
+            let r = rows.get(i);
+            if r.event_type() == start_type {
+                open.entry(r.uuid()).or_default().push_back(r);
+            } else if r.event_type() == end_type {
+                match open.get_mut(r.uuid()).and_then(VecDeque::pop_front) {
                     Some(s) => calls.push(Call {
                         request: req.number,
                         name: call_name(s, r),
-                        start: s.event_timestamp,
-                        end: r.event_timestamp,
+                        start: s.event_timestamp(),
+                        end: r.event_timestamp(),
                     }),
                     None => unmatched_ends += 1,
                 }
@@ -407,12 +408,12 @@ pub fn pair_calls(
     (calls, unmatched_starts, unmatched_ends)
 }
 
-fn call_name<'a>(start: &'a Row, end: &'a Row) -> &'a str {
-    let pick = |r: &'a Row| {
-        if !r.llm_name.is_empty() {
-            r.llm_name.as_str()
+fn call_name<'a>(start: Row<'a>, end: Row<'a>) -> &'a str {
+    let pick = |r: Row<'a>| {
+        if !r.llm_name().is_empty() {
+            r.llm_name()
         } else {
-            r.tool_name.as_str()
+            r.tool_name()
         }
     };
     match pick(start) {
@@ -470,16 +471,14 @@ fn time_to_first_token(frame: &Frame) -> Option<Summary> {
     for (_, rows) in frame.iter_requests() {
         let mut starts: HashMap<&str, f64> = HashMap::new();
         let mut first_token: HashMap<&str, f64> = HashMap::new();
-        for r in rows {
-            match r.event_type {
+        for r in rows.iter() {
+            match r.event_type() {
                 EventType::LlmStart => {
-                    starts.entry(r.uuid.as_str()).or_insert(r.event_timestamp);
+                    starts.entry(r.uuid()).or_insert(r.event_timestamp());
                 }
                 EventType::LlmNewToken => {
-                    let t = first_token
-                        .entry(r.uuid.as_str())
-                        .or_insert(r.event_timestamp);
-                    *t = t.min(r.event_timestamp);
+                    let t = first_token.entry(r.uuid()).or_insert(r.event_timestamp());
+                    *t = t.min(r.event_timestamp());
                 }
                 _ => {}
             }
@@ -497,14 +496,14 @@ fn time_to_first_token(frame: &Frame) -> Option<Summary> {
 fn tokens_per_model(frame: &Frame) -> BTreeMap<String, TokenStats> {
     let mut per: BTreeMap<&str, [Vec<f64>; 3]> = BTreeMap::new();
     for r in frame
-        .rows
+        .rows()
         .iter()
-        .filter(|r| r.event_type == EventType::LlmEnd)
+        .filter(|r| r.event_type() == EventType::LlmEnd)
     {
-        let v = per.entry(r.llm_name.as_str()).or_default();
-        v[0].push(r.prompt_tokens as f64);
-        v[1].push(r.completion_tokens as f64);
-        v[2].push(r.total_tokens as f64);
+        let v = per.entry(r.llm_name()).or_default();
+        v[0].push(r.prompt_tokens() as f64);
+        v[1].push(r.completion_tokens() as f64);
+        v[2].push(r.total_tokens() as f64);
     }
     per.into_iter()
         .map(|(m, [p, c, t])| {
@@ -543,7 +542,7 @@ pub fn poisson_rate_interval(k: usize, seconds: f64, level: f64) -> Option<[f64;
 
 fn throughput(frame: &Frame) -> Throughput {
     let requests = frame.requests.iter().filter(|r| !r.rows.is_empty()).count();
-    let seconds = time_span(&frame.rows).map_or(0.0, |(lo, hi)| hi - lo);
+    let seconds = time_span(frame.rows()).map_or(0.0, |(lo, hi)| hi - lo);
     let rate = (seconds > 0.0 && requests > 0).then(|| requests as f64 / seconds);
     Throughput {
         requests,
@@ -562,17 +561,17 @@ fn throughput(frame: &Frame) -> Throughput {
 /// of its two neighbours in sorted order, so a sorted set answers each prompt in O(log n)
 /// comparisons.
 fn prefix_cache(frame: &Frame) -> BTreeMap<String, PrefixCache> {
-    let mut prompts: BTreeMap<&str, Vec<(f64, &str)>> = BTreeMap::new();
+    let mut prompts: BTreeMap<&str, Vec<(f64, Cow<'_, str>)>> = BTreeMap::new();
     for r in frame
-        .rows
+        .rows()
         .iter()
-        .filter(|r| r.event_type == EventType::LlmStart)
+        .filter(|r| r.event_type() == EventType::LlmStart)
     {
-        if let Some(text) = r.llm_text_input.as_deref() {
+        if let Some(text) = r.llm_text_input() {
             prompts
-                .entry(r.llm_name.as_str())
+                .entry(r.llm_name())
                 .or_default()
-                .push((r.event_timestamp, text));
+                .push((r.event_timestamp(), text));
         }
     }
     prompts
@@ -583,7 +582,7 @@ fn prefix_cache(frame: &Frame) -> BTreeMap<String, PrefixCache> {
             let mut seen: std::collections::BTreeSet<Vec<u32>> = std::collections::BTreeSet::new();
             let mut shared = Vec::with_capacity(texts.len());
             let (mut total, mut cacheable) = (0u64, 0u64);
-            for (_, text) in texts {
+            for (_, text) in &texts {
                 let tokens: Vec<u32> = text
                     .split_whitespace()
                     .map(|w| {

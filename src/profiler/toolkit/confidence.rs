@@ -168,12 +168,12 @@ pub fn llm_latencies(frame: &Frame) -> Vec<f64> {
         time_order(rows, &mut order);
         let mut start: Option<f64> = None;
         for &i in &order {
-            let r = &rows[i];
-            match r.event_type {
-                EventType::LlmStart => start = Some(r.event_timestamp),
+            let r = rows.get(i);
+            match r.event_type() {
+                EventType::LlmStart => start = Some(r.event_timestamp()),
                 EventType::LlmEnd => {
                     if let Some(s) = start.take() {
-                        latencies.push(r.event_timestamp - s);
+                        latencies.push(r.event_timestamp() - s);
                     }
                 }
                 _ => {}
@@ -224,7 +224,7 @@ pub fn z_intervals(data: &[f64], dialect: Dialect) -> InferenceMetrics {
 /// nat 1.9 builds this object without percentiles, so its p90/p95/p99 stay the integer zeros.
 pub fn throughput(frame: &Frame, dialect: Dialect) -> InferenceMetrics {
     let empty = InferenceMetrics::empty(dialect);
-    let Some((lo, hi)) = time_span(&frame.rows) else {
+    let Some((lo, hi)) = time_span(frame.rows()) else {
         return empty;
     };
     let total_time = hi - lo;

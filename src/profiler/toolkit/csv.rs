@@ -40,7 +40,7 @@ const TEXT_COLUMNS: [&str; 3] = ["llm_text_input", "llm_text_output", "llm_new_t
 
 /// Writes the CSV. An empty frame is the single line `"\n"`, as pandas writes it.
 pub fn write<W: Write>(w: &mut W, frame: &Frame, config: &ProfilerConfig) -> io::Result<()> {
-    if frame.rows.is_empty() {
+    if frame.is_empty() {
         return w.write_all(b"\n");
     }
     let nova = config
@@ -57,7 +57,7 @@ pub fn write<W: Write>(w: &mut W, frame: &Frame, config: &ProfilerConfig) -> io:
     }
     line.push('\n');
     w.write_all(line.as_bytes())?;
-    for (i, row) in frame.rows.iter().enumerate() {
+    for (i, row) in frame.rows().iter().enumerate() {
         line.clear();
         write_row(&mut line, row, exclude_text);
         if let Some(nova) = &nova {
@@ -77,30 +77,30 @@ pub fn to_string(frame: &Frame, config: &ProfilerConfig) -> String {
     String::from_utf8(out).expect("the CSV is built from UTF-8 strings")
 }
 
-fn write_row(line: &mut String, r: &Row, exclude_text: bool) {
-    push_field(line, r.event_type.as_str());
+fn write_row(line: &mut String, r: Row<'_>, exclude_text: bool) {
+    push_field(line, r.event_type().as_str());
     line.push(',');
-    write_float_repr(line, r.event_timestamp);
+    write_float_repr(line, r.event_timestamp());
     for n in [
-        r.example_number,
-        r.prompt_tokens,
-        r.completion_tokens,
-        r.total_tokens,
+        r.example_number(),
+        r.prompt_tokens(),
+        r.completion_tokens(),
+        r.total_tokens(),
     ] {
         line.push(',');
         line.push_str(itoa::Buffer::new().format(n));
     }
     if !exclude_text {
-        for t in [&r.llm_text_input, &r.llm_text_output, &r.llm_new_token] {
+        for t in [r.llm_text_input(), r.llm_text_output(), r.llm_new_token()] {
             line.push(',');
             push_field(line, t.as_deref().unwrap_or(""));
         }
     }
     line.push(',');
-    push_field(line, &r.llm_name);
+    push_field(line, r.llm_name());
     line.push(',');
-    push_field(line, &r.tool_name);
-    let a = r.ancestry.as_ref();
+    push_field(line, r.tool_name());
+    let a = r.ancestry();
     for v in [
         a.map(|a| a.function_name.as_str()),
         a.map(|a| a.function_id.as_str()),
@@ -111,12 +111,12 @@ fn write_row(line: &mut String, r: &Row, exclude_text: bool) {
         push_field(line, v.unwrap_or(""));
     }
     line.push(',');
-    push_field(line, &r.uuid);
+    push_field(line, r.uuid());
     line.push(',');
-    push_field(line, r.framework.map_or("", |f| f.as_str()));
+    push_field(line, r.framework().map_or("", |f| f.as_str()));
 }
 
-fn write_nova(line: &mut String, r: &Row, nova: &NovaColumns, i: usize) {
+fn write_nova(line: &mut String, r: Row<'_>, nova: &NovaColumns, i: usize) {
     let n = &nova.rows[i];
     line.push(',');
     push_field(line, r.function_name().unwrap_or(""));

@@ -135,23 +135,24 @@ fn training_runs(frame: &Frame) -> Result<Vec<(i64, Vec<Call>)>, String> {
     let mut runs: Vec<(i64, Vec<Call>)> = Vec::with_capacity(frame.requests.len());
     for (req, rows) in frame.iter_requests() {
         let mut run = Vec::new();
-        for r in rows {
-            match r.event_type {
+        for r in rows.iter() {
+            match r.event_type() {
                 EventType::LlmStart => {
-                    seconds_by_uuid.insert(&r.uuid, r.seconds_between_calls);
+                    seconds_by_uuid.insert(r.uuid(), r.seconds_between_calls());
                 }
                 EventType::LlmEnd => {
-                    let Some(sec) = seconds_by_uuid.get(r.uuid.as_str()) else {
+                    let Some(sec) = seconds_by_uuid.get(r.uuid()) else {
                         return Err(format!(
                             "request {}: LLM_END {} has no earlier LLM_START with the same UUID \
                              (the reference raises KeyError)",
-                            req.number, r.uuid
+                            req.number,
+                            r.uuid()
                         ));
                     };
                     run.push([
                         *sec as f64,
-                        r.prompt_tokens as f64,
-                        r.completion_tokens as f64,
+                        r.prompt_tokens() as f64,
+                        r.completion_tokens() as f64,
                     ]);
                 }
                 _ => {}

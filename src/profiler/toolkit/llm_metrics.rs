@@ -30,7 +30,7 @@ pub struct NovaColumns {
 
 pub fn compute(frame: &Frame) -> NovaColumns {
     let mut rows: Vec<NovaRow> = frame
-        .rows
+        .rows()
         .iter()
         .map(|_| NovaRow {
             requests_remaining: -1.0,
@@ -45,11 +45,11 @@ pub fn compute(frame: &Frame) -> NovaColumns {
         let base = req.rows.start;
         // Groups by function_name; rows without ancestry belong to no group (pandas drops NaN keys).
         let mut groups: HashMap<&str, Vec<f64>> = HashMap::new();
-        for r in req_rows {
+        for r in req_rows.iter() {
             if let Some(f) = r.function_name() {
                 let starts = groups.entry(f).or_default();
-                if r.event_type == EventType::LlmStart {
-                    starts.push(r.event_timestamp);
+                if r.event_type() == EventType::LlmStart {
+                    starts.push(r.event_timestamp());
                 }
             }
         }
@@ -59,11 +59,11 @@ pub fn compute(frame: &Frame) -> NovaColumns {
         }
         let session_end = req_rows
             .iter()
-            .map(|r| r.event_timestamp)
+            .map(|r| r.event_timestamp())
             .fold(f64::NEG_INFINITY, f64::max);
         for (i, r) in req_rows.iter().enumerate() {
             let out = &mut rows[base + i];
-            let t = r.event_timestamp;
+            let t = r.event_timestamp();
             out.time_to_session_end = (session_end - t) * 1000.0;
             let Some(starts) = r.function_name().and_then(|f| groups.get(f)) else {
                 continue;
@@ -86,14 +86,14 @@ pub fn compute(frame: &Frame) -> NovaColumns {
     }
     // Predicted output length: LLM_END completion tokens by UUID, the last END winning.
     let mut completion_by_uuid: HashMap<&str, i64> = HashMap::new();
-    for r in &frame.rows {
-        if r.event_type == EventType::LlmEnd {
-            completion_by_uuid.insert(r.uuid.as_str(), r.completion_tokens);
+    for r in frame.rows().iter() {
+        if r.event_type() == EventType::LlmEnd {
+            completion_by_uuid.insert(r.uuid(), r.completion_tokens());
         }
     }
-    for (r, out) in frame.rows.iter().zip(rows.iter_mut()) {
-        if r.event_type == EventType::LlmStart {
-            out.predicted_osl = completion_by_uuid.get(r.uuid.as_str()).map(|c| *c as f64);
+    for (r, out) in frame.rows().iter().zip(rows.iter_mut()) {
+        if r.event_type() == EventType::LlmStart {
+            out.predicted_osl = completion_by_uuid.get(r.uuid()).map(|c| *c as f64);
         }
     }
     NovaColumns {

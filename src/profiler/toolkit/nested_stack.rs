@@ -189,8 +189,9 @@ fn self_time(forest: &CallForest, n: usize) -> f64 {
 }
 
 /// Levels of indentation the tree dump prints. The reference indents each call by its depth, so
-/// D nested calls print D²/2 spaces: 20,000 nested spans made a 405 MB report. Real agent trees
-/// are a few levels deep and print exactly as the toolkit does.
+/// D nested calls print D²/2 spaces, so a client's deeply nested spans made a report far larger
+/// than their upload (BENCHMARKS.md#hostile-load has the figure). Real agent trees are a few
+/// levels deep and print exactly as the toolkit does.
 const MAX_INDENT: usize = 64;
 
 fn report(

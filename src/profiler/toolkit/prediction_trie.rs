@@ -8,7 +8,7 @@
 //! count, and percentiles nat's own interpolation ([`hand_linear_sorted`]).
 
 use crate::profiler::core::config::PredictionTrieConfig;
-use crate::profiler::core::frame::{Frame, Row, time_order};
+use crate::profiler::core::frame::{Frame, Row, Rows, time_order};
 use crate::py::percentile::hand_linear_sorted;
 use crate::py::time::isoformat_utc;
 use crate::trace::EventType;
@@ -182,9 +182,9 @@ pub fn build(frame: &Frame, config: &PredictionTrieConfig) -> PredictionTrie {
         }
     }
     let last = frame
-        .rows
+        .rows()
         .iter()
-        .map(|r| r.event_timestamp)
+        .map(|r| r.event_timestamp())
         .reduce(f64::max)
         .unwrap_or(0.0);
     PredictionTrie {
@@ -208,8 +208,8 @@ impl TrieNode {
 
 /// The function a step ran in, as nat sees it: a step without ancestry reads as the toolkit's
 /// `N/A` placeholder.
-fn ancestry(row: &Row) -> (&str, &str, Option<&str>, Option<&str>) {
-    match &row.ancestry {
+fn ancestry(row: Row<'_>) -> (&str, &str, Option<&str>, Option<&str>) {
+    match row.ancestry() {
         Some(a) => (
             a.function_id.as_str(),
             a.function_name.as_str(),
@@ -222,45 +222,45 @@ fn ancestry(row: &Row) -> (&str, &str, Option<&str>, Option<&str>) {
 
 /// The LLM calls of one request (`order`: its rows in time order), as `_extract_llm_contexts`.
 fn call_contexts<'f>(
-    rows: &'f [Row],
+    rows: Rows<'f>,
     order: &[usize],
     config: &PredictionTrieConfig,
 ) -> Vec<CallContext<'f>> {
     let workflow_duration = match (order.first(), order.last()) {
         (Some(&a), Some(&b)) if order.len() >= 2 => {
-            rows[b].event_timestamp - rows[a].event_timestamp
+            rows.get(b).event_timestamp() - rows.get(a).event_timestamp()
         }
         _ => 0.0,
     };
     let starts: Vec<f64> = order
         .iter()
-        .map(|&i| &rows[i])
-        .filter(|r| r.event_type == EventType::LlmStart)
-        .map(|r| r.event_timestamp)
+        .map(|&i| rows.get(i))
+        .filter(|r| r.event_type() == EventType::LlmStart)
+        .map(|r| r.event_timestamp())
         .collect();
-    let ends: Vec<&Row> = order
+    let ends: Vec<Row<'f>> = order
         .iter()
-        .map(|&i| &rows[i])
-        .filter(|r| r.event_type == EventType::LlmEnd)
+        .map(|&i| rows.get(i))
+        .filter(|r| r.event_type() == EventType::LlmEnd)
         .collect();
     let siblings =
         (config.auto_sensitivity && config.w_parallel > 0.0).then(|| sibling_spans(rows));
     let mut per_function: std::collections::HashMap<&str, usize> = Default::default();
     let mut out = Vec::with_capacity(ends.len());
-    for (i, end) in ends.iter().enumerate() {
+    for (i, &end) in ends.iter().enumerate() {
         let (function_id, function_name, parent_id, parent_name) = ancestry(end);
         let index = per_function.entry(function_id).or_insert(0);
         *index += 1;
-        let ts = end.event_timestamp;
+        let ts = end.event_timestamp();
         // `starts` is in time order: the first start strictly after this end.
         let next = starts.partition_point(|s| *s <= ts);
-        let slack = match (&siblings, end.span_event_timestamp) {
+        let slack = match (&siblings, end.span_event_timestamp()) {
             (Some(map), Some(start)) => {
                 let by_function = parent_id.and_then(|p| map.get(p)).filter(|s| !s.is_empty());
                 let by_span = || map.get(step_parent(end));
                 by_function
                     .or_else(by_span)
-                    .map_or(0.0, |sibs| parallel_slack(&end.uuid, start, ts, sibs))
+                    .map_or(0.0, |sibs| parallel_slack(end.uuid(), start, ts, sibs))
             }
             _ => 0.0,
         };
@@ -269,10 +269,10 @@ fn call_contexts<'f>(
             call_index: *index,
             remaining: ends.len() - i - 1,
             interarrival_ms: starts.get(next).map(|s| (s - ts) * 1000.0),
-            output_tokens: end.completion_tokens as f64,
-            duration: end.span_event_timestamp.map_or(0.0, |s| ts - s),
+            output_tokens: end.completion_tokens() as f64,
+            duration: end.span_event_timestamp().map_or(0.0, |s| ts - s),
             workflow_duration,
-            span_start: end.span_event_timestamp.unwrap_or(0.0),
+            span_start: end.span_event_timestamp().unwrap_or(0.0),
             span_end: ts,
             slack,
             sensitivity: 0.0,
@@ -283,10 +283,9 @@ fn call_contexts<'f>(
 
 /// A step's parent span: its own `parent_id`, or for a step without one (aiq 1.1's schema), what
 /// the toolkit's reader fills in: the parent function's id, or `root`.
-fn step_parent(row: &Row) -> &str {
-    row.parent_id
-        .as_deref()
-        .or_else(|| row.ancestry.as_ref().and_then(|a| a.parent_id.as_deref()))
+fn step_parent(row: Row<'_>) -> &str {
+    row.parent_id()
+        .or_else(|| row.ancestry().and_then(|a| a.parent_id.as_deref()))
         .unwrap_or("root")
 }
 
@@ -295,17 +294,17 @@ type Span<'f> = (&'f str, f64, f64);
 
 /// Completed LLM/TOOL/FUNCTION/SPAN spans by parent, in the order their STARTs first appear (in
 /// input order; a UUID's last START and last END count).
-fn sibling_spans(rows: &[Row]) -> IndexMap<&str, Vec<Span<'_>>> {
+fn sibling_spans(rows: Rows<'_>) -> IndexMap<&str, Vec<Span<'_>>> {
     let mut starts: IndexMap<&str, (f64, &str)> = IndexMap::new();
     let mut ends: std::collections::HashMap<&str, f64> = Default::default();
-    for r in rows {
+    for r in rows.iter() {
         use EventType::*;
-        match r.event_type {
+        match r.event_type() {
             LlmStart | ToolStart | FunctionStart | SpanStart => {
-                starts.insert(&r.uuid, (r.event_timestamp, step_parent(r)));
+                starts.insert(r.uuid(), (r.event_timestamp(), step_parent(r)));
             }
             LlmEnd | ToolEnd | FunctionEnd | SpanEnd => {
-                ends.insert(&r.uuid, r.event_timestamp);
+                ends.insert(r.uuid(), r.event_timestamp());
             }
             _ => {}
         }

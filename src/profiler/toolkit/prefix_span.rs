@@ -126,24 +126,24 @@ fn call_sequences<'f>(frame: &'f Frame, vocab: &mut Vocabulary<'f>) -> Vec<(i64,
         let mut open: FxHashMap<&str, (u32, f64)> = FxHashMap::default();
         let mut calls = Vec::new();
         for &i in &order {
-            let r = &rows[i];
+            let r = rows.get(i);
             // LLM_NEW_TOKEN rows are not part of a call's START/END pair here.
-            if r.event_type == EventType::LlmNewToken {
+            if r.event_type() == EventType::LlmNewToken {
                 continue;
             }
-            let Some(op) = OpType::of(r.event_type) else {
+            let Some(op) = OpType::of(r.event_type()) else {
                 continue;
             };
             let (op, name) = (op.as_str(), op.name_of(r));
-            if matches!(r.event_type, EventType::LlmStart | EventType::ToolStart) {
+            if matches!(r.event_type(), EventType::LlmStart | EventType::ToolStart) {
                 // The END row's empty text always replaces the START's (B7), so the token
                 // is the bare operation.
-                open.insert(&r.uuid, (vocab.intern(op, name), r.event_timestamp));
-            } else if let Some((token, start)) = open.remove(r.uuid.as_str()) {
+                open.insert(r.uuid(), (vocab.intern(op, name), r.event_timestamp()));
+            } else if let Some((token, start)) = open.remove(r.uuid()) {
                 calls.push(Call {
                     token,
                     start,
-                    duration: (r.event_timestamp - start).max(0.0),
+                    duration: (r.event_timestamp() - start).max(0.0),
                 });
             }
         }

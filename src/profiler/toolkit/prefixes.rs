@@ -11,6 +11,7 @@
 
 use crate::profiler::core::frame::Frame;
 use serde::Serialize;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -33,19 +34,20 @@ pub struct PrefixGroup {
 pub type CommonPrefixes = BTreeMap<String, PrefixGroup>;
 
 pub fn compute(frame: &Frame, min_frequency: f64) -> CommonPrefixes {
-    let mut groups: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut groups: BTreeMap<&str, Vec<Cow<'_, str>>> = BTreeMap::new();
     if !frame.is_standardized() {
         return CommonPrefixes::new();
     }
-    for row in &frame.rows {
+    for row in frame.rows().iter() {
         groups
-            .entry(row.llm_name.as_str())
+            .entry(row.llm_name())
             .or_default()
             .push(row.text_input_as_str());
     }
     groups
         .into_iter()
         .map(|(name, texts)| {
+            let texts: Vec<&str> = texts.iter().map(AsRef::as_ref).collect();
             let group = PrefixGroup {
                 total_calls: texts.len(),
                 prefix_info: common_prefixes(&texts, min_frequency),

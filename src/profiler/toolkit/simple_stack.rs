@@ -65,32 +65,32 @@ pub fn analyze(frame: &Frame) -> SimpleStackAnalysis {
 /// in row order: one stable sort of row indices instead of a map of per-UUID vectors.
 fn operations(frame: &Frame) -> Vec<Operation<'_>> {
     // Each index carries its UUID's first 16 bytes, so that most comparisons settle without
-    // reaching into the rows, whose reads miss the cache on a large frame (BENCHMARKS.md has the
-    // gain, under simple_stack).
-    let uuid = |i: usize| frame.rows[i].uuid.as_str();
-    let mut by_uuid: Vec<(u128, usize)> = (0..frame.rows.len())
+    // reaching into the rows, whose reads miss the cache on a large frame
+    // (BENCHMARKS.md#analyses-criterion has the gain, under simple_stack).
+    let uuid = |i: usize| frame.row(i).uuid();
+    let mut by_uuid: Vec<(u128, usize)> = (0..frame.len())
         .map(|i| (order_prefix(uuid(i)), i))
         .collect();
     by_uuid.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| uuid(a.1).cmp(uuid(b.1))));
     let mut ops: Vec<Operation> = Vec::new();
-    let mut rows: Vec<&Row> = Vec::new();
+    let mut rows: Vec<Row<'_>> = Vec::new();
     for group in by_uuid.chunk_by(|a, b| a.0 == b.0 && uuid(a.1) == uuid(b.1)) {
         if group.len() < 2 {
             continue;
         }
         rows.clear();
-        rows.extend(group.iter().map(|(_, i)| &frame.rows[*i]));
-        rows.sort_by(|a, b| a.event_timestamp.total_cmp(&b.event_timestamp));
+        rows.extend(group.iter().map(|(_, i)| frame.row(*i)));
+        rows.sort_by(|a, b| a.event_timestamp().total_cmp(&b.event_timestamp()));
         let first = rows[0];
-        let (op_type, start_type, end_type) = match OpType::of(first.event_type) {
+        let (op_type, start_type, end_type) = match OpType::of(first.event_type()) {
             Some(op @ OpType::Llm) => (op, EventType::LlmStart, EventType::LlmEnd),
             Some(op @ OpType::Tool) => (op, EventType::ToolStart, EventType::ToolEnd),
             Some(OpType::Function) | None => continue,
         };
         let times = |et: EventType| {
             rows.iter()
-                .filter(move |r| r.event_type == et)
-                .map(|r| r.event_timestamp)
+                .filter(move |r| r.event_type() == et)
+                .map(|r| r.event_timestamp())
         };
         let start = times(start_type).reduce(f64::min);
         let end = times(end_type).reduce(f64::max);
@@ -98,9 +98,9 @@ fn operations(frame: &Frame) -> Vec<Operation<'_>> {
             continue;
         };
         let name = if op_type == OpType::Llm {
-            &first.llm_name
+            &first.llm_name()
         } else {
-            &first.tool_name
+            &first.tool_name()
         };
         ops.push(Operation {
             op_type,

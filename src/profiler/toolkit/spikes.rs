@@ -328,8 +328,8 @@ impl TokenSums {
     /// Adds (`sign` 1) or removes (-1) a call's tokens.
     fn add(&mut self, node: &CallNode<'_>, sign: i64) {
         if let Some(row) = node.end_row {
-            self.prompt.add(row.prompt_tokens, sign);
-            self.total.add(row.total_tokens, sign);
+            self.prompt.add(row.prompt_tokens(), sign);
+            self.total.add(row.total_tokens(), sign);
         }
     }
 

@@ -38,10 +38,10 @@ pub fn compute(frame: &Frame) -> TokenUniqueness {
     }
     // Group LLM_START rows by (llm_name, example_number), in sorted group order.
     let mut groups: BTreeMap<(&str, i64), Vec<usize>> = BTreeMap::new();
-    for (i, row) in frame.rows.iter().enumerate() {
-        if row.event_type == EventType::LlmStart {
+    for (i, row) in frame.rows().iter().enumerate() {
+        if row.event_type() == EventType::LlmStart {
             groups
-                .entry((row.llm_name.as_str(), row.example_number))
+                .entry((row.llm_name(), row.example_number()))
                 .or_default()
                 .push(i);
         }
@@ -51,19 +51,18 @@ pub fn compute(frame: &Frame) -> TokenUniqueness {
     for ((llm, _), mut idx) in groups {
         // Stable by timestamp (docs/deviations.md#d5).
         idx.sort_by(|a, b| {
-            frame.rows[*a]
-                .event_timestamp
-                .total_cmp(&frame.rows[*b].event_timestamp)
+            frame
+                .row(*a)
+                .event_timestamp()
+                .total_cmp(&frame.row(*b).event_timestamp())
         });
         // Each prompt is lowercased and split once; its word set serves as "current" for one
         // pair and "previous" for the next.
         lowered.clear();
-        lowered.extend(idx.iter().map(|i| {
-            frame.rows[*i]
-                .llm_text_input
-                .as_deref()
-                .map(str::to_lowercase)
-        }));
+        lowered.extend(
+            idx.iter()
+                .map(|i| frame.row(*i).llm_text_input().map(|t| t.to_lowercase())),
+        );
         let sets: Vec<Option<FxHashSet<&str>>> = lowered
             .iter()
             .map(|t| t.as_deref().map(word_slices))

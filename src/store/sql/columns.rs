@@ -26,8 +26,8 @@ pub(crate) fn json_text(text: String, name: &str) -> Result<Value, StoreError> {
 
 /// The columns of [`super::queries::SELECT_STEP_COLUMNS`], in its order. A frame load reads them
 /// by position: by name, sqlx hashes and compares each of 17 names for each of a large run's
-/// 200k rows, which stood out in a profile of a cold load (BENCHMARKS.md section 8). A test holds
-/// the two in step.
+/// 200k rows, which stood out in a profile of a cold load
+/// (BENCHMARKS.md#third-session-2026-11-30). A test holds the two in step.
 pub(crate) const STEP_COLUMNS: [&str; 17] = [
     "request_number",
     "event_type",
