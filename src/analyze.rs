@@ -4,6 +4,7 @@
 use crate::outputs::{Analysis, Lane, OUTPUTS, Source};
 use crate::profiler::{self, Dialect, Frame, ProfilerConfig};
 use crate::trace::{self, NumberedRequest, ParseOptions, TraceError};
+use crate::window::{Window, request_start};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -32,6 +33,9 @@ pub enum AnalyzeError {
 pub struct AnalyzeOptions {
     pub config: ProfilerConfig,
     pub dialect: Option<Dialect>,
+    /// Only the requests that started in this window (the whole input by default); the
+    /// dialect is still detected from every step, as the service detects a run's.
+    pub window: Window,
 }
 
 /// What an analysis read and wrote.
@@ -89,7 +93,12 @@ pub fn analyze_file(
     let batch = read_input(input)?;
     let detected = Dialect::detect(batch.steps());
     let dialect = options.dialect.unwrap_or(detected);
-    let requests = batch.into_numbered();
+    let mut requests = batch.into_numbered();
+    requests.retain(|r| {
+        options.window.holds(request_start(
+            r.steps.iter().map(|s| s.payload.event_timestamp),
+        ))
+    });
     std::fs::create_dir_all(out_dir).map_err(|source| AnalyzeError::Io {
         path: out_dir.to_owned(),
         source,

@@ -73,6 +73,18 @@ pub struct ServeConfig {
     #[arg(long, env = "AGENTPROF_MAX_SPIKE_UUID_BYTES", default_value_t = crate::profiler::core::config::DEFAULT_SPIKE_UUID_BYTES)]
     pub max_spike_uuid_bytes: usize,
 
+    /// Memory that analyses in flight may take in all: the frames they load and what they
+    /// compute (`1GiB`, `512MiB`, or bytes). An analysis that would take more gets a 413
+    /// `window-too-large` naming the most recent window of the run that fits; the others wait
+    /// for their share. The frame and output caches (--cache-bytes) are apart from it.
+    #[arg(long, env = "AGENTPROF_MAX_ANALYSIS_MEMORY", default_value = "1GiB")]
+    pub max_analysis_memory: bytesize::ByteSize,
+
+    /// Seconds an analysis waits for its share of --max-analysis-memory before a 503 with
+    /// Retry-After.
+    #[arg(long, env = "AGENTPROF_ANALYSIS_WAIT_SECS", default_value_t = 30)]
+    pub analysis_wait_secs: u64,
+
     /// Seconds before a request that has not produced its response headers gets a 503.
     #[arg(long, env = "AGENTPROF_REQUEST_TIMEOUT_SECS", default_value_t = 120)]
     pub request_timeout_secs: u64,
@@ -151,6 +163,8 @@ impl fmt::Debug for ServeConfig {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_decompressed_bytes", &self.max_decompressed())
             .field("cache_bytes", &self.cache_bytes)
+            .field("max_analysis_memory", &self.max_analysis_memory.as_u64())
+            .field("analysis_wait_secs", &self.analysis_wait_secs)
             .field("request_timeout_secs", &self.request_timeout_secs)
             .field("idempotency_window_secs", &self.idempotency_window_secs)
             .field("max_batch_memory", &self.max_batch_memory)

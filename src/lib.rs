@@ -43,3 +43,4 @@ pub mod synth;
 pub mod trace;
 #[cfg(feature = "openapi")]
 pub mod ui;
+pub mod window;

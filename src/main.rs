@@ -47,6 +47,13 @@ enum Command {
         /// kept exact)
         #[arg(long, default_value_t = agentprof::profiler::core::config::DEFAULT_SPIKE_UUID_BYTES)]
         max_spike_uuid_bytes: usize,
+        /// Only the requests that started at or after this time (a request starts at its
+        /// earliest step): Unix seconds or RFC 3339
+        #[arg(long, value_parser = agentprof::window::parse_time)]
+        from: Option<f64>,
+        /// Only the requests that started before this time: Unix seconds or RFC 3339
+        #[arg(long, value_parser = agentprof::window::parse_time)]
+        to: Option<f64>,
     },
     /// Print the OpenAPI document (what openapi/openapi.json holds).
     Openapi,
@@ -70,6 +77,8 @@ fn main() -> ExitCode {
             config,
             toolkit,
             max_spike_uuid_bytes,
+            from,
+            to,
         }) => {
             let result = config
                 .as_deref()
@@ -80,6 +89,7 @@ fn main() -> ExitCode {
                     let options = AnalyzeOptions {
                         config,
                         dialect: toolkit,
+                        window: agentprof::window::Window { from, to },
                     };
                     analyze_file(&input, &out, &options)
                 });

@@ -34,6 +34,28 @@ pub enum Source {
     },
 }
 
+/// What a computation allocates at its peak beyond its input (the frame; for an output made
+/// from parsed steps, everything), per step and per byte of the steps' columns (of their bodies
+/// for an output made from the steps). Each figure is set above what
+/// `examples/analysis_memory.rs` measured, and `tests/analysis_memory.rs` holds it there.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Memory {
+    pub per_step: f64,
+    pub per_byte: f64,
+    /// Multiples of the bound on the concurrency spikes' UUID lists (`--max-spike-uuid-bytes`)
+    /// it may hold: those lists grow with concurrency, not with the steps alone, up to it.
+    pub spike_lists: f64,
+}
+
+impl Memory {
+    /// An output that is streamed, holding a chunk at a time.
+    pub const NONE: Memory = Memory {
+        per_step: 0.0,
+        per_byte: 0.0,
+        spike_lists: 0.0,
+    };
+}
+
 /// When `agentprof analyze` writes an output's file.
 #[derive(Clone, Copy)]
 pub enum Files {
@@ -92,6 +114,9 @@ pub struct Output {
     /// Whether it reads the run's metadata (the evaluator scores), so that a change of metadata,
     /// which leaves the run's version as it is, changes its cache key and ETag.
     pub reads_metadata: bool,
+    /// What computing it takes in memory beyond its input, at its peak: the service admits a
+    /// computation to its analysis budget by it (`compute::budget`).
+    pub memory: Memory,
     /// The OpenAPI operation's summary, and its description.
     pub summary: &'static str,
     pub description: &'static str,
@@ -277,6 +302,7 @@ pub static OUTPUTS: [Output; 11] = [
         lane: Lane::Steps,
         sibling: None,
         reads_metadata: false,
+        memory: Memory::NONE,
         summary: "Combined requests JSON",
         description: "`all_requests_profiler_traces.json`: every request with its steps, in the toolkit's layout\n\
                       (`json.dump(indent=2)`), streamed from the database.",
@@ -303,6 +329,11 @@ pub static OUTPUTS: [Output; 11] = [
         lane: Lane::Steps,
         sibling: None,
         reads_metadata: false,
+        memory: Memory {
+            per_step: 1200.0,
+            per_byte: 2.6,
+            spike_lists: 0.0,
+        },
         summary: "ATIF trajectories",
         description: "`workflow_output_atif.json`: each request as an ATIF v1.7 trajectory, as nvidia-nat 1.9's\n\
                       `nat eval` converts its steps (the user's input, one agent step per LLM call with the tool\n\
@@ -324,6 +355,11 @@ pub static OUTPUTS: [Output; 11] = [
         lane: Lane::Table,
         sibling: None,
         reads_metadata: false,
+        memory: Memory {
+            per_step: 900.0,
+            per_byte: 2.0,
+            spike_lists: 0.0,
+        },
         summary: "Standardized CSV",
         description: "`standardized_data_all.csv`: one row per step, with the six NOVA columns when\n\
                       `compute_llm_metrics` is on and without the text columns when `csv_exclude_io_text` is.",
@@ -343,6 +379,11 @@ pub static OUTPUTS: [Output; 11] = [
         lane: Lane::Analyses,
         sibling: None,
         reads_metadata: false,
+        memory: Memory {
+            per_step: 150.0,
+            per_byte: 0.6,
+            spike_lists: 0.0,
+        },
         summary: "Inference metrics",
         description: "`inference_optimization.json`: confidence intervals of workflow run time, LLM latency and\n\
                       throughput, common prompt prefixes, token uniqueness and runtime percentiles, with the\n\
@@ -364,6 +405,11 @@ pub static OUTPUTS: [Output; 11] = [
         lane: Lane::Analyses,
         sibling: Some("profiling"),
         reads_metadata: false,
+        memory: Memory {
+            per_step: 1900.0,
+            per_byte: 0.5,
+            spike_lists: 3.0,
+        },
         summary: "Profiling report",
         description: "`workflow_profiling_report.txt`, the toolkit's text report, byte for byte.",
         what: "workflow_profiling_report.txt",
@@ -382,6 +428,11 @@ pub static OUTPUTS: [Output; 11] = [
         lane: Lane::Analyses,
         sibling: Some("report"),
         reads_metadata: false,
+        memory: Memory {
+            per_step: 1900.0,
+            per_byte: 0.5,
+            spike_lists: 3.0,
+        },
         summary: "Workflow profiling metrics",
         description: "`workflow_profiling_metrics.json`: simple and nested stack bottleneck analyses, concurrency\n\
                       spikes and PrefixSpan sub-workflow patterns.",
@@ -411,6 +462,11 @@ pub static OUTPUTS: [Output; 11] = [
         lane: Lane::Analyses,
         sibling: None,
         reads_metadata: false,
+        memory: Memory {
+            per_step: 350.0,
+            per_byte: 0.5,
+            spike_lists: 0.0,
+        },
         summary: "Gantt chart",
         description: "One bar per LLM or tool call, sorted by start (blue: LLM, green: tool), as a standalone SVG.",
         what: "The chart",
@@ -434,6 +490,11 @@ pub static OUTPUTS: [Output; 11] = [
         lane: Lane::Analyses,
         sibling: None,
         reads_metadata: false,
+        memory: Memory {
+            per_step: 80.0,
+            per_byte: 0.1,
+            spike_lists: 0.0,
+        },
         summary: "Prediction trie",
         description: "`prediction_trie.json` (nvidia-nat 1.9 only; a 404 `not-in-dialect` problem for aiq-1.1\n\
                       runs): per calling function and call index, the remaining LLM calls, the time to the next\n\
@@ -460,6 +521,11 @@ pub static OUTPUTS: [Output; 11] = [
         lane: Lane::Analyses,
         sibling: None,
         reads_metadata: false,
+        memory: Memory {
+            per_step: 150.0,
+            per_byte: 0.6,
+            spike_lists: 0.0,
+        },
         summary: "Profiler results",
         description: "`profiler_results.json` (nvidia-nat 1.9 only): what the toolkit's profiler run returns, the\n\
                       workflow runtime percentiles and the LLM latency interval, or both null when its\n\
@@ -492,6 +558,11 @@ pub static OUTPUTS: [Output; 11] = [
         lane: Lane::Analyses,
         sibling: None,
         reads_metadata: false,
+        memory: Memory {
+            per_step: 100.0,
+            per_byte: 0.1,
+            spike_lists: 0.0,
+        },
         summary: "Token-usage forecast",
         description: "The toolkit fits a random forest to predict the next calls' token usage and pickles it; we\n\
                       fit the same shape of model on the same windows, seeded, and serve its description,\n\
@@ -517,6 +588,11 @@ pub static OUTPUTS: [Output; 11] = [
         lane: Lane::Analyses,
         sibling: None,
         reads_metadata: true,
+        memory: Memory {
+            per_step: 200.0,
+            per_byte: 1.0,
+            spike_lists: 0.0,
+        },
         summary: "Sound statistics",
         description: STATS_DESCRIPTION,
         what: "Statistics of the run",

@@ -33,6 +33,7 @@ fn every_case_matches_the_toolkit_it_names() {
             let options = AnalyzeOptions {
                 config: config.clone(),
                 dialect: Some(dialect),
+                ..AnalyzeOptions::default()
             };
             let summary = analyze_file(&input_path(&case), out.path(), &options)
                 .unwrap_or_else(|e| panic!("{name}: {e}"));

@@ -5,6 +5,7 @@ mod common;
 
 use agentprof::store::Store;
 use agentprof::store::postgres::PgStore;
+use agentprof::window::Window;
 use axum::http::{Method, StatusCode};
 use common::app::{Backend, Options, PgTestDb, TestApp};
 use common::process::{Server, new_run};
@@ -496,21 +497,40 @@ impl Store for SlowRead {
     async fn load(
         &self,
         id: uuid::Uuid,
+        window: &Window,
     ) -> Result<agentprof::store::LoadedRun, agentprof::store::StoreError> {
-        self.inner.load(id).await
+        self.inner.load(id, window).await
     }
     async fn load_steps(
         &self,
         id: uuid::Uuid,
+        window: &Window,
     ) -> Result<agentprof::store::LoadedSteps, agentprof::store::StoreError> {
-        self.inner.load_steps(id).await
+        self.inner.load_steps(id, window).await
     }
     async fn stream_requests(
         &self,
         id: uuid::Uuid,
         schema: Option<agentprof::trace::StepSchema>,
+        window: &Window,
     ) -> Result<agentprof::store::ByteStream, agentprof::store::StoreError> {
-        self.inner.stream_requests(id, schema).await
+        self.inner.stream_requests(id, schema, window).await
+    }
+    async fn size(
+        &self,
+        id: uuid::Uuid,
+        window: &Window,
+    ) -> Result<agentprof::store::WindowSize, agentprof::store::StoreError> {
+        self.inner.size(id, window).await
+    }
+    async fn fitting_start(
+        &self,
+        id: uuid::Uuid,
+        window: &Window,
+        cost: [f64; 3],
+        budget: f64,
+    ) -> Result<Option<f64>, agentprof::store::StoreError> {
+        self.inner.fitting_start(id, window, cost, budget).await
     }
 }
 
@@ -528,6 +548,7 @@ async fn a_slow_read_never_hides_a_later_local_write() {
         store.clone(),
         1 << 20,
         Default::default(),
+        agentprof::compute::AnalysisGate::new(1 << 30, std::time::Duration::from_secs(30)),
     ));
     let new_run = agentprof::store::NewRun {
         name: String::new(),

@@ -99,6 +99,30 @@ impl<S: Send + Sync> FromRequestParts<S> for RunId {
     }
 }
 
+/// The window of a read: its `from` and `to` query parameters, each Unix seconds or RFC 3339
+/// (see [`crate::window`]); neither is the whole run. Other parameters are left to others.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WindowQuery(pub crate::window::Window);
+
+impl<S: Send + Sync> FromRequestParts<S> for WindowQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let (mut from, mut to) = (None, None);
+        let query = parts.uri.query().unwrap_or("");
+        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+            match &*name {
+                "from" => from = Some(value),
+                "to" => to = Some(value),
+                _ => {}
+            }
+        }
+        crate::window::Window::parse(from.as_deref(), to.as_deref())
+            .map(WindowQuery)
+            .map_err(|(name, e)| ApiError::invalid_query(name, e.to_string()))
+    }
+}
+
 /// An `Idempotency-Key` header (IETF httpapi draft): a Structured Field string (`"..."`) or,
 /// leniently, the bare text; 1 to 255 printable ASCII characters. Absent is `None`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -27,6 +27,10 @@ use axum::extract::State;
 /// reported raw and **Holm-adjusted** across the metrics; `significant` uses the adjusted value
 /// at 0.05. When every pair differs by exactly the same amount the interval collapses to that
 /// amount and the p-value is 0 (or 1 for no difference).
+///
+/// Each side may be a window of its run (`baseline_from`, `baseline_to`, `candidate_from`,
+/// `candidate_to`: Unix seconds or RFC 3339): the requests that started in it, so that a run
+/// can be compared with itself an hour earlier.
 #[utoipa::path(
     post, path = "/v1/compare", tag = "statistics",
     request_body(content = CompareRequest, content_type = "application/json"),
@@ -34,6 +38,7 @@ use axum::extract::State;
         (status = 200, description = "Per-metric comparison", body = ComparisonResponse),
         (status = 404, description = "A run does not exist", body = Problem, content_type = "application/problem+json"),
         BodyProblems, ReadProblems,
+        (status = 413, description = "The body is too large, or (`window-too-large`) the two runs or windows would take more memory than analyses may: narrow the windows", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -44,11 +49,12 @@ pub async fn compare_runs(
     let request: CompareRequest =
         from_text_at(&body, "").map_err(|e| ApiError::from_trace(e, ""))?;
     let (a, b) = (request.baseline, request.candidate);
+    let (wa, wb) = request.windows()?;
     let (ra, rb) = tokio::try_join!(
         async { st.cache.snapshot(a).await.map_err(ApiError::from) },
         async { st.cache.snapshot(b).await.map_err(ApiError::from) },
     )?;
-    let compared = st.cache.compare(&ra, &rb).await?;
+    let compared = st.cache.compare((&ra, wa), (&rb, wb)).await?;
     Ok(Json(ComparisonResponse {
         comparison: compared.comparison.clone(),
         baseline: RunRef {

@@ -38,9 +38,26 @@ pub struct Problem {
     pub detail: String,
     /// Stable machine-readable code, the last segment of `type`.
     pub code: String,
-    /// Each rejected value with the JSON pointer of its place in the request body.
+    /// Each rejected value with the JSON pointer of its place in the request body (for a query
+    /// parameter, `/` and its name).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<ProblemField>,
+    /// On a `window-too-large` problem: what the analysis would take, what analyses may take,
+    /// and the most recent window of the one asked for that fits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemoryAdvice>,
+}
+
+/// Why an analysis was refused, and which window would be analysed.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+pub struct MemoryAdvice {
+    /// Bytes the analysis would take at its peak (an upper bound).
+    pub estimated_bytes: u64,
+    /// Bytes analyses may take in all (`--max-analysis-memory`).
+    pub budget_bytes: u64,
+    /// The most recent window that fits: ask again with its `from` (and the same `to`); null
+    /// when not even the latest request alone fits.
+    pub fits: Option<crate::window::Window>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -77,6 +94,18 @@ pub enum ApiError {
         detail: String,
         errors: Vec<ProblemField>,
     },
+    /// A query parameter that cannot be read: 400, with the parameter's name as its pointer.
+    #[error("{detail}")]
+    InvalidQuery {
+        detail: String,
+        errors: Vec<ProblemField>,
+    },
+    /// An analysis that would take more memory than all analyses may.
+    #[error("{detail}")]
+    WindowTooLarge {
+        detail: String,
+        advice: MemoryAdvice,
+    },
     #[error("request body is larger than {limit} bytes")]
     TooLarge { limit: usize },
     /// A batch whose steps would take more memory than one batch may: split it.
@@ -112,7 +141,8 @@ impl ApiError {
             ApiError::RunNotFound(_) | ApiError::NotFound(_) | ApiError::NotInDialect(_) => {
                 StatusCode::NOT_FOUND
             }
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::InvalidQuery { .. } => StatusCode::BAD_REQUEST,
+            ApiError::WindowTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Invalid { .. } | ApiError::KeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooLarge { .. } | ApiError::BatchTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -131,6 +161,11 @@ impl ApiError {
             ApiError::NotFound(_) => ("not-found", "Not found"),
             ApiError::NotInDialect(_) => ("not-in-dialect", "Not an output of this run's toolkit"),
             ApiError::BadRequest(_) => ("malformed-request", "Malformed request"),
+            ApiError::InvalidQuery { .. } => ("invalid-query", "Invalid query parameter"),
+            ApiError::WindowTooLarge { .. } => (
+                "window-too-large",
+                "Analysis would exceed the memory analyses may take",
+            ),
             ApiError::MethodNotAllowed => ("method-not-allowed", "Method not allowed"),
             ApiError::Invalid { .. } => ("validation-error", "Request body failed validation"),
             ApiError::TooLarge { .. } => ("body-too-large", "Request body too large"),
@@ -158,8 +193,14 @@ impl ApiError {
             other => other.to_string(),
         };
         let errors = match self {
-            ApiError::Invalid { errors, .. } => errors.clone(),
+            ApiError::Invalid { errors, .. } | ApiError::InvalidQuery { errors, .. } => {
+                errors.clone()
+            }
             _ => Vec::new(),
+        };
+        let memory = match self {
+            ApiError::WindowTooLarge { advice, .. } => Some(*advice),
+            _ => None,
         };
         Problem {
             kind: format!("urn:agentprof:problem:{code}"),
@@ -168,6 +209,19 @@ impl ApiError {
             detail,
             code: code.to_owned(),
             errors,
+            memory,
+        }
+    }
+
+    /// A query parameter that cannot be read.
+    pub fn invalid_query(name: &str, message: impl Into<String>) -> ApiError {
+        let message = message.into();
+        ApiError::InvalidQuery {
+            detail: format!("query parameter {name}: {message}"),
+            errors: vec![ProblemField {
+                path: format!("/{name}"),
+                message,
+            }],
         }
     }
 
@@ -258,6 +312,20 @@ impl From<ComputeError> for ApiError {
                 "{e}: set \"toolkit\": \"nat-1.9\" on the run (PATCH /v1/runs/{{id}}) to get it"
             )),
             ComputeError::Unavailable => ApiError::Unavailable,
+            ComputeError::Busy => ApiError::Busy(ComputeError::Busy.to_string()),
+            e @ ComputeError::WindowTooLarge {
+                estimate,
+                budget,
+                fits,
+                ..
+            } => ApiError::WindowTooLarge {
+                detail: e.to_string(),
+                advice: MemoryAdvice {
+                    estimated_bytes: estimate,
+                    budget_bytes: budget,
+                    fits,
+                },
+            },
             internal @ ComputeError::Internal { .. } => ApiError::internal(internal),
         }
     }
@@ -326,6 +394,28 @@ pub enum RunProblems {
     /// No such run
     #[response(status = 404, content_type = "application/problem+json")]
     RunNotFound(Problem),
+}
+
+/// A read of an analysis of a run or window.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum AnalysisProblems {
+    /// `from` or `to` is not a time (`errors[].path` names it)
+    #[response(status = 400, content_type = "application/problem+json")]
+    InvalidQuery(Problem),
+    /// `window-too-large`: the analysis would take more memory than analyses may take;
+    /// `memory.fits` is the most recent window that fits
+    #[response(status = 413, content_type = "application/problem+json")]
+    WindowTooLarge(Problem),
+}
+
+/// A read that takes a window but analyses nothing (it streams).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum QueryProblems {
+    /// `from` or `to` is not a time (`errors[].path` names it)
+    #[response(status = 400, content_type = "application/problem+json")]
+    InvalidQuery(Problem),
 }
 
 /// A change that kept losing races with other writers.

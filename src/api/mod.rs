@@ -58,6 +58,9 @@ pub struct ApiSettings {
     pub output_limits: crate::profiler::core::config::OutputLimits,
     /// A response that has not started by then becomes a 503.
     pub request_timeout: Duration,
+    /// Bytes analyses in flight may take in all, and how long one waits for its share.
+    pub analysis_memory: u64,
+    pub analysis_wait: Duration,
     /// Ingests at once, and how long one waits for a slot before a 503.
     pub max_concurrent_ingests: usize,
     pub ingest_wait: Duration,
@@ -75,6 +78,8 @@ impl Default for ApiSettings {
             cache_bytes: 256 * 1024 * 1024,
             output_limits: Default::default(),
             request_timeout: Duration::from_secs(120),
+            analysis_memory: 1 << 30,
+            analysis_wait: Duration::from_secs(30),
             max_concurrent_ingests: crate::config::default_concurrent_ingests(
                 crate::config::DEFAULT_INGEST_MEMORY,
                 crate::config::DEFAULT_MAX_BODY_BYTES,
@@ -99,6 +104,8 @@ impl ApiSettings {
                 spike_uuid_bytes: config.max_spike_uuid_bytes,
             },
             request_timeout: Duration::from_secs(config.request_timeout_secs),
+            analysis_memory: config.max_analysis_memory.as_u64(),
+            analysis_wait: Duration::from_secs(config.analysis_wait_secs),
             max_concurrent_ingests: config.concurrent_ingests(),
             ingest_wait: Duration::from_secs(config.ingest_wait_secs),
         }
@@ -124,6 +131,7 @@ impl AppState {
             store.clone(),
             settings.cache_bytes,
             settings.output_limits,
+            crate::compute::AnalysisGate::new(settings.analysis_memory, settings.analysis_wait),
         ));
         AppState {
             ingest: Arc::new(Ingest::new(

@@ -4,10 +4,11 @@
 //! computing. The combined requests file is streamed from the database instead.
 
 use super::AppState;
-use super::body::RunId;
-use super::error::{ApiResult, ReadProblems, RunProblems};
+use super::body::{RunId, WindowQuery};
+use super::error::{AnalysisProblems, ApiResult, QueryProblems, ReadProblems, RunProblems};
 use crate::compute::etag;
 use crate::outputs::{OUTPUTS, Output, Source};
+use crate::window::Window;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -42,8 +43,11 @@ pub(super) fn routes(mut router: OpenApiRouter<AppState>) -> OpenApiRouter<AppSt
         router = router.route(
             &path,
             get(
-                move |State(st): State<AppState>, RunId(id): RunId, headers: HeaderMap| {
-                    serve(st, id, headers, output)
+                move |State(st): State<AppState>,
+                      RunId(id): RunId,
+                      WindowQuery(window): WindowQuery,
+                      headers: HeaderMap| {
+                    serve(st, id, window, headers, output)
                 },
             ),
         );
@@ -67,6 +71,7 @@ pub(super) fn routes(mut router: OpenApiRouter<AppState>) -> OpenApiRouter<AppSt
 async fn serve(
     st: AppState,
     id: Uuid,
+    window: Window,
     headers: HeaderMap,
     output: &'static Output,
 ) -> ApiResult<Response> {
@@ -76,7 +81,7 @@ async fn serve(
     if let Source::Steps { streamed: true, .. } = output.source {
         let stream = st
             .store
-            .stream_requests(id, run.record.rewrite_steps())
+            .stream_requests(id, run.record.rewrite_steps(), &window)
             .await?;
         let body = Body::from_stream(futures::TryStreamExt::map_err(stream, |e| {
             tracing::error!(error = %e, "streaming requests failed mid-response");
@@ -84,7 +89,13 @@ async fn serve(
         }));
         return Ok(([(header::CONTENT_TYPE, output.content_type)], body).into_response());
     }
-    let current = etag(id, run.record.version, &run.fingerprint(output), output);
+    let current = etag(
+        id,
+        run.record.version,
+        &run.fingerprint(output),
+        output,
+        &window,
+    );
     let cache_headers = |tag: &str| {
         [
             (
@@ -100,7 +111,7 @@ async fn serve(
     if if_none_match(&headers, &current) {
         return Ok((StatusCode::NOT_MODIFIED, cache_headers(&current)).into_response());
     }
-    let rendered = st.cache.render(&run, output).await?;
+    let rendered = st.cache.render(&run, output, window).await?;
     Ok((
         StatusCode::OK,
         cache_headers(&rendered.etag),
@@ -133,6 +144,7 @@ fn operation(output: &Output) -> utoipa::openapi::path::Operation {
             ))
             .build(),
     ];
+    parameters.extend(window_parameters());
     let mut responses = ResponsesBuilder::new();
     if cached {
         ok = ok.header(
@@ -164,8 +176,13 @@ fn operation(output: &Output) -> utoipa::openapi::path::Operation {
     }
     let responses = responses
         .responses_from_iter(ReadProblems::responses())
-        .responses_from_iter(RunProblems::responses())
-        .build();
+        .responses_from_iter(RunProblems::responses());
+    let responses = if cached {
+        responses.responses_from_iter(AnalysisProblems::responses())
+    } else {
+        responses.responses_from_iter(QueryProblems::responses())
+    }
+    .build();
     OperationBuilder::new()
         .tag("outputs")
         .summary(Some(output.summary))
@@ -175,6 +192,31 @@ fn operation(output: &Output) -> utoipa::openapi::path::Operation {
         .responses(responses)
         .security(SecurityRequirement::new("bearer", Vec::<String>::new()))
         .build()
+}
+
+/// The `from` and `to` query parameters of every read of a run's analysis.
+pub(super) fn window_parameters() -> [utoipa::openapi::path::Parameter; 2] {
+    let bound = |name: &str, what: &str, example: &str| {
+        ParameterBuilder::new()
+            .name(name)
+            .parameter_in(ParameterIn::Query)
+            .description(Some(format!(
+                "Only the requests that started {what} (a request starts at its earliest \
+                 step): Unix seconds or RFC 3339. The output is that of a run holding just \
+                 those requests."
+            )))
+            .required(Required::False)
+            .schema(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .examples([example]),
+            ))
+            .build()
+    };
+    [
+        bound("from", "at or after this time", "2026-12-06T10:00:00Z"),
+        bound("to", "before this time", "2026-12-06T11:00:00Z"),
+    ]
 }
 
 #[cfg(test)]

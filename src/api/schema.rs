@@ -16,6 +16,7 @@ use crate::trace::schema::StepDocument;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::window::Window;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 use utoipa::openapi::RefOr;
@@ -222,6 +223,67 @@ impl ToSchema for CreateRunBody {
 pub struct CompareRequest {
     pub baseline: Uuid,
     pub candidate: Uuid,
+    /// Only the baseline's requests that started at or after this time.
+    #[serde(default)]
+    pub baseline_from: Option<TimeBound>,
+    /// Only the baseline's requests that started before this time.
+    #[serde(default)]
+    pub baseline_to: Option<TimeBound>,
+    /// Only the candidate's requests that started at or after this time.
+    #[serde(default)]
+    pub candidate_from: Option<TimeBound>,
+    /// Only the candidate's requests that started before this time.
+    #[serde(default)]
+    pub candidate_to: Option<TimeBound>,
+}
+
+/// A time: Unix seconds (a number), or RFC 3339 text (`"2026-12-06T10:00:00Z"`). Kept as its
+/// JSON text, so that a number is read as written (the body reader keeps numbers exact).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(transparent)]
+pub struct TimeBound(Box<RawValue>);
+
+impl TimeBound {
+    /// The bound as the text [`Window::parse`] reads: a string's contents, a number as written.
+    fn text(&self) -> String {
+        let raw = self.0.get();
+        serde_json::from_str::<String>(raw).unwrap_or_else(|_| raw.to_owned())
+    }
+}
+
+impl utoipa::PartialSchema for TimeBound {
+    fn schema() -> RefOr<Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        RefOr::T(Schema::AnyOf(
+            AnyOfBuilder::new()
+                .item(ObjectBuilder::new().schema_type(Type::Number))
+                .item(ObjectBuilder::new().schema_type(Type::String))
+                .description(Some("Unix seconds, or an RFC 3339 time"))
+                .build(),
+        ))
+    }
+}
+
+impl ToSchema for TimeBound {}
+
+impl CompareRequest {
+    /// The baseline's window and the candidate's; a bound that is not a time is refused with
+    /// its pointer.
+    pub fn windows(&self) -> Result<(Window, Window), super::error::ApiError> {
+        let window = |side: &str, from: &Option<TimeBound>, to: &Option<TimeBound>| {
+            let (from, to) = (
+                from.as_ref().map(TimeBound::text),
+                to.as_ref().map(TimeBound::text),
+            );
+            Window::parse(from.as_deref(), to.as_deref()).map_err(|(bound, e)| {
+                super::error::ApiError::invalid_at(format!("/{side}_{bound}"), e.to_string())
+            })
+        };
+        Ok((
+            window("baseline", &self.baseline_from, &self.baseline_to)?,
+            window("candidate", &self.candidate_from, &self.candidate_to)?,
+        ))
+    }
 }
 
 /// A run as compared: the version of the frame that was analysed, which may be newer than the

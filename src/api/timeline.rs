@@ -1,13 +1,14 @@
 //! `GET /v1/runs/{run_id}/timeline`: the data the dashboard's charts draw that no toolkit output
-//! holds (see `profiler::timeline`). Computed from the cached frame on each request, as its
-//! window varies; the frame itself is loaded once per run version.
+//! holds (see `profiler::timeline`). Its run-wide parts are computed once per run version (and
+//! window) and kept; a page computes the calls of its own requests from the cached frame.
 
-use super::body::RunId;
-use super::error::{ApiError, ApiResult, ReadProblems, RunProblems};
-use super::{AppState, blocking};
-use crate::profiler::timeline::{self, MAX_WINDOW, Timeline};
-use axum::Json;
+use super::AppState;
+use super::body::{RunId, WindowQuery};
+use super::error::{AnalysisProblems, ApiError, ApiResult, ReadProblems, RunProblems};
+use crate::profiler::timeline::{MAX_WINDOW, Timeline};
 use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -20,6 +21,12 @@ pub struct TimelineParams {
     /// How many requests' calls to list, 1 to 200 (default 20).
     #[param(minimum = 1, maximum = 200, example = 20)]
     pub limit: Option<i64>,
+    /// Only the requests that started at or after this time (Unix seconds or RFC 3339).
+    #[param(value_type = Option<String>, example = "2026-12-06T10:00:00Z")]
+    pub from: Option<String>,
+    /// Only the requests that started before this time (Unix seconds or RFC 3339).
+    #[param(value_type = Option<String>, example = "2026-12-06T11:00:00Z")]
+    pub to: Option<String>,
 }
 
 /// Timeline
@@ -34,16 +41,17 @@ pub struct TimelineParams {
     params(("run_id" = uuid::Uuid, Path, description = "Run id"), TimelineParams),
     responses(
         (status = 200, description = "The timeline", body = Timeline),
-        (status = 400, description = "Bad offset or limit", body = super::error::Problem, content_type = "application/problem+json"),
-        ReadProblems, RunProblems,
+        (status = 400, description = "Bad offset, limit, from or to", body = super::error::Problem, content_type = "application/problem+json"),
+        ReadProblems, RunProblems, AnalysisProblems,
     ),
     security(("bearer" = []))
 )]
 pub async fn timeline(
     State(st): State<AppState>,
     RunId(id): RunId,
+    WindowQuery(window): WindowQuery,
     query: Result<Query<TimelineParams>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Timeline>> {
+) -> ApiResult<Response> {
     let Query(p) =
         query.map_err(|e| ApiError::BadRequest(format!("bad query string: {}", e.body_text())))?;
     let limit = p.limit.unwrap_or(20);
@@ -60,16 +68,9 @@ pub async fn timeline(
     }
     let offset = usize::try_from(offset).unwrap_or(usize::MAX);
     let run = st.cache.snapshot(id).await?;
-    let dialect = run.dialect;
-    let frame = st.cache.frame(id, run.record.version).await?;
-    let built = blocking(move || {
-        Ok(timeline::build(
-            &frame.frame,
-            dialect,
-            offset,
-            limit as usize,
-        ))
-    })
-    .await?;
-    Ok(Json(built))
+    let page = st
+        .cache
+        .timeline(&run, window, offset, limit as usize)
+        .await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], page).into_response())
 }

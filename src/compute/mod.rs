@@ -6,12 +6,20 @@
 //! computation instead of starting their own, and the CPU work runs on the blocking pool so it
 //! never stalls the async executor.
 
+mod budget;
 mod stamps;
+
+pub use budget::{
+    AnalysisGate, COMPARE_MEMORY, Cost, Refusal, TIMELINE_MEMORY, TIMELINE_PAGE_MEMORY,
+    timeline_page,
+};
 
 use crate::outputs::{Analysis, Output, Source};
 use crate::profiler::core::config::OutputLimits;
+use crate::profiler::timeline::{self, RenderedWide};
 use crate::profiler::{self, Dialect, Frame, ProfilerConfig};
-use crate::store::{LoadedRun, RunRecord, RunStamp, Store, StoreError};
+use crate::store::{LoadedRun, RunRecord, RunStamp, Store, StoreError, WindowSize};
+use crate::window::Window;
 use bytes::Bytes;
 use moka::future::Cache;
 use sha2::{Digest, Sha256};
@@ -28,8 +36,14 @@ pub struct Compared {
     pub candidate_version: i64,
 }
 
-/// A comparison's cache key: each run's id, version and scores fingerprint.
-type CompareKey = ((Uuid, i64, [u8; 16]), (Uuid, i64, [u8; 16]));
+/// A window in a cache key: `None` for the whole run (see [`Window::key`]).
+type WindowKey = Option<[u8; 16]>;
+
+/// A comparison's cache key: each run's id, version, scores fingerprint and window.
+type CompareKey = (
+    (Uuid, i64, [u8; 16], WindowKey),
+    (Uuid, i64, [u8; 16], WindowKey),
+);
 
 /// A rendered output and the validator that identifies it.
 #[derive(Debug, Clone)]
@@ -54,6 +68,31 @@ pub enum ComputeError {
         output: &'static str,
         dialect: Dialect,
     },
+    /// The computation would take more memory than the whole analysis budget.
+    #[error(
+        "analysing this {what} would take about {} MiB, more than the {} MiB analyses may take \
+         ({fits})",
+        estimate >> 20,
+        budget >> 20,
+        fits = match fits {
+            Some(w) => format!(
+                "the most recent window that fits starts at {} (from={})",
+                crate::window::rfc3339(w.from.unwrap_or(f64::NEG_INFINITY)),
+                w.from.unwrap_or(f64::NEG_INFINITY)
+            ),
+            None => "no window of it fits: not even its latest request alone".to_owned(),
+        }
+    )]
+    WindowTooLarge {
+        what: &'static str,
+        estimate: u64,
+        budget: u64,
+        /// The most recent window of the one asked for that fits, when one does.
+        fits: Option<Window>,
+    },
+    /// Every byte of the analysis budget stayed taken for as long as a request waits.
+    #[error("the memory analyses may take is in use by others; retry shortly")]
+    Busy,
     /// Anything else: a corrupt stored config or row, a crashed computation. Logged with its
     /// source chain, never shown to clients.
     #[error("{context}")]
@@ -86,7 +125,7 @@ impl From<StoreError> for ComputeError {
     }
 }
 
-type OutputKey = (Uuid, i64, [u8; 16], &'static str);
+type OutputKey = (Uuid, i64, [u8; 16], &'static str, WindowKey);
 
 /// A run record as read from the store, with its parsed config, its dialect and their
 /// fingerprint.
@@ -152,8 +191,14 @@ pub struct RunCache {
     latest: Cache<Uuid, Arc<RunSnapshot>>,
     /// Reads of a new stamp in flight, so that concurrent readers share one (kept seconds).
     loads: Cache<(Uuid, RunStamp), Arc<RunSnapshot>>,
-    frames: Cache<(Uuid, i64), Arc<LoadedRun>>,
+    frames: Cache<(Uuid, i64, WindowKey), Arc<LoadedRun>>,
     outputs: Cache<OutputKey, Arc<Rendered>>,
+    /// The timeline's run-wide parts, rendered, per run version, window and dialect.
+    timelines: Cache<(Uuid, i64, WindowKey, Dialect), Arc<RenderedWide>>,
+    /// What runs and windows hold (for estimates), per version.
+    sizes: Cache<(Uuid, i64, WindowKey), WindowSize>,
+    /// The memory analyses may take, and the gate that holds them within it.
+    gate: AnalysisGate,
     /// Comparisons of two runs: a client asking again, or many asking at once, get one.
     comparisons: Cache<CompareKey, Arc<Compared>>,
     limits: OutputLimits,
@@ -184,13 +229,23 @@ pub fn effective_config(
     Ok((config, fp))
 }
 
-/// The strong ETag of an output: it changes with the run's data, its config and the output kind.
-pub fn etag(run: Uuid, version: i64, config_fp: &[u8; 16], output: &Output) -> String {
+/// The strong ETag of an output: it changes with the run's data, its config, the output kind and
+/// the window (the whole run's ETags are those it had before windows existed).
+pub fn etag(
+    run: Uuid,
+    version: i64,
+    config_fp: &[u8; 16],
+    output: &Output,
+    window: &Window,
+) -> String {
     let mut h = Sha256::new();
     h.update(run.as_bytes());
     h.update(version.to_le_bytes());
     h.update(config_fp);
     h.update(output.name.as_bytes());
+    if let Some(key) = window.key() {
+        h.update(key);
+    }
     h.update(env!("CARGO_PKG_VERSION").as_bytes());
     let d = h.finalize();
     let hex: String = d[..12].iter().map(|b| format!("{b:02x}")).collect();
@@ -198,7 +253,12 @@ pub fn etag(run: Uuid, version: i64, config_fp: &[u8; 16], output: &Output) -> S
 }
 
 impl RunCache {
-    pub fn new(store: Arc<dyn Store>, cache_bytes: u64, limits: OutputLimits) -> RunCache {
+    pub fn new(
+        store: Arc<dyn Store>,
+        cache_bytes: u64,
+        limits: OutputLimits,
+        gate: AnalysisGate,
+    ) -> RunCache {
         let frames = Cache::builder()
             .max_capacity(cache_bytes / 2)
             .weigher(|_, f: &Arc<LoadedRun>| frame_weight(&f.frame))
@@ -221,7 +281,18 @@ impl RunCache {
             .max_capacity(1_000)
             .time_to_idle(std::time::Duration::from_secs(600))
             .build();
+        let timelines = Cache::builder()
+            .max_capacity(cache_bytes / 8)
+            .weigher(|_, t: &Arc<RenderedWide>| u32::try_from(t.len()).unwrap_or(u32::MAX))
+            .build();
+        let sizes = Cache::builder()
+            .max_capacity(10_000)
+            .time_to_idle(std::time::Duration::from_secs(600))
+            .build();
         RunCache {
+            timelines,
+            sizes,
+            gate,
             comparisons,
             stamps: Stamps::new(store.clone()),
             store,
@@ -282,16 +353,17 @@ impl RunCache {
         })
     }
 
-    /// An output of a run at the snapshot's version, computed once per version. An output the
-    /// same computation also gives (its sibling) is cached with it.
+    /// An output of a run (or of a window of it) at the snapshot's version, computed once per
+    /// version. An output the same computation also gives (its sibling) is cached with it.
     pub async fn render(
         &self,
         run: &RunSnapshot,
         output: &'static Output,
+        window: Window,
     ) -> Result<Arc<Rendered>, ComputeError> {
         let (id, version, fp) = (run.record.id, run.record.version, run.fingerprint(output));
         run.offers(output)?;
-        let key = (id, version, fp, output.name);
+        let key = (id, version, fp, output.name, window.key());
         if let Some(hit) = self.outputs.get(&key).await {
             metrics::counter!("agentprof_output_cache_hits_total", "output" => output.name)
                 .increment(1);
@@ -307,10 +379,21 @@ impl RunCache {
             .try_get_with(key, async move {
                 let crashed =
                     |e| ComputeError::internal(format!("computing {} of run {id}", output.name), e);
+                let bodies = matches!(output.source, Source::Steps { .. });
+                let _permit = self
+                    .admit(
+                        id,
+                        version,
+                        &window,
+                        Cost::of(output, &self.limits),
+                        bodies,
+                        "output",
+                    )
+                    .await?;
                 let started = Instant::now();
                 let (version, bytes, sibling) = match output.source {
                     Source::Steps { write, .. } => {
-                        let loaded = self.store.load_steps(id).await?;
+                        let loaded = self.store.load_steps(id, &window).await?;
                         tokio::task::spawn_blocking(move || {
                             let mut bytes = Vec::new();
                             // Writing to a Vec cannot fail.
@@ -321,7 +404,7 @@ impl RunCache {
                         .map_err(crashed)?
                     }
                     Source::Frame(_) => {
-                        let frame = self.frame(id, version).await?;
+                        let frame = self.frame(id, version, &window).await?;
                         tokio::task::spawn_blocking(move || {
                             let scores = profiler::statistics::scores::from_metadata(
                                 &metadata,
@@ -346,15 +429,15 @@ impl RunCache {
                 if let Some((other, bytes)) = sibling {
                     let rendered = Rendered {
                         bytes: bytes.into(),
-                        etag: etag(id, version, &fp, other),
+                        etag: etag(id, version, &fp, other, &window),
                         version,
                     };
-                    let sibling_key = (key.0, key.1, key.2, other.name);
+                    let sibling_key = (key.0, key.1, key.2, other.name, key.4);
                     self.outputs.insert(sibling_key, Arc::new(rendered)).await;
                 }
                 Ok::<_, ComputeError>(Arc::new(Rendered {
                     bytes: bytes.into(),
-                    etag: etag(id, version, &fp, output),
+                    etag: etag(id, version, &fp, output, &window),
                     version,
                 }))
             })
@@ -362,21 +445,44 @@ impl RunCache {
             .map_err(|e: Arc<ComputeError>| (*e).clone())
     }
 
-    /// Two runs compared metric by metric (with their evaluator scores), once per pair of
-    /// versions and scores.
+    /// Two runs (or windows of them) compared metric by metric, with their evaluator scores,
+    /// once per pair of versions, scores and windows.
     pub async fn compare(
         &self,
-        baseline: &RunSnapshot,
-        candidate: &RunSnapshot,
+        baseline: (&RunSnapshot, Window),
+        candidate: (&RunSnapshot, Window),
     ) -> Result<Arc<Compared>, ComputeError> {
-        let side = |r: &RunSnapshot| (r.record.id, r.record.version, r.scores_fingerprint());
+        let side = |(r, w): (&RunSnapshot, Window)| {
+            (
+                r.record.id,
+                r.record.version,
+                r.scores_fingerprint(),
+                w.key(),
+            )
+        };
         let key = (side(baseline), side(candidate));
-        let (a, b) = (baseline.clone(), candidate.clone());
+        let (a, wa) = (baseline.0.clone(), baseline.1);
+        let (b, wb) = (candidate.0.clone(), candidate.1);
         self.comparisons
             .try_get_with(key, async move {
+                let (sa, sb) = tokio::try_join!(
+                    self.size(a.record.id, a.record.version, &wa),
+                    self.size(b.record.id, b.record.version, &wb),
+                )?;
+                let estimate = Cost::frame_and(COMPARE_MEMORY).bytes(&sa, false)
+                    + Cost::frame_and(COMPARE_MEMORY).bytes(&sb, false);
+                let _permit = self.gate.admit(estimate).await.map_err(|r| match r {
+                    Refusal::TooLarge => ComputeError::WindowTooLarge {
+                        what: "comparison",
+                        estimate,
+                        budget: self.gate.budget(),
+                        fits: None,
+                    },
+                    Refusal::Busy => ComputeError::Busy,
+                })?;
                 let (fa, fb) = tokio::try_join!(
-                    self.frame(a.record.id, a.record.version),
-                    self.frame(b.record.id, b.record.version),
+                    self.frame(a.record.id, a.record.version, &wa),
+                    self.frame(b.record.id, b.record.version, &wb),
                 )?;
                 let crashed = |e| ComputeError::internal("comparing two runs", e);
                 tokio::task::spawn_blocking(move || {
@@ -396,15 +502,147 @@ impl RunCache {
             .map_err(|e: Arc<ComputeError>| (*e).clone())
     }
 
-    /// The frame of a run's version, loaded once. The loaded version can be newer than asked for
-    /// when a batch lands in between; the caller's ETag then follows the loaded one.
-    pub async fn frame(&self, id: Uuid, version: i64) -> Result<Arc<LoadedRun>, ComputeError> {
+    /// A page of the timeline (its JSON): the run-wide parts are computed once per run version
+    /// and window and kept rendered; a page computes only its own requests' calls.
+    pub async fn timeline(
+        &self,
+        run: &RunSnapshot,
+        window: Window,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<u8>, ComputeError> {
+        let (id, version, dialect) = (run.record.id, run.record.version, run.dialect);
+        let key = (id, version, window.key(), dialect);
+        let cached = self.timelines.get(&key).await;
+        let _permit = match cached {
+            Some(_) => {
+                let size = self.size(id, version, &window).await?;
+                let estimate = budget::timeline_page(&size);
+                self.gate.admit(estimate).await.map_err(|r| match r {
+                    // The page is within the run-wide parts' estimate, which was admitted.
+                    Refusal::TooLarge | Refusal::Busy => ComputeError::Busy,
+                })?
+            }
+            None => {
+                self.admit(
+                    id,
+                    version,
+                    &window,
+                    Cost::frame_and(TIMELINE_MEMORY),
+                    false,
+                    "timeline",
+                )
+                .await?
+            }
+        };
+        let frame = self.frame(id, version, &window).await?;
+        let crashed = |e| ComputeError::internal(format!("the timeline of run {id}"), e);
+        let wide = match cached {
+            Some(wide) => wide,
+            None => {
+                let f = frame.clone();
+                let wide = tokio::task::spawn_blocking(move || {
+                    Arc::new(timeline::run_wide(&f.frame, dialect).rendered())
+                })
+                .await
+                .map_err(crashed)?;
+                self.timelines
+                    .insert((id, frame.version, window.key(), dialect), wide.clone())
+                    .await;
+                wide
+            }
+        };
+        tokio::task::spawn_blocking(move || {
+            let calls = timeline::page(&frame.frame, dialect, wide.origin(), offset, limit);
+            wide.page_json(offset, limit, &calls)
+        })
+        .await
+        .map_err(crashed)
+    }
+
+    /// What a run or window holds, looked up once per version.
+    async fn size(
+        &self,
+        id: Uuid,
+        version: i64,
+        window: &Window,
+    ) -> Result<WindowSize, ComputeError> {
         let store = self.store.clone();
+        let w = *window;
+        self.sizes
+            .try_get_with((id, version, window.key()), async move {
+                store.size(id, &w).await.map_err(ComputeError::from)
+            })
+            .await
+            .map_err(|e: Arc<ComputeError>| (*e).clone())
+    }
+
+    /// Takes what a computation of `cost` over the run or window will hold from the analysis
+    /// budget, or says why it cannot: too large for the whole budget (with the most recent
+    /// window that fits), or the budget stayed taken.
+    async fn admit(
+        &self,
+        id: Uuid,
+        version: i64,
+        window: &Window,
+        cost: Cost,
+        bodies: bool,
+        what: &'static str,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, ComputeError> {
+        let size = self.size(id, version, window).await?;
+        let estimate = cost.bytes(&size, bodies);
+        match self.gate.admit(estimate).await {
+            Ok(permit) => Ok(permit),
+            Err(Refusal::Busy) => Err(ComputeError::Busy),
+            Err(Refusal::TooLarge) => {
+                let budget = self.gate.budget();
+                let per_byte = if bodies { 0.0 } else { cost.per_byte };
+                let per_step = if bodies {
+                    // Bodies are not in the per-request column figures: bound them per step
+                    // by the window's own average.
+                    cost.per_step
+                        + cost.per_byte * size.body_bytes as f64 / size.steps.max(1) as f64
+                } else {
+                    cost.per_step
+                };
+                let from = self
+                    .store
+                    .fitting_start(
+                        id,
+                        window,
+                        [per_step, per_byte, cost.per_request],
+                        budget as f64 - cost.unscaled(&size),
+                    )
+                    .await?;
+                Err(ComputeError::WindowTooLarge {
+                    what,
+                    estimate,
+                    budget,
+                    fits: from.map(|from| Window {
+                        from: Some(from),
+                        to: window.to,
+                    }),
+                })
+            }
+        }
+    }
+
+    /// The frame of a run's version (or of a window of it), loaded once. The loaded version can
+    /// be newer than asked for when a batch lands in between; the caller's ETag then follows the
+    /// loaded one.
+    pub async fn frame(
+        &self,
+        id: Uuid,
+        version: i64,
+        window: &Window,
+    ) -> Result<Arc<LoadedRun>, ComputeError> {
+        let store = self.store.clone();
+        let w = *window;
         let frame = self
             .frames
-            .try_get_with((id, version), async move {
+            .try_get_with((id, version, window.key()), async move {
                 let started = Instant::now();
-                let loaded = store.load(id).await?;
+                let loaded = store.load(id, &w).await?;
                 metrics::histogram!("agentprof_frame_load_seconds")
                     .record(started.elapsed().as_secs_f64());
                 Ok::<_, ComputeError>(Arc::new(loaded))
@@ -413,7 +651,9 @@ impl RunCache {
             .map_err(|e: Arc<ComputeError>| (*e).clone())?;
         if frame.version != version {
             // Newer than asked for: the next reader of that version need not load it again.
-            self.frames.insert((id, frame.version), frame.clone()).await;
+            self.frames
+                .insert((id, frame.version, window.key()), frame.clone())
+                .await;
         }
         Ok(frame)
     }

@@ -95,10 +95,91 @@ pub struct RequestTokens {
     pub total: i64,
 }
 
-/// The timeline of `frame` with the calls of requests `offset..offset + limit` (`limit` capped
-/// at [`MAX_WINDOW`]).
-pub fn build(frame: &Frame, dialect: Dialect, offset: usize, limit: usize) -> Timeline {
-    let limit = limit.min(MAX_WINDOW);
+/// The parts of a timeline that are the same for every page: computed once per run version (or
+/// window) and kept, while a page's calls are computed from its own requests alone.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunWide {
+    pub origin: Option<f64>,
+    pub requests: usize,
+    pub concurrency: Vec<ConcurrencyBucket>,
+    pub llm_latency: BTreeMap<String, Vec<f64>>,
+    pub tokens_per_request: Vec<RequestTokens>,
+}
+
+impl RunWide {
+    /// The run-wide parts as the JSON they are in every page, written once: a page then costs
+    /// its own calls only, however large the run.
+    pub fn rendered(&self) -> RenderedWide {
+        fn tail<T: Serialize>(key: &str, value: &T) -> String {
+            // Plain data (numbers, strings, maps of them): serialising it cannot fail.
+            let json = serde_json::to_string(value).unwrap_or_default();
+            format!(",\"{key}\":{json}")
+        }
+        RenderedWide {
+            origin: self.origin,
+            requests: self.requests,
+            tail: [
+                tail("concurrency", &self.concurrency),
+                tail("llm_latency", &self.llm_latency),
+                tail("tokens_per_request", &self.tokens_per_request),
+            ]
+            .concat(),
+        }
+    }
+}
+
+/// [`RunWide`] as JSON text, ready to close any page.
+#[derive(Debug, Clone)]
+pub struct RenderedWide {
+    origin: Option<f64>,
+    requests: usize,
+    /// `,"concurrency":…,"llm_latency":…,"tokens_per_request":…`
+    tail: String,
+}
+
+impl RenderedWide {
+    /// Epoch seconds of the run's first call, which page times count from.
+    pub fn origin(&self) -> Option<f64> {
+        self.origin
+    }
+
+    /// The bytes it holds, for a cache's budget.
+    pub fn len(&self) -> usize {
+        self.tail.len() + 64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// A page of the timeline as JSON: the same document as [`Timeline`] serialised.
+    pub fn page_json(&self, offset: usize, limit: usize, calls: &[TimelineCall]) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Head<'a> {
+            origin: Option<f64>,
+            requests: usize,
+            offset: usize,
+            limit: usize,
+            calls: &'a [TimelineCall],
+        }
+        let head = Head {
+            origin: self.origin,
+            requests: self.requests,
+            offset,
+            limit: limit.min(MAX_WINDOW),
+            calls,
+        };
+        // A struct of numbers and strings: serialising it cannot fail.
+        let mut out = serde_json::to_vec(&head).unwrap_or_default();
+        out.pop(); // the closing brace
+        out.extend_from_slice(self.tail.as_bytes());
+        out.push(b'}');
+        out
+    }
+}
+
+/// The run-wide parts of the timeline of `frame`.
+pub fn run_wide(frame: &Frame, dialect: Dialect) -> RunWide {
     let forest = if frame.is_standardized() {
         CallForest::build(frame, dialect.function_nodes())
     } else {
@@ -110,12 +191,9 @@ pub fn build(frame: &Frame, dialect: Dialect, offset: usize, limit: usize) -> Ti
         .map(|&n| forest.nodes[n].start)
         .min_by(f64::total_cmp);
     let t0 = origin.unwrap_or(0.0);
-    Timeline {
+    RunWide {
         origin,
         requests: frame.requests.len(),
-        offset,
-        limit,
-        calls: window_calls(frame, &forest, &order, t0, offset, limit),
         concurrency: if dialect.function_nodes() && frame.is_standardized() {
             // LLM and tool calls only, as the concurrency-spike analysis counts them.
             let calls = CallForest::build(frame, false);
@@ -128,29 +206,30 @@ pub fn build(frame: &Frame, dialect: Dialect, offset: usize, limit: usize) -> Ti
     }
 }
 
-fn window_calls(
+/// The calls of requests `offset..offset + limit` (`limit` capped at [`MAX_WINDOW`]), times
+/// from the run-wide origin.
+pub fn page(
     frame: &Frame,
-    forest: &CallForest,
-    order: &[usize],
-    t0: f64,
+    dialect: Dialect,
+    origin: Option<f64>,
     offset: usize,
     limit: usize,
 ) -> Vec<TimelineCall> {
-    let numbers: Vec<i64> = frame
-        .requests
-        .iter()
-        .skip(offset)
-        .take(limit)
-        .map(|r| r.number)
-        .collect();
-    let (Some(&first), Some(&last)) = (numbers.first(), numbers.last()) else {
+    let limit = limit.min(MAX_WINDOW);
+    if !frame.is_standardized() {
         return Vec::new();
-    };
+    }
+    let requests = frame
+        .requests
+        .get(offset..)
+        .map_or(&[][..], |r| &r[..limit.min(r.len())]);
+    let forest = CallForest::of_requests(frame, requests, dialect.function_nodes());
+    let t0 = origin.unwrap_or(0.0);
     let depths = forest.depths();
-    order
-        .iter()
-        .filter(|&&n| (first..=last).contains(&forest.nodes[n].example_number))
-        .map(|&n| {
+    forest
+        .dfs_order()
+        .into_iter()
+        .map(|n| {
             let node = &forest.nodes[n];
             let llm = node.op_type == OpType::Llm;
             TimelineCall {
@@ -177,6 +256,22 @@ fn window_calls(
             }
         })
         .collect()
+}
+
+/// The timeline of `frame` with the calls of requests `offset..offset + limit` (`limit` capped
+/// at [`MAX_WINDOW`]), all in one piece.
+pub fn build(frame: &Frame, dialect: Dialect, offset: usize, limit: usize) -> Timeline {
+    let wide = run_wide(frame, dialect);
+    Timeline {
+        calls: page(frame, dialect, wide.origin, offset, limit),
+        origin: wide.origin,
+        requests: wide.requests,
+        offset,
+        limit: limit.min(MAX_WINDOW),
+        concurrency: wide.concurrency,
+        llm_latency: wide.llm_latency,
+        tokens_per_request: wide.tokens_per_request,
+    }
 }
 
 fn excerpt(text: &str) -> String {
@@ -291,6 +386,26 @@ mod tests {
         let latencies: usize = all.llm_latency.values().map(Vec::len).sum();
         assert_eq!(latencies, 2);
         assert_eq!(all.tokens_per_request.len(), 2);
+    }
+
+    #[test]
+    fn a_page_from_the_kept_parts_is_the_whole_timeline() {
+        let f = frame_of(&[
+            vec![("TOOL_START", 10.0, "t"), ("TOOL_END", 12.0, "t")],
+            vec![("LLM_START", 11.0, "b"), ("LLM_END", 15.0, "b")],
+            vec![("LLM_START", 16.0, "c"), ("LLM_END", 17.0, "c")],
+        ]);
+        let wide = run_wide(&f, Dialect::Nat19).rendered();
+        for (offset, limit) in [(0, 1), (1, 5), (3, 2), (0, 500)] {
+            let origin = run_wide(&f, Dialect::Nat19).origin;
+            let calls = page(&f, Dialect::Nat19, origin, offset, limit);
+            let whole = serde_json::to_vec(&build(&f, Dialect::Nat19, offset, limit)).unwrap();
+            assert_eq!(
+                wide.page_json(offset, limit, &calls),
+                whole,
+                "{offset} {limit}"
+            );
+        }
     }
 
     #[test]

@@ -89,9 +89,11 @@ pub(crate) struct FrameAssembler {
 }
 
 impl FrameAssembler {
-    /// `requests`: every request number of the run, ascending, with its eval id if any.
-    pub(crate) fn new(requests: Vec<(i64, Option<String>)>) -> FrameAssembler {
-        let numbers = requests.iter().map(|(n, _)| *n).collect();
+    /// `requests`: every request number of the run, ascending, with its eval id if any; `steps`:
+    /// how many steps they hold, as far as the store knows (room is made for them).
+    pub(crate) fn new(requests: Vec<(i64, Option<String>)>, steps: usize) -> FrameAssembler {
+        let numbers: Vec<i64> = requests.iter().map(|(n, _)| *n).collect();
+        let numbers_len = numbers.len();
         let external = requests
             .into_iter()
             .filter_map(|(n, e)| e.map(|e| (n, e)))
@@ -99,7 +101,7 @@ impl FrameAssembler {
         FrameAssembler {
             walker: RequestWalker::new(numbers),
             external,
-            builder: crate::profiler::FrameBuilder::default(),
+            builder: crate::profiler::FrameBuilder::with_capacity(steps, numbers_len),
         }
     }
 

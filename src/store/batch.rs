@@ -167,6 +167,15 @@ impl PreparedStep {
         }
     }
 
+    /// The bytes of the columns a loaded frame keeps of this step (UUID, name, text, parent
+    /// id): what the memory estimate of a window sums. The migration `request_windows` computes
+    /// the same from stored columns.
+    pub fn column_bytes(&self) -> usize {
+        let c = &self.columns;
+        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        c.uuid.len() + opt(&c.name) + opt(&c.text) + opt(&c.parent_id)
+    }
+
     /// What the step takes in memory: its fixed-size part twice (the vector holding it may have
     /// as much spare room), and each text's allocation. Counting capacities rather than lengths
     /// keeps the batch budget honest (the hostile-load check measures it).
@@ -240,6 +249,41 @@ impl BatchPlan<'_> {
         (stored == self.steps.len() as i64).then(|| self.summary())
     }
 
+    /// What the planned steps add to each of their requests, in request order, when every one
+    /// of them was stored (`None` otherwise: then only a recount from the stored steps is right,
+    /// as for [`BatchPlan::added_summary`]).
+    pub fn request_figures(&self, stored: i64) -> Option<Vec<RequestFigures>> {
+        if stored != self.steps.len() as i64 {
+            return None;
+        }
+        let mut by_number: std::collections::BTreeMap<i32, RequestFigures> = Default::default();
+        for planned in &self.steps {
+            let step = planned.step;
+            let f = by_number
+                .entry(planned.number)
+                .or_insert_with(|| RequestFigures {
+                    number: planned.number,
+                    started_at: step.columns.event_timestamp,
+                    steps: 0,
+                    column_bytes: 0,
+                    body_bytes: 0,
+                });
+            f.started_at = f.started_at.min(step.columns.event_timestamp);
+            f.steps += 1;
+            f.column_bytes += step.column_bytes() as i64;
+            f.body_bytes += step.body.len() as i64;
+        }
+        Some(by_number.into_values().collect())
+    }
+
+    /// The distinct requests the planned steps belong to, ascending.
+    pub fn touched_requests(&self) -> Vec<i32> {
+        let mut numbers: Vec<i32> = self.steps.iter().map(|s| s.number).collect();
+        numbers.sort_unstable();
+        numbers.dedup();
+        numbers
+    }
+
     /// The run-summary figures of the planned steps.
     fn summary(&self) -> StepSummary {
         let mut sum = StepSummary::default();
@@ -257,6 +301,17 @@ impl BatchPlan<'_> {
         }
         sum
     }
+}
+
+/// What a batch adds to one request's figures (the columns the migration
+/// `request_windows` added): its earliest step time, and its steps' count and bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct RequestFigures {
+    pub number: i32,
+    pub started_at: f64,
+    pub steps: i32,
+    pub column_bytes: i64,
+    pub body_bytes: i64,
 }
 
 /// What the run list shows of a run's steps, kept on the run row as batches land: the span of

@@ -12,18 +12,23 @@ mod sql;
 pub mod sqlite;
 
 pub(crate) use assemble::{FrameAssembler, StepsAssembler, StreamSlots, TracesAssembler};
-pub(crate) use batch::{BatchPlan, PlannedRequest, PlannedStep, StoredOccurrences};
+pub(crate) use batch::{BatchPlan, PlannedRequest, PlannedStep, RequestFigures, StoredOccurrences};
 pub use batch::{
     ContentHash, PreparedBatch, PreparedRequest, PreparedStep, Preparer, RequestKey,
     SEQ_BLOCK_BITS, StepSummary, content_hash,
 };
 pub use sql::SqlStore;
+
+/// The statement that reads a window's step columns (`$1` run, `$2`/`$3` the bounds): for
+/// `EXPLAIN`, in the tests and in the benchmark that shows its plan.
+pub const WINDOW_STEPS_SQL: &str = sql::queries::SELECT_WINDOW_STEP_COLUMNS;
 pub(crate) use sql::columns::step_from_body;
 
 use crate::jsontext::ObjectJson;
 use crate::profiler::warnings::StepFacts;
 use crate::profiler::{Dialect, Frame};
 use crate::trace::{NumberedRequest, StepSchema};
+use crate::window::Window;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use serde::Serialize;
@@ -185,6 +190,18 @@ impl RunRecord {
 pub struct LoadedRun {
     pub version: i64,
     pub frame: Frame,
+}
+
+/// What a run, or a window of it, holds: read from the per-request figures ingest keeps, so
+/// that what loading it would take is known before any step is read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WindowSize {
+    pub requests: u64,
+    pub steps: u64,
+    /// The bytes of the step columns a frame keeps (UUIDs, names, texts, parent ids).
+    pub column_bytes: u64,
+    /// The bytes of the steps' stored bodies.
+    pub body_bytes: u64,
 }
 
 /// A run's stored steps as steps, with each request's eval fields: what the ATIF export reads.
@@ -408,17 +425,33 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Written, StoreError>;
     /// Forgets Idempotency-Keys first used before `cutoff`.
     async fn purge_idempotency_keys(&self, cutoff: OffsetDateTime) -> Result<u64, StoreError>;
-    /// Every request and step of a run, with the version they belong to.
-    async fn load(&self, id: Uuid) -> Result<LoadedRun, StoreError>;
-    /// Every request of a run with its eval fields and its steps parsed back from their bodies.
-    async fn load_steps(&self, id: Uuid) -> Result<LoadedSteps, StoreError>;
-    /// The combined requests file, streamed from the database in bounded memory; each step
-    /// rewritten into `schema` when one is given (see [`RunRecord::rewrite_steps`]).
+    /// Every request and step of a run (or of a window: its requests that started in it), with
+    /// the version they belong to.
+    async fn load(&self, id: Uuid, window: &Window) -> Result<LoadedRun, StoreError>;
+    /// Every request of a run (or window) with its eval fields and its steps parsed back from
+    /// their bodies.
+    async fn load_steps(&self, id: Uuid, window: &Window) -> Result<LoadedSteps, StoreError>;
+    /// The combined requests file of a run (or window), streamed from the database in bounded
+    /// memory; each step rewritten into `schema` when one is given (see
+    /// [`RunRecord::rewrite_steps`]).
     async fn stream_requests(
         &self,
         id: Uuid,
         schema: Option<StepSchema>,
+        window: &Window,
     ) -> Result<ByteStream, StoreError>;
+    /// What a run (or window) holds, from the per-request figures alone.
+    async fn size(&self, id: Uuid, window: &Window) -> Result<WindowSize, StoreError>;
+    /// The earliest start from which the newest requests of `window` cost at most `budget`,
+    /// each costing `cost[0]` per step, `cost[1]` per column byte and `cost[2]`; `None` when
+    /// even the newest alone costs more.
+    async fn fitting_start(
+        &self,
+        id: Uuid,
+        window: &Window,
+        cost: [f64; 3],
+        budget: f64,
+    ) -> Result<Option<f64>, StoreError>;
 }
 
 #[cfg(test)]

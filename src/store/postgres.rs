@@ -304,6 +304,8 @@ impl Backend for Postgres {
     );
 
     /// `SUM(bigint)` is a numeric, clamped to 64 bits before it becomes a bigint again.
+    const BODY_OCTETS: &'static str = "octet_length(body)";
+
     const RECOUNT_SUMMARY: &'static str = recount_summary!(
         tokens: "LEAST(GREATEST(COALESCE(SUM(total_tokens), 0), -9223372036854775808), 9223372036854775807)::bigint"
     );

@@ -159,6 +159,8 @@ impl Backend for Sqlite {
 
     /// `SUM` fails on overflow; `TOTAL` is a float that cannot, clamped and stored back as an
     /// integer.
+    const BODY_OCTETS: &'static str = "length(CAST(body AS BLOB))";
+
     const RECOUNT_SUMMARY: &'static str = recount_summary!(
         tokens: "CAST(MAX(MIN(TOTAL(total_tokens), 9223372036854775807), -9223372036854775808) AS INTEGER)"
     );

@@ -166,6 +166,8 @@ pub struct Options {
     pub max_bytes: usize,
     pub max_decompressed: usize,
     pub max_batch_memory: usize,
+    /// `--max-analysis-memory`.
+    pub analysis_memory: u64,
 }
 
 impl Default for Options {
@@ -175,6 +177,7 @@ impl Default for Options {
             max_bytes: 64 * 1024 * 1024,
             max_decompressed: 256 * 1024 * 1024,
             max_batch_memory: agentprof::config::DEFAULT_MAX_BATCH_MEMORY,
+            analysis_memory: 1 << 30,
         }
     }
 }
@@ -219,6 +222,8 @@ impl TestApp {
             max_batch_memory: opts.max_batch_memory,
             keys: opts.keys,
             cache_bytes: 64 * 1024 * 1024,
+            analysis_memory: opts.analysis_memory,
+            analysis_wait: std::time::Duration::from_secs(5),
             ..ApiSettings::default()
         };
         let state = AppState::new(store, &settings);

@@ -7,7 +7,7 @@
 //! with an index by UUID), so a second root with the same UUID replaces the first in place (and
 //! takes the first one's subtree out of every output).
 
-use crate::profiler::core::frame::{Frame, Row, time_order};
+use crate::profiler::core::frame::{Frame, RequestSlice, Row, time_order};
 use crate::trace::{EventState, EventType};
 use std::collections::HashMap;
 
@@ -103,9 +103,21 @@ impl<'a> CallForest<'a> {
     /// The forest of LLM and TOOL calls, and, with `function_nodes` (nat 1.9's nested stack), of
     /// FUNCTION and SPAN steps too.
     pub fn build(frame: &'a Frame, function_nodes: bool) -> CallForest<'a> {
+        CallForest::of_requests(frame, &frame.requests, function_nodes)
+    }
+
+    /// [`CallForest::build`] over some of the frame's requests only (a page of them): a
+    /// request's calls nest within the request, so its part of the forest is the same either
+    /// way.
+    pub fn of_requests(
+        frame: &'a Frame,
+        requests: &[RequestSlice],
+        function_nodes: bool,
+    ) -> CallForest<'a> {
         let mut forest = CallForest::default();
         let mut order: Vec<usize> = Vec::new();
-        for (req, rows) in frame.iter_requests() {
+        for req in requests {
+            let rows = frame.request_rows(req);
             time_order(rows, &mut order);
             let mut stack: Vec<usize> = Vec::new();
             let mut open: HashMap<&str, usize> = HashMap::new();

@@ -209,6 +209,10 @@ pub trait Backend:
     /// batch was partly stored already.
     const RECOUNT_SUMMARY: &'static str;
 
+    /// The byte length of the `body` column (a text column: SQLite's `length` counts its
+    /// characters).
+    const BODY_OCTETS: &'static str;
+
     /// Changes run `$1`: `$2` name, `$3` profiler config, `$4` metadata (each NULL to keep),
     /// `$5` now, `$6` the `updated_at` the change was computed from (NULL: any), `$7` whether
     /// the toolkit changes and `$8` to what; returns the run's columns.

@@ -26,9 +26,10 @@ pub(crate) use backend::Backend;
 use super::{
     ByteStream, IdempotencyKey, IngestOutcome, LoadedRun, LoadedSteps, NewRun, PreparedBatch,
     RunChanges, RunCursor, RunPage, RunRecord, RunStamp, SEQ_BLOCK_BITS, Store, StoreError,
-    StoredOccurrences, StreamSlots, Written,
+    StoredOccurrences, StreamSlots, WindowSize, Written,
 };
 use crate::trace::StepSchema;
+use crate::window::Window;
 use sqlx::{Pool, Transaction};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -220,6 +221,12 @@ async fn append_in<B: Backend>(
     let plan = batch.plan(&by_external, max_number, first_seq, &stored_before)?;
     let created = steps::insert_requests::<B>(&mut **tx, id, &plan.requests).await?;
     let stored = B::insert_steps(tx, id, &plan.steps).await?;
+    if stored > 0 {
+        match plan.request_figures(i64::try_from(stored).unwrap_or(i64::MAX)) {
+            Some(figures) => steps::add_request_figures::<B>(&mut **tx, id, &figures).await?,
+            None => steps::recount_requests::<B>(&mut **tx, id, &plan.touched_requests()).await?,
+        }
+    }
     let version = if stored > 0 || created > 0 {
         runs::after_batch::<B>(&mut **tx, id, batch, &plan, created, stored).await?
     } else {
@@ -319,18 +326,18 @@ impl<B: Backend> Store for SqlStore<B> {
         runs::purge_keys::<B>(&mut conn, cutoff).await
     }
 
-    async fn load(&self, id: Uuid) -> Result<LoadedRun, StoreError> {
+    async fn load(&self, id: Uuid, window: &Window) -> Result<LoadedRun, StoreError> {
         self.ready()?;
         let mut tx = B::begin_read(&self.pool).await?;
-        let loaded = steps::load(&mut tx, id).await?;
+        let loaded = steps::load(&mut tx, id, window).await?;
         tx.commit().await?;
         Ok(loaded)
     }
 
-    async fn load_steps(&self, id: Uuid) -> Result<LoadedSteps, StoreError> {
+    async fn load_steps(&self, id: Uuid, window: &Window) -> Result<LoadedSteps, StoreError> {
         self.ready()?;
         let mut tx = B::begin_read(&self.pool).await?;
-        let loaded = steps::load_steps(&mut tx, id).await?;
+        let loaded = steps::load_steps(&mut tx, id, window).await?;
         tx.commit().await?;
         Ok(loaded)
     }
@@ -339,10 +346,27 @@ impl<B: Backend> Store for SqlStore<B> {
         &self,
         id: Uuid,
         schema: Option<StepSchema>,
+        window: &Window,
     ) -> Result<ByteStream, StoreError> {
         self.ready()?;
         let slot = self.streams.acquire().await?;
         let tx = B::begin_read(&self.pool).await?;
-        steps::stream_requests(tx, slot, id, schema).await
+        steps::stream_requests(tx, slot, id, schema, *window).await
+    }
+
+    async fn size(&self, id: Uuid, window: &Window) -> Result<WindowSize, StoreError> {
+        let mut conn = self.connection().await?;
+        steps::size::<B>(&mut conn, id, window).await
+    }
+
+    async fn fitting_start(
+        &self,
+        id: Uuid,
+        window: &Window,
+        cost: [f64; 3],
+        budget: f64,
+    ) -> Result<Option<f64>, StoreError> {
+        let mut conn = self.connection().await?;
+        steps::fitting_start::<B>(&mut conn, id, window, cost, budget).await
     }
 }

@@ -187,8 +187,8 @@ pub(crate) fn in_list(head: &str, column: &str, tail: &str) -> String {
 /// Values per [`in_list`] statement.
 pub(crate) const IN_LIST: usize = 100;
 
-pub(crate) const SELECT_REQUESTS: &str =
-    "SELECT request_number, external_id FROM requests WHERE run_id = $1 ORDER BY request_number";
+pub(crate) const SELECT_REQUESTS: &str = "SELECT request_number, external_id, step_count FROM requests \
+     WHERE run_id = $1 ORDER BY request_number";
 
 /// Every request with its eval fields (`eval_item`, JSON), for the ATIF export.
 pub(crate) const SELECT_REQUEST_ITEMS: &str = "SELECT request_number, external_id, eval_item FROM requests \
@@ -197,16 +197,122 @@ pub(crate) const SELECT_REQUEST_ITEMS: &str = "SELECT request_number, external_i
 pub(crate) const SELECT_REQUEST_NUMBERS: &str =
     "SELECT request_number FROM requests WHERE run_id = $1 ORDER BY request_number";
 
+/// The profiler columns of a step, in the order `columns::step_columns` reads them.
+macro_rules! step_columns {
+    () => {
+        "SELECT request_number, event_type, event_timestamp, uuid, name, framework, function_name, \
+         function_id, parent_name, parent_id, prompt_tokens, completion_tokens, total_tokens, \
+         seconds_between_calls, text_value, span_event_timestamp, step_parent_id FROM steps "
+    };
+}
+
+/// The requests of run `$1` that started in `[$2, $3)`: served by the index `requests_by_start`.
+macro_rules! in_window {
+    () => {
+        "run_id = $1 AND started_at >= $2 AND started_at < $3"
+    };
+}
+
 /// The profiler columns of every step of a run, in frame order.
-pub(crate) const SELECT_STEP_COLUMNS: &str = "
-    SELECT request_number, event_type, event_timestamp, uuid, name, framework, function_name,
-           function_id, parent_name, parent_id, prompt_tokens, completion_tokens, total_tokens,
-           seconds_between_calls, text_value, span_event_timestamp, step_parent_id
-    FROM steps WHERE run_id = $1 ORDER BY request_number, seq";
+pub(crate) const SELECT_STEP_COLUMNS: &str = concat!(
+    step_columns!(),
+    "WHERE run_id = $1 ORDER BY request_number, seq"
+);
+
+/// [`SELECT_STEP_COLUMNS`] of a window's requests.
+pub(crate) const SELECT_WINDOW_STEP_COLUMNS: &str = concat!(
+    step_columns!(),
+    "WHERE run_id = $1 AND request_number IN (SELECT request_number FROM requests WHERE ",
+    in_window!(),
+    ") ORDER BY request_number, seq"
+);
 
 /// The rendered body of every step of a run, in file order.
 pub(crate) const SELECT_STEP_BODIES: &str =
     "SELECT request_number, body FROM steps WHERE run_id = $1 ORDER BY request_number, seq";
+
+/// [`SELECT_STEP_BODIES`] of a window's requests.
+pub(crate) const SELECT_WINDOW_STEP_BODIES: &str = concat!(
+    "SELECT request_number, body FROM steps WHERE run_id = $1 AND request_number IN ",
+    "(SELECT request_number FROM requests WHERE ",
+    in_window!(),
+    ") ORDER BY request_number, seq"
+);
+
+/// [`SELECT_REQUESTS`] of a window.
+pub(crate) const SELECT_WINDOW_REQUESTS: &str = concat!(
+    "SELECT request_number, external_id, step_count FROM requests WHERE ",
+    in_window!(),
+    " ORDER BY request_number"
+);
+
+/// [`SELECT_REQUEST_ITEMS`] of a window.
+pub(crate) const SELECT_WINDOW_REQUEST_ITEMS: &str = concat!(
+    "SELECT request_number, external_id, eval_item FROM requests WHERE ",
+    in_window!(),
+    " ORDER BY request_number"
+);
+
+/// [`SELECT_REQUEST_NUMBERS`] of a window.
+pub(crate) const SELECT_WINDOW_REQUEST_NUMBERS: &str = concat!(
+    "SELECT request_number FROM requests WHERE ",
+    in_window!(),
+    " ORDER BY request_number"
+);
+
+/// The sums of a size: cast, as PostgreSQL sums `bigint`s into `numeric`.
+macro_rules! size_sums {
+    () => {
+        "SELECT COUNT(*), CAST(COALESCE(SUM(step_count), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(column_bytes), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(body_bytes), 0) AS BIGINT) FROM requests WHERE "
+    };
+}
+
+/// How many requests and steps run `$1` holds, and their column and body bytes.
+pub(crate) const RUN_SIZE: &str = concat!(size_sums!(), "run_id = $1");
+
+/// [`RUN_SIZE`] of a window.
+pub(crate) const WINDOW_SIZE: &str = concat!(size_sums!(), in_window!());
+
+/// The earliest start in `[$2, $3)` from which the window's requests, newest first, cost at
+/// most `$7` in all, each costing `$4` per step plus `$5` per column byte plus `$6`; no row when
+/// even the latest request alone costs more.
+pub(crate) const FITTING_START: &str = concat!(
+    "SELECT started_at FROM (SELECT started_at, ",
+    "SUM(step_count * $4 + column_bytes * $5 + $6) OVER (ORDER BY started_at DESC) AS cost ",
+    "FROM requests WHERE ",
+    in_window!(),
+    ") AS w WHERE cost <= $7 ORDER BY started_at LIMIT 1"
+);
+
+/// Adds a batch's figures to its requests: `$1` run, then per request (number, earliest step
+/// time, steps, column bytes, body bytes) from `$2` on, as [`values`] lists them.
+pub(crate) fn add_request_figures(rows: usize) -> String {
+    format!(
+        "UPDATE requests SET \
+         started_at = CASE WHEN started_at IS NULL OR v.column2 < started_at THEN v.column2 \
+         ELSE started_at END, step_count = step_count + v.column3, \
+         column_bytes = column_bytes + v.column4, body_bytes = body_bytes + v.column5 \
+         FROM (VALUES {}) AS v WHERE requests.run_id = $1 AND requests.request_number = v.column1",
+        values_from(rows, 5, 2)
+    )
+}
+
+/// Recounts the figures of run `$1`'s requests numbered `$2..` ([`IN_LIST`] of them) from
+/// their stored steps, `body_octets` being the engine's byte length of `body`.
+pub(crate) fn recount_requests(body_octets: &str) -> String {
+    let of_steps = "FROM steps s WHERE s.run_id = requests.run_id \
+                    AND s.request_number = requests.request_number";
+    let head = format!(
+        "UPDATE requests SET started_at = (SELECT MIN(event_timestamp) {of_steps}), \
+         step_count = (SELECT COUNT(*) {of_steps}), \
+         column_bytes = (SELECT COALESCE(SUM(length(uuid) + COALESCE(length(name), 0) \
+         + COALESCE(length(text_value), 0) + COALESCE(length(step_parent_id), 0)), 0) \
+         {of_steps}), body_bytes = (SELECT COALESCE(SUM({body_octets}), 0) {of_steps})"
+    );
+    in_list(&head, "request_number", "")
+}
 
 /// The columns of a multi-row step insert, in the order `backend::insert_steps_by_rows` binds them.
 pub(crate) const INSERT_STEPS: &str = "INSERT INTO steps (run_id, request_number, seq, event_type, event_timestamp, uuid, name, framework, \
@@ -223,8 +329,13 @@ pub(crate) const STEP_PARAMS: usize = 22;
 /// `(${first}, ..., ${first + n - 1})`, `rows` times, comma separated: the VALUES of a multi-row
 /// insert.
 pub(crate) fn values(rows: usize, per_row: usize) -> String {
+    values_from(rows, per_row, 1)
+}
+
+/// [`values`] with placeholders numbered from `first`.
+pub(crate) fn values_from(rows: usize, per_row: usize, first: usize) -> String {
     let mut sql = String::with_capacity(rows * per_row * 5);
-    let mut n = 0;
+    let mut n = first - 1;
     for r in 0..rows {
         if r > 0 {
             sql.push_str(", ");

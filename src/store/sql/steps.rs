@@ -7,9 +7,10 @@ use super::columns::{self, utf8};
 use super::queries;
 use crate::store::{
     ByteStream, ContentHash, FrameAssembler, LoadedRun, LoadedSteps, PlannedRequest, PreparedBatch,
-    StepsAssembler, StoreError, StoredOccurrences, TracesAssembler,
+    RequestFigures, StepsAssembler, StoreError, StoredOccurrences, TracesAssembler, WindowSize,
 };
 use crate::trace::StepSchema;
+use crate::window::Window;
 use futures::{StreamExt, TryStreamExt};
 use sqlx::Transaction;
 use std::collections::HashMap;
@@ -113,27 +114,144 @@ pub(super) async fn insert_requests<B: Backend>(
     Ok(created)
 }
 
-/// A run's frame, built from its stored step columns within one snapshot.
+/// Adds what a batch stored to its requests' figures (see [`RequestFigures`]).
+pub(super) async fn add_request_figures<B: Backend>(
+    conn: &mut B::Connection,
+    run: Uuid,
+    figures: &[RequestFigures],
+) -> Result<(), StoreError> {
+    for chunk in figures.chunks(queries::ROWS_PER_INSERT) {
+        let sql = queries::add_request_figures(chunk.len());
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).arg(run);
+        for f in chunk {
+            q = q
+                .arg(f.number)
+                .arg(f.started_at)
+                .arg(f.steps)
+                .arg(f.column_bytes)
+                .arg(f.body_bytes);
+        }
+        q.execute(B::on(&mut *conn)).await?;
+    }
+    Ok(())
+}
+
+/// Recounts the figures of requests `numbers` from their stored steps: after a batch that was
+/// partly stored already, whose own figures would count some steps twice.
+pub(super) async fn recount_requests<B: Backend>(
+    conn: &mut B::Connection,
+    run: Uuid,
+    numbers: &[i32],
+) -> Result<(), StoreError> {
+    let sql = queries::recount_requests(B::BODY_OCTETS);
+    for chunk in numbers.chunks(queries::IN_LIST) {
+        let Some(&last) = chunk.last() else { continue };
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone())).arg(run);
+        for i in 0..queries::IN_LIST {
+            q = q.arg(chunk.get(i).copied().unwrap_or(last));
+        }
+        q.execute(B::on(&mut *conn)).await?;
+    }
+    Ok(())
+}
+
+/// A statement over a run or over a window of it: `all` binds the run alone, `windowed` the
+/// run and the window's bounds (see `queries::in_window!`).
+fn over<'q, B: Backend>(
+    run: Uuid,
+    window: &Window,
+    all: &'q str,
+    windowed: &'q str,
+) -> sqlx::query::Query<'q, B, <B as sqlx::Database>::Arguments> {
+    if window.is_all() {
+        sqlx::query(sqlx::AssertSqlSafe(all)).arg(run)
+    } else {
+        let (from, to) = window.sql_bounds();
+        sqlx::query(sqlx::AssertSqlSafe(windowed))
+            .arg(run)
+            .arg(from)
+            .arg(to)
+    }
+}
+
+/// How many requests and steps a run or window holds, and their bytes.
+pub(super) async fn size<B: Backend>(
+    conn: &mut B::Connection,
+    run: Uuid,
+    window: &Window,
+) -> Result<WindowSize, StoreError> {
+    let row = over::<B>(run, window, queries::RUN_SIZE, queries::WINDOW_SIZE)
+        .fetch_one(B::on(conn))
+        .await?;
+    let r = Rec::<B>(&row);
+    let n = |i: usize| r.col::<i64>(i).map(|v| u64::try_from(v).unwrap_or(0));
+    Ok(WindowSize {
+        requests: n(0)?,
+        steps: n(1)?,
+        column_bytes: n(2)?,
+        body_bytes: n(3)?,
+    })
+}
+
+/// The earliest start from which the newest requests of `window` cost at most `budget`, each
+/// costing `per_step` a step, `per_column_byte` a column byte and `per_request`; `None` when
+/// even the newest alone costs more, or the window is empty.
+pub(super) async fn fitting_start<B: Backend>(
+    conn: &mut B::Connection,
+    run: Uuid,
+    window: &Window,
+    cost: [f64; 3],
+    budget: f64,
+) -> Result<Option<f64>, StoreError> {
+    let (from, to) = window.sql_bounds();
+    let row = sqlx::query(queries::FITTING_START)
+        .arg(run)
+        .arg(from)
+        .arg(to)
+        .arg(cost[0])
+        .arg(cost[1])
+        .arg(cost[2])
+        .arg(budget)
+        .fetch_optional(B::on(conn))
+        .await?;
+    row.map(|row| Rec::<B>(&row).col::<f64>(0)).transpose()
+}
+
+/// A run's frame (or a window's), built from its stored step columns within one snapshot.
 pub(super) async fn load<B: Backend>(
     tx: &mut Transaction<'static, B>,
     run: Uuid,
+    window: &Window,
 ) -> Result<LoadedRun, StoreError> {
     let version = super::runs::version::<B>(&mut **tx, run).await?;
-    let requests = sqlx::query(queries::SELECT_REQUESTS)
-        .arg(run)
-        .fetch_all(B::on(&mut **tx))
-        .await?
-        .iter()
-        .map(|row| {
-            let r = Rec::<B>(row);
-            let external: Option<Vec<u8>> = r.col(1)?;
-            Ok((i64::from(r.col::<i32>(0)?), external.map(utf8).transpose()?))
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    let mut frame = FrameAssembler::new(requests);
-    let mut rows = sqlx::query(queries::SELECT_STEP_COLUMNS)
-        .arg(run)
-        .fetch(B::on(&mut **tx));
+    let requests = over::<B>(
+        run,
+        window,
+        queries::SELECT_REQUESTS,
+        queries::SELECT_WINDOW_REQUESTS,
+    )
+    .fetch_all(B::on(&mut **tx))
+    .await?
+    .iter()
+    .map(|row| {
+        let r = Rec::<B>(row);
+        let external: Option<Vec<u8>> = r.col(1)?;
+        let steps = usize::try_from(r.col::<i32>(2)?).unwrap_or(0);
+        Ok((
+            (i64::from(r.col::<i32>(0)?), external.map(utf8).transpose()?),
+            steps,
+        ))
+    })
+    .collect::<Result<Vec<_>, StoreError>>()?;
+    let steps = requests.iter().map(|(_, n)| n).sum();
+    let mut frame = FrameAssembler::new(requests.into_iter().map(|(r, _)| r).collect(), steps);
+    let mut rows = over::<B>(
+        run,
+        window,
+        queries::SELECT_STEP_COLUMNS,
+        queries::SELECT_WINDOW_STEP_COLUMNS,
+    )
+    .fetch(B::on(&mut **tx));
     while let Some(row) = rows.try_next().await? {
         let n = Rec::<B>(&row).col::<i32>(columns::REQUEST_NUMBER)?;
         frame.step(i64::from(n), columns::step_columns::<B>(&row)?);
@@ -144,31 +262,41 @@ pub(super) async fn load<B: Backend>(
     })
 }
 
-/// A run's requests with their eval fields and their steps parsed back from their bodies.
+/// A run's (or a window's) requests with their eval fields and their steps parsed back from
+/// their bodies.
 pub(super) async fn load_steps<B: Backend>(
     tx: &mut Transaction<'static, B>,
     run: Uuid,
+    window: &Window,
 ) -> Result<LoadedSteps, StoreError> {
     let version = super::runs::version::<B>(&mut **tx, run).await?;
-    let requests = sqlx::query(queries::SELECT_REQUEST_ITEMS)
-        .arg(run)
-        .fetch_all(B::on(&mut **tx))
-        .await?
-        .iter()
-        .map(|row| {
-            let r = Rec::<B>(row);
-            let external: Option<Vec<u8>> = r.col(1)?;
-            Ok((
-                i64::from(r.col::<i32>(0)?),
-                external.map(utf8).transpose()?,
-                r.col::<Option<String>>(2)?,
-            ))
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
+    let requests = over::<B>(
+        run,
+        window,
+        queries::SELECT_REQUEST_ITEMS,
+        queries::SELECT_WINDOW_REQUEST_ITEMS,
+    )
+    .fetch_all(B::on(&mut **tx))
+    .await?
+    .iter()
+    .map(|row| {
+        let r = Rec::<B>(row);
+        let external: Option<Vec<u8>> = r.col(1)?;
+        Ok((
+            i64::from(r.col::<i32>(0)?),
+            external.map(utf8).transpose()?,
+            r.col::<Option<String>>(2)?,
+        ))
+    })
+    .collect::<Result<Vec<_>, StoreError>>()?;
     let mut steps = StepsAssembler::new(requests)?;
-    let mut rows = sqlx::query(queries::SELECT_STEP_BODIES)
-        .arg(run)
-        .fetch(B::on(&mut **tx));
+    let mut rows = over::<B>(
+        run,
+        window,
+        queries::SELECT_STEP_BODIES,
+        queries::SELECT_WINDOW_STEP_BODIES,
+    )
+    .fetch(B::on(&mut **tx));
     while let Some(row) = rows.try_next().await? {
         let r = Rec::<B>(&row);
         steps.step(i64::from(r.col::<i32>(0)?), &r.col::<String>(1)?)?;
@@ -179,13 +307,15 @@ pub(super) async fn load_steps<B: Backend>(
     })
 }
 
-/// The combined requests file of a run, streamed from `tx` (which the stream keeps, with its
-/// snapshot, until the last chunk), each step rewritten into `schema` when one is given.
+/// The combined requests file of a run (or a window), streamed from `tx` (which the stream
+/// keeps, with its snapshot, until the last chunk), each step rewritten into `schema` when one
+/// is given.
 pub(super) async fn stream_requests<B: Backend>(
     mut tx: Transaction<'static, B>,
     slot: tokio::sync::OwnedSemaphorePermit,
     run: Uuid,
     schema: Option<StepSchema>,
+    window: Window,
 ) -> Result<ByteStream, StoreError> {
     let exists = sqlx::query(queries::RUN_EXISTS)
         .arg(run)
@@ -194,20 +324,28 @@ pub(super) async fn stream_requests<B: Backend>(
     if exists.is_none() {
         return Err(StoreError::RunNotFound(run));
     }
-    let numbers = sqlx::query(queries::SELECT_REQUEST_NUMBERS)
-        .arg(run)
-        .fetch_all(B::on(&mut *tx))
-        .await?
-        .iter()
-        .map(|row| Rec::<B>(row).col::<i32>(0).map(i64::from))
-        .collect::<Result<Vec<_>, StoreError>>()?;
+    let numbers = over::<B>(
+        run,
+        &window,
+        queries::SELECT_REQUEST_NUMBERS,
+        queries::SELECT_WINDOW_REQUEST_NUMBERS,
+    )
+    .fetch_all(B::on(&mut *tx))
+    .await?
+    .iter()
+    .map(|row| Rec::<B>(row).col::<i32>(0).map(i64::from))
+    .collect::<Result<Vec<_>, StoreError>>()?;
     let stream = async_stream::try_stream! {
         let _slot = slot;
         let mut out = TracesAssembler::new(numbers, schema);
         {
-            let mut rows = sqlx::query(queries::SELECT_STEP_BODIES)
-                .arg(run)
-                .fetch(B::on(&mut *tx));
+            let mut rows = over::<B>(
+                run,
+                &window,
+                queries::SELECT_STEP_BODIES,
+                queries::SELECT_WINDOW_STEP_BODIES,
+            )
+            .fetch(B::on(&mut *tx));
             while let Some(row) = rows.try_next().await.map_err(StoreError::from)? {
                 let r = Rec::<B>(&row);
                 let n = i64::from(r.col::<i32>(0)?);
