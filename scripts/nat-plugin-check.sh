@@ -118,5 +118,9 @@ meta = run["metadata"].get("eval", {})
 items = meta.get("items", [])
 scored = [i for i in items if i.get("scores") and i.get("request")]
 check(len(scored) == len(eval_items), f"scores: {len(scored)} of {len(eval_items)} items with evaluator scores and their request; averages {meta.get('metric_scores')}")
+window = meta.get("window") or {}
+windowed = httpx.get(f"{base}/v1/runs/{rid}/metrics", params={"from": window.get("from"), "to": window.get("to")})
+check(windowed.status_code == 200 and windowed.json() == httpx.get(f"{base}/v1/runs/{rid}/metrics").json(),
+      f"the eval's window {window} holds all its requests")
 sys.exit(1 if failures else 0)
 PY

@@ -297,11 +297,24 @@ pub fn profiler_document_from(first: usize, requests: usize, seed: u64) -> Value
 /// Like [`profiler_document_from`], with `workers` requests in flight at once (an eval's
 /// concurrency) instead of 8.
 pub fn profiler_document_with(first: usize, requests: usize, seed: u64, workers: usize) -> Value {
+    profiler_document_at(first, requests, seed, workers, 1_748_779_200.0)
+}
+
+/// Like [`profiler_document_with`], the workers starting at `t0` (Unix seconds): consecutive
+/// batches of a long run, each starting where the previous one's last request started, read as
+/// one stream of traffic.
+pub fn profiler_document_at(
+    first: usize,
+    requests: usize,
+    seed: u64,
+    workers: usize,
+    t0: f64,
+) -> Value {
     let mut g = Gen {
         rng: ChaCha8Rng::seed_from_u64(seed),
         next_id: seed << 32,
     };
-    let mut slots = vec![1_748_779_200.0f64; workers.max(1)];
+    let mut slots = vec![t0; workers.max(1)];
     let docs: Vec<Value> = (0..requests)
         .map(|i| {
             let k = (0..slots.len())

@@ -23,8 +23,8 @@ pub struct Window {
 /// A bound that is neither a number of seconds nor an RFC 3339 time.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error(
-    "{given:?} is not a time: give Unix seconds (1733450000 or 1733450000.25) or RFC 3339 \
-     (2024-12-06T02:00:00Z)"
+    "{given:?} is not a time: give Unix seconds (1733450000 or 1733450000.25, years 1 to 9999) \
+     or RFC 3339 (2024-12-06T02:00:00Z)"
 )]
 pub struct BadBound {
     pub given: String,
@@ -87,7 +87,15 @@ impl Window {
     }
 }
 
+/// The earliest time given as Unix seconds: 0001-01-01T00:00:00Z, where RFC 3339 begins.
+pub const EARLIEST_SECONDS: f64 = -62_135_596_800.0;
+/// The latest time given as Unix seconds: 9999-12-31T23:59:59Z, where RFC 3339 ends.
+pub const LATEST_SECONDS: f64 = 253_402_300_799.0;
+
 /// Unix seconds or an RFC 3339 time, as Unix seconds.
+///
+/// Seconds are held to the years RFC 3339 can write, so that both forms name the same times
+/// and the API's schema can say which numbers are accepted.
 pub fn parse_time(s: &str) -> Result<f64, BadBound> {
     let bad = || BadBound {
         given: s.chars().take(64).collect(),
@@ -95,7 +103,10 @@ pub fn parse_time(s: &str) -> Result<f64, BadBound> {
     let s = s.trim();
     if let Ok(t) = s.parse::<f64>() {
         // `parse` also reads "inf" and "NaN", which are not times.
-        return t.is_finite().then_some(t).ok_or_else(bad);
+        return (EARLIEST_SECONDS..=LATEST_SECONDS)
+            .contains(&t)
+            .then_some(t)
+            .ok_or_else(bad);
     }
     let t = OffsetDateTime::parse(s, &Rfc3339).map_err(|_| bad())?;
     Ok(t.unix_timestamp() as f64 + f64::from(t.nanosecond()) / 1e9)
@@ -125,10 +136,27 @@ mod tests {
         assert_eq!(w.to, Some(1_733_450_400.0));
         let w = Window::parse(Some("2024-12-06T03:00:00.25+01:00"), None).unwrap();
         assert_eq!(w.from, Some(1_733_450_400.25));
-        for bad in ["yesterday", "inf", "NaN", "", "2024-13-01T00:00:00Z"] {
+        for bad in [
+            "yesterday",
+            "inf",
+            "NaN",
+            "",
+            "2024-13-01T00:00:00Z",
+            "1e300",
+            "-62135596801",
+        ] {
             let (field, e) = Window::parse(None, Some(bad)).unwrap_err();
             assert_eq!(field, "to");
             assert!(e.to_string().contains("RFC 3339"), "{e}");
+        }
+        // The extremes that either form can write are times.
+        for good in [
+            "-62135596800",
+            "253402300799",
+            "0001-01-01T00:00:00+23:59",
+            "9999-12-31T23:59:59.999999-23:59",
+        ] {
+            assert!(parse_time(good).is_ok(), "{good}");
         }
     }
 

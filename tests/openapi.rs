@@ -252,6 +252,33 @@ fn the_profiler_config_schema_names_the_configs_fields() {
     read.push("base_metrics".to_owned());
     read.sort();
     assert_eq!(documented, read);
+    // And so does each section's patch, with the section's own fields.
+    for (section, patch) in [
+        ("prompt_caching_prefixes", "PromptCachingPatch"),
+        ("bottleneck_analysis", "BottleneckPatch"),
+        ("concurrency_spike_analysis", "SpikeConfigPatch"),
+        ("prefix_span_analysis", "PrefixSpanConfigPatch"),
+        ("prediction_trie", "PredictionTriePatch"),
+        ("dynamo_metrics", "DynamoMetricsPatch"),
+    ] {
+        assert_eq!(
+            fields(&schemas[patch]["properties"]),
+            fields(&config[section]),
+            "{patch} against {section}"
+        );
+    }
+    // The trie's file name is refused where the server refuses it: another output's name, a
+    // directory, or a path.
+    let pattern = schemas["PredictionTriePatch"]["properties"]["output_filename"]["pattern"]
+        .as_str()
+        .unwrap();
+    for name in agentprof::profiler::core::config::OTHER_OUTPUT_FILES {
+        assert!(
+            pattern.contains(&format!("|{}", name.replace('.', r"\."))),
+            "{name} is not in {pattern}"
+        );
+    }
+    assert!(pattern.contains(r"(?:\.|\.\.|") && pattern.ends_with(r"[^/\\\x00]+$"));
     // Every documented field is one the config accepts.
     for field in documented {
         let sample = match field.as_str() {

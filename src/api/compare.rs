@@ -4,7 +4,7 @@ use super::AppState;
 use super::body::JsonBytes;
 use super::error::{ApiError, ApiResult, BodyProblems, Problem, ReadProblems};
 use super::schema::{CompareRequest, ComparisonResponse, RunRef};
-use crate::trace::from_text_at;
+use crate::trace::object_from_text_at;
 use axum::Json;
 use axum::extract::State;
 
@@ -47,7 +47,7 @@ pub async fn compare_runs(
     JsonBytes(body): JsonBytes,
 ) -> ApiResult<Json<ComparisonResponse>> {
     let request: CompareRequest =
-        from_text_at(&body, "").map_err(|e| ApiError::from_trace(e, ""))?;
+        object_from_text_at(&body, "").map_err(|e| ApiError::from_trace(e, ""))?;
     let (a, b) = (request.baseline, request.candidate);
     let (wa, wb) = request.windows()?;
     let (ra, rb) = tokio::try_join!(

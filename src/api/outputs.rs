@@ -207,10 +207,9 @@ pub(super) fn window_parameters() -> [utoipa::openapi::path::Parameter; 2] {
             )))
             .required(Required::False)
             .schema(Some(
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .examples([example]),
+                <super::schema::TimeBound as utoipa::PartialSchema>::schema(),
             ))
+            .example(Some(example.into()))
             .build()
     };
     [

@@ -13,7 +13,7 @@ use crate::jsontext::ObjectJson;
 use crate::profiler::{ProfilerConfig, warnings};
 use crate::store::{IngestOutcome, RunChanges, RunCursor, RunRecord, StoreError};
 use crate::trace::schema::StepDocument;
-use crate::trace::{FieldError, from_text_at};
+use crate::trace::{FieldError, object_from_text_at};
 use axum::Extension;
 use axum::Json;
 use axum::extract::{FromRequest, Query, Request, State};
@@ -255,7 +255,8 @@ pub async fn patch_run(
     RunId(id): RunId,
     JsonBytes(body): JsonBytes,
 ) -> ApiResult<Json<RunView>> {
-    let patch: PatchRun = from_text_at(&body, "").map_err(|e| ApiError::from_trace(e, ""))?;
+    let patch: PatchRun =
+        object_from_text_at(&body, "").map_err(|e| ApiError::from_trace(e, ""))?;
     // Read, merge, write only if nobody wrote in between; on a race, merge again onto the newer
     // run (a merge patch computed from an old read would undo the other writer's change).
     for _ in 0..PATCH_ATTEMPTS {
@@ -393,7 +394,7 @@ mod tests {
 
     #[test]
     fn a_patch_tells_absent_from_null() {
-        let read = |v: Value| from_text_at::<PatchRun>(v.to_string().as_bytes(), "");
+        let read = |v: Value| object_from_text_at::<PatchRun>(v.to_string().as_bytes(), "");
         let path = |e: crate::trace::TraceError| match e {
             crate::trace::TraceError::Invalid { errors, .. } => errors[0].path.clone(),
             other => panic!("{other:?}"),
@@ -411,5 +412,7 @@ mod tests {
             path(read(json!({"metadata": [1]})).unwrap_err()),
             "/metadata"
         );
+        // serde would read an array as the struct's fields in order.
+        assert_eq!(path(read(json!([null, null])).unwrap_err()), "");
     }
 }

@@ -253,11 +253,21 @@ impl TimeBound {
 
 impl utoipa::PartialSchema for TimeBound {
     fn schema() -> RefOr<Schema> {
-        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        // The same times either way: seconds are held to the years RFC 3339 can write.
         RefOr::T(Schema::AnyOf(
             AnyOfBuilder::new()
-                .item(ObjectBuilder::new().schema_type(Type::Number))
-                .item(ObjectBuilder::new().schema_type(Type::String))
+                .item(
+                    ObjectBuilder::new()
+                        .schema_type(Type::Number)
+                        .minimum(Some(crate::window::EARLIEST_SECONDS))
+                        .maximum(Some(crate::window::LATEST_SECONDS)),
+                )
+                .item(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+                )
                 .description(Some("Unix seconds, or an RFC 3339 time"))
                 .build(),
         ))

@@ -22,10 +22,10 @@ pub struct TimelineParams {
     #[param(minimum = 1, maximum = 200, example = 20)]
     pub limit: Option<i64>,
     /// Only the requests that started at or after this time (Unix seconds or RFC 3339).
-    #[param(value_type = Option<String>, example = "2026-12-06T10:00:00Z")]
+    #[param(value_type = Option<super::schema::TimeBound>, example = "2026-12-06T10:00:00Z")]
     pub from: Option<String>,
     /// Only the requests that started before this time (Unix seconds or RFC 3339).
-    #[param(value_type = Option<String>, example = "2026-12-06T11:00:00Z")]
+    #[param(value_type = Option<super::schema::TimeBound>, example = "2026-12-06T11:00:00Z")]
     pub to: Option<String>,
 }
 

@@ -31,7 +31,7 @@ pub use model::{
 };
 pub use parse::{
     FieldError, MAX_ABS_TIMESTAMP, MAX_FIELD_ERRORS, MAX_VALUE_DEPTH, from_text_at, from_value_at,
-    pointer_segment, type_name, value_fits,
+    object_from_text_at, pointer_segment, type_name, value_fits,
 };
 pub use read::{Batch, RequestInput, parse, parse_step, parse_value};
 pub use render::{STEP_DEPTH, TracesWriter, render_step, render_step_in};

@@ -148,6 +148,25 @@ pub fn from_text_at<T: serde::de::DeserializeOwned>(
     Ok(value)
 }
 
+/// [`from_text_at`] for a body that must be one JSON object: serde's derived structs also read
+/// an array as their fields in order, which would take `[null, null]` for a patch.
+pub fn object_from_text_at<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    prefix: &str,
+) -> Result<T, super::types::TraceError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if matches!(first, Some(b) if *b != b'{') {
+        return Err(super::types::TraceError::Invalid {
+            errors: vec![FieldError {
+                path: prefix.to_owned(),
+                message: "must be a JSON object".to_owned(),
+            }],
+            omitted: 0,
+        });
+    }
+    from_text_at(bytes, prefix)
+}
+
 impl Validator {
     pub(crate) fn new(now: f64) -> Self {
         Validator {

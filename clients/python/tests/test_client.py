@@ -4,6 +4,8 @@ import gzip
 import json
 import pathlib
 
+from datetime import datetime, timezone
+
 import httpx
 import pytest
 
@@ -33,6 +35,38 @@ def test_create_read_and_compare(server: str) -> None:
         )
         comparison = client.compare(run.id, other.id)
         assert comparison["baseline"]["run_id"] == run.id
+
+
+def _starts(doc: list[dict]) -> list[float]:
+    """When each item's request started: its earliest step."""
+    return [min(s["payload"]["event_timestamp"] for s in item["intermediate_steps"]) for item in doc]
+
+
+def test_windows_of_a_run(server: str) -> None:
+    doc = small_case()
+    starts = sorted(_starts(doc))
+    cut = (starts[1] + starts[2]) / 2  # two requests before it, three after
+    with AgentprofClient(server) as client:
+        run = client.create_run("py-windows", steps=doc)
+        # The run of the later requests (their items keep their request numbers).
+        later = [item for item, t in zip(doc, _starts(doc)) if t >= cut]
+        alone = client.create_run("py-later", steps=later)
+        assert alone.request_count == len(later) == 3
+        as_datetime = datetime.fromtimestamp(cut, tz=timezone.utc)
+        for from_ in (cut, as_datetime, as_datetime.isoformat()):
+            assert client.output(run.id, "forecast", from_=from_) == client.output(alone.id, "forecast")
+        page = client.timeline(run.id, 0, 200, from_=cut)
+        assert page["requests"] == 3
+        before = client.timeline(run.id, 0, 200, to=cut)
+        assert before["requests"] == 2
+        # The run's later requests against its earlier ones.
+        comparison = client.compare(run.id, run.id, baseline_window=(None, cut), candidate_window=(cut, None))
+        assert comparison["baseline"]["run_id"] == run.id
+        with pytest.raises(AgentprofError) as e:
+            client.output(run.id, "metrics", from_="yesterday")
+        assert e.value.status == 400 and e.value.problem["errors"][0]["path"] == "/from"
+    with pytest.raises(ValueError):
+        client.output(run.id, "metrics", to=datetime(2026, 1, 1))
 
 
 def test_each_append_is_its_own_batch(server: str) -> None:

@@ -31,18 +31,39 @@ pub struct ProfilerConfigPatch {
     /// nvidia-nat 1.9's `prediction_trie.json` (nat-1.9 runs).
     pub prediction_trie: Option<PredictionTriePatch>,
     /// nvidia-nat 1.9's queries of NVIDIA Dynamo's Prometheus: accepted, never run.
-    #[schema(value_type = Option<Object>)]
-    pub dynamo_metrics: Option<serde_json::Value>,
+    pub dynamo_metrics: Option<DynamoMetricsPatch>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DynamoMetricsPatch {
+    pub enable: Option<bool>,
+    pub prometheus_url: Option<String>,
+    pub collect_kv_cache: Option<bool>,
+    pub collect_ttft: Option<bool>,
+    pub collect_itl: Option<bool>,
+    pub collect_inflight_requests: Option<bool>,
+    pub collect_throughput: Option<bool>,
+    pub collect_token_throughput: Option<bool>,
+    pub query_range: Option<String>,
+    pub lookback_seconds: Option<f64>,
+    pub workflow_start_timestamp: Option<f64>,
+    pub workflow_end_timestamp: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PredictionTriePatch {
     pub enable: Option<bool>,
-    /// The file `agentprof analyze` writes it to.
+    /// The file `agentprof analyze` writes it to: a plain file name, not that of another output.
+    #[schema(
+        min_length = 1,
+        pattern = r"^(?!(?:\.|\.\.|all_requests_profiler_traces\.json|standardized_data_all\.csv|stats\.json|workflow_output_atif\.json|inference_optimization\.json|workflow_profiling_report\.txt|workflow_profiling_metrics\.json|gantt_chart\.svg|profiler_results\.json|forecast\.json)$)[^/\\\x00]+$"
+    )]
     pub output_filename: Option<String>,
     pub auto_sensitivity: Option<bool>,
-    #[schema(minimum = -9007199254740992i64, maximum = 9007199254740992i64)]
+    /// 1 to 2^53.
+    #[schema(minimum = 1, maximum = 9007199254740992i64)]
     pub sensitivity_scale: Option<i64>,
     pub w_critical: Option<f64>,
     pub w_fanout: Option<f64>,

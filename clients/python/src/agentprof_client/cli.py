@@ -41,10 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     get.add_argument("output", nargs="?", default="run", choices=VIEWS + OUTPUTS, help="default: the run")
     get.add_argument("--offset", type=int, default=0, help="timeline: the first request")
     get.add_argument("--limit", type=int, default=20, help="timeline: how many requests")
+    get.add_argument("--from", dest="from_", help="only requests that started at or after this (Unix seconds or RFC 3339)")
+    get.add_argument("--to", help="only requests that started before this (Unix seconds or RFC 3339)")
 
     cmp = sub.add_parser("compare", help="compare two runs (per-metric significance tests)")
     cmp.add_argument("baseline")
     cmp.add_argument("candidate")
+    for side in ("baseline", "candidate"):
+        cmp.add_argument(f"--{side}-from", help=f"only the {side}'s requests that started at or after this")
+        cmp.add_argument(f"--{side}-to", help=f"only the {side}'s requests that started before this")
 
     args = ap.parse_args(argv)
     try:
@@ -59,12 +64,18 @@ def main(argv: list[str] | None = None) -> int:
                 if args.output == "run":
                     out: Any = client.get_run(args.run_id).raw
                 elif args.output == "timeline":
-                    out = client.timeline(args.run_id, args.offset, args.limit)
+                    out = client.timeline(args.run_id, args.offset, args.limit, from_=args.from_, to=args.to)
                 else:
-                    out = client.output(args.run_id, args.output)
+                    out = client.output(args.run_id, args.output, from_=args.from_, to=args.to)
                 print(out if isinstance(out, str) else json.dumps(out, indent=2))
             else:
-                print(json.dumps(client.compare(args.baseline, args.candidate), indent=2))
+                compared = client.compare(
+                    args.baseline,
+                    args.candidate,
+                    baseline_window=(args.baseline_from, args.baseline_to),
+                    candidate_window=(args.candidate_from, args.candidate_to),
+                )
+                print(json.dumps(compared, indent=2))
             sys.stdout.flush()
     except AgentprofError as e:
         print(f"agentprof-client: {e}", file=sys.stderr)

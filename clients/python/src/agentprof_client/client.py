@@ -8,10 +8,15 @@ import os
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from importlib import resources
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, Union
+from urllib.parse import urlencode
 
 import httpx
+
+#: A time bound of a window: Unix seconds, a timezone-aware ``datetime``, or RFC 3339 text.
+Time = Union[float, int, datetime, str]
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
@@ -147,25 +152,47 @@ class AgentprofClient:
     def get_run(self, run_id: str) -> Run:
         return Run.from_json(self._send("GET", f"/v1/runs/{run_id}").json())
 
-    def output(self, run_id: str, name: str) -> Any:
+    def output(self, run_id: str, name: str, *, from_: Time | None = None, to: Time | None = None) -> Any:
         """An output of the run (see ``OUTPUTS``): parsed JSON, or text for the report, CSV and
-        SVG."""
+        SVG. With ``from_`` and/or ``to``, the output of the requests that started in that window
+        (a 413 ``window-too-large`` :class:`AgentprofError` names a window that fits)."""
         if name not in OUTPUTS:
             raise ValueError(f"unknown output {name!r}; one of {', '.join(OUTPUTS)}")
-        r = self._send("GET", f"/v1/runs/{run_id}/{name}")
+        r = self._send("GET", f"/v1/runs/{run_id}/{name}" + _query(window(from_, to)))
         if r.headers.get("content-type", "").startswith("application/json"):
             return r.json()
         return r.text
 
-    def timeline(self, run_id: str, offset: int = 0, limit: int = 20) -> dict[str, Any]:
-        """A page of the run's timeline: its requests' nested calls, and the run-wide concurrency,
-        latencies and tokens the dashboard draws."""
-        r = self._send("GET", f"/v1/runs/{run_id}/timeline?offset={offset}&limit={limit}")
+    def timeline(
+        self,
+        run_id: str,
+        offset: int = 0,
+        limit: int = 20,
+        *,
+        from_: Time | None = None,
+        to: Time | None = None,
+    ) -> dict[str, Any]:
+        """A page of the run's (or a window's) timeline: its requests' nested calls, and the
+        concurrency, latencies and tokens the dashboard draws."""
+        params = {"offset": str(offset), "limit": str(limit), **window(from_, to)}
+        r = self._send("GET", f"/v1/runs/{run_id}/timeline" + _query(params))
         return dict(r.json())
 
-    def compare(self, baseline: str, candidate: str) -> dict[str, Any]:
-        """Per-metric significance tests of candidate against baseline."""
-        r = self._send("POST", "/v1/compare", json_body={"baseline": baseline, "candidate": candidate})
+    def compare(
+        self,
+        baseline: str,
+        candidate: str,
+        *,
+        baseline_window: tuple[Time | None, Time | None] | None = None,
+        candidate_window: tuple[Time | None, Time | None] | None = None,
+    ) -> dict[str, Any]:
+        """Per-metric significance tests of candidate against baseline; each side may be a
+        window ``(from, to)`` of its run, so that a run can be compared with itself earlier."""
+        body: dict[str, Any] = {"baseline": baseline, "candidate": candidate}
+        for side, w in (("baseline", baseline_window), ("candidate", candidate_window)):
+            for bound, text in window(*(w or (None, None))).items():
+                body[f"{side}_{bound}"] = text
+        r = self._send("POST", "/v1/compare", json_body=body)
         return dict(r.json())
 
     def _send(
@@ -209,6 +236,33 @@ class AgentprofClient:
                     problem = None
                 raise AgentprofError(r.status_code, problem if isinstance(problem, dict) else None, r.text)
             return r
+
+
+def time_text(t: Time) -> str:
+    """A window bound as the server reads it: Unix seconds, or RFC 3339 text."""
+    if isinstance(t, datetime):
+        if t.tzinfo is None:
+            raise ValueError(f"{t!r} has no timezone: give an aware datetime (e.g. tzinfo=timezone.utc)")
+        return t.isoformat()
+    if isinstance(t, bool):
+        raise ValueError(f"{t!r} is not a time")
+    if isinstance(t, (int, float)):
+        return repr(float(t))
+    return str(t)
+
+
+def window(from_: Time | None, to: Time | None) -> dict[str, str]:
+    """The ``from`` and ``to`` parameters of a window; either may be open."""
+    out: dict[str, str] = {}
+    if from_ is not None:
+        out["from"] = time_text(from_)
+    if to is not None:
+        out["to"] = time_text(to)
+    return out
+
+
+def _query(params: Mapping[str, str]) -> str:
+    return "?" + urlencode(params) if params else ""
 
 
 def _retry_after(r: httpx.Response, attempt: int) -> float:

@@ -25,6 +25,7 @@ import logging
 import time
 import uuid
 from typing import Any
+from urllib.parse import urlencode
 
 from pydantic import Field
 
@@ -111,9 +112,13 @@ class AgentprofEvalCallback:
     def __init__(self, config: AgentprofTelemetryExporterConfig) -> None:
         self._config = config
         self._alias: str | None = None
+        self._started: float | None = None
 
     def on_eval_started(self, *, workflow_alias: str, eval_input: Any, config: Any, job_id: str | None = None) -> None:
         self._alias = workflow_alias
+        # The eval's window of the run: a long-lived run (one run_name for many evals) then still
+        # gives each eval's own profile, from its requests alone.
+        self._started = time.time()
 
     def on_eval_complete(self, result: Any) -> None:
         if not _SENDERS:
@@ -133,6 +138,7 @@ class AgentprofEvalCallback:
             }
             for item in result.items
         ]
+        eval_window = {"from": self._started, "to": time.time()} if self._started is not None else None
         changes: dict[str, Any] = {
             "metadata": {
                 "source": "nat-plugin",
@@ -141,6 +147,7 @@ class AgentprofEvalCallback:
                     "metric_scores": dict(result.metric_scores),
                     "items": items,
                     "config": effective,
+                    "window": eval_window,
                 },
             }
         }
@@ -149,7 +156,10 @@ class AgentprofEvalCallback:
         try:
             with AgentprofClient(self._config.endpoint, self._config.api_key) as client:
                 client.update_run(sender.run_id, json.loads(json.dumps(changes, default=str)))
-            logger.info("agentprof: the eval's config and scores are on run %s", sender.run_id)
+                where = client.api_url(sender.run_id) + "/metrics"
+            if eval_window is not None:
+                where += "?" + urlencode({k: repr(v) for k, v in eval_window.items()})
+            logger.info("agentprof: the eval's config and scores are on run %s; its profile: %s", sender.run_id, where)
         except Exception as e:  # noqa: BLE001 - never fail the eval over its profile
             logger.warning("agentprof: could not annotate run %s: %s", sender.run_id, e)
 
