@@ -1,7 +1,8 @@
 # Shared by bench/ingest.sh and bench/otlp.sh (sourced, not run).
 
 # Starts a release server on a fresh PostgreSQL database `$1` (a name) and sets `port`, `url`
-# and `server`; the EXIT trap stops it and drops the database. Needs `admin` (a PostgreSQL URL
+# and `server`; the EXIT trap stops it and drops the database (unless BENCH_KEEP_DB is set, to look
+# at plans on it afterwards). Needs `admin` (a PostgreSQL URL
 # of a user that may create databases) and `work` (a folder for the server's log).
 # AGENTPROF_BIN names another server binary (default target/release/agentprof), to run the same
 # script against an earlier build side by side.
@@ -22,7 +23,11 @@ start_server_on_fresh_db() {
 bench_cleanup() {
   [ -n "${sampler:-}" ] && kill "$sampler" 2>/dev/null || true
   kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true
-  psql "$admin" -qc "DROP DATABASE IF EXISTS $bench_db WITH (FORCE)"
+  if [ -n "${BENCH_KEEP_DB:-}" ]; then
+    echo "$0: kept the database $bench_db (BENCH_KEEP_DB)" >&2
+  else
+    psql "$admin" -qc "DROP DATABASE IF EXISTS $bench_db WITH (FORCE)"
+  fi
 }
 
 # The floor: loads NDJSON file `$1` with a plain COPY as jsonb rows into a bare table (no

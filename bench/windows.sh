@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Windows of a long run on PostgreSQL (examples/windows.rs): REQUESTS synthetic requests of live-like
-# traffic (about 100 a second), then the whole run's /profiling and /metrics under a 512 MiB analysis
+# traffic (about 80 a second), then the whole run's /profiling and /metrics under a 512 MiB analysis
 # budget, the last five minutes' outputs cold, eight windows at once, the server's peak RSS, and
 # PostgreSQL's plan for reading a window's steps.
 #

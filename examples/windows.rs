@@ -32,9 +32,9 @@ struct Args {
     /// Requests per batch.
     #[arg(long, default_value_t = 1_000)]
     batch: usize,
-    /// Requests in flight at once (the synthetic requests last about 5 s each: 500 in flight
-    /// is about 100 requests a second).
-    #[arg(long, default_value_t = 500)]
+    /// Requests in flight at once (a synthetic request lasts about 2 s: 200 in flight is
+    /// about 100 requests a second).
+    #[arg(long, default_value_t = 200)]
     workers: usize,
     #[arg(long)]
     report: Option<std::path::PathBuf>,
