@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnalyzeError {
+    /// `agentprof compare` was asked for something the two files do not hold.
+    #[error("{0}")]
+    Compare(String),
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },
     #[error("{}: {source}", path.display())]
@@ -90,15 +93,8 @@ pub fn analyze_file(
     out_dir: &Path,
     options: &AnalyzeOptions,
 ) -> Result<Summary, AnalyzeError> {
-    let batch = read_input(input)?;
-    let detected = Dialect::detect(batch.steps());
+    let (requests, detected) = read_requests(input, &options.window)?;
     let dialect = options.dialect.unwrap_or(detected);
-    let mut requests = batch.into_numbered();
-    requests.retain(|r| {
-        options.window.holds(request_start(
-            r.steps.iter().map(|s| s.payload.event_timestamp),
-        ))
-    });
     std::fs::create_dir_all(out_dir).map_err(|source| AnalyzeError::Io {
         path: out_dir.to_owned(),
         source,
@@ -137,6 +133,68 @@ pub fn analyze_file(
         ),
         files: written,
     })
+}
+
+/// The requests of `input` that started in `window`, and the dialect read off all its steps.
+fn read_requests(
+    input: &Path,
+    window: &Window,
+) -> Result<(Vec<NumberedRequest>, Dialect), AnalyzeError> {
+    let batch = read_input(input)?;
+    let detected = Dialect::detect(batch.steps());
+    let mut requests = batch.into_numbered();
+    requests.retain(|r| {
+        window.holds(request_start(
+            r.steps.iter().map(|s| s.payload.event_timestamp),
+        ))
+    });
+    Ok((requests, detected))
+}
+
+/// One side of `agentprof compare`: a file in any input form, and a window of it.
+#[derive(Debug, Clone)]
+pub struct CompareSide {
+    pub input: PathBuf,
+    pub window: Window,
+}
+
+/// `agentprof compare` on two files: the service's comparison of their requests (paired when
+/// they hold the same requests), decided by the gate.
+pub fn compare_files(
+    baseline: &CompareSide,
+    candidate: &CompareSide,
+    options: &crate::profiler::statistics::compare::CompareOptions,
+    gate: &crate::gate::GateOptions,
+) -> Result<crate::gate::Report, AnalyzeError> {
+    use crate::profiler::statistics::compare::{METRICS, compare_with_options};
+    use crate::profiler::statistics::scores::RequestScores;
+    let known: Vec<&str> = METRICS.iter().map(|m| m.0).collect();
+    let unknown = |what: &str, name: &str| {
+        AnalyzeError::Compare(format!(
+            "{what} {name:?} is not a metric these files have; they have: {}",
+            known.join(", ")
+        ))
+    };
+    for name in options.only.iter().flatten() {
+        if !known.contains(&name.as_str()) {
+            return Err(unknown("--metric", name));
+        }
+    }
+    for name in gate.max_regression.keys() {
+        let compared = options.only.as_ref().is_none_or(|only| only.contains(name));
+        if !known.contains(&name.as_str()) || !compared {
+            return Err(unknown("--max-regression", name));
+        }
+    }
+    // The two files are read one after the other: each is read on every core.
+    let frame = |side: &CompareSide| -> Result<Frame, AnalyzeError> {
+        let (requests, _) = read_requests(&side.input, &side.window)?;
+        Ok(Frame::from_numbered(&requests))
+    };
+    let (a, b) = (frame(baseline)?, frame(candidate)?);
+    let none = RequestScores::new();
+    let comparison = compare_with_options(&a, &b, &none, &none, options);
+    Ok(crate::gate::decide(&comparison, gate))
 }
 
 fn read_input(input: &Path) -> Result<trace::Batch, AnalyzeError> {

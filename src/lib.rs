@@ -13,7 +13,10 @@
 //!   their bytes match (`py`: float formatting, JSON, numpy statistics), and statistics of our own.
 //! - [`py`]: Python's and numpy's arithmetic and text (float repr, `json.dump`, percentiles), which
 //!   the toolkit's outputs are written in; a leaf that the trace and the profiler share.
-//! - [`analyze`]: `agentprof analyze FILE --out DIR`, the profiler on a file with no database.
+//! - [`analyze`]: `agentprof analyze FILE --out DIR`, the profiler on a file with no database, and
+//!   the files `agentprof compare` reads.
+//! - [`gate`]: `agentprof compare`'s regression gate: which metrics a candidate made worse, as
+//!   text, Markdown or JSON, and the exit status a CI job fails on.
 //! - [`store`]: persistence behind one trait, PostgreSQL (production) and SQLite (embedded
 //!   default); a batch is prepared outside the transaction and stored whole or not at all.
 //! - [`otlp`]: OpenTelemetry spans (OTLP) decoded within limits and mapped onto the toolkit's steps.
@@ -30,6 +33,7 @@ pub mod analyze;
 pub mod api;
 pub mod compute;
 pub mod config;
+pub mod gate;
 pub mod ingest;
 pub mod jsontext;
 pub mod otlp;

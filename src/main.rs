@@ -55,6 +55,40 @@ enum Command {
         #[arg(long, value_parser = agentprof::window::parse_time)]
         to: Option<f64>,
     },
+    /// Compare two runs' files as a CI gate: exit 0 when no metric is significantly worse, 1 when
+    /// at least one is, 2 on any error. Latency and tokens are worse higher.
+    Compare {
+        /// The baseline: a file in any input form (.gz ok)
+        baseline: PathBuf,
+        /// The candidate, in any input form
+        candidate: PathBuf,
+        /// text, markdown (a pull-request comment or $GITHUB_STEP_SUMMARY) or json
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+        /// The level of the tests, Holm-corrected over the compared metrics
+        #[arg(long, default_value_t = 0.05, value_parser = agentprof::gate::parse_alpha)]
+        alpha: f64,
+        /// Compare only this metric (repeatable): llm_latency, workflow_run_time, total_tokens,
+        /// prompt_tokens, completion_tokens, tool_latency
+        #[arg(long = "metric")]
+        metrics: Vec<String>,
+        /// METRIC=PERCENT: a significant worsening counts only past this share of the baseline's
+        /// mean (repeatable)
+        #[arg(long = "max-regression", value_parser = agentprof::gate::parse_threshold)]
+        max_regression: Vec<(String, f64)>,
+        /// Only the baseline's requests that started at or after this time
+        #[arg(long, value_parser = agentprof::window::parse_time)]
+        baseline_from: Option<f64>,
+        /// Only the baseline's requests that started before this time
+        #[arg(long, value_parser = agentprof::window::parse_time)]
+        baseline_to: Option<f64>,
+        /// Only the candidate's requests that started at or after this time
+        #[arg(long, value_parser = agentprof::window::parse_time)]
+        candidate_from: Option<f64>,
+        /// Only the candidate's requests that started before this time
+        #[arg(long, value_parser = agentprof::window::parse_time)]
+        candidate_to: Option<f64>,
+    },
     /// Print the OpenAPI document (what openapi/openapi.json holds).
     Openapi,
     /// Print the outputs of a run as JSON (name, URL segment, file, content type, nat-only):
@@ -68,9 +102,67 @@ enum Command {
     },
 }
 
+/// How `agentprof compare` prints its report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ReportFormat {
+    Text,
+    Markdown,
+    Json,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Some(Command::Compare {
+            baseline,
+            candidate,
+            format,
+            alpha,
+            metrics,
+            max_regression,
+            baseline_from,
+            baseline_to,
+            candidate_from,
+            candidate_to,
+        }) => {
+            use agentprof::analyze::{CompareSide, compare_files};
+            use agentprof::window::Window;
+            let side = |input, from, to| CompareSide {
+                input,
+                window: Window { from, to },
+            };
+            let options = agentprof::profiler::statistics::compare::CompareOptions {
+                alpha,
+                only: (!metrics.is_empty()).then_some(metrics),
+            };
+            let gate = agentprof::gate::GateOptions {
+                max_regression: max_regression.into_iter().collect(),
+                lower_is_better: Vec::new(),
+            };
+            match compare_files(
+                &side(baseline, baseline_from, baseline_to),
+                &side(candidate, candidate_from, candidate_to),
+                &options,
+                &gate,
+            ) {
+                Ok(report) => {
+                    let out = match format {
+                        ReportFormat::Text => report.text(),
+                        ReportFormat::Markdown => report.markdown(),
+                        // Plain numbers, strings and enums: serialising cannot fail.
+                        ReportFormat::Json => {
+                            serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"
+                        }
+                    };
+                    print!("{out}");
+                    ExitCode::from(report.exit_code())
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Some(Command::Analyze {
             input,
             out,

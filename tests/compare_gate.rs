@@ -1,0 +1,172 @@
+//! `agentprof compare` as a CI job runs it: the binary on two files, its exit status and what it
+//! prints. A run against itself passes; against a copy whose LLM calls each take half a second
+//! longer it fails, naming the latency; thresholds, formats and errors as documented.
+
+mod common;
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn compare(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_agentprof"))
+        .arg("compare")
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().expect("an exit status")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Every LLM_END of `v` half a second later: each LLM call takes 0.5 s longer.
+fn slow_llm_calls(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            if m.get("event_type").and_then(Value::as_str) == Some("LLM_END")
+                && let Some(t) = m.get("event_timestamp").and_then(Value::as_f64)
+            {
+                m.insert("event_timestamp".into(), (t + 0.5).into());
+            }
+            m.values_mut().for_each(slow_llm_calls);
+        }
+        Value::Array(a) => a.iter_mut().for_each(slow_llm_calls),
+        _ => {}
+    }
+}
+
+/// The `medium_50` case as given, and a copy with slower LLM calls, in a fresh folder.
+fn inputs(dir: &Path) -> (PathBuf, PathBuf) {
+    let case = common::fixtures().join("cases/medium_50");
+    let bytes = common::read_maybe_gz(&case, "input.json").expect("medium_50's input");
+    let mut doc: Value = serde_json::from_slice(&bytes).unwrap();
+    let baseline = case.join("input.json.gz");
+    slow_llm_calls(&mut doc);
+    let slower = dir.join("slower.json");
+    std::fs::write(&slower, serde_json::to_vec(&doc).unwrap()).unwrap();
+    (baseline, slower)
+}
+
+#[test]
+fn a_run_against_itself_passes_and_slower_llm_calls_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, slower) = inputs(dir.path());
+    let (base, slower) = (base.to_str().unwrap(), slower.to_str().unwrap());
+
+    let same = compare(&[base, base]);
+    assert_eq!(code(&same), 0, "{}", stdout(&same));
+    assert!(
+        stdout(&same).contains("no metric is worse"),
+        "{}",
+        stdout(&same)
+    );
+
+    let worse = compare(&[base, slower]);
+    let text = stdout(&worse);
+    assert_eq!(code(&worse), 1, "{text}");
+    // The calls that end a request also lengthen it: its run time may be worse too.
+    assert!(text.contains("worse: llm_latency"), "{text}");
+    let line = text.lines().find(|l| l.starts_with("llm_latency")).unwrap();
+    assert!(line.contains("WORSE") && line.contains("+0.5000"), "{line}");
+
+    // JSON: the same decision, with every figure.
+    let json = compare(&[base, slower, "--format", "json"]);
+    assert_eq!(code(&json), 1);
+    let report: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["worse"][0], "llm_latency");
+    assert_eq!(report["pairing"], "request_number");
+    let llm = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["metric"] == "llm_latency")
+        .unwrap();
+    assert!(
+        (llm["difference"].as_f64().unwrap() - 0.5).abs() < 1e-9,
+        "{llm}"
+    );
+    assert_eq!(llm["verdict"], "worse");
+
+    // Markdown: a heading and a table whose rows have the header's columns.
+    let md = compare(&[base, slower, "--format", "markdown"]);
+    let md = stdout(&md);
+    let rows: Vec<&str> = md.lines().filter(|l| l.starts_with('|')).collect();
+    assert!(
+        md.starts_with("### ❌ agentprof compare: ") && md.contains("worse: llm_latency"),
+        "{md}"
+    );
+    assert!(
+        rows[0].starts_with("| metric |") && rows[1].starts_with("|---"),
+        "{md}"
+    );
+    let columns = rows[0].matches('|').count();
+    assert!(rows.len() >= 3 && rows.iter().all(|r| r.matches('|').count() == columns));
+    assert!(
+        md.contains("| `llm_latency` |") && md.contains("**worse**"),
+        "{md}"
+    );
+}
+
+#[test]
+fn thresholds_and_metric_choices_change_the_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, slower) = inputs(dir.path());
+    let (base, slower) = (base.to_str().unwrap(), slower.to_str().unwrap());
+    // A threshold just above the change forgives it; one just below does not.
+    let json = compare(&[base, slower, "--format", "json", "--metric", "llm_latency"]);
+    let report: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["findings"].as_array().unwrap().len(), 1);
+    let change = report["findings"][0]["change_percent"].as_f64().unwrap();
+    assert!(change > 0.0);
+    let above = format!("llm_latency={}", change * 1.01);
+    let below = format!("llm_latency={}", change * 0.99);
+    let only = ["--metric", "llm_latency", "--max-regression"];
+    let forgiven = compare(&[&[base, slower][..], &only, &[&above]].concat());
+    assert_eq!(code(&forgiven), 0, "{}", stdout(&forgiven));
+    assert!(stdout(&forgiven).contains("WORSE, WITHIN THRESHOLD"));
+    let kept = compare(&[&[base, slower][..], &only, &[&below]].concat());
+    assert_eq!(code(&kept), 1, "{}", stdout(&kept));
+    // Leaving the latency out of the family leaves nothing worse.
+    let tokens = compare(&[base, slower, "--metric", "total_tokens"]);
+    assert_eq!(code(&tokens), 0, "{}", stdout(&tokens));
+}
+
+#[test]
+fn errors_exit_two_and_say_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, _) = inputs(dir.path());
+    let base = base.to_str().unwrap();
+    let missing = dir.path().join("missing.json");
+    let cases: [(&[&str], &str); 5] = [
+        (&[base, missing.to_str().unwrap()], "missing.json"),
+        (&[base, base, "--metric", "latency"], "llm_latency"),
+        (
+            &[base, base, "--max-regression", "tool_latency"],
+            "METRIC=PERCENT",
+        ),
+        (&[base, base, "--alpha", "1.5"], "between 0 and 1"),
+        (
+            &[
+                base,
+                base,
+                "--metric",
+                "llm_latency",
+                "--max-regression",
+                "total_tokens=5",
+            ],
+            "total_tokens",
+        ),
+    ];
+    for (args, says) in cases {
+        let o = compare(args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(code(&o), 2, "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(o.stdout.is_empty(), "{args:?}");
+    }
+}
