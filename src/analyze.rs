@@ -194,7 +194,9 @@ pub fn compare_files(
     let (a, b) = (frame(baseline)?, frame(candidate)?);
     let none = RequestScores::new();
     let comparison = compare_with_options(&a, &b, &none, &none, options);
-    Ok(crate::gate::decide(&comparison, gate))
+    let read = crate::gate::ComparedRuns::of(&comparison)
+        .map_err(|e| AnalyzeError::Compare(format!("the comparison could not be read: {e}")))?;
+    Ok(crate::gate::decide(&read, gate))
 }
 
 fn read_input(input: &Path) -> Result<trace::Batch, AnalyzeError> {

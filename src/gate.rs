@@ -10,9 +10,48 @@
 //! difference" on a dozen requests is not read as "no difference".
 
 use crate::profiler::statistics::compare::{Comparison, Pairing};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write;
+
+/// What the gate reads of a comparison: the fields of its JSON, so that a comparison made here
+/// and one a server answered (`POST /v1/compare`) are decided by the same code.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ComparedRuns {
+    pub alpha: f64,
+    pub paired: bool,
+    pub pairing: Option<Pairing>,
+    pub metrics: BTreeMap<String, ComparedMetric>,
+}
+
+/// One metric of [`ComparedRuns`].
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ComparedMetric {
+    pub unit: String,
+    pub baseline: Mean,
+    pub candidate: Mean,
+    pub difference_of_means: Option<f64>,
+    pub ci_holm: Option<[f64; 2]>,
+    pub ci_holm_level: Option<f64>,
+    pub p_value_holm: Option<f64>,
+    /// Absent from servers older than this field.
+    #[serde(default)]
+    pub detectable_difference: Option<f64>,
+    pub significant: bool,
+}
+
+/// The part of a sample's summary the gate shows.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Mean {
+    pub mean: Option<f64>,
+}
+
+impl ComparedRuns {
+    /// A comparison made here, read through its JSON as a server's answer is.
+    pub fn of(comparison: &Comparison) -> Result<ComparedRuns, serde_json::Error> {
+        serde_json::to_value(comparison).and_then(serde_json::from_value)
+    }
+}
 
 /// What the gate is told besides the comparison.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -51,7 +90,7 @@ pub enum Verdict {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Finding {
     pub metric: String,
-    pub unit: &'static str,
+    pub unit: String,
     pub better: Better,
     pub baseline_mean: Option<f64>,
     pub candidate_mean: Option<f64>,
@@ -91,7 +130,7 @@ pub fn better(metric: &str, options: &GateOptions) -> Better {
 }
 
 /// Decides every metric of `comparison`.
-pub fn decide(comparison: &Comparison, options: &GateOptions) -> Report {
+pub fn decide(comparison: &ComparedRuns, options: &GateOptions) -> Report {
     let findings: Vec<Finding> = comparison
         .metrics
         .iter()
@@ -120,7 +159,7 @@ pub fn decide(comparison: &Comparison, options: &GateOptions) -> Report {
             };
             Finding {
                 metric: name.clone(),
-                unit: m.unit,
+                unit: m.unit.clone(),
                 better,
                 baseline_mean: base,
                 candidate_mean: cand,
@@ -192,6 +231,22 @@ fn p(x: Option<f64>) -> String {
     }
 }
 
+impl Finding {
+    /// The figures both reports show, in their order: the two means, the difference, the
+    /// change, the interval, the adjusted p-value and the detectable difference.
+    fn figures(&self) -> [String; 7] {
+        [
+            num(self.baseline_mean),
+            num(self.candidate_mean),
+            signed(self.difference),
+            percent(self.change_percent),
+            interval(self),
+            p(self.p_value_holm),
+            num(self.detectable_difference),
+        ]
+    }
+}
+
 impl Verdict {
     fn label(self) -> &'static str {
         match self {
@@ -233,18 +288,13 @@ impl Report {
         let mut out = format!("agentprof compare: {}\n", self.headline());
         for f in &self.findings {
             // Writing to a String cannot fail.
+            let [base, cand, diff, change, interval, p, detectable] = f.figures();
             let _ = writeln!(
                 out,
-                "{:<26} {}: {} -> {} ({}, {}), interval {}, p (Holm) {}, detectable {}{}",
+                "{:<26} {}: {base} -> {cand} ({diff}, {change}), interval {interval}, \
+                 p (Holm) {p}, detectable {detectable}{}",
                 f.metric,
                 f.verdict.label().to_uppercase(),
-                num(f.baseline_mean),
-                num(f.candidate_mean),
-                signed(f.difference),
-                percent(f.change_percent),
-                interval(f),
-                p(f.p_value_holm),
-                num(f.detectable_difference),
                 f.max_regression_percent
                     .map_or(String::new(), |t| format!(", threshold {}%", num(Some(t)))),
             );
@@ -268,16 +318,9 @@ impl Report {
             };
             let _ = writeln!(
                 out,
-                "| `{}` | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| `{}` | {} | {verdict} |",
                 f.metric.replace('|', "\\|"),
-                num(f.baseline_mean),
-                num(f.candidate_mean),
-                signed(f.difference),
-                percent(f.change_percent),
-                interval(f),
-                p(f.p_value_holm),
-                num(f.detectable_difference),
-                verdict,
+                f.figures().join(" | "),
             );
         }
         out.push_str(
@@ -321,7 +364,7 @@ mod tests {
 
     fn comparison(
         metrics: Vec<(&str, crate::profiler::statistics::compare::MetricComparison)>,
-    ) -> Comparison {
+    ) -> ComparedRuns {
         let mut c = Comparison {
             paired: true,
             pairing: Some(Pairing::RequestNumber),
@@ -332,7 +375,7 @@ mod tests {
                 .collect(),
         };
         crate::profiler::statistics::compare::decide_family(&mut c.metrics, c.alpha);
-        c
+        ComparedRuns::of(&c).unwrap()
     }
 
     const BASE: [f64; 8] = [1.0, 1.2, 0.9, 1.1, 1.3, 0.8, 1.0, 1.15];

@@ -15,6 +15,7 @@
 //!   the toolkit's outputs are written in; a leaf that the trace and the profiler share.
 //! - [`analyze`]: `agentprof analyze FILE --out DIR`, the profiler on a file with no database, and
 //!   the files `agentprof compare` reads.
+//! - [`remote`]: `agentprof compare --url`, the runs of a server compared there and decided here.
 //! - [`gate`]: `agentprof compare`'s regression gate: which metrics a candidate made worse, as
 //!   text, Markdown or JSON, and the exit status a CI job fails on.
 //! - [`store`]: persistence behind one trait, PostgreSQL (production) and SQLite (embedded
@@ -40,6 +41,7 @@ pub mod otlp;
 pub mod outputs;
 pub mod profiler;
 pub mod py;
+pub mod remote;
 #[cfg(feature = "openapi")]
 pub mod server;
 pub mod store;

@@ -58,10 +58,20 @@ enum Command {
     /// Compare two runs' files as a CI gate: exit 0 when no metric is significantly worse, 1 when
     /// at least one is, 2 on any error. Latency and tokens are worse higher.
     Compare {
-        /// The baseline: a file in any input form (.gz ok)
-        baseline: PathBuf,
-        /// The candidate, in any input form
-        candidate: PathBuf,
+        /// The baseline: a file in any input form (.gz ok), or with --url a run id or name
+        baseline: String,
+        /// The candidate: a file, or with --url a run id or name (the newest run of that name)
+        candidate: String,
+        /// Compare runs on this agentprof server instead of files
+        #[arg(long, env = "AGENTPROF_URL")]
+        url: Option<String>,
+        /// The API key to read the server with
+        #[arg(long, env = "AGENTPROF_API_KEY", hide_env_values = true)]
+        api_key: Option<String>,
+        /// An evaluator whose scores are better lower, e.g. an error rate (repeatable); scores are
+        /// better higher otherwise
+        #[arg(long = "lower-is-better")]
+        lower_is_better: Vec<String>,
         /// text, markdown (a pull-request comment or $GITHUB_STEP_SUMMARY) or json
         #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
         format: ReportFormat,
@@ -116,6 +126,9 @@ fn main() -> ExitCode {
         Some(Command::Compare {
             baseline,
             candidate,
+            url,
+            api_key,
+            lower_is_better,
             format,
             alpha,
             metrics,
@@ -126,25 +139,59 @@ fn main() -> ExitCode {
             candidate_to,
         }) => {
             use agentprof::analyze::{CompareSide, compare_files};
+            use agentprof::remote::{Remote, RemoteSide};
             use agentprof::window::Window;
-            let side = |input, from, to| CompareSide {
-                input,
-                window: Window { from, to },
-            };
             let options = agentprof::profiler::statistics::compare::CompareOptions {
                 alpha,
                 only: (!metrics.is_empty()).then_some(metrics),
             };
             let gate = agentprof::gate::GateOptions {
                 max_regression: max_regression.into_iter().collect(),
-                lower_is_better: Vec::new(),
+                lower_is_better,
             };
-            match compare_files(
-                &side(baseline, baseline_from, baseline_to),
-                &side(candidate, candidate_from, candidate_to),
-                &options,
-                &gate,
-            ) {
+            let report = match url {
+                Some(url) => {
+                    let side = |run, from, to| RemoteSide { run, from, to };
+                    let (a, b) = (
+                        side(baseline, baseline_from, baseline_to),
+                        side(candidate, candidate_from, candidate_to),
+                    );
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| e.to_string())
+                        .and_then(|rt| {
+                            rt.block_on(Remote::new(&url, api_key).compare(&a, &b, &options))
+                                .map_err(|e| e.to_string())
+                        })
+                        .and_then(|compared| {
+                            if let Some(missing) = options
+                                .only
+                                .iter()
+                                .flatten()
+                                .chain(gate.max_regression.keys())
+                                .find(|m| !compared.metrics.contains_key(*m))
+                            {
+                                return Err(format!("the two runs do not both have {missing:?}"));
+                            }
+                            Ok(agentprof::gate::decide(&compared, &gate))
+                        })
+                }
+                None => {
+                    let side = |input: String, from, to| CompareSide {
+                        input: PathBuf::from(input),
+                        window: Window { from, to },
+                    };
+                    compare_files(
+                        &side(baseline, baseline_from, baseline_to),
+                        &side(candidate, candidate_from, candidate_to),
+                        &options,
+                        &gate,
+                    )
+                    .map_err(|e| e.to_string())
+                }
+            };
+            match report {
                 Ok(report) => {
                     let out = match format {
                         ReportFormat::Text => report.text(),

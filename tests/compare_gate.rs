@@ -4,7 +4,8 @@
 
 mod common;
 
-use serde_json::Value;
+use common::process::{Server, post_run};
+use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -169,4 +170,144 @@ fn errors_exit_two_and_say_why() {
         assert!(err.contains(says), "{args:?}: {err}");
         assert!(o.stdout.is_empty(), "{args:?}");
     }
+}
+
+/// Names a run on `base` (a merge patch).
+async fn name_run(client: &reqwest::Client, base: &str, id: &str, name: &str) {
+    let r = client
+        .patch(format!("{base}/v1/runs/{id}"))
+        .header("content-type", "application/merge-patch+json")
+        .body(json!({ "name": name }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+/// The same gate on runs stored on a server: sides by id or by name, the server comparing at the
+/// level and over the metrics asked for, and errors as exit 2.
+#[tokio::test]
+async fn runs_on_a_server_are_compared_by_id_or_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base_file, slower_file) = inputs(dir.path());
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let server = Server::spawn(&[("AGENTPROF_DATA_DIR", data.to_str().unwrap())]);
+    let client = reqwest::Client::new();
+    server.ready(&client).await;
+    let url = server.base.clone();
+    let base_id = post_run(&client, &url, std::fs::read(&base_file).unwrap()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let slower_id = post_run(&client, &url, std::fs::read(&slower_file).unwrap()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    name_run(&client, &url, &base_id, "nightly baseline").await;
+    // Two runs of one name: the newest is meant.
+    let older = post_run(&client, &url, std::fs::read(&slower_file).unwrap()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    name_run(&client, &url, &older, "candidate").await;
+    name_run(&client, &url, &slower_id, "candidate").await;
+
+    let run = |args: Vec<String>| {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut all = vec!["--url".to_owned(), url];
+            all.extend(args);
+            compare(&all.iter().map(String::as_str).collect::<Vec<_>>())
+        })
+    };
+    let same = run(vec![base_id.clone(), "nightly baseline".into()])
+        .await
+        .unwrap();
+    assert_eq!(code(&same), 0, "{}", stdout(&same));
+
+    let worse = run(vec![
+        "nightly baseline".into(),
+        "candidate".into(),
+        "--format".into(),
+        "json".into(),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(
+        code(&worse),
+        1,
+        "{}",
+        String::from_utf8_lossy(&worse.stderr)
+    );
+    let report: Value = serde_json::from_slice(&worse.stdout).unwrap();
+    assert_eq!(report["worse"][0], "llm_latency");
+    assert_eq!(report["pairing"], "request_number");
+
+    // The server tests at the level and over the family it is given.
+    let one = run(vec![
+        base_id.clone(),
+        slower_id.clone(),
+        "--format".into(),
+        "json".into(),
+        "--alpha".into(),
+        "0.01".into(),
+        "--metric".into(),
+        "total_tokens".into(),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(code(&one), 0, "{}", String::from_utf8_lossy(&one.stderr));
+    let report: Value = serde_json::from_slice(&one.stdout).unwrap();
+    assert_eq!(report["alpha"], 0.01);
+    assert_eq!(report["findings"].as_array().unwrap().len(), 1);
+
+    for (args, says) in [
+        (vec![base_id.clone(), "no such run".to_owned()], "no run on"),
+        (
+            vec![
+                base_id.clone(),
+                base_id.clone(),
+                "--metric".into(),
+                "score:accuracy".into(),
+            ],
+            "score:accuracy",
+        ),
+        (vec![base_id.clone(), uuid_zero()], "404"),
+    ] {
+        let o = run(args.clone()).await.unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(code(&o), 2, "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+
+    // The body's new fields are checked with their pointers.
+    for (body, pointer) in [
+        (
+            json!({"baseline": base_id, "candidate": base_id, "alpha": 1.0}),
+            "/alpha",
+        ),
+        (
+            json!({"baseline": base_id, "candidate": base_id, "metrics": []}),
+            "/metrics",
+        ),
+        (
+            json!({"baseline": base_id, "candidate": base_id, "metrics": ["llm_latency", "speed"]}),
+            "/metrics/1",
+        ),
+    ] {
+        let r = client
+            .post(format!("{url}/v1/compare"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 422, "{body}");
+        let problem: Value = r.json().await.unwrap();
+        assert_eq!(problem["errors"][0]["path"], pointer, "{problem}");
+    }
+}
+
+fn uuid_zero() -> String {
+    "00000000-0000-4000-8000-000000000000".to_owned()
 }

@@ -28,6 +28,10 @@ use axum::extract::State;
 /// at 0.05. When every pair differs by exactly the same amount the interval collapses to that
 /// amount and the p-value is 0 (or 1 for no difference).
 ///
+/// `alpha` sets the level (default 0.05) and `metrics` the family Holm's correction runs over
+/// (default: every metric). Each metric's `detectable_difference` is the smallest difference of
+/// means its test detects with 80% power at that level, given the spread the samples show.
+///
 /// Each side may be a window of its run (`baseline_from`, `baseline_to`, `candidate_from`,
 /// `candidate_to`: Unix seconds or RFC 3339): the requests that started in it, so that a run
 /// can be compared with itself an hour earlier.
@@ -50,11 +54,12 @@ pub async fn compare_runs(
         object_from_text_at(&body, "").map_err(|e| ApiError::from_trace(e, ""))?;
     let (a, b) = (request.baseline, request.candidate);
     let (wa, wb) = request.windows()?;
+    let options = request.options()?;
     let (ra, rb) = tokio::try_join!(
         async { st.cache.snapshot(a).await.map_err(ApiError::from) },
         async { st.cache.snapshot(b).await.map_err(ApiError::from) },
     )?;
-    let compared = st.cache.compare((&ra, wa), (&rb, wb)).await?;
+    let compared = st.cache.compare((&ra, wa), (&rb, wb), options).await?;
     Ok(Json(ComparisonResponse {
         comparison: compared.comparison.clone(),
         baseline: RunRef {

@@ -235,7 +235,48 @@ pub struct CompareRequest {
     /// Only the candidate's requests that started before this time.
     #[serde(default)]
     pub candidate_to: Option<TimeBound>,
+    /// The level of the tests and of Holm's correction, strictly between 0 and 1 (default 0.05).
+    #[serde(default)]
+    #[schema(exclusive_minimum = 0.0, exclusive_maximum = 1.0, example = 0.05)]
+    pub alpha: Option<f64>,
+    /// Compare only these metrics (default: all): the family Holm's correction runs over. An
+    /// evaluator's score that the runs do not both have is left out of the answer.
+    #[serde(default)]
+    #[schema(min_items = 1, max_items = 64)]
+    pub metrics: Option<Vec<MetricName>>,
 }
+
+/// A metric of `POST /v1/compare`: one of the six the runs' steps give, or
+/// `score:<evaluator>`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(transparent)]
+pub struct MetricName(pub String);
+
+/// What [`MetricName`] accepts (the schema's pattern says the same).
+const METRIC_NAME_PATTERN: &str = "^(llm_latency|workflow_run_time|total_tokens|prompt_tokens|completion_tokens|tool_latency|score:[\\s\\S]+)$";
+
+impl MetricName {
+    fn is_known(&self) -> bool {
+        use crate::profiler::statistics::compare::METRICS;
+        METRICS.iter().any(|m| m.0 == self.0)
+            || self.0.strip_prefix("score:").is_some_and(|e| !e.is_empty())
+    }
+}
+
+impl utoipa::PartialSchema for MetricName {
+    fn schema() -> RefOr<Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        RefOr::T(Schema::Object(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(METRIC_NAME_PATTERN))
+                .examples(["llm_latency"])
+                .build(),
+        ))
+    }
+}
+
+impl ToSchema for MetricName {}
 
 /// A time: Unix seconds (a number), or RFC 3339 text (`"2026-12-06T10:00:00Z"`). Kept as its
 /// JSON text, so that a number is read as written (the body reader keeps numbers exact).
@@ -277,6 +318,41 @@ impl utoipa::PartialSchema for TimeBound {
 impl ToSchema for TimeBound {}
 
 impl CompareRequest {
+    /// The level and the metrics asked for; a level outside (0, 1), an empty list or an
+    /// unknown metric is refused with its pointer.
+    pub fn options(
+        &self,
+    ) -> Result<crate::profiler::statistics::compare::CompareOptions, super::error::ApiError> {
+        use crate::profiler::statistics::compare::{ALPHA, CompareOptions};
+        let alpha = self.alpha.unwrap_or(ALPHA);
+        if !(alpha > 0.0 && alpha < 1.0) {
+            return Err(super::error::ApiError::invalid_at(
+                "/alpha",
+                "must be between 0 and 1 (exclusive), e.g. 0.05",
+            ));
+        }
+        let only = match &self.metrics {
+            None => None,
+            Some(names) if names.is_empty() || names.len() > 64 => {
+                return Err(super::error::ApiError::invalid_at(
+                    "/metrics",
+                    "name 1 to 64 metrics, or leave it out for all",
+                ));
+            }
+            Some(names) => {
+                if let Some(i) = names.iter().position(|n| !n.is_known()) {
+                    return Err(super::error::ApiError::invalid_at(
+                        format!("/metrics/{i}"),
+                        "not a metric: llm_latency, workflow_run_time, total_tokens, \
+                         prompt_tokens, completion_tokens, tool_latency or score:<evaluator>",
+                    ));
+                }
+                Some(names.iter().map(|n| n.0.clone()).collect())
+            }
+        };
+        Ok(CompareOptions { alpha, only })
+    }
+
     /// The baseline's window and the candidate's; a bound that is not a time is refused with
     /// its pointer.
     pub fn windows(&self) -> Result<(Window, Window), super::error::ApiError> {

@@ -39,10 +39,13 @@ pub struct Compared {
 /// A window in a cache key: `None` for the whole run (see [`Window::key`]).
 type WindowKey = Option<[u8; 16]>;
 
-/// A comparison's cache key: each run's id, version, scores fingerprint and window.
+/// A comparison's cache key: each run's id, version, scores fingerprint and window, then the
+/// level (its bits) and the metrics compared.
 type CompareKey = (
     (Uuid, i64, [u8; 16], WindowKey),
     (Uuid, i64, [u8; 16], WindowKey),
+    u64,
+    Option<Vec<String>>,
 );
 
 /// A rendered output and the validator that identifies it.
@@ -451,6 +454,7 @@ impl RunCache {
         &self,
         baseline: (&RunSnapshot, Window),
         candidate: (&RunSnapshot, Window),
+        options: profiler::statistics::compare::CompareOptions,
     ) -> Result<Arc<Compared>, ComputeError> {
         let side = |(r, w): (&RunSnapshot, Window)| {
             (
@@ -460,7 +464,12 @@ impl RunCache {
                 w.key(),
             )
         };
-        let key = (side(baseline), side(candidate));
+        let key = (
+            side(baseline),
+            side(candidate),
+            options.alpha.to_bits(),
+            options.only.clone(),
+        );
         let (a, wa) = (baseline.0.clone(), baseline.1);
         let (b, wb) = (candidate.0.clone(), candidate.1);
         self.comparisons
@@ -490,7 +499,9 @@ impl RunCache {
                     let sa = scores::from_metadata(&a.record.metadata, &fa.frame);
                     let sb = scores::from_metadata(&b.record.metadata, &fb.frame);
                     Arc::new(Compared {
-                        comparison: compare::compare_with_scores(&fa.frame, &fb.frame, &sa, &sb),
+                        comparison: compare::compare_with_options(
+                            &fa.frame, &fb.frame, &sa, &sb, &options,
+                        ),
                         baseline_version: fa.version,
                         candidate_version: fb.version,
                     })
