@@ -121,6 +121,42 @@ pub struct ServeConfig {
     /// Seconds an Idempotency-Key is remembered (a retry within it gets the first response).
     #[arg(long, env = "AGENTPROF_IDEMPOTENCY_WINDOW_SECS", default_value_t = 24 * 3600)]
     pub idempotency_window_secs: u64,
+
+    /// How long the runs that OTLP exports create keep a request after its last step: seconds
+    /// or a duration ("7d", "12h", "90m"), or "off" to keep everything. A run's own
+    /// `retention_seconds` (create or PATCH) overrides it.
+    #[arg(long, env = "AGENTPROF_OTLP_RETENTION", default_value = "7d", value_parser = parse_retention)]
+    pub otlp_retention: Retention,
+
+    /// Seconds between retention sweeps (each deletes expired requests in chunks).
+    #[arg(long, env = "AGENTPROF_RETENTION_SWEEP_SECS", default_value_t = 60)]
+    pub retention_sweep_secs: u64,
+}
+
+/// A retention in whole seconds; `None` keeps everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention(pub Option<i64>);
+
+/// Seconds ("3600"), a duration ("7d", "12h 30m") or "off".
+fn parse_retention(s: &str) -> Result<Retention, String> {
+    use crate::ingest::request::{MAX_RETENTION_SECONDS, MIN_RETENTION_SECONDS};
+    let s = s.trim();
+    if matches!(s, "off" | "none" | "forever") {
+        return Ok(Retention(None));
+    }
+    let seconds = match s.parse::<u64>() {
+        Ok(n) => n,
+        Err(_) => humantime::parse_duration(s)
+            .map_err(|e| format!("{s:?} is not seconds, a duration (7d, 12h) or \"off\": {e}"))?
+            .as_secs(),
+    };
+    let seconds = i64::try_from(seconds).unwrap_or(i64::MAX);
+    if !(MIN_RETENTION_SECONDS..=MAX_RETENTION_SECONDS).contains(&seconds) {
+        return Err(format!(
+            "a retention is from {MIN_RETENTION_SECONDS} s to {MAX_RETENTION_SECONDS} s, or \"off\""
+        ));
+    }
+    Ok(Retention(Some(seconds)))
 }
 
 /// `ServeConfig` as a standalone command line, for `agentprof` with no subcommand.
@@ -167,6 +203,8 @@ impl fmt::Debug for ServeConfig {
             .field("analysis_wait_secs", &self.analysis_wait_secs)
             .field("request_timeout_secs", &self.request_timeout_secs)
             .field("idempotency_window_secs", &self.idempotency_window_secs)
+            .field("otlp_retention", &self.otlp_retention.0)
+            .field("retention_sweep_secs", &self.retention_sweep_secs)
             .field("max_batch_memory", &self.max_batch_memory)
             .field("max_concurrent_ingests", &self.concurrent_ingests())
             .field("ingest_memory", &self.ingest_memory)

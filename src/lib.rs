@@ -23,6 +23,10 @@
 //! - [`otlp`]: OpenTelemetry spans (OTLP) decoded within limits and mapped onto the toolkit's steps.
 //! - [`ingest`]: the one way steps come in (create, append, OTLP): admission, reading within the
 //!   batch memory budget, storing, telling the read side, counting.
+//! - [`rollup`]: per-minute counts and latency sketches that ingest keeps beside the steps and
+//!   retention takes back out, read as a run's time series without loading a step.
+//! - [`live`]: the upkeep of runs that never stop: rollups built for old runs, and retention's
+//!   sweeps, each a bounded transaction.
 //! - [`compute`]: outputs computed on demand from stored steps, cached per run version and config.
 //! - [`api`]: the axum HTTP API, problem+json errors, API keys, OpenAPI and Swagger UI.
 //! - [`ui`]: the dashboard's pages and compiled-in assets, drawn from the API's JSON.
@@ -37,11 +41,13 @@ pub mod config;
 pub mod gate;
 pub mod ingest;
 pub mod jsontext;
+pub mod live;
 pub mod otlp;
 pub mod outputs;
 pub mod profiler;
 pub mod py;
 pub mod remote;
+pub mod rollup;
 #[cfg(feature = "openapi")]
 pub mod server;
 pub mod store;

@@ -532,6 +532,32 @@ impl Store for SlowRead {
     ) -> Result<Option<f64>, agentprof::store::StoreError> {
         self.inner.fitting_start(id, window, cost, budget).await
     }
+    async fn series(
+        &self,
+        id: uuid::Uuid,
+        from: i64,
+        to: i64,
+        step: i64,
+    ) -> Result<Option<Vec<agentprof::rollup::Bucket>>, agentprof::store::StoreError> {
+        self.inner.series(id, from, to, step).await
+    }
+    async fn rollups_pending(&self) -> Result<Vec<uuid::Uuid>, agentprof::store::StoreError> {
+        self.inner.rollups_pending().await
+    }
+    async fn rebuild_rollups(&self, id: uuid::Uuid) -> Result<(), agentprof::store::StoreError> {
+        self.inner.rebuild_rollups(id).await
+    }
+    async fn retained_runs(&self) -> Result<Vec<(uuid::Uuid, i64)>, agentprof::store::StoreError> {
+        self.inner.retained_runs().await
+    }
+    async fn sweep(
+        &self,
+        id: uuid::Uuid,
+        cutoff: f64,
+        limit: i64,
+    ) -> Result<agentprof::store::Swept, agentprof::store::StoreError> {
+        self.inner.sweep(id, cutoff, limit).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -555,6 +581,7 @@ async fn a_slow_read_never_hides_a_later_local_write() {
         profiler_config: json!({}),
         metadata: Default::default(),
         toolkit: None,
+        retention_seconds: None,
     };
     let id = store
         .create_run(new_run, None, None)

@@ -47,6 +47,7 @@ fn every_endpoint_is_documented() {
         ("/v1/runs/{run_id}/profiler_results", &["get"]),
         ("/v1/runs/{run_id}/atif", &["get"]),
         ("/v1/runs/{run_id}/timeline", &["get"]),
+        ("/v1/runs/{run_id}/series", &["get"]),
         ("/v1/compare", &["post"]),
         ("/v1/traces", &["post"]),
         ("/healthz", &["get"]),

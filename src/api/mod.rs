@@ -17,6 +17,7 @@ pub mod otlp;
 pub mod outputs;
 pub mod runs;
 pub mod schema;
+pub mod series;
 pub mod timeline;
 
 use crate::compute::RunCache;
@@ -64,6 +65,8 @@ pub struct ApiSettings {
     /// Ingests at once, and how long one waits for a slot before a 503.
     pub max_concurrent_ingests: usize,
     pub ingest_wait: Duration,
+    /// The retention of the runs OTLP exports create (seconds; `None` keeps everything).
+    pub otlp_retention: Option<i64>,
 }
 
 impl Default for ApiSettings {
@@ -86,6 +89,7 @@ impl Default for ApiSettings {
                 crate::config::DEFAULT_MAX_BATCH_MEMORY,
             ),
             ingest_wait: Duration::from_secs(10),
+            otlp_retention: Some(crate::ingest::DEFAULT_OTLP_RETENTION_SECONDS),
         }
     }
 }
@@ -108,6 +112,7 @@ impl ApiSettings {
             analysis_wait: Duration::from_secs(config.analysis_wait_secs),
             max_concurrent_ingests: config.concurrent_ingests(),
             ingest_wait: Duration::from_secs(config.ingest_wait_secs),
+            otlp_retention: config.otlp_retention.0,
         }
     }
 }
@@ -134,13 +139,16 @@ impl AppState {
             crate::compute::AnalysisGate::new(settings.analysis_memory, settings.analysis_wait),
         ));
         AppState {
-            ingest: Arc::new(Ingest::new(
-                store.clone(),
-                cache.clone(),
-                settings.max_concurrent_ingests,
-                settings.ingest_wait,
-                settings.max_batch_memory,
-            )),
+            ingest: Arc::new(
+                Ingest::new(
+                    store.clone(),
+                    cache.clone(),
+                    settings.max_concurrent_ingests,
+                    settings.ingest_wait,
+                    settings.max_batch_memory,
+                )
+                .with_otlp_retention(settings.otlp_retention),
+            ),
             cache,
             store,
             limits: settings.limits,
@@ -190,6 +198,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(runs::append_steps));
     outputs::routes(router)
         .routes(routes!(timeline::timeline))
+        .routes(routes!(series::series))
         .routes(routes!(compare::compare_runs))
         .routes(routes!(otlp::export_traces))
         .routes(routes!(ops::healthz))

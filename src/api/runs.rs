@@ -45,6 +45,7 @@ pub(crate) fn run_view(r: RunRecord) -> ApiResult<RunView> {
         version: r.version,
         request_count: r.request_count,
         step_count: r.step_count,
+        retention_seconds: r.retention_seconds,
         summary: RunSummary {
             first_event_at: r.summary.first_event_at,
             last_event_at: r.summary.last_event_at,
@@ -318,6 +319,11 @@ fn changes(patch: &PatchRun, current: &RunRecord) -> ApiResult<RunChanges> {
             Patch::Absent => None,
             Patch::Null => Some(None),
             Patch::Value(d) => Some(Some(d)),
+        },
+        retention_seconds: match patch.retention_seconds {
+            Patch::Absent => None,
+            Patch::Null => Some(None),
+            Patch::Value(r) => Some(Some(r.0)),
         },
         profiler_config,
         metadata,

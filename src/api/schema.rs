@@ -6,7 +6,7 @@
 //! output types. The step documents themselves are described in [`crate::trace::schema`], beside
 //! the parser they describe.
 
-use crate::ingest::request::{CreateRun, RunName};
+use crate::ingest::request::{CreateRun, RetentionSeconds, RunName};
 use crate::jsontext::ObjectJson;
 use crate::profiler::core::config_schema::ProfilerConfigPatch;
 use crate::profiler::statistics::compare::Comparison;
@@ -55,6 +55,9 @@ pub struct RunView {
     pub step_count: i64,
     /// Figures for the run list, kept current as batches land.
     pub summary: RunSummary,
+    /// Requests whose last step is older than this many seconds are deleted (docs/live.md);
+    /// null keeps everything.
+    pub retention_seconds: Option<i64>,
     /// The effective `ProfilerConfig` (toolkit field names): the run's settings merged over
     /// the defaults.
     pub profiler_config: ProfilerConfig,
@@ -115,6 +118,10 @@ pub struct PatchRun {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub metadata: Patch<ObjectJson>,
+    /// Delete requests whose last step is older than this many seconds; null keeps everything.
+    #[serde(default)]
+    #[schema(value_type = Option<RetentionSeconds>)]
+    pub retention_seconds: Patch<RetentionSeconds>,
 }
 
 /// A field of a merge patch: left out, `null`, or a value. (`Option<Option<T>>` says the same

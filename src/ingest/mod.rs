@@ -108,6 +108,8 @@ pub struct Ingest {
     wait: Duration,
     /// Bytes one batch's prepared steps may take.
     batch_memory: usize,
+    /// The retention of the runs OTLP exports create.
+    otlp_retention: Option<i64>,
 }
 
 impl Ingest {
@@ -125,7 +127,15 @@ impl Ingest {
             slots: Arc::new(Semaphore::new(concurrent.max(1))),
             wait,
             batch_memory,
+            otlp_retention: Some(DEFAULT_OTLP_RETENTION_SECONDS),
         }
+    }
+
+    /// The runs OTLP exports create keep a request this long after its last step (`None`:
+    /// everything).
+    pub fn with_otlp_retention(mut self, seconds: Option<i64>) -> Ingest {
+        self.otlp_retention = seconds;
+        self
     }
 
     /// A turn at ingesting, or [`IngestError::Busy`] after waiting for one in vain.
@@ -207,7 +217,10 @@ impl Ingest {
             let Some(batch) = batch else { continue };
             let id = group.target.run_id();
             if !matches!(group.target, RunTarget::Header(_))
-                && self.store.ensure_run(id, otlp_run(&group.service)).await?
+                && self
+                    .store
+                    .ensure_run(id, otlp_run(&group.service, self.otlp_retention))
+                    .await?
             {
                 tracing::info!(run = %id, service = %group.service, "OTLP: created a run on first sight");
             }
@@ -418,8 +431,12 @@ fn read_export(
     Ok((batches, walked))
 }
 
-/// The run a resource's spans create on first sight: named after the service, marked as OTLP's.
-fn otlp_run(service: &str) -> NewRun {
+/// How long the runs OTLP creates keep their traffic unless configured otherwise: a week.
+pub const DEFAULT_OTLP_RETENTION_SECONDS: i64 = 7 * 24 * 3600;
+
+/// The run a resource's spans create on first sight: named after the service, marked as OTLP's,
+/// keeping its traffic for `retention` seconds (a service's run grows as long as it runs).
+fn otlp_run(service: &str, retention: Option<i64>) -> NewRun {
     NewRun {
         name: service.to_owned(),
         profiler_config: Value::Object(Default::default()),
@@ -428,6 +445,7 @@ fn otlp_run(service: &str) -> NewRun {
             ("service.name".to_owned(), Value::from(service)),
         ])),
         toolkit: None,
+        retention_seconds: retention,
     }
 }
 

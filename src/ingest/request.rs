@@ -29,6 +29,31 @@ impl<'de> Deserialize<'de> for RunName {
     }
 }
 
+/// How long a run keeps a request after its last step, in seconds: from a minute to a
+/// century (beyond that a run keeps everything, which is `null`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(value_type = i64, minimum = 60, maximum = 3_155_760_000i64))]
+pub struct RetentionSeconds(pub i64);
+
+/// The shortest retention: a sweep runs about once a minute, so less would not be kept.
+pub const MIN_RETENTION_SECONDS: i64 = 60;
+/// The longest retention, a century.
+pub const MAX_RETENTION_SECONDS: i64 = 3_155_760_000;
+
+impl<'de> Deserialize<'de> for RetentionSeconds {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RetentionSeconds, D::Error> {
+        let n = i64::deserialize(d)?;
+        if !(MIN_RETENTION_SECONDS..=MAX_RETENTION_SECONDS).contains(&n) {
+            return Err(serde::de::Error::custom(format!(
+                "retention is from {MIN_RETENTION_SECONDS} to {MAX_RETENTION_SECONDS} seconds \
+                 (null keeps everything)"
+            )));
+        }
+        Ok(RetentionSeconds(n))
+    }
+}
+
 /// Body of `POST /v1/runs`. Every field is optional; a bare list is taken as `requests`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -52,6 +77,10 @@ pub struct CreateRun {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub metadata: Option<ObjectJson>,
+    /// Delete requests whose last step is older than this many seconds (docs/live.md); absent
+    /// or null keeps everything.
+    #[serde(default)]
+    pub retention_seconds: Option<RetentionSeconds>,
     /// Steps in any input form. They are read step by step as the body arrives, by the step
     /// reader; this field only names them (it never holds anything).
     #[serde(default)]
@@ -72,6 +101,7 @@ impl CreateRun {
             profiler_config,
             metadata: self.metadata.unwrap_or_default(),
             toolkit: self.toolkit,
+            retention_seconds: self.retention_seconds.map(|r| r.0),
         })
     }
 }

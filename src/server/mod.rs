@@ -71,7 +71,15 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let store = open_store(&config).await?;
     let state = AppState::new(store.clone(), &settings);
     api::spawn_metrics_upkeep(state.prometheus.clone());
-    spawn_key_purge(store, Duration::from_secs(config.idempotency_window_secs));
+    spawn_key_purge(
+        store.clone(),
+        Duration::from_secs(config.idempotency_window_secs),
+    );
+    spawn_rollup_builds(store.clone());
+    spawn_retention_sweeps(
+        store,
+        Duration::from_secs(config.retention_sweep_secs.max(1)),
+    );
     let app = app(state);
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
@@ -143,6 +151,30 @@ fn spawn_key_purge(store: Arc<dyn Store>, window: Duration) {
                 Ok(n) => tracing::info!(keys = n, "forgot expired Idempotency-Keys"),
                 Err(e) => tracing::warn!(error = %e, "could not purge Idempotency-Keys"),
             }
+        }
+    });
+}
+
+/// Builds the rollups of runs stored before rollups existed (or found stale), one run at a
+/// time, then every few minutes looks again (a stale run is rare).
+fn spawn_rollup_builds(store: Arc<dyn Store>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(300));
+        loop {
+            tick.tick().await;
+            crate::live::build_pending_rollups(store.as_ref()).await;
+        }
+    });
+}
+
+/// Deletes expired requests of runs with a retention every `every`.
+fn spawn_retention_sweeps(store: Arc<dyn Store>, every: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            crate::live::sweep_expired(store.as_ref(), time::OffsetDateTime::now_utc()).await;
         }
     });
 }

@@ -29,6 +29,18 @@ pub struct PreparedStep {
     /// The step's identity: two steps are the same step when their bodies are (see
     /// [`content_hash`]).
     pub content_hash: ContentHash,
+    /// nat's `usage_info.token_usage.cached_tokens` (0 when absent): counted by the rollups,
+    /// which the profiler's columns do not need.
+    pub cached_tokens: i64,
+}
+
+/// A step's cached prompt tokens, as nat reports them (aiq 1.1 has none).
+pub(crate) fn cached_tokens(step: &IntermediateStep) -> i64 {
+    step.payload
+        .usage_info
+        .as_ref()
+        .and_then(|u| u.token_usage.cached_tokens)
+        .unwrap_or(0)
 }
 
 /// The first 16 bytes of the SHA-256 of a step's stored body.
@@ -164,6 +176,21 @@ impl PreparedStep {
             columns: StepColumns::from_step(step),
             content_hash: content_hash(&body),
             body,
+            cached_tokens: cached_tokens(step),
+        }
+    }
+
+    /// What the step adds to the run's rollups.
+    pub fn rollup_facts(&self) -> crate::rollup::StepFacts<'_> {
+        let c = &self.columns;
+        crate::rollup::StepFacts {
+            event_type: c.event_type,
+            event_timestamp: c.event_timestamp,
+            span_event_timestamp: c.span_event_timestamp,
+            name: c.name.as_deref(),
+            prompt_tokens: c.prompt_tokens,
+            completion_tokens: c.completion_tokens,
+            cached_tokens: self.cached_tokens,
         }
     }
 
@@ -264,16 +291,36 @@ impl BatchPlan<'_> {
                 .or_insert_with(|| RequestFigures {
                     number: planned.number,
                     started_at: step.columns.event_timestamp,
+                    ended_at: step.columns.event_timestamp,
                     steps: 0,
                     column_bytes: 0,
                     body_bytes: 0,
                 });
             f.started_at = f.started_at.min(step.columns.event_timestamp);
+            f.ended_at = f.ended_at.max(step.columns.event_timestamp);
             f.steps += 1;
             f.column_bytes += step.column_bytes() as i64;
             f.body_bytes += step.body.len() as i64;
         }
         Some(by_number.into_values().collect())
+    }
+
+    /// What the stored steps (those of sequence numbers `stored`) add to the run's rollups,
+    /// requests aside (see [`crate::rollup::Delta::request_moved`]).
+    pub fn rollup_delta(&self, stored: &[i64]) -> crate::rollup::Delta {
+        let mut delta = crate::rollup::Delta::default();
+        let all = stored.len() == self.steps.len();
+        let stored: std::collections::HashSet<i64> = if all {
+            Default::default()
+        } else {
+            stored.iter().copied().collect()
+        };
+        for planned in &self.steps {
+            if all || stored.contains(&planned.seq) {
+                delta.step(&planned.step.rollup_facts());
+            }
+        }
+        delta
     }
 
     /// The distinct requests the planned steps belong to, ascending.
@@ -304,11 +351,13 @@ impl BatchPlan<'_> {
 }
 
 /// What a batch adds to one request's figures (the columns the migration
-/// `request_windows` added): its earliest step time, and its steps' count and bytes.
+/// `request_windows` added, and `ended_at` of `rollups_and_retention`): its earliest and
+/// latest step times, and its steps' count and bytes.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct RequestFigures {
     pub number: i32,
     pub started_at: f64,
+    pub ended_at: f64,
     pub steps: i32,
     pub column_bytes: i64,
     pub body_bytes: i64,

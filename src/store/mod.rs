@@ -66,6 +66,10 @@ pub struct RunRecord {
     /// The run-list figures, kept current by ingest (absent from records saved before them).
     #[serde(default)]
     pub summary: batch::StepSummary,
+    /// Requests whose last step is older than this many seconds are deleted by the retention
+    /// sweep; `None` keeps everything.
+    #[serde(default)]
+    pub retention_seconds: Option<i64>,
 }
 
 /// Where a run's dialect came from.
@@ -117,6 +121,7 @@ pub struct NewRun {
     pub profiler_config: Value,
     pub metadata: ObjectJson,
     pub toolkit: Option<Dialect>,
+    pub retention_seconds: Option<i64>,
 }
 
 /// Fields to replace; `None` leaves a field as it is.
@@ -127,6 +132,8 @@ pub struct RunChanges {
     pub metadata: Option<ObjectJson>,
     /// `Some(None)` returns the run to detection.
     pub toolkit: Option<Option<Dialect>>,
+    /// `Some(None)` keeps everything again.
+    pub retention_seconds: Option<Option<i64>>,
     /// Apply only if the run's `updated_at` is still this (the read the changes were computed
     /// from), else fail with [`StoreError::Stale`]: a merge patch computed from an old read
     /// would silently undo a concurrent one.
@@ -202,6 +209,13 @@ pub struct WindowSize {
     pub column_bytes: u64,
     /// The bytes of the steps' stored bodies.
     pub body_bytes: u64,
+}
+
+/// What one retention chunk deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub requests: u64,
+    pub steps: u64,
 }
 
 /// A run's stored steps as steps, with each request's eval fields: what the ATIF export reads.
@@ -452,6 +466,24 @@ pub trait Store: Send + Sync + 'static {
         cost: [f64; 3],
         budget: f64,
     ) -> Result<Option<f64>, StoreError>;
+    /// The run's series over minutes `[from, to)` in buckets of `step` minutes, from its
+    /// rollups (see [`crate::rollup`]); `None` while they are still being built.
+    async fn series(
+        &self,
+        id: Uuid,
+        from: i64,
+        to: i64,
+        step: i64,
+    ) -> Result<Option<Vec<crate::rollup::Bucket>>, StoreError>;
+    /// Runs whose rollups are yet to be built from their steps.
+    async fn rollups_pending(&self) -> Result<Vec<Uuid>, StoreError>;
+    /// Builds a run's rollups from its steps (in one transaction that holds batches off).
+    async fn rebuild_rollups(&self, id: Uuid) -> Result<(), StoreError>;
+    /// The runs with a retention, and theirs in seconds.
+    async fn retained_runs(&self) -> Result<Vec<(Uuid, i64)>, StoreError>;
+    /// Deletes up to `limit` of a run's requests whose last step is before `cutoff` (Unix
+    /// seconds), in one transaction.
+    async fn sweep(&self, id: Uuid, cutoff: f64, limit: i64) -> Result<Swept, StoreError>;
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use crate::trace::Framework;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgQueryResult};
-use sqlx::{PgConnection, PgPool, Pool, Postgres, Transaction};
+use sqlx::{PgConnection, PgPool, Pool, Postgres, Row, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -175,15 +175,15 @@ const INSERT_STEPS_UNNEST: &str = "
                              $9::bytea[], $10::bytea[], $11::bytea[], $12::bytea[], $13::int8[], $14::int8[],
                              $15::int8[], $16::int8[], $17::bytea[], $18::float8[], $19::bytea[], $20::bytea[],
                              $21::int4[], $22::text[])
-    ON CONFLICT DO NOTHING";
+    ON CONFLICT DO NOTHING RETURNING seq";
 
 async fn insert_steps(
     tx: &mut Transaction<'static, Postgres>,
     run: Uuid,
     steps: &[PlannedStep<'_>],
-) -> Result<u64, StoreError> {
+) -> Result<Vec<i64>, StoreError> {
     if steps.is_empty() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
     let mut a = StepArrays::default();
     for step in steps {
@@ -212,9 +212,11 @@ async fn insert_steps(
         .bind(&a.content_hash)
         .bind(&a.occurrence)
         .bind(&a.body)
-        .execute(&mut **tx)
+        .fetch_all(&mut **tx)
         .await?;
-    Ok(done.rows_affected())
+    done.iter()
+        .map(|row| row.try_get::<i64, _>(0).map_err(StoreError::from))
+        .collect()
 }
 
 impl Backend for Postgres {
@@ -285,14 +287,18 @@ impl Backend for Postgres {
         tx: &'a mut Transaction<'static, Postgres>,
         run: Uuid,
         steps: &'a [PlannedStep<'a>],
-    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+    ) -> BoxFuture<'a, Result<Vec<i64>, StoreError>> {
         insert_steps(tx, run, steps).boxed()
     }
 
     const LOCK_RUN: [&'static str; 2] = [
-        "SELECT version FROM runs WHERE id = $1 FOR KEY SHARE",
-        "SELECT version FROM runs WHERE id = $1 FOR UPDATE",
+        "SELECT version, rollups_ready FROM runs WHERE id = $1 FOR KEY SHARE",
+        "SELECT version, rollups_ready FROM runs WHERE id = $1 FOR UPDATE",
     ];
+
+    const FOR_UPDATE: &'static str = " FOR UPDATE";
+
+    const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
 
     /// `LEAST` and `GREATEST` skip NULLs; the token sum goes through `numeric`, which cannot
     /// overflow, and is clamped to 64 bits.
@@ -302,6 +308,8 @@ impl Backend for Postgres {
         last: "GREATEST(last_event_at, $10)",
         tokens: "LEAST(GREATEST(llm_tokens::numeric + $12, -9223372036854775808), 9223372036854775807)::bigint"
     );
+
+    const LATER_UPDATED_AT: &'static str = "GREATEST($6, updated_at + interval '1 microsecond')";
 
     /// `SUM(bigint)` is a numeric, clamped to 64 bits before it becomes a bigint again.
     const BODY_OCTETS: &'static str = "octet_length(body)";

@@ -157,6 +157,8 @@ impl Backend for Sqlite {
         tokens: "CAST(MAX(MIN(llm_tokens + CAST($12 AS REAL), 9223372036854775807), -9223372036854775808) AS INTEGER)"
     );
 
+    const LATER_UPDATED_AT: &'static str = "MAX($6, updated_at + 1)";
+
     /// `SUM` fails on overflow; `TOTAL` is a float that cannot, clamped and stored back as an
     /// integer.
     const BODY_OCTETS: &'static str = "length(CAST(body AS BLOB))";

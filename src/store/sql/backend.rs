@@ -144,6 +144,7 @@ pub trait Backend:
     + Decodes<Vec<u8>>
     + Decodes<Option<i16>>
     + Decodes<Option<i32>>
+    + Decodes<Option<i64>>
     + Decodes<Option<f64>>
     + Decodes<Option<String>>
     + Decodes<Option<Vec<u8>>>
@@ -183,27 +184,40 @@ pub trait Backend:
     ) -> BoxFuture<'a, Result<i64, StoreError>>;
 
     /// Inserts planned steps, skipping any already stored (same request, content and
-    /// occurrence); returns how many were stored. The statement that carries a whole batch, so
-    /// an engine may have a faster way than the default, multi-row `INSERT ... VALUES`.
+    /// occurrence); returns the sequence numbers of those it stored (what the rollups count).
+    /// The statement that carries a whole batch, so an engine may have a faster way than the
+    /// default, multi-row `INSERT ... VALUES`.
     fn insert_steps<'a>(
         tx: &'a mut Transaction<'static, Self>,
         run: Uuid,
         steps: &'a [PlannedStep<'a>],
-    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+    ) -> BoxFuture<'a, Result<Vec<i64>, StoreError>> {
         Box::pin(insert_steps_by_rows(tx, run, steps))
     }
 
-    /// Locks run `$1` for a batch and reads its version: shared with other plain batches
+    /// Locks run `$1` for a batch and reads its version and `rollups_ready`: shared with other plain batches
     /// (`LOCK_RUN[0]`), or exclusive for one that numbers new eval items or carries an
     /// Idempotency-Key (`LOCK_RUN[1]`). By default a plain read, for an engine whose write
     /// transaction already holds the database to itself.
-    const LOCK_RUN: [&'static str; 2] = ["SELECT version FROM runs WHERE id = $1"; 2];
+    const LOCK_RUN: [&'static str; 2] =
+        ["SELECT version, rollups_ready FROM runs WHERE id = $1"; 2];
+
+    /// What a read of rows that are about to change ends with: `FOR UPDATE` where rows are
+    /// locked one by one; nothing in an engine whose write transaction holds the database.
+    const FOR_UPDATE: &'static str = "";
+
+    /// [`Backend::FOR_UPDATE`] for a sweep: rows another sweep holds are skipped, not waited for.
+    const SKIP_LOCKED: &'static str = "";
 
     /// After a batch: `$1` run, `$2` requests created, `$3` steps stored, `$4` now, `$5..$8` the
     /// batch's schema flags (nat_schema, non_end_steps, aiq_rewrite, nat_rewrite), `$9`/`$10`
     /// its first and last step time, `$11` its LLM calls, `$12` their tokens (added saturating
     /// at 64 bits); bumps the version and returns it.
     const UPDATE_AFTER_BATCH: &'static str;
+
+    /// The `updated_at` a change made at `$6` (now) leaves: later than the stored one even
+    /// when the clock is not.
+    const LATER_UPDATED_AT: &'static str;
 
     /// Recounts run `$1`'s summary figures from its steps (`$2`: the LLM_END code), when a
     /// batch was partly stored already.
@@ -215,7 +229,8 @@ pub trait Backend:
 
     /// Changes run `$1`: `$2` name, `$3` profiler config, `$4` metadata (each NULL to keep),
     /// `$5` now, `$6` the `updated_at` the change was computed from (NULL: any), `$7` whether
-    /// the toolkit changes and `$8` to what; returns the run's columns.
+    /// the toolkit changes and `$8` to what, `$9` whether the retention changes and `$10` to
+    /// what; returns the run's columns.
     const UPDATE_RUN: &'static str;
 
     /// [`super::queries::TRIM_CLIENT_KEYS`] in the engine's own words (`LIMIT ALL` or `-1`).
@@ -235,16 +250,16 @@ fn text(s: &Option<String>) -> Option<&[u8]> {
 }
 
 /// Inserts planned steps with multi-row `INSERT`s; a step already stored (same request, content
-/// and occurrence) is skipped at the unique index. Returns how many were stored.
+/// and occurrence) is skipped at the unique index. Returns the stored steps' sequence numbers.
 async fn insert_steps_by_rows<B: Backend>(
     tx: &mut Transaction<'static, B>,
     run: Uuid,
     steps: &[PlannedStep<'_>],
-) -> Result<u64, StoreError> {
-    let mut stored = 0;
+) -> Result<Vec<i64>, StoreError> {
+    let mut stored = Vec::with_capacity(steps.len());
     for chunk in steps.chunks(queries::ROWS_PER_INSERT) {
         let sql = format!(
-            "{}{} ON CONFLICT DO NOTHING",
+            "{}{} ON CONFLICT DO NOTHING RETURNING seq",
             queries::INSERT_STEPS,
             queries::values(chunk.len(), queries::STEP_PARAMS)
         );
@@ -276,7 +291,9 @@ async fn insert_steps_by_rows<B: Backend>(
                 .arg(planned.occurrence)
                 .arg(planned.step.body.as_str());
         }
-        stored += B::rows_affected(&q.execute(B::on(&mut **tx)).await?);
+        for row in q.fetch_all(B::on(&mut **tx)).await? {
+            stored.push(Rec::<B>(&row).col::<i64>(0)?);
+        }
     }
     Ok(stored)
 }

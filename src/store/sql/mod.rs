@@ -18,6 +18,8 @@
 pub(crate) mod backend;
 pub(crate) mod columns;
 pub(crate) mod queries;
+mod retention;
+mod rollups;
 mod runs;
 mod steps;
 
@@ -26,7 +28,7 @@ pub(crate) use backend::Backend;
 use super::{
     ByteStream, IdempotencyKey, IngestOutcome, LoadedRun, LoadedSteps, NewRun, PreparedBatch,
     RunChanges, RunCursor, RunPage, RunRecord, RunStamp, SEQ_BLOCK_BITS, Store, StoreError,
-    StoredOccurrences, StreamSlots, WindowSize, Written,
+    StoredOccurrences, StreamSlots, Swept, WindowSize, Written,
 };
 use crate::trace::StepSchema;
 use crate::window::Window;
@@ -200,7 +202,8 @@ async fn append_in<B: Backend>(
     keyed: bool,
 ) -> Result<IngestOutcome, StoreError> {
     let numbers_eval_items = batch.has_external_ids();
-    let version = runs::lock::<B>(&mut **tx, id, numbers_eval_items || keyed).await?;
+    let (version, rollups_ready) =
+        runs::lock::<B>(&mut **tx, id, numbers_eval_items || keyed).await?;
     let (by_external, max_number) = if numbers_eval_items {
         steps::known_requests::<B>(&mut **tx, id, batch).await?
     } else {
@@ -220,11 +223,27 @@ async fn append_in<B: Backend>(
     let first_seq = B::reserve_seq(tx, id, batch.step_count()).await?;
     let plan = batch.plan(&by_external, max_number, first_seq, &stored_before)?;
     let created = steps::insert_requests::<B>(&mut **tx, id, &plan.requests).await?;
-    let stored = B::insert_steps(tx, id, &plan.steps).await?;
+    let stored_seqs = B::insert_steps(tx, id, &plan.steps).await?;
+    let stored = stored_seqs.len() as u64;
     if stored > 0 {
+        let touched = plan.touched_requests();
+        let before = if rollups_ready {
+            steps::request_starts::<B>(&mut **tx, id, &touched).await?
+        } else {
+            HashMap::new()
+        };
         match plan.request_figures(i64::try_from(stored).unwrap_or(i64::MAX)) {
             Some(figures) => steps::add_request_figures::<B>(&mut **tx, id, &figures).await?,
-            None => steps::recount_requests::<B>(&mut **tx, id, &plan.touched_requests()).await?,
+            None => steps::recount_requests::<B>(&mut **tx, id, &touched).await?,
+        }
+        if rollups_ready {
+            let after = steps::request_starts::<B>(&mut **tx, id, &touched).await?;
+            let mut delta = plan.rollup_delta(&stored_seqs);
+            for n in &touched {
+                let start = |m: &HashMap<i32, Option<f64>>| m.get(n).copied().flatten();
+                delta.request_moved(start(&before), start(&after));
+            }
+            rollups::apply::<B>(&mut **tx, id, &delta, false).await?;
         }
     }
     let version = if stored > 0 || created > 0 {
@@ -368,5 +387,42 @@ impl<B: Backend> Store for SqlStore<B> {
     ) -> Result<Option<f64>, StoreError> {
         let mut conn = self.connection().await?;
         steps::fitting_start::<B>(&mut conn, id, window, cost, budget).await
+    }
+
+    async fn series(
+        &self,
+        id: Uuid,
+        from: i64,
+        to: i64,
+        step: i64,
+    ) -> Result<Option<Vec<crate::rollup::Bucket>>, StoreError> {
+        let mut conn = self.connection().await?;
+        rollups::series::<B>(&mut conn, id, from, to, step).await
+    }
+
+    async fn rollups_pending(&self) -> Result<Vec<Uuid>, StoreError> {
+        let mut conn = self.connection().await?;
+        rollups::pending::<B>(&mut conn).await
+    }
+
+    async fn rebuild_rollups(&self, id: Uuid) -> Result<(), StoreError> {
+        self.ready()?;
+        let mut tx = B::begin_write(&self.pool).await?;
+        rollups::rebuild::<B>(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn retained_runs(&self) -> Result<Vec<(Uuid, i64)>, StoreError> {
+        let mut conn = self.connection().await?;
+        retention::retained_runs::<B>(&mut conn).await
+    }
+
+    async fn sweep(&self, id: Uuid, cutoff: f64, limit: i64) -> Result<Swept, StoreError> {
+        self.ready()?;
+        let mut tx = B::begin_write(&self.pool).await?;
+        let swept = retention::sweep_chunk::<B>(&mut tx, id, cutoff, limit).await?;
+        tx.commit().await?;
+        Ok(swept)
     }
 }

@@ -8,7 +8,7 @@ macro_rules! run_columns {
     () => {
         "id, name, created_at, updated_at, version, request_count, step_count, profiler_config, metadata, \
          toolkit, nat_schema, non_end_steps, aiq_rewrite, nat_rewrite, \
-         first_event_at, last_event_at, llm_calls, llm_tokens"
+         first_event_at, last_event_at, llm_calls, llm_tokens, retention_seconds"
     };
 }
 pub(crate) use run_columns;
@@ -33,6 +33,7 @@ pub(crate) mod run {
     pub const LAST_EVENT_AT: usize = 15;
     pub const LLM_CALLS: usize = 16;
     pub const LLM_TOKENS: usize = 17;
+    pub const RETENTION_SECONDS: usize = 18;
 }
 
 /// [`super::Backend::UPDATE_AFTER_BATCH`] around an engine's expressions for the new
@@ -88,7 +89,8 @@ macro_rules! update_run {
             "profiler_config = COALESCE($3, profiler_config), metadata = COALESCE($4, metadata), ",
             "updated_at = ",
             $updated,
-            ", toolkit = CASE WHEN $7 THEN $8 ELSE toolkit END ",
+            ", toolkit = CASE WHEN $7 THEN $8 ELSE toolkit END, ",
+            "retention_seconds = CASE WHEN $9 THEN $10 ELSE retention_seconds END ",
             "WHERE id = $1 AND (",
             $any,
             " OR updated_at = $6) RETURNING ",
@@ -108,13 +110,14 @@ pub(crate) const RUN_EXISTS: &str = "SELECT 1 FROM runs WHERE id = $1";
 
 pub(crate) const DELETE_RUN: &str = "DELETE FROM runs WHERE id = $1";
 
-/// `$1` id, `$2` name, `$3` now, `$4` profiler config, `$5` metadata, `$6` toolkit.
-pub(crate) const INSERT_RUN: &str = "INSERT INTO runs (id, name, created_at, updated_at, profiler_config, metadata, toolkit) \
-     VALUES ($1, $2, $3, $3, $4, $5, $6)";
+/// `$1` id, `$2` name, `$3` now, `$4` profiler config, `$5` metadata, `$6` toolkit, `$7`
+/// retention in seconds.
+pub(crate) const INSERT_RUN: &str = "INSERT INTO runs (id, name, created_at, updated_at, profiler_config, metadata, toolkit, retention_seconds) \
+     VALUES ($1, $2, $3, $3, $4, $5, $6, $7)";
 
 /// [`INSERT_RUN`], leaving an existing run of that id as it is.
-pub(crate) const INSERT_RUN_IF_ABSENT: &str = "INSERT INTO runs (id, name, created_at, updated_at, profiler_config, metadata, toolkit) \
-     VALUES ($1, $2, $3, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING";
+pub(crate) const INSERT_RUN_IF_ABSENT: &str = "INSERT INTO runs (id, name, created_at, updated_at, profiler_config, metadata, toolkit, retention_seconds) \
+     VALUES ($1, $2, $3, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING";
 
 /// Claims an Idempotency-Key: `$1` scope, `$2` key, `$3` fingerprint, `$4` run, `$5` now,
 /// `$6` client.
@@ -287,15 +290,18 @@ pub(crate) const FITTING_START: &str = concat!(
 );
 
 /// Adds a batch's figures to its requests: `$1` run, then per request (number, earliest step
-/// time, steps, column bytes, body bytes) from `$2` on, as [`values`] lists them.
+/// time, steps, column bytes, body bytes, latest step time) from `$2` on, as [`values`] lists
+/// them.
 pub(crate) fn add_request_figures(rows: usize) -> String {
     format!(
         "UPDATE requests SET \
          started_at = CASE WHEN started_at IS NULL OR v.column2 < started_at THEN v.column2 \
          ELSE started_at END, step_count = step_count + v.column3, \
-         column_bytes = column_bytes + v.column4, body_bytes = body_bytes + v.column5 \
+         column_bytes = column_bytes + v.column4, body_bytes = body_bytes + v.column5, \
+         ended_at = CASE WHEN ended_at IS NULL OR v.column6 > ended_at THEN v.column6 \
+         ELSE ended_at END \
          FROM (VALUES {}) AS v WHERE requests.run_id = $1 AND requests.request_number = v.column1",
-        values_from(rows, 5, 2)
+        values_from(rows, 6, 2)
     )
 }
 
@@ -306,6 +312,7 @@ pub(crate) fn recount_requests(body_octets: &str) -> String {
                     AND s.request_number = requests.request_number";
     let head = format!(
         "UPDATE requests SET started_at = (SELECT MIN(event_timestamp) {of_steps}), \
+         ended_at = (SELECT MAX(event_timestamp) {of_steps}), \
          step_count = (SELECT COUNT(*) {of_steps}), \
          column_bytes = (SELECT COALESCE(SUM(length(uuid) + COALESCE(length(name), 0) \
          + COALESCE(length(text_value), 0) + COALESCE(length(step_parent_id), 0)), 0) \
@@ -362,7 +369,7 @@ mod tests {
     fn run_column_positions_follow_the_list() {
         let names: Vec<&str> = run_columns!().split(',').map(str::trim).collect();
         let at = |n: &str| names.iter().position(|c| *c == n).unwrap();
-        assert_eq!(names.len(), 18);
+        assert_eq!(names.len(), 19);
         assert_eq!(at("id"), run::ID);
         assert_eq!(at("name"), run::NAME);
         assert_eq!(at("created_at"), run::CREATED_AT);
@@ -381,6 +388,7 @@ mod tests {
         assert_eq!(at("last_event_at"), run::LAST_EVENT_AT);
         assert_eq!(at("llm_calls"), run::LLM_CALLS);
         assert_eq!(at("llm_tokens"), run::LLM_TOKENS);
+        assert_eq!(at("retention_seconds"), run::RETENTION_SECONDS);
     }
 
     #[test]

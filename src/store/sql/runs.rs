@@ -40,6 +40,7 @@ pub(super) fn from_row<B: Backend>(row: &B::Row) -> Result<RunRecord, StoreError
             llm_calls: r.col(run::LLM_CALLS)?,
             llm_tokens: r.col(run::LLM_TOKENS)?,
         },
+        retention_seconds: r.col(run::RETENTION_SECONDS)?,
     })
 }
 
@@ -64,6 +65,7 @@ pub(super) async fn insert<B: Backend>(
     .arg(config.as_str())
     .arg(metadata)
     .arg(run.toolkit.map(Dialect::as_str))
+    .arg(run.retention_seconds)
     .execute(B::on(conn))
     .await?;
     Ok(B::rows_affected(&done) == 1)
@@ -149,6 +151,8 @@ pub(super) async fn update<B: Backend>(
         .time(changes.if_updated_at)
         .arg(changes.toolkit.is_some())
         .arg(changes.toolkit.flatten().map(Dialect::as_str))
+        .arg(changes.retention_seconds.is_some())
+        .arg(changes.retention_seconds.flatten())
         .fetch_optional(B::on(&mut *conn))
         .await?;
     match updated {
@@ -175,18 +179,20 @@ pub(super) async fn delete<B: Backend>(
     Ok(())
 }
 
-/// Locks the run for a batch (see [`Backend::LOCK_RUN`]) and reads its version.
+/// Locks the run for a batch (see [`Backend::LOCK_RUN`]); reads its version and whether its
+/// rollups are kept yet (those of a run stored before them are built first).
 pub(super) async fn lock<B: Backend>(
     conn: &mut B::Connection,
     id: Uuid,
     exclusive: bool,
-) -> Result<i64, StoreError> {
+) -> Result<(i64, bool), StoreError> {
     let row = sqlx::query(B::LOCK_RUN[usize::from(exclusive)])
         .arg(id)
         .fetch_optional(B::on(conn))
         .await?
         .ok_or(StoreError::RunNotFound(id))?;
-    Rec::<B>(&row).col(0)
+    let r = Rec::<B>(&row);
+    Ok((r.col(0)?, r.col(1)?))
 }
 
 /// Counts what a batch stored into the run, raises its version, and notes what the stored steps

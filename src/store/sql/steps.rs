@@ -114,6 +114,34 @@ pub(super) async fn insert_requests<B: Backend>(
     Ok(created)
 }
 
+/// The start (earliest step time) of each of requests `numbers`, `None` for one without steps
+/// yet: read before and after a batch changes them, so the rollups count each request in the
+/// minute it now starts in.
+pub(super) async fn request_starts<B: Backend>(
+    conn: &mut B::Connection,
+    run: Uuid,
+    numbers: &[i32],
+) -> Result<HashMap<i32, Option<f64>>, StoreError> {
+    let sql = queries::in_list(
+        "SELECT request_number, started_at FROM requests",
+        "request_number",
+        "",
+    );
+    let mut out = HashMap::with_capacity(numbers.len());
+    for chunk in numbers.chunks(queries::IN_LIST) {
+        let Some(&last) = chunk.last() else { continue };
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone())).arg(run);
+        for i in 0..queries::IN_LIST {
+            q = q.arg(chunk.get(i).copied().unwrap_or(last));
+        }
+        for row in q.fetch_all(B::on(&mut *conn)).await? {
+            let r = Rec::<B>(&row);
+            out.insert(r.col::<i32>(0)?, r.col::<Option<f64>>(1)?);
+        }
+    }
+    Ok(out)
+}
+
 /// Adds what a batch stored to its requests' figures (see [`RequestFigures`]).
 pub(super) async fn add_request_figures<B: Backend>(
     conn: &mut B::Connection,
@@ -129,7 +157,8 @@ pub(super) async fn add_request_figures<B: Backend>(
                 .arg(f.started_at)
                 .arg(f.steps)
                 .arg(f.column_bytes)
-                .arg(f.body_bytes);
+                .arg(f.body_bytes)
+                .arg(f.ended_at);
         }
         q.execute(B::on(&mut *conn)).await?;
     }

@@ -1,0 +1,324 @@
+//! The rollups' role in the SQL store: per-minute rows changed in the transaction that changes
+//! the steps they count (a batch adds, the retention sweep subtracts), built from the steps for
+//! runs stored before rollups existed, and read back as a series.
+//!
+//! A row is read, combined in Rust (the latency sketches are not SQL values) and written back,
+//! under a row lock where the engine has them; keys are visited in order, so two transactions
+//! touching the same rows lock them in the same order.
+
+use super::backend::{Backend, Bind, Rec};
+use super::queries;
+use crate::rollup::{Bucket, Cell, Delta, Key, Kind, SeriesBuilder, Sketch, SketchError};
+use crate::store::StoreError;
+use crate::trace::EventType;
+use futures::TryStreamExt;
+use uuid::Uuid;
+
+const INSERT_EMPTY: &str = "INSERT INTO rollups (run_id, minute, kind, name, count, prompt_tokens, \
+     completion_tokens, cached_tokens, latency) VALUES ($1, $2, $3, $4, 0, 0, 0, 0, $5) \
+     ON CONFLICT DO NOTHING";
+
+const SELECT_ROW: &str = "SELECT count, prompt_tokens, completion_tokens, cached_tokens, latency \
+     FROM rollups WHERE run_id = $1 AND minute = $2 AND kind = $3 AND name = $4";
+
+const UPDATE_ROW: &str = "UPDATE rollups SET count = $5, prompt_tokens = $6, completion_tokens = $7, \
+     cached_tokens = $8, latency = $9 WHERE run_id = $1 AND minute = $2 AND kind = $3 AND name = $4";
+
+const DELETE_ROW: &str =
+    "DELETE FROM rollups WHERE run_id = $1 AND minute = $2 AND kind = $3 AND name = $4";
+
+/// The rows of run `$1` in minutes `[$2, $3)`.
+const SELECT_RANGE: &str = "SELECT minute, kind, name, count, prompt_tokens, completion_tokens, \
+     cached_tokens, latency FROM rollups WHERE run_id = $1 AND minute >= $2 AND minute < $3 \
+     ORDER BY minute";
+
+/// What a rollup reads of a step; cached tokens are in the bodies of LLM_END steps only.
+macro_rules! end_step_columns {
+    () => {
+        "SELECT event_type, event_timestamp, span_event_timestamp, name, prompt_tokens, \
+         completion_tokens, total_tokens, CASE WHEN event_type = 1 THEN body END FROM steps"
+    };
+}
+
+/// The END steps a rollup counts (LLM_END, TOOL_END, WORKFLOW_END: codes 1, 4, 6).
+macro_rules! end_types {
+    () => {
+        " AND event_type IN (1, 4, 6)"
+    };
+}
+
+/// What reading a run's END steps found: their rollup delta, and the LLM calls and tokens the
+/// run summary counts.
+#[derive(Debug, Default)]
+pub(super) struct EndSteps {
+    pub delta: Delta,
+    pub llm_calls: i64,
+    pub llm_tokens: i64,
+}
+
+impl EndSteps {
+    fn add<B: Backend>(&mut self, row: &B::Row) -> Result<(), StoreError> {
+        let r = Rec::<B>(row);
+        let Some(event_type) = EventType::from_code(r.col(0)?) else {
+            return Ok(());
+        };
+        let name: Option<Vec<u8>> = r.col(3)?;
+        let name = name.map(|n| String::from_utf8_lossy(&n).into_owned());
+        let body: Option<String> = r.col(7)?;
+        let total: i64 = r.col(6)?;
+        if event_type == EventType::LlmEnd {
+            self.llm_calls += 1;
+            self.llm_tokens = self.llm_tokens.saturating_add(total);
+        }
+        self.delta.step(&crate::rollup::StepFacts {
+            event_type,
+            event_timestamp: r.col(1)?,
+            span_event_timestamp: r.col(2)?,
+            name: name.as_deref(),
+            prompt_tokens: r.col(4)?,
+            completion_tokens: r.col(5)?,
+            cached_tokens: body.as_deref().map_or(0, cached_tokens_of_body),
+        });
+        Ok(())
+    }
+}
+
+/// `payload.usage_info.token_usage.cached_tokens` of a stored body, read without parsing the
+/// rest of it.
+fn cached_tokens_of_body(body: &str) -> i64 {
+    sonic_rs::get(
+        body,
+        &["payload", "usage_info", "token_usage", "cached_tokens"],
+    )
+    .ok()
+    .and_then(|v| v.as_raw_str().parse::<i64>().ok())
+    .unwrap_or(0)
+}
+
+fn sketch_error(e: SketchError) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+/// Adds `delta` to run `run`'s rows (or, `removing`, takes it out). A removal that finds a row
+/// without what it removes means the rows no longer match the steps: the run's rollups are
+/// marked for a rebuild instead (`false`).
+pub(super) async fn apply<B: Backend>(
+    conn: &mut B::Connection,
+    run: Uuid,
+    delta: &Delta,
+    removing: bool,
+) -> Result<bool, StoreError> {
+    let empty = Sketch::default().encode();
+    let select = format!("{SELECT_ROW}{}", B::FOR_UPDATE);
+    for (key, change) in &delta.cells {
+        if !removing {
+            sqlx::query(INSERT_EMPTY)
+                .arg(run)
+                .arg(key.minute)
+                .arg(key.kind.code())
+                .arg(key.name.as_bytes())
+                .arg(&empty[..])
+                .execute(B::on(&mut *conn))
+                .await?;
+        }
+        let row = sqlx::query(sqlx::AssertSqlSafe(select.clone()))
+            .arg(run)
+            .arg(key.minute)
+            .arg(key.kind.code())
+            .arg(key.name.as_bytes())
+            .fetch_optional(B::on(&mut *conn))
+            .await?;
+        let mut cell = match row {
+            Some(row) => cell_of::<B>(&row, 0)?,
+            None if removing => Cell::default(),
+            None => return Err(StoreError::Corrupt("a rollup row vanished".into())),
+        };
+        if cell.apply(change, removing).is_err() || cell.count < 0 {
+            mark_stale::<B>(conn, run).await?;
+            return Ok(false);
+        }
+        if cell.is_empty() {
+            sqlx::query(DELETE_ROW)
+                .arg(run)
+                .arg(key.minute)
+                .arg(key.kind.code())
+                .arg(key.name.as_bytes())
+                .execute(B::on(&mut *conn))
+                .await?;
+        } else {
+            let latency = cell.latency.encode();
+            sqlx::query(UPDATE_ROW)
+                .arg(run)
+                .arg(key.minute)
+                .arg(key.kind.code())
+                .arg(key.name.as_bytes())
+                .arg(cell.count)
+                .arg(cell.prompt_tokens)
+                .arg(cell.completion_tokens)
+                .arg(cell.cached_tokens)
+                .arg(&latency[..])
+                .execute(B::on(&mut *conn))
+                .await?;
+        }
+    }
+    Ok(true)
+}
+
+/// The figures of a row read from column `first` on (count, tokens, latency).
+fn cell_of<B: Backend>(row: &B::Row, first: usize) -> Result<Cell, StoreError> {
+    let r = Rec::<B>(row);
+    let latency: Vec<u8> = r.col(first + 4)?;
+    Ok(Cell {
+        count: r.col(first)?,
+        prompt_tokens: r.col(first + 1)?,
+        completion_tokens: r.col(first + 2)?,
+        cached_tokens: r.col(first + 3)?,
+        latency: Sketch::decode(&latency).map_err(sketch_error)?,
+    })
+}
+
+/// The run's rollups no longer match its steps: the server rebuilds them (and serves no series
+/// until it has).
+async fn mark_stale<B: Backend>(conn: &mut B::Connection, run: Uuid) -> Result<(), StoreError> {
+    tracing::warn!(%run, "rollups no longer match the steps; rebuilding them");
+    sqlx::query("UPDATE runs SET rollups_ready = $2 WHERE id = $1")
+        .arg(run)
+        .arg(false)
+        .execute(B::on(conn))
+        .await?;
+    Ok(())
+}
+
+/// Run `run`'s series over minutes `[from, to)` in buckets of `step` minutes, built as the
+/// rows stream in minute order, or `None` while the run's rollups are still being built.
+pub(super) async fn series<B: Backend>(
+    conn: &mut B::Connection,
+    run: Uuid,
+    from: i64,
+    to: i64,
+    step: i64,
+) -> Result<Option<Vec<Bucket>>, StoreError> {
+    let ready = sqlx::query("SELECT rollups_ready FROM runs WHERE id = $1")
+        .arg(run)
+        .fetch_optional(B::on(&mut *conn))
+        .await?
+        .ok_or(StoreError::RunNotFound(run))?;
+    if !Rec::<B>(&ready).col::<bool>(0)? {
+        return Ok(None);
+    }
+    let mut series = SeriesBuilder::new(from, to, step);
+    let mut rows = sqlx::query(SELECT_RANGE)
+        .arg(run)
+        .arg(from)
+        .arg(to)
+        .fetch(B::on(conn));
+    while let Some(row) = rows.try_next().await? {
+        let r = Rec::<B>(&row);
+        let kind = Kind::from_code(r.col(1)?)
+            .ok_or_else(|| StoreError::Corrupt("unknown rollup kind".into()))?;
+        let name: Vec<u8> = r.col(2)?;
+        let key = Key {
+            minute: r.col(0)?,
+            kind,
+            name: String::from_utf8_lossy(&name).into_owned(),
+        };
+        series
+            .add(key, &cell_of::<B>(&row, 3)?)
+            .map_err(sketch_error)?;
+    }
+    Ok(Some(series.finish()))
+}
+
+/// Runs whose rollups are not built yet (stored before rollups existed, or found stale).
+pub(super) async fn pending<B: Backend>(conn: &mut B::Connection) -> Result<Vec<Uuid>, StoreError> {
+    sqlx::query("SELECT id FROM runs WHERE rollups_ready = $1")
+        .arg(false)
+        .fetch_all(B::on(conn))
+        .await?
+        .iter()
+        .map(|row| Rec::<B>(row).col(0))
+        .collect()
+}
+
+/// Builds run `run`'s rollups from its stored steps, holding the run against batches while it
+/// does (they would otherwise count steps the build counts again or misses).
+pub(super) async fn rebuild<B: Backend>(
+    conn: &mut B::Connection,
+    run: Uuid,
+) -> Result<(), StoreError> {
+    let (_, ready) = super::runs::lock::<B>(&mut *conn, run, true).await?;
+    if ready {
+        return Ok(());
+    }
+    sqlx::query("DELETE FROM rollups WHERE run_id = $1")
+        .arg(run)
+        .execute(B::on(&mut *conn))
+        .await?;
+    let mut found = EndSteps::default();
+    {
+        let mut starts = sqlx::query(
+            "SELECT started_at FROM requests WHERE run_id = $1 AND started_at IS NOT NULL",
+        )
+        .arg(run)
+        .fetch(B::on(&mut *conn));
+        while let Some(row) = starts.try_next().await? {
+            found
+                .delta
+                .request_moved(None, Some(Rec::<B>(&row).col::<f64>(0)?));
+        }
+    }
+    {
+        let mut steps = sqlx::query(concat!(
+            end_step_columns!(),
+            " WHERE run_id = $1",
+            end_types!()
+        ))
+        .arg(run)
+        .fetch(B::on(&mut *conn));
+        while let Some(row) = steps.try_next().await? {
+            found.add::<B>(&row)?;
+        }
+    }
+    apply::<B>(&mut *conn, run, &found.delta, false).await?;
+    sqlx::query("UPDATE runs SET rollups_ready = $2 WHERE id = $1")
+        .arg(run)
+        .arg(true)
+        .execute(B::on(conn))
+        .await?;
+    Ok(())
+}
+
+/// The END steps of requests `numbers` of run `run` (all of them at once: a sweep's chunk is
+/// bounded).
+pub(super) async fn end_steps_of<B: Backend>(
+    conn: &mut B::Connection,
+    run: Uuid,
+    numbers: &[i32],
+) -> Result<EndSteps, StoreError> {
+    let sql = queries::in_list(end_step_columns!(), "request_number", end_types!());
+    let mut found = EndSteps::default();
+    for chunk in numbers.chunks(queries::IN_LIST) {
+        let Some(&last) = chunk.last() else { continue };
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone())).arg(run);
+        for i in 0..queries::IN_LIST {
+            q = q.arg(chunk.get(i).copied().unwrap_or(last));
+        }
+        for row in q.fetch_all(B::on(&mut *conn)).await? {
+            found.add::<B>(&row)?;
+        }
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_tokens_are_read_from_a_body() {
+        let body =
+            r#"{"payload":{"usage_info":{"token_usage":{"prompt_tokens":3,"cached_tokens":7}}}}"#;
+        assert_eq!(cached_tokens_of_body(body), 7);
+        assert_eq!(cached_tokens_of_body(r#"{"payload":{}}"#), 0);
+    }
+}
