@@ -154,6 +154,7 @@ def test_run_page_shows_the_apis_numbers(browser: Browser, server: Server) -> No
         "timeline": server.get(f"{base}/timeline?offset=0&limit=20"),
         "profiling": server.get(f"{base}/profiling"),
         "forecast": server.get(f"{base}/forecast"),
+        "series": server.get(f"{base}/series"),
     }
     checked = check_numbers(v.page, sources)
     assert checked > 100
@@ -362,5 +363,68 @@ def test_run_with_analyses_off_still_renders(browser: Browser, server: Server) -
     base = f"/v1/runs/{run_id}"
     check_numbers(page, {"run": server.get(base), "stats": server.get(f"{base}/stats"),
                          "timeline": server.get(f"{base}/timeline?offset=0&limit=20"),
-                         "profiling": server.get(f"{base}/profiling"), "forecast": server.get(f"{base}/forecast")})
+                         "profiling": server.get(f"{base}/profiling"), "forecast": server.get(f"{base}/forecast"),
+                         "series": server.get(f"{base}/series")})
+    assert v.problems == []
+
+
+def shifted(name: str, last_at: float, offset: int) -> list[dict]:
+    """A case's requests with their times moved so the last step is at `last_at`, numbered (or
+    their eval ids suffixed) by `offset`."""
+    requests = json.loads(case_steps(name))
+    last = max(s["payload"]["event_timestamp"] for r in requests for s in r["intermediate_steps"])
+    for r in requests:
+        if "request_number" in r:
+            r["request_number"] += offset
+        else:  # an eval item: its id names the request
+            r["id"] = f"{r['id']}+{offset}"
+        for s in r["intermediate_steps"]:
+            p = s["payload"]
+            p["event_timestamp"] += last_at - last
+            if p.get("span_event_timestamp") is not None:
+                p["span_event_timestamp"] += last_at - last
+    return requests
+
+
+def test_a_live_run_opens_on_its_last_hour(browser: Browser, server: Server) -> None:
+    """A run still receiving traffic opens on the last hour, refreshing itself, with trends from
+    its rollups; the whole run is a click away, and no panel fails either way."""
+    import time as clock
+
+    now = clock.time()
+    requests = shifted("realnat_concurrent_16", now - 3 * 3600, 0) + shifted("realnat_concurrent_16", now - 30, 100)
+    run_id = server.post("/v1/runs", {"name": "live service", "requests": requests})["id"]  # type: ignore[index]
+    v = visit(browser, server, f"/ui/runs/{run_id}", "all")
+    page = v.page
+    assert page.locator("input[name=range][value='3600']").is_checked()
+    assert page.locator("#auto-refresh").is_checked()
+    assert "range=3600" in page.url
+    # The page asked for the last hour only: the recent copy's 16 requests, not the old ones.
+    asked = [u for u in v.urls if "/series" in u]
+    query = urllib.parse.parse_qs(urllib.parse.urlparse(asked[-1]).query)
+    base = f"/v1/runs/{run_id}"
+    window = f"from={query['from'][0]}"
+    sources = {
+        "run": server.get(base),
+        "stats": server.get(f"{base}/stats?{window}"),
+        "timeline": server.get(f"{base}/timeline?offset=0&limit=20&{window}"),
+        "profiling": server.get(f"{base}/profiling?{window}"),
+        "forecast": server.get(f"{base}/forecast?{window}"),
+        "series": server.get(f"{base}/series?{window}"),
+    }
+    assert sources["timeline"]["requests"] == 16  # type: ignore[index]
+    assert check_numbers(page, sources) > 50
+    assert "Requests in this range" in page.locator("#cards").inner_text()
+    assert page.locator("#trends figure[id^=trend-] svg[role=img]").count() == 3
+    assert page.locator("p.status.error").count() == 0 and page.locator("#errors").is_hidden()
+    assert_accessible_figures(page)
+    # The whole run: every request, and still no failed panel.
+    page.check("input[name=range][value=all]")
+    page.click("#range-form button[type=submit]")
+    page.wait_for_selector("body[data-loads='2']", state="attached", timeout=30_000)
+    assert "Showing the whole run" in page.locator("#range-label").inner_text()
+    assert page.locator("p.status.error").count() == 0 and page.locator("#errors").is_hidden()
+    whole = server.get(f"{base}/series")
+    assert sum(b["requests"] for b in whole["buckets"]) == 32  # type: ignore[index]
+    screenshot(page, "live")
     assert v.problems == []

@@ -18,21 +18,24 @@ export async function api(path, options = {}) {
   }
   if (!resp.ok) {
     let detail = `${resp.status} ${resp.statusText}`;
+    let problem = null;
     try {
-      const problem = await resp.json();
+      problem = await resp.json();
       detail = problem.detail || problem.title || detail;
     } catch (_) {
       /* not a problem document */
     }
-    throw new ApiError(detail, resp.status);
+    throw new ApiError(detail, resp.status, problem);
   }
   return resp.json();
 }
 
 export class ApiError extends Error {
-  constructor(message, status) {
+  /** `problem`: the problem+json body, when there was one (a 413's `memory.fits`, say). */
+  constructor(message, status, problem = null) {
     super(message);
     this.status = status;
+    this.problem = problem;
   }
 }
 
@@ -165,6 +168,7 @@ export function seconds(v) {
 export function markReady(stage) {
   performance.mark(`agentprof:${stage}`);
   const done = (document.body.dataset.ready || "").split(" ").filter(Boolean);
+  if (done.includes(stage)) return;
   done.push(stage);
   document.body.dataset.ready = done.join(" ");
 }

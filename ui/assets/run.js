@@ -8,21 +8,165 @@ const WINDOW = 20;
 const KIND_COLOURS = { LLM: "#1f77b4", TOOL: "#2ca02c", FUNCTION: "#ff7f0e" };
 
 /** Timeline state: which requests' calls are drawn, and the zoomed time range. */
-const view = { offset: 0, domain: null, timeline: null, spikes: [] };
+const view = { offset: 0, domain: null, timeline: null, spikes: [], run: null };
 
 async function main() {
   const run = await api(base);
   renderHeader(run);
   renderFiles(run);
-  // Everything is requested at once; each section renders when its data is in, and a section
-  // whose data fails says so without taking the others down.
-  const stats = api(`${base}/stats`);
+  chooseRange(run);
+  const refresh = document.getElementById("auto-refresh");
+  refresh.checked = isLive(run);
+  setInterval(() => {
+    if (refresh.checked && document.visibilityState === "visible" && !range.busy) reload().catch(fail("the run"));
+  }, REFRESH_MS);
+  document.getElementById("range-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    readForm();
+    reload().catch(fail("the run"));
+  });
+  await renderAll(run);
+}
+
+// ---- The time range ------------------------------------------------------------------------
+
+/** A run whose last step is this recent is still receiving traffic. */
+const LIVE_SECONDS = 600;
+/** A run with more steps than this opens on its last hour: the whole of it takes long to analyse. */
+const BIG_STEPS = 200_000;
+/** How often a live page reloads its data. */
+const REFRESH_MS = 30_000;
+/** Requests above which a per-request chart draws their distribution instead of one bar each. */
+const MAX_BARS = 200;
+/** Rows a data table shows at most; the JSON behind it has every one. */
+const MAX_ROWS = 500;
+
+/** `kind`: "all", "custom" or the seconds of a range ending now (or at the run's last step). */
+const range = { kind: "all", from: null, to: null, narrowed: null, busy: false };
+
+function isLive(run) {
+  const last = run.summary.last_event_at;
+  return last !== null && last !== undefined && Date.now() / 1000 - last < LIVE_SECONDS;
+}
+
+/** The range the page opens on: the one in its address, else the last hour of a run that is
+ * live or too big to take in whole, else the whole run. */
+function chooseRange(run) {
+  const q = new URLSearchParams(location.search);
+  const from = Number.parseFloat(q.get("from"));
+  const to = Number.parseFloat(q.get("to"));
+  if (q.has("from") || q.has("to")) {
+    Object.assign(range, { kind: "custom", from: Number.isFinite(from) ? from : null, to: Number.isFinite(to) ? to : null });
+  } else if (q.get("range")) {
+    range.kind = q.get("range");
+  } else {
+    range.kind = isLive(run) || run.step_count > BIG_STEPS ? "3600" : "all";
+  }
+}
+
+/** Sets `from`/`to` of a relative range: it ends now for a live run, at its last step otherwise. */
+function resolveRange(run) {
+  if (range.kind === "all") {
+    range.from = range.to = null;
+  } else if (range.kind !== "custom") {
+    const end = isLive(run) ? Date.now() / 1000 : (run.summary.last_event_at ?? Date.now() / 1000) + 1;
+    range.from = Math.floor(end - Number(range.kind));
+    range.to = null;
+  }
+}
+
+/** The window's query parameters. */
+function windowQuery() {
+  const q = [];
+  if (range.from !== null) q.push(`from=${range.from}`);
+  if (range.to !== null) q.push(`to=${range.to}`);
+  return q.join("&");
+}
+
+function windowed(path) {
+  const w = windowQuery();
+  return w ? `${path}${path.includes("?") ? "&" : "?"}${w}` : path;
+}
+
+/** `datetime-local`'s value for Unix seconds, in the browser's time zone. */
+function localInput(t) {
+  if (t === null) return "";
+  const d = new Date(t * 1000);
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+function syncForm() {
+  const form = document.getElementById("range-form");
+  for (const radio of form.querySelectorAll("input[name=range]")) radio.checked = radio.value === range.kind;
+  form.elements.from.value = localInput(range.from);
+  form.elements.to.value = localInput(range.to);
+  const when = (t) => (t === null ? null : new Date(t * 1000).toISOString().replace(".000Z", "Z"));
+  const label = document.getElementById("range-label");
+  const parts = range.from === null && range.to === null
+    ? ["Showing the whole run."]
+    : ["Showing the requests that started ", range.from !== null ? ["from ", el("time", { datetime: when(range.from) }, when(range.from))] : "", range.to !== null ? [" before ", el("time", { datetime: when(range.to) }, when(range.to))] : " on", "."];
+  if (range.narrowed) parts.push(` The range asked for would take ${range.narrowed} of memory to analyse, more than the server allows: this is the most recent part of it that fits.`);
+  label.replaceChildren(...parts.flat());
+  const q = range.kind === "custom" ? windowQuery() : range.kind === "all" && !isDefaultAll() ? "range=all" : range.kind !== "all" ? `range=${range.kind}` : "";
+  history.replaceState(null, "", q ? `${location.pathname}?${q}` : location.pathname);
+}
+
+/** Whether "the whole run" is what this run opens on anyway (its address need not say so). */
+function isDefaultAll() {
+  return !(view.run && (isLive(view.run) || view.run.step_count > BIG_STEPS));
+}
+
+function readForm() {
+  const form = document.getElementById("range-form");
+  const kind = form.querySelector("input[name=range]:checked")?.value ?? "all";
+  range.kind = kind;
+  range.narrowed = null;
+  if (kind === "custom") {
+    const at = (v) => (v ? Math.floor(new Date(v).getTime() / 1000) : null);
+    range.from = at(form.elements.from.value);
+    range.to = at(form.elements.to.value);
+  }
+}
+
+async function reload() {
+  const run = await api(base);
+  renderHeader(run);
+  await renderAll(run);
+}
+
+/**
+ * Draws every section for the current range. The statistics go first: when the range would
+ * take more memory than the server gives an analysis, the 413 names the most recent part of it
+ * that fits, and the page narrows to that before anything else asks.
+ */
+async function renderAll(run) {
+  range.busy = true;
+  view.run = run;
+  resolveRange(run);
+  syncForm();
+  let stats;
+  try {
+    stats = await api(windowed(`${base}/stats`));
+  } catch (e) {
+    const fits = e.status === 413 && e.problem?.memory?.fits;
+    if (!fits) {
+      stats = Promise.reject(e);
+    } else {
+      Object.assign(range, { kind: "custom", from: fits.from, to: fits.to, narrowed: bytes(e.problem.memory.estimated_bytes) });
+      syncForm();
+      stats = api(windowed(`${base}/stats`));
+    }
+  }
+  stats = Promise.resolve(stats);
   const timeline = loadTimeline(0);
-  const profiling = api(`${base}/profiling`);
+  const profiling = api(windowed(`${base}/profiling`));
+  const series = api(windowed(`${base}/series`));
   const sections = [
-    stats.then((s) => renderCards(run, s)).catch(fail("the statistics")),
-    timeline.catch(fail("the timeline")),
-    api(`${base}/forecast`).then(renderForecast).catch(fail("the forecast", "forecast")),
+    Promise.all([stats, timeline]).then(([s, tl]) => renderCards(run, s, tl)).catch(fail("the statistics", "cards")),
+    timeline.catch(fail("the timeline", "gantt")),
+    series.then(renderTrends).catch(fail("the trends", "trends")),
+    api(windowed(`${base}/forecast`)).then(renderForecast).catch(fail("the forecast", "forecast")),
     Promise.all([timeline, stats]).then(([tl, s]) => renderLatency(tl, s)).catch(fail("the latencies", "latency")),
     stats.then(renderPrefixCache).catch(fail("the statistics", "prefix-cache")),
     Promise.all([timeline, profiling]).then(([tl, prof]) => renderConcurrency(tl, prof)).catch(fail("the concurrency", "concurrency")),
@@ -33,7 +177,76 @@ async function main() {
   await Promise.allSettled(sections.slice(0, 2));
   markReady("summary");
   await Promise.allSettled(sections);
+  range.busy = false;
+  // How many times the page has drawn a range: what a test of a range change waits for.
+  document.body.dataset.loads = String(Number(document.body.dataset.loads || 0) + 1);
   markReady("all");
+}
+
+function bytes(n) {
+  return n >= 1 << 30 ? `${(n / 2 ** 30).toFixed(1)} GiB` : `${Math.ceil(n / 2 ** 20)} MiB`;
+}
+
+// ---- Trends (from the rollups: cheap at any size) -----------------------------------------
+
+function renderTrends(series) {
+  const holder = document.getElementById("trends");
+  const buckets = series.buckets;
+  if (!buckets.length) {
+    holder.replaceChildren(el("p", {}, "No steps in this range."));
+    return;
+  }
+  const at = (b) => new Date(b.start * 1000);
+  const width = Math.max(320, Math.floor(widthOf(holder) / (widthOf(holder) > 1100 ? 2 : 1)) - 16);
+  const per = `per ${series.step >= 3600 ? `${series.step / 3600} h` : `${series.step / 60} min`}`;
+  const long = (fields) => buckets.flatMap((b) => fields.map(([key, label]) => ({ at: at(b), what: label, value: key(b) })));
+  const lines = (data, y, domain, colours) =>
+    Plot.plot({
+      width,
+      height: 200,
+      marginLeft: 56,
+      x: { label: null, type: "utc" },
+      y: { label: y, grid: true },
+      color: { legend: true, domain, range: colours },
+      marks: [Plot.lineY(data, { x: "at", y: "value", z: "what", stroke: "what", curve: "step-after" }), Plot.ruleY([0])],
+    });
+  const counts = lines(
+    long([[(b) => b.requests, "requests"], [(b) => b.llm_calls, "LLM calls"], [(b) => b.tool_calls, "tool calls"]]),
+    `↑ ${per}`,
+    ["requests", "LLM calls", "tool calls"],
+    ["#6f42c1", "#1f77b4", "#2ca02c"],
+  );
+  const tokens = lines(
+    long([[(b) => b.prompt_tokens, "prompt"], [(b) => b.completion_tokens, "completion"]]),
+    `↑ tokens ${per}`,
+    ["prompt", "completion"],
+    ["#1f77b4", "#ff7f0e"],
+  );
+  const latency = lines(
+    long([[(b) => b.llm_latency?.p50 ?? NaN, "p50"], [(b) => b.llm_latency?.p90 ?? NaN, "p90"], [(b) => b.llm_latency?.p99 ?? NaN, "p99"]]),
+    "↑ LLM latency (s)",
+    ["p50", "p90", "p99"],
+    ["#1f77b4", "#ff7f0e", "#d62728"],
+  );
+  const src = (i, f) => `series:/buckets/${i}/${f}`;
+  const shown = buckets.slice(0, MAX_ROWS);
+  const caption = buckets.length > MAX_ROWS ? `The first ${MAX_ROWS} of ${buckets.length} buckets` : null;
+  const from = (b) => new Date(b.start * 1000).toISOString().replace(".000Z", "Z");
+  const tableOf = (columns, cells) =>
+    table(caption, [{ label: "From (UTC)", rowHeader: true }, ...columns.map((label) => ({ label, num: true }))], shown.map((b, i) => [from(b), ...cells(b, i)]));
+  const counted = tableOf(["Requests", "LLM calls", "Tool calls"], (b, i) => [num(b.requests, src(i, "requests")), num(b.llm_calls, src(i, "llm_calls")), num(b.tool_calls, src(i, "tool_calls"))]);
+  const tokenTable = tableOf(["Prompt tokens", "Completion tokens", "Cached tokens"], (b, i) => [num(b.prompt_tokens, src(i, "prompt_tokens")), num(b.completion_tokens, src(i, "completion_tokens")), num(b.cached_tokens, src(i, "cached_tokens"))]);
+  const q = (b, i, p) => (b.llm_latency ? num(b.llm_latency[p], src(i, `llm_latency/${p}`)) : "–");
+  const latencyTable = tableOf(["LLM p50 (s)", "LLM p90 (s)", "LLM p99 (s)"], (b, i) => [q(b, i, "p50"), q(b, i, "p90"), q(b, i, "p99")]);
+  holder.replaceChildren(
+    el(
+      "div",
+      { class: "trends" },
+      figure("trend-counts", `Requests (by their first step) and calls (by their end), ${per}.`, counts, counted),
+      figure("trend-tokens", `Prompt and completion tokens of LLM calls, ${per}.`, tokens, tokenTable),
+      figure("trend-latency", `LLM latency percentiles ${per} (within 1% of exact).`, latency, latencyTable),
+    ),
+  );
 }
 
 function renderHeader(run) {
@@ -45,9 +258,10 @@ function renderHeader(run) {
     el("time", { datetime: run.created_at }, run.created_at),
     ` · version ${run.version}`,
   );
+  document.getElementById("run-warnings")?.remove();
   if (run.warnings.length) {
     const list = el("ul", {}, run.warnings.map((w) => el("li", {}, w)));
-    document.getElementById("run-meta").after(el("div", { class: "status", role: "note" }, el("strong", {}, "Warnings"), list));
+    document.getElementById("run-meta").after(el("div", { id: "run-warnings", class: "status", role: "note" }, el("strong", {}, "Warnings"), list));
   }
 }
 
@@ -61,12 +275,14 @@ function interval(ci, src) {
     : el("small", {}, "too few calls for a 95% interval");
 }
 
-function renderCards(run, stats) {
+function renderCards(run, stats, tl) {
   const cards = document.getElementById("cards");
   const lat = stats.llm_latency.overall;
+  const whole = range.from === null && range.to === null;
   const items = [
-    ...card("Requests", num(run.request_count, "run:/request_count")),
-    ...card("Wall time", num(run.summary.wall_time_seconds, "run:/summary/wall_time_seconds", "s")),
+    ...(whole
+      ? [...card("Requests", num(run.request_count, "run:/request_count")), ...card("Wall time", num(run.summary.wall_time_seconds, "run:/summary/wall_time_seconds", "s"))]
+      : [...card("Requests in this range", num(tl.requests, "timeline:/requests")), ...card("Requests in the whole run", num(run.request_count, "run:/request_count"))]),
     ...card("LLM calls paired by UUID", num(lat.n, "stats:/llm_latency/overall/n")),
   ];
   for (const p of ["p50", "p90", "p99"]) {
@@ -107,7 +323,7 @@ function renderCards(run, stats) {
 // ---- The nested-call timeline -------------------------------------------------------------
 
 async function loadTimeline(offset) {
-  const tl = await api(`${base}/timeline?offset=${offset}&limit=${WINDOW}`);
+  const tl = await api(windowed(`${base}/timeline?offset=${offset}&limit=${WINDOW}`));
   view.offset = offset;
   view.timeline = tl;
   drawGantt();
@@ -363,24 +579,44 @@ function renderTokens(tl) {
     holder.replaceChildren(el("p", {}, "No requests."));
     return;
   }
+  const chart = per.length > MAX_BARS ? tokenDistribution(holder, per) : tokenBars(holder, per);
+  const shown = per.slice(0, MAX_ROWS);
+  const data = table(
+    per.length > MAX_ROWS ? `The first ${MAX_ROWS} of ${per.length} requests (the timeline JSON has every one)` : null,
+    [{ label: "Request", rowHeader: true }, { label: "Prompt", num: true }, { label: "Completion", num: true }, { label: "Total", num: true }],
+    shown.map((r, i) => [String(r.request), num(r.prompt, `timeline:/tokens_per_request/${i}/prompt`), num(r.completion, `timeline:/tokens_per_request/${i}/completion`), num(r.total, `timeline:/tokens_per_request/${i}/total`)]),
+  );
+  const caption = per.length > MAX_BARS
+    ? `How many of the ${per.length} requests used how many tokens (prompt + completion): too many requests for a bar each.`
+    : "Prompt and completion tokens of each request's LLM calls.";
+  holder.replaceChildren(figure("tokens-figure", caption, chart, data));
+}
+
+/** One bar per request, prompt and completion stacked. */
+function tokenBars(holder, per) {
   const long = per.flatMap((r) => [
     { request: r.request, part: "prompt", tokens: r.prompt },
     { request: r.request, part: "completion", tokens: r.completion },
   ]);
-  const chart = Plot.plot({
+  return Plot.plot({
     width: widthOf(holder),
     height: 240,
     x: { label: "request →", tickFormat: (d) => (Number.isInteger(d) ? String(d) : "") },
     y: { label: "↑ tokens", grid: true },
     color: { legend: true, domain: ["prompt", "completion"], range: ["#1f77b4", "#ff7f0e"] },
-    marks: [Plot.rectY(long, { x1: (d) => d.request, x2: (d) => d.request + 1, y: "tokens", fill: "part", insetRight: per.length > 200 ? 0 : 1 }), Plot.ruleY([0])],
+    marks: [Plot.rectY(long, { x1: (d) => d.request, x2: (d) => d.request + 1, y: "tokens", fill: "part", insetRight: 1 }), Plot.ruleY([0])],
   });
-  const data = table(
-    null,
-    [{ label: "Request", rowHeader: true }, { label: "Prompt", num: true }, { label: "Completion", num: true }, { label: "Total", num: true }],
-    per.map((r, i) => [String(r.request), num(r.prompt, `timeline:/tokens_per_request/${i}/prompt`), num(r.completion, `timeline:/tokens_per_request/${i}/completion`), num(r.total, `timeline:/tokens_per_request/${i}/total`)]),
-  );
-  holder.replaceChildren(figure("tokens-figure", "Prompt and completion tokens of each request's LLM calls.", chart, data));
+}
+
+/** A histogram of requests by their total tokens: legible at any number of requests. */
+function tokenDistribution(holder, per) {
+  return Plot.plot({
+    width: widthOf(holder),
+    height: 240,
+    x: { label: "tokens per request →" },
+    y: { label: "↑ requests", grid: true },
+    marks: [Plot.rectY(per, Plot.binX({ y: "count" }, { x: "total", fill: "#1f77b4", thresholds: 40 })), Plot.ruleY([0])],
+  });
 }
 
 // ---- Tables -------------------------------------------------------------------------------
