@@ -64,6 +64,26 @@ enum Scenario {
         #[arg(long)]
         ndjson: Option<std::path::PathBuf>,
     },
+    /// A live service: OTLP exports at a steady rate with span times of now, for `--seconds`;
+    /// at `--sweep-at` seconds the run's retention is set to `--retention` seconds, so that
+    /// the server's sweep deletes the oldest traffic while exports go on. Reports the export
+    /// latency per minute and around the sweep, and the server's peak RSS.
+    Live {
+        #[arg(long, default_value_t = 1800)]
+        seconds: u64,
+        /// Steps a second (two per span).
+        #[arg(long, default_value_t = 1000)]
+        steps_per_second: usize,
+        #[arg(long, default_value_t = 100)]
+        spans: usize,
+        #[arg(long, default_value_t = 1200)]
+        sweep_at: u64,
+        #[arg(long, default_value_t = 600)]
+        retention: i64,
+        /// The server's process id, for its RSS.
+        #[arg(long)]
+        server_pid: Option<u32>,
+    },
     /// Cold and cached GET /metrics latency, and /requests streaming.
     Metrics {
         /// Requests in the run (about 20 steps each).
@@ -98,6 +118,21 @@ async fn main() -> anyhow::Result<()> {
             clients,
             ndjson,
         } => otlp(client, exports, spans, clients, ndjson).await?,
+        Scenario::Live {
+            seconds,
+            steps_per_second,
+            spans,
+            sweep_at,
+            retention,
+            server_pid,
+        } => {
+            let rate = Rate {
+                seconds,
+                spans_per_second: steps_per_second.div_ceil(2),
+                per_export: spans,
+            };
+            live(client, rate, sweep_at, retention, server_pid).await?
+        }
     };
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
@@ -230,23 +265,70 @@ async fn metrics(
 /// Synthetic calls as OTLP exports: each START/END pair of the synthetic steps becomes one span
 /// with OpenInference attributes, a request one trace. Returns the protobuf bodies and the
 /// number of spans.
-fn otlp_exports(exports: usize, per_export: usize) -> (Vec<Vec<u8>>, usize) {
-    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
-    use opentelemetry_proto::tonic::resource::v1::Resource;
-    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-    use prost::Message;
-    let kv = |key: &str, value: any_value::Value| KeyValue {
+fn kv(
+    key: &str,
+    value: opentelemetry_proto::tonic::common::v1::any_value::Value,
+) -> opentelemetry_proto::tonic::common::v1::KeyValue {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+    KeyValue {
         key: key.to_owned(),
         value: Some(AnyValue { value: Some(value) }),
+    }
+}
+
+fn otlp_exports(exports: usize, per_export: usize) -> (Vec<Vec<u8>>, usize) {
+    let spans = otlp_spans(exports * per_export);
+    let total = spans.len();
+    let mut bodies = Vec::new();
+    let mut rest = spans.into_iter();
+    loop {
+        let chunk: Vec<Span> = rest.by_ref().take(per_export).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        bodies.push(export_body(chunk));
+    }
+    (bodies, total)
+}
+
+use opentelemetry_proto::tonic::trace::v1::Span;
+
+/// One OTLP/protobuf export of `spans` from the service "loadtest".
+fn export_body(spans: Vec<Span>) -> Vec<u8> {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::any_value;
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+    use prost::Message;
+    let req = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv(
+                    "service.name",
+                    any_value::Value::StringValue("loadtest".into()),
+                )],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
     };
+    req.encode_to_vec()
+}
+
+/// `count` OpenInference spans made from the synthetic runs' calls, each trace a request.
+fn otlp_spans(count: usize) -> Vec<Span> {
+    use opentelemetry_proto::tonic::common::v1::any_value;
     let text = |v: &Value| match v {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
     let mut spans: Vec<Span> = Vec::new();
     let mut seed = 0u64;
-    while spans.len() < exports * per_export {
+    while spans.len() < count {
         let doc = agentprof::synth::profiler_document_from(seed as usize * 50, 50, 5000 + seed);
         for (r, req) in doc.as_array().into_iter().flatten().enumerate() {
             let steps = req["intermediate_steps"]
@@ -329,34 +411,8 @@ fn otlp_exports(exports: usize, per_export: usize) -> (Vec<Vec<u8>>, usize) {
         }
         seed += 1;
     }
-    spans.truncate(exports * per_export);
-    let total = spans.len();
-    let mut bodies = Vec::new();
-    let mut rest = spans.into_iter();
-    loop {
-        let chunk: Vec<Span> = rest.by_ref().take(per_export).collect();
-        if chunk.is_empty() {
-            break;
-        }
-        let req = ExportTraceServiceRequest {
-            resource_spans: vec![ResourceSpans {
-                resource: Some(Resource {
-                    attributes: vec![kv(
-                        "service.name",
-                        any_value::Value::StringValue("loadtest".into()),
-                    )],
-                    ..Default::default()
-                }),
-                scope_spans: vec![ScopeSpans {
-                    spans: chunk,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-        };
-        bodies.push(req.encode_to_vec());
-    }
-    (bodies, total)
+    spans.truncate(count);
+    spans
 }
 
 async fn otlp(
@@ -470,4 +526,156 @@ where
         total += n;
     }
     Ok((latencies, total, started.elapsed().as_secs_f64()))
+}
+
+/// How a live scenario sends.
+struct Rate {
+    seconds: u64,
+    spans_per_second: usize,
+    per_export: usize,
+}
+
+/// The server's resident memory in MB, from /proc.
+fn rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+async fn live(
+    client: Arc<Client>,
+    rate: Rate,
+    sweep_at: u64,
+    retention: i64,
+    server_pid: Option<u32>,
+) -> anyhow::Result<Value> {
+    // A minute of distinct spans, sent again with new trace ids and times each minute.
+    let templates = Arc::new(otlp_spans(rate.spans_per_second * 60));
+    let run = client.create_run("loadtest live").await?;
+    let started = Instant::now();
+    let interval = Duration::from_secs_f64(rate.per_export as f64 / rate.spans_per_second as f64);
+    let exports = (rate.seconds as f64 / interval.as_secs_f64()) as usize;
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let inflight = Arc::new(tokio::sync::Semaphore::new(16));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(f64, f64, i64)>();
+    let peak = Arc::new(std::sync::Mutex::new(0f64));
+    if let Some(pid) = server_pid {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                let now = rss_mb(pid);
+                if let Ok(mut p) = peak.lock()
+                    && now > *p
+                {
+                    *p = now;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+    }
+    let mut swept_at = None;
+    let mut skipped = 0;
+    for i in 0..exports {
+        tick.tick().await;
+        if swept_at.is_none() && started.elapsed().as_secs() >= sweep_at {
+            client
+                .req(reqwest::Method::PATCH, &format!("/v1/runs/{run}"))
+                .header("content-type", "application/merge-patch+json")
+                .body(json!({"retention_seconds": retention}).to_string())
+                .send()
+                .await?
+                .error_for_status()?;
+            swept_at = Some(started.elapsed().as_secs_f64());
+        }
+        let Ok(permit) = inflight.clone().try_acquire_owned() else {
+            // Sixteen exports in flight: the server is behind; count it and go on.
+            skipped += 1;
+            continue;
+        };
+        let (client, run, templates, tx) =
+            (client.clone(), run.clone(), templates.clone(), tx.clone());
+        let at = started.elapsed().as_secs_f64();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let from = (i * rate.per_export) % templates.len();
+            let mut spans: Vec<Span> = (0..rate.per_export)
+                .map(|k| templates[(from + k) % templates.len()].clone())
+                .collect();
+            let now_ns = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            let last = spans
+                .iter()
+                .map(|s| s.end_time_unix_nano)
+                .max()
+                .unwrap_or(0);
+            let cycle = ((i * rate.per_export) / templates.len()) as u64 + 1;
+            for s in &mut spans {
+                s.start_time_unix_nano = s.start_time_unix_nano + now_ns - last;
+                s.end_time_unix_nano = s.end_time_unix_nano + now_ns - last;
+                // Each minute's pass gets its own traces: the template's trace id (its seed
+                // and request) with the pass number in its top bits.
+                let seed = u64::from_be_bytes(s.trace_id[..8].try_into().unwrap_or([0; 8]));
+                s.trace_id[..8].copy_from_slice(&(seed | (cycle << 40)).to_be_bytes());
+                let id = u64::from_be_bytes(s.span_id[..8].try_into().unwrap_or([0; 8]));
+                s.span_id = (id ^ (cycle << 40)).to_be_bytes().to_vec();
+            }
+            let body = export_body(spans);
+            let t = Instant::now();
+            let mut retries = 0;
+            loop {
+                match client.post_otlp(&run, body.clone()).await {
+                    Ok(None) => break,
+                    Ok(Some(_)) | Err(_) => {
+                        retries += 1;
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+            let _ = tx.send((at, t.elapsed().as_secs_f64() * 1000.0, retries));
+        });
+    }
+    drop(tx);
+    let mut samples = Vec::new();
+    while let Some(s) = rx.recv().await {
+        samples.push(s);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let view: Value = client
+        .req(reqwest::Method::GET, &format!("/v1/runs/{run}"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let between = |a: f64, b: f64| -> Vec<f64> {
+        samples
+            .iter()
+            .filter(|(at, _, _)| *at >= a && *at < b)
+            .map(|(_, ms, _)| *ms)
+            .collect()
+    };
+    let per_minute: Vec<Value> = (0..rate.seconds.div_ceil(60))
+        .map(|m| {
+            let l = between(m as f64 * 60.0, (m + 1) as f64 * 60.0);
+            json!({"minute": m, "exports": l.len(), "latency_ms": latency_summary(l)})
+        })
+        .collect();
+    let sweep = swept_at.unwrap_or(f64::NAN);
+    Ok(json!({
+        "scenario": "live", "run_id": run, "seconds": elapsed, "exports_planned": exports,
+        "exports_skipped_behind": skipped, "spans_per_export": rate.per_export,
+        "spans_per_second": rate.spans_per_second, "retention_set_at": sweep, "retention_seconds": retention,
+        "busy_retries": samples.iter().map(|s| s.2).sum::<i64>(),
+        "latency_before_sweep_ms": latency_summary(between(sweep - 300.0, sweep)),
+        "latency_after_sweep_ms": latency_summary(between(sweep, sweep + 300.0)),
+        "latency_overall_ms": latency_summary(samples.iter().map(|s| s.1).collect()),
+        "per_minute": per_minute, "server_peak_rss_mb": *peak.lock().map_err(|_| anyhow::anyhow!("poisoned"))?,
+        "run_after": {"request_count": view["request_count"], "step_count": view["step_count"],
+                      "first_event_at": view["summary"]["first_event_at"], "last_event_at": view["summary"]["last_event_at"]},
+    }))
 }

@@ -38,6 +38,9 @@ struct Args {
     workers: usize,
     #[arg(long)]
     report: Option<std::path::PathBuf>,
+    /// Only make the run (step 1), for benchmarks of other reads on it (bench/live.sh).
+    #[arg(long)]
+    ingest_only: bool,
 }
 
 /// `VmRSS` or `VmHWM` of the server, in MB.
@@ -157,6 +160,13 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(3)).await;
     report.insert("rss_after_ingest_mb".into(), json!(memory(pid, "VmRSS:")));
     reset_peak(pid);
+    if args.ingest_only {
+        report.insert("run_id".into(), json!(id));
+        if let Some(path) = args.report {
+            std::fs::File::create(path)?.write_all(&serde_json::to_vec_pretty(&report)?)?;
+        }
+        return Ok(());
+    }
 
     // 2. The whole run, and the last five minutes.
     let mut reads = Vec::new();

@@ -3,10 +3,9 @@
 //! size in the time it takes to read one row per minute, kind and name.
 
 use super::AppState;
-use super::body::RunId;
+use super::body::{RunId, WindowQuery};
 use super::error::{ApiError, ApiResult, ReadProblems, RunProblems};
 use crate::rollup::{Bucket, MINUTE};
-use crate::window::Window;
 use axum::Json;
 use axum::extract::{Query, State};
 use serde::{Deserialize, Serialize};
@@ -49,6 +48,13 @@ pub struct SeriesParams {
     pub step: Option<i64>,
 }
 
+/// The parameter the window leaves: read on its own, so that an unknown or bad `from` is
+/// reported by the window's reader and only `step` here.
+#[derive(Debug, Deserialize)]
+pub struct StepParam {
+    pub step: Option<i64>,
+}
+
 /// A run's trends: one bucket per `step` seconds from `from` to `to`, empty ones included.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Series {
@@ -81,18 +87,17 @@ pub struct Series {
 pub async fn series(
     State(st): State<AppState>,
     RunId(id): RunId,
-    query: Result<Query<SeriesParams>, axum::extract::rejection::QueryRejection>,
+    WindowQuery(window): WindowQuery,
+    query: Result<Query<StepParam>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Series>> {
-    let Query(p) =
-        query.map_err(|e| ApiError::BadRequest(format!("bad query string: {}", e.body_text())))?;
-    let window = Window::parse(p.from.as_deref(), p.to.as_deref())
-        .map_err(|(field, e)| ApiError::BadRequest(format!("{field}: {e}")))?;
+    let Query(p) = query.map_err(|e| ApiError::invalid_query("step", e.body_text()))?;
     if let Some(step) = p.step
         && (step < MINUTE || step % MINUTE != 0)
     {
-        return Err(ApiError::BadRequest(format!(
-            "step must be a whole number of minutes in seconds (60, 120, ...), not {step}"
-        )));
+        return Err(ApiError::invalid_query(
+            "step",
+            format!("a whole number of minutes in seconds (60, 120, ...), not {step}"),
+        ));
     }
     let run = st.store.get_run(id).await?;
     let (Some(first), Some(last)) = (
@@ -122,10 +127,13 @@ pub async fn series(
     let buckets = ((to - from) / step as f64).round();
     if buckets > MAX_BUCKETS as f64 {
         let fits = ((span / MAX_BUCKETS as f64 / MINUTE as f64).ceil() as i64).max(1) * MINUTE;
-        return Err(ApiError::BadRequest(format!(
-            "{buckets} buckets of {step} s: a series holds at most {MAX_BUCKETS}; \
-             use step={fits} or more, or a shorter range"
-        )));
+        return Err(ApiError::invalid_query(
+            "step",
+            format!(
+                "{buckets} buckets of {step} s: a series holds at most {MAX_BUCKETS}; \
+                 use step={fits} or more, or a shorter range"
+            ),
+        ));
     }
     let (from, to) = (from as i64, (to as i64).max(from as i64 + step));
     let found = st

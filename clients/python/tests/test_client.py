@@ -42,6 +42,27 @@ def _starts(doc: list[dict]) -> list[float]:
     return [min(s["payload"]["event_timestamp"] for s in item["intermediate_steps"]) for item in doc]
 
 
+def test_series_and_retention(server: str) -> None:
+    doc = small_case()
+    with AgentprofClient(server) as client:
+        run = client.create_run("py-series", steps=doc, retention_seconds=86_400)
+        assert run.raw["retention_seconds"] == 86_400
+        series = client.series(run.id, step=60)
+        assert series["step"] == 60
+        assert sum(b["requests"] for b in series["buckets"]) == run.request_count
+        llm_ends = sum(
+            1 for item in doc for s in item["intermediate_steps"] if s["payload"]["event_type"] == "LLM_END"
+        )
+        assert sum(b["llm_calls"] for b in series["buckets"]) == llm_ends
+        # A window of it, and the retention taken off again.
+        starts = sorted(_starts(doc))
+        assert client.series(run.id, from_=starts[-1] + 3600)["buckets"] != series["buckets"]
+        assert client.update_run(run.id, {"retention_seconds": None}).raw["retention_seconds"] is None
+        with pytest.raises(AgentprofError) as e:
+            client.series(run.id, step=61)
+        assert e.value.status == 400 and e.value.problem["errors"][0]["path"] == "/step"
+
+
 def test_windows_of_a_run(server: str) -> None:
     doc = small_case()
     starts = sorted(_starts(doc))

@@ -116,9 +116,13 @@ class AgentprofClient:
         toolkit: str | None = None,
         profiler_config: Mapping[str, Any] | None = None,
         metadata: Mapping[str, Any] | None = None,
+        retention_seconds: int | None = None,
     ) -> Run:
-        """Creates a run, with its first steps (any input form) if given."""
+        """Creates a run, with its first steps (any input form) if given; with
+        ``retention_seconds``, the server deletes requests whose last step is older than that."""
         body: dict[str, Any] = {"name": name}
+        if retention_seconds is not None:
+            body["retention_seconds"] = retention_seconds
         if toolkit is not None:
             body["toolkit"] = toolkit
         if profiler_config is not None:
@@ -139,7 +143,8 @@ class AgentprofClient:
         return dict(r.json())
 
     def update_run(self, run_id: str, changes: Mapping[str, Any]) -> Run:
-        """A JSON merge patch of the run: name, toolkit, profiler_config, metadata."""
+        """A JSON merge patch of the run: name, toolkit, profiler_config, metadata,
+        retention_seconds (``None`` keeps everything)."""
         r = self._send(
             "PATCH",
             f"/v1/runs/{run_id}",
@@ -176,6 +181,24 @@ class AgentprofClient:
         concurrency, latencies and tokens the dashboard draws."""
         params = {"offset": str(offset), "limit": str(limit), **window(from_, to)}
         r = self._send("GET", f"/v1/runs/{run_id}/timeline" + _query(params))
+        return dict(r.json())
+
+    def series(
+        self,
+        run_id: str,
+        *,
+        step: int | None = None,
+        from_: Time | None = None,
+        to: Time | None = None,
+    ) -> dict[str, Any]:
+        """The run's trends per bucket of ``step`` seconds (a multiple of 60; by default the
+        server picks one giving at most 720 buckets): requests, LLM, tool and workflow calls,
+        tokens per model and latency percentiles, read from rollups kept at ingest, so it is
+        cheap on a run of any size."""
+        params = {**window(from_, to)}
+        if step is not None:
+            params["step"] = str(step)
+        r = self._send("GET", f"/v1/runs/{run_id}/series" + _query(params))
         return dict(r.json())
 
     def compare(
