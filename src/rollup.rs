@@ -28,6 +28,14 @@ pub const SKETCH_DIGITS: u8 = 2;
 /// a client's 64 KiB model name would otherwise be copied into every minute's row.
 pub const MAX_NAME_BYTES: usize = 200;
 
+/// Names (models, tools, workflows) one minute keeps rows for, per kind: the calls of any
+/// further name are counted under [`OTHER`], so a client inventing a name per call grows the
+/// rollups (and a series' buckets) by at most this many rows a minute.
+pub const MAX_NAMES_PER_MINUTE: i64 = 64;
+
+/// The name the calls of names past [`MAX_NAMES_PER_MINUTE`] are counted under.
+pub const OTHER: &str = "(other)";
+
 /// What a rollup row counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
@@ -423,10 +431,24 @@ impl SeriesBuilder {
         Ok(())
     }
 
-    /// Writes the current bucket's quantiles and starts empty sketches.
+    /// Writes the current bucket's quantiles and starts empty sketches; a bucket of many
+    /// minutes keeps its [`MAX_NAMES_PER_MINUTE`] busiest names and counts the rest as
+    /// [`OTHER`].
     fn close(&mut self) {
         let s = std::mem::take(&mut self.sketches);
         if let Some(b) = self.out.get_mut(self.current) {
+            fold_names(
+                &mut b.models,
+                |m| m.calls,
+                |into, m| {
+                    into.calls += m.calls;
+                    into.prompt_tokens = into.prompt_tokens.saturating_add(m.prompt_tokens);
+                    into.completion_tokens =
+                        into.completion_tokens.saturating_add(m.completion_tokens);
+                    into.cached_tokens = into.cached_tokens.saturating_add(m.cached_tokens);
+                },
+            );
+            fold_names(&mut b.tools, |n| *n, |into, n| *into += n);
             b.llm_latency = Quantiles::of(&s[0]);
             b.tool_latency = Quantiles::of(&s[1]);
             b.workflow_latency = Quantiles::of(&s[2]);
@@ -437,6 +459,31 @@ impl SeriesBuilder {
         self.close();
         self.out
     }
+}
+
+/// Keeps the [`MAX_NAMES_PER_MINUTE`] entries of `names` with the most calls, adding the rest
+/// into [`OTHER`] with `add`.
+fn fold_names<T: Default>(
+    names: &mut BTreeMap<String, T>,
+    calls: impl Fn(&T) -> i64,
+    add: impl Fn(&mut T, &T),
+) {
+    let cap = usize::try_from(MAX_NAMES_PER_MINUTE).unwrap_or(usize::MAX);
+    if names.len() <= cap {
+        return;
+    }
+    let mut ranked: Vec<(String, T)> = std::mem::take(names).into_iter().collect();
+    // Busiest first; ties by name, so the answer does not depend on the order rows came in.
+    ranked.sort_by(|a, b| calls(&b.1).cmp(&calls(&a.1)).then_with(|| a.0.cmp(&b.0)));
+    let mut other = T::default();
+    for (i, (name, figures)) in ranked.into_iter().enumerate() {
+        if i < cap - 1 && name != OTHER {
+            names.insert(name, figures);
+        } else {
+            add(&mut other, &figures);
+        }
+    }
+    names.insert(OTHER.to_owned(), other);
 }
 
 /// A series' buckets from rows in any order (see [`SeriesBuilder`]).
@@ -539,7 +586,7 @@ mod tests {
             name: Some(&long),
             ..llm(250.0, 0.1, "")
         });
-        let b = buckets(d.cells, 1, 5, 2).unwrap();
+        let b = buckets(d.cells.clone(), 1, 5, 2).unwrap();
         assert_eq!(b.len(), 2);
         assert_eq!((b[0].start, b[0].requests, b[0].llm_calls), (60, 1, 1));
         assert_eq!((b[1].start, b[1].llm_calls, b[1].tool_calls), (180, 1, 1));
@@ -547,5 +594,23 @@ mod tests {
         assert_eq!(b[1].tools.keys().next().unwrap().len(), 200);
         assert!(b[0].tool_latency.is_none());
         assert_eq!(b[0].llm_latency.unwrap().count, 1);
+    }
+
+    #[test]
+    fn a_bucket_keeps_its_busiest_names() {
+        let mut d = Delta::default();
+        let names: Vec<String> = (0..100).map(|i| format!("model-{i:03}")).collect();
+        for (i, name) in names.iter().enumerate() {
+            // model-099 has the most calls, model-000 the fewest.
+            for _ in 0..=i {
+                d.step(&llm(60.0, 0.5, name));
+            }
+        }
+        let b = &buckets(d.cells, 1, 2, 1).unwrap()[0];
+        assert_eq!(b.models.len(), MAX_NAMES_PER_MINUTE as usize);
+        assert!(b.models.contains_key("model-099") && !b.models.contains_key("model-000"));
+        let calls: i64 = b.models.values().map(|m| m.calls).sum();
+        assert_eq!(calls, b.llm_calls);
+        assert_eq!(calls, 100 * 101 / 2);
     }
 }

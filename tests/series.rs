@@ -488,3 +488,48 @@ async fn the_server_sweeps_on_its_own() {
     assert_eq!(requests, new.len() as i64);
     server.stop();
 }
+
+// A client that names every call's model differently grows a minute's rollups by at most
+// MAX_NAMES_PER_MINUTE rows per kind (the rest count as "(other)"), the totals stay exact, and
+// retention takes them all back out.
+on_both_backends!(invented_names_are_bounded, |backend| async move {
+    let app = TestApp::new(backend).await;
+    let mut requests = recent("busy_40", 3.0 * 86_400.0);
+    let mut n = 0;
+    for r in &mut requests {
+        for s in &mut r.steps {
+            if s.payload.event_type == EventType::LlmEnd {
+                s.payload.name = Some(format!("invented-model-{n}"));
+                n += 1;
+            }
+        }
+    }
+    assert!(n > agentprof::rollup::MAX_NAMES_PER_MINUTE as usize);
+    let id = app.create_run(&json!({"retention_seconds": 86_400})).await;
+    append(&app, &id, &requests).await;
+    let series = series_of(&app, &id, 60).await;
+    let models: usize = series["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["models"].as_object().unwrap().len())
+        .max()
+        .unwrap();
+    assert!(
+        models <= agentprof::rollup::MAX_NAMES_PER_MINUTE as usize + 1,
+        "{models}"
+    );
+    let llm: i64 = series["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["llm_calls"].as_i64().unwrap())
+        .sum();
+    assert_eq!(llm, n as i64);
+    agentprof::live::sweep_expired(app.state.store.as_ref(), time::OffsetDateTime::now_utc()).await;
+    let after = app
+        .get(&format!("/v1/runs/{id}/series?step=60&from=0"))
+        .await;
+    assert_eq!(after.status, StatusCode::OK, "{}", after.text());
+    assert_eq!(after.json()["buckets"], json!([]));
+});

@@ -8,7 +8,9 @@
 
 use super::backend::{Backend, Bind, Rec};
 use super::queries;
-use crate::rollup::{Bucket, Cell, Delta, Key, Kind, SeriesBuilder, Sketch, SketchError};
+use crate::rollup::{
+    Bucket, Cell, Delta, Key, Kind, MAX_NAMES_PER_MINUTE, OTHER, SeriesBuilder, Sketch, SketchError,
+};
 use crate::store::StoreError;
 use crate::trace::EventType;
 use futures::TryStreamExt;
@@ -23,6 +25,10 @@ const SELECT_ROW: &str = "SELECT count, prompt_tokens, completion_tokens, cached
 
 const UPDATE_ROW: &str = "UPDATE rollups SET count = $5, prompt_tokens = $6, completion_tokens = $7, \
      cached_tokens = $8, latency = $9 WHERE run_id = $1 AND minute = $2 AND kind = $3 AND name = $4";
+
+/// The named rows of run `$1`'s minute `$2` and kind `$3`, the catch-all `$4` aside.
+const COUNT_NAMES: &str = "SELECT COUNT(*) FROM rollups WHERE run_id = $1 AND minute = $2 \
+     AND kind = $3 AND name <> $4";
 
 const DELETE_ROW: &str =
     "DELETE FROM rollups WHERE run_id = $1 AND minute = $2 AND kind = $3 AND name = $4";
@@ -108,19 +114,9 @@ pub(super) async fn apply<B: Backend>(
     delta: &Delta,
     removing: bool,
 ) -> Result<bool, StoreError> {
-    let empty = Sketch::default().encode();
     let select = format!("{SELECT_ROW}{}", B::FOR_UPDATE);
     for (key, change) in &delta.cells {
-        if !removing {
-            sqlx::query(INSERT_EMPTY)
-                .arg(run)
-                .arg(key.minute)
-                .arg(key.kind.code())
-                .arg(key.name.as_bytes())
-                .arg(&empty[..])
-                .execute(B::on(&mut *conn))
-                .await?;
-        }
+        let key = placed::<B>(conn, run, key, removing).await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(select.clone()))
             .arg(run)
             .arg(key.minute)
@@ -162,6 +158,79 @@ pub(super) async fn apply<B: Backend>(
         }
     }
     Ok(true)
+}
+
+/// The row a change of `key` goes to: its own, or, past [`MAX_NAMES_PER_MINUTE`] names of its
+/// kind in its minute, the minute's [`OTHER`] row. Adding creates the row (empty) when it is
+/// new; removing finds the row the calls were added to (their own if it exists).
+async fn placed<B: Backend>(
+    conn: &mut B::Connection,
+    run: Uuid,
+    key: &Key,
+    removing: bool,
+) -> Result<Key, StoreError> {
+    let other = Key {
+        name: OTHER.to_owned(),
+        ..key.clone()
+    };
+    let named = key.kind != Kind::Requests && key.name != OTHER;
+    if removing {
+        if !named {
+            return Ok(key.clone());
+        }
+        let own = sqlx::query(SELECT_ROW)
+            .arg(run)
+            .arg(key.minute)
+            .arg(key.kind.code())
+            .arg(key.name.as_bytes())
+            .fetch_optional(B::on(&mut *conn))
+            .await?;
+        return Ok(if own.is_some() { key.clone() } else { other });
+    }
+    let created = insert_empty::<B>(conn, run, key).await?;
+    if !(created && named) {
+        return Ok(key.clone());
+    }
+    let names: i64 = Rec::<B>(
+        &sqlx::query(COUNT_NAMES)
+            .arg(run)
+            .arg(key.minute)
+            .arg(key.kind.code())
+            .arg(OTHER.as_bytes())
+            .fetch_one(B::on(&mut *conn))
+            .await?,
+    )
+    .col(0)?;
+    if names <= MAX_NAMES_PER_MINUTE {
+        return Ok(key.clone());
+    }
+    sqlx::query(DELETE_ROW)
+        .arg(run)
+        .arg(key.minute)
+        .arg(key.kind.code())
+        .arg(key.name.as_bytes())
+        .execute(B::on(&mut *conn))
+        .await?;
+    insert_empty::<B>(conn, run, &other).await?;
+    Ok(other)
+}
+
+/// Creates `key`'s row, empty, unless it exists; whether it created it.
+async fn insert_empty<B: Backend>(
+    conn: &mut B::Connection,
+    run: Uuid,
+    key: &Key,
+) -> Result<bool, StoreError> {
+    let empty = Sketch::default().encode();
+    let done = sqlx::query(INSERT_EMPTY)
+        .arg(run)
+        .arg(key.minute)
+        .arg(key.kind.code())
+        .arg(key.name.as_bytes())
+        .arg(&empty[..])
+        .execute(B::on(conn))
+        .await?;
+    Ok(B::rows_affected(&done) == 1)
 }
 
 /// The figures of a row read from column `first` on (count, tokens, latency).
