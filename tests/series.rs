@@ -533,3 +533,20 @@ on_both_backends!(invented_names_are_bounded, |backend| async move {
     assert_eq!(after.status, StatusCode::OK, "{}", after.text());
     assert_eq!(after.json()["buckets"], json!([]));
 });
+
+// Batches into one run at once, their calls in the same minutes: every call counted once, on
+// both backends (PostgreSQL lets them run concurrently; they meet at the rollup rows).
+on_both_backends!(concurrent_batches_count_once, |backend| async move {
+    let app = std::sync::Arc::new(TestApp::new(backend).await);
+    let requests = requests_of("busy_40");
+    let id = app.create_run(&json!({})).await;
+    let mut tasks = Vec::new();
+    for chunk in requests.chunks(5) {
+        let (app, id, chunk) = (app.clone(), id.clone(), chunk.to_vec());
+        tasks.push(tokio::spawn(async move { append(&app, &id, &chunk).await }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    check(&series_of(&app, &id, 60).await, &requests, "concurrent");
+});

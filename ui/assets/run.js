@@ -136,31 +136,33 @@ async function reload() {
 }
 
 /**
- * Draws every section for the current range. The statistics go first: when the range would
- * take more memory than the server gives an analysis, the 413 names the most recent part of it
- * that fits, and the page narrows to that before anything else asks.
+ * Draws every section for the current range. The profiling metrics go first: when the range
+ * would take more memory than the server gives an analysis, the 413 names the most recent part
+ * of it that fits, and the page narrows to that before anything else asks.
  */
 async function renderAll(run) {
   range.busy = true;
   view.run = run;
   resolveRange(run);
   syncForm();
-  let stats;
+  // The profiling metrics are the most memory an analysis of the page takes: the window that
+  // fits them fits every other section too.
+  let profiling;
   try {
-    stats = await api(windowed(`${base}/stats`));
+    profiling = await api(windowed(`${base}/profiling`));
   } catch (e) {
     const fits = e.status === 413 && e.problem?.memory?.fits;
     if (!fits) {
-      stats = Promise.reject(e);
+      profiling = Promise.reject(e);
     } else {
       Object.assign(range, { kind: "custom", from: fits.from, to: fits.to, narrowed: bytes(e.problem.memory.estimated_bytes) });
       syncForm();
-      stats = api(windowed(`${base}/stats`));
+      profiling = api(windowed(`${base}/profiling`));
     }
   }
-  stats = Promise.resolve(stats);
+  profiling = Promise.resolve(profiling);
+  const stats = api(windowed(`${base}/stats`));
   const timeline = loadTimeline(0);
-  const profiling = api(windowed(`${base}/profiling`));
   const series = api(windowed(`${base}/series`));
   const sections = [
     Promise.all([stats, timeline]).then(([s, tl]) => renderCards(run, s, tl)).catch(fail("the statistics", "cards")),

@@ -232,12 +232,27 @@ async fn append_in<B: Backend>(
         } else {
             HashMap::new()
         };
-        match plan.request_figures(i64::try_from(stored).unwrap_or(i64::MAX)) {
-            Some(figures) => steps::add_request_figures::<B>(&mut **tx, id, &figures).await?,
+        let figures = plan.request_figures(i64::try_from(stored).unwrap_or(i64::MAX));
+        match &figures {
+            Some(figures) => steps::add_request_figures::<B>(&mut **tx, id, figures).await?,
             None => steps::recount_requests::<B>(&mut **tx, id, &touched).await?,
         }
         if rollups_ready {
-            let after = steps::request_starts::<B>(&mut **tx, id, &touched).await?;
+            // Each request's start now: the earlier of its stored one and the batch's, or, after
+            // a recount, read back.
+            let after = match &figures {
+                Some(figures) => figures
+                    .iter()
+                    .map(|f| {
+                        let stored = before.get(&f.number).copied().flatten();
+                        (
+                            f.number,
+                            Some(stored.map_or(f.started_at, |s| s.min(f.started_at))),
+                        )
+                    })
+                    .collect(),
+                None => steps::request_starts::<B>(&mut **tx, id, &touched).await?,
+            };
             let mut delta = plan.rollup_delta(&stored_seqs);
             for n in &touched {
                 let start = |m: &HashMap<i32, Option<f64>>| m.get(n).copied().flatten();

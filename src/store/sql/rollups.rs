@@ -14,6 +14,7 @@ use crate::rollup::{
 use crate::store::StoreError;
 use crate::trace::EventType;
 use futures::TryStreamExt;
+use std::collections::{BTreeMap, HashSet};
 use uuid::Uuid;
 
 const INSERT_EMPTY: &str = "INSERT INTO rollups (run_id, minute, kind, name, count, prompt_tokens, \
@@ -32,6 +33,11 @@ const COUNT_NAMES: &str = "SELECT COUNT(*) FROM rollups WHERE run_id = $1 AND mi
 
 const DELETE_ROW: &str =
     "DELETE FROM rollups WHERE run_id = $1 AND minute = $2 AND kind = $3 AND name = $4";
+
+/// The rows of run `$1` in minutes `[$2, $3]`, in key order (the order rows are locked in).
+const SELECT_MINUTES: &str = "SELECT minute, kind, name, count, prompt_tokens, completion_tokens, \
+     cached_tokens, latency FROM rollups WHERE run_id = $1 AND minute >= $2 AND minute <= $3 \
+     ORDER BY minute, kind, name";
 
 /// The rows of run `$1` in minutes `[$2, $3)`.
 const SELECT_RANGE: &str = "SELECT minute, kind, name, count, prompt_tokens, completion_tokens, \
@@ -114,9 +120,12 @@ pub(super) async fn apply<B: Backend>(
     delta: &Delta,
     removing: bool,
 ) -> Result<bool, StoreError> {
+    if !removing {
+        return add::<B>(conn, run, delta).await;
+    }
     let select = format!("{SELECT_ROW}{}", B::FOR_UPDATE);
     for (key, change) in &delta.cells {
-        let key = placed::<B>(conn, run, key, removing).await?;
+        let key = placed::<B>(conn, run, key).await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(select.clone()))
             .arg(run)
             .arg(key.minute)
@@ -160,35 +169,156 @@ pub(super) async fn apply<B: Backend>(
     Ok(true)
 }
 
-/// The row a change of `key` goes to: its own, or, past [`MAX_NAMES_PER_MINUTE`] names of its
-/// kind in its minute, the minute's [`OTHER`] row. Adding creates the row (empty) when it is
-/// new; removing finds the row the calls were added to (their own if it exists).
-async fn placed<B: Backend>(
+/// Adds `delta` in a few statements whatever its size (ingest's path): creates the rows that
+/// are new in one insert (in key order, so concurrent batches meet at the first row they
+/// share), reads and locks the rows of its minutes in key order in one select, and writes the
+/// sums back in one update. `false` as for [`apply`].
+async fn add<B: Backend>(
     conn: &mut B::Connection,
     run: Uuid,
-    key: &Key,
-    removing: bool,
-) -> Result<Key, StoreError> {
-    let other = Key {
-        name: OTHER.to_owned(),
-        ..key.clone()
+    delta: &Delta,
+) -> Result<bool, StoreError> {
+    let (Some(first), Some(last)) = (delta.cells.keys().next(), delta.cells.keys().next_back())
+    else {
+        return Ok(true);
     };
-    let named = key.kind != Kind::Requests && key.name != OTHER;
-    if removing {
-        if !named {
-            return Ok(key.clone());
+    let (lo, hi) = (first.minute, last.minute);
+    let created = insert_empties::<B>(conn, run, delta.cells.keys()).await?;
+    // Where each change goes: its own row, or "(other)" for a new name past the cap.
+    let mut changes: BTreeMap<Key, Cell> = BTreeMap::new();
+    for (key, change) in &delta.cells {
+        let row = if created.contains(key) {
+            placed_new::<B>(conn, run, key).await?
+        } else {
+            key.clone()
+        };
+        match changes.get_mut(&row) {
+            Some(c) => c.apply(change, false).map_err(sketch_error)?,
+            None => {
+                changes.insert(row, change.clone());
+            }
         }
-        let own = sqlx::query(SELECT_ROW)
+    }
+    let select = format!("{SELECT_MINUTES}{}", B::FOR_UPDATE);
+    let mut rows: Vec<(Key, Cell)> = Vec::with_capacity(changes.len());
+    {
+        let mut found = sqlx::query(sqlx::AssertSqlSafe(select))
+            .arg(run)
+            .arg(lo)
+            .arg(hi)
+            .fetch(B::on(&mut *conn));
+        while let Some(row) = found.try_next().await? {
+            let key = key_of::<B>(&row)?;
+            if let Some(change) = changes.get(&key) {
+                let mut cell = cell_of::<B>(&row, 3)?;
+                if cell.apply(change, false).is_err() || cell.count < 0 {
+                    drop(found);
+                    mark_stale::<B>(conn, run).await?;
+                    return Ok(false);
+                }
+                rows.push((key, cell));
+            }
+        }
+    }
+    if rows.len() != changes.len() {
+        return Err(StoreError::Corrupt("a rollup row vanished".into()));
+    }
+    let (empty, kept): (Vec<_>, Vec<_>) = rows.into_iter().partition(|(_, c)| c.is_empty());
+    for (key, _) in &empty {
+        sqlx::query(DELETE_ROW)
             .arg(run)
             .arg(key.minute)
             .arg(key.kind.code())
             .arg(key.name.as_bytes())
-            .fetch_optional(B::on(&mut *conn))
+            .execute(B::on(&mut *conn))
             .await?;
-        return Ok(if own.is_some() { key.clone() } else { other });
     }
-    let created = insert_empty::<B>(conn, run, key).await?;
-    if !(created && named) {
+    for chunk in kept.chunks(queries::ROWS_PER_INSERT) {
+        let sql = format!(
+            "UPDATE rollups SET count = v.column4, prompt_tokens = v.column5, \
+             completion_tokens = v.column6, cached_tokens = v.column7, latency = v.column8 \
+             FROM (VALUES {}) AS v WHERE rollups.run_id = $1 AND rollups.minute = v.column1 \
+             AND rollups.kind = v.column2 AND rollups.name = v.column3",
+            queries::values_from(chunk.len(), 8, 2)
+        );
+        let sketches: Vec<Vec<u8>> = chunk.iter().map(|(_, c)| c.latency.encode()).collect();
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).arg(run);
+        for ((key, cell), sketch) in chunk.iter().zip(&sketches) {
+            q = q
+                .arg(key.minute)
+                .arg(key.kind.code())
+                .arg(key.name.as_bytes())
+                .arg(cell.count)
+                .arg(cell.prompt_tokens)
+                .arg(cell.completion_tokens)
+                .arg(cell.cached_tokens)
+                .arg(&sketch[..]);
+        }
+        q.execute(B::on(&mut *conn)).await?;
+    }
+    Ok(true)
+}
+
+/// Creates the rows of `keys` that do not exist yet, empty, in key order; returns those it
+/// created.
+async fn insert_empties<'k, B: Backend>(
+    conn: &mut B::Connection,
+    run: Uuid,
+    keys: impl Iterator<Item = &'k Key>,
+) -> Result<HashSet<Key>, StoreError> {
+    let empty = Sketch::default().encode();
+    let keys: Vec<&Key> = keys.collect();
+    let mut created = HashSet::new();
+    for chunk in keys.chunks(queries::ROWS_PER_INSERT) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let n = 3 + 3 * i;
+                format!("($1, ${n}, ${}, ${}, 0, 0, 0, 0, $2)", n + 1, n + 2)
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO rollups (run_id, minute, kind, name, count, prompt_tokens, \
+             completion_tokens, cached_tokens, latency) VALUES {} ON CONFLICT DO NOTHING \
+             RETURNING minute, kind, name",
+            rows.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .arg(run)
+            .arg(&empty[..]);
+        for key in chunk {
+            q = q
+                .arg(key.minute)
+                .arg(key.kind.code())
+                .arg(key.name.as_bytes());
+        }
+        for row in q.fetch_all(B::on(&mut *conn)).await? {
+            created.insert(key_of::<B>(&row)?);
+        }
+    }
+    Ok(created)
+}
+
+/// The key of a row read from its first three columns (minute, kind, name).
+fn key_of<B: Backend>(row: &B::Row) -> Result<Key, StoreError> {
+    let r = Rec::<B>(row);
+    let kind = Kind::from_code(r.col(1)?)
+        .ok_or_else(|| StoreError::Corrupt("unknown rollup kind".into()))?;
+    let name: Vec<u8> = r.col(2)?;
+    Ok(Key {
+        minute: r.col(0)?,
+        kind,
+        name: String::from_utf8_lossy(&name).into_owned(),
+    })
+}
+
+/// The row a change of `key`, whose row was just created, goes to: its own, or past
+/// [`MAX_NAMES_PER_MINUTE`] names of its kind in its minute, "(other)" (its new row removed).
+async fn placed_new<B: Backend>(
+    conn: &mut B::Connection,
+    run: Uuid,
+    key: &Key,
+) -> Result<Key, StoreError> {
+    if key.kind == Kind::Requests || key.name == OTHER {
         return Ok(key.clone());
     }
     let names: i64 = Rec::<B>(
@@ -211,8 +341,39 @@ async fn placed<B: Backend>(
         .arg(key.name.as_bytes())
         .execute(B::on(&mut *conn))
         .await?;
+    let other = Key {
+        name: OTHER.to_owned(),
+        ..key.clone()
+    };
     insert_empty::<B>(conn, run, &other).await?;
     Ok(other)
+}
+
+/// The row a removal of `key`'s calls takes them from: its own if it exists, else the
+/// minute's "(other)", where they were counted when the minute had no room for their name.
+async fn placed<B: Backend>(
+    conn: &mut B::Connection,
+    run: Uuid,
+    key: &Key,
+) -> Result<Key, StoreError> {
+    if key.kind == Kind::Requests || key.name == OTHER {
+        return Ok(key.clone());
+    }
+    let own = sqlx::query(SELECT_ROW)
+        .arg(run)
+        .arg(key.minute)
+        .arg(key.kind.code())
+        .arg(key.name.as_bytes())
+        .fetch_optional(B::on(&mut *conn))
+        .await?;
+    Ok(if own.is_some() {
+        key.clone()
+    } else {
+        Key {
+            name: OTHER.to_owned(),
+            ..key.clone()
+        }
+    })
 }
 
 /// Creates `key`'s row, empty, unless it exists; whether it created it.
@@ -282,15 +443,7 @@ pub(super) async fn series<B: Backend>(
         .arg(to)
         .fetch(B::on(conn));
     while let Some(row) = rows.try_next().await? {
-        let r = Rec::<B>(&row);
-        let kind = Kind::from_code(r.col(1)?)
-            .ok_or_else(|| StoreError::Corrupt("unknown rollup kind".into()))?;
-        let name: Vec<u8> = r.col(2)?;
-        let key = Key {
-            minute: r.col(0)?,
-            kind,
-            name: String::from_utf8_lossy(&name).into_owned(),
-        };
+        let key = key_of::<B>(&row)?;
         series
             .add(key, &cell_of::<B>(&row, 3)?)
             .map_err(sketch_error)?;
