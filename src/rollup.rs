@@ -361,14 +361,20 @@ pub struct SeriesBuilder {
 impl SeriesBuilder {
     pub fn new(first_minute: i64, end_minute: i64, step_minutes: i64) -> SeriesBuilder {
         let step = step_minutes.max(1);
-        let n = usize::try_from((end_minute - first_minute + step - 1).max(0) / step).unwrap_or(0);
+        // In 128 bits: bounds near the ends of i64 must not overflow.
+        let span = (i128::from(end_minute) - i128::from(first_minute)).max(0);
+        let n = usize::try_from((span + i128::from(step) - 1) / i128::from(step)).unwrap_or(0);
+        let start = |i: usize| {
+            let minute = i128::from(first_minute) + i as i128 * i128::from(step);
+            i64::try_from(minute * i128::from(MINUTE)).unwrap_or(i64::MAX)
+        };
         SeriesBuilder {
             first: first_minute,
             end: end_minute,
             step,
             out: (0..n)
                 .map(|i| Bucket {
-                    start: (first_minute + i as i64 * step) * MINUTE,
+                    start: start(i),
                     ..Bucket::default()
                 })
                 .collect(),
@@ -392,7 +398,10 @@ impl SeriesBuilder {
         if key.minute < self.first || key.minute >= self.end {
             return Ok(());
         }
-        let i = usize::try_from((key.minute - self.first) / self.step).unwrap_or(0);
+        let i = usize::try_from(
+            (i128::from(key.minute) - i128::from(self.first)) / i128::from(self.step),
+        )
+        .unwrap_or(0);
         if i < self.current {
             return Err(SketchError("rollup rows out of minute order".into()));
         }

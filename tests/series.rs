@@ -286,6 +286,26 @@ on_both_backends!(
         assert!(after["summary"]["first_event_at"].as_f64() > Some(before_time(&new)));
         // The series and the outputs are those of the requests kept.
         check(&series_of(&app, &id, 60).await, &new, "after the sweep");
+        // No rollup row is left of the deleted requests (read from the store, in buckets of one
+        // minute: the API's range starts at the run's first step).
+        let from = (before_time(&old) / 60.0).floor() as i64;
+        let run_id: uuid::Uuid = id.parse().unwrap();
+        let buckets = app
+            .state
+            .store
+            .series(run_id, from, from + 4 * 24 * 60, 1)
+            .await
+            .unwrap()
+            .unwrap();
+        let new_start = (before_time(&new) / 60.0).floor() as i64 * 60;
+        let old_left: i64 = buckets
+            .iter()
+            .filter(|b| b.start < new_start)
+            .map(|b| b.requests + b.llm_calls + b.tool_calls)
+            .sum();
+        assert_eq!(old_left, 0);
+        let requests: i64 = buckets.iter().map(|b| b.requests).sum();
+        assert_eq!(requests, new.len() as i64);
         let kept = app.get(&format!("/v1/runs/{id}/requests")).await;
         assert_eq!(kept.status, StatusCode::OK);
         // A second sweep finds nothing.
@@ -342,16 +362,47 @@ on_both_backends!(bad_series_queries_are_400s, |backend| async move {
     let requests = requests_of("small_5");
     let id = app.create_run(&json!({})).await;
     append(&app, &id, &requests).await;
-    for q in [
-        "step=59",
-        "step=90",
-        "step=abc",
-        "from=yesterday",
-        "from=0&to=1e9&step=60",
+    for (q, at) in [
+        ("step=59", "/step"),
+        ("step=90", "/step"),
+        ("step=abc", "/step"),
+        ("from=yesterday", "/from"),
     ] {
         let r = app.get(&format!("/v1/runs/{id}/series?{q}")).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{q}: {}", r.text());
+        assert_eq!(r.json()["errors"][0]["path"], at, "{q}: {}", r.text());
     }
+    // A range of more than 10,080 buckets: its latest 10,080, marked.
+    let long = app
+        .get(&format!(
+            "/v1/runs/{id}/series?from=-62135596800&to=253402300799&step=60"
+        ))
+        .await;
+    assert_eq!(long.status, StatusCode::OK, "{}", long.text());
+    // Within the run's own steps (a few minutes), not truncated.
+    assert_eq!(long.json()["truncated"], false);
+    let r = app
+        .create_run(&json!({"requests": [[
+            {"payload": {"event_type": "LLM_END", "event_timestamp": 1.0e9, "UUID": "a"}},
+            {"payload": {"event_type": "LLM_END", "event_timestamp": 1.1e9, "UUID": "b"}}
+        ]]}))
+        .await;
+    let wide = app
+        .get(&format!("/v1/runs/{r}/series?step=60"))
+        .await
+        .json();
+    assert_eq!(wide["truncated"], true);
+    assert_eq!(wide["buckets"].as_array().unwrap().len(), 10_080);
+    assert_eq!(
+        wide["to"].as_i64().unwrap() - wide["from"].as_i64().unwrap(),
+        10_080 * 60
+    );
+    // Retention given as a number with no fraction is an integer, as JSON Schema says.
+    let r = app
+        .post_json("/v1/runs", json!({"retention_seconds": 3600.0}).to_string())
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    assert_eq!(r.json()["retention_seconds"], 3600);
     // Without a step, the server picks one that fits.
     let r = app.get(&format!("/v1/runs/{id}/series")).await;
     assert_eq!(r.status, StatusCode::OK);
@@ -550,3 +601,46 @@ on_both_backends!(concurrent_batches_count_once, |backend| async move {
     }
     check(&series_of(&app, &id, 60).await, &requests, "concurrent");
 });
+
+// Two sweeps at once (two replicas' upkeep): together they delete each expired request once,
+// and the run's counters and rollups end as one sweep leaves them.
+on_both_backends!(
+    two_sweeps_at_once_delete_each_request_once,
+    |backend| async move {
+        let app = TestApp::new(backend).await;
+        let old = recent("large_500", 3.0 * 86_400.0);
+        let id = app.create_run(&json!({"retention_seconds": 86_400})).await;
+        append(&app, &id, &old).await;
+        let now = time::OffsetDateTime::now_utc();
+        let store = app.state.store.clone();
+        let (a, b) = tokio::join!(
+            agentprof::live::sweep_expired(store.as_ref(), now),
+            agentprof::live::sweep_expired(store.as_ref(), now),
+        );
+        assert_eq!(a.requests + b.requests, old.len() as u64);
+        let steps: usize = old.iter().map(|r| r.steps.len()).sum();
+        assert_eq!(a.steps + b.steps, steps as u64);
+        let run = app.get(&format!("/v1/runs/{id}")).await.json();
+        assert_eq!(run["request_count"], 0);
+        assert_eq!(run["step_count"], 0);
+        assert_eq!(run["summary"]["llm_calls"], 0);
+        let r = app
+            .get(&format!("/v1/runs/{id}/series?from=0&to=2e9&step=604800"))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let left: i64 = r.json()["buckets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["requests"].as_i64().unwrap() + b["llm_calls"].as_i64().unwrap())
+            .sum();
+        let busy: Vec<Value> = r.json()["buckets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| b["requests"] != 0 || b["llm_calls"] != 0)
+            .cloned()
+            .collect();
+        assert_eq!(left, 0, "{busy:?}");
+    }
+);

@@ -11,7 +11,7 @@ use axum::extract::{Query, State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-/// The most buckets one series holds: a week of minutes, at a glance.
+/// The most buckets one series holds (a week of minutes): past it, the latest of them.
 pub const MAX_BUCKETS: i64 = 10_080;
 
 /// The bucket widths chosen when none is asked for: the first that fits the range in
@@ -35,11 +35,12 @@ const DEFAULT_BUCKETS: i64 = 720;
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SeriesParams {
-    /// From this time (Unix seconds or RFC 3339), rounded down to a whole bucket; default the
-    /// run's first step.
+    /// From this time (Unix seconds or RFC 3339), rounded down to a whole bucket; default (and
+    /// at the earliest) the run's first step.
     #[param(value_type = Option<super::schema::TimeBound>, example = "2026-12-06T10:00:00Z")]
     pub from: Option<String>,
-    /// Up to this time, rounded up to a whole bucket; default just after the run's last step.
+    /// Up to this time, rounded up to a whole bucket; default (and at the latest) just after
+    /// the run's last step.
     #[param(value_type = Option<super::schema::TimeBound>, example = "2026-12-06T11:00:00Z")]
     pub to: Option<String>,
     /// Bucket width in seconds, a multiple of 60; default the narrowest of 1, 5, 15 and 30
@@ -64,6 +65,9 @@ pub struct Series {
     pub from: Option<i64>,
     /// End of the last bucket (Unix seconds).
     pub to: Option<i64>,
+    /// Whether the range held more than 10,080 buckets of `step`: then the series is its latest
+    /// 10,080 (and `from` says where they start).
+    pub truncated: bool,
     pub buckets: Vec<Bucket>,
 }
 
@@ -79,7 +83,7 @@ pub struct Series {
     params(("run_id" = uuid::Uuid, Path, description = "Run id"), SeriesParams),
     responses(
         (status = 200, description = "The series", body = Series),
-        (status = 400, description = "Bad from, to or step, or more than 10,080 buckets", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Bad from, to or step", body = super::error::Problem, content_type = "application/problem+json"),
         ReadProblems, RunProblems,
     ),
     security(("bearer" = []))
@@ -100,14 +104,26 @@ pub async fn series(
         ));
     }
     let run = st.store.get_run(id).await?;
+    let data = run
+        .summary
+        .first_event_at
+        .zip(run.summary.last_event_at.map(|t| t + 1.0));
+    // The range asked for, within the run's own steps (outside them every bucket is empty).
     let (Some(first), Some(last)) = (
-        window.from.or(run.summary.first_event_at),
-        window.to.or(run.summary.last_event_at.map(|t| t + 1.0)),
+        window
+            .from
+            .or(data.map(|d| d.0))
+            .map(|f| data.map_or(f, |d| f.max(d.0))),
+        window
+            .to
+            .or(data.map(|d| d.1))
+            .map(|t| data.map_or(t, |d| t.min(d.1))),
     ) else {
         return Ok(Json(Series {
             step: p.step.unwrap_or(MINUTE),
             from: None,
             to: None,
+            truncated: false,
             buckets: Vec::new(),
         }));
     };
@@ -122,20 +138,14 @@ pub async fn series(
                 days as i64 * 86_400
             }),
     };
-    let from = (first / step as f64).floor() * step as f64;
-    let to = (last / step as f64).ceil() * step as f64;
-    let buckets = ((to - from) / step as f64).round();
-    if buckets > MAX_BUCKETS as f64 {
-        let fits = ((span / MAX_BUCKETS as f64 / MINUTE as f64).ceil() as i64).max(1) * MINUTE;
-        return Err(ApiError::invalid_query(
-            "step",
-            format!(
-                "{buckets} buckets of {step} s: a series holds at most {MAX_BUCKETS}; \
-                 use step={fits} or more, or a shorter range"
-            ),
-        ));
+    let mut from = (first / step as f64).floor() * step as f64;
+    let to = ((last / step as f64).ceil() * step as f64).max(from + step as f64);
+    // Past the most buckets a series holds, the latest of them.
+    let truncated = (to - from) / step as f64 > MAX_BUCKETS as f64;
+    if truncated {
+        from = to - MAX_BUCKETS as f64 * step as f64;
     }
-    let (from, to) = (from as i64, (to as i64).max(from as i64 + step));
+    let (from, to) = (from as i64, to as i64);
     let found = st
         .store
         .series(id, from / MINUTE, to / MINUTE, step / MINUTE)
@@ -149,6 +159,7 @@ pub async fn series(
         step,
         from: Some(from),
         to: Some(to),
+        truncated,
         buckets,
     }))
 }

@@ -42,15 +42,26 @@ pub const MIN_RETENTION_SECONDS: i64 = 60;
 pub const MAX_RETENTION_SECONDS: i64 = 3_155_760_000;
 
 impl<'de> Deserialize<'de> for RetentionSeconds {
+    /// An integer, also written as a number with no fraction (`3600.0`), as JSON Schema's
+    /// `integer` allows.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RetentionSeconds, D::Error> {
-        let n = i64::deserialize(d)?;
-        if !(MIN_RETENTION_SECONDS..=MAX_RETENTION_SECONDS).contains(&n) {
+        let number = serde_json::Number::deserialize(d)?;
+        let n = match (number.as_i64(), number.as_f64()) {
+            (Some(i), _) => i as f64,
+            (None, Some(f)) if f.fract() == 0.0 => f,
+            _ => {
+                return Err(serde::de::Error::custom(format!(
+                    "{number} is not a whole number of seconds"
+                )));
+            }
+        };
+        if !(MIN_RETENTION_SECONDS as f64..=MAX_RETENTION_SECONDS as f64).contains(&n) {
             return Err(serde::de::Error::custom(format!(
                 "retention is from {MIN_RETENTION_SECONDS} to {MAX_RETENTION_SECONDS} seconds \
                  (null keeps everything)"
             )));
         }
-        Ok(RetentionSeconds(n))
+        Ok(RetentionSeconds(n as i64))
     }
 }
 

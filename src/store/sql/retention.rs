@@ -44,8 +44,9 @@ pub(super) async fn sweep_chunk<B: Backend>(
     let numbers: Vec<i32> = chosen.iter().map(|(n, _)| *n).collect();
     let mut found = rollups::end_steps_of::<B>(&mut *conn, run, &numbers).await?;
     if rollups_ready {
+        // The requests as they were counted (a minute's +1 each), which the removal takes out.
         for (_, start) in &chosen {
-            found.delta.request_moved(*start, None);
+            found.delta.request_moved(None, *start);
         }
         rollups::apply::<B>(&mut *conn, run, &found.delta, true).await?;
     }
