@@ -535,16 +535,6 @@ struct Rate {
     per_export: usize,
 }
 
-/// The server's resident memory in MB, from /proc.
-fn rss_mb(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
 async fn live(
     client: Arc<Client>,
     rate: Rate,
@@ -567,7 +557,7 @@ async fn live(
         let peak = peak.clone();
         tokio::spawn(async move {
             loop {
-                let now = rss_mb(pid);
+                let now = support::process_mb(pid, "VmRSS:");
                 if let Ok(mut p) = peak.lock()
                     && now > *p
                 {

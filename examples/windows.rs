@@ -43,16 +43,6 @@ struct Args {
     ingest_only: bool,
 }
 
-/// `VmRSS` or `VmHWM` of the server, in MB.
-fn memory(pid: u32, field: &str) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
 fn reset_peak(pid: u32) {
     let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
 }
@@ -158,7 +148,10 @@ async fn main() -> anyhow::Result<()> {
     );
     // Let the allocator give back what ingest freed, then start the peak afresh.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    report.insert("rss_after_ingest_mb".into(), json!(memory(pid, "VmRSS:")));
+    report.insert(
+        "rss_after_ingest_mb".into(),
+        json!(support::process_mb(pid, "VmRSS:")),
+    );
     reset_peak(pid);
     if args.ingest_only {
         report.insert("run_id".into(), json!(id));
@@ -208,7 +201,7 @@ async fn main() -> anyhow::Result<()> {
         );
         reads.push(r);
     }
-    let peak = memory(pid, "VmHWM:");
+    let peak = support::process_mb(pid, "VmHWM:");
     println!("peak RSS over these reads: {peak:.0} MB");
     report.insert("reads".into(), json!(reads));
     report.insert("reads_peak_rss_mb".into(), json!(peak));
@@ -228,7 +221,7 @@ async fn main() -> anyhow::Result<()> {
         .iter()
         .filter_map(|a| a["status"].as_u64())
         .collect();
-    let peak = memory(pid, "VmHWM:");
+    let peak = support::process_mb(pid, "VmHWM:");
     println!(
         "eight windows' /profiling at once: statuses {statuses:?} in {:.1} s, peak RSS {peak:.0} MB",
         started.elapsed().as_secs_f64()

@@ -254,6 +254,12 @@ impl Delta {
         }
     }
 
+    /// A request as it is counted: one in the minute it starts in (`None`: no steps, none).
+    /// Added, that counts it; removed (a deleted request), that takes it back out.
+    pub fn request_counted(&mut self, start: Option<f64>) {
+        self.request_moved(None, start);
+    }
+
     /// A request's start went from `before` to `after` (`None`: no steps): it leaves the
     /// minute it was counted in and is counted in its new one.
     pub fn request_moved(&mut self, before: Option<f64>, after: Option<f64>) {

@@ -12,6 +12,17 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// A process's `VmRSS:` or `VmHWM:` (the field as /proc/PID/status names it), in MB; NaN when
+/// it cannot be read.
+pub fn process_mb(pid: u32, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
 pub fn latency_summary(mut ms: Vec<f64>) -> Value {
     ms.sort_by(f64::total_cmp);
     json!({"count": ms.len(), "p50_ms": percentile(&ms, 50.0), "p90_ms": percentile(&ms, 90.0),

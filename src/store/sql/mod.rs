@@ -258,7 +258,7 @@ async fn append_in<B: Backend>(
                 let start = |m: &HashMap<i32, Option<f64>>| m.get(n).copied().flatten();
                 delta.request_moved(start(&before), start(&after));
             }
-            rollups::apply::<B>(&mut **tx, id, &delta, false).await?;
+            rollups::add::<B>(&mut **tx, id, &delta).await?;
         }
     }
     let version = if stored > 0 || created > 0 {

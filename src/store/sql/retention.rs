@@ -7,7 +7,7 @@
 //! same request, and each moves on to rows nobody holds.
 
 use super::backend::{Backend, Bind, Rec};
-use super::{queries, rollups, runs};
+use super::{queries, rollups, runs, steps};
 use crate::store::{StoreError, Swept};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -44,22 +44,18 @@ pub(super) async fn sweep_chunk<B: Backend>(
     let numbers: Vec<i32> = chosen.iter().map(|(n, _)| *n).collect();
     let mut found = rollups::end_steps_of::<B>(&mut *conn, run, &numbers).await?;
     if rollups_ready {
-        // The requests as they were counted (a minute's +1 each), which the removal takes out.
         for (_, start) in &chosen {
-            found.delta.request_moved(None, *start);
+            found.delta.request_counted(*start);
         }
-        rollups::apply::<B>(&mut *conn, run, &found.delta, true).await?;
+        rollups::remove::<B>(&mut *conn, run, &found.delta).await?;
     }
     let mut steps = 0;
     for (table, column) in [("steps", "request_number"), ("requests", "request_number")] {
         let sql = queries::in_list(&format!("DELETE FROM {table}"), column, "");
         for chunk in numbers.chunks(queries::IN_LIST) {
-            let Some(&last) = chunk.last() else { continue };
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone())).arg(run);
-            for i in 0..queries::IN_LIST {
-                q = q.arg(chunk.get(i).copied().unwrap_or(last));
-            }
-            let done = q.execute(B::on(&mut *conn)).await?;
+            let done = steps::numbers_query::<B>(&sql, run, chunk)
+                .execute(B::on(&mut *conn))
+                .await?;
             if table == "steps" {
                 steps += B::rows_affected(&done);
             }

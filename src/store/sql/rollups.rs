@@ -27,7 +27,8 @@ const SELECT_ROW: &str = "SELECT count, prompt_tokens, completion_tokens, cached
 const UPDATE_ROW: &str = "UPDATE rollups SET count = $5, prompt_tokens = $6, completion_tokens = $7, \
      cached_tokens = $8, latency = $9 WHERE run_id = $1 AND minute = $2 AND kind = $3 AND name = $4";
 
-/// The named rows of run `$1`'s minute `$2` and kind `$3`, the catch-all `$4` aside.
+/// The named rows of run `$1`'s minute `$2` and kind `$3`, the catch-all `$4` ("(other)")
+/// aside.
 const COUNT_NAMES: &str = "SELECT COUNT(*) FROM rollups WHERE run_id = $1 AND minute = $2 \
      AND kind = $3 AND name <> $4";
 
@@ -111,52 +112,52 @@ fn sketch_error(e: SketchError) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
 
-/// Adds `delta` to run `run`'s rows (or, `removing`, takes it out). A removal that finds a row
-/// without what it removes means the rows no longer match the steps: the run's rollups are
-/// marked for a rebuild instead (`false`).
-pub(super) async fn apply<B: Backend>(
+/// `sql` with run `$1` and a row's key (`$2` minute, `$3` kind, `$4` name) bound.
+fn at_key<'q, B: Backend>(
+    sql: &'q str,
+    run: Uuid,
+    key: &'q Key,
+) -> sqlx::query::Query<'q, B, <B as sqlx::Database>::Arguments> {
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .arg(run)
+        .arg(key.minute)
+        .arg(key.kind.code())
+        .arg(key.name.as_bytes())
+}
+
+/// Takes `delta` back out of run `run`'s rows (the retention sweep's path), a row at a time. A
+/// removal that finds a row without what it removes means the rows no longer match the steps:
+/// the run's rollups are marked for a rebuild instead (`false`).
+pub(super) async fn remove<B: Backend>(
     conn: &mut B::Connection,
     run: Uuid,
     delta: &Delta,
-    removing: bool,
 ) -> Result<bool, StoreError> {
-    if !removing {
-        return add::<B>(conn, run, delta).await;
-    }
     let select = format!("{SELECT_ROW}{}", B::FOR_UPDATE);
     for (key, change) in &delta.cells {
-        let key = placed::<B>(conn, run, key).await?;
-        let row = sqlx::query(sqlx::AssertSqlSafe(select.clone()))
-            .arg(run)
-            .arg(key.minute)
-            .arg(key.kind.code())
-            .arg(key.name.as_bytes())
+        let mut row_key = key.clone();
+        let mut row = at_key::<B>(&select, run, key)
             .fetch_optional(B::on(&mut *conn))
             .await?;
-        let mut cell = match row {
-            Some(row) => cell_of::<B>(&row, 0)?,
-            None if removing => Cell::default(),
-            None => return Err(StoreError::Corrupt("a rollup row vanished".into())),
-        };
-        if cell.apply(change, removing).is_err() || cell.count < 0 {
-            mark_stale::<B>(conn, run).await?;
+        if row.is_none() && key.kind != Kind::Requests && key.name != OTHER {
+            // The calls of a name its minute had no room for were counted under "(other)".
+            row_key.name = OTHER.to_owned();
+            row = at_key::<B>(&select, run, &row_key)
+                .fetch_optional(B::on(&mut *conn))
+                .await?;
+        }
+        let mut cell = row.map_or(Ok(Cell::default()), |r| cell_of::<B>(&r, 0))?;
+        if cell.apply(change, true).is_err() || cell.count < 0 {
+            set_ready::<B>(conn, run, false).await?;
             return Ok(false);
         }
         if cell.is_empty() {
-            sqlx::query(DELETE_ROW)
-                .arg(run)
-                .arg(key.minute)
-                .arg(key.kind.code())
-                .arg(key.name.as_bytes())
+            at_key::<B>(DELETE_ROW, run, &row_key)
                 .execute(B::on(&mut *conn))
                 .await?;
         } else {
             let latency = cell.latency.encode();
-            sqlx::query(UPDATE_ROW)
-                .arg(run)
-                .arg(key.minute)
-                .arg(key.kind.code())
-                .arg(key.name.as_bytes())
+            at_key::<B>(UPDATE_ROW, run, &row_key)
                 .arg(cell.count)
                 .arg(cell.prompt_tokens)
                 .arg(cell.completion_tokens)
@@ -172,8 +173,9 @@ pub(super) async fn apply<B: Backend>(
 /// Adds `delta` in a few statements whatever its size (ingest's path): creates the rows that
 /// are new in one insert (in key order, so concurrent batches meet at the first row they
 /// share), reads and locks the rows of its minutes in key order in one select, and writes the
-/// sums back in one update. `false` as for [`apply`].
-async fn add<B: Backend>(
+/// sums back in one update. `false` when the rows no longer match the steps, as for
+/// [`remove`].
+pub(super) async fn add<B: Backend>(
     conn: &mut B::Connection,
     run: Uuid,
     delta: &Delta,
@@ -213,7 +215,7 @@ async fn add<B: Backend>(
                 let mut cell = cell_of::<B>(&row, 3)?;
                 if cell.apply(change, false).is_err() || cell.count < 0 {
                     drop(found);
-                    mark_stale::<B>(conn, run).await?;
+                    set_ready::<B>(conn, run, false).await?;
                     return Ok(false);
                 }
                 rows.push((key, cell));
@@ -225,11 +227,7 @@ async fn add<B: Backend>(
     }
     let (empty, kept): (Vec<_>, Vec<_>) = rows.into_iter().partition(|(_, c)| c.is_empty());
     for (key, _) in &empty {
-        sqlx::query(DELETE_ROW)
-            .arg(run)
-            .arg(key.minute)
-            .arg(key.kind.code())
-            .arg(key.name.as_bytes())
+        at_key::<B>(DELETE_ROW, run, key)
             .execute(B::on(&mut *conn))
             .await?;
     }
@@ -321,12 +319,12 @@ async fn placed_new<B: Backend>(
     if key.kind == Kind::Requests || key.name == OTHER {
         return Ok(key.clone());
     }
+    let other = Key {
+        name: OTHER.to_owned(),
+        ..key.clone()
+    };
     let names: i64 = Rec::<B>(
-        &sqlx::query(COUNT_NAMES)
-            .arg(run)
-            .arg(key.minute)
-            .arg(key.kind.code())
-            .arg(OTHER.as_bytes())
+        &at_key::<B>(COUNT_NAMES, run, &other)
             .fetch_one(B::on(&mut *conn))
             .await?,
     )
@@ -334,46 +332,11 @@ async fn placed_new<B: Backend>(
     if names <= MAX_NAMES_PER_MINUTE {
         return Ok(key.clone());
     }
-    sqlx::query(DELETE_ROW)
-        .arg(run)
-        .arg(key.minute)
-        .arg(key.kind.code())
-        .arg(key.name.as_bytes())
+    at_key::<B>(DELETE_ROW, run, key)
         .execute(B::on(&mut *conn))
         .await?;
-    let other = Key {
-        name: OTHER.to_owned(),
-        ..key.clone()
-    };
     insert_empty::<B>(conn, run, &other).await?;
     Ok(other)
-}
-
-/// The row a removal of `key`'s calls takes them from: its own if it exists, else the
-/// minute's "(other)", where they were counted when the minute had no room for their name.
-async fn placed<B: Backend>(
-    conn: &mut B::Connection,
-    run: Uuid,
-    key: &Key,
-) -> Result<Key, StoreError> {
-    if key.kind == Kind::Requests || key.name == OTHER {
-        return Ok(key.clone());
-    }
-    let own = sqlx::query(SELECT_ROW)
-        .arg(run)
-        .arg(key.minute)
-        .arg(key.kind.code())
-        .arg(key.name.as_bytes())
-        .fetch_optional(B::on(&mut *conn))
-        .await?;
-    Ok(if own.is_some() {
-        key.clone()
-    } else {
-        Key {
-            name: OTHER.to_owned(),
-            ..key.clone()
-        }
-    })
 }
 
 /// Creates `key`'s row, empty, unless it exists; whether it created it.
@@ -383,11 +346,7 @@ async fn insert_empty<B: Backend>(
     key: &Key,
 ) -> Result<bool, StoreError> {
     let empty = Sketch::default().encode();
-    let done = sqlx::query(INSERT_EMPTY)
-        .arg(run)
-        .arg(key.minute)
-        .arg(key.kind.code())
-        .arg(key.name.as_bytes())
+    let done = at_key::<B>(INSERT_EMPTY, run, key)
         .arg(&empty[..])
         .execute(B::on(conn))
         .await?;
@@ -407,13 +366,19 @@ fn cell_of<B: Backend>(row: &B::Row, first: usize) -> Result<Cell, StoreError> {
     })
 }
 
-/// The run's rollups no longer match its steps: the server rebuilds them (and serves no series
-/// until it has).
-async fn mark_stale<B: Backend>(conn: &mut B::Connection, run: Uuid) -> Result<(), StoreError> {
-    tracing::warn!(%run, "rollups no longer match the steps; rebuilding them");
+/// Marks whether the run's rollups match its steps. Not ready: they do not (a run stored before
+/// them, or found stale), the server rebuilds them and serves no series until it has.
+async fn set_ready<B: Backend>(
+    conn: &mut B::Connection,
+    run: Uuid,
+    ready: bool,
+) -> Result<(), StoreError> {
+    if !ready {
+        tracing::warn!(%run, "rollups no longer match the steps; rebuilding them");
+    }
     sqlx::query("UPDATE runs SET rollups_ready = $2 WHERE id = $1")
         .arg(run)
-        .arg(false)
+        .arg(ready)
         .execute(B::on(conn))
         .await?;
     Ok(())
@@ -486,7 +451,7 @@ pub(super) async fn rebuild<B: Backend>(
         while let Some(row) = starts.try_next().await? {
             found
                 .delta
-                .request_moved(None, Some(Rec::<B>(&row).col::<f64>(0)?));
+                .request_counted(Some(Rec::<B>(&row).col::<f64>(0)?));
         }
     }
     {
@@ -501,12 +466,9 @@ pub(super) async fn rebuild<B: Backend>(
             found.add::<B>(&row)?;
         }
     }
-    apply::<B>(&mut *conn, run, &found.delta, false).await?;
-    sqlx::query("UPDATE runs SET rollups_ready = $2 WHERE id = $1")
-        .arg(run)
-        .arg(true)
-        .execute(B::on(conn))
-        .await?;
+    if add::<B>(&mut *conn, run, &found.delta).await? {
+        set_ready::<B>(conn, run, true).await?;
+    }
     Ok(())
 }
 
@@ -520,12 +482,10 @@ pub(super) async fn end_steps_of<B: Backend>(
     let sql = queries::in_list(end_step_columns!(), "request_number", end_types!());
     let mut found = EndSteps::default();
     for chunk in numbers.chunks(queries::IN_LIST) {
-        let Some(&last) = chunk.last() else { continue };
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone())).arg(run);
-        for i in 0..queries::IN_LIST {
-            q = q.arg(chunk.get(i).copied().unwrap_or(last));
-        }
-        for row in q.fetch_all(B::on(&mut *conn)).await? {
+        let rows = super::steps::numbers_query::<B>(&sql, run, chunk)
+            .fetch_all(B::on(&mut *conn))
+            .await?;
+        for row in rows {
             found.add::<B>(&row)?;
         }
     }

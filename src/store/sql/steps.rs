@@ -40,6 +40,22 @@ async fn in_chunks<B: Backend, T>(
     Ok(out)
 }
 
+/// `sql` (an [`queries::in_list`] statement over request numbers) for one chunk of at most
+/// [`queries::IN_LIST`] of them: run `$1`, then the chunk, its last number repeated to fill the
+/// list (a value twice in an `IN` list matches as once).
+pub(super) fn numbers_query<'q, B: Backend>(
+    sql: &'q str,
+    run: Uuid,
+    chunk: &[i32],
+) -> sqlx::query::Query<'q, B, <B as sqlx::Database>::Arguments> {
+    let last = chunk.last().copied().unwrap_or(-1);
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).arg(run);
+    for i in 0..queries::IN_LIST {
+        q = q.arg(chunk.get(i).copied().unwrap_or(last));
+    }
+    q
+}
+
 /// The stored request numbers of the batch's eval ids, and the run's highest request number.
 pub(super) async fn known_requests<B: Backend>(
     conn: &mut B::Connection,
@@ -129,12 +145,10 @@ pub(super) async fn request_starts<B: Backend>(
     );
     let mut out = HashMap::with_capacity(numbers.len());
     for chunk in numbers.chunks(queries::IN_LIST) {
-        let Some(&last) = chunk.last() else { continue };
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone())).arg(run);
-        for i in 0..queries::IN_LIST {
-            q = q.arg(chunk.get(i).copied().unwrap_or(last));
-        }
-        for row in q.fetch_all(B::on(&mut *conn)).await? {
+        let rows = numbers_query::<B>(&sql, run, chunk)
+            .fetch_all(B::on(&mut *conn))
+            .await?;
+        for row in rows {
             let r = Rec::<B>(&row);
             out.insert(r.col::<i32>(0)?, r.col::<Option<f64>>(1)?);
         }
@@ -174,12 +188,9 @@ pub(super) async fn recount_requests<B: Backend>(
 ) -> Result<(), StoreError> {
     let sql = queries::recount_requests(B::BODY_OCTETS);
     for chunk in numbers.chunks(queries::IN_LIST) {
-        let Some(&last) = chunk.last() else { continue };
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone())).arg(run);
-        for i in 0..queries::IN_LIST {
-            q = q.arg(chunk.get(i).copied().unwrap_or(last));
-        }
-        q.execute(B::on(&mut *conn)).await?;
+        numbers_query::<B>(&sql, run, chunk)
+            .execute(B::on(&mut *conn))
+            .await?;
     }
     Ok(())
 }
