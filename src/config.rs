@@ -42,6 +42,27 @@ pub struct ServeConfig {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<DatabaseUrl>,
 
+    /// Streaming standbys of the PostgreSQL primary in DATABASE_URL, comma-separated: outputs,
+    /// run lists and series are read from them, each read once its standby has replayed every
+    /// write acknowledged before it (else from the primary). Writes always go to the primary.
+    #[arg(
+        long = "read-database-url",
+        env = "AGENTPROF_READ_DATABASE_URL",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub read_database_urls: Vec<DatabaseUrl>,
+
+    /// A standby further behind the primary than this much WAL takes no reads until it catches
+    /// up (`64MiB`, or bytes).
+    #[arg(long, env = "AGENTPROF_READ_MAX_LAG", default_value = "64MiB")]
+    pub read_max_lag: bytesize::ByteSize,
+
+    /// Milliseconds a read waits for its standby to replay the writes it must see before it is
+    /// sent to the primary instead.
+    #[arg(long, env = "AGENTPROF_READ_WAIT_MS", default_value_t = 200)]
+    pub read_wait_ms: u64,
+
     /// Directory for the embedded SQLite database when no DATABASE_URL is given.
     #[arg(long, env = "AGENTPROF_DATA_DIR", default_value = ".")]
     pub data_dir: PathBuf,

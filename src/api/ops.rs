@@ -35,6 +35,7 @@ pub async fn readyz(State(st): State<AppState>) -> ApiResult<Json<Readiness>> {
     Ok(Json(Readiness {
         status: "ready".to_owned(),
         database: st.store.backend().to_owned(),
+        standbys: st.store.standbys(),
     }))
 }
 

@@ -192,6 +192,10 @@ pub struct Readiness {
     pub status: String,
     /// `postgres` or `sqlite`.
     pub database: String,
+    /// The streaming standbys that take reads (absent without `--read-database-url`). A
+    /// standby that is down or lagging leaves the server ready: its reads go to the primary.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub standbys: Vec<crate::store::StandbyStatus>,
 }
 
 /// The body of `POST /v1/runs`: a run object, or a bare step document as its `requests`.

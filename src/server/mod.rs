@@ -5,10 +5,14 @@ mod connections;
 pub use connections::ConnectionLimits;
 
 use crate::api::{self, ApiSettings, AppState};
-use crate::config::ServeConfig;
-use crate::store::{Store, StoreError, postgres::PgStore, sqlite::SqliteStore};
+use crate::config::{DatabaseUrl, ServeConfig};
+use crate::store::postgres::{self, PgStore};
+use crate::store::{ReadPolicy, Store, StoreError, sqlite::SqliteStore};
+use sqlx::PgPool;
+use sqlx::postgres::PgConnectOptions;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +23,8 @@ pub enum ServeError {
          bind to 127.0.0.1, or pass --allow-unauthenticated"
     )]
     UnauthenticatedPublicBind(SocketAddr),
+    #[error("--read-database-url needs a postgres:// DATABASE_URL and postgres:// standbys: {0}")]
+    Standbys(String),
     #[error("cannot open the database: {0}")]
     Store(#[from] StoreError),
     #[error("cannot create the data directory {path}: {source}")]
@@ -37,12 +43,22 @@ pub enum ServeError {
 pub async fn open_store(config: &ServeConfig) -> Result<Arc<dyn Store>, ServeError> {
     match &config.database_url {
         Some(url) if url.is_postgres() => {
-            let store = PgStore::connect_lazy(url.expose())?;
+            let store = PgStore::connect_lazy(url.expose())?.with_standbys(
+                standby_pools(&config.read_database_urls)?,
+                ReadPolicy {
+                    wait: Duration::from_millis(config.read_wait_ms),
+                    max_lag_bytes: config.read_max_lag.as_u64(),
+                    ..ReadPolicy::default()
+                },
+            );
             // Apply migrations now if the database is up; otherwise keep retrying in the
             // background while the server answers 503 (readiness tells).
             store.migrate_with_retry(Duration::from_secs(10)).await?;
             Ok(Arc::new(store))
         }
+        _ if !config.read_database_urls.is_empty() => Err(ServeError::Standbys(
+            "the primary is SQLite, which has no standbys".to_owned(),
+        )),
         Some(url) => Ok(Arc::new(SqliteStore::connect(url.expose()).await?)),
         None => {
             std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
@@ -54,6 +70,29 @@ pub async fn open_store(config: &ServeConfig) -> Result<Arc<dyn Store>, ServeErr
             Ok(Arc::new(SqliteStore::open(&path).await?))
         }
     }
+}
+
+/// A lazily connecting pool per standby, named `host:port/database` (never with its password).
+fn standby_pools(urls: &[DatabaseUrl]) -> Result<Vec<(String, PgPool)>, ServeError> {
+    urls.iter()
+        .map(|url| {
+            if !url.is_postgres() {
+                return Err(ServeError::Standbys(format!("{url} is not postgres://")));
+            }
+            let opts = PgConnectOptions::from_str(url.expose()).map_err(StoreError::Database)?;
+            let name = format!(
+                "{}:{}/{}",
+                opts.get_host(),
+                opts.get_port(),
+                opts.get_database().unwrap_or("")
+            );
+            // A standby that is down must cost a read little before it goes to the primary.
+            let pool = postgres::pool_options()
+                .acquire_timeout(Duration::from_secs(1))
+                .connect_lazy_with(opts);
+            Ok((name, pool))
+        })
+        .collect()
 }
 
 /// The whole application: the API and the dashboard's pages, under one middleware stack.

@@ -17,7 +17,7 @@ pub use batch::{
     ContentHash, PreparedBatch, PreparedRequest, PreparedStep, Preparer, RequestKey,
     SEQ_BLOCK_BITS, StepSummary, content_hash,
 };
-pub use sql::SqlStore;
+pub use sql::{ReadPolicy, SqlStore};
 
 /// The statement that reads a window's step columns (`$1` run, `$2`/`$3` the bounds): for
 /// `EXPLAIN`, in the tests and in the benchmark that shows its plan.
@@ -70,6 +70,18 @@ pub struct RunRecord {
     /// sweep; `None` keeps everything.
     #[serde(default)]
     pub retention_seconds: Option<i64>,
+}
+
+/// A streaming standby as the last check saw it, for `/readyz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StandbyStatus {
+    /// `host:port/database`.
+    pub name: String,
+    /// Whether reads go to it: it answers, is in recovery, and is within the lag bound.
+    pub up: bool,
+    /// WAL bytes it had still to replay at the last check; absent when unknown.
+    pub lag_bytes: Option<i64>,
 }
 
 /// Where a run's dialect came from.
@@ -405,6 +417,10 @@ pub trait Store: Send + Sync + 'static {
     fn backend(&self) -> &'static str;
     /// Cheap round trip, for readiness.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// The standbys that take reads, if any, as last checked.
+    fn standbys(&self) -> Vec<StandbyStatus> {
+        Vec::new()
+    }
     /// Creates a run, with an optional first batch, in one transaction; with a key, a retry
     /// gets the first outcome back instead of a second run.
     async fn create_run(

@@ -12,6 +12,7 @@ use super::{PlannedStep, SEQ_BLOCK_BITS, StoreError};
 use crate::trace::Framework;
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgQueryResult};
 use sqlx::{PgConnection, PgPool, Pool, Postgres, Row, Transaction};
 use std::str::FromStr;
@@ -251,10 +252,10 @@ impl Backend for Postgres {
     /// whole run. The planner prefers the sort when one run holds most of the table, which is
     /// when it costs most (BENCHMARKS.md#fourth-session-2026-11-30, "key order").
     fn begin_read(
-        pool: &Pool<Postgres>,
-    ) -> BoxFuture<'_, Result<Transaction<'static, Postgres>, StoreError>> {
+        conn: PoolConnection<Postgres>,
+    ) -> BoxFuture<'static, Result<Transaction<'static, Postgres>, StoreError>> {
         async move {
-            let mut tx = pool.begin().await?;
+            let mut tx = Transaction::begin(conn, None).await?;
             sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 .execute(&mut *tx)
                 .await?;

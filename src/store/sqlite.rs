@@ -10,6 +10,7 @@ use super::sql::{Backend, SqlStore};
 use super::{StoreError, content_hash};
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult,
     SqliteSynchronous,
@@ -123,9 +124,9 @@ impl Backend for Sqlite {
 
     /// A read transaction sees one snapshot (WAL), so a run's version matches its rows.
     fn begin_read(
-        pool: &Pool<Sqlite>,
-    ) -> BoxFuture<'_, Result<Transaction<'static, Sqlite>, StoreError>> {
-        async move { Ok(pool.begin().await?) }.boxed()
+        conn: PoolConnection<Sqlite>,
+    ) -> BoxFuture<'static, Result<Transaction<'static, Sqlite>, StoreError>> {
+        async move { Ok(Transaction::begin(conn, None).await?) }.boxed()
     }
 
     /// The run's own counter: the write lock already serialises every batch.

@@ -12,6 +12,7 @@ use super::queries;
 use crate::store::{PlannedStep, StoreError};
 use crate::trace::Framework;
 use futures::future::BoxFuture;
+use sqlx::pool::PoolConnection;
 use sqlx::query::Query;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, Pool, Row, Transaction, Type};
 use time::OffsetDateTime;
@@ -172,9 +173,10 @@ pub trait Backend:
     ) -> BoxFuture<'_, Result<Transaction<'static, Self>, StoreError>>;
 
     /// A read-only transaction on one snapshot, in which a run's rows stream in key order.
+    /// Begun on a given connection: a standby's, when reads are routed there.
     fn begin_read(
-        pool: &Pool<Self>,
-    ) -> BoxFuture<'_, Result<Transaction<'static, Self>, StoreError>>;
+        conn: PoolConnection<Self>,
+    ) -> BoxFuture<'static, Result<Transaction<'static, Self>, StoreError>>;
 
     /// Reserves `steps` consecutive step sequence numbers in run `run` and returns the first.
     fn reserve_seq<'a>(

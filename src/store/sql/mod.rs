@@ -21,14 +21,18 @@ pub(crate) mod queries;
 mod retention;
 mod rollups;
 mod runs;
+mod standby;
 mod steps;
+
+pub use standby::ReadPolicy;
+use standby::Standbys;
 
 pub(crate) use backend::Backend;
 
 use super::{
     ByteStream, IdempotencyKey, IngestOutcome, LoadedRun, LoadedSteps, NewRun, PreparedBatch,
-    RunChanges, RunCursor, RunPage, RunRecord, RunStamp, SEQ_BLOCK_BITS, Store, StoreError,
-    StoredOccurrences, StreamSlots, Swept, WindowSize, Written,
+    RunChanges, RunCursor, RunPage, RunRecord, RunStamp, SEQ_BLOCK_BITS, StandbyStatus, Store,
+    StoreError, StoredOccurrences, StreamSlots, Swept, WindowSize, Written,
 };
 use crate::trace::StepSchema;
 use crate::window::Window;
@@ -48,6 +52,8 @@ pub struct SqlStore<B: Backend> {
     ready: Arc<AtomicBool>,
     /// Idempotency-Keys one client keeps (its oldest forgotten first).
     max_keys_per_client: i64,
+    /// Streaming standbys that take the reads, when configured (PostgreSQL only).
+    standbys: Option<Arc<Standbys<B>>>,
 }
 
 impl<B: Backend> Clone for SqlStore<B> {
@@ -57,6 +63,7 @@ impl<B: Backend> Clone for SqlStore<B> {
             streams: self.streams.clone(),
             ready: self.ready.clone(),
             max_keys_per_client: self.max_keys_per_client,
+            standbys: self.standbys.clone(),
         }
     }
 }
@@ -91,6 +98,7 @@ impl<B: Backend> SqlStore<B> {
             pool,
             ready: Arc::new(AtomicBool::new(false)),
             max_keys_per_client: super::MAX_KEYS_PER_CLIENT,
+            standbys: None,
         }
     }
 
@@ -122,6 +130,37 @@ impl<B: Backend> SqlStore<B> {
     async fn connection(&self) -> Result<sqlx::pool::PoolConnection<B>, StoreError> {
         self.ready()?;
         Ok(self.pool.acquire().await?)
+    }
+
+    /// A connection for a read that must see every write acknowledged before it: a caught-up
+    /// standby's when there are standbys, else the primary's.
+    async fn read_connection(&self) -> Result<sqlx::pool::PoolConnection<B>, StoreError> {
+        self.ready()?;
+        match &self.standbys {
+            Some(standbys) => standbys.connection(&self.pool).await,
+            None => Ok(self.pool.acquire().await?),
+        }
+    }
+
+    /// A read-only transaction on one snapshot, where [`Self::read_connection`] puts it.
+    async fn read_tx(&self) -> Result<Transaction<'static, B>, StoreError> {
+        B::begin_read(self.read_connection().await?).await
+    }
+
+    /// Sends reads of outputs, lists and series to these standbys of the primary (each a pool
+    /// with its display name), and starts the task that watches their lag.
+    pub fn with_standbys(
+        mut self,
+        nodes: Vec<(String, Pool<B>)>,
+        policy: ReadPolicy,
+    ) -> SqlStore<B> {
+        if nodes.is_empty() {
+            return self;
+        }
+        let standbys = Arc::new(Standbys::new(nodes, policy));
+        standbys.spawn_monitor(self.pool.clone());
+        self.standbys = Some(standbys);
+        self
     }
 
     /// Runs a write in its own transaction, again when it loses a race, and with a key claims
@@ -288,6 +327,10 @@ impl<B: Backend> Store for SqlStore<B> {
         B::LABEL
     }
 
+    fn standbys(&self) -> Vec<StandbyStatus> {
+        self.standbys.as_ref().map_or_else(Vec::new, |s| s.status())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.connection().await?;
         sqlx::query("SELECT 1").execute(B::on(&mut *conn)).await?;
@@ -328,7 +371,7 @@ impl<B: Backend> Store for SqlStore<B> {
         after: Option<RunCursor>,
         name: Option<&str>,
     ) -> Result<RunPage, StoreError> {
-        let mut conn = self.connection().await?;
+        let mut conn = self.read_connection().await?;
         let items = runs::list::<B>(&mut conn, limit, after.as_ref(), name).await?;
         Ok(RunPage::from_overfetched(items, limit))
     }
@@ -361,16 +404,14 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn load(&self, id: Uuid, window: &Window) -> Result<LoadedRun, StoreError> {
-        self.ready()?;
-        let mut tx = B::begin_read(&self.pool).await?;
+        let mut tx = self.read_tx().await?;
         let loaded = steps::load(&mut tx, id, window).await?;
         tx.commit().await?;
         Ok(loaded)
     }
 
     async fn load_steps(&self, id: Uuid, window: &Window) -> Result<LoadedSteps, StoreError> {
-        self.ready()?;
-        let mut tx = B::begin_read(&self.pool).await?;
+        let mut tx = self.read_tx().await?;
         let loaded = steps::load_steps(&mut tx, id, window).await?;
         tx.commit().await?;
         Ok(loaded)
@@ -384,12 +425,12 @@ impl<B: Backend> Store for SqlStore<B> {
     ) -> Result<ByteStream, StoreError> {
         self.ready()?;
         let slot = self.streams.acquire().await?;
-        let tx = B::begin_read(&self.pool).await?;
+        let tx = self.read_tx().await?;
         steps::stream_requests(tx, slot, id, schema, *window).await
     }
 
     async fn size(&self, id: Uuid, window: &Window) -> Result<WindowSize, StoreError> {
-        let mut conn = self.connection().await?;
+        let mut conn = self.read_connection().await?;
         steps::size::<B>(&mut conn, id, window).await
     }
 
@@ -400,7 +441,7 @@ impl<B: Backend> Store for SqlStore<B> {
         cost: [f64; 3],
         budget: f64,
     ) -> Result<Option<f64>, StoreError> {
-        let mut conn = self.connection().await?;
+        let mut conn = self.read_connection().await?;
         steps::fitting_start::<B>(&mut conn, id, window, cost, budget).await
     }
 
@@ -411,7 +452,7 @@ impl<B: Backend> Store for SqlStore<B> {
         to: i64,
         step: i64,
     ) -> Result<Option<Vec<crate::rollup::Bucket>>, StoreError> {
-        let mut conn = self.connection().await?;
+        let mut conn = self.read_connection().await?;
         rollups::series::<B>(&mut conn, id, from, to, step).await
     }
 
