@@ -33,12 +33,14 @@ COPY --from=build /out/agentprof /usr/local/bin/agentprof
 # The embedded SQLite store's directory, writable by the non-root user.
 COPY --from=build --chown=65532:65532 /out/data /data
 ENV AGENTPROF_BIND=0.0.0.0:8080 \
+    AGENTPROF_OTLP_GRPC_BIND=0.0.0.0:4317 \
     AGENTPROF_DATA_DIR=/data \
     RUST_LOG=info,sqlx=warn
 WORKDIR /data
 VOLUME ["/data"]
 USER nonroot:nonroot
-EXPOSE 8080
+# 8080: the API, the dashboard and OTLP/HTTP; 4317: OTLP/gRPC.
+EXPOSE 8080 4317
 # `agentprof probe` GETs /healthz on the bound port: no curl needed in the image.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD ["/usr/local/bin/agentprof", "probe"]

@@ -37,6 +37,11 @@ pub struct ServeConfig {
     #[arg(long, env = "AGENTPROF_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
 
+    /// Also receive OTLP traces over gRPC (`TraceService/Export`) on this address, 4317 by
+    /// convention; off unless set. Same runs, keys, limits and ingest gate as `POST /v1/traces`.
+    #[arg(long, env = "AGENTPROF_OTLP_GRPC_BIND")]
+    pub otlp_grpc_bind: Option<SocketAddr>,
+
     /// `postgres://...` for PostgreSQL, `sqlite://PATH` for SQLite. Without it, runs are kept in
     /// SQLite at `AGENTPROF_DATA_DIR/agentprof.db`.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]

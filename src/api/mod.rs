@@ -14,6 +14,7 @@ pub mod docs;
 pub mod error;
 pub mod ops;
 pub mod otlp;
+pub mod otlp_grpc;
 pub mod outputs;
 pub mod runs;
 pub mod schema;

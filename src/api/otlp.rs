@@ -151,7 +151,7 @@ fn failure(encoding: Encoding, err: ApiError) -> Response {
 }
 
 /// The gRPC status code closest to an HTTP status (google.rpc.Code).
-fn grpc_code(status: StatusCode) -> i32 {
+pub(crate) fn grpc_code(status: StatusCode) -> i32 {
     match status.as_u16() {
         400 | 415 | 422 => 3, // INVALID_ARGUMENT
         401 => 16,            // UNAUTHENTICATED

@@ -104,8 +104,14 @@ pub fn app(state: AppState) -> axum::Router {
 /// before the process exits.
 pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let settings = ApiSettings::from_config(&config);
-    if settings.keys.is_none() && !config.bind.ip().is_loopback() && !config.allow_unauthenticated {
-        return Err(ServeError::UnauthenticatedPublicBind(config.bind));
+    let public = std::iter::once(config.bind)
+        .chain(config.otlp_grpc_bind)
+        .find(|a| !a.ip().is_loopback());
+    if let Some(addr) = public
+        && settings.keys.is_none()
+        && !config.allow_unauthenticated
+    {
+        return Err(ServeError::UnauthenticatedPublicBind(addr));
     }
     let store = open_store(&config).await?;
     let state = AppState::new(store.clone(), &settings);
@@ -119,6 +125,15 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         store,
         Duration::from_secs(config.retention_sweep_secs.max(1)),
     );
+    let grpc_listener = match config.otlp_grpc_bind {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::Bind { addr, source })?,
+        ),
+        None => None,
+    };
+    let grpc_state = state.clone();
     let app = app(state);
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
@@ -144,7 +159,39 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         "agentprof listening on http://{addr} (dashboard at http://{addr}/ui, Swagger UI at http://{addr}/docs), database: {database}"
     );
     let limits = connection_limits(&config);
-    connections::serve(listener, app, limits, shutdown_signal()).await;
+    // One signal stops both listeners; each finishes the requests it has in flight.
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            shutdown_signal().await;
+            stop.cancel();
+        }
+    });
+    let grpc = grpc_listener.map(|listener| {
+        let addr = listener.local_addr().ok();
+        eprintln!(
+            "agentprof receiving OTLP over gRPC on {}",
+            addr.map_or_else(|| "?".to_owned(), |a| a.to_string())
+        );
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .timeout(Duration::from_secs(config.request_timeout_secs.max(1)))
+                .add_service(api::otlp_grpc::TraceService::new(grpc_state))
+                .serve_with_incoming_shutdown(
+                    tonic::transport::server::TcpIncoming::from(listener),
+                    stop.clone().cancelled_owned(),
+                ),
+        )
+    });
+    connections::serve(listener, app, limits, stop.clone().cancelled_owned()).await;
+    if let Some(grpc) = grpc {
+        match grpc.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "the OTLP/gRPC server failed"),
+            Err(e) => tracing::error!(error = %e, "the OTLP/gRPC server panicked"),
+        }
+    }
     tracing::info!("shut down cleanly");
     Ok(())
 }

@@ -1,0 +1,211 @@
+//! OTLP/gRPC: `opentelemetry.proto.collector.trace.v1.TraceService/Export`, served on its own
+//! port (`--otlp-grpc-bind`, 4317 by convention) because gRPC needs HTTP/2 and the REST port's
+//! connection handling is HTTP/1's.
+//!
+//! tonic does HTTP/2, the gRPC framing, gzip and deadlines; it never decodes the message. A codec
+//! of raw bytes hands the export, inflated within the same bound as OTLP/HTTP's, to the one ingest
+//! path OTLP/HTTP uses, so the same spans give the same run over either: run selection (the
+//! `x-agentprof-run-id` metadata, then the resource attribute, then `service.name`), limits,
+//! partial success, API keys (`authorization` metadata) and the ingest gate are theirs. Failures
+//! are gRPC statuses. A busy gate or an unreachable database is UNAVAILABLE with a
+//! `google.rpc.RetryInfo`, which the OTLP exporters wait out before retrying; a refusal for size is
+//! RESOURCE_EXHAUSTED without one, which they do not retry.
+
+use super::AppState;
+use super::error::{ApiError, RETRY_AFTER_SECS};
+use super::otlp::{MAX_OTLP_BYTES, RUN_HEADER, grpc_code};
+use crate::config::Access;
+use crate::ingest::OtlpPayload;
+use crate::otlp::{self, Encoding};
+use bytes::{Buf, BufMut, Bytes};
+use std::convert::Infallible;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tonic::codec::{
+    Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings, EncodeBuf, Encoder,
+};
+use tonic::codegen::{Body, BoxFuture, Service, StdError, http};
+use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::server::{Grpc, NamedService, UnaryService};
+use tonic::{Code, Request, Response, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+use uuid::Uuid;
+
+/// The one method this service answers.
+pub const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// The trace service over the application's state (its ingest, cache, limits and keys).
+#[derive(Clone)]
+pub struct TraceService {
+    state: AppState,
+}
+
+impl TraceService {
+    pub fn new(state: AppState) -> TraceService {
+        TraceService { state }
+    }
+
+    /// The largest export taken, once inflated: OTLP/HTTP's bound.
+    fn max_message(&self) -> usize {
+        self.state.limits.max_decompressed.min(MAX_OTLP_BYTES)
+    }
+}
+
+impl NamedService for TraceService {
+    const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+}
+
+impl<B> Service<http::Request<B>> for TraceService
+where
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let limit = self.max_message();
+        let export = Export(self.state.clone());
+        Box::pin(async move {
+            if req.uri().path() != EXPORT_PATH {
+                let status = Status::unimplemented(format!(
+                    "{} is not served on this port: it takes OTLP trace exports ({EXPORT_PATH})",
+                    req.uri().path()
+                ));
+                return Ok(status.into_http());
+            }
+            let mut accept = EnabledCompressionEncodings::default();
+            accept.enable(CompressionEncoding::Gzip);
+            let mut grpc = Grpc::new(RawCodec)
+                .apply_compression_config(accept, EnabledCompressionEncodings::default())
+                .apply_max_message_size_config(Some(limit), None);
+            Ok(grpc.unary(export, req).await)
+        })
+    }
+}
+
+/// One export: the request's bytes in, an `ExportTraceServiceResponse`'s bytes out.
+struct Export(AppState);
+
+impl UnaryService<Bytes> for Export {
+    type Response = Vec<u8>;
+    type Future = BoxFuture<Response<Vec<u8>>, Status>;
+
+    fn call(&mut self, request: Request<Bytes>) -> Self::Future {
+        let state = self.0.clone();
+        Box::pin(async move { export(&state, request).await.map_err(status_of) })
+    }
+}
+
+async fn export(st: &AppState, request: Request<Bytes>) -> Result<Response<Vec<u8>>, ApiError> {
+    authorize(st, request.metadata())?;
+    let header_run = run_of(request.metadata())?;
+    if let Some(id) = header_run {
+        st.cache.snapshot(id).await?;
+    }
+    let admission = st.ingest.admit().await?;
+    let limit = st.limits.max_decompressed.min(MAX_OTLP_BYTES) as u64;
+    let payload = OtlpPayload {
+        encoding: Encoding::Protobuf,
+        gzip: false,
+        bytes: request.into_inner(),
+        limit,
+    };
+    let outcome = st.ingest.otlp(admission, payload, header_run).await?;
+    let body = otlp::ExportResponse::new(outcome.rejected_spans, &outcome.message)
+        .encode(Encoding::Protobuf);
+    let mut response = Response::new(body);
+    let runs: Vec<String> = outcome.runs.iter().map(Uuid::to_string).collect();
+    if let Ok(value) = MetadataValue::try_from(runs.join(", "))
+        && !runs.is_empty()
+    {
+        response.metadata_mut().insert(RUN_HEADER, value);
+    }
+    Ok(response)
+}
+
+/// A write key in `authorization: Bearer KEY`, when the server has keys; as on the REST port.
+fn authorize(st: &AppState, metadata: &MetadataMap) -> Result<(), ApiError> {
+    let Some(keys) = &st.keys else {
+        return Ok(());
+    };
+    let presented = metadata
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(ApiError::Unauthorized)?;
+    match super::auth::lookup(keys, presented.trim()) {
+        Some(Access::Write) => Ok(()),
+        Some(Access::Read) => Err(ApiError::Forbidden),
+        None => Err(ApiError::Unauthorized),
+    }
+}
+
+fn run_of(metadata: &MetadataMap) -> Result<Option<Uuid>, ApiError> {
+    match metadata.get(RUN_HEADER) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| Uuid::parse_str(s.trim()).ok())
+            .map(Some)
+            .ok_or_else(|| ApiError::BadRequest(format!("{RUN_HEADER} must be a run id (a UUID)"))),
+    }
+}
+
+/// The gRPC status for one of our errors, with the problem's detail as its message; a refusal
+/// worth retrying carries when to retry.
+fn status_of(err: ApiError) -> Status {
+    let problem = err.problem();
+    let code = Code::from_i32(grpc_code(err.status()));
+    if code == Code::Unavailable {
+        let details =
+            ErrorDetails::with_retry_info(Some(Duration::from_secs(RETRY_AFTER_SECS.into())));
+        Status::with_error_details(code, problem.detail, details)
+    } else {
+        Status::new(code, problem.detail)
+    }
+}
+
+/// Messages as bytes: the export is decoded by the OTLP reader, within its bounds, not by tonic.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Bytes;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}

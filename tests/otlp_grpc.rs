@@ -1,0 +1,402 @@
+//! OTLP over gRPC (`--otlp-grpc-bind`) against OTLP over HTTP, and the real GenAI captures
+//! against the ground truth their generator recorded.
+//!
+//! The gRPC port must be the HTTP receiver by another transport: the same export bodies sent over
+//! both store the same steps byte for byte; its refusals are the gRPC statuses the OTLP exporters
+//! act on (UNAVAILABLE with RetryInfo when busy, so they retry after it).
+
+mod common;
+
+use agentprof::api::otlp_grpc::{EXPORT_PATH, TraceService};
+use bytes::{Buf, BufMut, Bytes};
+use common::app::{Backend, TestApp};
+use common::fixtures;
+use common::process::Server;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+/// A client-side codec of raw bytes: the test sends captured bodies exactly as exporters did.
+#[derive(Clone, Copy, Default)]
+struct Raw;
+
+impl Codec for Raw {
+    type Encode = Vec<u8>;
+    type Decode = Bytes;
+    type Encoder = Raw;
+    type Decoder = Raw;
+    fn encoder(&mut self) -> Raw {
+        Raw
+    }
+    fn decoder(&mut self) -> Raw {
+        Raw
+    }
+}
+
+impl Encoder for Raw {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for Raw {
+    type Item = Bytes;
+    type Error = Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
+async fn channel(addr: &str) -> Channel {
+    let endpoint = Endpoint::from_shared(format!("http://{addr}")).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match endpoint.connect().await {
+            Ok(c) => return c,
+            Err(e) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "no gRPC server: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// One unary call to `path` with `metadata`; the response's bytes and metadata, or the status.
+async fn call(
+    channel: &Channel,
+    path: &'static str,
+    body: Vec<u8>,
+    metadata: &[(&'static str, &str)],
+    gzip: bool,
+) -> Result<(Bytes, tonic::metadata::MetadataMap), Status> {
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    if gzip {
+        grpc = grpc.send_compressed(CompressionEncoding::Gzip);
+    }
+    grpc.ready().await.unwrap();
+    let mut request = tonic::Request::new(body);
+    for (k, v) in metadata {
+        request.metadata_mut().insert(*k, v.parse().unwrap());
+    }
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
+    grpc.unary(request, path, Raw).await.map(|r| {
+        let (metadata, body, _) = r.into_parts();
+        (body, metadata)
+    })
+}
+
+fn free_addr() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
+/// Every `*.pb` body in `dir`, in file order.
+fn bodies(dir: &Path) -> Vec<Vec<u8>> {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "pb"))
+        .collect();
+    names.sort();
+    names.iter().map(|n| std::fs::read(n).unwrap()).collect()
+}
+
+/// The GenAI capture folders (one per library).
+fn libraries() -> Vec<PathBuf> {
+    let mut libs: Vec<PathBuf> = std::fs::read_dir(fixtures().join("otlp_genai"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("grpc").is_dir())
+        .collect();
+    libs.sort();
+    libs
+}
+
+async fn http_json(client: &reqwest::Client, url: String) -> Value {
+    let r = client.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200, "GET {url}");
+    r.json().await.unwrap()
+}
+
+async fn new_run(client: &reqwest::Client, base: &str, name: &str) -> String {
+    let r: Value = client
+        .post(format!("{base}/v1/runs"))
+        .json(&json!({ "name": name }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    r["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_stores_what_http_stores_for_the_same_exports() {
+    let grpc_addr = free_addr();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::spawn(&[
+        ("AGENTPROF_OTLP_GRPC_BIND", &grpc_addr),
+        ("AGENTPROF_DATA_DIR", data.path().to_str().unwrap()),
+    ]);
+    let client = reqwest::Client::new();
+    server.ready(&client).await;
+    let channel = channel(&grpc_addr).await;
+    let base = &server.base;
+    for lib in libraries() {
+        // The bodies the real HTTP exporter sent, once over HTTP and once over gRPC (gzip on
+        // every other call), each into a run of its own.
+        let (over_http, over_grpc) = (
+            new_run(&client, base, "http").await,
+            new_run(&client, base, "grpc").await,
+        );
+        for (i, body) in bodies(&lib.join("http")).into_iter().enumerate() {
+            let r = client
+                .post(format!("{base}/v1/traces"))
+                .header("content-type", "application/x-protobuf")
+                .header("x-agentprof-run-id", &over_http)
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            let (_, metadata) = call(
+                &channel,
+                EXPORT_PATH,
+                body,
+                &[("x-agentprof-run-id", &over_grpc)],
+                i % 2 == 1,
+            )
+            .await
+            .unwrap_or_else(|s| panic!("{}: export {i}: {s:?}", lib.display()));
+            assert_eq!(
+                metadata
+                    .get("x-agentprof-run-id")
+                    .and_then(|v| v.to_str().ok()),
+                Some(over_grpc.as_str())
+            );
+        }
+        let a = client
+            .get(format!("{base}/v1/runs/{over_http}/requests"))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let b = client
+            .get(format!("{base}/v1/runs/{over_grpc}/requests"))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert!(
+            !a.is_empty() && a == b,
+            "{}: gRPC stored other steps than HTTP",
+            lib.display()
+        );
+
+        // The real gRPC exporter's own bodies, with no run named: the run of their service name,
+        // checked against the program's ground truth.
+        let truth: Value =
+            serde_json::from_slice(&std::fs::read(lib.join("grpc/truth.json")).unwrap()).unwrap();
+        let mut runs = Vec::new();
+        for body in bodies(&lib.join("grpc")) {
+            let (_, metadata) = call(&channel, EXPORT_PATH, body, &[], false).await.unwrap();
+            if let Some(run) = metadata.get("x-agentprof-run-id") {
+                runs.push(run.to_str().unwrap().to_owned());
+            }
+        }
+        runs.dedup();
+        assert_eq!(runs.len(), 1, "{}: one run for the service", lib.display());
+        let stored = http_json(&client, format!("{base}/v1/runs/{}/requests", runs[0])).await;
+        check_against_truth(&lib, &stored, &truth);
+    }
+    server.stop();
+}
+
+/// One request per trace; every chat span an LLM call with the truth's model and tokens, every
+/// tool execution a tool call with its name; nothing lost across the exports.
+fn check_against_truth(lib: &Path, stored: &Value, truth: &Value) {
+    let lib = lib.display();
+    let requests = stored.as_array().unwrap();
+    assert_eq!(
+        requests.len() as u64,
+        truth["totals"]["traces"].as_u64().unwrap(),
+        "{lib}: requests"
+    );
+    let mut ends: HashMap<(String, String), Value> = HashMap::new();
+    for r in requests {
+        for s in r["intermediate_steps"].as_array().unwrap() {
+            let p = &s["payload"];
+            let kind = p["event_type"].as_str().unwrap().to_owned();
+            ends.insert((kind, p["UUID"].as_str().unwrap().to_owned()), p.clone());
+        }
+    }
+    let count = |kind: &str| ends.keys().filter(|(k, _)| k == kind).count() as u64;
+    assert_eq!(
+        count("LLM_END"),
+        truth["totals"]["chat_calls"].as_u64().unwrap(),
+        "{lib}: LLM calls"
+    );
+    assert_eq!(
+        count("TOOL_END"),
+        truth["totals"]["tool_calls"].as_u64().unwrap(),
+        "{lib}: tool calls"
+    );
+    for trace in truth["traces"].as_array().unwrap() {
+        for chat in trace["chat_calls"].as_array().unwrap() {
+            let span = chat["span_id"].as_str().unwrap().to_owned();
+            let end = ends
+                .get(&("LLM_END".to_owned(), span.clone()))
+                .unwrap_or_else(|| panic!("{lib}: chat span {span} is not an LLM call"));
+            let usage = &end["usage_info"]["token_usage"];
+            assert_eq!(
+                usage["prompt_tokens"], chat["input_tokens"],
+                "{lib}: {span} prompt tokens"
+            );
+            assert_eq!(
+                usage["completion_tokens"], chat["output_tokens"],
+                "{lib}: {span} completion tokens"
+            );
+            let models = [&chat["request_model"], &chat["response_model"]];
+            assert!(
+                models.contains(&&end["name"]),
+                "{lib}: {span} model {}",
+                end["name"]
+            );
+        }
+        for tool in trace["tool_calls"].as_array().unwrap() {
+            let span = tool["span_id"].as_str().unwrap().to_owned();
+            let end = ends
+                .get(&("TOOL_END".to_owned(), span.clone()))
+                .unwrap_or_else(|| panic!("{lib}: tool span {span} is not a tool call"));
+            assert_eq!(end["name"], tool["tool_name"], "{lib}: {span} tool name");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_refusals_are_statuses_exporters_act_on() {
+    let grpc_addr = free_addr();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::spawn(&[
+        ("AGENTPROF_OTLP_GRPC_BIND", &grpc_addr),
+        ("AGENTPROF_DATA_DIR", data.path().to_str().unwrap()),
+        ("AGENTPROF_API_KEYS", "write:write-key-1,read:read-key-1"),
+    ]);
+    let client = reqwest::Client::new();
+    server.ready(&client).await;
+    let channel = channel(&grpc_addr).await;
+    let body = bodies(&fixtures().join("otlp_genai/openai_v2/http")).remove(0);
+    let code = |r: Result<_, Status>| r.err().map(|s| s.code());
+
+    let none = call(&channel, EXPORT_PATH, body.clone(), &[], false).await;
+    assert_eq!(code(none), Some(Code::Unauthenticated));
+    let read = call(
+        &channel,
+        EXPORT_PATH,
+        body.clone(),
+        &[("authorization", "Bearer read-key-1")],
+        false,
+    )
+    .await;
+    assert_eq!(code(read), Some(Code::PermissionDenied));
+    let auth = ("authorization", "Bearer write-key-1");
+    let unknown = call(
+        &channel,
+        EXPORT_PATH,
+        body.clone(),
+        &[
+            auth,
+            ("x-agentprof-run-id", "7f0c3a4e-0000-4000-8000-000000000000"),
+        ],
+        false,
+    )
+    .await;
+    assert_eq!(code(unknown), Some(Code::NotFound));
+    let malformed = call(
+        &channel,
+        EXPORT_PATH,
+        body.clone(),
+        &[auth, ("x-agentprof-run-id", "nope")],
+        false,
+    )
+    .await;
+    assert_eq!(code(malformed), Some(Code::InvalidArgument));
+    let garbage = call(&channel, EXPORT_PATH, vec![0xff; 64], &[auth], false).await;
+    assert_eq!(code(garbage), Some(Code::InvalidArgument));
+    let other = call(
+        &channel,
+        "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+        body.clone(),
+        &[auth],
+        false,
+    )
+    .await;
+    assert_eq!(code(other), Some(Code::Unimplemented));
+    // Past the inflated-size bound (32 MiB): refused before it is decoded, and not retried.
+    let huge = call(
+        &channel,
+        EXPORT_PATH,
+        vec![0u8; 33 * 1024 * 1024],
+        &[auth],
+        true,
+    )
+    .await;
+    let huge = huge.expect_err("refused");
+    assert_eq!(huge.code(), Code::ResourceExhausted);
+    assert!(
+        tonic_types::StatusExt::get_details_retry_info(&huge).is_none(),
+        "without RetryInfo, which exporters take as final"
+    );
+    let ok = call(&channel, EXPORT_PATH, body, &[auth], false).await;
+    assert!(ok.is_ok(), "{ok:?}");
+    server.stop();
+}
+
+/// With every ingest slot taken, an export is UNAVAILABLE with a RetryInfo: the OTLP exporters
+/// wait that long and retry, where they would drop the data on another code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_gate_is_unavailable_with_retry_info() {
+    use tonic_types::StatusExt;
+    let app = TestApp::new(Backend::Sqlite).await;
+    let state = app.state_with_ingest_slots(1, Duration::from_millis(10));
+    // The one slot, held by another ingest for the whole test.
+    let _held = state.ingest.admit().await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceService::new(state))
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+    let channel = channel(&addr).await;
+    let body = bodies(&fixtures().join("otlp_genai/openai_v2/http")).remove(0);
+    let status = call(&channel, EXPORT_PATH, body, &[], false)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+    let retry = status.get_details_retry_info().expect("RetryInfo");
+    assert!(
+        retry
+            .retry_delay
+            .is_some_and(|d| d >= Duration::from_secs(1))
+    );
+}
