@@ -63,6 +63,9 @@ enum Scenario {
         /// Also write the steps the spans become as NDJSON, for the COPY floor.
         #[arg(long)]
         ndjson: Option<std::path::PathBuf>,
+        /// Send the timed exports over OTLP/gRPC to this address (host:port) instead of HTTP.
+        #[arg(long)]
+        grpc: Option<String>,
     },
     /// A live service: OTLP exports at a steady rate with span times of now, for `--seconds`;
     /// at `--sweep-at` seconds the run's retention is set to `--retention` seconds, so that
@@ -117,7 +120,8 @@ async fn main() -> anyhow::Result<()> {
             spans,
             clients,
             ndjson,
-        } => otlp(client, exports, spans, clients, ndjson).await?,
+            grpc,
+        } => otlp(client, exports, spans, clients, ndjson, grpc).await?,
         Scenario::Live {
             seconds,
             steps_per_second,
@@ -421,8 +425,17 @@ async fn otlp(
     per_export: usize,
     clients: usize,
     ndjson: Option<std::path::PathBuf>,
+    grpc: Option<String>,
 ) -> anyhow::Result<Value> {
     let (bodies, spans) = otlp_exports(exports, per_export);
+    let channel = match &grpc {
+        Some(addr) => Some(
+            tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+                .connect()
+                .await?,
+        ),
+        None => None,
+    };
     let bytes: usize = bodies.iter().map(Vec::len).sum();
     let run = client.create_run("loadtest otlp").await?;
     if let Some(path) = &ndjson {
@@ -460,12 +473,19 @@ async fn otlp(
     let (latencies, retries, elapsed) = drive(bodies, clients, {
         let (client, run) = (client.clone(), run.clone());
         move |body| {
-            let (client, run) = (client.clone(), run.clone());
+            let (client, run, channel) = (client.clone(), run.clone(), channel.clone());
             async move {
-                // A sender faster than the database gets 503 + Retry-After: wait and resend,
-                // as OTLP exporters do.
+                // A sender faster than the database gets 503 + Retry-After (over gRPC,
+                // UNAVAILABLE): wait and resend, as OTLP exporters do.
                 let mut retries = 0;
-                while client.post_otlp(&run, body.clone()).await?.is_some() {
+                loop {
+                    let busy = match &channel {
+                        Some(channel) => export_grpc(channel, &run, body.clone()).await?,
+                        None => client.post_otlp(&run, body.clone()).await?.is_some(),
+                    };
+                    if !busy {
+                        break;
+                    }
                     retries += 1;
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
@@ -482,11 +502,36 @@ async fn otlp(
         .json()
         .await?;
     Ok(json!({
-        "scenario": "otlp", "run_id": run, "exports": exports, "spans_per_export": per_export, "clients": clients,
+        "scenario": "otlp", "transport": if grpc.is_some() { "grpc" } else { "http" }, "run_id": run, "exports": exports, "spans_per_export": per_export, "clients": clients,
         "spans": spans, "steps_stored": view["step_count"], "bytes": bytes, "seconds": elapsed,
         "spans_per_second": spans as f64 / elapsed, "megabytes_per_second": bytes as f64 / 1e6 / elapsed,
         "busy_retries": retries, "export_latency": latency_summary(latencies),
     }))
+}
+
+/// One OTLP/gRPC export of `body` into `run`; true when the server was busy (UNAVAILABLE).
+async fn export_grpc(
+    channel: &tonic::transport::Channel,
+    run: &str,
+    body: Vec<u8>,
+) -> anyhow::Result<bool> {
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready().await?;
+    let mut request = tonic::Request::new(body);
+    request
+        .metadata_mut()
+        .insert("x-agentprof-run-id", run.parse()?);
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+        agentprof::api::otlp_grpc::EXPORT_PATH,
+    );
+    match grpc
+        .unary(request, path, agentprof::api::otlp_grpc::RawCodec)
+        .await
+    {
+        Ok(_) => Ok(false),
+        Err(s) if s.code() == tonic::Code::Unavailable => Ok(true),
+        Err(s) => Err(anyhow::anyhow!("gRPC export failed: {s:?}")),
+    }
 }
 
 /// Posts every body once from `clients` concurrent clients, each taking the next body in turn;

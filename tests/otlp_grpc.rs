@@ -7,8 +7,8 @@
 
 mod common;
 
-use agentprof::api::otlp_grpc::{EXPORT_PATH, TraceService};
-use bytes::{Buf, BufMut, Bytes};
+use agentprof::api::otlp_grpc::{EXPORT_PATH, RawCodec, TraceService};
+use bytes::Bytes;
 use common::app::{Backend, TestApp};
 use common::fixtures;
 use common::process::Server;
@@ -16,43 +16,9 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codec::CompressionEncoding;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
-
-/// A client-side codec of raw bytes: the test sends captured bodies exactly as exporters did.
-#[derive(Clone, Copy, Default)]
-struct Raw;
-
-impl Codec for Raw {
-    type Encode = Vec<u8>;
-    type Decode = Bytes;
-    type Encoder = Raw;
-    type Decoder = Raw;
-    fn encoder(&mut self) -> Raw {
-        Raw
-    }
-    fn decoder(&mut self) -> Raw {
-        Raw
-    }
-}
-
-impl Encoder for Raw {
-    type Item = Vec<u8>;
-    type Error = Status;
-    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for Raw {
-    type Item = Bytes;
-    type Error = Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
-        Ok(Some(src.copy_to_bytes(src.remaining())))
-    }
-}
 
 async fn channel(addr: &str) -> Channel {
     let endpoint = Endpoint::from_shared(format!("http://{addr}")).unwrap();
@@ -89,7 +55,7 @@ async fn call(
         request.metadata_mut().insert(*k, v.parse().unwrap());
     }
     let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
-    grpc.unary(request, path, Raw).await.map(|r| {
+    grpc.unary(request, path, RawCodec).await.map(|r| {
         let (metadata, body, _) = r.into_parts();
         (body, metadata)
     })

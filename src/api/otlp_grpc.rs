@@ -173,8 +173,9 @@ fn status_of(err: ApiError) -> Status {
 }
 
 /// Messages as bytes: the export is decoded by the OTLP reader, within its bounds, not by tonic.
+/// Public for clients that send export bodies as they are (the tests, `loadtest otlp --grpc`).
 #[derive(Debug, Clone, Copy, Default)]
-struct RawCodec;
+pub struct RawCodec;
 
 impl Codec for RawCodec {
     type Encode = Vec<u8>;
