@@ -241,6 +241,20 @@ fn check_against_truth(lib: &Path, stored: &Value, truth: &Value) {
                 usage["completion_tokens"], chat["output_tokens"],
                 "{lib}: {span} completion tokens"
             );
+            // Cache and reasoning counts, where the instrumentation put them on the span at all
+            // (the generator lists where it did not, as disagreements).
+            let response = chat["response_id"].as_str().unwrap_or_default();
+            for what in ["cached_tokens", "reasoning_tokens"] {
+                let missing = truth["disagreements"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .any(|d| d.starts_with(&format!("{response} {what}:")));
+                if !missing {
+                    assert_eq!(usage[what], chat[what], "{lib}: {span} {what}");
+                }
+            }
             let models = [&chat["request_model"], &chat["response_model"]];
             assert!(
                 models.contains(&&end["name"]),
@@ -254,6 +268,21 @@ fn check_against_truth(lib: &Path, stored: &Value, truth: &Value) {
                 .get(&("TOOL_END".to_owned(), span.clone()))
                 .unwrap_or_else(|| panic!("{lib}: tool span {span} is not a tool call"));
             assert_eq!(end["name"], tool["tool_name"], "{lib}: {span} tool name");
+            // Arguments and result, where the span carries them (gen_ai.tool.call.*).
+            let data = &end["data"];
+            if !data["input"].is_null() {
+                let (args, result) = (&tool["arguments_parsed"], &tool["result"]);
+                assert_eq!(
+                    numbers_as_f64(&data["input"]),
+                    numbers_as_f64(args),
+                    "{lib}: {span} arguments"
+                );
+                assert_eq!(
+                    numbers_as_f64(&data["output"]),
+                    numbers_as_f64(result),
+                    "{lib}: {span} result"
+                );
+            }
         }
     }
 }
@@ -365,4 +394,19 @@ async fn a_busy_gate_is_unavailable_with_retry_info() {
             .retry_delay
             .is_some_and(|d| d >= Duration::from_secs(1))
     );
+}
+
+/// JSON with every number as a float: the program's Python values and the span's JSON text may
+/// spell one number differently (`33.0`, `33`).
+fn numbers_as_f64(v: &Value) -> Value {
+    match v {
+        Value::Number(n) => json!(n.as_f64()),
+        Value::Array(a) => Value::Array(a.iter().map(numbers_as_f64).collect()),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, v)| (k.clone(), numbers_as_f64(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }

@@ -248,11 +248,13 @@ impl<'a> SpanSteps<'a> {
             name: step_name(span, attrs, start_type),
             framework: attrs.str("nat.framework").and_then(Framework::parse),
             ancestry: ancestry(span, attrs, start_type, &uuid, &parent),
-            input: value_attr(attrs, ["input.value_obj", "input.value", "input.mime_type"]),
+            input: value_attr(attrs, ["input.value_obj", "input.value", "input.mime_type"])
+                .or_genai(attrs, genai_keys(start_type).0),
             output: value_attr(
                 attrs,
                 ["output.value_obj", "output.value", "output.mime_type"],
-            ),
+            )
+            .or_genai(attrs, genai_keys(start_type).1),
             usage: usage(attrs),
             span,
             start_type,
@@ -389,10 +391,12 @@ fn kind_of(span: &Span, attrs: Attrs<'_>) -> (EventType, EventType) {
             _ => (SpanStart, SpanEnd),
         };
     }
+    // The OTel GenAI conventions' operations; retrieval and embeddings are tools as
+    // OpenInference's RETRIEVER and EMBEDDING are.
     match attrs.str("gen_ai.operation.name") {
         Some("chat" | "text_completion" | "generate_content") => (LlmStart, LlmEnd),
-        Some("execute_tool" | "embeddings") => (ToolStart, ToolEnd),
-        Some("invoke_agent" | "create_agent") => function,
+        Some("execute_tool" | "embeddings" | "retrieval") => (ToolStart, ToolEnd),
+        Some("invoke_agent" | "create_agent" | "invoke_workflow") => function,
         _ => (SpanStart, SpanEnd),
     }
 }
@@ -404,7 +408,8 @@ fn step_name(span: &Span, attrs: Attrs<'_>, start_type: EventType) -> String {
     let picked = match start_type {
         EventType::LlmStart => nonempty("nat.subspan.name")
             .or_else(|| nonempty("llm.model_name"))
-            .or_else(|| nonempty("gen_ai.request.model")),
+            .or_else(|| nonempty("gen_ai.request.model"))
+            .or_else(|| nonempty("gen_ai.response.model")),
         EventType::ToolStart => nonempty("nat.subspan.name")
             .or_else(|| nonempty("tool.name"))
             .or_else(|| nonempty("gen_ai.tool.name")),
@@ -461,20 +466,26 @@ fn ancestry(
     })
 }
 
-/// `usage_info` of the END step, when the span carries any count.
+/// `usage_info` of the END step, when the span carries any count. Each count is read from the
+/// first of its keys the span has: OpenInference's, then the OTel GenAI conventions' current
+/// name, then the names earlier versions and instrumentations used (docs/otlp.md lists them).
 fn usage(attrs: Attrs<'_>) -> Option<UsageInfo> {
-    let count = |key: &str, alt: &str| attrs.i64(key).or_else(|| attrs.i64(alt));
-    let prompt = count("llm.token_count.prompt", "gen_ai.usage.input_tokens");
-    let completion = count("llm.token_count.completion", "gen_ai.usage.output_tokens");
-    let cached = count(
+    let count = |keys: &[&str]| keys.iter().find_map(|k| attrs.i64(k));
+    let prompt = count(&["llm.token_count.prompt", "gen_ai.usage.input_tokens"]);
+    let completion = count(&["llm.token_count.completion", "gen_ai.usage.output_tokens"]);
+    let cached = count(&[
         "llm.token_count.prompt_details.cache_read",
+        "gen_ai.usage.cache_read.input_tokens",
         "gen_ai.usage.cache_read_input_tokens",
-    );
-    let reasoning = count(
+        "gen_ai.usage.details.cache_read_tokens",
+    ]);
+    let reasoning = count(&[
         "llm.token_count.completion_details.reasoning",
+        "gen_ai.usage.reasoning.output_tokens",
         "gen_ai.usage.reasoning_tokens",
-    );
-    let total = attrs.i64("llm.token_count.total");
+        "gen_ai.usage.details.reasoning_tokens",
+    ]);
+    let total = count(&["llm.token_count.total", "gen_ai.usage.total_tokens"]);
     let calls = attrs.i64("nat.usage.num_llm_calls");
     let between = attrs.i64("nat.usage.seconds_between_calls");
     let any = [prompt, completion, cached, reasoning, total]
@@ -522,6 +533,72 @@ fn value_attr(attrs: Attrs<'_>, [obj_key, text_key, mime_key]: [&str; 3]) -> Val
     json.then(|| parsed(text))
         .flatten()
         .unwrap_or_else(|| Value::from(text))
+}
+
+/// The OTel GenAI attributes that hold a step's input and output, by kind: an LLM call's
+/// messages, a tool call's arguments and result. Read only when the span has no OpenInference
+/// value: both describe the same call, and OpenInference's is what the toolkit's own exporter
+/// sends.
+fn genai_keys(start_type: EventType) -> (Option<&'static str>, Option<&'static str>) {
+    match start_type {
+        EventType::LlmStart => (
+            Some("gen_ai.input.messages"),
+            Some("gen_ai.output.messages"),
+        ),
+        EventType::ToolStart => (
+            Some("gen_ai.tool.call.arguments"),
+            Some("gen_ai.tool.call.result"),
+        ),
+        _ => (None, None),
+    }
+}
+
+trait OrGenai {
+    /// This value, or else the GenAI attribute `key` (when there is one).
+    fn or_genai(self, attrs: Attrs<'_>, key: Option<&str>) -> Value;
+}
+
+impl OrGenai for Value {
+    fn or_genai(self, attrs: Attrs<'_>, key: Option<&str>) -> Value {
+        if !self.is_null() {
+            return self;
+        }
+        key.and_then(|k| attrs.get(k)).map_or(Value::Null, |v| {
+            // Instrumentations send these as JSON text or as structured values; either way the
+            // step holds the JSON, or the text when it is not JSON a step can hold.
+            let json = match v {
+                any_value::Value::StringValue(text) => serde_json::from_str::<Value>(text)
+                    .ok()
+                    .unwrap_or_else(|| Value::from(text.as_str())),
+                other => any_to_json(other),
+            };
+            if value_fits(&json) {
+                json
+            } else {
+                Value::from(json.to_string())
+            }
+        })
+    }
+}
+
+/// An OTLP value as JSON: lists as arrays, key-value lists as objects, bytes as hex.
+fn any_to_json(v: &any_value::Value) -> Value {
+    use any_value::Value as V;
+    let of = |a: &AnyValue| a.value.as_ref().map_or(Value::Null, any_to_json);
+    match v {
+        V::StringValue(s) => Value::from(s.as_str()),
+        V::BoolValue(b) => Value::from(*b),
+        V::IntValue(n) => Value::from(*n),
+        V::DoubleValue(d) => serde_json::Number::from_f64(*d).map_or(Value::Null, Value::Number),
+        V::BytesValue(b) => Value::from(hex(b)),
+        V::ArrayValue(a) => Value::Array(a.values.iter().map(of).collect()),
+        V::KvlistValue(kv) => Value::Object(
+            kv.values
+                .iter()
+                .map(|e| (e.key.clone(), e.value.as_ref().map_or(Value::Null, of)))
+                .collect(),
+        ),
+    }
 }
 
 fn seconds(nanos: u64) -> f64 {
@@ -586,6 +663,7 @@ impl<'a> Attrs<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opentelemetry_proto::tonic::common::v1::{ArrayValue, KeyValueList};
     use opentelemetry_proto::tonic::resource::v1::Resource;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, span::Event};
     use serde_json::json;
@@ -740,6 +818,117 @@ mod tests {
         assert_eq!(steps[0]["parent_id"], "0101010101010101");
         assert_eq!(steps[1]["payload"]["data"]["chunk"], "wor");
         assert_eq!(g.requests[0]["id"], "07070707070707070707070707070707");
+    }
+
+    /// The END step's payload of one span with `attrs`.
+    fn end_of(attrs: Vec<KeyValue>) -> Value {
+        let mapped = map_export(&export("svc", vec![span(2, Some(1), attrs)]), None);
+        let steps = mapped.groups[0].requests[0]["intermediate_steps"]
+            .as_array()
+            .unwrap()
+            .clone();
+        steps.last().unwrap()["payload"].clone()
+    }
+
+    #[test]
+    fn genai_counts_are_read_under_every_name_they_have_had() {
+        let int = any_value::Value::IntValue;
+        let chat = || kv("gen_ai.operation.name", s("chat"));
+        for (cache_key, reasoning_key) in [
+            (
+                "gen_ai.usage.cache_read.input_tokens",
+                "gen_ai.usage.reasoning.output_tokens",
+            ),
+            (
+                "gen_ai.usage.cache_read_input_tokens",
+                "gen_ai.usage.reasoning_tokens",
+            ),
+            (
+                "gen_ai.usage.details.cache_read_tokens",
+                "gen_ai.usage.details.reasoning_tokens",
+            ),
+        ] {
+            let end = end_of(vec![
+                chat(),
+                kv("gen_ai.response.model", s("m-2024")),
+                kv("gen_ai.usage.input_tokens", int(100)),
+                kv("gen_ai.usage.output_tokens", int(20)),
+                kv(cache_key, int(64)),
+                kv(reasoning_key, int(16)),
+                kv("gen_ai.usage.total_tokens", int(130)),
+            ]);
+            assert_eq!(end["event_type"], "LLM_END");
+            assert_eq!(
+                end["name"], "m-2024",
+                "the response model when no request model"
+            );
+            let usage = &end["usage_info"]["token_usage"];
+            assert_eq!(usage["cached_tokens"], 64, "{cache_key}");
+            assert_eq!(usage["reasoning_tokens"], 16, "{reasoning_key}");
+            assert_eq!(usage["total_tokens"], 130);
+        }
+        // OpenInference's count, when both are there, is the one kept.
+        let end = end_of(vec![
+            chat(),
+            kv("llm.token_count.prompt_details.cache_read", int(5)),
+            kv("gen_ai.usage.cache_read.input_tokens", int(64)),
+        ]);
+        assert_eq!(end["usage_info"]["token_usage"]["cached_tokens"], 5);
+    }
+
+    #[test]
+    fn genai_messages_and_tool_calls_are_read_as_text_or_structured() {
+        use any_value::Value as V;
+        let structured = V::ArrayValue(ArrayValue {
+            values: vec![AnyValue {
+                value: Some(V::KvlistValue(KeyValueList {
+                    values: vec![
+                        kv("role", s("assistant")),
+                        kv("n", V::IntValue(3)),
+                        kv("ok", V::BoolValue(true)),
+                    ],
+                })),
+            }],
+        });
+        let end = end_of(vec![
+            kv("gen_ai.operation.name", s("chat")),
+            kv(
+                "gen_ai.input.messages",
+                s(r#"[{"role":"user","parts":[]}]"#),
+            ),
+            kv("gen_ai.output.messages", structured),
+        ]);
+        assert_eq!(end["data"]["input"], json!([{"role": "user", "parts": []}]));
+        assert_eq!(
+            end["data"]["output"],
+            json!([{"role": "assistant", "n": 3, "ok": true}])
+        );
+
+        let tool = end_of(vec![
+            kv("gen_ai.operation.name", s("execute_tool")),
+            kv("gen_ai.tool.name", s("get_weather")),
+            kv("gen_ai.tool.call.arguments", s(r#"{"city":"Paris"}"#)),
+            kv("gen_ai.tool.call.result", s("not json")),
+        ]);
+        assert_eq!(tool["event_type"], "TOOL_END");
+        assert_eq!(tool["data"]["input"], json!({"city": "Paris"}));
+        assert_eq!(tool["data"]["output"], "not json");
+
+        // An OpenInference value wins over the GenAI one.
+        let both = end_of(vec![
+            kv("gen_ai.operation.name", s("execute_tool")),
+            kv("input.value", s("from openinference")),
+            kv("gen_ai.tool.call.arguments", s("{}")),
+        ]);
+        assert_eq!(both["data"]["input"], "from openinference");
+
+        for (operation, event) in [
+            ("retrieval", "TOOL_END"),
+            ("invoke_workflow", "FUNCTION_END"),
+        ] {
+            let end = end_of(vec![kv("gen_ai.operation.name", s(operation))]);
+            assert_eq!(end["event_type"], event, "{operation}");
+        }
     }
 
     #[test]
