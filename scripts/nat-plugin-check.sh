@@ -3,7 +3,9 @@
 # LangChain and eval plugins, agentprof-client and a scripted chat model (scripts/natcheck) in a
 # virtualenv, starts agentprof on SQLite, runs `nat eval` of the toolkit's ReAct agent with the
 # `agentprof` exporter, then checks that the run holds every step the eval recorded, that its
-# outputs equal what the eval's own profiler wrote, and that the evaluator scores arrived.
+# outputs equal what the eval's own profiler wrote, and that the evaluator scores arrived. Then the
+# plugin's gate: the same eval again with `compare_with` naming that run passes, and one whose LLM
+# answers 0.5 s slower makes `nat eval` exit 1, with the report beside its outputs.
 #
 # Usage: scripts/nat-plugin-check.sh        (NATCHECK_VENV=path reuses a venv; the first install
 #                                             takes a few minutes)
@@ -124,3 +126,52 @@ check(windowed.status_code == 200 and windowed.json() == httpx.get(f"{base}/v1/r
       f"the eval's window {window} holds all its requests")
 sys.exit(1 if failures else 0)
 PY
+
+# The gate. Two more evals name the first run as their baseline (compare_with) and ask to fail
+# (compare_fail): the same agent, and the agent with an LLM 0.5 s slower per call. Thresholds keep
+# the scheduling jitter between two honest runs from counting; the evaluators here are latencies
+# and counts, better lower.
+python3 - "$work" <<'PY'
+import pathlib, sys
+work = pathlib.Path(sys.argv[1])
+base = (work / "eval_config.yml").read_text()
+for name, delay in (("same", 80), ("slower", 580)):
+    text = base.replace("delay_ms: 80}", f"delay_ms: {delay}}}").replace(f"{work}/eval_out", f"{work}/eval_{name}")
+    text = text.replace("run_name: nat-plugin-check", "\n        ".join([
+        f"run_name: gate-{name}",
+        "compare_with: nat-plugin-check",
+        "compare_fail: true",
+        "compare_max_regression: {llm_latency: 25, workflow_run_time: 25, tool_latency: 100}",
+        "compare_lower_is_better: [avg_llm_latency, avg_num_llm_calls, avg_tokens_per_llm_end]",
+    ]))
+    (work / f"gate_{name}.yml").write_text(text)
+PY
+set +e
+(cd "$work" && "$venv/bin/nat" eval --config_file gate_same.yml) > "$work/gate_same.log" 2>&1; same=$?
+(cd "$work" && "$venv/bin/nat" eval --config_file gate_slower.yml) > "$work/gate_slower.log" 2>&1; slower=$?
+set -e
+python3 - "$work" "$same" "$slower" <<'PY'
+import pathlib, sys
+work, same, slower = pathlib.Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+failures = 0
+def check(ok, what):
+    global failures
+    print(("ok   " if ok else "FAIL ") + what)
+    failures += not ok
+def report(name):
+    path = work / f"eval_{name}" / "agentprof_compare.md"
+    return path.read_text() if path.exists() else ""
+same_md, slower_md = report("same"), report("slower")
+check(same == 0, f"the same agent against the baseline: nat eval exits {same}")
+check("no metric is worse" in same_md, "its agentprof_compare.md says no metric is worse: " + (same_md.splitlines() or ["(none)"])[0])
+check(slower == 1, f"an LLM 0.5 s slower per call: nat eval exits {slower}")
+check("llm_latency" in slower_md and "**worse**" in slower_md, "its report names llm_latency worse: " + (slower_md.splitlines() or ["(none)"])[0])
+check((work / "eval_slower" / "workflow_output.json").exists(), "the failed eval still wrote its own outputs")
+log = (work / "gate_slower.log").read_text()
+check("agentprof compare" in log and "llm_latency" in log, "the verdict is printed in the eval's output")
+if failures:
+    for name in ("same", "slower"):
+        print(f"--- gate_{name}.log (tail)"); print("\n".join((work / f"gate_{name}.log").read_text().splitlines()[-25:]))
+sys.exit(1 if failures else 0)
+PY
+

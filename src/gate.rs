@@ -64,6 +64,7 @@ pub struct GateOptions {
 
 /// Which way a metric improves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Better {
     Lower,
@@ -72,6 +73,7 @@ pub enum Better {
 
 /// What the gate concluded about one metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// Significantly worse, and past its threshold if it has one: fails the gate.
@@ -88,6 +90,7 @@ pub enum Verdict {
 
 /// One metric as the gate saw it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Finding {
     pub metric: String,
     pub unit: String,
@@ -110,6 +113,7 @@ pub struct Finding {
 
 /// The gate's whole answer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Report {
     pub alpha: f64,
     pub paired: bool,

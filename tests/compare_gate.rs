@@ -311,3 +311,82 @@ async fn runs_on_a_server_are_compared_by_id_or_name() {
 fn uuid_zero() -> String {
     "00000000-0000-4000-8000-000000000000".to_owned()
 }
+
+/// `POST /v1/compare` with `gate` decides as the binary does, for a hook with no binary (the
+/// toolkit plugin's gate): the same runs pass, the slower copy fails on latency, with markdown.
+#[tokio::test]
+async fn the_server_answers_the_gate_with_its_markdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base_file, slower_file) = inputs(dir.path());
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let server = Server::spawn(&[("AGENTPROF_DATA_DIR", data.to_str().unwrap())]);
+    let client = reqwest::Client::new();
+    server.ready(&client).await;
+    let url = server.base.clone();
+    let id = |v: Value| v["id"].as_str().unwrap().to_owned();
+    let base = id(post_run(&client, &url, std::fs::read(&base_file).unwrap()).await);
+    let slower = id(post_run(&client, &url, std::fs::read(&slower_file).unwrap()).await);
+    let gate = |candidate: &str, gate: Value| {
+        let body = json!({"baseline": base, "candidate": candidate, "gate": gate});
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let r = client
+                .post(format!("{url}/v1/compare"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+
+    let (status, same) = gate(&base, json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(same["gate"]["exit_code"], 0, "{}", same["gate"]);
+    assert_eq!(same["gate"]["worse"], json!([]));
+
+    let (status, worse) = gate(&slower, json!({})).await;
+    assert_eq!(status, 200);
+    let answer = &worse["gate"];
+    assert_eq!(answer["exit_code"], 1);
+    assert!(
+        answer["worse"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("llm_latency")),
+        "{answer}"
+    );
+    let markdown = answer["markdown"].as_str().unwrap();
+    assert!(markdown.contains("| `llm_latency` |"), "{markdown}");
+    // The binary's own markdown for the same two files is the same report.
+    let offline = compare(&[
+        base_file.to_str().unwrap(),
+        slower_file.to_str().unwrap(),
+        "--format",
+        "markdown",
+    ]);
+    assert_eq!(stdout(&offline).trim(), markdown.trim());
+
+    // A practical threshold the slowdown does not pass turns the failure into a pass.
+    let (_, lenient) = gate(&slower, json!({"max_regression": {"llm_latency": 1e9}})).await;
+    assert!(
+        !lenient["gate"]["worse"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("llm_latency")),
+        "{}",
+        lenient["gate"]
+    );
+    // A threshold that is not a percent is refused with its pointer; so is an unknown field.
+    let (status, bad) = gate(&slower, json!({"max_regression": {"llm/latency": -1}})).await;
+    assert!(status == 400 || status == 422, "{status}");
+    assert!(
+        bad.to_string()
+            .contains("/gate/max_regression/llm~1latency"),
+        "{bad}"
+    );
+    let (status, _) = gate(&slower, json!({"alpha": 0.1})).await;
+    assert!(status == 400 || status == 422, "{status}");
+    server.stop();
+}

@@ -3,7 +3,8 @@
 use super::AppState;
 use super::body::JsonBytes;
 use super::error::{ApiError, ApiResult, BodyProblems, Problem, ReadProblems};
-use super::schema::{CompareRequest, ComparisonResponse, RunRef};
+use super::schema::{CompareRequest, ComparisonResponse, GateAnswer, RunRef};
+use crate::gate::ComparedRuns;
 use crate::trace::object_from_text_at;
 use axum::Json;
 use axum::extract::State;
@@ -32,6 +33,11 @@ use axum::extract::State;
 /// (default: every metric). Each metric's `detectable_difference` is the smallest difference of
 /// means its test detects with 80% power at that level, given the spread the samples show.
 ///
+/// With `gate`, the answer also says what `agentprof compare` would decide (`gate.worse`,
+/// `gate.exit_code`, each metric's verdict) and holds its markdown report: latency and tokens
+/// are worse higher, evaluator scores lower unless named in `gate.lower_is_better`, and
+/// `gate.max_regression` sets practical thresholds on top of significance.
+///
 /// Each side may be a window of its run (`baseline_from`, `baseline_to`, `candidate_from`,
 /// `candidate_to`: Unix seconds or RFC 3339): the requests that started in it, so that a run
 /// can be compared with itself an hour earlier.
@@ -55,12 +61,27 @@ pub async fn compare_runs(
     let (a, b) = (request.baseline, request.candidate);
     let (wa, wb) = request.windows()?;
     let options = request.options()?;
+    let gate = request.gate.as_ref().map(|g| g.options()).transpose()?;
     let (ra, rb) = tokio::try_join!(
         async { st.cache.snapshot(a).await.map_err(ApiError::from) },
         async { st.cache.snapshot(b).await.map_err(ApiError::from) },
     )?;
     let compared = st.cache.compare((&ra, wa), (&rb, wb), options).await?;
+    let gate = match gate {
+        Some(options) => {
+            let runs = ComparedRuns::of(&compared.comparison)
+                .map_err(|e| ApiError::Internal(Box::new(e)))?;
+            let report = crate::gate::decide(&runs, &options);
+            Some(GateAnswer {
+                exit_code: report.exit_code(),
+                markdown: report.markdown(),
+                report,
+            })
+        }
+        None => None,
+    };
     Ok(Json(ComparisonResponse {
+        gate,
         comparison: compared.comparison.clone(),
         baseline: RunRef {
             run_id: a,

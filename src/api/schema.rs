@@ -15,6 +15,7 @@ use crate::store::DialectSource;
 use crate::trace::schema::StepDocument;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use std::collections::BTreeMap;
 
 use crate::window::Window;
 use time::OffsetDateTime;
@@ -255,6 +256,68 @@ pub struct CompareRequest {
     #[serde(default)]
     #[schema(min_items = 1, max_items = 64)]
     pub metrics: Option<Vec<MetricName>>,
+    /// Decide as `agentprof compare` does, and answer with the verdict and its report in
+    /// markdown (`gate` in the answer): for a CI step or an eval hook without the binary.
+    #[serde(default)]
+    pub gate: Option<GateRequest>,
+}
+
+/// What the gate is told besides the comparison (`agentprof compare`'s options).
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GateRequest {
+    /// Percent of the baseline's mean that a significant worsening must exceed to fail the gate,
+    /// by metric (`{"llm_latency": 10}`).
+    #[serde(default)]
+    pub max_regression: BTreeMap<String, f64>,
+    /// Evaluators whose scores are better lower (an error rate, say).
+    #[serde(default)]
+    #[schema(max_items = 64)]
+    pub lower_is_better: Vec<String>,
+}
+
+impl GateRequest {
+    /// The gate's options; a threshold that is not a finite, non-negative percent is refused
+    /// with its pointer.
+    pub fn options(&self) -> Result<crate::gate::GateOptions, super::error::ApiError> {
+        if let Some((metric, _)) = self
+            .max_regression
+            .iter()
+            .find(|(_, p)| !(p.is_finite() && **p >= 0.0))
+        {
+            return Err(super::error::ApiError::invalid_at(
+                format!("/gate/max_regression/{}", pointer_token(metric)),
+                "a percent of the baseline's mean: a finite number, 0 or more",
+            ));
+        }
+        if self.lower_is_better.len() > 64 {
+            return Err(super::error::ApiError::invalid_at(
+                "/gate/lower_is_better",
+                "name at most 64 evaluators",
+            ));
+        }
+        Ok(crate::gate::GateOptions {
+            max_regression: self.max_regression.clone(),
+            lower_is_better: self.lower_is_better.clone(),
+        })
+    }
+}
+
+/// A key as one token of a JSON pointer (RFC 6901: `~` and `/` escaped).
+fn pointer_token(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+/// The gate's answer in `POST /v1/compare`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct GateAnswer {
+    /// 1 when a metric fails the gate, else 0: what `agentprof compare` exits with.
+    pub exit_code: u8,
+    /// The report as `agentprof compare --format markdown` writes it (a pull-request comment,
+    /// `$GITHUB_STEP_SUMMARY`).
+    pub markdown: String,
+    #[serde(flatten)]
+    pub report: crate::gate::Report,
 }
 
 /// A metric of `POST /v1/compare`: one of the six the runs' steps give, or
@@ -398,4 +461,7 @@ pub struct ComparisonResponse {
     pub comparison: Comparison,
     pub baseline: RunRef,
     pub candidate: RunRef,
+    /// Present when the request asked for the gate's decision.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gate: Option<GateAnswer>,
 }

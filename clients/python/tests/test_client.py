@@ -35,6 +35,24 @@ def test_create_read_and_compare(server: str) -> None:
         )
         comparison = client.compare(run.id, other.id)
         assert comparison["baseline"]["run_id"] == run.id
+        assert "gate" not in comparison
+
+
+def test_gate_by_run_name(server: str) -> None:
+    with AgentprofClient(server) as client:
+        base = client.create_run("py-gate-baseline", steps=small_case())
+        # The newest run of a name is the one meant.
+        client.create_run("py-gate-baseline", steps=small_case())
+        newest = client.create_run("py-gate-baseline", steps=small_case())
+        assert client.find_run("py-gate-baseline") == newest.id
+        assert client.find_run(base.id) == base.id
+        with pytest.raises(AgentprofError):
+            client.find_run("py-gate-no-such-run")
+        answer = client.compare(base.id, newest.id, alpha=0.01, gate={"max_regression": {"llm_latency": 5}})
+        gate = answer["gate"]
+        assert gate["exit_code"] == 0 and gate["worse"] == []
+        assert gate["markdown"].startswith("### ") and "| metric |" in gate["markdown"]
+        assert answer["alpha"] == 0.01
 
 
 def _starts(doc: list[dict]) -> list[float]:

@@ -208,15 +208,37 @@ class AgentprofClient:
         *,
         baseline_window: tuple[Time | None, Time | None] | None = None,
         candidate_window: tuple[Time | None, Time | None] | None = None,
+        alpha: float | None = None,
+        gate: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Per-metric significance tests of candidate against baseline; each side may be a
-        window ``(from, to)`` of its run, so that a run can be compared with itself earlier."""
+        window ``(from, to)`` of its run, so that a run can be compared with itself earlier.
+
+        With ``gate`` (``{}``, or ``{"max_regression": {"llm_latency": 10}, "lower_is_better":
+        [...]}``), the answer's ``gate`` says what ``agentprof compare`` decides: ``exit_code``,
+        ``worse`` and the report as ``markdown``."""
         body: dict[str, Any] = {"baseline": baseline, "candidate": candidate}
+        if alpha is not None:
+            body["alpha"] = alpha
+        if gate is not None:
+            body["gate"] = dict(gate)
         for side, w in (("baseline", baseline_window), ("candidate", candidate_window)):
             for bound, text in window(*(w or (None, None))).items():
                 body[f"{side}_{bound}"] = text
         r = self._send("POST", "/v1/compare", json_body=body)
         return dict(r.json())
+
+    def find_run(self, id_or_name: str) -> str:
+        """The id of a run given by id, or else the newest run with exactly this name."""
+        try:
+            return str(uuid.UUID(id_or_name))
+        except ValueError:
+            pass
+        r = self._send("GET", "/v1/runs" + _query({"name": id_or_name, "limit": "100"}))
+        for item in r.json().get("items", []):
+            if item.get("name") == id_or_name:
+                return str(item["id"])
+        raise AgentprofError(404, None, f"no run is named {id_or_name!r}")
 
     def _send(
         self,

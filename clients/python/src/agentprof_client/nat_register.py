@@ -11,6 +11,8 @@ agentprof run.
             endpoint: http://127.0.0.1:8080   # required
             api_key: ${AGENTPROF_API_KEY}     # optional
             run_name: nightly-eval            # optional
+            compare_with: nightly-baseline    # optional: gate this eval against a baseline run
+            compare_fail: true                # optional: exit 1 when a metric is worse
 
 The toolkit finds this module through the ``nat.components`` entry point. Each workflow run is
 one request of the run (keyed by the toolkit's ``workflow_run_id``); steps are sent in the
@@ -20,8 +22,12 @@ blocks or fails the workflow, and the exporter flushes when the toolkit stops it
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import os
+import pathlib
+import sys
 import time
 import uuid
 from typing import Any
@@ -54,6 +60,23 @@ class AgentprofTelemetryExporterConfig(TelemetryExporterBaseConfig, name="agentp
     batch_size: int = Field(default=2_000, description="Steps per batch at most.")
     flush_interval: float = Field(default=2.0, description="Seconds a batch waits to fill before it is sent.")
     flush_timeout: float = Field(default=60.0, description="Seconds the exporter waits for the last steps at exit.")
+    compare_with: str | None = Field(
+        default=None,
+        description="A baseline run (id, or the newest run of that name): at the end of `nat eval` this eval's "
+        "requests are compared with it, the report is written to the eval's output folder as "
+        "agentprof_compare.md and the verdict is printed.",
+    )
+    compare_fail: bool = Field(
+        default=False, description="Make `nat eval` exit 1 when a metric is significantly worse than the baseline."
+    )
+    compare_alpha: float = Field(default=0.05, gt=0.0, lt=1.0, description="The level of the comparison's tests.")
+    compare_max_regression: dict[str, float] = Field(
+        default_factory=dict,
+        description="Percent of the baseline's mean a significant worsening must exceed to count, by metric.",
+    )
+    compare_lower_is_better: list[str] = Field(
+        default_factory=list, description="Evaluators whose scores are better lower."
+    )
 
 
 class AgentprofExporter(BaseExporter):
@@ -162,6 +185,64 @@ class AgentprofEvalCallback:
             logger.info("agentprof: the eval's config and scores are on run %s; its profile: %s", sender.run_id, where)
         except Exception as e:  # noqa: BLE001 - never fail the eval over its profile
             logger.warning("agentprof: could not annotate run %s: %s", sender.run_id, e)
+        if self._config.compare_with:
+            _output = ((effective.get("eval") or {}).get("general") or {}).get("output") or {}
+            out_dir = _output.get("dir") or ((effective.get("eval") or {}).get("general") or {}).get("output_dir")
+            self._gate(sender.run_id, eval_window, out_dir)
+
+    def _gate(self, run_id: str, eval_window: dict[str, float] | None, out_dir: str | None) -> None:
+        """Compares this eval's requests with the baseline run as ``agentprof compare`` would,
+        writes the markdown report beside the eval's outputs and prints the verdict. A worse
+        metric fails ``nat eval`` only when ``compare_fail`` is set, and only once the eval has
+        finished: the toolkit ignores a callback's errors, and its own output files are written
+        by a callback that runs after this one, so the exit status is set at interpreter exit."""
+        config = self._config
+        try:
+            with AgentprofClient(config.endpoint, config.api_key) as client:
+                baseline = client.find_run(str(config.compare_with))
+                window = (eval_window["from"], eval_window["to"]) if eval_window else None
+                answer = client.compare(
+                    baseline,
+                    run_id,
+                    candidate_window=window,
+                    alpha=config.compare_alpha,
+                    gate={
+                        "max_regression": dict(config.compare_max_regression),
+                        "lower_is_better": list(config.compare_lower_is_better),
+                    },
+                )
+        except Exception as e:  # noqa: BLE001 - the comparison failing is reported, not raised
+            print(f"agentprof compare: could not compare with {config.compare_with!r}: {e}", flush=True)
+            logger.warning("agentprof: could not compare run %s with %s: %s", run_id, config.compare_with, e)
+            return
+        gate = answer["gate"]
+        markdown = str(gate["markdown"])
+        if out_dir:
+            path = pathlib.Path(out_dir)
+            path.mkdir(parents=True, exist_ok=True)
+            (path / "agentprof_compare.md").write_text(markdown)
+        # The report's first line is its verdict.
+        print(markdown.splitlines()[0].lstrip("# ") if markdown else "agentprof compare: no report", flush=True)
+        if gate["exit_code"] and config.compare_fail:
+            _GATE_FAILED.append(run_id)
+
+
+#: Runs whose eval the gate failed: the process exits 1 at its very end.
+_GATE_FAILED: list[str] = []
+
+
+def _exit_if_gate_failed() -> None:
+    """At interpreter exit: status 1 when the gate failed an eval. Registered when the toolkit
+    imports this plugin, before the toolkit's own exit handlers, so that it runs after them
+    (atexit runs the last registered first) and skips nothing but the interpreter's teardown."""
+    if _GATE_FAILED:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+
+
+atexit.register(_exit_if_gate_failed)
 
 
 def _dump(config: Any) -> dict[str, Any]:
