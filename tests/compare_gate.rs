@@ -386,6 +386,12 @@ async fn the_server_answers_the_gate_with_its_markdown() {
             .contains("/gate/max_regression/llm~1latency"),
         "{bad}"
     );
+    let (status, bad) = gate(&slower, json!({"max_regression": {"latency": 5}})).await;
+    assert!(status == 400 || status == 422, "{status}");
+    assert!(
+        bad.to_string().contains("/gate/max_regression/latency"),
+        "{bad}"
+    );
     let (status, _) = gate(&slower, json!({"alpha": 0.1})).await;
     assert!(status == 400 || status == 422, "{status}");
     server.stop();

@@ -361,6 +361,26 @@ async fn grpc_refusals_are_statuses_exporters_act_on() {
         tonic_types::StatusExt::get_details_retry_info(&huge).is_none(),
         "without RetryInfo, which exporters take as final"
     );
+    // Uncompressed too (tonic's own answer there is OUT_OF_RANGE, which exporters retry).
+    let plain = call(
+        &channel,
+        EXPORT_PATH,
+        vec![0u8; 33 * 1024 * 1024],
+        &[auth],
+        false,
+    )
+    .await;
+    assert_eq!(code(plain), Some(Code::ResourceExhausted));
+    // The key's scheme is case-insensitive, as on the REST port.
+    let lower = call(
+        &channel,
+        EXPORT_PATH,
+        body.clone(),
+        &[("authorization", "bearer write-key-1")],
+        false,
+    )
+    .await;
+    assert!(lower.is_ok(), "{lower:?}");
     let ok = call(&channel, EXPORT_PATH, body, &[auth], false).await;
     assert!(ok.is_ok(), "{ok:?}");
     server.stop();

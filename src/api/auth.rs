@@ -89,7 +89,7 @@ fn lookup_digest(keys: &ApiKeys, digest: &[u8; 32]) -> Option<Access> {
 
 /// The credentials of an `Authorization: Bearer TOKEN` header; the scheme name is
 /// case-insensitive (RFC 9110 §11.1).
-fn bearer_token(value: &str) -> Option<&str> {
+pub(crate) fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim_start().split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }

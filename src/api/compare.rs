@@ -3,7 +3,7 @@
 use super::AppState;
 use super::body::JsonBytes;
 use super::error::{ApiError, ApiResult, BodyProblems, Problem, ReadProblems};
-use super::schema::{CompareRequest, ComparisonResponse, GateAnswer, RunRef};
+use super::schema::{CompareRequest, ComparisonResponse, GateAnswer, RunRef, pointer_token};
 use crate::gate::ComparedRuns;
 use crate::trace::object_from_text_at;
 use axum::Json;
@@ -71,6 +71,18 @@ pub async fn compare_runs(
         Some(options) => {
             let runs = ComparedRuns::of(&compared.comparison)
                 .map_err(|e| ApiError::Internal(Box::new(e)))?;
+            // As `agentprof compare --max-regression` does: a threshold for a metric the
+            // comparison has not is a mistake, not a no-op.
+            if let Some(metric) = options
+                .max_regression
+                .keys()
+                .find(|m| !runs.metrics.contains_key(*m))
+            {
+                return Err(ApiError::invalid_at(
+                    format!("/gate/max_regression/{}", pointer_token(metric)),
+                    format!("{metric} is not a metric of this comparison"),
+                ));
+            }
             let report = crate::gate::decide(&runs, &options);
             Some(GateAnswer {
                 exit_code: report.exit_code(),

@@ -15,7 +15,7 @@ use super::AppState;
 use super::error::{ApiError, RETRY_AFTER_SECS};
 use super::otlp::{MAX_OTLP_BYTES, RUN_HEADER, grpc_code};
 use crate::config::Access;
-use crate::ingest::OtlpPayload;
+use crate::ingest::{Admission, OtlpPayload};
 use crate::otlp::{self, Encoding};
 use bytes::{Buf, BufMut, Bytes};
 use std::convert::Infallible;
@@ -25,7 +25,7 @@ use tonic::codec::{
     Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings, EncodeBuf, Encoder,
 };
 use tonic::codegen::{Body, BoxFuture, Service, StdError, http};
-use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::metadata::MetadataValue;
 use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
@@ -70,7 +70,7 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let limit = self.max_message();
-        let export = Export(self.state.clone());
+        let state = self.state.clone();
         Box::pin(async move {
             if req.uri().path() != EXPORT_PATH {
                 let status = Status::unimplemented(format!(
@@ -79,44 +79,99 @@ where
                 ));
                 return Ok(status.into_http());
             }
+            // The key, the named run and a turn at ingesting come first, from the headers, as
+            // on the REST port: a client without a key, or one the gate turns away, never gets
+            // an export read and inflated.
+            let admitted = match admit(&state, req.headers()).await {
+                Ok(admitted) => admitted,
+                Err(e) => return Ok(status_of(e).into_http()),
+            };
             let mut accept = EnabledCompressionEncodings::default();
             accept.enable(CompressionEncoding::Gzip);
             let mut grpc = Grpc::new(RawCodec)
                 .apply_compression_config(accept, EnabledCompressionEncodings::default())
                 .apply_max_message_size_config(Some(limit), None);
-            Ok(grpc.unary(export, req).await)
+            let export = Export {
+                state,
+                admitted: Some(admitted),
+            };
+            let mut response = grpc.unary(export, req).await;
+            // tonic refuses an uncompressed message over the limit as OUT_OF_RANGE, which OTLP
+            // exporters retry; it is RESOURCE_EXHAUSTED without RetryInfo, which they do not.
+            let headers = response.headers_mut();
+            if headers
+                .get(Status::GRPC_STATUS)
+                .is_some_and(|v| v.as_bytes() == b"11")
+            {
+                headers.insert(
+                    Status::GRPC_STATUS,
+                    http::HeaderValue::from(Code::ResourceExhausted as i32),
+                );
+            }
+            Ok(response)
         })
     }
 }
 
+/// What an export may proceed with once its headers are checked.
+struct Admitted {
+    admission: Admission,
+    header_run: Option<Uuid>,
+}
+
+async fn admit(st: &AppState, headers: &http::HeaderMap) -> Result<Admitted, ApiError> {
+    authorize(st, headers)?;
+    let header_run = run_of(headers)?;
+    if let Some(id) = header_run {
+        st.cache.snapshot(id).await?;
+    }
+    let admission = st.ingest.admit().await?;
+    Ok(Admitted {
+        admission,
+        header_run,
+    })
+}
+
 /// One export: the request's bytes in, an `ExportTraceServiceResponse`'s bytes out.
-struct Export(AppState);
+struct Export {
+    state: AppState,
+    /// Taken by the one call tonic makes.
+    admitted: Option<Admitted>,
+}
 
 impl UnaryService<Bytes> for Export {
     type Response = Vec<u8>;
     type Future = BoxFuture<Response<Vec<u8>>, Status>;
 
     fn call(&mut self, request: Request<Bytes>) -> Self::Future {
-        let state = self.0.clone();
-        Box::pin(async move { export(&state, request).await.map_err(status_of) })
+        let state = self.state.clone();
+        let admitted = self.admitted.take();
+        Box::pin(async move {
+            let admitted =
+                admitted.ok_or_else(|| Status::internal("an export was called twice"))?;
+            export(&state, admitted, request.into_inner())
+                .await
+                .map_err(status_of)
+        })
     }
 }
 
-async fn export(st: &AppState, request: Request<Bytes>) -> Result<Response<Vec<u8>>, ApiError> {
-    authorize(st, request.metadata())?;
-    let header_run = run_of(request.metadata())?;
-    if let Some(id) = header_run {
-        st.cache.snapshot(id).await?;
-    }
-    let admission = st.ingest.admit().await?;
+async fn export(
+    st: &AppState,
+    admitted: Admitted,
+    bytes: Bytes,
+) -> Result<Response<Vec<u8>>, ApiError> {
     let limit = st.limits.max_decompressed.min(MAX_OTLP_BYTES) as u64;
     let payload = OtlpPayload {
         encoding: Encoding::Protobuf,
         gzip: false,
-        bytes: request.into_inner(),
+        bytes,
         limit,
     };
-    let outcome = st.ingest.otlp(admission, payload, header_run).await?;
+    let outcome = st
+        .ingest
+        .otlp(admitted.admission, payload, admitted.header_run)
+        .await?;
     let body = otlp::ExportResponse::new(outcome.rejected_spans, &outcome.message)
         .encode(Encoding::Protobuf);
     let mut response = Response::new(body);
@@ -130,24 +185,24 @@ async fn export(st: &AppState, request: Request<Bytes>) -> Result<Response<Vec<u
 }
 
 /// A write key in `authorization: Bearer KEY`, when the server has keys; as on the REST port.
-fn authorize(st: &AppState, metadata: &MetadataMap) -> Result<(), ApiError> {
+fn authorize(st: &AppState, headers: &http::HeaderMap) -> Result<(), ApiError> {
     let Some(keys) = &st.keys else {
         return Ok(());
     };
-    let presented = metadata
-        .get("authorization")
+    let presented = headers
+        .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(super::auth::bearer_token)
         .ok_or(ApiError::Unauthorized)?;
-    match super::auth::lookup(keys, presented.trim()) {
+    match super::auth::lookup(keys, presented) {
         Some(Access::Write) => Ok(()),
         Some(Access::Read) => Err(ApiError::Forbidden),
         None => Err(ApiError::Unauthorized),
     }
 }
 
-fn run_of(metadata: &MetadataMap) -> Result<Option<Uuid>, ApiError> {
-    match metadata.get(RUN_HEADER) {
+fn run_of(headers: &http::HeaderMap) -> Result<Option<Uuid>, ApiError> {
+    match headers.get(RUN_HEADER) {
         None => Ok(None),
         Some(v) => v
             .to_str()

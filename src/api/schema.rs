@@ -304,7 +304,7 @@ impl GateRequest {
 }
 
 /// A key as one token of a JSON pointer (RFC 6901: `~` and `/` escaped).
-fn pointer_token(key: &str) -> String {
+pub(crate) fn pointer_token(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")
 }
 

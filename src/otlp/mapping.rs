@@ -563,21 +563,28 @@ impl OrGenai for Value {
         if !self.is_null() {
             return self;
         }
-        key.and_then(|k| attrs.get(k)).map_or(Value::Null, |v| {
-            // Instrumentations send these as JSON text or as structured values; either way the
-            // step holds the JSON, or the text when it is not JSON a step can hold.
-            let json = match v {
-                any_value::Value::StringValue(text) => serde_json::from_str::<Value>(text)
-                    .ok()
-                    .unwrap_or_else(|| Value::from(text.as_str())),
-                other => any_to_json(other),
-            };
-            if value_fits(&json) {
-                json
-            } else {
-                Value::from(json.to_string())
-            }
-        })
+        key.and_then(|k| attrs.get(k))
+            .map_or(Value::Null, |v| match v {
+                // Instrumentations send these as JSON text or as structured values. Text is read as
+                // JSON only when it is an object or a list (messages, arguments), so that a result
+                // "42" or "null" stays the text it was; JSON a step cannot hold stays its text.
+                any_value::Value::StringValue(text) => {
+                    let structured = text.trim_start().starts_with(['{', '[']);
+                    structured
+                        .then(|| serde_json::from_str::<Value>(text).ok())
+                        .flatten()
+                        .filter(value_fits)
+                        .unwrap_or_else(|| Value::from(text.as_str()))
+                }
+                other => {
+                    let json = any_to_json(other);
+                    if value_fits(&json) {
+                        json
+                    } else {
+                        Value::from(json.to_string())
+                    }
+                }
+            })
     }
 }
 
@@ -913,6 +920,14 @@ mod tests {
         assert_eq!(tool["event_type"], "TOOL_END");
         assert_eq!(tool["data"]["input"], json!({"city": "Paris"}));
         assert_eq!(tool["data"]["output"], "not json");
+        let scalar = end_of(vec![
+            kv("gen_ai.operation.name", s("execute_tool")),
+            kv("gen_ai.tool.call.result", s("42")),
+        ]);
+        assert_eq!(
+            scalar["data"]["output"], "42",
+            "a scalar result stays its text"
+        );
 
         // An OpenInference value wins over the GenAI one.
         let both = end_of(vec![

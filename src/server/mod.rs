@@ -39,6 +39,9 @@ pub enum ServeError {
     },
 }
 
+/// Streams (exports in flight) one OTLP/gRPC connection may have at once.
+const GRPC_STREAMS_PER_CONNECTION: u32 = 8;
+
 /// Opens the configured store: PostgreSQL or SQLite by URL, the embedded SQLite file otherwise.
 pub async fn open_store(config: &ServeConfig) -> Result<Arc<dyn Store>, ServeError> {
     match &config.database_url {
@@ -177,6 +180,11 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         tokio::spawn(
             tonic::transport::Server::builder()
                 .timeout(Duration::from_secs(config.request_timeout_secs.max(1)))
+                // Streams one connection may have open, and requests it may run, at once: the
+                // ingest gate bounds the work, these what one client holds while waiting for it.
+                .max_concurrent_streams(GRPC_STREAMS_PER_CONNECTION)
+                .concurrency_limit_per_connection(GRPC_STREAMS_PER_CONNECTION as usize)
+                .tcp_keepalive(Some(Duration::from_secs(60)))
                 .add_service(api::otlp_grpc::TraceService::new(grpc_state))
                 .serve_with_incoming_shutdown(
                     tonic::transport::server::TcpIncoming::from(listener),

@@ -42,9 +42,10 @@ def test_gate_by_run_name(server: str) -> None:
     with AgentprofClient(server) as client:
         base = client.create_run("py-gate-baseline", steps=small_case())
         # The newest run of a name is the one meant.
-        client.create_run("py-gate-baseline", steps=small_case())
+        middle = client.create_run("py-gate-baseline", steps=small_case())
         newest = client.create_run("py-gate-baseline", steps=small_case())
         assert client.find_run("py-gate-baseline") == newest.id
+        assert client.find_run("py-gate-baseline", exclude=newest.id) == middle.id
         assert client.find_run(base.id) == base.id
         with pytest.raises(AgentprofError):
             client.find_run("py-gate-no-such-run")

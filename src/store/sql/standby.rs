@@ -2,8 +2,9 @@
 //!
 //! A standby replays the primary's WAL a little behind it, so a read sent there naively can miss
 //! a batch that another agentprof process acknowledged a moment ago. Every routed read therefore
-//! first asks the primary for its current WAL position (`pg_current_wal_lsn()`): an
-//! acknowledged commit is flushed, so its commit record lies at or before that position. The
+//! first asks the primary where its next WAL record will go (`pg_current_wal_insert_lsn()`):
+//! the commit record of every acknowledged write lies before it, even with
+//! `synchronous_commit = off`, which acknowledges a commit before its WAL is written. The
 //! standby serves the read once it has replayed that far (`pg_last_wal_replay_lsn()`); a
 //! snapshot taken after that point sees every such commit, from any process. The read waits for
 //! that up to [`ReadPolicy::wait`] and otherwise goes to the primary, as it does when no standby
@@ -28,8 +29,8 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// The primary's WAL position now, as text (what `pg_lsn` parses back).
-const PRIMARY_POSITION: &str = "SELECT pg_current_wal_lsn()::text";
+/// Where the primary inserts its next WAL record, as text (what `pg_lsn` parses back).
+const PRIMARY_POSITION: &str = "SELECT pg_current_wal_insert_lsn()::text";
 
 /// Bytes of WAL the standby has still to replay to reach position `$1`: zero or less once it
 /// has; [`NOT_A_STANDBY`] when the server is not in recovery (a promoted standby, or a primary
@@ -132,21 +133,27 @@ impl<B: Backend> Standbys<B> {
             return Ok(primary.acquire().await?);
         }
         let position = primary_position(primary).await?;
+        // One deadline for the whole choice: a standby that hangs (no reset, no answer) costs a
+        // read at most this long before it goes to the primary.
         let deadline = Instant::now() + self.policy.wait;
+        let mut reason = "standby_behind";
         for node in candidates {
-            match caught_up(node, &position, deadline).await {
-                Ok(Some(conn)) => {
+            match tokio::time::timeout_at(deadline, caught_up(node, &position, deadline)).await {
+                Ok(Ok(Some(conn))) => {
                     count_read("standby", "caught_up");
                     return Ok(conn);
                 }
-                Ok(None) => {}
-                Err(e) => {
+                Ok(Ok(None)) | Err(_) => {}
+                // Its pool is merely full: busy, not down.
+                Ok(Err(sqlx::Error::PoolTimedOut)) => reason = "standby_busy",
+                Ok(Err(e)) => {
                     tracing::warn!(standby = %node.name, error = %e, "standby set aside: reads go elsewhere until it answers");
                     node.up.store(false, Ordering::Relaxed);
+                    reason = "standby_failed";
                 }
             }
         }
-        count_read("primary", "standby_behind");
+        count_read("primary", reason);
         Ok(primary.acquire().await?)
     }
 
@@ -228,12 +235,12 @@ async fn primary_position<B: Backend>(primary: &Pool<B>) -> Result<String, Store
 async fn behind_by<B: Backend>(
     conn: &mut PoolConnection<B>,
     position: &str,
-) -> Result<i64, StoreError> {
+) -> Result<i64, sqlx::Error> {
     let row = sqlx::query(BEHIND_BY)
         .arg(position)
         .fetch_one(B::on(&mut **conn))
         .await?;
-    Rec::<B>(&row).col(0)
+    <B as super::backend::Decodes<i64>>::get(&row, 0)
 }
 
 /// A connection to `node` once it has replayed to `position`, polled until `deadline`; `None`
@@ -242,7 +249,7 @@ async fn caught_up<B: Backend>(
     node: &Standby<B>,
     position: &str,
     deadline: Instant,
-) -> Result<Option<PoolConnection<B>>, StoreError> {
+) -> Result<Option<PoolConnection<B>>, sqlx::Error> {
     let mut conn = node.pool.acquire().await?;
     let mut pause = Duration::from_millis(1);
     loop {

@@ -228,17 +228,24 @@ class AgentprofClient:
         r = self._send("POST", "/v1/compare", json_body=body)
         return dict(r.json())
 
-    def find_run(self, id_or_name: str) -> str:
-        """The id of a run given by id, or else the newest run with exactly this name."""
+    def find_run(self, id_or_name: str, *, exclude: str | None = None) -> str:
+        """The id of a run given by id, or else the newest run with exactly this name (other
+        than ``exclude``: a run gated against the previous run of its own name)."""
         try:
             return str(uuid.UUID(id_or_name))
         except ValueError:
             pass
-        r = self._send("GET", "/v1/runs" + _query({"name": id_or_name, "limit": "100"}))
-        for item in r.json().get("items", []):
-            if item.get("name") == id_or_name:
-                return str(item["id"])
-        raise AgentprofError(404, None, f"no run is named {id_or_name!r}")
+        # The server's name filter matches parts of names: page on until an exact match.
+        params = {"name": id_or_name, "limit": "100"}
+        while True:
+            page = self._send("GET", "/v1/runs" + _query(params)).json()
+            for item in page.get("items", []):
+                if item.get("name") == id_or_name and item.get("id") != exclude:
+                    return str(item["id"])
+            cursor = page.get("next_cursor")
+            if not cursor:
+                raise AgentprofError(404, None, f"no run is named {id_or_name!r}")
+            params["cursor"] = str(cursor)
 
     def _send(
         self,

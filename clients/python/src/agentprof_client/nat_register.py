@@ -199,7 +199,7 @@ class AgentprofEvalCallback:
         config = self._config
         try:
             with AgentprofClient(config.endpoint, config.api_key) as client:
-                baseline = client.find_run(str(config.compare_with))
+                baseline = client.find_run(str(config.compare_with), exclude=run_id)
                 window = (eval_window["from"], eval_window["to"]) if eval_window else None
                 answer = client.compare(
                     baseline,
@@ -211,19 +211,20 @@ class AgentprofEvalCallback:
                         "lower_is_better": list(config.compare_lower_is_better),
                     },
                 )
+            gate = answer["gate"]
+            markdown = str(gate["markdown"])
+            failed = bool(gate["exit_code"])
+            if out_dir:
+                path = pathlib.Path(out_dir)
+                path.mkdir(parents=True, exist_ok=True)
+                (path / "agentprof_compare.md").write_text(markdown)
         except Exception as e:  # noqa: BLE001 - the comparison failing is reported, not raised
             print(f"agentprof compare: could not compare with {config.compare_with!r}: {e}", flush=True)
             logger.warning("agentprof: could not compare run %s with %s: %s", run_id, config.compare_with, e)
             return
-        gate = answer["gate"]
-        markdown = str(gate["markdown"])
-        if out_dir:
-            path = pathlib.Path(out_dir)
-            path.mkdir(parents=True, exist_ok=True)
-            (path / "agentprof_compare.md").write_text(markdown)
         # The report's first line is its verdict.
         print(markdown.splitlines()[0].lstrip("# ") if markdown else "agentprof compare: no report", flush=True)
-        if gate["exit_code"] and config.compare_fail:
+        if failed and config.compare_fail:
             _GATE_FAILED.append(run_id)
 
 
