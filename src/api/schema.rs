@@ -267,8 +267,9 @@ pub struct CompareRequest {
 #[serde(deny_unknown_fields)]
 pub struct GateRequest {
     /// Percent of the baseline's mean that a significant worsening must exceed to fail the gate,
-    /// by metric (`{"llm_latency": 10}`).
+    /// by metric (`{"llm_latency": 10}`); every key must be a metric of the comparison.
     #[serde(default)]
+    #[schema(schema_with = max_regression_schema)]
     pub max_regression: BTreeMap<String, f64>,
     /// Evaluators whose scores are better lower (an error rate, say).
     #[serde(default)]
@@ -301,6 +302,32 @@ impl GateRequest {
             lower_is_better: self.lower_is_better.clone(),
         })
     }
+}
+
+/// `max_regression`'s schema: metric names (the pattern of [`MetricName`]) to percents, 0 or
+/// more.
+fn max_regression_schema() -> Schema {
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+    let percent = ObjectBuilder::new()
+        .schema_type(Type::Number)
+        .minimum(Some(0.0));
+    let name = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(METRIC_NAME_PATTERN));
+    Schema::Object(
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(
+                "Percent of the baseline's mean that a significant worsening must exceed to fail \
+                 the gate, by metric; every key must be a metric of the comparison.",
+            ))
+            .property_names(Some(name))
+            .additional_properties(Some(AdditionalProperties::RefOr(RefOr::T(Schema::Object(
+                percent.build(),
+            )))))
+            .examples([serde_json::json!({"llm_latency": 10})])
+            .build(),
+    )
 }
 
 /// A key as one token of a JSON pointer (RFC 6901: `~` and `/` escaped).
