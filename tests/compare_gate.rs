@@ -184,17 +184,23 @@ async fn name_run(client: &reqwest::Client, base: &str, id: &str, name: &str) {
     assert_eq!(r.status(), 200);
 }
 
+/// The binary serving from a data folder in `dir`, ready.
+async fn serve(dir: &Path) -> (Server, reqwest::Client) {
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let server = Server::spawn(&[("AGENTPROF_DATA_DIR", data.to_str().unwrap())]);
+    let client = reqwest::Client::new();
+    server.ready(&client).await;
+    (server, client)
+}
+
 /// The same gate on runs stored on a server: sides by id or by name, the server comparing at the
 /// level and over the metrics asked for, and errors as exit 2.
 #[tokio::test]
 async fn runs_on_a_server_are_compared_by_id_or_name() {
     let dir = tempfile::tempdir().unwrap();
     let (base_file, slower_file) = inputs(dir.path());
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let server = Server::spawn(&[("AGENTPROF_DATA_DIR", data.to_str().unwrap())]);
-    let client = reqwest::Client::new();
-    server.ready(&client).await;
+    let (server, client) = serve(dir.path()).await;
     let url = server.base.clone();
     let base_id = post_run(&client, &url, std::fs::read(&base_file).unwrap()).await["id"]
         .as_str()
@@ -318,11 +324,7 @@ fn uuid_zero() -> String {
 async fn the_server_answers_the_gate_with_its_markdown() {
     let dir = tempfile::tempdir().unwrap();
     let (base_file, slower_file) = inputs(dir.path());
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let server = Server::spawn(&[("AGENTPROF_DATA_DIR", data.to_str().unwrap())]);
-    let client = reqwest::Client::new();
-    server.ready(&client).await;
+    let (server, client) = serve(dir.path()).await;
     let url = server.base.clone();
     let id = |v: Value| v["id"].as_str().unwrap().to_owned();
     let base = id(post_run(&client, &url, std::fs::read(&base_file).unwrap()).await);

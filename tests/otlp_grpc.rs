@@ -11,7 +11,7 @@ use agentprof::api::otlp_grpc::{EXPORT_PATH, RawCodec, TraceService};
 use bytes::Bytes;
 use common::app::{Backend, TestApp};
 use common::fixtures;
-use common::process::Server;
+use common::process::{Server, free_port, get_json, post_run};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -61,15 +61,6 @@ async fn call(
     })
 }
 
-fn free_addr() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    format!("127.0.0.1:{port}")
-}
-
 /// Every `*.pb` body in `dir`, in file order.
 fn bodies(dir: &Path) -> Vec<Vec<u8>> {
     let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -92,36 +83,47 @@ fn libraries() -> Vec<PathBuf> {
     libs
 }
 
-async fn http_json(client: &reqwest::Client, url: String) -> Value {
-    let r = client.get(&url).send().await.unwrap();
-    assert_eq!(r.status(), 200, "GET {url}");
-    r.json().await.unwrap()
+/// A new run named `name` on `base`; its id.
+async fn new_run(client: &reqwest::Client, base: &str, name: &str) -> String {
+    post_run(client, base, json!({ "name": name }).to_string()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
-async fn new_run(client: &reqwest::Client, base: &str, name: &str) -> String {
-    let r: Value = client
-        .post(format!("{base}/v1/runs"))
-        .json(&json!({ "name": name }))
+/// The binary on SQLite with its gRPC port open (and `env`), ready; its data folder lives as long
+/// as the returned guard.
+async fn grpc_server(
+    env: &[(&str, &str)],
+) -> (Server, reqwest::Client, Channel, tempfile::TempDir) {
+    let grpc_addr = format!("127.0.0.1:{}", free_port());
+    let data = tempfile::tempdir().unwrap();
+    let mut all = vec![
+        ("AGENTPROF_OTLP_GRPC_BIND", grpc_addr.as_str()),
+        ("AGENTPROF_DATA_DIR", data.path().to_str().unwrap()),
+    ];
+    all.extend_from_slice(env);
+    let server = Server::spawn(&all);
+    let client = reqwest::Client::new();
+    server.ready(&client).await;
+    let channel = channel(&grpc_addr).await;
+    (server, client, channel, data)
+}
+
+/// A run's stored steps as `/requests` answers them.
+async fn stored(client: &reqwest::Client, base: &str, run: &str) -> Bytes {
+    let r = client
+        .get(format!("{base}/v1/runs/{run}/requests"))
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
         .unwrap();
-    r["id"].as_str().unwrap().to_owned()
+    assert_eq!(r.status(), 200);
+    r.bytes().await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_stores_what_http_stores_for_the_same_exports() {
-    let grpc_addr = free_addr();
-    let data = tempfile::tempdir().unwrap();
-    let server = Server::spawn(&[
-        ("AGENTPROF_OTLP_GRPC_BIND", &grpc_addr),
-        ("AGENTPROF_DATA_DIR", data.path().to_str().unwrap()),
-    ]);
-    let client = reqwest::Client::new();
-    server.ready(&client).await;
-    let channel = channel(&grpc_addr).await;
+    let (server, client, channel, _data) = grpc_server(&[]).await;
     let base = &server.base;
     for lib in libraries() {
         // The bodies the real HTTP exporter sent, once over HTTP and once over gRPC (gzip on
@@ -156,22 +158,8 @@ async fn grpc_stores_what_http_stores_for_the_same_exports() {
                 Some(over_grpc.as_str())
             );
         }
-        let a = client
-            .get(format!("{base}/v1/runs/{over_http}/requests"))
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
-        let b = client
-            .get(format!("{base}/v1/runs/{over_grpc}/requests"))
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
+        let a = stored(&client, base, &over_http).await;
+        let b = stored(&client, base, &over_grpc).await;
         assert!(
             !a.is_empty() && a == b,
             "{}: gRPC stored other steps than HTTP",
@@ -191,7 +179,7 @@ async fn grpc_stores_what_http_stores_for_the_same_exports() {
         }
         runs.dedup();
         assert_eq!(runs.len(), 1, "{}: one run for the service", lib.display());
-        let stored = http_json(&client, format!("{base}/v1/runs/{}/requests", runs[0])).await;
+        let stored = get_json(&client, &format!("{base}/v1/runs/{}/requests", runs[0])).await;
         check_against_truth(&lib, &stored, &truth);
     }
     server.stop();
@@ -287,102 +275,120 @@ fn check_against_truth(lib: &Path, stored: &Value, truth: &Value) {
     }
 }
 
+/// One call of the refusals test: what it tries, the method, the body, the metadata, gzip or
+/// not, and the status it must get (`None`: stored).
+type Case<'a> = (
+    &'a str,
+    &'static str,
+    Vec<u8>,
+    Vec<(&'static str, &'a str)>,
+    bool,
+    Option<Code>,
+);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_refusals_are_statuses_exporters_act_on() {
-    let grpc_addr = free_addr();
-    let data = tempfile::tempdir().unwrap();
-    let server = Server::spawn(&[
-        ("AGENTPROF_OTLP_GRPC_BIND", &grpc_addr),
-        ("AGENTPROF_DATA_DIR", data.path().to_str().unwrap()),
-        ("AGENTPROF_API_KEYS", "write:write-key-1,read:read-key-1"),
-    ]);
-    let client = reqwest::Client::new();
-    server.ready(&client).await;
-    let channel = channel(&grpc_addr).await;
+    let (server, _client, channel, _data) =
+        grpc_server(&[("AGENTPROF_API_KEYS", "write:write-key-1,read:read-key-1")]).await;
     let body = bodies(&fixtures().join("otlp_genai/openai_v2/http")).remove(0);
-    let code = |r: Result<_, Status>| r.err().map(|s| s.code());
-
-    let none = call(&channel, EXPORT_PATH, body.clone(), &[], false).await;
-    assert_eq!(code(none), Some(Code::Unauthenticated));
-    let read = call(
-        &channel,
-        EXPORT_PATH,
-        body.clone(),
-        &[("authorization", "Bearer read-key-1")],
-        false,
-    )
-    .await;
-    assert_eq!(code(read), Some(Code::PermissionDenied));
     let auth = ("authorization", "Bearer write-key-1");
-    let unknown = call(
-        &channel,
-        EXPORT_PATH,
-        body.clone(),
-        &[
-            auth,
-            ("x-agentprof-run-id", "7f0c3a4e-0000-4000-8000-000000000000"),
-        ],
-        false,
-    )
-    .await;
-    assert_eq!(code(unknown), Some(Code::NotFound));
-    let malformed = call(
-        &channel,
-        EXPORT_PATH,
-        body.clone(),
-        &[auth, ("x-agentprof-run-id", "nope")],
-        false,
-    )
-    .await;
-    assert_eq!(code(malformed), Some(Code::InvalidArgument));
-    let garbage = call(&channel, EXPORT_PATH, vec![0xff; 64], &[auth], false).await;
-    assert_eq!(code(garbage), Some(Code::InvalidArgument));
-    let other = call(
-        &channel,
-        "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
-        body.clone(),
-        &[auth],
-        false,
-    )
-    .await;
-    assert_eq!(code(other), Some(Code::Unimplemented));
-    // Past the inflated-size bound (32 MiB): refused before it is decoded, and not retried.
-    let huge = call(
-        &channel,
-        EXPORT_PATH,
-        vec![0u8; 33 * 1024 * 1024],
-        &[auth],
-        true,
-    )
-    .await;
-    let huge = huge.expect_err("refused");
-    assert_eq!(huge.code(), Code::ResourceExhausted);
-    assert!(
-        tonic_types::StatusExt::get_details_retry_info(&huge).is_none(),
-        "without RetryInfo, which exporters take as final"
-    );
-    // Uncompressed too (tonic's own answer there is OUT_OF_RANGE, which exporters retry).
-    let plain = call(
-        &channel,
-        EXPORT_PATH,
-        vec![0u8; 33 * 1024 * 1024],
-        &[auth],
-        false,
-    )
-    .await;
-    assert_eq!(code(plain), Some(Code::ResourceExhausted));
-    // The key's scheme is case-insensitive, as on the REST port.
-    let lower = call(
-        &channel,
-        EXPORT_PATH,
-        body.clone(),
-        &[("authorization", "bearer write-key-1")],
-        false,
-    )
-    .await;
-    assert!(lower.is_ok(), "{lower:?}");
-    let ok = call(&channel, EXPORT_PATH, body, &[auth], false).await;
-    assert!(ok.is_ok(), "{ok:?}");
+    let huge = vec![0u8; 33 * 1024 * 1024];
+    let metrics = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
+    let cases: Vec<Case> = vec![
+        (
+            "no key",
+            EXPORT_PATH,
+            body.clone(),
+            vec![],
+            false,
+            Some(Code::Unauthenticated),
+        ),
+        (
+            "a read key",
+            EXPORT_PATH,
+            body.clone(),
+            vec![("authorization", "Bearer read-key-1")],
+            false,
+            Some(Code::PermissionDenied),
+        ),
+        (
+            "an unknown run",
+            EXPORT_PATH,
+            body.clone(),
+            vec![
+                auth,
+                ("x-agentprof-run-id", "7f0c3a4e-0000-4000-8000-000000000000"),
+            ],
+            false,
+            Some(Code::NotFound),
+        ),
+        (
+            "a malformed run id",
+            EXPORT_PATH,
+            body.clone(),
+            vec![auth, ("x-agentprof-run-id", "nope")],
+            false,
+            Some(Code::InvalidArgument),
+        ),
+        (
+            "not an export",
+            EXPORT_PATH,
+            vec![0xff; 64],
+            vec![auth],
+            false,
+            Some(Code::InvalidArgument),
+        ),
+        (
+            "another service",
+            metrics,
+            body.clone(),
+            vec![auth],
+            false,
+            Some(Code::Unimplemented),
+        ),
+        // Past the inflated-size bound (32 MiB), gzip or not (tonic's own answer to the plain
+        // one is OUT_OF_RANGE, which exporters retry).
+        (
+            "32 MiB and more, gzip",
+            EXPORT_PATH,
+            huge.clone(),
+            vec![auth],
+            true,
+            Some(Code::ResourceExhausted),
+        ),
+        (
+            "32 MiB and more",
+            EXPORT_PATH,
+            huge,
+            vec![auth],
+            false,
+            Some(Code::ResourceExhausted),
+        ),
+        // The key's scheme is case-insensitive, as on the REST port.
+        (
+            "a lower-case scheme",
+            EXPORT_PATH,
+            body.clone(),
+            vec![("authorization", "bearer write-key-1")],
+            false,
+            None,
+        ),
+        ("a write key", EXPORT_PATH, body, vec![auth], false, None),
+    ];
+    for (what, path, body, metadata, gzip, expected) in cases {
+        match call(&channel, path, body, &metadata, gzip).await {
+            Ok(_) => assert_eq!(expected, None, "{what}: stored"),
+            Err(status) => {
+                assert_eq!(Some(status.code()), expected, "{what}: {status:?}");
+                if status.code() == Code::ResourceExhausted {
+                    assert!(
+                        tonic_types::StatusExt::get_details_retry_info(&status).is_none(),
+                        "{what}: without RetryInfo, which exporters take as final"
+                    );
+                }
+            }
+        }
+    }
     server.stop();
 }
 

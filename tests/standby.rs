@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::process::Server;
+use common::process::{Server, free_port, get_json, post_run};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -28,14 +28,6 @@ fn pg_bin_dir() -> Option<PathBuf> {
             .unwrap_or(0)
     });
     dirs.pop()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A primary and its hot standby in one temporary directory; both stopped when dropped.
@@ -232,14 +224,7 @@ async fn write_then_read(client: &reqwest::Client, base: &str, run: &str, name: 
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "append {i}");
-    let requests: Value = client
-        .get(format!("{base}/v1/runs/{run}/requests"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let requests = get_json(client, &format!("{base}/v1/runs/{run}/requests")).await;
     let numbers: Vec<i64> = requests
         .as_array()
         .unwrap()
@@ -247,27 +232,13 @@ async fn write_then_read(client: &reqwest::Client, base: &str, run: &str, name: 
         .map(|r| r["request_number"].as_i64().unwrap())
         .collect();
     assert!(numbers.contains(&(i as i64)), "request {i} not read back");
-    let stats: Value = client
-        .get(format!("{base}/v1/runs/{run}/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = get_json(client, &format!("{base}/v1/runs/{run}/stats")).await;
     assert_eq!(
         stats["throughput"]["requests"].as_i64(),
         Some(numbers.len() as i64),
         "stats after write {i}: {stats}"
     );
-    let list: Value = client
-        .get(format!("{base}/v1/runs?name={name}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = get_json(client, &format!("{base}/v1/runs?name={name}")).await;
     let listed = list["items"]
         .as_array()
         .unwrap()
@@ -314,16 +285,10 @@ async fn reads_from_a_standby_see_every_acknowledged_write() {
     server.ready(&client).await;
     let base = &server.base;
     let name = "standby-check";
-    let run: Value = client
-        .post(format!("{base}/v1/runs"))
-        .json(&json!({"name": name}))
-        .send()
-        .await
+    let run = post_run(&client, base, json!({ "name": name }).to_string()).await["id"]
+        .as_str()
         .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let run = run["id"].as_str().unwrap().to_owned();
+        .to_owned();
 
     // 1. A caught-up standby serves the reads, each of which sees the write just acknowledged.
     let before = rows_read_on(&standby).await;
@@ -345,14 +310,7 @@ async fn reads_from_a_standby_see_every_acknowledged_write() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let ready: Value = client
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = get_json(&client, &format!("{base}/readyz")).await;
     assert_eq!(ready["standbys"][0]["up"], true, "{ready}");
 
     // 2. A standby that cannot replay (paused) never serves a stale read: the reads wait their

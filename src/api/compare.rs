@@ -3,9 +3,9 @@
 use super::AppState;
 use super::body::JsonBytes;
 use super::error::{ApiError, ApiResult, BodyProblems, Problem, ReadProblems};
-use super::schema::{CompareRequest, ComparisonResponse, GateAnswer, RunRef, pointer_token};
+use super::schema::{CompareRequest, ComparisonResponse, GateAnswer, RunRef};
 use crate::gate::ComparedRuns;
-use crate::trace::object_from_text_at;
+use crate::trace::{object_from_text_at, pointer_segment};
 use axum::Json;
 use axum::extract::State;
 
@@ -79,7 +79,7 @@ pub async fn compare_runs(
                 .find(|m| !runs.metrics.contains_key(*m))
             {
                 return Err(ApiError::invalid_at(
-                    format!("/gate/max_regression/{}", pointer_token(metric)),
+                    format!("/gate/max_regression{}", pointer_segment(metric)),
                     format!("{metric} is not a metric of this comparison"),
                 ));
             }

@@ -82,28 +82,14 @@ async fn export(
     body: Body,
     encoding: Encoding,
 ) -> ApiResult<Response> {
-    let header_run = match headers.get(RUN_HEADER) {
-        None => None,
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .and_then(|s| Uuid::parse_str(s.trim()).ok())
-                .ok_or_else(|| {
-                    ApiError::BadRequest(format!("{RUN_HEADER} must be a run id (a UUID)"))
-                })?,
-        ),
-    };
-    if let Some(id) = header_run {
-        // A missing run is a 404 before the body is read.
-        st.cache.snapshot(id).await?;
-    }
+    let header_run = named_run(st, headers).await?;
     let (body, admission) = admit(&st.ingest, body, st.limits).await?;
     let raw = read_limited(headers, body, st.limits).await?;
     let payload = OtlpPayload {
         encoding,
         gzip: is_gzip_body(headers, &raw)?,
         bytes: raw,
-        limit: st.limits.max_decompressed.min(MAX_OTLP_BYTES) as u64,
+        limit: max_export_bytes(st) as u64,
     };
     let outcome = st.ingest.otlp(admission, payload, header_run).await?;
     let body = otlp::ExportResponse::new(outcome.rejected_spans, &outcome.message).encode(encoding);
@@ -116,6 +102,26 @@ async fn export(
         resp.headers_mut().insert(RUN_HEADER, value);
     }
     Ok(resp)
+}
+
+/// The run an export's `x-agentprof-run-id` header (gRPC: metadata) names, if any; it must exist,
+/// which is checked before the body is read (a 404 costs the sender nothing).
+pub(crate) async fn named_run(st: &AppState, headers: &HeaderMap) -> ApiResult<Option<Uuid>> {
+    let Some(v) = headers.get(RUN_HEADER) else {
+        return Ok(None);
+    };
+    let id = v
+        .to_str()
+        .ok()
+        .and_then(|s| Uuid::parse_str(s.trim()).ok())
+        .ok_or_else(|| ApiError::BadRequest(format!("{RUN_HEADER} must be a run id (a UUID)")))?;
+    st.cache.snapshot(id).await?;
+    Ok(Some(id))
+}
+
+/// The largest export taken once inflated, over either transport.
+pub(crate) fn max_export_bytes(st: &AppState) -> usize {
+    st.limits.max_decompressed.min(MAX_OTLP_BYTES)
 }
 
 fn encoded(status: StatusCode, encoding: Encoding, body: Vec<u8>) -> Response {

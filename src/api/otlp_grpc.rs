@@ -13,7 +13,7 @@
 
 use super::AppState;
 use super::error::{ApiError, RETRY_AFTER_SECS};
-use super::otlp::{MAX_OTLP_BYTES, RUN_HEADER, grpc_code};
+use super::otlp::{RUN_HEADER, grpc_code, max_export_bytes, named_run};
 use crate::config::Access;
 use crate::ingest::{Admission, OtlpPayload};
 use crate::otlp::{self, Encoding};
@@ -44,11 +44,6 @@ impl TraceService {
     pub fn new(state: AppState) -> TraceService {
         TraceService { state }
     }
-
-    /// The largest export taken, once inflated: OTLP/HTTP's bound.
-    fn max_message(&self) -> usize {
-        self.state.limits.max_decompressed.min(MAX_OTLP_BYTES)
-    }
 }
 
 impl NamedService for TraceService {
@@ -69,7 +64,7 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let limit = self.max_message();
+        let limit = max_export_bytes(&self.state);
         let state = self.state.clone();
         Box::pin(async move {
             if req.uri().path() != EXPORT_PATH {
@@ -121,10 +116,7 @@ struct Admitted {
 
 async fn admit(st: &AppState, headers: &http::HeaderMap) -> Result<Admitted, ApiError> {
     authorize(st, headers)?;
-    let header_run = run_of(headers)?;
-    if let Some(id) = header_run {
-        st.cache.snapshot(id).await?;
-    }
+    let header_run = named_run(st, headers).await?;
     let admission = st.ingest.admit().await?;
     Ok(Admitted {
         admission,
@@ -161,7 +153,7 @@ async fn export(
     admitted: Admitted,
     bytes: Bytes,
 ) -> Result<Response<Vec<u8>>, ApiError> {
-    let limit = st.limits.max_decompressed.min(MAX_OTLP_BYTES) as u64;
+    let limit = max_export_bytes(st) as u64;
     let payload = OtlpPayload {
         encoding: Encoding::Protobuf,
         gzip: false,
@@ -198,18 +190,6 @@ fn authorize(st: &AppState, headers: &http::HeaderMap) -> Result<(), ApiError> {
         Some(Access::Write) => Ok(()),
         Some(Access::Read) => Err(ApiError::Forbidden),
         None => Err(ApiError::Unauthorized),
-    }
-}
-
-fn run_of(headers: &http::HeaderMap) -> Result<Option<Uuid>, ApiError> {
-    match headers.get(RUN_HEADER) {
-        None => Ok(None),
-        Some(v) => v
-            .to_str()
-            .ok()
-            .and_then(|s| Uuid::parse_str(s.trim()).ok())
-            .map(Some)
-            .ok_or_else(|| ApiError::BadRequest(format!("{RUN_HEADER} must be a run id (a UUID)"))),
     }
 }
 

@@ -12,6 +12,7 @@ use crate::profiler::core::config_schema::ProfilerConfigPatch;
 use crate::profiler::statistics::compare::Comparison;
 use crate::profiler::{Dialect, ProfilerConfig};
 use crate::store::DialectSource;
+use crate::trace::pointer_segment;
 use crate::trace::schema::StepDocument;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -287,7 +288,7 @@ impl GateRequest {
             .find(|(_, p)| !(p.is_finite() && **p >= 0.0))
         {
             return Err(super::error::ApiError::invalid_at(
-                format!("/gate/max_regression/{}", pointer_token(metric)),
+                format!("/gate/max_regression{}", pointer_segment(metric)),
                 "a percent of the baseline's mean: a finite number, 0 or more",
             ));
         }
@@ -328,11 +329,6 @@ fn max_regression_schema() -> Schema {
             .examples([serde_json::json!({"llm_latency": 10})])
             .build(),
     )
-}
-
-/// A key as one token of a JSON pointer (RFC 6901: `~` and `/` escaped).
-pub(crate) fn pointer_token(key: &str) -> String {
-    key.replace('~', "~0").replace('/', "~1")
 }
 
 /// The gate's answer in `POST /v1/compare`.

@@ -244,17 +244,24 @@ impl<'a> SpanSteps<'a> {
             .filter(|t| t.is_finite() && *t > 0.0 && *t <= MAX_ABS_TIMESTAMP)
             .unwrap_or_else(|| seconds(span.start_time_unix_nano));
         let end = seconds(span.end_time_unix_nano).max(start);
+        let (genai_in, genai_out) = genai_keys(start_type);
         Ok(SpanSteps {
             name: step_name(span, attrs, start_type),
             framework: attrs.str("nat.framework").and_then(Framework::parse),
             ancestry: ancestry(span, attrs, start_type, &uuid, &parent),
-            input: value_attr(attrs, ["input.value_obj", "input.value", "input.mime_type"])
-                .or_genai(attrs, genai_keys(start_type).0),
-            output: value_attr(
+            input: or_genai(
+                value_attr(attrs, ["input.value_obj", "input.value", "input.mime_type"]),
                 attrs,
-                ["output.value_obj", "output.value", "output.mime_type"],
-            )
-            .or_genai(attrs, genai_keys(start_type).1),
+                genai_in,
+            ),
+            output: or_genai(
+                value_attr(
+                    attrs,
+                    ["output.value_obj", "output.value", "output.mime_type"],
+                ),
+                attrs,
+                genai_out,
+            ),
             usage: usage(attrs),
             span,
             start_type,
@@ -553,38 +560,36 @@ fn genai_keys(start_type: EventType) -> (Option<&'static str>, Option<&'static s
     }
 }
 
-trait OrGenai {
-    /// This value, or else the GenAI attribute `key` (when there is one).
-    fn or_genai(self, attrs: Attrs<'_>, key: Option<&str>) -> Value;
+/// A step's input or output: OpenInference's (`value`, from [`value_attr`]) when the span has
+/// one, else GenAI attribute `key`'s.
+fn or_genai(value: Value, attrs: Attrs<'_>, key: Option<&str>) -> Value {
+    match key.and_then(|k| attrs.get(k)) {
+        Some(v) if value.is_null() => genai_value(v),
+        _ => value,
+    }
 }
 
-impl OrGenai for Value {
-    fn or_genai(self, attrs: Attrs<'_>, key: Option<&str>) -> Value {
-        if !self.is_null() {
-            return self;
+/// A GenAI content attribute as a step holds it. Instrumentations send these as JSON text or as
+/// structured values. Text is read as JSON only when it is an object or a list (messages,
+/// arguments), so that a result "42" or "null" stays the text it was; JSON a step cannot hold
+/// stays its text.
+fn genai_value(v: &any_value::Value) -> Value {
+    match v {
+        any_value::Value::StringValue(text) => text
+            .trim_start()
+            .starts_with(['{', '['])
+            .then(|| serde_json::from_str::<Value>(text).ok())
+            .flatten()
+            .filter(value_fits)
+            .unwrap_or_else(|| Value::from(text.as_str())),
+        other => {
+            let json = any_to_json(other);
+            if value_fits(&json) {
+                json
+            } else {
+                Value::from(json.to_string())
+            }
         }
-        key.and_then(|k| attrs.get(k))
-            .map_or(Value::Null, |v| match v {
-                // Instrumentations send these as JSON text or as structured values. Text is read as
-                // JSON only when it is an object or a list (messages, arguments), so that a result
-                // "42" or "null" stays the text it was; JSON a step cannot hold stays its text.
-                any_value::Value::StringValue(text) => {
-                    let structured = text.trim_start().starts_with(['{', '[']);
-                    structured
-                        .then(|| serde_json::from_str::<Value>(text).ok())
-                        .flatten()
-                        .filter(value_fits)
-                        .unwrap_or_else(|| Value::from(text.as_str()))
-                }
-                other => {
-                    let json = any_to_json(other);
-                    if value_fits(&json) {
-                        json
-                    } else {
-                        Value::from(json.to_string())
-                    }
-                }
-            })
     }
 }
 

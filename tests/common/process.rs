@@ -9,15 +9,20 @@ pub struct Server {
     pub port: u16,
 }
 
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a free loopback port")
+        .local_addr()
+        .expect("its address")
+        .port()
+}
+
 impl Server {
     /// `agentprof serve` on a free loopback port, with `env` set (and DATABASE_URL removed
     /// unless `env` sets it).
     pub fn spawn(env: &[(&str, &str)]) -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_agentprof"));
         // AGENTPROF_TEST_SERVER_LOG=path keeps the servers' logs, for when a test fails.
         let log = std::env::var_os("AGENTPROF_TEST_SERVER_LOG").and_then(|p| {
