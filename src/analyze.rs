@@ -2,6 +2,7 @@
 //! writes. It is the offline twin of the service and the quickest conformance check.
 
 use crate::outputs::{Analysis, Lane, OUTPUTS, Source};
+use crate::profiler::statistics::cost::PriceTable;
 use crate::profiler::{self, Dialect, Frame, ProfilerConfig};
 use crate::trace::{self, NumberedRequest, ParseOptions, TraceError};
 use crate::window::{Window, request_start};
@@ -39,6 +40,8 @@ pub struct AnalyzeOptions {
     /// Only the requests that started in this window (the whole input by default); the
     /// dialect is still detected from every step, as the service detects a run's.
     pub window: Window,
+    /// What `stats.json` costs the LLM calls with (`--prices`; none by default).
+    pub prices: PriceTable,
 }
 
 /// What an analysis read and wrote.
@@ -104,7 +107,11 @@ pub fn analyze_file(
         source: io::Error::other("writer thread panicked"),
     };
     let config = &options.config;
-    let files = Files { out_dir, config };
+    let files = Files {
+        out_dir,
+        config,
+        prices: &options.prices,
+    };
     // The outputs are independent reads of the same data, written from three threads (their
     // lanes): the files that restate the steps need no frame, so they start while the frame is
     // built; then the table and the analyses share it.
@@ -159,16 +166,20 @@ pub struct CompareSide {
 }
 
 /// `agentprof compare` on two files: the service's comparison of their requests (paired when
-/// they hold the same requests), decided by the gate.
+/// they hold the same requests), decided by the gate; with `prices`, their cost too.
 pub fn compare_files(
     baseline: &CompareSide,
     candidate: &CompareSide,
     options: &crate::profiler::statistics::compare::CompareOptions,
     gate: &crate::gate::GateOptions,
+    prices: Option<&PriceTable>,
 ) -> Result<crate::gate::Report, AnalyzeError> {
-    use crate::profiler::statistics::compare::{METRICS, compare_with_options};
+    use crate::profiler::statistics::compare::{COST, METRICS, Side, compare_sides};
     use crate::profiler::statistics::scores::RequestScores;
-    let known: Vec<&str> = METRICS.iter().map(|m| m.0).collect();
+    let mut known: Vec<&str> = METRICS.iter().map(|m| m.0).collect();
+    if prices.is_some() {
+        known.push(COST.0);
+    }
     let unknown = |what: &str, name: &str| {
         AnalyzeError::Compare(format!(
             "{what} {name:?} is not a metric these files have; they have: {}",
@@ -193,10 +204,49 @@ pub fn compare_files(
     };
     let (a, b) = (frame(baseline)?, frame(candidate)?);
     let none = RequestScores::new();
-    let comparison = compare_with_options(&a, &b, &none, &none, options);
+    let side = |frame| {
+        let side = Side::of(frame, &none);
+        match prices {
+            Some(p) => side.with_prices(p),
+            None => side,
+        }
+    };
+    let comparison = compare_sides(side(&a), side(&b), options);
+    // A metric asked for by name that the comparison could not make: only the cost, when a
+    // model the runs called has no price.
+    if let Some(missing) = options
+        .only
+        .iter()
+        .flatten()
+        .chain(gate.max_regression.keys())
+        .find(|m| !comparison.metrics.contains_key(*m))
+    {
+        return Err(AnalyzeError::Compare(format!(
+            "{missing:?} cannot be compared: {}",
+            unpriced(&[&a, &b], prices)
+        )));
+    }
     let read = crate::gate::ComparedRuns::of(&comparison)
         .map_err(|e| AnalyzeError::Compare(format!("the comparison could not be read: {e}")))?;
     Ok(crate::gate::decide(&read, gate))
+}
+
+/// Why the cost could not be compared: the models without a price.
+fn unpriced(frames: &[&Frame], prices: Option<&PriceTable>) -> String {
+    let Some(prices) = prices else {
+        return "no --prices were given".to_owned();
+    };
+    let mut models: Vec<String> = frames
+        .iter()
+        .flat_map(|f| {
+            crate::profiler::statistics::cost::compute(f, prices)
+                .unpriced_models
+                .into_keys()
+        })
+        .collect();
+    models.sort();
+    models.dedup();
+    format!("--prices has no price for {}", models.join(", "))
 }
 
 fn read_input(input: &Path) -> Result<trace::Batch, AnalyzeError> {
@@ -232,6 +282,7 @@ fn read_input(input: &Path) -> Result<trace::Batch, AnalyzeError> {
 struct Files<'a> {
     out_dir: &'a Path,
     config: &'a ProfilerConfig,
+    prices: &'a PriceTable,
 }
 
 impl Files<'_> {
@@ -262,7 +313,7 @@ impl Files<'_> {
         frame: &Frame,
         dialect: Dialect,
     ) -> Result<Vec<PathBuf>, AnalyzeError> {
-        let analysis = Analysis::new(frame, self.config, dialect);
+        let analysis = Analysis::new(frame, self.config, dialect).with_prices(self.prices.clone());
         let mut files = Vec::new();
         for output in OUTPUTS.iter().filter(|o| o.lane == lane) {
             if let Source::Frame(write) = output.source

@@ -3,6 +3,7 @@
 //! Secrets (the database URL's password, API keys) never reach logs: their `Debug` output is
 //! redacted, and the keys are compared in constant time (see `api::auth`).
 
+use crate::profiler::statistics::cost::PriceTable;
 use clap::Args;
 use std::fmt;
 use std::net::SocketAddr;
@@ -154,9 +155,28 @@ pub struct ServeConfig {
     #[arg(long, env = "AGENTPROF_OTLP_RETENTION", default_value = "7d", value_parser = parse_retention)]
     pub otlp_retention: Retention,
 
+    /// A price table, JSON or YAML (`{"models": {"<model>": {"input": .., "output": ..,
+    /// "cached_input": ..}}}`, USD per million tokens): new runs are costed with it, and keep
+    /// it (docs/cost.md). Without it, runs have no prices until one is PATCHed.
+    #[arg(long, env = "AGENTPROF_PRICES", value_parser = parse_prices_file)]
+    pub prices: Option<Prices>,
+
     /// Seconds between retention sweeps (each deletes expired requests in chunks).
     #[arg(long, env = "AGENTPROF_RETENTION_SWEEP_SECS", default_value_t = 60)]
     pub retention_sweep_secs: u64,
+}
+
+/// A price table read from its file when the configuration is read, so that a mistake in it
+/// stops the server before it starts rather than mis-costing runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prices(pub PriceTable);
+
+/// Reads and checks the price table at `path`.
+pub fn parse_prices_file(path: &str) -> Result<Prices, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("reading {path}: {e}"))?;
+    PriceTable::parse(&text)
+        .map(Prices)
+        .map_err(|e| format!("{path} is not a price table: {e}"))
 }
 
 /// A retention in whole seconds; `None` keeps everything.
@@ -231,6 +251,10 @@ impl fmt::Debug for ServeConfig {
             .field("idempotency_window_secs", &self.idempotency_window_secs)
             .field("otlp_retention", &self.otlp_retention.0)
             .field("retention_sweep_secs", &self.retention_sweep_secs)
+            .field(
+                "priced_models",
+                &self.prices.as_ref().map_or(0, |p| p.0.models.len()),
+            )
             .field("max_batch_memory", &self.max_batch_memory)
             .field("max_concurrent_ingests", &self.concurrent_ingests())
             .field("ingest_memory", &self.ingest_memory)

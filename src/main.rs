@@ -1,7 +1,7 @@
 //! The `agentprof` binary: argument parsing and dispatch; the work lives in the library.
 
 use agentprof::analyze::{AnalyzeOptions, analyze_file, read_config};
-use agentprof::config::ServeConfig;
+use agentprof::config::{Prices, ServeConfig};
 use agentprof::profiler::ProfilerConfig;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -54,9 +54,13 @@ enum Command {
         /// Only the requests that started before this time: Unix seconds or RFC 3339
         #[arg(long, value_parser = agentprof::window::parse_time)]
         to: Option<f64>,
+        /// A price table (JSON or YAML, USD per million tokens by model): stats.json gets the
+        /// run's cost
+        #[arg(long, value_parser = agentprof::config::parse_prices_file)]
+        prices: Option<Prices>,
     },
     /// Compare two runs' files as a CI gate: exit 0 when no metric is significantly worse, 1 when
-    /// at least one is, 2 on any error. Latency and tokens are worse higher.
+    /// at least one is, 2 on any error. Latency, tokens and cost are worse higher.
     Compare {
         /// The baseline: a file in any input form (.gz ok), or with --url a run id or name
         baseline: String,
@@ -79,9 +83,13 @@ enum Command {
         #[arg(long, default_value_t = 0.05, value_parser = agentprof::gate::parse_alpha)]
         alpha: f64,
         /// Compare only this metric (repeatable): llm_latency, workflow_run_time, total_tokens,
-        /// prompt_tokens, completion_tokens, tool_latency
+        /// prompt_tokens, completion_tokens, tool_latency, cost
         #[arg(long = "metric")]
         metrics: Vec<String>,
+        /// Files only: a price table (JSON or YAML) to compare their cost (USD per request)
+        /// with; runs on a server are costed with their own prices
+        #[arg(long, value_parser = agentprof::config::parse_prices_file, conflicts_with = "url")]
+        prices: Option<Prices>,
         /// METRIC=PERCENT: a significant worsening counts only past this share of the baseline's
         /// mean (repeatable)
         #[arg(long = "max-regression", value_parser = agentprof::gate::parse_threshold)]
@@ -132,6 +140,7 @@ fn main() -> ExitCode {
             format,
             alpha,
             metrics,
+            prices,
             max_regression,
             baseline_from,
             baseline_to,
@@ -187,6 +196,7 @@ fn main() -> ExitCode {
                         &side(candidate, candidate_from, candidate_to),
                         &options,
                         &gate,
+                        prices.as_ref().map(|p| &p.0),
                     )
                     .map_err(|e| e.to_string())
                 }
@@ -218,6 +228,7 @@ fn main() -> ExitCode {
             max_spike_uuid_bytes,
             from,
             to,
+            prices,
         }) => {
             let result = config
                 .as_deref()
@@ -229,6 +240,7 @@ fn main() -> ExitCode {
                         config,
                         dialect: toolkit,
                         window: agentprof::window::Window { from, to },
+                        prices: prices.map(|p| p.0).unwrap_or_default(),
                     };
                     analyze_file(&input, &out, &options)
                 });

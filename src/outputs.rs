@@ -11,6 +11,7 @@
 //! Pure: outputs are written into a caller's `Write`.
 
 use crate::profiler::core::calltree::CallForest;
+use crate::profiler::statistics::cost::PriceTable;
 use crate::profiler::statistics::scores::RequestScores;
 use crate::profiler::toolkit::{atif, csv, forecast, gantt, prediction_trie};
 use crate::profiler::{
@@ -111,8 +112,8 @@ pub struct Output {
     pub lane: Lane,
     /// Another output the same computation gives (cached alongside when one is asked for).
     pub sibling: Option<&'static str>,
-    /// Whether it reads the run's metadata (the evaluator scores), so that a change of metadata,
-    /// which leaves the run's version as it is, changes its cache key and ETag.
+    /// Whether it reads the run's metadata (the evaluator scores) and prices, so that a change
+    /// of either, which leaves the run's version as it is, changes its cache key and ETag.
     pub reads_metadata: bool,
     /// What computing it takes in memory beyond its input, at its peak: the service admits a
     /// computation to its analysis budget by it (`compute::budget`).
@@ -199,6 +200,8 @@ pub struct Analysis<'a> {
     pub dialect: Dialect,
     /// Evaluator scores per request (the service's, from the run's metadata; none offline).
     pub scores: RequestScores,
+    /// The prices the run is costed with (the run's own in the service; `--prices` offline).
+    pub prices: PriceTable,
     inference: OnceCell<InferenceOptimization>,
     trees: OnceCell<CallTrees<'a>>,
     profiling: OnceCell<WorkflowProfiling<'a>>,
@@ -212,6 +215,7 @@ impl<'a> Analysis<'a> {
             config,
             dialect,
             scores: RequestScores::new(),
+            prices: PriceTable::default(),
             inference: OnceCell::new(),
             trees: OnceCell::new(),
             profiling: OnceCell::new(),
@@ -221,6 +225,11 @@ impl<'a> Analysis<'a> {
 
     pub fn with_scores(mut self, scores: RequestScores) -> Analysis<'a> {
         self.scores = scores;
+        self
+    }
+
+    pub fn with_prices(mut self, prices: PriceTable) -> Analysis<'a> {
+        self.prices = prices;
         self
     }
 
@@ -582,7 +591,7 @@ pub static OUTPUTS: [Output; 11] = [
         nat_only: false,
         in_files: Files::Always,
         source: Source::Frame(|a, w| {
-            let stats = profiler::statistics::stats::compute_with_scores(a.frame, &a.scores);
+            let stats = profiler::statistics::stats::compute_with(a.frame, &a.scores, &a.prices);
             serde_json::to_writer_pretty(w, &stats).map_err(io::Error::other)
         }),
         lane: Lane::Analyses,

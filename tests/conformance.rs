@@ -31,6 +31,7 @@ fn every_case_matches_the_toolkit_it_names() {
             let name = format!("{}[{dialect}]", case.file_name().unwrap().to_string_lossy());
             let out = tempfile::tempdir().unwrap();
             let options = AnalyzeOptions {
+                prices: Default::default(),
                 config: config.clone(),
                 dialect: Some(dialect),
                 ..AnalyzeOptions::default()

@@ -582,6 +582,7 @@ async fn a_slow_read_never_hides_a_later_local_write() {
         metadata: Default::default(),
         toolkit: None,
         retention_seconds: None,
+        prices: Default::default(),
     };
     let id = store
         .create_run(new_run, None, None)

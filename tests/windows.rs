@@ -145,6 +145,7 @@ fn analyze_writes_a_window_as_the_run_of_its_requests() {
                 let run = |input: &Path, window: Window, out: &str| {
                     let out = tmp.path().join(out);
                     let options = AnalyzeOptions {
+                        prices: Default::default(),
                         config: config.clone(),
                         dialect: Some(dialect),
                         window,

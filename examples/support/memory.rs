@@ -11,8 +11,8 @@
 
 use agentprof::compute::Cost;
 use agentprof::outputs::{Analysis, OUTPUTS, Source};
-use agentprof::profiler::statistics::compare;
 use agentprof::profiler::statistics::scores::RequestScores;
+use agentprof::profiler::statistics::{compare, cost};
 use agentprof::profiler::timeline;
 use agentprof::profiler::{Dialect, Frame, FrameBuilder, ProfilerConfig};
 use agentprof::store::{PreparedStep, WindowSize};
@@ -180,9 +180,25 @@ pub fn measure(run: &StoredRun, config: &ProfilerConfig, dialect: Dialect) -> Ve
         peak: frame_peak + page_peak,
         estimate: agentprof::compute::timeline_page(&run.size),
     });
+    // Every model priced, so that the cost is compared too.
+    let models = cost::compute(&frame, &cost::PriceTable::default()).unpriced_models;
+    let prices = cost::PriceTable {
+        models: models
+            .into_keys()
+            .map(|m| {
+                let price = cost::ModelPrice {
+                    input: 1.0,
+                    output: 2.0,
+                    cached_input: None,
+                };
+                (m, price)
+            })
+            .collect(),
+    };
     let (compare_peak, _) = peak_of(|| {
         let none = RequestScores::default();
-        compare::compare_with_scores(&frame, &frame, &none, &none)
+        let side = compare::Side::of(&frame, &none).with_prices(&prices);
+        compare::compare_sides(side, side, &Default::default())
     });
     out.push(Measured {
         what: "compare (a run with itself)".to_owned(),

@@ -68,6 +68,8 @@ pub struct ApiSettings {
     pub ingest_wait: Duration,
     /// The retention of the runs OTLP exports create (seconds; `None` keeps everything).
     pub otlp_retention: Option<i64>,
+    /// What new runs are costed with (`--prices`).
+    pub prices: crate::profiler::statistics::cost::PriceTable,
 }
 
 impl Default for ApiSettings {
@@ -91,6 +93,7 @@ impl Default for ApiSettings {
             ),
             ingest_wait: Duration::from_secs(10),
             otlp_retention: Some(crate::ingest::DEFAULT_OTLP_RETENTION_SECONDS),
+            prices: Default::default(),
         }
     }
 }
@@ -114,6 +117,7 @@ impl ApiSettings {
             max_concurrent_ingests: config.concurrent_ingests(),
             ingest_wait: Duration::from_secs(config.ingest_wait_secs),
             otlp_retention: config.otlp_retention.0,
+            prices: config.prices.clone().map(|p| p.0).unwrap_or_default(),
         }
     }
 }
@@ -148,7 +152,8 @@ impl AppState {
                     settings.ingest_wait,
                     settings.max_batch_memory,
                 )
-                .with_otlp_retention(settings.otlp_retention),
+                .with_otlp_retention(settings.otlp_retention)
+                .with_prices(settings.prices.clone()),
             ),
             cache,
             store,

@@ -8,8 +8,9 @@ use super::error::{
     WriteProblems,
 };
 use super::schema::*;
-use crate::ingest::request::profiler_config;
+use crate::ingest::request::{checked_prices, profiler_config};
 use crate::jsontext::ObjectJson;
+use crate::profiler::statistics::cost::PriceTable;
 use crate::profiler::{ProfilerConfig, warnings};
 use crate::store::{IngestOutcome, RunChanges, RunCursor, RunRecord, StoreError};
 use crate::trace::schema::StepDocument;
@@ -46,6 +47,7 @@ pub(crate) fn run_view(r: RunRecord) -> ApiResult<RunView> {
         request_count: r.request_count,
         step_count: r.step_count,
         retention_seconds: r.retention_seconds,
+        prices: r.prices,
         summary: RunSummary {
             first_event_at: r.summary.first_event_at,
             last_event_at: r.summary.last_event_at,
@@ -240,7 +242,8 @@ pub async fn get_run(State(st): State<AppState>, RunId(id): RunId) -> ApiResult<
 ///
 /// A JSON merge patch (RFC 7396) of `name`, `metadata` and `profiler_config`: keys given replace
 /// the stored ones, `null` removes a key (a profiler setting then returns to its default).
-/// Outputs are recomputed with the new config on the next request.
+/// `prices` replaces the run's price table (null: the server's as it is now). Outputs are
+/// recomputed with the new settings on the next request.
 #[utoipa::path(
     patch, path = "/v1/runs/{run_id}", tag = "runs",
     params(("run_id" = Uuid, Path, description = "Run id")),
@@ -262,7 +265,7 @@ pub async fn patch_run(
     // run (a merge patch computed from an old read would undo the other writer's change).
     for _ in 0..PATCH_ATTEMPTS {
         let current = st.store.get_run(id).await?;
-        let changes = changes(&patch, &current)?;
+        let changes = changes(&patch, &current, st.ingest.prices())?;
         match st.store.update_run(id, changes).await {
             Ok(record) => {
                 st.cache.remember(record.clone()).await?;
@@ -279,7 +282,11 @@ pub async fn patch_run(
 
 /// The changes a patch makes to `current`, conditional on `current` still being the stored
 /// version when they are written.
-fn changes(patch: &PatchRun, current: &RunRecord) -> ApiResult<RunChanges> {
+fn changes(
+    patch: &PatchRun,
+    current: &RunRecord,
+    server_prices: &PriceTable,
+) -> ApiResult<RunChanges> {
     let invalid = |e: FieldError| ApiError::invalid_at(e.path, e.message);
     let profiler_config = match &patch.profiler_config {
         Patch::Absent => None,
@@ -324,6 +331,11 @@ fn changes(patch: &PatchRun, current: &RunRecord) -> ApiResult<RunChanges> {
             Patch::Absent => None,
             Patch::Null => Some(None),
             Patch::Value(r) => Some(Some(r.0)),
+        },
+        prices: match &patch.prices {
+            Patch::Absent => None,
+            Patch::Null => Some(server_prices.clone()),
+            Patch::Value(p) => Some(checked_prices(p.clone(), "/prices").map_err(invalid)?),
         },
         profiler_config,
         metadata,

@@ -10,6 +10,7 @@ use crate::ingest::request::{CreateRun, RetentionSeconds, RunName};
 use crate::jsontext::ObjectJson;
 use crate::profiler::core::config_schema::ProfilerConfigPatch;
 use crate::profiler::statistics::compare::Comparison;
+pub use crate::profiler::statistics::cost::PriceTable;
 use crate::profiler::{Dialect, ProfilerConfig};
 use crate::store::DialectSource;
 use crate::trace::pointer_segment;
@@ -60,6 +61,9 @@ pub struct RunView {
     /// Requests whose last step is older than this many seconds are deleted (docs/live.md);
     /// null keeps everything.
     pub retention_seconds: Option<i64>,
+    /// The prices the run is costed with (USD per million tokens, by model): the server's when
+    /// the run was created, or its own; a later change of the server's prices leaves them.
+    pub prices: PriceTable,
     /// The effective `ProfilerConfig` (toolkit field names): the run's settings merged over
     /// the defaults.
     pub profiler_config: ProfilerConfig,
@@ -124,6 +128,11 @@ pub struct PatchRun {
     #[serde(default)]
     #[schema(value_type = Option<RetentionSeconds>)]
     pub retention_seconds: Patch<RetentionSeconds>,
+    /// Re-prices the run: a price table replaces the run's whole table; null takes the
+    /// server's as it is now. The run's outputs are costed anew.
+    #[serde(default)]
+    #[schema(value_type = Option<PriceTable>)]
+    pub prices: Patch<PriceTable>,
 }
 
 /// A field of a merge patch: left out, `null`, or a value. (`Option<Option<T>>` says the same
@@ -350,12 +359,13 @@ pub struct GateAnswer {
 pub struct MetricName(pub String);
 
 /// What [`MetricName`] accepts (the schema's pattern says the same).
-const METRIC_NAME_PATTERN: &str = "^(llm_latency|workflow_run_time|total_tokens|prompt_tokens|completion_tokens|tool_latency|score:[\\s\\S]+)$";
+const METRIC_NAME_PATTERN: &str = "^(llm_latency|workflow_run_time|total_tokens|prompt_tokens|completion_tokens|tool_latency|cost|score:[\\s\\S]+)$";
 
 impl MetricName {
     fn is_known(&self) -> bool {
-        use crate::profiler::statistics::compare::METRICS;
+        use crate::profiler::statistics::compare::{COST, METRICS};
         METRICS.iter().any(|m| m.0 == self.0)
+            || self.0 == COST.0
             || self.0.strip_prefix("score:").is_some_and(|e| !e.is_empty())
     }
 }
@@ -441,7 +451,7 @@ impl CompareRequest {
                     return Err(super::error::ApiError::invalid_at(
                         format!("/metrics/{i}"),
                         "not a metric: llm_latency, workflow_run_time, total_tokens, \
-                         prompt_tokens, completion_tokens, tool_latency or score:<evaluator>",
+                         prompt_tokens, completion_tokens, tool_latency, cost or score:<evaluator>",
                     ));
                 }
                 Some(names.iter().map(|n| n.0.clone()).collect())

@@ -153,19 +153,24 @@ impl RunSnapshot {
         }
     }
 
-    /// The config's fingerprint combined with that of the eval's scores in the metadata.
+    /// The config's fingerprint combined with those of the eval's scores in the metadata and
+    /// of the run's prices.
     pub fn scores_fingerprint(&self) -> [u8; 16] {
-        match crate::profiler::statistics::scores::fingerprint_source(&self.record.metadata) {
-            Some(scores) => {
-                let mut h = Sha256::new();
-                h.update(self.config_fp);
-                h.update(scores.as_bytes());
-                let mut fp = [0u8; 16];
-                fp.copy_from_slice(&h.finalize()[..16]);
-                fp
-            }
-            None => self.config_fp,
+        let scores = crate::profiler::statistics::scores::fingerprint_source(&self.record.metadata);
+        if scores.is_none() && self.record.prices.is_empty() {
+            return self.config_fp;
         }
+        let mut h = Sha256::new();
+        h.update(self.config_fp);
+        h.update(scores.unwrap_or_default().as_bytes());
+        h.update([0u8]);
+        if !self.record.prices.is_empty() {
+            // Serializing a table of numbers and strings cannot fail.
+            h.update(serde_json::to_vec(&self.record.prices).unwrap_or_default());
+        }
+        let mut fp = [0u8; 16];
+        fp.copy_from_slice(&h.finalize()[..16]);
+        fp
     }
 
     /// Whether the run has output `kind` at all: nat 1.9's own files are not outputs of an
@@ -373,10 +378,10 @@ impl RunCache {
             return Ok(hit);
         }
         let (config, dialect) = (run.config.clone(), run.dialect);
-        let metadata = if output.reads_metadata {
-            run.record.metadata.clone()
+        let (metadata, prices) = if output.reads_metadata {
+            (run.record.metadata.clone(), run.record.prices.clone())
         } else {
-            crate::jsontext::ObjectJson::empty()
+            Default::default()
         };
         self.outputs
             .try_get_with(key, async move {
@@ -413,8 +418,9 @@ impl RunCache {
                                 &metadata,
                                 &frame.frame,
                             );
-                            let analysis =
-                                Analysis::new(&frame.frame, &config, dialect).with_scores(scores);
+                            let analysis = Analysis::new(&frame.frame, &config, dialect)
+                                .with_scores(scores)
+                                .with_prices(prices);
                             let sibling = output
                                 .sibling
                                 .and_then(crate::outputs::by_name)
@@ -499,8 +505,10 @@ impl RunCache {
                     let sa = scores::from_metadata(&a.record.metadata, &fa.frame);
                     let sb = scores::from_metadata(&b.record.metadata, &fb.frame);
                     Arc::new(Compared {
-                        comparison: compare::compare_with_options(
-                            &fa.frame, &fb.frame, &sa, &sb, &options,
+                        comparison: compare::compare_sides(
+                            compare::Side::of(&fa.frame, &sa).with_prices(&a.record.prices),
+                            compare::Side::of(&fb.frame, &sb).with_prices(&b.record.prices),
+                            &options,
                         ),
                         baseline_version: fa.version,
                         candidate_version: fb.version,

@@ -10,6 +10,7 @@ pub mod request;
 
 use crate::compute::{ComputeError, RunCache};
 use crate::otlp::{self, Encoding, RunTarget, Walked};
+use crate::profiler::statistics::cost::PriceTable;
 use crate::store::{
     IdempotencyKey, IngestOutcome, NewRun, PreparedBatch, PreparedStep, Preparer, SEQ_BLOCK_BITS,
     Store, StoreError, Written,
@@ -110,6 +111,8 @@ pub struct Ingest {
     batch_memory: usize,
     /// The retention of the runs OTLP exports create.
     otlp_retention: Option<i64>,
+    /// What new runs are costed with unless they bring their own.
+    prices: Arc<PriceTable>,
 }
 
 impl Ingest {
@@ -128,7 +131,19 @@ impl Ingest {
             wait,
             batch_memory,
             otlp_retention: Some(DEFAULT_OTLP_RETENTION_SECONDS),
+            prices: Arc::default(),
         }
+    }
+
+    /// New runs are costed with `prices` unless they bring their own.
+    pub fn with_prices(mut self, prices: PriceTable) -> Ingest {
+        self.prices = Arc::new(prices);
+        self
+    }
+
+    /// The prices new runs get.
+    pub fn prices(&self) -> &PriceTable {
+        &self.prices
     }
 
     /// The runs OTLP exports create keep a request this long after its last step (`None`:
@@ -161,11 +176,12 @@ impl Ingest {
     ) -> Result<Written, IngestError> {
         let budget = self.batch_memory;
         let (scope, client) = (format!("create {client}"), client.to_owned());
+        let prices = self.prices.clone();
         let (key, (run, batch)) = blocking(move || {
             let source = body.source();
             Ok((
                 keyed(scope, client, key, source)?,
-                read_create(source, budget)?,
+                read_create(source, budget, &prices)?,
             ))
         })
         .await?;
@@ -219,7 +235,10 @@ impl Ingest {
             if !matches!(group.target, RunTarget::Header(_))
                 && self
                     .store
-                    .ensure_run(id, otlp_run(&group.service, self.otlp_retention))
+                    .ensure_run(
+                        id,
+                        otlp_run(&group.service, self.otlp_retention, &self.prices),
+                    )
                     .await?
             {
                 tracing::info!(run = %id, service = %group.service, "OTLP: created a run on first sight");
@@ -300,6 +319,7 @@ fn read_batch(body: JsonSource<'_>, budget: usize) -> Result<PreparedBatch, Inge
 fn read_create(
     body: JsonSource<'_>,
     budget: usize,
+    prices: &PriceTable,
 ) -> Result<(NewRun, Option<PreparedBatch>), IngestError> {
     let mut preparer = Preparer::new(budget);
     let wrapped = read_wrapped(body, "requests", &ParseOptions::default(), &mut preparer)?;
@@ -330,7 +350,7 @@ fn read_create(
         }
         Err(other) => return Err(other.into()),
     };
-    let run = fields.into_new_run().map_err(IngestError::Field)?;
+    let run = fields.into_new_run(prices).map_err(IngestError::Field)?;
     let batch = wrapped
         .document
         .map(|doc| checked_size(preparer.finish(doc), "/requests"))
@@ -436,7 +456,7 @@ pub const DEFAULT_OTLP_RETENTION_SECONDS: i64 = 7 * 24 * 3600;
 
 /// The run a resource's spans create on first sight: named after the service, marked as OTLP's,
 /// keeping its traffic for `retention` seconds (a service's run grows as long as it runs).
-fn otlp_run(service: &str, retention: Option<i64>) -> NewRun {
+fn otlp_run(service: &str, retention: Option<i64>, prices: &PriceTable) -> NewRun {
     NewRun {
         name: service.to_owned(),
         profiler_config: Value::Object(Default::default()),
@@ -446,6 +466,7 @@ fn otlp_run(service: &str, retention: Option<i64>) -> NewRun {
         ])),
         toolkit: None,
         retention_seconds: retention,
+        prices: prices.clone(),
     }
 }
 
@@ -458,7 +479,11 @@ mod tests {
     fn create_body_validation_points_at_fields() {
         let create = |v: Value| {
             let text = v.to_string();
-            read_create(JsonSource::Text(text.as_bytes()), usize::MAX)
+            read_create(
+                JsonSource::Text(text.as_bytes()),
+                usize::MAX,
+                &PriceTable::default(),
+            )
         };
         let path = |e: IngestError| match e {
             IngestError::Field(f) => f.path,

@@ -2,6 +2,7 @@
 //! schema is derived from the same type that reads it.
 
 use crate::jsontext::ObjectJson;
+use crate::profiler::statistics::cost::PriceTable;
 use crate::profiler::{Dialect, ProfilerConfig};
 use crate::trace::FieldError;
 use serde::{Deserialize, Deserializer};
@@ -92,6 +93,10 @@ pub struct CreateRun {
     /// or null keeps everything.
     #[serde(default)]
     pub retention_seconds: Option<RetentionSeconds>,
+    /// The prices to cost this run with (docs/cost.md); absent or null: the server's
+    /// (`--prices`) as they are now.
+    #[serde(default)]
+    pub prices: Option<PriceTable>,
     /// Steps in any input form. They are read step by step as the body arrives, by the step
     /// reader; this field only names them (it never holds anything).
     #[serde(default)]
@@ -102,10 +107,17 @@ pub struct CreateRun {
 impl CreateRun {
     /// The run this body describes: defaults for what it leaves out, and its profiler config
     /// checked (a failure names its place under `/profiler_config`).
-    pub fn into_new_run(self) -> Result<crate::store::NewRun, FieldError> {
+    pub fn into_new_run(
+        self,
+        server_prices: &PriceTable,
+    ) -> Result<crate::store::NewRun, FieldError> {
         let profiler_config = match &self.profiler_config {
             None => Value::Object(Map::new()),
             Some(raw) => profiler_config(raw, "/profiler_config")?,
+        };
+        let prices = match self.prices {
+            Some(prices) => checked_prices(prices, "/prices")?,
+            None => server_prices.clone(),
         };
         Ok(crate::store::NewRun {
             name: self.name.unwrap_or_default().0,
@@ -113,8 +125,18 @@ impl CreateRun {
             metadata: self.metadata.unwrap_or_default(),
             toolkit: self.toolkit,
             retention_seconds: self.retention_seconds.map(|r| r.0),
+            prices,
         })
     }
+}
+
+/// A price table as sent, its prices checked; a failure is named under `at`.
+pub fn checked_prices(prices: PriceTable, at: &str) -> Result<PriceTable, FieldError> {
+    prices.validate().map_err(|e| FieldError {
+        path: format!("{at}{}", e.pointer),
+        message: e.message,
+    })?;
+    Ok(prices)
 }
 
 /// The most bytes a profiler config may take as text: every field of it fits in a few

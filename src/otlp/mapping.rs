@@ -210,6 +210,8 @@ struct SpanSteps<'a> {
     input: Value,
     output: Value,
     usage: Option<UsageInfo>,
+    /// What the sender says an LLM call cost (USD): kept in the END step as `cost_usd`.
+    cost: Option<f64>,
     /// What comes next: 0 the START, 1 + i the span's event i, past the events the END.
     next: usize,
     done: bool,
@@ -263,6 +265,9 @@ impl<'a> SpanSteps<'a> {
                 genai_out,
             ),
             usage: usage(attrs),
+            cost: (start_type == EventType::LlmStart)
+                .then(|| reported_cost(attrs))
+                .flatten(),
             span,
             start_type,
             end_type,
@@ -360,7 +365,13 @@ impl Iterator for SpanSteps<'_> {
             Value::Null,
         );
         let usage = self.usage.take();
-        Some(self.step(self.end_type, self.end, Some(self.start), data, usage))
+        let mut step = self.step(self.end_type, self.end, Some(self.start), data, usage);
+        if let Some(cost) = self.cost.and_then(serde_json::Number::from_f64) {
+            step.payload
+                .extra
+                .insert("cost_usd".to_owned(), Value::Number(cost));
+        }
+        Some(step)
     }
 }
 
@@ -518,6 +529,26 @@ fn usage(attrs: Attrs<'_>) -> Option<UsageInfo> {
         num_llm_calls: calls.unwrap_or(0),
         seconds_between_calls: between.unwrap_or(0),
     })
+}
+
+/// What an LLM span says its call cost, in USD: OpenInference's `llm.cost.total` (or its prompt
+/// and completion parts), else the `gen_ai.usage.cost` OpenLIT and Langfuse read, else the
+/// `operation.cost` of pydantic-ai and Logfire. The OTel GenAI conventions have no cost yet.
+/// Only LLM spans: an agent span's cost (Logfire's Claude integration sends one) sums its calls'.
+fn reported_cost(attrs: Attrs<'_>) -> Option<f64> {
+    let usable = |v: f64| (v.is_finite() && v >= 0.0).then_some(v);
+    let parts = || {
+        let (p, c) = (
+            attrs.f64("llm.cost.prompt"),
+            attrs.f64("llm.cost.completion"),
+        );
+        (p.is_some() || c.is_some()).then(|| p.unwrap_or(0.0) + c.unwrap_or(0.0))
+    };
+    ["llm.cost.total", "gen_ai.usage.cost", "operation.cost"]
+        .iter()
+        .find_map(|k| attrs.f64(k))
+        .or_else(parts)
+        .and_then(usable)
 }
 
 /// An input or output, from its `[value_obj, value, mime_type]` attribute keys: the toolkit's
@@ -886,6 +917,41 @@ mod tests {
             kv("gen_ai.usage.cache_read.input_tokens", int(64)),
         ]);
         assert_eq!(end["usage_info"]["token_usage"]["cached_tokens"], 5);
+    }
+
+    #[test]
+    fn an_llm_calls_reported_cost_is_kept() {
+        let dbl = any_value::Value::DoubleValue;
+        let chat = || kv("gen_ai.operation.name", s("chat"));
+        for (attrs, cost) in [
+            (vec![kv("operation.cost", dbl(2.25e-5))], Some(2.25e-5)),
+            (vec![kv("gen_ai.usage.cost", s("0.5"))], Some(0.5)),
+            (
+                vec![
+                    kv("llm.cost.prompt", dbl(0.25)),
+                    kv("llm.cost.completion", dbl(0.5)),
+                ],
+                Some(0.75),
+            ),
+            (
+                vec![
+                    kv("llm.cost.total", dbl(1.0)),
+                    kv("operation.cost", dbl(9.0)),
+                ],
+                Some(1.0),
+            ),
+            (vec![kv("operation.cost", dbl(-1.0))], None),
+            (vec![], None),
+        ] {
+            let end = end_of([vec![chat()], attrs.clone()].concat());
+            assert_eq!(end["cost_usd"].as_f64(), cost, "{attrs:?}");
+        }
+        // An agent's span sums its calls' costs: not kept, which would count them twice.
+        let agent = end_of(vec![
+            kv("gen_ai.operation.name", s("invoke_agent")),
+            kv("operation.cost", dbl(3.0)),
+        ]);
+        assert!(agent.get("cost_usd").is_none());
     }
 
     #[test]

@@ -29,18 +29,6 @@ pub struct PreparedStep {
     /// The step's identity: two steps are the same step when their bodies are (see
     /// [`content_hash`]).
     pub content_hash: ContentHash,
-    /// nat's `usage_info.token_usage.cached_tokens` (0 when absent): counted by the rollups,
-    /// which the profiler's columns do not need.
-    pub cached_tokens: i64,
-}
-
-/// A step's cached prompt tokens, as nat reports them (aiq 1.1 has none).
-pub(crate) fn cached_tokens(step: &IntermediateStep) -> i64 {
-    step.payload
-        .usage_info
-        .as_ref()
-        .and_then(|u| u.token_usage.cached_tokens)
-        .unwrap_or(0)
 }
 
 /// The first 16 bytes of the SHA-256 of a step's stored body.
@@ -176,7 +164,6 @@ impl PreparedStep {
             columns: StepColumns::from_step(step),
             content_hash: content_hash(&body),
             body,
-            cached_tokens: cached_tokens(step),
         }
     }
 
@@ -190,7 +177,7 @@ impl PreparedStep {
             name: c.name.as_deref(),
             prompt_tokens: c.prompt_tokens,
             completion_tokens: c.completion_tokens,
-            cached_tokens: self.cached_tokens,
+            cached_tokens: c.cached_tokens,
         }
     }
 

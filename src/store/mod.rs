@@ -25,6 +25,7 @@ pub const WINDOW_STEPS_SQL: &str = sql::queries::SELECT_WINDOW_STEP_COLUMNS;
 pub(crate) use sql::columns::step_from_body;
 
 use crate::jsontext::ObjectJson;
+use crate::profiler::statistics::cost::PriceTable;
 use crate::profiler::warnings::StepFacts;
 use crate::profiler::{Dialect, Frame};
 use crate::trace::{NumberedRequest, StepSchema};
@@ -70,6 +71,10 @@ pub struct RunRecord {
     /// sweep; `None` keeps everything.
     #[serde(default)]
     pub retention_seconds: Option<i64>,
+    /// The prices the run is costed with: the server's table when the run was created, or its
+    /// own (create or `PATCH`).
+    #[serde(default)]
+    pub prices: PriceTable,
 }
 
 /// A streaming standby as the last check saw it, for `/readyz`.
@@ -134,6 +139,7 @@ pub struct NewRun {
     pub metadata: ObjectJson,
     pub toolkit: Option<Dialect>,
     pub retention_seconds: Option<i64>,
+    pub prices: PriceTable,
 }
 
 /// Fields to replace; `None` leaves a field as it is.
@@ -146,6 +152,8 @@ pub struct RunChanges {
     pub toolkit: Option<Option<Dialect>>,
     /// `Some(None)` keeps everything again.
     pub retention_seconds: Option<Option<i64>>,
+    /// Re-prices the run.
+    pub prices: Option<PriceTable>,
     /// Apply only if the run's `updated_at` is still this (the read the changes were computed
     /// from), else fail with [`StoreError::Stale`]: a merge patch computed from an old read
     /// would silently undo a concurrent one.

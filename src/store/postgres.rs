@@ -128,6 +128,7 @@ struct StepArrays<'a> {
     text_value: Vec<Option<&'a [u8]>>,
     span_event_timestamp: Vec<Option<f64>>,
     step_parent_id: Vec<Option<&'a [u8]>>,
+    cached_tokens: Vec<Option<i64>>,
     content_hash: Vec<&'a [u8]>,
     occurrence: Vec<i32>,
     body: Vec<&'a str>,
@@ -161,6 +162,8 @@ impl<'a> StepArrays<'a> {
         self.text_value.push(bytes(&c.text));
         self.span_event_timestamp.push(c.span_event_timestamp);
         self.step_parent_id.push(bytes(&c.parent_id));
+        self.cached_tokens
+            .push(crate::store::sql::columns::cached(c.cached_tokens));
         self.content_hash.push(&step.content_hash);
         self.occurrence.push(planned.occurrence);
         self.body.push(&step.body);
@@ -171,11 +174,11 @@ const INSERT_STEPS_UNNEST: &str = "
     INSERT INTO steps (run_id, request_number, seq, event_type, event_timestamp, uuid, name, framework,
                        function_name, function_id, parent_name, parent_id, prompt_tokens, completion_tokens,
                        total_tokens, seconds_between_calls, text_value, span_event_timestamp, step_parent_id,
-                       content_hash, occurrence, body)
+                       cached_tokens, content_hash, occurrence, body)
     SELECT $1, * FROM UNNEST($2::int4[], $3::int8[], $4::int2[], $5::float8[], $6::bytea[], $7::bytea[], $8::int2[],
                              $9::bytea[], $10::bytea[], $11::bytea[], $12::bytea[], $13::int8[], $14::int8[],
-                             $15::int8[], $16::int8[], $17::bytea[], $18::float8[], $19::bytea[], $20::bytea[],
-                             $21::int4[], $22::text[])
+                             $15::int8[], $16::int8[], $17::bytea[], $18::float8[], $19::bytea[], $20::int8[],
+                             $21::bytea[], $22::int4[], $23::text[])
     ON CONFLICT DO NOTHING RETURNING seq";
 
 async fn insert_steps(
@@ -210,6 +213,7 @@ async fn insert_steps(
         .bind(&a.text_value)
         .bind(&a.span_event_timestamp)
         .bind(&a.step_parent_id)
+        .bind(&a.cached_tokens)
         .bind(&a.content_hash)
         .bind(&a.occurrence)
         .bind(&a.body)

@@ -168,6 +168,8 @@ pub struct Options {
     pub max_batch_memory: usize,
     /// `--max-analysis-memory`.
     pub analysis_memory: u64,
+    /// The server's price table (`--prices`).
+    pub prices: agentprof::profiler::statistics::cost::PriceTable,
 }
 
 impl Default for Options {
@@ -178,6 +180,7 @@ impl Default for Options {
             max_decompressed: 256 * 1024 * 1024,
             max_batch_memory: agentprof::config::DEFAULT_MAX_BATCH_MEMORY,
             analysis_memory: 1 << 30,
+            prices: Default::default(),
         }
     }
 }
@@ -224,6 +227,7 @@ impl TestApp {
             cache_bytes: 64 * 1024 * 1024,
             analysis_memory: opts.analysis_memory,
             analysis_wait: std::time::Duration::from_secs(5),
+            prices: opts.prices,
             ..ApiSettings::default()
         };
         let state = AppState::new(store, &settings);

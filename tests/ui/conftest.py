@@ -84,6 +84,11 @@ def _start(keys: str | None) -> Iterator[Server]:
         env.pop("AGENTPROF_API_KEYS", None)
         if keys:
             env["AGENTPROF_API_KEYS"] = keys
+        # The canned model the real eval runs call, priced in YAML as an operator writes it.
+        prices = os.path.join(data, "prices.yaml")
+        with open(prices, "w") as f:
+            f.write("models:\n  canned-react-1:\n    input: 2.5\n    output: 10\n    cached_input: 1.25\n")
+        env["AGENTPROF_PRICES"] = prices
         proc = subprocess.Popen([str(binary), "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         url = f"http://127.0.0.1:{port}"
         try:

@@ -163,6 +163,10 @@ def test_run_page_shows_the_apis_numbers(browser: Browser, server: Server) -> No
     assert bars.count() == len(sources["timeline"]["calls"])  # type: ignore[index]
     cards = v.page.locator("#cards").inner_text()
     assert "LLM latency p50" in cards and "Throughput" in cards
+    # The cost beside the tokens, under the prices the server was started with.
+    assert "Cost" in cards and "USD" in cards
+    assert v.page.locator('#cards [data-src="stats:/cost/total"]').count() == 1
+    assert sources["stats"]["cost"]["total"] > 0  # type: ignore[index]
     links = v.page.eval_on_selector_all("#files a", "as => as.map(a => a.getAttribute('href'))")
     for output in ("metrics", "profiling", "report", "standardized.csv", "gantt.svg", "atif", "prediction_trie", "profiler_results"):
         assert f"{base}/{output}" in links

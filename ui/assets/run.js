@@ -271,6 +271,24 @@ function card(term, ...value) {
   return [el("div", { class: "card" }, el("dt", {}, term), el("dd", {}, ...value))];
 }
 
+/** The run's cost under its prices, beside its tokens; models without a price are named. */
+function costCard(cost) {
+  const unpriced = Object.keys(cost.unpriced_models);
+  const per = cost.per_request;
+  const lines = [];
+  if (per.n > 0) {
+    lines.push(el("span", { style: "display:block" }, "mean per request ", num(per.mean, "stats:/cost/per_request/mean", cost.currency)));
+    if (per.mean_ci95.t) lines.push(interval(per.mean_ci95.t, "stats:/cost/per_request/mean_ci95/t"));
+  }
+  if (unpriced.length) {
+    lines.push(el("small", { style: "display:block" }, `No price for ${unpriced.join(", ")}: `, plural(unpriced.reduce((n, m) => n + cost.unpriced_models[m].calls, 0), "call"), " not counted"));
+  }
+  const total = Object.keys(cost.by_model).length
+    ? num(cost.total, "stats:/cost/total", cost.currency)
+    : el("span", {}, "no prices");
+  return card(cost.complete ? "Cost" : "Cost of the priced calls", total, ...lines);
+}
+
 function interval(ci, src) {
   return ci
     ? el("small", {}, "95% interval ", num(ci[0], `${src}/0`), " – ", num(ci[1], `${src}/1`))
@@ -319,6 +337,7 @@ function renderCards(run, stats, tl) {
         : el("small", {}, "no LLM calls"),
     ),
   );
+  items.push(...costCard(stats.cost));
   cards.replaceChildren(...items);
 }
 

@@ -34,6 +34,8 @@ pub struct StepColumns {
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
     pub total_tokens: i64,
+    /// nat's `cached_tokens` (prompt tokens served from the provider's cache): 0 when absent.
+    pub cached_tokens: i64,
     pub seconds_between_calls: i64,
     /// On LLM_START / LLM_END / LLM_NEW_TOKEN: `str()` of data.input / data.output / data.chunk,
     /// `""` when the step has no data, `None` when the value is null. `""` on other steps.
@@ -69,6 +71,7 @@ impl StepColumns {
             prompt_tokens: tokens.map_or(0, |t| t.prompt_tokens),
             completion_tokens: tokens.map_or(0, |t| t.completion_tokens),
             total_tokens: tokens.map_or(0, |t| t.total_tokens),
+            cached_tokens: tokens.and_then(|t| t.cached_tokens).unwrap_or(0),
             seconds_between_calls: p.usage_info.as_ref().map_or(0, |u| u.seconds_between_calls),
             text,
             span_event_timestamp: p.span_event_timestamp,
@@ -78,11 +81,12 @@ impl StepColumns {
 }
 
 /// A step's token counts, kept apart: most steps have none.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 struct Usage {
     prompt: i64,
     completion: i64,
     total: i64,
+    cached: i64,
     seconds_between_calls: i64,
 }
 
@@ -211,12 +215,7 @@ impl<'f> Row<'f> {
 
     fn usage(self) -> Usage {
         match self.frame.columns.usage[self.i] {
-            NONE => Usage {
-                prompt: 0,
-                completion: 0,
-                total: 0,
-                seconds_between_calls: 0,
-            },
+            NONE => Usage::default(),
             u => self.frame.usages[u as usize],
         }
     }
@@ -232,6 +231,11 @@ impl<'f> Row<'f> {
 
     pub fn total_tokens(self) -> i64 {
         self.usage().total
+    }
+
+    /// Of the prompt tokens, those the provider served from its cache (nat's `cached_tokens`).
+    pub fn cached_tokens(self) -> i64 {
+        self.usage().cached
     }
 
     pub fn seconds_between_calls(self) -> i64 {
@@ -570,15 +574,10 @@ impl FrameBuilder {
             prompt: step.prompt_tokens,
             completion: step.completion_tokens,
             total: step.total_tokens,
+            cached: step.cached_tokens,
             seconds_between_calls: step.seconds_between_calls,
         };
-        let usage = if usage
-            == (Usage {
-                prompt: 0,
-                completion: 0,
-                total: 0,
-                seconds_between_calls: 0,
-            }) {
+        let usage = if usage == Usage::default() {
             NONE
         } else {
             self.frame.usages.push(usage);

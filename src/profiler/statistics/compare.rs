@@ -8,6 +8,7 @@
 
 use super::stats::stable_mean as mean;
 use crate::profiler::core::frame::{Frame, time_span};
+use crate::profiler::statistics::cost::PriceTable;
 use crate::profiler::statistics::scores::RequestScores;
 use crate::profiler::statistics::stats::{
     Call, Summary, pair_calls, sample_std, t_quantile, two_sided_t_p,
@@ -268,34 +269,49 @@ fn pairing(a: &Frame, b: &Frame) -> Option<Pairing> {
 
 pub fn compare(baseline: &Frame, candidate: &Frame) -> Comparison {
     let none = RequestScores::new();
-    compare_with_scores(baseline, candidate, &none, &none)
-}
-
-/// [`compare`], with each run's evaluator scores compared as metrics of their own
-/// (`score:<evaluator>`), by the same tests, when both runs have them.
-pub fn compare_with_scores(
-    baseline: &Frame,
-    candidate: &Frame,
-    baseline_scores: &RequestScores,
-    candidate_scores: &RequestScores,
-) -> Comparison {
-    compare_with_options(
-        baseline,
-        candidate,
-        baseline_scores,
-        candidate_scores,
+    compare_sides(
+        Side::of(baseline, &none),
+        Side::of(candidate, &none),
         &CompareOptions::default(),
     )
 }
 
-/// [`compare_with_scores`] at another level, or over some of the metrics.
-pub fn compare_with_options(
-    baseline: &Frame,
-    candidate: &Frame,
-    baseline_scores: &RequestScores,
-    candidate_scores: &RequestScores,
-    options: &CompareOptions,
-) -> Comparison {
+/// One run of a comparison, with what is compared besides its steps.
+#[derive(Debug, Clone, Copy)]
+pub struct Side<'a> {
+    pub frame: &'a Frame,
+    /// Its requests' evaluator scores, compared as `score:<evaluator>` when both runs have an
+    /// evaluator.
+    pub scores: &'a RequestScores,
+    /// The prices it is costed with: `cost` (USD per request) is compared when both runs have
+    /// prices for every model they called.
+    pub prices: Option<&'a PriceTable>,
+}
+
+impl<'a> Side<'a> {
+    pub fn of(frame: &'a Frame, scores: &'a RequestScores) -> Side<'a> {
+        Side {
+            frame,
+            scores,
+            prices: None,
+        }
+    }
+
+    pub fn with_prices(self, prices: &'a PriceTable) -> Side<'a> {
+        Side {
+            prices: Some(prices),
+            ..self
+        }
+    }
+}
+
+/// The name and unit of the cost metric.
+pub const COST: (&str, &str) = ("cost", "USD per request");
+
+/// The two runs compared metric by metric, at `options`' level, over its metrics.
+pub fn compare_sides(base: Side<'_>, cand: Side<'_>, options: &CompareOptions) -> Comparison {
+    let (baseline, candidate) = (base.frame, cand.frame);
+    let (baseline_scores, candidate_scores) = (base.scores, cand.scores);
     let pairing = pairing(baseline, candidate);
     let key = move |n: i64, ext: Option<&str>| match (pairing, ext) {
         (Some(Pairing::ExternalId), Some(e)) => e.to_owned(),
@@ -333,6 +349,25 @@ pub fn compare_with_options(
             obs.per_request.insert(name.clone(), keyed);
         }
         names.push((name, "evaluator score per request"));
+    }
+    let costs = |side: Side<'_>| -> Option<BTreeMap<String, f64>> {
+        let per = super::cost::per_request(side.frame, side.prices?);
+        side.frame
+            .requests
+            .iter()
+            .filter_map(|r| Some((r, *per.get(&r.number)?)))
+            .map(|(r, cost)| Some((key(r.number, r.external_id.as_deref()), cost?)))
+            .collect()
+    };
+    // Only when every call of both runs has a price: a cost that left some calls out would
+    // compare what the price table covers, not what the runs cost.
+    if let (Some(ca), Some(cb)) = (costs(base), costs(cand)) {
+        for (obs, keyed) in [(&mut a, ca), (&mut b, cb)] {
+            obs.per_observation
+                .insert(COST.0.to_owned(), keyed.values().copied().collect());
+            obs.per_request.insert(COST.0.to_owned(), keyed);
+        }
+        names.push((COST.0.to_owned(), COST.1));
     }
     if let Some(only) = &options.only {
         names.retain(|(name, _)| only.contains(name));
@@ -777,13 +812,13 @@ mod tests {
         };
         let (a, b) = (frame(1), frame(2));
         let none = RequestScores::new();
-        let all = compare_with_scores(&a, &b, &none, &none);
+        let all = compare(&a, &b);
         assert_eq!(all.metrics.len(), METRICS.len());
         let options = CompareOptions {
             alpha: 0.2,
             only: Some(vec!["llm_latency".to_owned()]),
         };
-        let one = compare_with_options(&a, &b, &none, &none, &options);
+        let one = compare_sides(Side::of(&a, &none), Side::of(&b, &none), &options);
         assert_eq!(one.alpha, 0.2);
         assert_eq!(one.metrics.keys().collect::<Vec<_>>(), ["llm_latency"]);
         let m = &one.metrics["llm_latency"];

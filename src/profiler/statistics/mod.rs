@@ -4,5 +4,6 @@
 //! definitions rather than its quirks.
 
 pub mod compare;
+pub mod cost;
 pub mod scores;
 pub mod stats;

@@ -357,6 +357,8 @@ pub struct RunStats {
     /// [`super::scores`]); absent when the run has none.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub scores: BTreeMap<String, Summary>,
+    /// What the LLM calls cost under the run's prices (see [`super::cost`]).
+    pub cost: super::cost::RunCost,
 }
 
 /// One paired call.
@@ -434,11 +436,20 @@ fn by_name<'a>(calls: &[Call<'a>]) -> BTreeMap<String, Summary> {
 }
 
 pub fn compute(frame: &Frame) -> RunStats {
-    compute_with_scores(frame, &super::scores::RequestScores::new())
+    compute_with(
+        frame,
+        &super::scores::RequestScores::new(),
+        &super::cost::PriceTable::default(),
+    )
 }
 
-/// [`compute`], with the evaluator scores of the run's requests.
-pub fn compute_with_scores(frame: &Frame, scores: &super::scores::RequestScores) -> RunStats {
+/// [`compute`], with the evaluator scores of the run's requests and the prices it is costed
+/// with.
+pub fn compute_with(
+    frame: &Frame,
+    scores: &super::scores::RequestScores,
+    prices: &super::cost::PriceTable,
+) -> RunStats {
     let (llm, unmatched_starts, unmatched_ends) =
         pair_calls(frame, EventType::LlmStart, EventType::LlmEnd);
     let latencies: Vec<f64> = llm.iter().map(Call::latency).collect();
@@ -463,6 +474,7 @@ pub fn compute_with_scores(frame: &Frame, scores: &super::scores::RequestScores)
                 (evaluator.clone(), Summary::of(&values))
             })
             .collect(),
+        cost: super::cost::compute(frame, prices),
     }
 }
 

@@ -8,6 +8,7 @@
 //! [`Encodes`] and [`Decodes`] supertraits of [`Backend`], so generic code needs no bounds of
 //! its own.
 
+use super::columns::cached;
 use super::queries;
 use crate::store::{PlannedStep, StoreError};
 use crate::trace::Framework;
@@ -289,6 +290,7 @@ async fn insert_steps_by_rows<B: Backend>(
                 .arg(text(&c.text))
                 .arg(c.span_event_timestamp)
                 .arg(text(&c.parent_id))
+                .arg(cached(c.cached_tokens))
                 .arg(&planned.step.content_hash[..])
                 .arg(planned.occurrence)
                 .arg(planned.step.body.as_str());

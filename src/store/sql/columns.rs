@@ -2,6 +2,7 @@
 //! either engine's rows.
 
 use super::backend::{Backend, Rec};
+use crate::profiler::statistics::cost::PriceTable;
 use crate::profiler::{Dialect, StepColumns};
 use crate::store::StoreError;
 use crate::trace::{EventType, Framework, IntermediateStep};
@@ -28,7 +29,7 @@ pub(crate) fn json_text(text: String, name: &str) -> Result<Value, StoreError> {
 /// by position: by name, sqlx hashes and compares each of 17 names for each of a large run's
 /// 200k rows, which stood out in a profile of a cold load
 /// (BENCHMARKS.md#third-session-2026-11-30). A test holds the two in step.
-pub(crate) const STEP_COLUMNS: [&str; 17] = [
+pub(crate) const STEP_COLUMNS: [&str; 18] = [
     "request_number",
     "event_type",
     "event_timestamp",
@@ -46,6 +47,7 @@ pub(crate) const STEP_COLUMNS: [&str; 17] = [
     "text_value",
     "span_event_timestamp",
     "step_parent_id",
+    "cached_tokens",
 ];
 
 /// Where a column sits in [`STEP_COLUMNS`] (evaluated at compile time).
@@ -90,6 +92,7 @@ pub(crate) fn step_columns<B: Backend>(row: &B::Row) -> Result<StepColumns, Stor
     const TEXT_VALUE: usize = at("text_value");
     const SPAN_EVENT_TIMESTAMP: usize = at("span_event_timestamp");
     const STEP_PARENT_ID: usize = at("step_parent_id");
+    const CACHED_TOKENS: usize = at("cached_tokens");
     let opt = |i: usize| -> Result<Option<String>, StoreError> {
         r.col::<Option<Vec<u8>>>(i)?.map(utf8).transpose()
     };
@@ -115,11 +118,32 @@ pub(crate) fn step_columns<B: Backend>(row: &B::Row) -> Result<StepColumns, Stor
         prompt_tokens: r.col(PROMPT_TOKENS)?,
         completion_tokens: r.col(COMPLETION_TOKENS)?,
         total_tokens: r.col(TOTAL_TOKENS)?,
+        cached_tokens: r.col::<Option<i64>>(CACHED_TOKENS)?.unwrap_or(0),
         seconds_between_calls: r.col(SECONDS_BETWEEN_CALLS)?,
         text: opt(TEXT_VALUE)?,
         span_event_timestamp: r.col(SPAN_EVENT_TIMESTAMP)?,
         parent_id: opt(STEP_PARENT_ID)?,
     })
+}
+
+/// The stored `cached_tokens`: NULL for the many steps without any, which then cost a bit in
+/// the row's null bitmap rather than eight bytes.
+pub(crate) fn cached(tokens: i64) -> Option<i64> {
+    (tokens != 0).then_some(tokens)
+}
+
+/// A run's stored price table (NULL for runs stored before prices: none).
+pub(crate) fn prices(text: Option<String>) -> Result<PriceTable, StoreError> {
+    match text {
+        None => Ok(PriceTable::default()),
+        Some(t) => serde_json::from_str(&t)
+            .map_err(|e| StoreError::Corrupt(format!("stored prices are not a price table: {e}"))),
+    }
+}
+
+pub(crate) fn prices_text(prices: &PriceTable) -> String {
+    // A table of names and finite numbers always serializes.
+    serde_json::to_string(prices).unwrap_or_default()
 }
 
 /// A run's chosen dialect as stored (`NULL`: detect it).

@@ -8,7 +8,7 @@ macro_rules! run_columns {
     () => {
         "id, name, created_at, updated_at, version, request_count, step_count, profiler_config, metadata, \
          toolkit, nat_schema, non_end_steps, aiq_rewrite, nat_rewrite, \
-         first_event_at, last_event_at, llm_calls, llm_tokens, retention_seconds"
+         first_event_at, last_event_at, llm_calls, llm_tokens, retention_seconds, prices"
     };
 }
 pub(crate) use run_columns;
@@ -34,6 +34,7 @@ pub(crate) mod run {
     pub const LLM_CALLS: usize = 16;
     pub const LLM_TOKENS: usize = 17;
     pub const RETENTION_SECONDS: usize = 18;
+    pub const PRICES: usize = 19;
 }
 
 /// [`super::Backend::UPDATE_AFTER_BATCH`] around an engine's expressions for the new
@@ -90,7 +91,8 @@ macro_rules! update_run {
             "updated_at = ",
             $updated,
             ", toolkit = CASE WHEN $7 THEN $8 ELSE toolkit END, ",
-            "retention_seconds = CASE WHEN $9 THEN $10 ELSE retention_seconds END ",
+            "retention_seconds = CASE WHEN $9 THEN $10 ELSE retention_seconds END, ",
+            "prices = COALESCE($11, prices) ",
             "WHERE id = $1 AND (",
             $any,
             " OR updated_at = $6) RETURNING ",
@@ -111,13 +113,13 @@ pub(crate) const RUN_EXISTS: &str = "SELECT 1 FROM runs WHERE id = $1";
 pub(crate) const DELETE_RUN: &str = "DELETE FROM runs WHERE id = $1";
 
 /// `$1` id, `$2` name, `$3` now, `$4` profiler config, `$5` metadata, `$6` toolkit, `$7`
-/// retention in seconds.
-pub(crate) const INSERT_RUN: &str = "INSERT INTO runs (id, name, created_at, updated_at, profiler_config, metadata, toolkit, retention_seconds) \
-     VALUES ($1, $2, $3, $3, $4, $5, $6, $7)";
+/// retention in seconds, `$8` prices.
+pub(crate) const INSERT_RUN: &str = "INSERT INTO runs (id, name, created_at, updated_at, profiler_config, metadata, toolkit, retention_seconds, \
+     prices) VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8)";
 
 /// [`INSERT_RUN`], leaving an existing run of that id as it is.
-pub(crate) const INSERT_RUN_IF_ABSENT: &str = "INSERT INTO runs (id, name, created_at, updated_at, profiler_config, metadata, toolkit, retention_seconds) \
-     VALUES ($1, $2, $3, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING";
+pub(crate) const INSERT_RUN_IF_ABSENT: &str = "INSERT INTO runs (id, name, created_at, updated_at, profiler_config, metadata, toolkit, retention_seconds, \
+     prices) VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING";
 
 /// Claims an Idempotency-Key: `$1` scope, `$2` key, `$3` fingerprint, `$4` run, `$5` now,
 /// `$6` client.
@@ -205,7 +207,7 @@ macro_rules! step_columns {
     () => {
         "SELECT request_number, event_type, event_timestamp, uuid, name, framework, function_name, \
          function_id, parent_name, parent_id, prompt_tokens, completion_tokens, total_tokens, \
-         seconds_between_calls, text_value, span_event_timestamp, step_parent_id FROM steps "
+         seconds_between_calls, text_value, span_event_timestamp, step_parent_id, cached_tokens FROM steps "
     };
 }
 
@@ -324,14 +326,15 @@ pub(crate) fn recount_requests(body_octets: &str) -> String {
 /// The columns of a multi-row step insert, in the order `backend::insert_steps_by_rows` binds them.
 pub(crate) const INSERT_STEPS: &str = "INSERT INTO steps (run_id, request_number, seq, event_type, event_timestamp, uuid, name, framework, \
      function_name, function_id, parent_name, parent_id, prompt_tokens, completion_tokens, total_tokens, \
-     seconds_between_calls, text_value, span_event_timestamp, step_parent_id, content_hash, occurrence, body) VALUES ";
+     seconds_between_calls, text_value, span_event_timestamp, step_parent_id, cached_tokens, content_hash, occurrence, \
+     body) VALUES ";
 
 /// Rows per multi-row `INSERT`: a few hundred keeps each statement well under both engines'
 /// parameter limits (SQLite's 32,766, PostgreSQL's 65,535).
 pub(crate) const ROWS_PER_INSERT: usize = 500;
 
 /// Parameters per row of [`INSERT_STEPS`].
-pub(crate) const STEP_PARAMS: usize = 22;
+pub(crate) const STEP_PARAMS: usize = 23;
 
 /// `(${first}, ..., ${first + n - 1})`, `rows` times, comma separated: the VALUES of a multi-row
 /// insert.
@@ -369,7 +372,7 @@ mod tests {
     fn run_column_positions_follow_the_list() {
         let names: Vec<&str> = run_columns!().split(',').map(str::trim).collect();
         let at = |n: &str| names.iter().position(|c| *c == n).unwrap();
-        assert_eq!(names.len(), 19);
+        assert_eq!(names.len(), 20);
         assert_eq!(at("id"), run::ID);
         assert_eq!(at("name"), run::NAME);
         assert_eq!(at("created_at"), run::CREATED_AT);
@@ -389,6 +392,7 @@ mod tests {
         assert_eq!(at("llm_calls"), run::LLM_CALLS);
         assert_eq!(at("llm_tokens"), run::LLM_TOKENS);
         assert_eq!(at("retention_seconds"), run::RETENTION_SECONDS);
+        assert_eq!(at("prices"), run::PRICES);
     }
 
     #[test]

@@ -45,11 +45,11 @@ const SELECT_RANGE: &str = "SELECT minute, kind, name, count, prompt_tokens, com
      cached_tokens, latency FROM rollups WHERE run_id = $1 AND minute >= $2 AND minute < $3 \
      ORDER BY minute";
 
-/// What a rollup reads of a step; cached tokens are in the bodies of LLM_END steps only.
+/// What a rollup reads of a step.
 macro_rules! end_step_columns {
     () => {
         "SELECT event_type, event_timestamp, span_event_timestamp, name, prompt_tokens, \
-         completion_tokens, total_tokens, CASE WHEN event_type = 1 THEN body END FROM steps"
+         completion_tokens, total_tokens, cached_tokens FROM steps"
     };
 }
 
@@ -77,7 +77,6 @@ impl EndSteps {
         };
         let name: Option<Vec<u8>> = r.col(3)?;
         let name = name.map(|n| String::from_utf8_lossy(&n).into_owned());
-        let body: Option<String> = r.col(7)?;
         let total: i64 = r.col(6)?;
         if event_type == EventType::LlmEnd {
             self.llm_calls += 1;
@@ -90,22 +89,10 @@ impl EndSteps {
             name: name.as_deref(),
             prompt_tokens: r.col(4)?,
             completion_tokens: r.col(5)?,
-            cached_tokens: body.as_deref().map_or(0, cached_tokens_of_body),
+            cached_tokens: r.col::<Option<i64>>(7)?.unwrap_or(0),
         });
         Ok(())
     }
-}
-
-/// `payload.usage_info.token_usage.cached_tokens` of a stored body, read without parsing the
-/// rest of it.
-fn cached_tokens_of_body(body: &str) -> i64 {
-    sonic_rs::get(
-        body,
-        &["payload", "usage_info", "token_usage", "cached_tokens"],
-    )
-    .ok()
-    .and_then(|v| v.as_raw_str().parse::<i64>().ok())
-    .unwrap_or(0)
 }
 
 fn sketch_error(e: SketchError) -> StoreError {
@@ -490,17 +477,4 @@ pub(super) async fn end_steps_of<B: Backend>(
         }
     }
     Ok(found)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cached_tokens_are_read_from_a_body() {
-        let body =
-            r#"{"payload":{"usage_info":{"token_usage":{"prompt_tokens":3,"cached_tokens":7}}}}"#;
-        assert_eq!(cached_tokens_of_body(body), 7);
-        assert_eq!(cached_tokens_of_body(r#"{"payload":{}}"#), 0);
-    }
 }

@@ -41,6 +41,7 @@ pub(super) fn from_row<B: Backend>(row: &B::Row) -> Result<RunRecord, StoreError
             llm_tokens: r.col(run::LLM_TOKENS)?,
         },
         retention_seconds: r.col(run::RETENTION_SECONDS)?,
+        prices: columns::prices(r.col(run::PRICES)?)?,
     })
 }
 
@@ -54,6 +55,7 @@ pub(super) async fn insert<B: Backend>(
 ) -> Result<bool, StoreError> {
     let config = run.profiler_config.to_string();
     let metadata = run.metadata.as_str();
+    let prices = columns::prices_text(&run.prices);
     let done = sqlx::query(if if_absent {
         queries::INSERT_RUN_IF_ABSENT
     } else {
@@ -66,6 +68,7 @@ pub(super) async fn insert<B: Backend>(
     .arg(metadata)
     .arg(run.toolkit.map(Dialect::as_str))
     .arg(run.retention_seconds)
+    .arg(prices.as_str())
     .execute(B::on(conn))
     .await?;
     Ok(B::rows_affected(&done) == 1)
@@ -142,6 +145,7 @@ pub(super) async fn update<B: Backend>(
 ) -> Result<RunRecord, StoreError> {
     let config = changes.profiler_config.map(|v| v.to_string());
     let metadata = changes.metadata.as_ref().map(ObjectJson::as_str);
+    let prices = changes.prices.as_ref().map(columns::prices_text);
     let updated = sqlx::query(B::UPDATE_RUN)
         .arg(id)
         .arg(changes.name.as_deref().map(str::as_bytes))
@@ -153,6 +157,7 @@ pub(super) async fn update<B: Backend>(
         .arg(changes.toolkit.flatten().map(Dialect::as_str))
         .arg(changes.retention_seconds.is_some())
         .arg(changes.retention_seconds.flatten())
+        .arg(prices.as_deref())
         .fetch_optional(B::on(&mut *conn))
         .await?;
     match updated {
