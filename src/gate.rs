@@ -271,6 +271,7 @@ impl Report {
 
     fn headline(&self) -> String {
         let how = match self.pairing {
+            Some(Pairing::DatasetItem) => "paired by dataset item",
             Some(Pairing::ExternalId) => "paired by eval id",
             Some(Pairing::RequestNumber) => "paired by request number",
             None => "unpaired (Welch)",

@@ -113,6 +113,109 @@ fn a_run_against_itself_passes_and_slower_llm_calls_fail() {
     );
 }
 
+/// Every LLM_END of `v` with twice its completion tokens.
+fn wordier_llm_calls(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            if m.get("event_type").and_then(Value::as_str) == Some("LLM_END")
+                && let Some(t) = m
+                    .get_mut("usage_info")
+                    .and_then(|u| u.get_mut("token_usage"))
+            {
+                let c = t["completion_tokens"].as_i64().unwrap();
+                t["completion_tokens"] = (2 * c).into();
+                t["total_tokens"] = (t["prompt_tokens"].as_i64().unwrap() + 2 * c).into();
+            }
+            m.values_mut().for_each(wordier_llm_calls);
+        }
+        Value::Array(a) => a.iter_mut().for_each(wordier_llm_calls),
+        _ => {}
+    }
+}
+
+#[test]
+fn prices_make_cost_a_metric_of_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let case = common::fixtures().join("cases/medium_50");
+    let base = case.join("input.json.gz");
+    let mut doc: Value =
+        serde_json::from_slice(&common::read_maybe_gz(&case, "input.json").unwrap()).unwrap();
+    wordier_llm_calls(&mut doc);
+    let wordier = dir.path().join("wordier.json");
+    std::fs::write(&wordier, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let prices = dir.path().join("prices.yaml");
+    std::fs::write(
+        &prices,
+        "models:\n  meta/llama-3.1-70b-instruct: {input: 0.88, output: 0.88}\n  \
+         meta/llama-3.1-8b-instruct: {input: 0.18, output: 0.18}\n",
+    )
+    .unwrap();
+    let (base, wordier, prices) = (
+        base.to_str().unwrap(),
+        wordier.to_str().unwrap(),
+        prices.to_str().unwrap(),
+    );
+
+    let same = compare(&[base, base, "--prices", prices, "--metric", "cost"]);
+    assert_eq!(code(&same), 0, "{}", stdout(&same));
+    let worse = compare(&[base, wordier, "--prices", prices, "--format", "json"]);
+    assert_eq!(code(&worse), 1, "{}", stdout(&worse));
+    let report: Value = serde_json::from_slice(&worse.stdout).unwrap();
+    assert!(
+        report["worse"].as_array().unwrap().contains(&json!("cost")),
+        "{report}"
+    );
+
+    // No cost without prices, and none when a model has no price: an error, not a pass.
+    let none = compare(&[base, wordier, "--metric", "cost"]);
+    assert_eq!(code(&none), 2);
+    let partial = dir.path().join("partial.json");
+    std::fs::write(
+        &partial,
+        r#"{"models": {"meta/llama-3.1-70b-instruct": {"input": 1, "output": 1}}}"#,
+    )
+    .unwrap();
+    let part = compare(&[
+        base,
+        wordier,
+        "--prices",
+        partial.to_str().unwrap(),
+        "--max-regression",
+        "cost=5",
+    ]);
+    assert_eq!(code(&part), 2);
+    let err = String::from_utf8_lossy(&part.stderr);
+    assert!(err.contains("meta/llama-3.1-8b-instruct"), "{err}");
+    // A table with a mistake stops the command before it reads anything.
+    std::fs::write(&partial, "models:\n  m: {input: -1, output: 1}\n").unwrap();
+    let bad = compare(&[base, base, "--prices", partial.to_str().unwrap()]);
+    assert_eq!(code(&bad), 2);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("/models/m/input"));
+
+    // `analyze --prices` writes the cost into stats.json: the tokens times the prices.
+    let out = dir.path().join("out");
+    let analyzed = Command::new(env!("CARGO_BIN_EXE_agentprof"))
+        .args(["analyze", base, "--out", out.to_str().unwrap(), "--prices", prices])
+        .output()
+        .unwrap();
+    assert!(analyzed.status.success(), "{analyzed:?}");
+    let stats: Value =
+        serde_json::from_slice(&std::fs::read(out.join("stats.json")).unwrap()).unwrap();
+    let by_model = &stats["cost"]["by_model"];
+    let mut expected = 0.0;
+    for (model, price) in [
+        ("meta/llama-3.1-70b-instruct", 0.88),
+        ("meta/llama-3.1-8b-instruct", 0.18),
+    ] {
+        let m = &by_model[model];
+        let tokens = m["prompt_tokens"].as_i64().unwrap() + m["completion_tokens"].as_i64().unwrap();
+        expected += tokens as f64 * price / 1e6;
+    }
+    let total = stats["cost"]["total"].as_f64().unwrap();
+    assert!((total - expected).abs() < 1e-9, "{total} vs {expected}");
+    assert_eq!(stats["cost"]["complete"], true);
+}
+
 #[test]
 fn thresholds_and_metric_choices_change_the_decision() {
     let dir = tempfile::tempdir().unwrap();

@@ -98,3 +98,53 @@ on_both_backends!(
         assert_eq!(latency["difference_of_means"], 0.0, "{latency}");
     }
 );
+
+on_both_backends!(
+    two_evals_of_one_dataset_pair_by_item,
+    |backend| async move {
+        // As the toolkit plugin sends them: each request keyed by the workflow run's own id,
+        // which differs between evals, and the eval's items name the request they ran as.
+        // The candidate answered the items in reverse order, each 0.5 s slower.
+        let n = 8;
+        let run = |prefix: &str, order: &dyn Fn(usize) -> usize, extra: f64| {
+            let requests: Vec<Value> = (0..n)
+                .map(|j| {
+                    let item = order(j);
+                    let t = 10.0 * j as f64;
+                    let latency = 1.0 + 0.1 * item as f64 + extra;
+                    json!({"id": format!("{prefix}{j}"), "intermediate_steps": [
+                        step("LLM_START", t, &format!("c{j}")),
+                        step("LLM_END", t + latency, &format!("c{j}")),
+                    ]})
+                })
+                .collect();
+            let items: Vec<Value> = (0..n)
+                .map(|j| json!({"id": format!("q{}", order(j)), "request": format!("{prefix}{j}"),
+                                "scores": {"accuracy": 1.0}}))
+                .collect();
+            (Value::Array(requests), json!({"metadata": {"eval": {"items": items}}}))
+        };
+        let app = TestApp::new(backend).await;
+        let (doc, meta) = run("wf-a-", &|j| j, 0.0);
+        let base = app.create_run(&json!({"requests": doc})).await;
+        patch(&app, &base, meta).await;
+        let (doc, meta) = run("wf-b-", &|j| n - 1 - j, 0.5);
+        let cand = app.create_run(&json!({"requests": doc})).await;
+        patch(&app, &cand, meta).await;
+        let compare = || async {
+            let body = json!({"baseline": base, "candidate": cand}).to_string();
+            app.post_json("/v1/compare", body).await.json()
+        };
+        let c = compare().await;
+        assert_eq!(c["pairing"], "dataset_item", "{c}");
+        let latency = &c["metrics"]["llm_latency"];
+        assert_eq!(latency["n_pairs"], 8, "{latency}");
+        // Paired item by item, every difference is exactly 0.5 s.
+        let d = latency["difference_of_means"].as_f64().unwrap();
+        assert!((d - 0.5).abs() < 1e-9, "{latency}");
+        assert!(latency["p_value"].as_f64().unwrap() < 1e-6, "{latency}");
+        // Without the items the two evals' requests do not pair.
+        patch(&app, &cand, json!({"metadata": {"eval": null}})).await;
+        assert_eq!(compare().await["pairing"], Value::Null);
+    }
+);

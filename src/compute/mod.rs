@@ -504,10 +504,16 @@ impl RunCache {
                     use profiler::statistics::{compare, scores};
                     let sa = scores::from_metadata(&a.record.metadata, &fa.frame);
                     let sb = scores::from_metadata(&b.record.metadata, &fb.frame);
+                    let ia = scores::item_ids(&a.record.metadata, &fa.frame);
+                    let ib = scores::item_ids(&b.record.metadata, &fb.frame);
                     Arc::new(Compared {
                         comparison: compare::compare_sides(
-                            compare::Side::of(&fa.frame, &sa).with_prices(&a.record.prices),
-                            compare::Side::of(&fb.frame, &sb).with_prices(&b.record.prices),
+                            compare::Side::of(&fa.frame, &sa)
+                                .with_prices(&a.record.prices)
+                                .with_items(&ia),
+                            compare::Side::of(&fb.frame, &sb)
+                                .with_prices(&b.record.prices)
+                                .with_items(&ib),
                             &options,
                         ),
                         baseline_version: fa.version,

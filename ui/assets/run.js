@@ -277,7 +277,7 @@ function costCard(cost) {
   const per = cost.per_request;
   const lines = [];
   if (per.n > 0) {
-    lines.push(el("span", { style: "display:block" }, "mean per request ", num(per.mean, "stats:/cost/per_request/mean", cost.currency)));
+    lines.push(el("small", { style: "display:block" }, "mean per request ", num(per.mean, "stats:/cost/per_request/mean", cost.currency)));
     if (per.mean_ci95.t) lines.push(interval(per.mean_ci95.t, "stats:/cost/per_request/mean_ci95/t"));
   }
   if (unpriced.length) {

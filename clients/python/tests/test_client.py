@@ -82,6 +82,23 @@ def test_series_and_retention(server: str) -> None:
         assert e.value.status == 400 and e.value.problem["errors"][0]["path"] == "/step"
 
 
+def test_prices_cost_a_run(server: str) -> None:
+    prices = {"models": {"canned-react-1": {"input": 2.0, "output": 8.0}}}
+    doc = [{"request_number": 0, "intermediate_steps": [
+        {"payload": {"event_type": "LLM_START", "event_timestamp": 1.0, "name": "canned-react-1", "UUID": "a"}},
+        {"payload": {"event_type": "LLM_END", "event_timestamp": 2.0, "name": "canned-react-1", "UUID": "a",
+                     "usage_info": {"token_usage": {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100}}}},
+    ]}]
+    with AgentprofClient(server) as client:
+        run = client.create_run("py-cost", steps=doc, prices=prices)
+        assert run.raw["prices"] == prices
+        cost = client.output(run.id, "stats")["cost"]
+        assert cost["total"] == pytest.approx((1000 * 2.0 + 100 * 8.0) / 1e6, abs=1e-12)
+        cheaper = {"models": {"canned-react-1": {"input": 1.0, "output": 4.0}}}
+        client.update_run(run.id, {"prices": cheaper})
+        assert client.output(run.id, "stats")["cost"]["total"] == pytest.approx(cost["total"] / 2, abs=1e-12)
+
+
 def test_windows_of_a_run(server: str) -> None:
     doc = small_case()
     starts = sorted(_starts(doc))

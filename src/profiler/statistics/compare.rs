@@ -95,6 +95,10 @@ pub enum TestKind {
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Pairing {
+    /// Every request is an item of the eval (`metadata.eval.items` names its request) and the
+    /// two runs' items are the same set: two evals of one dataset, whose requests carry the
+    /// toolkit's per-run ids.
+    DatasetItem,
     /// Every request has an eval id and the two runs' ids are the same set.
     ExternalId,
     /// The two runs hold the same request numbers.
@@ -245,7 +249,36 @@ fn observations(frame: &Frame, key: &dyn Fn(i64, Option<&str>) -> String) -> Obs
 
 /// How the two runs' requests match, if they do: by eval id when every request of both runs has
 /// one, else by request number; only when both runs hold exactly the same set.
-fn pairing(a: &Frame, b: &Frame) -> Option<Pairing> {
+/// The dataset items of a side's requests, sorted, when every request has one of its own.
+fn items<'a>(s: Side<'a>) -> Option<Vec<&'a str>> {
+    let mut v: Vec<&str> = s
+        .frame
+        .requests
+        .iter()
+        .map(|r| s.items.get(&r.number).map(String::as_str))
+        .collect::<Option<_>>()?;
+    v.sort_unstable();
+    let n = v.len();
+    v.dedup();
+    // An item answered twice (repetitions) pairs with nothing in particular.
+    (v.len() == n).then_some(v)
+}
+
+/// What identifies request `n` (eval id `ext`) of a side across the two runs.
+fn request_key(pairing: Option<Pairing>, items: &ItemIds, n: i64, ext: Option<&str>) -> String {
+    match (pairing, ext) {
+        (Some(Pairing::DatasetItem), _) => items.get(&n).cloned().unwrap_or_default(),
+        (Some(Pairing::ExternalId), Some(e)) => e.to_owned(),
+        _ => n.to_string(),
+    }
+}
+
+fn pairing(sa: Side<'_>, sb: Side<'_>) -> Option<Pairing> {
+    let (a, b) = (sa.frame, sb.frame);
+    let same_items = || {
+        let (x, y) = (items(sa), items(sb));
+        x.is_some() && x == y
+    };
     let ids = |f: &Frame| -> Option<Vec<String>> {
         let mut v: Vec<String> = f
             .requests
@@ -261,6 +294,7 @@ fn pairing(a: &Frame, b: &Frame) -> Option<Pairing> {
     }
     match (ids(a), ids(b)) {
         (Some(x), Some(y)) if x == y => Some(Pairing::ExternalId),
+        _ if same_items() => Some(Pairing::DatasetItem),
         (Some(_), Some(_)) => None,
         _ if numbers(a) == numbers(b) => Some(Pairing::RequestNumber),
         _ => None,
@@ -286,7 +320,16 @@ pub struct Side<'a> {
     /// The prices it is costed with: `cost` (USD per request) is compared when both runs have
     /// prices for every model they called.
     pub prices: Option<&'a PriceTable>,
+    /// The eval's dataset item of each request (by request number), which pairs two evals'
+    /// requests when both cover the same items.
+    pub items: &'a ItemIds,
 }
+
+/// The dataset item id of each request, by request number.
+pub type ItemIds = HashMap<i64, String>;
+
+/// No items.
+static NO_ITEMS: std::sync::LazyLock<ItemIds> = std::sync::LazyLock::new(ItemIds::new);
 
 impl<'a> Side<'a> {
     pub fn of(frame: &'a Frame, scores: &'a RequestScores) -> Side<'a> {
@@ -294,7 +337,12 @@ impl<'a> Side<'a> {
             frame,
             scores,
             prices: None,
+            items: &NO_ITEMS,
         }
+    }
+
+    pub fn with_items(self, items: &'a ItemIds) -> Side<'a> {
+        Side { items, ..self }
     }
 
     pub fn with_prices(self, prices: &'a PriceTable) -> Side<'a> {
@@ -312,13 +360,11 @@ pub const COST: (&str, &str) = ("cost", "USD per request");
 pub fn compare_sides(base: Side<'_>, cand: Side<'_>, options: &CompareOptions) -> Comparison {
     let (baseline, candidate) = (base.frame, cand.frame);
     let (baseline_scores, candidate_scores) = (base.scores, cand.scores);
-    let pairing = pairing(baseline, candidate);
-    let key = move |n: i64, ext: Option<&str>| match (pairing, ext) {
-        (Some(Pairing::ExternalId), Some(e)) => e.to_owned(),
-        _ => n.to_string(),
-    };
-    let mut a = observations(baseline, &key);
-    let mut b = observations(candidate, &key);
+    let pairing = pairing(base, cand);
+    let key_a = |n: i64, ext: Option<&str>| request_key(pairing, base.items, n, ext);
+    let key_b = |n: i64, ext: Option<&str>| request_key(pairing, cand.items, n, ext);
+    let mut a = observations(baseline, &key_a);
+    let mut b = observations(candidate, &key_b);
     let mut names: Vec<(String, &'static str)> = METRICS
         .iter()
         .map(|(name, paired, unpaired)| {
@@ -335,7 +381,11 @@ pub fn compare_sides(base: Side<'_>, cand: Side<'_>, options: &CompareOptions) -
             continue;
         };
         let name = format!("score:{evaluator}");
-        for (obs, scores, frame) in [(&mut a, per_request, baseline), (&mut b, other, candidate)] {
+        let sides: [(_, _, _, &dyn Fn(i64, Option<&str>) -> String); 2] = [
+            (&mut a, per_request, baseline, &key_a),
+            (&mut b, other, candidate, &key_b),
+        ];
+        for (obs, scores, frame, key) in sides {
             let keyed: BTreeMap<String, f64> = frame
                 .requests
                 .iter()
@@ -350,7 +400,9 @@ pub fn compare_sides(base: Side<'_>, cand: Side<'_>, options: &CompareOptions) -
         }
         names.push((name, "evaluator score per request"));
     }
-    let costs = |side: Side<'_>| -> Option<BTreeMap<String, f64>> {
+    let costs = |side: Side<'_>,
+                 key: &dyn Fn(i64, Option<&str>) -> String|
+     -> Option<BTreeMap<String, f64>> {
         let per = super::cost::per_request(side.frame, side.prices?);
         side.frame
             .requests
@@ -361,7 +413,7 @@ pub fn compare_sides(base: Side<'_>, cand: Side<'_>, options: &CompareOptions) -
     };
     // Only when every call of both runs has a price: a cost that left some calls out would
     // compare what the price table covers, not what the runs cost.
-    if let (Some(ca), Some(cb)) = (costs(base), costs(cand)) {
+    if let (Some(ca), Some(cb)) = (costs(base, &key_a), costs(cand, &key_b)) {
         for (obs, keyed) in [(&mut a, ca), (&mut b, cb)] {
             obs.per_observation
                 .insert(COST.0.to_owned(), keyed.values().copied().collect());

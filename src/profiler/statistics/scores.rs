@@ -32,6 +32,9 @@ struct Eval<'a> {
 
 #[derive(Deserialize)]
 struct Item<'a> {
+    /// The dataset item's id.
+    #[serde(borrow, default)]
+    id: Option<RequestRef<'a>>,
     #[serde(borrow, default)]
     request: Option<RequestRef<'a>>,
     #[serde(borrow, default)]
@@ -96,20 +99,55 @@ fn items(metadata: &ObjectJson) -> Vec<Item<'_>> {
 
 /// The scores in a run's metadata, for the requests the frame holds. Items naming no request of
 /// the run, and scores that are not finite numbers, are left out.
+/// Finds the request of the frame an item names (by eval id or by number).
+struct Requests {
+    by_id: HashMap<String, i64>,
+    numbers: std::collections::HashSet<i64>,
+}
+
+impl Requests {
+    fn of(frame: &Frame) -> Requests {
+        Requests {
+            by_id: frame
+                .requests
+                .iter()
+                .filter_map(|r| Some((r.external_id.clone()?, r.number)))
+                .collect(),
+            numbers: frame.requests.iter().map(|r| r.number).collect(),
+        }
+    }
+
+    fn find(&self, request: Option<&RequestRef<'_>>) -> Option<i64> {
+        match request? {
+            RequestRef::Id(id) => self.by_id.get(id.as_ref()).copied(),
+            RequestRef::Number(n) => self.numbers.contains(n).then_some(*n),
+            RequestRef::Other => None,
+        }
+    }
+}
+
+/// Each request's dataset item (its id as text; a number's JSON text), for the requests of
+/// `frame` the eval's items name: what pairs two evals of the same dataset.
+pub fn item_ids(metadata: &ObjectJson, frame: &Frame) -> super::compare::ItemIds {
+    let requests = Requests::of(frame);
+    items(metadata)
+        .into_iter()
+        .filter_map(|item| {
+            let id = match item.id? {
+                RequestRef::Id(id) => id.into_owned(),
+                RequestRef::Number(n) => n.to_string(),
+                RequestRef::Other => return None,
+            };
+            Some((requests.find(item.request.as_ref())?, id))
+        })
+        .collect()
+}
+
 pub fn from_metadata(metadata: &ObjectJson, frame: &Frame) -> RequestScores {
     let mut out = RequestScores::new();
-    let by_id: HashMap<&str, i64> = frame
-        .requests
-        .iter()
-        .filter_map(|r| Some((r.external_id.as_deref()?, r.number)))
-        .collect();
-    let numbers: std::collections::HashSet<i64> = frame.requests.iter().map(|r| r.number).collect();
+    let requests = Requests::of(frame);
     for item in items(metadata) {
-        let number = match &item.request {
-            Some(RequestRef::Id(id)) => by_id.get(id.as_ref()).copied(),
-            Some(RequestRef::Number(n)) => numbers.contains(n).then_some(*n),
-            Some(RequestRef::Other) | None => None,
-        };
+        let number = requests.find(item.request.as_ref());
         let (Some(number), Some(scores)) = (number, item.scores) else {
             continue;
         };

@@ -117,10 +117,15 @@ class AgentprofClient:
         profiler_config: Mapping[str, Any] | None = None,
         metadata: Mapping[str, Any] | None = None,
         retention_seconds: int | None = None,
+        prices: Mapping[str, Any] | None = None,
     ) -> Run:
         """Creates a run, with its first steps (any input form) if given; with
-        ``retention_seconds``, the server deletes requests whose last step is older than that."""
+        ``retention_seconds``, the server deletes requests whose last step is older than that;
+        with ``prices`` (``{"models": {name: {"input", "output", "cached_input"}}}``, USD per
+        million tokens), the run is costed with them instead of the server's table."""
         body: dict[str, Any] = {"name": name}
+        if prices is not None:
+            body["prices"] = dict(prices)
         if retention_seconds is not None:
             body["retention_seconds"] = retention_seconds
         if toolkit is not None:
@@ -144,7 +149,8 @@ class AgentprofClient:
 
     def update_run(self, run_id: str, changes: Mapping[str, Any]) -> Run:
         """A JSON merge patch of the run: name, toolkit, profiler_config, metadata,
-        retention_seconds (``None`` keeps everything)."""
+        retention_seconds (``None`` keeps everything), prices (a price table replaces the run's;
+        ``None`` takes the server's as it is now)."""
         r = self._send(
             "PATCH",
             f"/v1/runs/{run_id}",
