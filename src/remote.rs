@@ -9,7 +9,9 @@ use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {
-    #[error("{url}: {source}")]
+    /// Says every cause: reqwest's own message ("error sending request") leaves out whether the
+    /// connection was refused or the certificate not trusted.
+    #[error("{url}: {}", causes(source))]
     Http { url: String, source: reqwest::Error },
     #[error("{url} answered {status}: {detail}")]
     Answer {
@@ -19,6 +21,18 @@ pub enum RemoteError {
     },
     #[error("no run on {base} is named {name:?}")]
     NoSuchName { base: String, name: String },
+}
+
+/// An error and its sources, joined: `a: b: c`.
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    text
 }
 
 /// One side of a comparison on a server: a run id or name, and a window of it.
@@ -40,6 +54,8 @@ pub struct Remote {
 const NAME_SEARCH_CHARS: usize = 200;
 
 impl Remote {
+    /// A server at `base`: `http://` or `https://`. TLS is rustls, verifying the server against
+    /// the system's roots; `SSL_CERT_FILE` names a private CA's certificates instead.
     pub fn new(base: &str, key: Option<String>) -> Remote {
         Remote {
             base: base.trim_end_matches('/').to_owned(),

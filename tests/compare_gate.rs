@@ -195,7 +195,14 @@ fn prices_make_cost_a_metric_of_files() {
     // `analyze --prices` writes the cost into stats.json: the tokens times the prices.
     let out = dir.path().join("out");
     let analyzed = Command::new(env!("CARGO_BIN_EXE_agentprof"))
-        .args(["analyze", base, "--out", out.to_str().unwrap(), "--prices", prices])
+        .args([
+            "analyze",
+            base,
+            "--out",
+            out.to_str().unwrap(),
+            "--prices",
+            prices,
+        ])
         .output()
         .unwrap();
     assert!(analyzed.status.success(), "{analyzed:?}");
@@ -208,7 +215,8 @@ fn prices_make_cost_a_metric_of_files() {
         ("meta/llama-3.1-8b-instruct", 0.18),
     ] {
         let m = &by_model[model];
-        let tokens = m["prompt_tokens"].as_i64().unwrap() + m["completion_tokens"].as_i64().unwrap();
+        let tokens =
+            m["prompt_tokens"].as_i64().unwrap() + m["completion_tokens"].as_i64().unwrap();
         expected += tokens as f64 * price / 1e6;
     }
     let total = stats["cost"]["total"].as_f64().unwrap();
@@ -499,5 +507,91 @@ async fn the_server_answers_the_gate_with_its_markdown() {
     );
     let (status, _) = gate(&slower, json!({"alpha": 0.1})).await;
     assert!(status == 400 || status == 422, "{status}");
+    server.stop();
+}
+
+/// A TLS front for the plain-HTTP server at `upstream` (`host:port`): a certificate for
+/// `localhost` signed by a CA made here. Returns its port and the CA certificate (PEM).
+async fn tls_front(upstream: String) -> (u16, String) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    use std::sync::Arc;
+    use tokio_rustls::rustls;
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, upstream) = (acceptor.clone(), upstream.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(upstream).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    (port, ca.pem())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_are_compared_over_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base_file, _) = inputs(dir.path());
+    let (server, client) = serve(dir.path()).await;
+    let id = post_run(&client, &server.base, std::fs::read(&base_file).unwrap()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let upstream = server.base.trim_start_matches("http://").to_owned();
+    let (port, ca) = tls_front(upstream).await;
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca).unwrap();
+    let url = format!("https://localhost:{port}");
+    let run = |trust: bool| {
+        let (url, id, ca_file) = (url.clone(), id.clone(), ca_file.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_agentprof"));
+            cmd.args(["compare", "--url", &url, &id, &id]);
+            if trust {
+                cmd.env("SSL_CERT_FILE", &ca_file);
+            }
+            cmd.output().unwrap()
+        })
+    };
+    let trusted = run(true).await.unwrap();
+    assert_eq!(
+        code(&trusted),
+        0,
+        "{}{}",
+        stdout(&trusted),
+        String::from_utf8_lossy(&trusted.stderr)
+    );
+    assert!(stdout(&trusted).contains("no metric is worse"));
+    // A server whose certificate the system does not trust is an error, not a fallback.
+    let untrusted = run(false).await.unwrap();
+    assert_eq!(code(&untrusted), 2);
+    let err = String::from_utf8_lossy(&untrusted.stderr).to_lowercase();
+    assert!(err.contains("invalid peer certificate"), "{err}");
     server.stop();
 }

@@ -326,43 +326,53 @@ impl Sql {
 
 // The migration that added `cached_tokens` fills it in from the bodies of the steps already
 // stored: its statement, run on steps whose column was emptied, gives back what ingest wrote.
-on_both_backends!(cached_tokens_of_stored_steps_are_backfilled, |backend| async move {
-    use agentprof::store::{Store, postgres::PgStore, sqlite::SqliteStore};
-    let dir = tempfile::tempdir().unwrap();
-    let (store, pg, sql, folder): (std::sync::Arc<dyn Store>, _, Sql, &str) = match backend {
-        Backend::Postgres => {
-            let db = common::app::PgTestDb::create().await;
-            let store = PgStore::connect(&db.url).await.unwrap();
-            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-            (std::sync::Arc::new(store), Some(db), Sql::Pg(pool), "postgres")
-        }
-        Backend::Sqlite => {
-            let path = dir.path().join("agentprof.db");
-            let store = SqliteStore::open(&path).await.unwrap();
-            let url = format!("sqlite://{}", path.display());
-            let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-            (std::sync::Arc::new(store), None, Sql::Lite(pool), "sqlite")
-        }
-    };
-    let app = TestApp::on_store(backend, store, pg, Options::default());
-    app.create_run(&json!({"requests": react_case()})).await;
-    let written = sql.cached_tokens().await;
-    let llm_ends = written.iter().flatten().count();
-    assert!(llm_ends > 0 && llm_ends < written.len(), "{written:?}");
-    sql.execute("UPDATE steps SET cached_tokens = NULL".to_owned()).await;
-    let migration =
-        std::fs::read_to_string(format!("migrations/{folder}/20261207000002_cost.sql")).unwrap();
-    let backfill = migration
-        .split(';')
-        .map(|s| {
-            s.lines()
-                .filter(|l| !l.trim_start().starts_with("--"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-        .map(|s| s.trim().to_owned())
-        .find(|s| s.starts_with("UPDATE steps"))
-        .expect("the migration fills the column in");
-    sql.execute(backfill).await;
-    assert_eq!(sql.cached_tokens().await, written);
-});
+on_both_backends!(
+    cached_tokens_of_stored_steps_are_backfilled,
+    |backend| async move {
+        use agentprof::store::{Store, postgres::PgStore, sqlite::SqliteStore};
+        let dir = tempfile::tempdir().unwrap();
+        let (store, pg, sql, folder): (std::sync::Arc<dyn Store>, _, Sql, &str) = match backend {
+            Backend::Postgres => {
+                let db = common::app::PgTestDb::create().await;
+                let store = PgStore::connect(&db.url).await.unwrap();
+                let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+                (
+                    std::sync::Arc::new(store),
+                    Some(db),
+                    Sql::Pg(pool),
+                    "postgres",
+                )
+            }
+            Backend::Sqlite => {
+                let path = dir.path().join("agentprof.db");
+                let store = SqliteStore::open(&path).await.unwrap();
+                let url = format!("sqlite://{}", path.display());
+                let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+                (std::sync::Arc::new(store), None, Sql::Lite(pool), "sqlite")
+            }
+        };
+        let app = TestApp::on_store(backend, store, pg, Options::default());
+        app.create_run(&json!({"requests": react_case()})).await;
+        let written = sql.cached_tokens().await;
+        let llm_ends = written.iter().flatten().count();
+        assert!(llm_ends > 0 && llm_ends < written.len(), "{written:?}");
+        sql.execute("UPDATE steps SET cached_tokens = NULL".to_owned())
+            .await;
+        let migration =
+            std::fs::read_to_string(format!("migrations/{folder}/20261207000002_cost.sql"))
+                .unwrap();
+        let backfill = migration
+            .split(';')
+            .map(|s| {
+                s.lines()
+                    .filter(|l| !l.trim_start().starts_with("--"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .map(|s| s.trim().to_owned())
+            .find(|s| s.starts_with("UPDATE steps"))
+            .expect("the migration fills the column in");
+        sql.execute(backfill).await;
+        assert_eq!(sql.cached_tokens().await, written);
+    }
+);

@@ -119,10 +119,15 @@ on_both_backends!(
                 })
                 .collect();
             let items: Vec<Value> = (0..n)
-                .map(|j| json!({"id": format!("q{}", order(j)), "request": format!("{prefix}{j}"),
-                                "scores": {"accuracy": 1.0}}))
+                .map(|j| {
+                    json!({"id": format!("q{}", order(j)), "request": format!("{prefix}{j}"),
+                                "scores": {"accuracy": 1.0}})
+                })
                 .collect();
-            (Value::Array(requests), json!({"metadata": {"eval": {"items": items}}}))
+            (
+                Value::Array(requests),
+                json!({"metadata": {"eval": {"items": items}}}),
+            )
         };
         let app = TestApp::new(backend).await;
         let (doc, meta) = run("wf-a-", &|j| j, 0.0);

@@ -264,6 +264,9 @@ fn items<'a>(s: Side<'a>) -> Option<Vec<&'a str>> {
     (v.len() == n).then_some(v)
 }
 
+/// A side's [`request_key`]: request number and eval id to the key it is paired by.
+type KeyOf<'k> = &'k dyn Fn(i64, Option<&str>) -> String;
+
 /// What identifies request `n` (eval id `ext`) of a side across the two runs.
 fn request_key(pairing: Option<Pairing>, items: &ItemIds, n: i64, ext: Option<&str>) -> String {
     match (pairing, ext) {
@@ -381,7 +384,7 @@ pub fn compare_sides(base: Side<'_>, cand: Side<'_>, options: &CompareOptions) -
             continue;
         };
         let name = format!("score:{evaluator}");
-        let sides: [(_, _, _, &dyn Fn(i64, Option<&str>) -> String); 2] = [
+        let sides: [(_, _, _, KeyOf<'_>); 2] = [
             (&mut a, per_request, baseline, &key_a),
             (&mut b, other, candidate, &key_b),
         ];
@@ -400,9 +403,7 @@ pub fn compare_sides(base: Side<'_>, cand: Side<'_>, options: &CompareOptions) -
         }
         names.push((name, "evaluator score per request"));
     }
-    let costs = |side: Side<'_>,
-                 key: &dyn Fn(i64, Option<&str>) -> String|
-     -> Option<BTreeMap<String, f64>> {
+    let costs = |side: Side<'_>, key: KeyOf<'_>| -> Option<BTreeMap<String, f64>> {
         let per = super::cost::per_request(side.frame, side.prices?);
         side.frame
             .requests
