@@ -9,6 +9,7 @@ use agentprof::profiler::toolkit::{
     confidence, csv, forecast, nested_stack, prefix_span, prefixes, runtimes, simple_stack, spikes,
     uniqueness,
 };
+use agentprof::profiler::statistics::{cost, stats};
 use agentprof::profiler::{self, Dialect, Frame, ProfilerConfig};
 use agentprof::synth::profiler_document;
 use agentprof::trace::{ParseOptions, parse};
@@ -45,6 +46,24 @@ fn inputs() -> Vec<Input> {
             }
         })
         .collect()
+}
+
+/// A price for every model the frame's LLM calls name.
+fn priced(f: &Frame) -> cost::PriceTable {
+    let models = cost::compute(f, &cost::PriceTable::default()).unpriced_models;
+    cost::PriceTable {
+        models: models
+            .into_keys()
+            .map(|m| {
+                let price = cost::ModelPrice {
+                    input: 2.5,
+                    output: 10.0,
+                    cached_input: Some(1.25),
+                };
+                (m, price)
+            })
+            .collect(),
+    }
 }
 
 fn benches(c: &mut Criterion) {
@@ -96,6 +115,15 @@ fn benches(c: &mut Criterion) {
         });
         g.bench_with_input(BenchmarkId::new("forecast", n), f, |b, f| {
             b.iter(|| forecast::fit(black_box(f)))
+        });
+        // /stats without prices, and with every model priced (its cost computed too).
+        let none = agentprof::profiler::statistics::scores::RequestScores::new();
+        let prices = priced(f);
+        g.bench_with_input(BenchmarkId::new("stats", n), f, |b, f| {
+            b.iter(|| stats::compute(black_box(f)).llm_latency.overall.n)
+        });
+        g.bench_with_input(BenchmarkId::new("stats_priced", n), f, |b, f| {
+            b.iter(|| stats::compute_with(black_box(f), &none, &prices).cost.total)
         });
         g.bench_with_input(BenchmarkId::new("metrics_json", n), f, |b, f| {
             b.iter(|| {

@@ -28,7 +28,9 @@ cp -r clients/python "$work/client"; cp -r scripts/natcheck "$work/natcheck"
 
 cargo build --quiet --bin agentprof
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-AGENTPROF_DATA_DIR="$work/data" AGENTPROF_BIND=127.0.0.1:$port RUST_LOG=warn target/debug/agentprof serve \
+# The scripted model priced, so that the runs have a cost and the gate compares it.
+printf 'models:\n  scripted-react-1: {input: 2.5, output: 10.0, cached_input: 1.25}\n' > "$work/prices.yaml"
+AGENTPROF_PRICES="$work/prices.yaml" AGENTPROF_DATA_DIR="$work/data" AGENTPROF_BIND=127.0.0.1:$port RUST_LOG=warn target/debug/agentprof serve \
   > "$work/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true; wait $server 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -164,6 +166,8 @@ def report(name):
 same_md, slower_md = report("same"), report("slower")
 check(same == 0, f"the same agent against the baseline: nat eval exits {same}")
 check("no metric is worse" in same_md, "its agentprof_compare.md says no metric is worse: " + (same_md.splitlines() or ["(none)"])[0])
+check("paired by dataset item" in same_md, "the two evals' requests are paired by dataset item")
+check("| `cost` |" in same_md, "the report compares the cost (the server prices the scripted model)")
 check(slower == 1, f"an LLM 0.5 s slower per call: nat eval exits {slower}")
 check("llm_latency" in slower_md and "**worse**" in slower_md, "its report names llm_latency worse: " + (slower_md.splitlines() or ["(none)"])[0])
 check((work / "eval_slower" / "workflow_output.json").exists(), "the failed eval still wrote its own outputs")
