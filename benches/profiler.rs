@@ -5,11 +5,11 @@
 //! 100-request size runs, once, as a smoke test. Results and the machine are in BENCHMARKS.md.
 
 use agentprof::profiler::core::calltree::CallForest;
+use agentprof::profiler::statistics::{cost, stats};
 use agentprof::profiler::toolkit::{
     confidence, csv, forecast, nested_stack, prefix_span, prefixes, runtimes, simple_stack, spikes,
     uniqueness,
 };
-use agentprof::profiler::statistics::{cost, stats};
 use agentprof::profiler::{self, Dialect, Frame, ProfilerConfig};
 use agentprof::synth::profiler_document;
 use agentprof::trace::{ParseOptions, parse};

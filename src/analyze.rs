@@ -212,41 +212,12 @@ pub fn compare_files(
         }
     };
     let comparison = compare_sides(side(&a), side(&b), options);
-    // A metric asked for by name that the comparison could not make: only the cost, when a
-    // model the runs called has no price.
-    if let Some(missing) = options
-        .only
-        .iter()
-        .flatten()
-        .chain(gate.max_regression.keys())
-        .find(|m| !comparison.metrics.contains_key(*m))
-    {
-        return Err(AnalyzeError::Compare(format!(
-            "{missing:?} cannot be compared: {}",
-            unpriced(&[&a, &b], prices)
-        )));
-    }
     let read = crate::gate::ComparedRuns::of(&comparison)
         .map_err(|e| AnalyzeError::Compare(format!("the comparison could not be read: {e}")))?;
+    if let Some(missing) = read.missing(options.only.as_deref(), gate) {
+        return Err(AnalyzeError::Compare(missing.why));
+    }
     Ok(crate::gate::decide(&read, gate))
-}
-
-/// Why the cost could not be compared: the models without a price.
-fn unpriced(frames: &[&Frame], prices: Option<&PriceTable>) -> String {
-    let Some(prices) = prices else {
-        return "no --prices were given".to_owned();
-    };
-    let mut models: Vec<String> = frames
-        .iter()
-        .flat_map(|f| {
-            crate::profiler::statistics::cost::compute(f, prices)
-                .unpriced_models
-                .into_keys()
-        })
-        .collect();
-    models.sort();
-    models.dedup();
-    format!("--prices has no price for {}", models.join(", "))
 }
 
 fn read_input(input: &Path) -> Result<trace::Batch, AnalyzeError> {

@@ -4,7 +4,7 @@
 //! The statistics are the service's own (`/v1/compare`: paired or Welch t-tests, Holm's
 //! correction); this module only decides. A metric is worse when its Holm-adjusted p-value is
 //! below alpha *and* it moved in the worse direction *and*, when a practical threshold is set
-//! for it, it moved by more than that share of the baseline's mean. Latency and tokens are
+//! for it, it moved by more than that share of the baseline's mean. Latency, tokens and cost are
 //! worse higher; evaluator scores are worse lower unless declared otherwise. Beside each
 //! verdict stands the difference the samples could have detected, so that "no significant
 //! difference" on a dozen requests is not read as "no difference".
@@ -22,6 +22,19 @@ pub struct ComparedRuns {
     pub paired: bool,
     pub pairing: Option<Pairing>,
     pub metrics: BTreeMap<String, ComparedMetric>,
+    /// Why `cost` is missing, when it is (absent from servers older than this field).
+    #[serde(default)]
+    pub unpriced_models: Vec<String>,
+}
+
+/// A metric asked for by name that a comparison does not have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Missing {
+    pub metric: String,
+    /// Where it was asked for: its index in the list of metrics to compare, or `None` for a
+    /// threshold (`max_regression`).
+    pub listed_at: Option<usize>,
+    pub why: String,
 }
 
 /// One metric of [`ComparedRuns`].
@@ -50,6 +63,36 @@ impl ComparedRuns {
     /// A comparison made here, read through its JSON as a server's answer is.
     pub fn of(comparison: &Comparison) -> Result<ComparedRuns, serde_json::Error> {
         serde_json::to_value(comparison).and_then(serde_json::from_value)
+    }
+
+    /// The first metric `only` lists or `gate` sets a threshold for that the comparison lacks:
+    /// a gate on a metric that could not be compared (the cost of a model without a price, the
+    /// scores of an evaluator one run lacks) is an error, never a pass.
+    pub fn missing(&self, only: Option<&[String]>, gate: &GateOptions) -> Option<Missing> {
+        let listed = only
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m, Some(i)));
+        let thresholds = gate.max_regression.keys().map(|m| (m, None));
+        let (metric, listed_at) = listed
+            .chain(thresholds)
+            .find(|(m, _)| !self.metrics.contains_key(*m))?;
+        let why = if metric == crate::profiler::statistics::compare::COST.0
+            && !self.unpriced_models.is_empty()
+        {
+            format!(
+                "cost cannot be compared: no price for {}",
+                self.unpriced_models.join(", ")
+            )
+        } else {
+            format!("{metric} is not a metric of this comparison")
+        };
+        Some(Missing {
+            metric: metric.clone(),
+            listed_at,
+            why,
+        })
     }
 }
 
@@ -378,6 +421,7 @@ mod tests {
                 .into_iter()
                 .map(|(k, m)| (k.to_owned(), m))
                 .collect(),
+            unpriced_models: Vec::new(),
         };
         crate::profiler::statistics::compare::decide_family(&mut c.metrics, c.alpha);
         ComparedRuns::of(&c).unwrap()

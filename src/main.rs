@@ -170,20 +170,16 @@ fn main() -> ExitCode {
                         .build()
                         .map_err(|e| e.to_string())
                         .and_then(|rt| {
-                            rt.block_on(Remote::new(&url, api_key).compare(&a, &b, &options))
-                                .map_err(|e| e.to_string())
+                            rt.block_on(async {
+                                Remote::new(&url, api_key)?.compare(&a, &b, &options).await
+                            })
+                            .map_err(|e| e.to_string())
                         })
                         .and_then(|compared| {
-                            if let Some(missing) = options
-                                .only
-                                .iter()
-                                .flatten()
-                                .chain(gate.max_regression.keys())
-                                .find(|m| !compared.metrics.contains_key(*m))
-                            {
-                                return Err(format!("the two runs do not both have {missing:?}"));
+                            match compared.missing(options.only.as_deref(), &gate) {
+                                Some(missing) => Err(missing.why),
+                                None => Ok(agentprof::gate::decide(&compared, &gate)),
                             }
-                            Ok(agentprof::gate::decide(&compared, &gate))
                         })
                 }
                 None => {

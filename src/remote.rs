@@ -21,6 +21,9 @@ pub enum RemoteError {
     },
     #[error("no run on {base} is named {name:?}")]
     NoSuchName { base: String, name: String },
+    /// The HTTP client could not start: its TLS setup found no CA certificates, say.
+    #[error("the HTTP client could not start: {}", causes(.0))]
+    Client(reqwest::Error),
 }
 
 /// An error and its sources, joined: `a: b: c`.
@@ -56,12 +59,14 @@ const NAME_SEARCH_CHARS: usize = 200;
 impl Remote {
     /// A server at `base`: `http://` or `https://`. TLS is rustls, verifying the server against
     /// the system's roots; `SSL_CERT_FILE` names a private CA's certificates instead.
-    pub fn new(base: &str, key: Option<String>) -> Remote {
-        Remote {
+    pub fn new(base: &str, key: Option<String>) -> Result<Remote, RemoteError> {
+        Ok(Remote {
             base: base.trim_end_matches('/').to_owned(),
             key,
-            http: reqwest::Client::new(),
-        }
+            http: reqwest::Client::builder()
+                .build()
+                .map_err(RemoteError::Client)?,
+        })
     }
 
     /// Sends `req` and reads its JSON answer; a problem answer becomes its `detail`.

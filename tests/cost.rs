@@ -284,7 +284,28 @@ on_both_backends!(cost_is_compared_and_gated, |backend| async move {
     assert_eq!(body["gate"]["exit_code"], 1);
     assert!(body["gate"]["markdown"].as_str().unwrap().contains("cost"));
 
-    // Without a price for every model there is no cost to compare, and a gate on it is refused.
+    // Without a price for every model there is no cost to compare, the comparison says which
+    // model lacks one, and a gate on the cost is refused with that reason.
+    let other = json!({"prices": {"models": {"other": {"input": 1, "output": 1}}}});
+    assert_eq!(patch(&app, &b, other).await.status, 200);
+    let r = compare(json!({})).await;
+    assert!(r.json()["metrics"].get("cost").is_none());
+    assert_eq!(r.json()["unpriced_models"], json!(["canned-react-1"]));
+    let r = compare(json!({"max_regression": {"cost": 10}})).await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert_eq!(r.json()["errors"][0]["path"], "/gate/max_regression/cost");
+    assert!(
+        r.text().contains("no price for canned-react-1"),
+        "{}",
+        r.text()
+    );
+    // Named among the metrics to compare, it is refused too (no silent pass).
+    let body =
+        json!({"baseline": a, "candidate": b, "metrics": ["llm_latency", "cost"], "gate": {}});
+    let r = app.post_json("/v1/compare", body.to_string()).await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert_eq!(r.json()["errors"][0]["path"], "/metrics/1");
+    // An empty table is no prices at all: no cost, and no model to name.
     assert_eq!(
         patch(&app, &b, json!({"prices": {"models": {}}}))
             .await
@@ -293,9 +314,7 @@ on_both_backends!(cost_is_compared_and_gated, |backend| async move {
     );
     let r = compare(json!({})).await;
     assert!(r.json()["metrics"].get("cost").is_none());
-    let r = compare(json!({"max_regression": {"cost": 10}})).await;
-    assert_eq!(r.status, 422, "{}", r.text());
-    assert_eq!(r.json()["errors"][0]["path"], "/gate/max_regression/cost");
+    assert!(r.json().get("unpriced_models").is_none());
 });
 
 /// A database reached with plain SQL beside the store.
@@ -352,8 +371,20 @@ on_both_backends!(
             }
         };
         let app = TestApp::on_store(backend, store, pg, Options::default());
-        app.create_run(&json!({"requests": react_case()})).await;
+        // One call more, whose output holds a NUL: PostgreSQL's json operators refuse such a body.
+        let mut doc = react_case();
+        doc.as_array_mut().unwrap().push(json!({"request_number": 12, "intermediate_steps": [
+            {"payload": {"event_type": "LLM_START", "event_timestamp": 1.0, "name": "m", "UUID": "n"}},
+            {"payload": {"event_type": "LLM_END", "event_timestamp": 2.0, "name": "m", "UUID": "n",
+                         "data": {"output": "a\u{0}b"},
+                         "usage_info": {"token_usage": {"prompt_tokens": 9, "completion_tokens": 1,
+                                                        "cached_tokens": 7, "total_tokens": 10}}}}]}));
+        app.create_run(&json!({"requests": doc})).await;
         let written = sql.cached_tokens().await;
+        assert!(
+            written.contains(&Some(7)),
+            "the call with a NUL in its output"
+        );
         let llm_ends = written.iter().flatten().count();
         assert!(llm_ends > 0 && llm_ends < written.len(), "{written:?}");
         sql.execute("UPDATE steps SET cached_tokens = NULL".to_owned())
@@ -370,9 +401,12 @@ on_both_backends!(
                     .join("\n")
             })
             .map(|s| s.trim().to_owned())
-            .find(|s| s.starts_with("UPDATE steps"))
-            .expect("the migration fills the column in");
-        sql.execute(backfill).await;
+            .filter(|s| s.starts_with("UPDATE steps"))
+            .collect::<Vec<_>>();
+        assert!(!backfill.is_empty(), "the migration fills the column in");
+        for statement in backfill {
+            sql.execute(statement).await;
+        }
         assert_eq!(sql.cached_tokens().await, written);
     }
 );

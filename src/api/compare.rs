@@ -12,10 +12,13 @@ use axum::extract::State;
 /// Compare two runs
 ///
 /// Compares per metric: `llm_latency`, `workflow_run_time`, `total_tokens`, `prompt_tokens`,
-/// `completion_tokens` and `tool_latency` (LLM and tool calls paired by UUID).
+/// `completion_tokens` and `tool_latency` (LLM and tool calls paired by UUID); `cost` (USD per
+/// request) when each run's prices cover every model it called (else `unpriced_models` names
+/// those left out); and `score:<evaluator>` for each evaluator that scored both runs.
 ///
 /// **Paired** when both runs hold the same requests (every request has an eval id and the ids
-/// match, or else the request numbers match): each metric is reduced to one value per request
+/// match; or the eval's items in `metadata.eval.items` name every request and the two evals
+/// cover the same dataset items; or else the request numbers match): each metric is reduced to one value per request
 /// (the mean over its calls for latencies, the sum for tokens) and the per-request differences
 /// are tested with a **paired t-test** (assumes roughly normal differences) and a **Wilcoxon
 /// signed-rank test** (no normality assumption; exact for up to 25 non-zero differences without
@@ -34,9 +37,11 @@ use axum::extract::State;
 /// means its test detects with 80% power at that level, given the spread the samples show.
 ///
 /// With `gate`, the answer also says what `agentprof compare` would decide (`gate.worse`,
-/// `gate.exit_code`, each metric's verdict) and holds its markdown report: latency and tokens
-/// are worse higher, evaluator scores lower unless named in `gate.lower_is_better`, and
-/// `gate.max_regression` sets practical thresholds on top of significance.
+/// `gate.exit_code`, each metric's verdict) and holds its markdown report: latency, tokens and
+/// cost are worse higher, evaluator scores lower unless named in `gate.lower_is_better`, and
+/// `gate.max_regression` sets practical thresholds on top of significance. A gate on a metric
+/// the comparison could not make (named in `metrics` or `gate.max_regression`) is a 422 that
+/// says why, never a pass.
 ///
 /// Each side may be a window of its run (`baseline_from`, `baseline_to`, `candidate_from`,
 /// `candidate_to`: Unix seconds or RFC 3339): the requests that started in it, so that a run
@@ -66,22 +71,20 @@ pub async fn compare_runs(
         async { st.cache.snapshot(a).await.map_err(ApiError::from) },
         async { st.cache.snapshot(b).await.map_err(ApiError::from) },
     )?;
+    let only = options.only.clone();
     let compared = st.cache.compare((&ra, wa), (&rb, wb), options).await?;
     let gate = match gate {
         Some(options) => {
             let runs = ComparedRuns::of(&compared.comparison)
                 .map_err(|e| ApiError::Internal(Box::new(e)))?;
-            // As `agentprof compare --max-regression` does: a threshold for a metric the
-            // comparison has not is a mistake, not a no-op.
-            if let Some(metric) = options
-                .max_regression
-                .keys()
-                .find(|m| !runs.metrics.contains_key(*m))
-            {
-                return Err(ApiError::invalid_at(
-                    format!("/gate/max_regression{}", pointer_segment(metric)),
-                    format!("{metric} is not a metric of this comparison"),
-                ));
+            // As `agentprof compare` does: a gate on a metric the comparison has not is a
+            // mistake, not a pass.
+            if let Some(missing) = runs.missing(only.as_deref(), &options) {
+                let at = match missing.listed_at {
+                    Some(i) => format!("/metrics/{i}"),
+                    None => format!("/gate/max_regression{}", pointer_segment(&missing.metric)),
+                };
+                return Err(ApiError::invalid_at(at, missing.why));
             }
             let report = crate::gate::decide(&runs, &options);
             Some(GateAnswer {

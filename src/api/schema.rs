@@ -363,10 +363,7 @@ const METRIC_NAME_PATTERN: &str = "^(llm_latency|workflow_run_time|total_tokens|
 
 impl MetricName {
     fn is_known(&self) -> bool {
-        use crate::profiler::statistics::compare::{COST, METRICS};
-        METRICS.iter().any(|m| m.0 == self.0)
-            || self.0 == COST.0
-            || self.0.strip_prefix("score:").is_some_and(|e| !e.is_empty())
+        crate::profiler::statistics::compare::is_metric_name(&self.0)
     }
 }
 

@@ -165,8 +165,9 @@ impl RunSnapshot {
         h.update(scores.unwrap_or_default().as_bytes());
         h.update([0u8]);
         if !self.record.prices.is_empty() {
-            // Serializing a table of numbers and strings cannot fail.
-            h.update(serde_json::to_vec(&self.record.prices).unwrap_or_default());
+            // A map of strings to numbers always serializes; an empty fingerprint instead would
+            // let two tables share cached outputs.
+            h.update(serde_json::to_vec(&self.record.prices).expect("a price table serializes"));
         }
         let mut fp = [0u8; 16];
         fp.copy_from_slice(&h.finalize()[..16]);
@@ -684,9 +685,11 @@ impl RunCache {
     }
 }
 
-/// What a cached snapshot costs: its metadata (which may be megabytes) and the rest, small.
+/// What a cached snapshot costs: its metadata (which may be megabytes), its price table (about
+/// 100 bytes a model) and the rest, small.
 fn snapshot_weight<K>(_: &K, r: &Arc<RunSnapshot>) -> u32 {
-    u32::try_from(r.record.metadata.len() + 1024).unwrap_or(u32::MAX)
+    let prices = 100 * r.record.prices.models.len();
+    u32::try_from(r.record.metadata.len() + prices + 1024).unwrap_or(u32::MAX)
 }
 
 /// What a frame holds, for the cache's memory budget.

@@ -537,6 +537,7 @@ fn usage(attrs: Attrs<'_>) -> Option<UsageInfo> {
 /// Only LLM spans: an agent span's cost (Logfire's Claude integration sends one) sums its calls'.
 fn reported_cost(attrs: Attrs<'_>) -> Option<f64> {
     let usable = |v: f64| (v.is_finite() && v >= 0.0).then_some(v);
+    let one = |key: &'static str| move || attrs.f64(key);
     let parts = || {
         let (p, c) = (
             attrs.f64("llm.cost.prompt"),
@@ -544,11 +545,14 @@ fn reported_cost(attrs: Attrs<'_>) -> Option<f64> {
         );
         (p.is_some() || c.is_some()).then(|| p.unwrap_or(0.0) + c.unwrap_or(0.0))
     };
-    ["llm.cost.total", "gen_ai.usage.cost", "operation.cost"]
-        .iter()
-        .find_map(|k| attrs.f64(k))
-        .or_else(parts)
-        .and_then(usable)
+    // In this order; a value that is no cost (negative, not a number) passes to the next.
+    let (total, genai, operation) = (
+        one("llm.cost.total"),
+        one("gen_ai.usage.cost"),
+        one("operation.cost"),
+    );
+    let readers: [&dyn Fn() -> Option<f64>; 4] = [&total, &parts, &genai, &operation];
+    readers.iter().find_map(|read| read().and_then(usable))
 }
 
 /// An input or output, from its `[value_obj, value, mime_type]` attribute keys: the toolkit's
@@ -941,6 +945,22 @@ mod tests {
                 Some(1.0),
             ),
             (vec![kv("operation.cost", dbl(-1.0))], None),
+            // OpenInference's parts come before the other conventions' totals.
+            (
+                vec![
+                    kv("llm.cost.prompt", dbl(0.25)),
+                    kv("gen_ai.usage.cost", dbl(9.0)),
+                ],
+                Some(0.25),
+            ),
+            // A value that is no cost passes to the next attribute.
+            (
+                vec![
+                    kv("llm.cost.total", dbl(-1.0)),
+                    kv("operation.cost", dbl(0.3)),
+                ],
+                Some(0.3),
+            ),
             (vec![], None),
         ] {
             let end = end_of([vec![chat()], attrs.clone()].concat());

@@ -283,7 +283,10 @@ function costCard(cost) {
   if (unpriced.length) {
     lines.push(el("small", { style: "display:block" }, `No price for ${unpriced.join(", ")}: `, plural(unpriced.reduce((n, m) => n + cost.unpriced_models[m].calls, 0), "call"), " not counted"));
   }
-  const total = Object.keys(cost.by_model).length
+  // Priced calls give a total; a run without LLM calls costs nothing; without any priced model
+  // there is no figure to give.
+  const calls = Object.keys(cost.by_model).length + unpriced.length;
+  const total = Object.keys(cost.by_model).length || !calls
     ? num(cost.total, "stats:/cost/total", cost.currency)
     : el("span", {}, "no prices");
   return card(cost.complete ? "Cost" : "Cost of the priced calls", total, ...lines);

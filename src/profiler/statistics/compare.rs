@@ -159,8 +159,13 @@ pub struct Comparison {
     /// What identified matching requests; null when the runs are compared unpaired.
     pub pairing: Option<Pairing>,
     pub alpha: f64,
-    /// The metrics above, plus `score:<evaluator>` for each evaluator that scored both runs.
+    /// The metrics above, `cost` when both runs have a price for every model they called, and
+    /// `score:<evaluator>` for each evaluator that scored both runs.
     pub metrics: BTreeMap<String, MetricComparison>,
+    /// The models either run called that its prices leave out: why there is no `cost` metric.
+    /// Absent when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unpriced_models: Vec<String>,
 }
 
 /// What a t interval is made of besides its centre.
@@ -247,8 +252,6 @@ fn observations(frame: &Frame, key: &dyn Fn(i64, Option<&str>) -> String) -> Obs
     }
 }
 
-/// How the two runs' requests match, if they do: by eval id when every request of both runs has
-/// one, else by request number; only when both runs hold exactly the same set.
 /// The dataset items of a side's requests, sorted, when every request has one of its own.
 fn items<'a>(s: Side<'a>) -> Option<Vec<&'a str>> {
     let mut v: Vec<&str> = s
@@ -276,6 +279,10 @@ fn request_key(pairing: Option<Pairing>, items: &ItemIds, n: i64, ext: Option<&s
     }
 }
 
+/// How the two runs' requests match, if they do: by eval id when every request of both runs has
+/// one and the ids are the same set; else by dataset item when the eval's items name every
+/// request of both and the items are the same set (two evals of one dataset, whose requests
+/// carry per-run ids); else by request number when both hold the same numbers.
 fn pairing(sa: Side<'_>, sb: Side<'_>) -> Option<Pairing> {
     let (a, b) = (sa.frame, sb.frame);
     let same_items = || {
@@ -348,6 +355,12 @@ impl<'a> Side<'a> {
         Side { items, ..self }
     }
 
+    /// Its prices, unless it has none or an empty table (a run stored before prices, a server
+    /// without them): such a side has no cost to compare rather than a cost of 0 a request.
+    fn priced(self) -> Option<&'a PriceTable> {
+        self.prices.filter(|p| !p.is_empty())
+    }
+
     pub fn with_prices(self, prices: &'a PriceTable) -> Side<'a> {
         Side {
             prices: Some(prices),
@@ -358,6 +371,14 @@ impl<'a> Side<'a> {
 
 /// The name and unit of the cost metric.
 pub const COST: (&str, &str) = ("cost", "USD per request");
+
+/// Whether some comparison can have a metric of this name: one of [`METRICS`], the cost, or an
+/// evaluator's `score:<evaluator>`.
+pub fn is_metric_name(name: &str) -> bool {
+    METRICS.iter().any(|m| m.0 == name)
+        || name == COST.0
+        || name.strip_prefix("score:").is_some_and(|e| !e.is_empty())
+}
 
 /// The two runs compared metric by metric, at `options`' level, over its metrics.
 pub fn compare_sides(base: Side<'_>, cand: Side<'_>, options: &CompareOptions) -> Comparison {
@@ -404,7 +425,7 @@ pub fn compare_sides(base: Side<'_>, cand: Side<'_>, options: &CompareOptions) -
         names.push((name, "evaluator score per request"));
     }
     let costs = |side: Side<'_>, key: KeyOf<'_>| -> Option<BTreeMap<String, f64>> {
-        let per = super::cost::per_request(side.frame, side.prices?);
+        let per = super::cost::per_request(side.frame, side.priced()?);
         side.frame
             .requests
             .iter()
@@ -414,6 +435,7 @@ pub fn compare_sides(base: Side<'_>, cand: Side<'_>, options: &CompareOptions) -
     };
     // Only when every call of both runs has a price: a cost that left some calls out would
     // compare what the price table covers, not what the runs cost.
+    let mut unpriced_models = Vec::new();
     if let (Some(ca), Some(cb)) = (costs(base, &key_a), costs(cand, &key_b)) {
         for (obs, keyed) in [(&mut a, ca), (&mut b, cb)] {
             obs.per_observation
@@ -421,6 +443,13 @@ pub fn compare_sides(base: Side<'_>, cand: Side<'_>, options: &CompareOptions) -
             obs.per_request.insert(COST.0.to_owned(), keyed);
         }
         names.push((COST.0.to_owned(), COST.1));
+    } else if let (Some(pa), Some(pb)) = (base.priced(), cand.priced()) {
+        let unpriced = |frame, prices| super::cost::compute(frame, prices).unpriced_models;
+        let mut models: Vec<String> = unpriced(baseline, pa).into_keys().collect();
+        models.extend(unpriced(candidate, pb).into_keys());
+        models.sort();
+        models.dedup();
+        unpriced_models = models;
     }
     if let Some(only) = &options.only {
         names.retain(|(name, _)| only.contains(name));
@@ -445,6 +474,7 @@ pub fn compare_sides(base: Side<'_>, cand: Side<'_>, options: &CompareOptions) -
         pairing,
         alpha: options.alpha,
         metrics,
+        unpriced_models,
     }
 }
 

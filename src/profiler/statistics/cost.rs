@@ -112,14 +112,15 @@ struct CallTokens {
 }
 
 impl CallTokens {
+    /// A negative count (the toolkit's model does not forbid one) is taken as 0: it would make
+    /// a call earn money, and a costlier run pass a gate. A report of more cached than prompt
+    /// tokens is taken as all of them cached.
     fn of(row: Row<'_>) -> CallTokens {
-        let prompt = row.prompt_tokens();
+        let prompt = row.prompt_tokens().max(0);
         CallTokens {
             prompt,
-            completion: row.completion_tokens(),
-            // A report of more cached than prompt tokens is taken as all of them cached: the
-            // cost never goes below what the completion alone costs.
-            cached: row.cached_tokens().clamp(0, prompt.max(0)),
+            completion: row.completion_tokens().max(0),
+            cached: row.cached_tokens().clamp(0, prompt),
         }
     }
 
@@ -331,6 +332,20 @@ mod tests {
         let per = per_request(&frame(), &table(None));
         assert_eq!(per[&2], None);
         assert!((per[&0].unwrap() - (1000.0 * 2.5 + 200.0 * 10.0) / 1e6).abs() < 1e-15);
+    }
+
+    #[test]
+    fn negative_counts_cost_nothing() {
+        let doc = json!([{"request_number": 0, "intermediate_steps": [
+            {"payload": {"event_type": "LLM_END", "event_timestamp": 1.0, "name": "a", "UUID": "u",
+                         "usage_info": {"token_usage": {"prompt_tokens": -1000,
+                             "completion_tokens": -5, "cached_tokens": 3, "total_tokens": 0}}}}]}]);
+        let cost = compute(
+            &crate::profiler::testutil::frame_of_json(doc),
+            &table(Some(1.0)),
+        );
+        assert_eq!(cost.total, 0.0);
+        assert_eq!(cost.by_model["a"].cached_tokens, 0);
     }
 
     #[test]

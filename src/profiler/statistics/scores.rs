@@ -97,8 +97,6 @@ fn items(metadata: &ObjectJson) -> Vec<Item<'_>> {
         .collect()
 }
 
-/// The scores in a run's metadata, for the requests the frame holds. Items naming no request of
-/// the run, and scores that are not finite numbers, are left out.
 /// Finds the request of the frame an item names (by eval id or by number).
 struct Requests {
     by_id: HashMap<String, i64>,
@@ -130,19 +128,33 @@ impl Requests {
 /// `frame` the eval's items name: what pairs two evals of the same dataset.
 pub fn item_ids(metadata: &ObjectJson, frame: &Frame) -> super::compare::ItemIds {
     let requests = Requests::of(frame);
-    items(metadata)
-        .into_iter()
-        .filter_map(|item| {
-            let id = match item.id? {
-                RequestRef::Id(id) => id.into_owned(),
-                RequestRef::Number(n) => n.to_string(),
-                RequestRef::Other => return None,
-            };
-            Some((requests.find(item.request.as_ref())?, id))
-        })
-        .collect()
+    let mut ids = super::compare::ItemIds::new();
+    let mut ambiguous = Vec::new();
+    for item in items(metadata) {
+        let id = match item.id {
+            Some(RequestRef::Id(id)) => id.into_owned(),
+            Some(RequestRef::Number(n)) => n.to_string(),
+            Some(RequestRef::Other) | None => continue,
+        };
+        let Some(number) = requests.find(item.request.as_ref()) else {
+            continue;
+        };
+        if ids
+            .insert(number, id.clone())
+            .is_some_and(|before| before != id)
+        {
+            ambiguous.push(number);
+        }
+    }
+    // A request two items claim is no item's in particular: it pairs with nothing.
+    for number in ambiguous {
+        ids.remove(&number);
+    }
+    ids
 }
 
+/// The scores in a run's metadata, for the requests the frame holds. Items naming no request of
+/// the run, and scores that are not finite numbers, are left out.
 pub fn from_metadata(metadata: &ObjectJson, frame: &Frame) -> RequestScores {
     let mut out = RequestScores::new();
     let requests = Requests::of(frame);

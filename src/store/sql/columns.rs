@@ -142,8 +142,9 @@ pub(crate) fn prices(text: Option<String>) -> Result<PriceTable, StoreError> {
 }
 
 pub(crate) fn prices_text(prices: &PriceTable) -> String {
-    // A table of names and finite numbers always serializes.
-    serde_json::to_string(prices).unwrap_or_default()
+    // A map of strings to numbers always serializes; an empty text stored instead would make
+    // the run unreadable.
+    serde_json::to_string(prices).expect("a price table serializes")
 }
 
 /// A run's chosen dialect as stored (`NULL`: detect it).
