@@ -34,12 +34,15 @@ pub struct PriceTable {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ModelPrice {
     /// Per million prompt tokens.
+    #[cfg_attr(feature = "openapi", schema(minimum = 0.0))]
     pub input: f64,
     /// Per million completion tokens.
+    #[cfg_attr(feature = "openapi", schema(minimum = 0.0))]
     pub output: f64,
     /// Per million prompt tokens served from the provider's cache (nat's `cached_tokens`);
     /// absent: cached tokens cost `input`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0.0))]
     pub cached_input: Option<f64>,
 }
 
