@@ -48,24 +48,6 @@ fn inputs() -> Vec<Input> {
         .collect()
 }
 
-/// A price for every model the frame's LLM calls name.
-fn priced(f: &Frame) -> cost::PriceTable {
-    let models = cost::compute(f, &cost::PriceTable::default()).unpriced_models;
-    cost::PriceTable {
-        models: models
-            .into_keys()
-            .map(|m| {
-                let price = cost::ModelPrice {
-                    input: 2.5,
-                    output: 10.0,
-                    cached_input: Some(1.25),
-                };
-                (m, price)
-            })
-            .collect(),
-    }
-}
-
 fn benches(c: &mut Criterion) {
     let inputs = inputs();
     let config = ProfilerConfig::default();
@@ -118,7 +100,12 @@ fn benches(c: &mut Criterion) {
         });
         // /stats without prices, and with every model priced (its cost computed too).
         let none = agentprof::profiler::statistics::scores::RequestScores::new();
-        let prices = priced(f);
+        let price = cost::ModelPrice {
+            input: 2.5,
+            output: 10.0,
+            cached_input: Some(1.25),
+        };
+        let prices = cost::PriceTable::every_model(f, price);
         g.bench_with_input(BenchmarkId::new("stats", n), f, |b, f| {
             b.iter(|| stats::compute(black_box(f)).llm_latency.overall.n)
         });

@@ -56,3 +56,16 @@ pub mod trace;
 #[cfg(feature = "openapi")]
 pub mod ui;
 pub mod window;
+
+/// An error and its sources, `outer: inner: innermost`, for one log line or one message: the
+/// outer error alone often says only what failed ("error sending request"), not why.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    out
+}

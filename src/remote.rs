@@ -11,7 +11,7 @@ use uuid::Uuid;
 pub enum RemoteError {
     /// Says every cause: reqwest's own message ("error sending request") leaves out whether the
     /// connection was refused or the certificate not trusted.
-    #[error("{url}: {}", causes(source))]
+    #[error("{url}: {}", crate::error_chain(source))]
     Http { url: String, source: reqwest::Error },
     #[error("{url} answered {status}: {detail}")]
     Answer {
@@ -22,20 +22,8 @@ pub enum RemoteError {
     #[error("no run on {base} is named {name:?}")]
     NoSuchName { base: String, name: String },
     /// The HTTP client could not start: its TLS setup found no CA certificates, say.
-    #[error("the HTTP client could not start: {}", causes(.0))]
+    #[error("the HTTP client could not start: {}", crate::error_chain(.0))]
     Client(reqwest::Error),
-}
-
-/// An error and its sources, joined: `a: b: c`.
-fn causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut next = e.source();
-    while let Some(cause) = next {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        next = cause.source();
-    }
-    text
 }
 
 /// One side of a comparison on a server: a run id or name, and a window of it.

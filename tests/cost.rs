@@ -9,7 +9,6 @@ use axum::http::Method;
 use common::app::{Backend, Options, TestApp};
 use common::*;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
 
 /// A real nvidia-nat 1.9 eval (a ReAct agent), whose LLM_END steps report cached tokens.
 fn react_case() -> Value {
@@ -19,28 +18,6 @@ fn react_case() -> Value {
 
 fn table(v: Value) -> PriceTable {
     serde_json::from_value(v).unwrap()
-}
-
-/// Per model, the calls' (prompt, cached, completion) tokens, summed straight from the input.
-fn tokens_by_model(doc: &Value) -> BTreeMap<String, [i64; 4]> {
-    let mut out: BTreeMap<String, [i64; 4]> = BTreeMap::new();
-    for req in doc.as_array().unwrap() {
-        for step in req["intermediate_steps"].as_array().unwrap() {
-            let p = &step["payload"];
-            if p["event_type"] != "LLM_END" {
-                continue;
-            }
-            let t = &p["usage_info"]["token_usage"];
-            let e = out
-                .entry(p["name"].as_str().unwrap().to_owned())
-                .or_default();
-            e[0] += 1;
-            e[1] += t["prompt_tokens"].as_i64().unwrap_or(0);
-            e[2] += t["cached_tokens"].as_i64().unwrap_or(0);
-            e[3] += t["completion_tokens"].as_i64().unwrap_or(0);
-        }
-    }
-    out
 }
 
 /// USD for `[calls, prompt, cached, completion]` at per-million prices.

@@ -181,20 +181,12 @@ pub fn measure(run: &StoredRun, config: &ProfilerConfig, dialect: Dialect) -> Ve
         estimate: agentprof::compute::timeline_page(&run.size),
     });
     // Every model priced, so that the cost is compared too.
-    let models = cost::compute(&frame, &cost::PriceTable::default()).unpriced_models;
-    let prices = cost::PriceTable {
-        models: models
-            .into_keys()
-            .map(|m| {
-                let price = cost::ModelPrice {
-                    input: 1.0,
-                    output: 2.0,
-                    cached_input: None,
-                };
-                (m, price)
-            })
-            .collect(),
+    let price = cost::ModelPrice {
+        input: 1.0,
+        output: 2.0,
+        cached_input: None,
     };
+    let prices = cost::PriceTable::every_model(&frame, price);
     let (compare_peak, _) = peak_of(|| {
         let none = RequestScores::default();
         let side = compare::Side::of(&frame, &none).with_prices(&prices);

@@ -5,6 +5,7 @@
 //! database is unreachable).
 
 use crate::compute::ComputeError;
+use crate::error_chain;
 use crate::ingest::IngestError;
 use crate::otlp::DecodeError;
 use crate::store::StoreError;
@@ -356,18 +357,6 @@ impl IntoResponse for ApiError {
         }
         resp
     }
-}
-
-/// An error and its sources, `outer: inner: innermost`, for one log line.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut next = e.source();
-    while let Some(cause) = next {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        next = cause.source();
-    }
-    out
 }
 
 /// `Result` for handlers.

@@ -503,18 +503,16 @@ impl RunCache {
                 let crashed = |e| ComputeError::internal("comparing two runs", e);
                 tokio::task::spawn_blocking(move || {
                     use profiler::statistics::{compare, scores};
-                    let sa = scores::from_metadata(&a.record.metadata, &fa.frame);
-                    let sb = scores::from_metadata(&b.record.metadata, &fb.frame);
-                    let ia = scores::item_ids(&a.record.metadata, &fa.frame);
-                    let ib = scores::item_ids(&b.record.metadata, &fb.frame);
+                    let ea = scores::of_eval(&a.record.metadata, &fa.frame);
+                    let eb = scores::of_eval(&b.record.metadata, &fb.frame);
                     Arc::new(Compared {
                         comparison: compare::compare_sides(
-                            compare::Side::of(&fa.frame, &sa)
+                            compare::Side::of(&fa.frame, &ea.scores)
                                 .with_prices(&a.record.prices)
-                                .with_items(&ia),
-                            compare::Side::of(&fb.frame, &sb)
+                                .with_items(&ea.items),
+                            compare::Side::of(&fb.frame, &eb.scores)
                                 .with_prices(&b.record.prices)
-                                .with_items(&ib),
+                                .with_items(&eb.items),
                             &options,
                         ),
                         baseline_version: fa.version,

@@ -536,23 +536,22 @@ fn usage(attrs: Attrs<'_>) -> Option<UsageInfo> {
 /// `operation.cost` of pydantic-ai and Logfire. The OTel GenAI conventions have no cost yet.
 /// Only LLM spans: an agent span's cost (Logfire's Claude integration sends one) sums its calls'.
 fn reported_cost(attrs: Attrs<'_>) -> Option<f64> {
-    let usable = |v: f64| (v.is_finite() && v >= 0.0).then_some(v);
-    let one = |key: &'static str| move || attrs.f64(key);
-    let parts = || {
-        let (p, c) = (
-            attrs.f64("llm.cost.prompt"),
-            attrs.f64("llm.cost.completion"),
-        );
-        (p.is_some() || c.is_some()).then(|| p.unwrap_or(0.0) + c.unwrap_or(0.0))
-    };
-    // In this order; a value that is no cost (negative, not a number) passes to the next.
-    let (total, genai, operation) = (
-        one("llm.cost.total"),
-        one("gen_ai.usage.cost"),
-        one("operation.cost"),
+    let (prompt, completion) = (
+        attrs.f64("llm.cost.prompt"),
+        attrs.f64("llm.cost.completion"),
     );
-    let readers: [&dyn Fn() -> Option<f64>; 4] = [&total, &parts, &genai, &operation];
-    readers.iter().find_map(|read| read().and_then(usable))
+    let parts = (prompt.is_some() || completion.is_some())
+        .then(|| prompt.unwrap_or(0.0) + completion.unwrap_or(0.0));
+    // In this order; a value that is no cost (negative, not a number) passes to the next.
+    [
+        attrs.f64("llm.cost.total"),
+        parts,
+        attrs.f64("gen_ai.usage.cost"),
+        attrs.f64("operation.cost"),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|v| v.is_finite() && *v >= 0.0)
 }
 
 /// An input or output, from its `[value_obj, value, mime_type]` attribute keys: the toolkit's

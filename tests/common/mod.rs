@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -292,3 +293,26 @@ pub fn compare_outputs(
 
 pub mod app;
 pub mod process;
+
+/// Per model, the LLM calls of a document in the profiler form and their `[calls, prompt, cached,
+/// completion]` tokens, summed straight from its LLM_END steps (apart from the server's code).
+pub fn tokens_by_model(doc: &Value) -> BTreeMap<String, [i64; 4]> {
+    let mut out: BTreeMap<String, [i64; 4]> = BTreeMap::new();
+    for req in doc.as_array().unwrap() {
+        for step in req["intermediate_steps"].as_array().unwrap() {
+            let p = &step["payload"];
+            if p["event_type"] != "LLM_END" {
+                continue;
+            }
+            let t = &p["usage_info"]["token_usage"];
+            let e = out
+                .entry(p["name"].as_str().unwrap().to_owned())
+                .or_default();
+            e[0] += 1;
+            e[1] += t["prompt_tokens"].as_i64().unwrap_or(0);
+            e[2] += t["cached_tokens"].as_i64().unwrap_or(0);
+            e[3] += t["completion_tokens"].as_i64().unwrap_or(0);
+        }
+    }
+    out
+}

@@ -186,8 +186,24 @@ impl Spread {
 
 /// Per-request values of every metric, and the per-observation values for unpaired tests.
 struct Observations {
+    /// Each request's key across the two runs (see [`request_key`]), by request number.
+    keys: HashMap<i64, String>,
     per_request: HashMap<String, BTreeMap<String, f64>>,
     per_observation: HashMap<String, Vec<f64>>,
+}
+
+impl Observations {
+    /// A metric with one value per request (by request number; requests the frame does not
+    /// hold are left out), each value also one observation.
+    fn add_per_request(&mut self, name: &str, values: &BTreeMap<i64, f64>) {
+        let keyed: BTreeMap<String, f64> = values
+            .iter()
+            .filter_map(|(n, v)| Some((self.keys.get(n)?.clone(), *v)))
+            .collect();
+        self.per_observation
+            .insert(name.to_owned(), keyed.values().copied().collect());
+        self.per_request.insert(name.to_owned(), keyed);
+    }
 }
 
 fn observations(frame: &Frame, key: &dyn Fn(i64, Option<&str>) -> String) -> Observations {
@@ -219,13 +235,12 @@ fn observations(frame: &Frame, key: &dyn Fn(i64, Option<&str>) -> String) -> Obs
     calls_by_request("tool_latency", &tools);
 
     let mut run_time = BTreeMap::new();
-    let mut tokens: [BTreeMap<String, f64>; 3] = Default::default();
+    let mut tokens: [BTreeMap<i64, f64>; 3] = Default::default();
     for (req, rows) in frame.iter_requests() {
         let Some((lo, hi)) = time_span(rows) else {
             continue;
         };
-        let k = keys[&req.number].clone();
-        run_time.insert(k.clone(), hi - lo);
+        run_time.insert(req.number, hi - lo);
         let ends = rows.iter().filter(|r| r.event_type() == EventType::LlmEnd);
         let (mut t, mut p, mut c) = (0.0, 0.0, 0.0);
         for r in ends {
@@ -233,23 +248,24 @@ fn observations(frame: &Frame, key: &dyn Fn(i64, Option<&str>) -> String) -> Obs
             p += r.prompt_tokens() as f64;
             c += r.completion_tokens() as f64;
         }
-        tokens[0].insert(k.clone(), t);
-        tokens[1].insert(k.clone(), p);
-        tokens[2].insert(k, c);
+        tokens[0].insert(req.number, t);
+        tokens[1].insert(req.number, p);
+        tokens[2].insert(req.number, c);
     }
-    for (name, values) in [
-        ("workflow_run_time", run_time),
-        ("total_tokens", tokens[0].clone()),
-        ("prompt_tokens", tokens[1].clone()),
-        ("completion_tokens", tokens[2].clone()),
-    ] {
-        per_observation.insert(name.to_owned(), values.values().copied().collect());
-        per_request.insert(name.to_owned(), values);
-    }
-    Observations {
+    let mut obs = Observations {
+        keys,
         per_request,
         per_observation,
+    };
+    for (name, values) in [
+        ("workflow_run_time", &run_time),
+        ("total_tokens", &tokens[0]),
+        ("prompt_tokens", &tokens[1]),
+        ("completion_tokens", &tokens[2]),
+    ] {
+        obs.add_per_request(name, values);
     }
+    obs
 }
 
 /// The dataset items of a side's requests, sorted, when every request has one of its own.
@@ -266,9 +282,6 @@ fn items<'a>(s: Side<'a>) -> Option<Vec<&'a str>> {
     // An item answered twice (repetitions) pairs with nothing in particular.
     (v.len() == n).then_some(v)
 }
-
-/// A side's [`request_key`]: request number and eval id to the key it is paired by.
-type KeyOf<'k> = &'k dyn Fn(i64, Option<&str>) -> String;
 
 /// What identifies request `n` (eval id `ext`) of a side across the two runs.
 fn request_key(pairing: Option<Pairing>, items: &ItemIds, n: i64, ext: Option<&str>) -> String {
@@ -405,43 +418,23 @@ pub fn compare_sides(base: Side<'_>, cand: Side<'_>, options: &CompareOptions) -
             continue;
         };
         let name = format!("score:{evaluator}");
-        let sides: [(_, _, _, KeyOf<'_>); 2] = [
-            (&mut a, per_request, baseline, &key_a),
-            (&mut b, other, candidate, &key_b),
-        ];
-        for (obs, scores, frame, key) in sides {
-            let keyed: BTreeMap<String, f64> = frame
-                .requests
-                .iter()
-                .filter_map(|r| {
-                    let score = scores.get(&r.number)?;
-                    Some((key(r.number, r.external_id.as_deref()), *score))
-                })
-                .collect();
-            obs.per_observation
-                .insert(name.clone(), keyed.values().copied().collect());
-            obs.per_request.insert(name.clone(), keyed);
-        }
+        a.add_per_request(&name, per_request);
+        b.add_per_request(&name, other);
         names.push((name, "evaluator score per request"));
     }
-    let costs = |side: Side<'_>, key: KeyOf<'_>| -> Option<BTreeMap<String, f64>> {
-        let per = super::cost::per_request(side.frame, side.priced()?);
-        side.frame
-            .requests
-            .iter()
-            .filter_map(|r| Some((r, *per.get(&r.number)?)))
-            .map(|(r, cost)| Some((key(r.number, r.external_id.as_deref()), cost?)))
+    // Each request's cost, when every call of the side has a price.
+    let costs = |side: Side<'_>| -> Option<BTreeMap<i64, f64>> {
+        super::cost::per_request(side.frame, side.priced()?)
+            .into_iter()
+            .map(|(n, cost)| Some((n, cost?)))
             .collect()
     };
     // Only when every call of both runs has a price: a cost that left some calls out would
     // compare what the price table covers, not what the runs cost.
     let mut unpriced_models = Vec::new();
-    if let (Some(ca), Some(cb)) = (costs(base, &key_a), costs(cand, &key_b)) {
-        for (obs, keyed) in [(&mut a, ca), (&mut b, cb)] {
-            obs.per_observation
-                .insert(COST.0.to_owned(), keyed.values().copied().collect());
-            obs.per_request.insert(COST.0.to_owned(), keyed);
-        }
+    if let (Some(ca), Some(cb)) = (costs(base), costs(cand)) {
+        a.add_per_request(COST.0, &ca);
+        b.add_per_request(COST.0, &cb);
         names.push((COST.0.to_owned(), COST.1));
     } else if let (Some(pa), Some(pb)) = (base.priced(), cand.priced()) {
         let unpriced = |frame, prices| super::cost::compute(frame, prices).unpriced_models;

@@ -98,6 +98,15 @@ impl PriceTable {
         Ok(())
     }
 
+    /// `price` for every model `frame`'s LLM calls name: a table that leaves nothing unpriced,
+    /// for measuring what costing a run takes.
+    pub fn every_model(frame: &Frame, price: ModelPrice) -> PriceTable {
+        let models = compute(frame, &PriceTable::default()).unpriced_models;
+        PriceTable {
+            models: models.into_keys().map(|m| (m, price)).collect(),
+        }
+    }
+
     /// What one LLM_END costs, or `None` when its model has no price.
     fn call_cost(&self, model: &str, tokens: CallTokens) -> Option<f64> {
         let p = self.models.get(model)?;

@@ -124,54 +124,59 @@ impl Requests {
     }
 }
 
-/// Each request's dataset item (its id as text; a number's JSON text), for the requests of
-/// `frame` the eval's items name: what pairs two evals of the same dataset.
-pub fn item_ids(metadata: &ObjectJson, frame: &Frame) -> super::compare::ItemIds {
+/// What an eval's items say of the run's requests, read in one pass over the metadata (which
+/// may be megabytes).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EvalItems {
+    /// Each evaluator's score of each request.
+    pub scores: RequestScores,
+    /// Each request's dataset item (its id as text; a number's JSON text): what pairs two evals
+    /// of the same dataset.
+    pub items: super::compare::ItemIds,
+}
+
+/// The eval's items in a run's metadata, for the requests the frame holds. Items naming no
+/// request of the run, and scores that are not finite numbers, are left out; a request two
+/// items claim under different ids is no item's.
+pub fn of_eval(metadata: &ObjectJson, frame: &Frame) -> EvalItems {
     let requests = Requests::of(frame);
-    let mut ids = super::compare::ItemIds::new();
+    let mut out = EvalItems::default();
     let mut ambiguous = Vec::new();
     for item in items(metadata) {
-        let id = match item.id {
-            Some(RequestRef::Id(id)) => id.into_owned(),
-            Some(RequestRef::Number(n)) => n.to_string(),
-            Some(RequestRef::Other) | None => continue,
-        };
         let Some(number) = requests.find(item.request.as_ref()) else {
             continue;
         };
-        if ids
-            .insert(number, id.clone())
-            .is_some_and(|before| before != id)
+        let id = match item.id {
+            Some(RequestRef::Id(id)) => Some(id.into_owned()),
+            Some(RequestRef::Number(n)) => Some(n.to_string()),
+            Some(RequestRef::Other) | None => None,
+        };
+        if let Some(id) = id
+            && out
+                .items
+                .insert(number, id.clone())
+                .is_some_and(|before| before != id)
         {
             ambiguous.push(number);
         }
-    }
-    // A request two items claim is no item's in particular: it pairs with nothing.
-    for number in ambiguous {
-        ids.remove(&number);
-    }
-    ids
-}
-
-/// The scores in a run's metadata, for the requests the frame holds. Items naming no request of
-/// the run, and scores that are not finite numbers, are left out.
-pub fn from_metadata(metadata: &ObjectJson, frame: &Frame) -> RequestScores {
-    let mut out = RequestScores::new();
-    let requests = Requests::of(frame);
-    for item in items(metadata) {
-        let number = requests.find(item.request.as_ref());
-        let (Some(number), Some(scores)) = (number, item.scores) else {
-            continue;
-        };
-        for (evaluator, score) in scores {
+        for (evaluator, score) in item.scores.into_iter().flatten() {
             if let Some(x) = score.0 {
-                out.entry(evaluator.into_owned())
+                out.scores
+                    .entry(evaluator.into_owned())
                     .or_default()
                     .insert(number, x);
             }
         }
     }
+    for number in ambiguous {
+        out.items.remove(&number);
+    }
     out
+}
+
+/// The scores of [`of_eval`].
+pub fn from_metadata(metadata: &ObjectJson, frame: &Frame) -> RequestScores {
+    of_eval(metadata, frame).scores
 }
 
 /// An evaluator's scores over the run's eval items, for the run's view.
