@@ -10,7 +10,7 @@
 
 use agentprof::store::postgres::PgStore;
 use agentprof::store::{NewRun, PreparedBatch, Store};
-use agentprof::trace::{Framework, ParseOptions, parse_value};
+use agentprof::trace::{ParseOptions, parse_value};
 use sqlx::{Connection, PgConnection};
 use std::fmt::Write;
 use std::time::{Duration, Instant};
@@ -23,19 +23,6 @@ fn batches(n: usize, requests: usize) -> Vec<PreparedBatch> {
             PreparedBatch::prepare(parse_value(doc, &ParseOptions::default()).expect("valid"))
         })
         .collect()
-}
-
-/// COPY text format: backslash escapes for the few bytes that need them.
-fn text_field(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            c => out.push(c),
-        }
-    }
 }
 
 fn bytea_field(out: &mut String, b: Option<&[u8]>) {
@@ -137,48 +124,36 @@ async fn copy_path(url: &str, batches: &[PreparedBatch]) -> anyhow::Result<Durat
             };
             for s in &r.steps {
                 let c = &s.columns;
-                let a = c.ancestry.as_ref();
                 let event_code = c.event_type.code();
                 let _ = write!(
                     text,
-                    "{}\t{n}\t{seq}\t{event_code}\t{}\t",
+                    "{}\t{n}\t{seq}\t{event_code}\t{}\t{}\t{}\t{}\t",
                     run.id,
-                    agentprof::py::repr::float_repr(c.event_timestamp)
+                    agentprof::py::repr::float_repr(c.event_timestamp),
+                    c.prompt_tokens,
+                    c.completion_tokens,
+                    c.total_tokens
                 );
-                bytea_field(&mut text, Some(c.uuid.as_bytes()));
+                match c.span_event_timestamp {
+                    Some(t) => text.push_str(&agentprof::py::repr::float_repr(t)),
+                    None => text.push_str("\\N"),
+                }
                 text.push('\t');
-                bytea_field(&mut text, c.name.as_deref().map(str::as_bytes));
-                text.push('\t');
-                match c.framework.map(Framework::code) {
-                    Some(code) => {
-                        let _ = write!(text, "{code}\t");
+                match c.cached_tokens {
+                    0 => text.push_str("\\N"),
+                    n => {
+                        let _ = write!(text, "{n}");
                     }
-                    None => text.push_str("\\N\t"),
                 }
-                for v in [
-                    a.map(|a| a.function_name.as_str()),
-                    a.map(|a| a.function_id.as_str()),
-                    a.and_then(|a| a.parent_name.as_deref()),
-                    a.and_then(|a| a.parent_id.as_deref()),
-                ] {
-                    bytea_field(&mut text, v.map(str::as_bytes));
-                    text.push('\t');
-                }
-                let _ = write!(
-                    text,
-                    "{}\t{}\t{}\t{}\t",
-                    c.prompt_tokens, c.completion_tokens, c.total_tokens, c.seconds_between_calls
-                );
-                bytea_field(&mut text, c.text.as_deref().map(str::as_bytes));
-                text.push('\t');
-                text_field(&mut text, &s.body);
                 text.push('\t');
                 bytea_field(&mut text, Some(&s.content_hash));
+                text.push_str("\t1\t");
+                bytea_field(&mut text, Some(&s.packed));
                 text.push('\n');
                 seq += 1;
             }
         }
-        let mut copy = tx.copy_in_raw("COPY staging (run_id, request_number, seq, event_type, event_timestamp, uuid, name, framework, function_name, function_id, parent_name, parent_id, prompt_tokens, completion_tokens, total_tokens, seconds_between_calls, text_value, body, content_hash) FROM STDIN").await?;
+        let mut copy = tx.copy_in_raw("COPY staging (run_id, request_number, seq, event_type, event_timestamp, prompt_tokens, completion_tokens, total_tokens, span_event_timestamp, cached_tokens, content_hash, occurrence, packed) FROM STDIN").await?;
         copy.send(text.as_bytes()).await?;
         copy.finish().await?;
         sqlx::query("INSERT INTO steps SELECT * FROM staging ON CONFLICT DO NOTHING")

@@ -164,6 +164,12 @@ pub struct ServeConfig {
     /// Seconds between retention sweeps (each deletes expired requests in chunks).
     #[arg(long, env = "AGENTPROF_RETENTION_SWEEP_SECS", default_value_t = 60)]
     pub retention_sweep_secs: u64,
+
+    /// Stored steps after which the server trains a compression dictionary on the database's
+    /// own steps (then again at each eightfold growth; docs/storage.md); 0 keeps the built-in
+    /// dictionary only.
+    #[arg(long, env = "AGENTPROF_DICTIONARY_AFTER_STEPS", default_value_t = 5000)]
+    pub dictionary_after_steps: u64,
 }
 
 /// A price table read from its file when the configuration is read, so that a mistake in it
@@ -251,6 +257,7 @@ impl fmt::Debug for ServeConfig {
             .field("idempotency_window_secs", &self.idempotency_window_secs)
             .field("otlp_retention", &self.otlp_retention.0)
             .field("retention_sweep_secs", &self.retention_sweep_secs)
+            .field("dictionary_after_steps", &self.dictionary_after_steps)
             .field(
                 "priced_models",
                 &self.prices.as_ref().map_or(0, |p| p.0.models.len()),

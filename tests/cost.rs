@@ -364,6 +364,11 @@ on_both_backends!(
         );
         let llm_ends = written.iter().flatten().count();
         assert!(llm_ends > 0 && llm_ends < written.len(), "{written:?}");
+        // The steps as they were when the migration ran: bodies in the old columns.
+        match &sql {
+            Sql::Pg(p) => unpack_all!(p),
+            Sql::Lite(p) => unpack_all!(p),
+        };
         sql.execute("UPDATE steps SET cached_tokens = NULL".to_owned())
             .await;
         let migration =

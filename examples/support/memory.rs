@@ -15,6 +15,7 @@ use agentprof::profiler::statistics::scores::RequestScores;
 use agentprof::profiler::statistics::{compare, cost};
 use agentprof::profiler::timeline;
 use agentprof::profiler::{Dialect, Frame, FrameBuilder, ProfilerConfig};
+use agentprof::store::packed::{Dictionaries, Dictionary, Unpacked};
 use agentprof::store::{PreparedStep, WindowSize};
 use agentprof::trace::{NumberedRequest, parse_step};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -73,14 +74,22 @@ impl StoredRun {
     pub fn of(requests: &[NumberedRequest]) -> StoredRun {
         let requests: Vec<(i64, Vec<PreparedStep>)> = requests
             .iter()
-            .map(|r| (r.number, r.steps.iter().map(PreparedStep::of).collect()))
+            .map(|r| {
+                let steps = r.steps.iter();
+                (
+                    r.number,
+                    steps
+                        .map(|s| PreparedStep::of(s, Dictionary::builtin()))
+                        .collect(),
+                )
+            })
             .collect();
         let steps = requests.iter().flat_map(|(_, s)| s);
         let size = WindowSize {
             requests: requests.len() as u64,
             steps: steps.clone().count() as u64,
             column_bytes: steps.clone().map(|s| s.column_bytes() as u64).sum(),
-            body_bytes: steps.map(|s| s.body.len() as u64).sum(),
+            body_bytes: steps.map(|s| s.body_len as u64).sum(),
         };
         StoredRun { requests, size }
     }
@@ -106,7 +115,11 @@ impl StoredRun {
                 eval: None,
                 steps: steps
                     .iter()
-                    .map(|s| parse_step(&s.body).expect("a stored body parses"))
+                    .map(|s| {
+                        let stored = Unpacked::of(&s.packed, &Dictionaries::default())
+                            .expect("a packed step unpacks");
+                        parse_step(stored.body().expect("a body")).expect("a stored body parses")
+                    })
                     .collect(),
             })
             .collect()

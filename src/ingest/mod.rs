@@ -11,6 +11,7 @@ pub mod request;
 use crate::compute::{ComputeError, RunCache};
 use crate::otlp::{self, Encoding, RunTarget, Walked};
 use crate::profiler::statistics::cost::PriceTable;
+use crate::store::packed::Dictionary;
 use crate::store::{
     IdempotencyKey, IngestOutcome, NewRun, PreparedBatch, PreparedStep, Preparer, SEQ_BLOCK_BITS,
     Store, StoreError, Written,
@@ -177,11 +178,12 @@ impl Ingest {
         let budget = self.batch_memory;
         let (scope, client) = (format!("create {client}"), client.to_owned());
         let prices = self.prices.clone();
+        let dictionary = self.store.step_dictionary();
         let (key, (run, batch)) = blocking(move || {
             let source = body.source();
             Ok((
                 keyed(scope, client, key, source)?,
-                read_create(source, budget, &prices)?,
+                read_create(source, Preparer::new(budget, dictionary), &prices)?,
             ))
         })
         .await?;
@@ -202,11 +204,12 @@ impl Ingest {
     ) -> Result<Written, IngestError> {
         let budget = self.batch_memory;
         let (scope, client) = (format!("append {id} {client}"), client.to_owned());
+        let dictionary = self.store.step_dictionary();
         let (key, batch) = blocking(move || {
             let source = body.source();
             Ok((
                 keyed(scope, client, key, source)?,
-                read_batch(source, budget)?,
+                read_batch(source, Preparer::new(budget, dictionary))?,
             ))
         })
         .await?;
@@ -226,7 +229,9 @@ impl Ingest {
         header: Option<Uuid>,
     ) -> Result<OtlpOutcome, IngestError> {
         let budget = self.batch_memory;
-        let (batches, walked) = blocking(move || read_export(&body, header, budget)).await?;
+        let dictionary = self.store.step_dictionary();
+        let (batches, walked) =
+            blocking(move || read_export(&body, header, budget, dictionary)).await?;
         let mut runs = Vec::with_capacity(batches.len());
         let mut stored_spans = 0u64;
         for (group, batch) in walked.groups.iter().zip(batches) {
@@ -308,9 +313,9 @@ fn keyed(
     }))
 }
 
-/// A step document as the whole body, read step by step within the batch memory budget.
-fn read_batch(body: JsonSource<'_>, budget: usize) -> Result<PreparedBatch, IngestError> {
-    let mut preparer = Preparer::new(budget);
+/// A step document as the whole body, read step by step by `preparer` (within its batch memory
+/// budget).
+fn read_batch(body: JsonSource<'_>, mut preparer: Preparer) -> Result<PreparedBatch, IngestError> {
     let doc = read(body, &ParseOptions::default(), &mut preparer)?;
     checked_size(preparer.finish(doc), "")
 }
@@ -318,10 +323,9 @@ fn read_batch(body: JsonSource<'_>, budget: usize) -> Result<PreparedBatch, Inge
 /// A create body: its run fields, typed, and its steps read as they come.
 fn read_create(
     body: JsonSource<'_>,
-    budget: usize,
+    mut preparer: Preparer,
     prices: &PriceTable,
 ) -> Result<(NewRun, Option<PreparedBatch>), IngestError> {
-    let mut preparer = Preparer::new(budget);
     let wrapped = read_wrapped(body, "requests", &ParseOptions::default(), &mut preparer)?;
     if let Some(other) = wrapped.other {
         return Err(IngestError::Field(FieldError {
@@ -376,6 +380,7 @@ fn read_export(
     body: &OtlpPayload,
     header: Option<Uuid>,
     budget: usize,
+    dictionary: &'static Dictionary,
 ) -> Result<(Vec<Option<PreparedBatch>>, Walked), IngestError> {
     let inflated;
     let bytes: &[u8] = if body.gzip {
@@ -391,7 +396,7 @@ fn read_export(
     let mut used = 0usize;
     let walked = otlp::walk(&request, header, MAX_RUNS_PER_EXPORT, |g, trace, step| {
         while groups.len() <= g {
-            groups.push((Preparer::new(usize::MAX), IndexMap::new()));
+            groups.push((Preparer::new(usize::MAX, dictionary), IndexMap::new()));
         }
         let (preparer, traces) = &mut groups[g];
         let prepared = preparer.keep(step).map_err(TraceError::Refused)?;
@@ -481,7 +486,7 @@ mod tests {
             let text = v.to_string();
             read_create(
                 JsonSource::Text(text.as_bytes()),
-                usize::MAX,
+                Preparer::new(usize::MAX, Dictionary::builtin()),
                 &PriceTable::default(),
             )
         };

@@ -6,6 +6,7 @@ pub use connections::ConnectionLimits;
 
 use crate::api::{self, ApiSettings, AppState};
 use crate::config::{DatabaseUrl, ServeConfig};
+use crate::store::packed::Schedule;
 use crate::store::postgres::{self, PgStore};
 use crate::store::{ReadPolicy, Store, StoreError, sqlite::SqliteStore};
 use sqlx::PgPool;
@@ -124,6 +125,12 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         Duration::from_secs(config.idempotency_window_secs),
     );
     spawn_rollup_builds(store.clone());
+    spawn_dictionary_training(
+        store.clone(),
+        Schedule {
+            first: config.dictionary_after_steps,
+        },
+    );
     spawn_retention_sweeps(
         store,
         Duration::from_secs(config.retention_sweep_secs.max(1)),
@@ -257,6 +264,24 @@ fn spawn_rollup_builds(store: Arc<dyn Store>) {
         loop {
             tick.tick().await;
             crate::live::build_pending_rollups(store.as_ref()).await;
+        }
+    });
+}
+
+/// Trains the database's next step dictionary when `schedule` says one is due, looking once a
+/// minute (the training itself takes a second or two of one core, once per eightfold growth).
+fn spawn_dictionary_training(store: Arc<dyn Store>, schedule: Schedule) {
+    if schedule.first == 0 {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = store.train_step_dictionary(schedule).await {
+                tracing::warn!(error = %e, "could not train a step dictionary; trying again later");
+            }
         }
     });
 }

@@ -3,6 +3,7 @@
 //! requests decide the numbers of new eval items.
 
 use super::StoreError;
+use super::packed::Dictionary;
 use crate::profiler::{Dialect, StepColumns};
 use crate::trace::render_step;
 use crate::trace::{
@@ -20,12 +21,16 @@ pub enum RequestKey {
     External(String),
 }
 
-/// A step ready to insert: its profiler columns, its rendered JSON and what identifies it.
+/// A step ready to insert: its profiler columns, its rendered JSON packed for storage, and what
+/// identifies it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PreparedStep {
     pub columns: StepColumns,
-    /// The step as the combined requests file shows it (see `trace::render_step`).
-    pub body: String,
+    /// The step's text columns and its body, the step as the combined requests file shows it
+    /// (see `trace::render_step`), compressed together (see [`super::packed`]).
+    pub packed: Vec<u8>,
+    /// The body's length in bytes: what an export parsing the step reads.
+    pub body_len: usize,
     /// The step's identity: two steps are the same step when their bodies are (see
     /// [`content_hash`]).
     pub content_hash: ContentHash,
@@ -70,6 +75,8 @@ pub struct PreparedBatch {
 pub struct Preparer {
     /// Bytes the prepared steps may take in all.
     budget: usize,
+    /// What the steps are packed with (see [`super::packed`]).
+    dictionary: &'static Dictionary,
     used: usize,
     steps: usize,
     nat_schema: bool,
@@ -79,9 +86,10 @@ pub struct Preparer {
 }
 
 impl Preparer {
-    pub fn new(budget: usize) -> Preparer {
+    pub fn new(budget: usize, dictionary: &'static Dictionary) -> Preparer {
         Preparer {
             budget,
+            dictionary,
             used: 0,
             steps: 0,
             nat_schema: false,
@@ -132,7 +140,7 @@ impl StepSink for Preparer {
         self.non_end_steps |= !step.payload.event_type.kept_by_default_eval_filter();
         self.aiq_rewrite |= step.rewritten_by(StepSchema::Aiq);
         self.nat_rewrite |= step.rewritten_by(StepSchema::Nat);
-        let prepared = PreparedStep::of(&step);
+        let prepared = PreparedStep::of(&step, self.dictionary);
         self.used += prepared.memory();
         self.steps += 1;
         if self.used > self.budget {
@@ -150,20 +158,20 @@ impl StepSink for Preparer {
     }
 
     fn restart(&mut self) {
-        *self = Preparer::new(self.budget);
+        *self = Preparer::new(self.budget, self.dictionary);
     }
 }
 
 impl PreparedStep {
-    pub fn of(step: &IntermediateStep) -> PreparedStep {
-        let mut body = String::from_utf8(render_step(step))
+    pub fn of(step: &IntermediateStep, dictionary: &'static Dictionary) -> PreparedStep {
+        let body = String::from_utf8(render_step(step))
             .expect("render_step writes JSON text, which is UTF-8");
-        // The buffer grew by doubling; a batch holds many of them until it is stored.
-        body.shrink_to_fit();
+        let columns = StepColumns::from_step(step);
         PreparedStep {
-            columns: StepColumns::from_step(step),
+            packed: super::packed::pack(&columns, &body, dictionary),
             content_hash: content_hash(&body),
-            body,
+            body_len: body.len(),
+            columns,
         }
     }
 
@@ -201,7 +209,7 @@ impl PreparedStep {
             text(&a.function_id) + text(&a.function_name) + opt(&a.parent_id) + opt(&a.parent_name)
         });
         2 * std::mem::size_of::<PreparedStep>()
-            + text(&self.body)
+            + self.packed.capacity()
             + text(&c.uuid)
             + opt(&c.name)
             + opt(&c.text)
@@ -212,9 +220,10 @@ impl PreparedStep {
 
 impl PreparedBatch {
     /// Derives everything the store needs from a parsed document (for callers that hold one
-    /// already; the service reads bodies through a [`Preparer`] instead).
+    /// already; the service reads bodies through a [`Preparer`] instead), packing its steps
+    /// with the built-in dictionary.
     pub fn prepare(batch: Batch) -> PreparedBatch {
-        let mut preparer = Preparer::new(usize::MAX);
+        let mut preparer = Preparer::new(usize::MAX, Dictionary::builtin());
         let requests = batch
             .requests
             .into_iter()
@@ -263,15 +272,11 @@ impl BatchPlan<'_> {
         (stored == self.steps.len() as i64).then(|| self.summary())
     }
 
-    /// What the planned steps add to each of their requests, in request order, when every one
-    /// of them was stored (`None` otherwise: then only a recount from the stored steps is right,
-    /// as for [`BatchPlan::added_summary`]).
-    pub fn request_figures(&self, stored: i64) -> Option<Vec<RequestFigures>> {
-        if stored != self.steps.len() as i64 {
-            return None;
-        }
+    /// What the stored steps (those of sequence numbers `stored`) add to each of their
+    /// requests, in request order.
+    pub fn request_figures(&self, stored: &[i64]) -> Vec<RequestFigures> {
         let mut by_number: std::collections::BTreeMap<i32, RequestFigures> = Default::default();
-        for planned in &self.steps {
+        for planned in self.stored(stored) {
             let step = planned.step;
             let f = by_number
                 .entry(planned.number)
@@ -287,27 +292,33 @@ impl BatchPlan<'_> {
             f.ended_at = f.ended_at.max(step.columns.event_timestamp);
             f.steps += 1;
             f.column_bytes += step.column_bytes() as i64;
-            f.body_bytes += step.body.len() as i64;
+            f.body_bytes += step.body_len as i64;
         }
-        Some(by_number.into_values().collect())
+        by_number.into_values().collect()
     }
 
     /// What the stored steps (those of sequence numbers `stored`) add to the run's rollups,
     /// requests aside (see [`crate::rollup::Delta::request_moved`]).
     pub fn rollup_delta(&self, stored: &[i64]) -> crate::rollup::Delta {
         let mut delta = crate::rollup::Delta::default();
+        for planned in self.stored(stored) {
+            delta.step(&planned.step.rollup_facts());
+        }
+        delta
+    }
+
+    /// The planned steps of sequence numbers `stored` (what the insert returned): all of them
+    /// unless some were stored already, by a retry or a concurrent replica.
+    fn stored<'s>(&'s self, stored: &[i64]) -> impl Iterator<Item = &'s PlannedStep<'s>> {
         let all = stored.len() == self.steps.len();
         let stored: std::collections::HashSet<i64> = if all {
             Default::default()
         } else {
             stored.iter().copied().collect()
         };
-        for planned in &self.steps {
-            if all || stored.contains(&planned.seq) {
-                delta.step(&planned.step.rollup_facts());
-            }
-        }
-        delta
+        self.steps
+            .iter()
+            .filter(move |planned| all || stored.contains(&planned.seq))
     }
 
     /// The distinct requests the planned steps belong to, ascending.

@@ -1,12 +1,14 @@
 //! Persistence behind one trait: runs, their requests and steps.
 //!
-//! A batch of steps is prepared (validated, rendered, its profiler columns derived) before any
-//! transaction starts, so the database only ever sees complete batches, and a batch is stored
-//! whole or not at all. Steps are deduplicated by (request, UUID, event type, timestamp): a retried
-//! batch changes nothing, not even the run's version.
+//! A batch of steps is prepared (validated, rendered, its profiler columns derived, packed for
+//! storage: see [`packed`]) before any transaction starts, so the database only ever sees
+//! complete batches, and a batch is stored whole or not at all. Steps are deduplicated by
+//! content within their request (see [`content_hash`]): a retried batch changes nothing, not
+//! even the run's version.
 
 mod assemble;
 mod batch;
+pub mod packed;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
@@ -428,6 +430,19 @@ pub trait Store: Send + Sync + 'static {
     /// The standbys that take reads, if any, as last checked.
     fn standbys(&self) -> Vec<StandbyStatus> {
         Vec::new()
+    }
+    /// The dictionary new steps are packed with: the newest this store has read (see
+    /// [`packed`]).
+    fn step_dictionary(&self) -> &'static packed::Dictionary {
+        packed::Dictionary::builtin()
+    }
+    /// Trains and stores the database's next step dictionary when `schedule` says one is due;
+    /// returns its id, or `None` when none was due or another replica stored it first.
+    async fn train_step_dictionary(
+        &self,
+        _schedule: packed::Schedule,
+    ) -> Result<Option<u32>, StoreError> {
+        Ok(None)
     }
     /// Creates a run, with an optional first batch, in one transaction; with a key, a retry
     /// gets the first outcome back instead of a second run.

@@ -9,7 +9,6 @@
 use super::sql::queries::{recount_summary, update_after_batch, update_run};
 use super::sql::{Backend, SqlStore};
 use super::{PlannedStep, SEQ_BLOCK_BITS, StoreError};
-use crate::trace::Framework;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use sqlx::pool::PoolConnection;
@@ -60,6 +59,7 @@ impl SqlStore<Postgres> {
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
         MIGRATOR.run(self.pool()).await?;
+        self.pack_legacy_steps().await?;
         self.mark_ready();
         Ok(())
     }
@@ -114,71 +114,42 @@ struct StepArrays<'a> {
     seq: Vec<i64>,
     event_type: Vec<i16>,
     event_timestamp: Vec<f64>,
-    uuid: Vec<&'a [u8]>,
-    name: Vec<Option<&'a [u8]>>,
-    framework: Vec<Option<i16>>,
-    function_name: Vec<Option<&'a [u8]>>,
-    function_id: Vec<Option<&'a [u8]>>,
-    parent_name: Vec<Option<&'a [u8]>>,
-    parent_id: Vec<Option<&'a [u8]>>,
     prompt_tokens: Vec<i64>,
     completion_tokens: Vec<i64>,
     total_tokens: Vec<i64>,
-    seconds_between_calls: Vec<i64>,
-    text_value: Vec<Option<&'a [u8]>>,
     span_event_timestamp: Vec<Option<f64>>,
-    step_parent_id: Vec<Option<&'a [u8]>>,
     cached_tokens: Vec<Option<i64>>,
     content_hash: Vec<&'a [u8]>,
     occurrence: Vec<i32>,
-    body: Vec<&'a str>,
+    packed: Vec<&'a [u8]>,
 }
 
 impl<'a> StepArrays<'a> {
     fn push(&mut self, planned: &PlannedStep<'a>) {
         let step = planned.step;
         let c = &step.columns;
-        let bytes = |s: &'a Option<String>| s.as_deref().map(str::as_bytes);
-        let ancestry = c.ancestry.as_ref();
         self.request_number.push(planned.number);
         self.seq.push(planned.seq);
         self.event_type.push(c.event_type.code());
         self.event_timestamp.push(c.event_timestamp);
-        self.uuid.push(c.uuid.as_bytes());
-        self.name.push(bytes(&c.name));
-        self.framework.push(c.framework.map(Framework::code));
-        self.function_name
-            .push(ancestry.map(|a| a.function_name.as_bytes()));
-        self.function_id
-            .push(ancestry.map(|a| a.function_id.as_bytes()));
-        self.parent_name
-            .push(ancestry.and_then(|a| bytes(&a.parent_name)));
-        self.parent_id
-            .push(ancestry.and_then(|a| bytes(&a.parent_id)));
         self.prompt_tokens.push(c.prompt_tokens);
         self.completion_tokens.push(c.completion_tokens);
         self.total_tokens.push(c.total_tokens);
-        self.seconds_between_calls.push(c.seconds_between_calls);
-        self.text_value.push(bytes(&c.text));
         self.span_event_timestamp.push(c.span_event_timestamp);
-        self.step_parent_id.push(bytes(&c.parent_id));
         self.cached_tokens
             .push(crate::store::sql::columns::cached(c.cached_tokens));
         self.content_hash.push(&step.content_hash);
         self.occurrence.push(planned.occurrence);
-        self.body.push(&step.body);
+        self.packed.push(&step.packed);
     }
 }
 
 const INSERT_STEPS_UNNEST: &str = "
-    INSERT INTO steps (run_id, request_number, seq, event_type, event_timestamp, uuid, name, framework,
-                       function_name, function_id, parent_name, parent_id, prompt_tokens, completion_tokens,
-                       total_tokens, seconds_between_calls, text_value, span_event_timestamp, step_parent_id,
-                       cached_tokens, content_hash, occurrence, body)
-    SELECT $1, * FROM UNNEST($2::int4[], $3::int8[], $4::int2[], $5::float8[], $6::bytea[], $7::bytea[], $8::int2[],
-                             $9::bytea[], $10::bytea[], $11::bytea[], $12::bytea[], $13::int8[], $14::int8[],
-                             $15::int8[], $16::int8[], $17::bytea[], $18::float8[], $19::bytea[], $20::int8[],
-                             $21::bytea[], $22::int4[], $23::text[])
+    INSERT INTO steps (run_id, request_number, seq, event_type, event_timestamp, prompt_tokens,
+                       completion_tokens, total_tokens, span_event_timestamp, cached_tokens, content_hash,
+                       occurrence, packed)
+    SELECT $1, * FROM UNNEST($2::int4[], $3::int8[], $4::int2[], $5::float8[], $6::int8[], $7::int8[],
+                             $8::int8[], $9::float8[], $10::int8[], $11::bytea[], $12::int4[], $13::bytea[])
     ON CONFLICT DO NOTHING RETURNING seq";
 
 async fn insert_steps(
@@ -199,24 +170,14 @@ async fn insert_steps(
         .bind(&a.seq)
         .bind(&a.event_type)
         .bind(&a.event_timestamp)
-        .bind(&a.uuid)
-        .bind(&a.name)
-        .bind(&a.framework)
-        .bind(&a.function_name)
-        .bind(&a.function_id)
-        .bind(&a.parent_name)
-        .bind(&a.parent_id)
         .bind(&a.prompt_tokens)
         .bind(&a.completion_tokens)
         .bind(&a.total_tokens)
-        .bind(&a.seconds_between_calls)
-        .bind(&a.text_value)
         .bind(&a.span_event_timestamp)
-        .bind(&a.step_parent_id)
         .bind(&a.cached_tokens)
         .bind(&a.content_hash)
         .bind(&a.occurrence)
-        .bind(&a.body)
+        .bind(&a.packed)
         .fetch_all(&mut **tx)
         .await?;
     done.iter()
@@ -317,8 +278,6 @@ impl Backend for Postgres {
     const LATER_UPDATED_AT: &'static str = "GREATEST($6, updated_at + interval '1 microsecond')";
 
     /// `SUM(bigint)` is a numeric, clamped to 64 bits before it becomes a bigint again.
-    const BODY_OCTETS: &'static str = "octet_length(body)";
-
     const RECOUNT_SUMMARY: &'static str = recount_summary!(
         tokens: "LEAST(GREATEST(COALESCE(SUM(total_tokens), 0), -9223372036854775808), 9223372036854775807)::bigint"
     );

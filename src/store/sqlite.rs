@@ -64,6 +64,7 @@ impl SqlStore<Sqlite> {
         MIGRATOR.run(&pool).await?;
         backfill_content_hashes(&pool).await?;
         let store = SqlStore::new(pool);
+        store.pack_legacy_steps().await?;
         store.mark_ready();
         Ok(store)
     }
@@ -162,8 +163,6 @@ impl Backend for Sqlite {
 
     /// `SUM` fails on overflow; `TOTAL` is a float that cannot, clamped and stored back as an
     /// integer.
-    const BODY_OCTETS: &'static str = "length(CAST(body AS BLOB))";
-
     const RECOUNT_SUMMARY: &'static str = recount_summary!(
         tokens: "CAST(MAX(MIN(TOTAL(total_tokens), 9223372036854775807), -9223372036854775808) AS INTEGER)"
     );

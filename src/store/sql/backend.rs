@@ -11,7 +11,6 @@
 use super::columns::cached;
 use super::queries;
 use crate::store::{PlannedStep, StoreError};
-use crate::trace::Framework;
 use futures::future::BoxFuture;
 use sqlx::pool::PoolConnection;
 use sqlx::query::Query;
@@ -226,10 +225,6 @@ pub trait Backend:
     /// batch was partly stored already.
     const RECOUNT_SUMMARY: &'static str;
 
-    /// The byte length of the `body` column (a text column: SQLite's `length` counts its
-    /// characters).
-    const BODY_OCTETS: &'static str;
-
     /// Changes run `$1`: `$2` name, `$3` profiler config, `$4` metadata (each NULL to keep),
     /// `$5` now, `$6` the `updated_at` the change was computed from (NULL: any), `$7` whether
     /// the toolkit changes and `$8` to what, `$9` whether the retention changes and `$10` to
@@ -246,10 +241,6 @@ pub trait Backend:
     /// Whether an error is a write meeting a foreign key whose row is gone (a run deleted
     /// while its batch was in flight).
     fn is_missing_parent(e: &sqlx::Error) -> bool;
-}
-
-fn text(s: &Option<String>) -> Option<&[u8]> {
-    s.as_deref().map(str::as_bytes)
 }
 
 /// Inserts planned steps with multi-row `INSERT`s; a step already stored (same request, content
@@ -269,31 +260,20 @@ async fn insert_steps_by_rows<B: Backend>(
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for planned in chunk {
             let c = &planned.step.columns;
-            let ancestry = c.ancestry.as_ref();
             q = q
                 .arg(run)
                 .arg(planned.number)
                 .arg(planned.seq)
                 .arg(c.event_type.code())
                 .arg(c.event_timestamp)
-                .arg(c.uuid.as_bytes())
-                .arg(text(&c.name))
-                .arg(c.framework.map(Framework::code))
-                .arg(ancestry.map(|a| a.function_name.as_bytes()))
-                .arg(ancestry.map(|a| a.function_id.as_bytes()))
-                .arg(ancestry.and_then(|a| text(&a.parent_name)))
-                .arg(ancestry.and_then(|a| text(&a.parent_id)))
                 .arg(c.prompt_tokens)
                 .arg(c.completion_tokens)
                 .arg(c.total_tokens)
-                .arg(c.seconds_between_calls)
-                .arg(text(&c.text))
                 .arg(c.span_event_timestamp)
-                .arg(text(&c.parent_id))
                 .arg(cached(c.cached_tokens))
                 .arg(&planned.step.content_hash[..])
                 .arg(planned.occurrence)
-                .arg(planned.step.body.as_str());
+                .arg(&planned.step.packed[..]);
         }
         for row in q.fetch_all(B::on(&mut **tx)).await? {
             stored.push(Rec::<B>(&row).col::<i64>(0)?);

@@ -5,6 +5,7 @@ use super::backend::{Backend, Rec};
 use crate::profiler::statistics::cost::PriceTable;
 use crate::profiler::{Dialect, StepColumns};
 use crate::store::StoreError;
+use crate::store::packed::{Dictionaries, Numbers, Unpacked};
 use crate::trace::{EventType, Framework, IntermediateStep};
 use serde_json::Value;
 
@@ -26,28 +27,19 @@ pub(crate) fn json_text(text: String, name: &str) -> Result<Value, StoreError> {
 }
 
 /// The columns of [`super::queries::SELECT_STEP_COLUMNS`], in its order. A frame load reads them
-/// by position: by name, sqlx hashes and compares each of 17 names for each of a large run's
-/// 200k rows, which stood out in a profile of a cold load
-/// (BENCHMARKS.md#third-session-2026-11-30). A test holds the two in step.
-pub(crate) const STEP_COLUMNS: [&str; 18] = [
+/// by position: by name, sqlx hashes and compares each name for each of a large run's 200k rows,
+/// which stood out in a profile of a cold load (BENCHMARKS.md#third-session-2026-11-30). A test
+/// holds the two in step.
+pub(crate) const STEP_COLUMNS: [&str; 9] = [
     "request_number",
     "event_type",
     "event_timestamp",
-    "uuid",
-    "name",
-    "framework",
-    "function_name",
-    "function_id",
-    "parent_name",
-    "parent_id",
+    "span_event_timestamp",
     "prompt_tokens",
     "completion_tokens",
     "total_tokens",
-    "seconds_between_calls",
-    "text_value",
-    "span_event_timestamp",
-    "step_parent_id",
     "cached_tokens",
+    "packed",
 ];
 
 /// Where a column sits in [`STEP_COLUMNS`] (evaluated at compile time).
@@ -73,57 +65,31 @@ const fn at(name: &str) -> usize {
 pub(crate) const REQUEST_NUMBER: usize = at("request_number");
 
 /// A stored step's profiler columns, read by position from a row of
-/// [`super::queries::SELECT_STEP_COLUMNS`] of either backend.
-pub(crate) fn step_columns<B: Backend>(row: &B::Row) -> Result<StepColumns, StoreError> {
+/// [`super::queries::SELECT_STEP_COLUMNS`] of either backend: the plain columns, and the text
+/// ones unpacked.
+pub(crate) fn step_columns<B: Backend>(
+    row: &B::Row,
+    dicts: &Dictionaries,
+) -> Result<StepColumns, StoreError> {
     let r = Rec::<B>(row);
     const EVENT_TYPE: usize = at("event_type");
     const EVENT_TIMESTAMP: usize = at("event_timestamp");
-    const UUID: usize = at("uuid");
-    const NAME: usize = at("name");
-    const FRAMEWORK: usize = at("framework");
-    const FUNCTION_NAME: usize = at("function_name");
-    const FUNCTION_ID: usize = at("function_id");
-    const PARENT_NAME: usize = at("parent_name");
-    const PARENT_ID: usize = at("parent_id");
+    const SPAN_EVENT_TIMESTAMP: usize = at("span_event_timestamp");
     const PROMPT_TOKENS: usize = at("prompt_tokens");
     const COMPLETION_TOKENS: usize = at("completion_tokens");
     const TOTAL_TOKENS: usize = at("total_tokens");
-    const SECONDS_BETWEEN_CALLS: usize = at("seconds_between_calls");
-    const TEXT_VALUE: usize = at("text_value");
-    const SPAN_EVENT_TIMESTAMP: usize = at("span_event_timestamp");
-    const STEP_PARENT_ID: usize = at("step_parent_id");
     const CACHED_TOKENS: usize = at("cached_tokens");
-    let opt = |i: usize| -> Result<Option<String>, StoreError> {
-        r.col::<Option<Vec<u8>>>(i)?.map(utf8).transpose()
-    };
-    let ancestry = match opt(FUNCTION_NAME)? {
-        Some(function_name) => Some(crate::trace::InvocationNode {
-            function_name,
-            function_id: opt(FUNCTION_ID)?.unwrap_or_default(),
-            parent_name: opt(PARENT_NAME)?,
-            parent_id: opt(PARENT_ID)?,
-        }),
-        None => None,
-    };
-    Ok(StepColumns {
+    const PACKED: usize = at("packed");
+    let numbers = Numbers {
         event_type: event_type_from_code(r.col(EVENT_TYPE)?)?,
         event_timestamp: r.col(EVENT_TIMESTAMP)?,
-        uuid: utf8(r.col(UUID)?)?,
-        name: opt(NAME)?,
-        framework: r
-            .col::<Option<i16>>(FRAMEWORK)?
-            .map(framework_from_code)
-            .transpose()?,
-        ancestry,
+        span_event_timestamp: r.col(SPAN_EVENT_TIMESTAMP)?,
         prompt_tokens: r.col(PROMPT_TOKENS)?,
         completion_tokens: r.col(COMPLETION_TOKENS)?,
         total_tokens: r.col(TOTAL_TOKENS)?,
         cached_tokens: r.col::<Option<i64>>(CACHED_TOKENS)?.unwrap_or(0),
-        seconds_between_calls: r.col(SECONDS_BETWEEN_CALLS)?,
-        text: opt(TEXT_VALUE)?,
-        span_event_timestamp: r.col(SPAN_EVENT_TIMESTAMP)?,
-        parent_id: opt(STEP_PARENT_ID)?,
-    })
+    };
+    Unpacked::of(&r.col::<Vec<u8>>(PACKED)?, dicts)?.columns(numbers)
 }
 
 /// The stored `cached_tokens`: NULL for the many steps without any, which then cost a bit in

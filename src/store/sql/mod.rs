@@ -17,6 +17,8 @@
 
 pub(crate) mod backend;
 pub(crate) mod columns;
+mod dictionaries;
+mod legacy;
 pub(crate) mod queries;
 mod retention;
 mod rollups;
@@ -29,6 +31,7 @@ use standby::Standbys;
 
 pub(crate) use backend::Backend;
 
+use super::packed::{Dictionaries, Dictionary, Schedule};
 use super::{
     ByteStream, IdempotencyKey, IngestOutcome, LoadedRun, LoadedSteps, NewRun, PreparedBatch,
     RunChanges, RunCursor, RunPage, RunRecord, RunStamp, SEQ_BLOCK_BITS, StandbyStatus, Store,
@@ -54,6 +57,8 @@ pub struct SqlStore<B: Backend> {
     max_keys_per_client: i64,
     /// Streaming standbys that take the reads, when configured (PostgreSQL only).
     standbys: Option<Arc<Standbys<B>>>,
+    /// The step dictionaries read from the database (see `store::packed`).
+    dictionaries: Arc<Dictionaries>,
 }
 
 impl<B: Backend> Clone for SqlStore<B> {
@@ -64,6 +69,7 @@ impl<B: Backend> Clone for SqlStore<B> {
             ready: self.ready.clone(),
             max_keys_per_client: self.max_keys_per_client,
             standbys: self.standbys.clone(),
+            dictionaries: self.dictionaries.clone(),
         }
     }
 }
@@ -99,6 +105,7 @@ impl<B: Backend> SqlStore<B> {
             ready: Arc::new(AtomicBool::new(false)),
             max_keys_per_client: super::MAX_KEYS_PER_CLIENT,
             standbys: None,
+            dictionaries: Arc::default(),
         }
     }
 
@@ -110,6 +117,12 @@ impl<B: Backend> SqlStore<B> {
 
     pub fn pool(&self) -> &Pool<B> {
         &self.pool
+    }
+
+    /// Packs the steps stored before compact steps (see [`legacy`]); part of migrating, so
+    /// called before [`SqlStore::mark_ready`].
+    pub(crate) async fn pack_legacy_steps(&self) -> Result<u64, StoreError> {
+        legacy::pack_all(&self.pool).await
     }
 
     /// The schema is migrated: data operations may run.
@@ -271,31 +284,21 @@ async fn append_in<B: Backend>(
         } else {
             HashMap::new()
         };
-        let figures = plan.request_figures(i64::try_from(stored).unwrap_or(i64::MAX));
-        match &figures {
-            Some(figures) => steps::add_request_figures::<B>(&mut **tx, id, figures).await?,
-            None => steps::recount_requests::<B>(&mut **tx, id, &touched).await?,
-        }
+        let figures = plan.request_figures(&stored_seqs);
+        steps::add_request_figures::<B>(&mut **tx, id, &figures).await?;
         if rollups_ready {
-            // Each request's start now: the earlier of its stored one and the batch's, or, after
-            // a recount, read back.
-            let after = match &figures {
-                Some(figures) => figures
-                    .iter()
-                    .map(|f| {
-                        let stored = before.get(&f.number).copied().flatten();
-                        (
-                            f.number,
-                            Some(stored.map_or(f.started_at, |s| s.min(f.started_at))),
-                        )
-                    })
-                    .collect(),
-                None => steps::request_starts::<B>(&mut **tx, id, &touched).await?,
-            };
+            // Each request's start now: the earlier of its stored one and its stored steps'
+            // (a request whose steps were all stored already keeps its start).
+            let added: HashMap<i32, f64> =
+                figures.iter().map(|f| (f.number, f.started_at)).collect();
             let mut delta = plan.rollup_delta(&stored_seqs);
             for n in &touched {
-                let start = |m: &HashMap<i32, Option<f64>>| m.get(n).copied().flatten();
-                delta.request_moved(start(&before), start(&after));
+                let before = before.get(n).copied().flatten();
+                let after = match (before, added.get(n)) {
+                    (Some(b), Some(&a)) => Some(b.min(a)),
+                    (b, a) => b.or(a.copied()),
+                };
+                delta.request_moved(before, after);
             }
             rollups::add::<B>(&mut **tx, id, &delta).await?;
         }
@@ -325,6 +328,15 @@ fn is_retryable(e: &StoreError) -> bool {
 impl<B: Backend> Store for SqlStore<B> {
     fn backend(&self) -> &'static str {
         B::LABEL
+    }
+
+    fn step_dictionary(&self) -> &'static Dictionary {
+        self.dictionaries.newest()
+    }
+
+    async fn train_step_dictionary(&self, schedule: Schedule) -> Result<Option<u32>, StoreError> {
+        self.ready()?;
+        dictionaries::train_if_due(&self.pool, &self.dictionaries, schedule).await
     }
 
     fn standbys(&self) -> Vec<StandbyStatus> {
@@ -405,14 +417,14 @@ impl<B: Backend> Store for SqlStore<B> {
 
     async fn load(&self, id: Uuid, window: &Window) -> Result<LoadedRun, StoreError> {
         let mut tx = self.read_tx().await?;
-        let loaded = steps::load(&mut tx, id, window).await?;
+        let loaded = steps::load(&mut tx, id, window, &self.dictionaries).await?;
         tx.commit().await?;
         Ok(loaded)
     }
 
     async fn load_steps(&self, id: Uuid, window: &Window) -> Result<LoadedSteps, StoreError> {
         let mut tx = self.read_tx().await?;
-        let loaded = steps::load_steps(&mut tx, id, window).await?;
+        let loaded = steps::load_steps(&mut tx, id, window, &self.dictionaries).await?;
         tx.commit().await?;
         Ok(loaded)
     }
@@ -426,7 +438,7 @@ impl<B: Backend> Store for SqlStore<B> {
         self.ready()?;
         let slot = self.streams.acquire().await?;
         let tx = self.read_tx().await?;
-        steps::stream_requests(tx, slot, id, schema, *window).await
+        steps::stream_requests(tx, slot, id, schema, *window, self.dictionaries.clone()).await
     }
 
     async fn size(&self, id: Uuid, window: &Window) -> Result<WindowSize, StoreError> {
@@ -464,7 +476,7 @@ impl<B: Backend> Store for SqlStore<B> {
     async fn rebuild_rollups(&self, id: Uuid) -> Result<(), StoreError> {
         self.ready()?;
         let mut tx = B::begin_write(&self.pool).await?;
-        rollups::rebuild::<B>(&mut tx, id).await?;
+        rollups::rebuild::<B>(&mut tx, id, &self.dictionaries).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -477,7 +489,8 @@ impl<B: Backend> Store for SqlStore<B> {
     async fn sweep(&self, id: Uuid, cutoff: f64, limit: i64) -> Result<Swept, StoreError> {
         self.ready()?;
         let mut tx = B::begin_write(&self.pool).await?;
-        let swept = retention::sweep_chunk::<B>(&mut tx, id, cutoff, limit).await?;
+        let swept =
+            retention::sweep_chunk::<B>(&mut tx, id, cutoff, limit, &self.dictionaries).await?;
         tx.commit().await?;
         Ok(swept)
     }

@@ -205,9 +205,8 @@ pub(crate) const SELECT_REQUEST_NUMBERS: &str =
 /// The profiler columns of a step, in the order `columns::step_columns` reads them.
 macro_rules! step_columns {
     () => {
-        "SELECT request_number, event_type, event_timestamp, uuid, name, framework, function_name, \
-         function_id, parent_name, parent_id, prompt_tokens, completion_tokens, total_tokens, \
-         seconds_between_calls, text_value, span_event_timestamp, step_parent_id, cached_tokens FROM steps "
+        "SELECT request_number, event_type, event_timestamp, span_event_timestamp, prompt_tokens, \
+         completion_tokens, total_tokens, cached_tokens, packed FROM steps "
     };
 }
 
@@ -232,13 +231,13 @@ pub(crate) const SELECT_WINDOW_STEP_COLUMNS: &str = concat!(
     ") ORDER BY request_number, seq"
 );
 
-/// The rendered body of every step of a run, in file order.
+/// The packed step (and in it the rendered body) of every step of a run, in file order.
 pub(crate) const SELECT_STEP_BODIES: &str =
-    "SELECT request_number, body FROM steps WHERE run_id = $1 ORDER BY request_number, seq";
+    "SELECT request_number, packed FROM steps WHERE run_id = $1 ORDER BY request_number, seq";
 
 /// [`SELECT_STEP_BODIES`] of a window's requests.
 pub(crate) const SELECT_WINDOW_STEP_BODIES: &str = concat!(
-    "SELECT request_number, body FROM steps WHERE run_id = $1 AND request_number IN ",
+    "SELECT request_number, packed FROM steps WHERE run_id = $1 AND request_number IN ",
     "(SELECT request_number FROM requests WHERE ",
     in_window!(),
     ") ORDER BY request_number, seq"
@@ -307,34 +306,17 @@ pub(crate) fn add_request_figures(rows: usize) -> String {
     )
 }
 
-/// Recounts the figures of run `$1`'s requests numbered `$2..` ([`IN_LIST`] of them) from
-/// their stored steps, `body_octets` being the engine's byte length of `body`.
-pub(crate) fn recount_requests(body_octets: &str) -> String {
-    let of_steps = "FROM steps s WHERE s.run_id = requests.run_id \
-                    AND s.request_number = requests.request_number";
-    let head = format!(
-        "UPDATE requests SET started_at = (SELECT MIN(event_timestamp) {of_steps}), \
-         ended_at = (SELECT MAX(event_timestamp) {of_steps}), \
-         step_count = (SELECT COUNT(*) {of_steps}), \
-         column_bytes = (SELECT COALESCE(SUM(length(uuid) + COALESCE(length(name), 0) \
-         + COALESCE(length(text_value), 0) + COALESCE(length(step_parent_id), 0)), 0) \
-         {of_steps}), body_bytes = (SELECT COALESCE(SUM({body_octets}), 0) {of_steps})"
-    );
-    in_list(&head, "request_number", "")
-}
-
 /// The columns of a multi-row step insert, in the order `backend::insert_steps_by_rows` binds them.
-pub(crate) const INSERT_STEPS: &str = "INSERT INTO steps (run_id, request_number, seq, event_type, event_timestamp, uuid, name, framework, \
-     function_name, function_id, parent_name, parent_id, prompt_tokens, completion_tokens, total_tokens, \
-     seconds_between_calls, text_value, span_event_timestamp, step_parent_id, cached_tokens, content_hash, occurrence, \
-     body) VALUES ";
+pub(crate) const INSERT_STEPS: &str = "INSERT INTO steps (run_id, request_number, seq, event_type, event_timestamp, \
+     prompt_tokens, completion_tokens, total_tokens, span_event_timestamp, cached_tokens, content_hash, occurrence, \
+     packed) VALUES ";
 
 /// Rows per multi-row `INSERT`: a few hundred keeps each statement well under both engines'
 /// parameter limits (SQLite's 32,766, PostgreSQL's 65,535).
 pub(crate) const ROWS_PER_INSERT: usize = 500;
 
 /// Parameters per row of [`INSERT_STEPS`].
-pub(crate) const STEP_PARAMS: usize = 23;
+pub(crate) const STEP_PARAMS: usize = 13;
 
 /// `(${first}, ..., ${first + n - 1})`, `rows` times, comma separated: the VALUES of a multi-row
 /// insert.

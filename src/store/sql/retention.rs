@@ -8,6 +8,7 @@
 
 use super::backend::{Backend, Bind, Rec};
 use super::{queries, rollups, runs, steps};
+use crate::store::packed::Dictionaries;
 use crate::store::{StoreError, Swept};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -19,6 +20,7 @@ pub(super) async fn sweep_chunk<B: Backend>(
     run: Uuid,
     cutoff: f64,
     limit: i64,
+    dicts: &Dictionaries,
 ) -> Result<Swept, StoreError> {
     let (_, rollups_ready) = runs::lock::<B>(&mut *conn, run, false).await?;
     let choose = format!(
@@ -42,7 +44,7 @@ pub(super) async fn sweep_chunk<B: Backend>(
         return Ok(Swept::default());
     }
     let numbers: Vec<i32> = chosen.iter().map(|(n, _)| *n).collect();
-    let mut found = rollups::end_steps_of::<B>(&mut *conn, run, &numbers).await?;
+    let mut found = rollups::end_steps_of::<B>(&mut *conn, run, &numbers, dicts).await?;
     if rollups_ready {
         for (_, start) in &chosen {
             found.delta.request_counted(*start);

@@ -12,6 +12,7 @@ use crate::rollup::{
     Bucket, Cell, Delta, Key, Kind, MAX_NAMES_PER_MINUTE, OTHER, SeriesBuilder, Sketch, SketchError,
 };
 use crate::store::StoreError;
+use crate::store::packed::{Dictionaries, Unpacked};
 use crate::trace::EventType;
 use futures::TryStreamExt;
 use std::collections::{BTreeMap, HashSet};
@@ -48,7 +49,7 @@ const SELECT_RANGE: &str = "SELECT minute, kind, name, count, prompt_tokens, com
 /// What a rollup reads of a step.
 macro_rules! end_step_columns {
     () => {
-        "SELECT event_type, event_timestamp, span_event_timestamp, name, prompt_tokens, \
+        "SELECT event_type, event_timestamp, span_event_timestamp, packed, prompt_tokens, \
          completion_tokens, total_tokens, cached_tokens FROM steps"
     };
 }
@@ -70,13 +71,14 @@ pub(super) struct EndSteps {
 }
 
 impl EndSteps {
-    fn add<B: Backend>(&mut self, row: &B::Row) -> Result<(), StoreError> {
+    fn add<B: Backend>(&mut self, row: &B::Row, dicts: &Dictionaries) -> Result<(), StoreError> {
         let r = Rec::<B>(row);
         let Some(event_type) = EventType::from_code(r.col(0)?) else {
             return Ok(());
         };
-        let name: Option<Vec<u8>> = r.col(3)?;
-        let name = name.map(|n| String::from_utf8_lossy(&n).into_owned());
+        // The name is packed with the step's other text (see `store::packed`).
+        let packed = Unpacked::of(&r.col::<Vec<u8>>(3)?, dicts)?;
+        let name = packed.name()?;
         let total: i64 = r.col(6)?;
         if event_type == EventType::LlmEnd {
             self.llm_calls += 1;
@@ -86,7 +88,7 @@ impl EndSteps {
             event_type,
             event_timestamp: r.col(1)?,
             span_event_timestamp: r.col(2)?,
-            name: name.as_deref(),
+            name,
             prompt_tokens: r.col(4)?,
             completion_tokens: r.col(5)?,
             cached_tokens: r.col::<Option<i64>>(7)?.unwrap_or(0),
@@ -419,11 +421,13 @@ pub(super) async fn pending<B: Backend>(conn: &mut B::Connection) -> Result<Vec<
 pub(super) async fn rebuild<B: Backend>(
     conn: &mut B::Connection,
     run: Uuid,
+    dicts: &Dictionaries,
 ) -> Result<(), StoreError> {
     let (_, ready) = super::runs::lock::<B>(&mut *conn, run, true).await?;
     if ready {
         return Ok(());
     }
+    super::dictionaries::refresh::<B>(&mut *conn, dicts).await?;
     sqlx::query("DELETE FROM rollups WHERE run_id = $1")
         .arg(run)
         .execute(B::on(&mut *conn))
@@ -450,7 +454,7 @@ pub(super) async fn rebuild<B: Backend>(
         .arg(run)
         .fetch(B::on(&mut *conn));
         while let Some(row) = steps.try_next().await? {
-            found.add::<B>(&row)?;
+            found.add::<B>(&row, dicts)?;
         }
     }
     if add::<B>(&mut *conn, run, &found.delta).await? {
@@ -465,7 +469,9 @@ pub(super) async fn end_steps_of<B: Backend>(
     conn: &mut B::Connection,
     run: Uuid,
     numbers: &[i32],
+    dicts: &Dictionaries,
 ) -> Result<EndSteps, StoreError> {
+    super::dictionaries::refresh::<B>(&mut *conn, dicts).await?;
     let sql = queries::in_list(end_step_columns!(), "request_number", end_types!());
     let mut found = EndSteps::default();
     for chunk in numbers.chunks(queries::IN_LIST) {
@@ -473,7 +479,7 @@ pub(super) async fn end_steps_of<B: Backend>(
             .fetch_all(B::on(&mut *conn))
             .await?;
         for row in rows {
-            found.add::<B>(&row)?;
+            found.add::<B>(&row, dicts)?;
         }
     }
     Ok(found)

@@ -5,6 +5,7 @@
 use super::backend::{Backend, Bind, Rec};
 use super::columns::{self, utf8};
 use super::queries;
+use crate::store::packed::{Dictionaries, Unpacked};
 use crate::store::{
     ByteStream, ContentHash, FrameAssembler, LoadedRun, LoadedSteps, PlannedRequest, PreparedBatch,
     RequestFigures, StepsAssembler, StoreError, StoredOccurrences, TracesAssembler, WindowSize,
@@ -14,6 +15,7 @@ use crate::window::Window;
 use futures::{StreamExt, TryStreamExt};
 use sqlx::Transaction;
 use std::collections::HashMap;
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// Runs `sql` (an [`queries::in_list`] statement) over `values` a chunk at a time, the last
@@ -179,22 +181,6 @@ pub(super) async fn add_request_figures<B: Backend>(
     Ok(())
 }
 
-/// Recounts the figures of requests `numbers` from their stored steps: after a batch that was
-/// partly stored already, whose own figures would count some steps twice.
-pub(super) async fn recount_requests<B: Backend>(
-    conn: &mut B::Connection,
-    run: Uuid,
-    numbers: &[i32],
-) -> Result<(), StoreError> {
-    let sql = queries::recount_requests(B::BODY_OCTETS);
-    for chunk in numbers.chunks(queries::IN_LIST) {
-        numbers_query::<B>(&sql, run, chunk)
-            .execute(B::on(&mut *conn))
-            .await?;
-    }
-    Ok(())
-}
-
 /// A statement over a run or over a window of it: `all` binds the run alone, `windowed` the
 /// run and the window's bounds (see `queries::in_window!`).
 fn over<'q, B: Backend>(
@@ -262,8 +248,10 @@ pub(super) async fn load<B: Backend>(
     tx: &mut Transaction<'static, B>,
     run: Uuid,
     window: &Window,
+    dicts: &Dictionaries,
 ) -> Result<LoadedRun, StoreError> {
     let version = super::runs::version::<B>(&mut **tx, run).await?;
+    super::dictionaries::refresh::<B>(&mut **tx, dicts).await?;
     let requests = over::<B>(
         run,
         window,
@@ -294,7 +282,7 @@ pub(super) async fn load<B: Backend>(
     .fetch(B::on(&mut **tx));
     while let Some(row) = rows.try_next().await? {
         let n = Rec::<B>(&row).col::<i32>(columns::REQUEST_NUMBER)?;
-        frame.step(i64::from(n), columns::step_columns::<B>(&row)?);
+        frame.step(i64::from(n), columns::step_columns::<B>(&row, dicts)?);
     }
     Ok(LoadedRun {
         version,
@@ -308,8 +296,10 @@ pub(super) async fn load_steps<B: Backend>(
     tx: &mut Transaction<'static, B>,
     run: Uuid,
     window: &Window,
+    dicts: &Dictionaries,
 ) -> Result<LoadedSteps, StoreError> {
     let version = super::runs::version::<B>(&mut **tx, run).await?;
+    super::dictionaries::refresh::<B>(&mut **tx, dicts).await?;
     let requests = over::<B>(
         run,
         window,
@@ -339,7 +329,8 @@ pub(super) async fn load_steps<B: Backend>(
     .fetch(B::on(&mut **tx));
     while let Some(row) = rows.try_next().await? {
         let r = Rec::<B>(&row);
-        steps.step(i64::from(r.col::<i32>(0)?), &r.col::<String>(1)?)?;
+        let packed = Unpacked::of(&r.col::<Vec<u8>>(1)?, dicts)?;
+        steps.step(i64::from(r.col::<i32>(0)?), packed.body()?)?;
     }
     Ok(LoadedSteps {
         version,
@@ -356,6 +347,7 @@ pub(super) async fn stream_requests<B: Backend>(
     run: Uuid,
     schema: Option<StepSchema>,
     window: Window,
+    dicts: Arc<Dictionaries>,
 ) -> Result<ByteStream, StoreError> {
     let exists = sqlx::query(queries::RUN_EXISTS)
         .arg(run)
@@ -364,6 +356,7 @@ pub(super) async fn stream_requests<B: Backend>(
     if exists.is_none() {
         return Err(StoreError::RunNotFound(run));
     }
+    super::dictionaries::refresh::<B>(&mut *tx, &dicts).await?;
     let numbers = over::<B>(
         run,
         &window,
@@ -389,7 +382,8 @@ pub(super) async fn stream_requests<B: Backend>(
             while let Some(row) = rows.try_next().await.map_err(StoreError::from)? {
                 let r = Rec::<B>(&row);
                 let n = i64::from(r.col::<i32>(0)?);
-                if let Some(chunk) = out.step(n, &r.col::<String>(1)?)? {
+                let packed = Unpacked::of(&r.col::<Vec<u8>>(1)?, &dicts)?;
+                if let Some(chunk) = out.step(n, packed.body()?)? {
                     yield chunk;
                 }
             }

@@ -1,0 +1,28 @@
+-- Compact steps (issue: past one machine). A step's text columns (UUID, name, framework,
+-- ancestry, seconds between calls, LLM text, parent id) and its rendered body move into one
+-- zstd-compressed value, `packed` (src/store/packed.rs says why and how); what SQL filters or
+-- sums (event type, times, tokens) stays in plain columns.
+--
+-- PostgreSQL cannot run zstd, so the steps already stored are packed by the server when it
+-- starts, which then empties their old columns. Those columns stay, NULL for every step packed:
+-- an empty column costs a row one bit of its null bitmap.
+ALTER TABLE steps ADD COLUMN packed bytea;
+ALTER TABLE steps
+    ALTER COLUMN uuid DROP NOT NULL,
+    ALTER COLUMN seconds_between_calls DROP NOT NULL,
+    ALTER COLUMN body DROP NOT NULL;
+-- Already compressed: PostgreSQL's own compression of a long value would only cost time.
+ALTER TABLE steps ALTER COLUMN packed SET STORAGE EXTERNAL;
+
+-- Dictionaries trained on this database's own steps (src/store/packed.rs, "Trained
+-- dictionaries"): a packed step names the one it was compressed with, so a dictionary, once
+-- stored, never changes and is never deleted. Not per run: every run of a deployment shares its
+-- prompts and tool descriptions. Under Citus it is a reference table.
+CREATE TABLE step_dictionaries (
+    id          integer PRIMARY KEY,
+    created_at  timestamptz NOT NULL,
+    -- The steps stored when it was trained: the next one is trained when they have grown
+    -- eightfold.
+    trained_on  bigint NOT NULL,
+    dictionary  bytea NOT NULL
+);

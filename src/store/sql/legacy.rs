@@ -1,0 +1,114 @@
+//! Steps stored before compact steps (the migration `compact_steps`): packed when a server
+//! starts, because neither engine can compress with zstd in SQL.
+//!
+//! The store reads only packed steps. A server packs the old rows a chunk per transaction, in
+//! key order, before it reports ready; several replicas starting at once share the work
+//! (PostgreSQL skips the rows another one holds), and a server stopped midway carries on where
+//! it stopped at the next start.
+
+use super::backend::{Backend, Bind, Rec};
+use super::columns::{event_type_from_code, framework_from_code, utf8};
+use crate::profiler::StepColumns;
+use crate::store::StoreError;
+use crate::store::packed;
+use crate::trace::InvocationNode;
+use sqlx::Pool;
+use uuid::Uuid;
+
+/// Steps packed per transaction.
+const CHUNK: i64 = 1000;
+
+/// The old columns of the next unpacked steps after key `($1, $2, $3)`, in key order.
+fn select_unpacked<B: Backend>() -> String {
+    format!(
+        "SELECT run_id, request_number, seq, event_type, event_timestamp, uuid, name, framework, \
+         function_name, function_id, parent_name, parent_id, prompt_tokens, completion_tokens, \
+         total_tokens, seconds_between_calls, text_value, span_event_timestamp, step_parent_id, \
+         cached_tokens, body FROM steps WHERE packed IS NULL AND (run_id, request_number, seq) > \
+         ($1, $2, $3) ORDER BY run_id, request_number, seq LIMIT {CHUNK}{}",
+        B::SKIP_LOCKED
+    )
+}
+
+const PACK: &str = "UPDATE steps SET packed = $4, uuid = NULL, name = NULL, framework = NULL, \
+     function_name = NULL, function_id = NULL, parent_name = NULL, parent_id = NULL, \
+     seconds_between_calls = NULL, text_value = NULL, step_parent_id = NULL, body = NULL \
+     WHERE run_id = $1 AND request_number = $2 AND seq = $3";
+
+/// Packs every step stored in the old columns; returns how many it packed.
+pub(super) async fn pack_all<B: Backend>(pool: &Pool<B>) -> Result<u64, StoreError> {
+    let select = select_unpacked::<B>();
+    // Before every key: run ids are 16 bytes, compared bytewise by both engines.
+    let mut after = (Uuid::nil(), i32::MIN, i64::MIN);
+    let mut packed = 0u64;
+    loop {
+        let mut tx = B::begin_write(pool).await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(select.as_str()))
+            .arg(after.0)
+            .arg(after.1)
+            .arg(after.2)
+            .fetch_all(B::on(&mut *tx))
+            .await?;
+        let Some(last) = rows.last() else {
+            return Ok(packed);
+        };
+        let r = Rec::<B>(last);
+        after = (r.col(0)?, r.col(1)?, r.col(2)?);
+        for row in &rows {
+            let r = Rec::<B>(row);
+            let (columns, body) = old_columns::<B>(row)?;
+            // A database packed here is one just upgraded: it has no trained dictionary yet.
+            let value = packed::pack(&columns, &body, packed::Dictionary::builtin());
+            sqlx::query(PACK)
+                .arg(r.col::<Uuid>(0)?)
+                .arg(r.col::<i32>(1)?)
+                .arg(r.col::<i64>(2)?)
+                .arg(&value[..])
+                .execute(B::on(&mut *tx))
+                .await?;
+        }
+        tx.commit().await?;
+        packed += rows.len() as u64;
+        tracing::info!(steps = packed, "packed steps stored before compact steps");
+    }
+}
+
+/// A row of [`select_unpacked`] as profiler columns and body.
+fn old_columns<B: Backend>(row: &B::Row) -> Result<(StepColumns, String), StoreError> {
+    let r = Rec::<B>(row);
+    let opt = |i: usize| -> Result<Option<String>, StoreError> {
+        r.col::<Option<Vec<u8>>>(i)?.map(utf8).transpose()
+    };
+    let ancestry = match opt(8)? {
+        Some(function_name) => Some(InvocationNode {
+            function_name,
+            function_id: opt(9)?.unwrap_or_default(),
+            parent_name: opt(10)?,
+            parent_id: opt(11)?,
+        }),
+        None => None,
+    };
+    let columns = StepColumns {
+        event_type: event_type_from_code(r.col(3)?)?,
+        event_timestamp: r.col(4)?,
+        uuid: opt(5)?.unwrap_or_default(),
+        name: opt(6)?,
+        framework: r
+            .col::<Option<i16>>(7)?
+            .map(framework_from_code)
+            .transpose()?,
+        ancestry,
+        prompt_tokens: r.col(12)?,
+        completion_tokens: r.col(13)?,
+        total_tokens: r.col(14)?,
+        seconds_between_calls: r.col::<Option<i64>>(15)?.unwrap_or(0),
+        text: opt(16)?,
+        span_event_timestamp: r.col(17)?,
+        parent_id: opt(18)?,
+        cached_tokens: r.col::<Option<i64>>(19)?.unwrap_or(0),
+    };
+    let body = r
+        .col::<Option<String>>(20)?
+        .ok_or_else(|| StoreError::Corrupt("an unpacked step has no body".into()))?;
+    Ok((columns, body))
+}
