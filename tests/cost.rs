@@ -357,6 +357,11 @@ on_both_backends!(
                          "usage_info": {"token_usage": {"prompt_tokens": 9, "completion_tokens": 1,
                                                         "cached_tokens": 7, "total_tokens": 10}}}}]}));
         app.create_run(&json!({"requests": doc})).await;
+        // The steps as they were when the migration ran: in the old columns.
+        match &sql {
+            Sql::Pg(p) => unpack_all!(p),
+            Sql::Lite(p) => unpack_all!(p),
+        };
         let written = sql.cached_tokens().await;
         assert!(
             written.contains(&Some(7)),
@@ -364,11 +369,6 @@ on_both_backends!(
         );
         let llm_ends = written.iter().flatten().count();
         assert!(llm_ends > 0 && llm_ends < written.len(), "{written:?}");
-        // The steps as they were when the migration ran: bodies in the old columns.
-        match &sql {
-            Sql::Pg(p) => unpack_all!(p),
-            Sql::Lite(p) => unpack_all!(p),
-        };
         sql.execute("UPDATE steps SET cached_tokens = NULL".to_owned())
             .await;
         let migration =

@@ -1,7 +1,8 @@
--- Compact steps (issue: past one machine). A step's text columns (UUID, name, framework,
--- ancestry, seconds between calls, LLM text, parent id) and its rendered body move into one
--- zstd-compressed value, `packed` (src/store/packed.rs says why and how); what SQL filters or
--- sums (event type, times, tokens) stays in plain columns.
+-- Compact steps (issue: past one machine). A step's profiler columns and its rendered body move
+-- into one zstd-compressed value, `packed` (docs/storage.md and src/store/packed.rs say why and
+-- how). A row keeps in plain columns only its key, its event type (which the rollups filter on)
+-- and its identity, whose unique index is the only one: a run's steps are read in request order
+-- through it, and each request's steps put in `seq` order by the reader.
 --
 -- The steps already stored are packed by the server when it starts (SQLite has no zstd), which
 -- then empties their old columns; those columns stay, NULL for every step packed. SQLite cannot
@@ -11,16 +12,16 @@ CREATE TABLE steps_compact (
     request_number       INTEGER NOT NULL,
     seq                  INTEGER NOT NULL,
     event_type           INTEGER NOT NULL,
-    event_timestamp      REAL NOT NULL,
-    prompt_tokens        INTEGER NOT NULL,
-    completion_tokens    INTEGER NOT NULL,
-    total_tokens         INTEGER NOT NULL,
-    span_event_timestamp REAL,
-    cached_tokens        INTEGER,
     content_hash         BLOB,
     occurrence           INTEGER NOT NULL DEFAULT 1,
     packed               BLOB,
     -- Steps stored before compact steps, until the server packs them.
+    event_timestamp      REAL,
+    prompt_tokens        INTEGER,
+    completion_tokens    INTEGER,
+    total_tokens         INTEGER,
+    span_event_timestamp REAL,
+    cached_tokens        INTEGER,
     uuid                 BLOB,
     name                 BLOB,
     framework            INTEGER,
@@ -32,7 +33,6 @@ CREATE TABLE steps_compact (
     text_value           BLOB,
     step_parent_id       BLOB,
     body                 TEXT,
-    PRIMARY KEY (run_id, request_number, seq),
     FOREIGN KEY (run_id, request_number) REFERENCES requests (run_id, request_number) ON DELETE CASCADE
 );
 INSERT INTO steps_compact (run_id, request_number, seq, event_type, event_timestamp, prompt_tokens,

@@ -265,11 +265,23 @@ pub(crate) struct BatchPlan<'a> {
 }
 
 impl BatchPlan<'_> {
-    /// What `stored` of the planned steps add to the run's summary figures: their own figures
-    /// when every one of them was stored, `None` when some were there already (a retry), whose
-    /// figures the run holds, so that only a recount from the stored steps is right.
-    pub fn added_summary(&self, stored: i64) -> Option<StepSummary> {
-        (stored == self.steps.len() as i64).then(|| self.summary())
+    /// What the stored steps (those of sequence numbers `stored`) add to the run's summary
+    /// figures.
+    pub fn added_summary(&self, stored: &[i64]) -> StepSummary {
+        let mut sum = StepSummary::default();
+        for planned in self.stored(stored) {
+            let c = &planned.step.columns;
+            let t = c.event_timestamp;
+            if t.is_finite() {
+                sum.first_event_at = Some(sum.first_event_at.map_or(t, |f| f.min(t)));
+                sum.last_event_at = Some(sum.last_event_at.map_or(t, |l| l.max(t)));
+            }
+            if c.event_type == crate::trace::EventType::LlmEnd {
+                sum.llm_calls += 1;
+                sum.llm_tokens = sum.llm_tokens.saturating_add(c.total_tokens);
+            }
+        }
+        sum
     }
 
     /// What the stored steps (those of sequence numbers `stored`) add to each of their
@@ -327,24 +339,6 @@ impl BatchPlan<'_> {
         numbers.sort_unstable();
         numbers.dedup();
         numbers
-    }
-
-    /// The run-summary figures of the planned steps.
-    fn summary(&self) -> StepSummary {
-        let mut sum = StepSummary::default();
-        for planned in &self.steps {
-            let c = &planned.step.columns;
-            let t = c.event_timestamp;
-            if t.is_finite() {
-                sum.first_event_at = Some(sum.first_event_at.map_or(t, |f| f.min(t)));
-                sum.last_event_at = Some(sum.last_event_at.map_or(t, |l| l.max(t)));
-            }
-            if c.event_type == crate::trace::EventType::LlmEnd {
-                sum.llm_calls += 1;
-                sum.llm_tokens = sum.llm_tokens.saturating_add(c.total_tokens);
-            }
-        }
-        sum
     }
 }
 

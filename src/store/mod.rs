@@ -23,7 +23,7 @@ pub use sql::{ReadPolicy, SqlStore};
 
 /// The statement that reads a window's step columns (`$1` run, `$2`/`$3` the bounds): for
 /// `EXPLAIN`, in the tests and in the benchmark that shows its plan.
-pub const WINDOW_STEPS_SQL: &str = sql::queries::SELECT_WINDOW_STEP_COLUMNS;
+pub const WINDOW_STEPS_SQL: &str = sql::queries::SELECT_WINDOW_STEPS;
 pub(crate) use sql::columns::step_from_body;
 
 use crate::jsontext::ObjectJson;

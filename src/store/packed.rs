@@ -178,9 +178,16 @@ thread_local! {
         const { RefCell::new(None) };
 }
 
-/// The text columns of a step, as they come before its body in the packed value.
+/// A step's profiler columns, as they come before its body in the packed value.
 #[derive(Serialize, Deserialize)]
 struct Head<'a> {
+    event_type: i16,
+    event_timestamp: f64,
+    span_event_timestamp: Option<f64>,
+    prompt_tokens: i64,
+    completion_tokens: i64,
+    total_tokens: i64,
+    cached_tokens: i64,
     uuid: &'a str,
     #[serde(borrow)]
     name: Option<&'a str>,
@@ -204,23 +211,18 @@ struct Ancestry<'a> {
     parent_id: Option<&'a str>,
 }
 
-/// What SQL keeps of a step in plain columns; [`Unpacked::columns`] completes it.
-#[derive(Debug, Clone, Copy)]
-pub struct Numbers {
-    pub event_type: crate::trace::EventType,
-    pub event_timestamp: f64,
-    pub span_event_timestamp: Option<f64>,
-    pub prompt_tokens: i64,
-    pub completion_tokens: i64,
-    pub total_tokens: i64,
-    pub cached_tokens: i64,
-}
-
 /// The uncompressed content of a packed step: its head and body, as the dictionary trainer
 /// sees them.
 pub fn raw(columns: &StepColumns, body: &str) -> Vec<u8> {
     let a = columns.ancestry.as_ref();
     let head = Head {
+        event_type: columns.event_type.code(),
+        event_timestamp: columns.event_timestamp,
+        span_event_timestamp: columns.span_event_timestamp,
+        prompt_tokens: columns.prompt_tokens,
+        completion_tokens: columns.completion_tokens,
+        total_tokens: columns.total_tokens,
+        cached_tokens: columns.cached_tokens,
         uuid: &columns.uuid,
         name: columns.name.as_deref(),
         framework: columns.framework.map(Framework::code),
@@ -322,13 +324,13 @@ impl Unpacked {
             .map_err(|e| StoreError::Corrupt(format!("a packed step's columns do not read: {e}")))
     }
 
-    /// The step's profiler columns, its numbers taken from the plain columns.
-    pub fn columns(&self, n: Numbers) -> Result<StepColumns, StoreError> {
+    /// The step's profiler columns.
+    pub fn columns(&self) -> Result<StepColumns, StoreError> {
         let (h, _) = self.head()?;
         let owned = |s: Option<&str>| s.map(str::to_owned);
         Ok(StepColumns {
-            event_type: n.event_type,
-            event_timestamp: n.event_timestamp,
+            event_type: super::sql::columns::event_type_from_code(h.event_type)?,
+            event_timestamp: h.event_timestamp,
             uuid: h.uuid.to_owned(),
             name: owned(h.name),
             framework: h
@@ -341,20 +343,15 @@ impl Unpacked {
                 parent_name: owned(a.parent_name),
                 parent_id: owned(a.parent_id),
             }),
-            prompt_tokens: n.prompt_tokens,
-            completion_tokens: n.completion_tokens,
-            total_tokens: n.total_tokens,
-            cached_tokens: n.cached_tokens,
+            prompt_tokens: h.prompt_tokens,
+            completion_tokens: h.completion_tokens,
+            total_tokens: h.total_tokens,
+            cached_tokens: h.cached_tokens,
             seconds_between_calls: h.seconds_between_calls,
             text: owned(h.text),
-            span_event_timestamp: n.span_event_timestamp,
+            span_event_timestamp: h.span_event_timestamp,
             parent_id: owned(h.parent_id),
         })
-    }
-
-    /// The step's name (what a rollup groups by).
-    pub fn name(&self) -> Result<Option<&str>, StoreError> {
-        Ok(self.head()?.0.name)
     }
 
     /// The step's rendered body.
@@ -394,18 +391,6 @@ mod tests {
         }
     }
 
-    fn numbers(c: &StepColumns) -> Numbers {
-        Numbers {
-            event_type: c.event_type,
-            event_timestamp: c.event_timestamp,
-            span_event_timestamp: c.span_event_timestamp,
-            prompt_tokens: c.prompt_tokens,
-            completion_tokens: c.completion_tokens,
-            total_tokens: c.total_tokens,
-            cached_tokens: c.cached_tokens,
-        }
-    }
-
     #[test]
     fn a_packed_step_reads_back_as_it_was() {
         let c = columns();
@@ -414,9 +399,8 @@ mod tests {
         let packed = pack(&c, body, Dictionary::builtin());
         assert!(packed.len() < raw(&c, body).len());
         let back = Unpacked::of(&packed, &Dictionaries::default()).unwrap();
-        assert_eq!(back.columns(numbers(&c)).unwrap(), c);
+        assert_eq!(back.columns().unwrap(), c);
         assert_eq!(back.body().unwrap(), body);
-        assert_eq!(back.name().unwrap(), Some("meta/llama-3.1-70b-instruct"));
     }
 
     #[test]
@@ -434,7 +418,7 @@ mod tests {
             &Dictionaries::default(),
         )
         .unwrap();
-        assert_eq!(back.columns(numbers(&c)).unwrap(), c);
+        assert_eq!(back.columns().unwrap(), c);
         assert_eq!(back.body().unwrap(), "");
     }
 
@@ -459,7 +443,7 @@ mod tests {
             match Unpacked::of(bad, &Dictionaries::default()) {
                 Err(StoreError::Corrupt(_)) => {}
                 Ok(u) => assert!(matches!(
-                    u.columns(numbers(&columns())).and(u.body().map(drop)),
+                    u.columns().and(u.body().map(drop)),
                     Err(StoreError::Corrupt(_)) | Ok(())
                 )),
                 Err(e) => panic!("not corrupt data: {e}"),

@@ -6,7 +6,7 @@
 //! `INSERT ... SELECT FROM UNNEST(...) ON CONFLICT DO NOTHING`, one array per column: a whole
 //! batch in one statement, one round trip and one plan.
 
-use super::sql::queries::{recount_summary, update_after_batch, update_run};
+use super::sql::queries::{update_after_batch, update_run};
 use super::sql::{Backend, SqlStore};
 use super::{PlannedStep, SEQ_BLOCK_BITS, StoreError};
 use futures::FutureExt;
@@ -113,12 +113,6 @@ struct StepArrays<'a> {
     request_number: Vec<i32>,
     seq: Vec<i64>,
     event_type: Vec<i16>,
-    event_timestamp: Vec<f64>,
-    prompt_tokens: Vec<i64>,
-    completion_tokens: Vec<i64>,
-    total_tokens: Vec<i64>,
-    span_event_timestamp: Vec<Option<f64>>,
-    cached_tokens: Vec<Option<i64>>,
     content_hash: Vec<&'a [u8]>,
     occurrence: Vec<i32>,
     packed: Vec<&'a [u8]>,
@@ -127,17 +121,9 @@ struct StepArrays<'a> {
 impl<'a> StepArrays<'a> {
     fn push(&mut self, planned: &PlannedStep<'a>) {
         let step = planned.step;
-        let c = &step.columns;
         self.request_number.push(planned.number);
         self.seq.push(planned.seq);
-        self.event_type.push(c.event_type.code());
-        self.event_timestamp.push(c.event_timestamp);
-        self.prompt_tokens.push(c.prompt_tokens);
-        self.completion_tokens.push(c.completion_tokens);
-        self.total_tokens.push(c.total_tokens);
-        self.span_event_timestamp.push(c.span_event_timestamp);
-        self.cached_tokens
-            .push(crate::store::sql::columns::cached(c.cached_tokens));
+        self.event_type.push(step.columns.event_type.code());
         self.content_hash.push(&step.content_hash);
         self.occurrence.push(planned.occurrence);
         self.packed.push(&step.packed);
@@ -145,11 +131,8 @@ impl<'a> StepArrays<'a> {
 }
 
 const INSERT_STEPS_UNNEST: &str = "
-    INSERT INTO steps (run_id, request_number, seq, event_type, event_timestamp, prompt_tokens,
-                       completion_tokens, total_tokens, span_event_timestamp, cached_tokens, content_hash,
-                       occurrence, packed)
-    SELECT $1, * FROM UNNEST($2::int4[], $3::int8[], $4::int2[], $5::float8[], $6::int8[], $7::int8[],
-                             $8::int8[], $9::float8[], $10::int8[], $11::bytea[], $12::int4[], $13::bytea[])
+    INSERT INTO steps (run_id, request_number, seq, event_type, content_hash, occurrence, packed)
+    SELECT $1, * FROM UNNEST($2::int4[], $3::int8[], $4::int2[], $5::bytea[], $6::int4[], $7::bytea[])
     ON CONFLICT DO NOTHING RETURNING seq";
 
 async fn insert_steps(
@@ -169,12 +152,6 @@ async fn insert_steps(
         .bind(&a.request_number)
         .bind(&a.seq)
         .bind(&a.event_type)
-        .bind(&a.event_timestamp)
-        .bind(&a.prompt_tokens)
-        .bind(&a.completion_tokens)
-        .bind(&a.total_tokens)
-        .bind(&a.span_event_timestamp)
-        .bind(&a.cached_tokens)
         .bind(&a.content_hash)
         .bind(&a.occurrence)
         .bind(&a.packed)
@@ -276,11 +253,6 @@ impl Backend for Postgres {
     );
 
     const LATER_UPDATED_AT: &'static str = "GREATEST($6, updated_at + interval '1 microsecond')";
-
-    /// `SUM(bigint)` is a numeric, clamped to 64 bits before it becomes a bigint again.
-    const RECOUNT_SUMMARY: &'static str = recount_summary!(
-        tokens: "LEAST(GREATEST(COALESCE(SUM(total_tokens), 0), -9223372036854775808), 9223372036854775807)::bigint"
-    );
 
     /// `updated_at` only ever grows, even within one clock tick, so that it can serve as the
     /// precondition of the next update.

@@ -5,7 +5,7 @@
 //! readers (outputs, streams) proceed while a batch is written. SQLite has no array parameters,
 //! so steps go in with multi-row `INSERT ... VALUES` statements.
 
-use super::sql::queries::{recount_summary, update_after_batch, update_run};
+use super::sql::queries::{update_after_batch, update_run};
 use super::sql::{Backend, SqlStore};
 use super::{StoreError, content_hash};
 use futures::FutureExt;
@@ -160,12 +160,6 @@ impl Backend for Sqlite {
     );
 
     const LATER_UPDATED_AT: &'static str = "MAX($6, updated_at + 1)";
-
-    /// `SUM` fails on overflow; `TOTAL` is a float that cannot, clamped and stored back as an
-    /// integer.
-    const RECOUNT_SUMMARY: &'static str = recount_summary!(
-        tokens: "CAST(MAX(MIN(TOTAL(total_tokens), 9223372036854775807), -9223372036854775808) AS INTEGER)"
-    );
 
     const UPDATE_RUN: &'static str = update_run!(
         updated_at: "MAX($5, updated_at + 1)",

@@ -323,50 +323,25 @@ pub fn tokens_by_model(doc: &Value) -> BTreeMap<String, [i64; 4]> {
 #[macro_export]
 macro_rules! unpack_all {
     ($pool:expr) => {{
-        let rows: Vec<(
-            uuid::Uuid,
-            i32,
-            i64,
-            i16,
-            f64,
-            Option<f64>,
-            i64,
-            i64,
-            i64,
-            Option<i64>,
-            Vec<u8>,
-        )> = sqlx::query_as(
-            "SELECT run_id, request_number, seq, event_type, event_timestamp, \
-                 span_event_timestamp, prompt_tokens, completion_tokens, total_tokens, \
-                 cached_tokens, packed FROM steps",
-        )
-        .fetch_all($pool)
-        .await
-        .unwrap();
-        for (run, number, seq, event_type, at, span, prompt, completion, total, cached, value) in
-            &rows
-        {
+        let rows: Vec<(uuid::Uuid, i32, i64, Vec<u8>)> =
+            sqlx::query_as("SELECT run_id, request_number, seq, packed FROM steps")
+                .fetch_all($pool)
+                .await
+                .unwrap();
+        for (run, number, seq, value) in &rows {
             let unpacked = agentprof::store::packed::Unpacked::of(
                 value,
                 &agentprof::store::packed::Dictionaries::default(),
             )
             .unwrap();
-            let c: agentprof::profiler::StepColumns = unpacked
-                .columns(agentprof::store::packed::Numbers {
-                    event_type: agentprof::trace::EventType::from_code(*event_type).unwrap(),
-                    event_timestamp: *at,
-                    span_event_timestamp: *span,
-                    prompt_tokens: *prompt,
-                    completion_tokens: *completion,
-                    total_tokens: *total,
-                    cached_tokens: cached.unwrap_or(0),
-                })
-                .unwrap();
+            let c: agentprof::profiler::StepColumns = unpacked.columns().unwrap();
             let a = c.ancestry.as_ref();
             sqlx::query(
                 "UPDATE steps SET packed = NULL, uuid = $4, name = $5, framework = $6, \
                  function_name = $7, function_id = $8, parent_name = $9, parent_id = $10, \
-                 seconds_between_calls = $11, text_value = $12, step_parent_id = $13, body = $14 \
+                 seconds_between_calls = $11, text_value = $12, step_parent_id = $13, body = $14, \
+                 event_timestamp = $15, span_event_timestamp = $16, prompt_tokens = $17, \
+                 completion_tokens = $18, total_tokens = $19, cached_tokens = $20 \
                  WHERE run_id = $1 AND request_number = $2 AND seq = $3",
             )
             .bind(run)
@@ -383,6 +358,12 @@ macro_rules! unpack_all {
             .bind(c.text.as_deref().map(str::as_bytes))
             .bind(c.parent_id.as_deref().map(str::as_bytes))
             .bind(unpacked.body().unwrap())
+            .bind(c.event_timestamp)
+            .bind(c.span_event_timestamp)
+            .bind(c.prompt_tokens)
+            .bind(c.completion_tokens)
+            .bind(c.total_tokens)
+            .bind((c.cached_tokens != 0).then_some(c.cached_tokens))
             .execute($pool)
             .await
             .unwrap();

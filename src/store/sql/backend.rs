@@ -8,7 +8,6 @@
 //! [`Encodes`] and [`Decodes`] supertraits of [`Backend`], so generic code needs no bounds of
 //! its own.
 
-use super::columns::cached;
 use super::queries;
 use crate::store::{PlannedStep, StoreError};
 use futures::future::BoxFuture;
@@ -221,10 +220,6 @@ pub trait Backend:
     /// when the clock is not.
     const LATER_UPDATED_AT: &'static str;
 
-    /// Recounts run `$1`'s summary figures from its steps (`$2`: the LLM_END code), when a
-    /// batch was partly stored already.
-    const RECOUNT_SUMMARY: &'static str;
-
     /// Changes run `$1`: `$2` name, `$3` profiler config, `$4` metadata (each NULL to keep),
     /// `$5` now, `$6` the `updated_at` the change was computed from (NULL: any), `$7` whether
     /// the toolkit changes and `$8` to what, `$9` whether the retention changes and `$10` to
@@ -259,18 +254,11 @@ async fn insert_steps_by_rows<B: Backend>(
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for planned in chunk {
-            let c = &planned.step.columns;
             q = q
                 .arg(run)
                 .arg(planned.number)
                 .arg(planned.seq)
-                .arg(c.event_type.code())
-                .arg(c.event_timestamp)
-                .arg(c.prompt_tokens)
-                .arg(c.completion_tokens)
-                .arg(c.total_tokens)
-                .arg(c.span_event_timestamp)
-                .arg(cached(c.cached_tokens))
+                .arg(planned.step.columns.event_type.code())
                 .arg(&planned.step.content_hash[..])
                 .arg(planned.occurrence)
                 .arg(&planned.step.packed[..]);

@@ -30,9 +30,11 @@ fn select_unpacked<B: Backend>() -> String {
     )
 }
 
-const PACK: &str = "UPDATE steps SET packed = $4, uuid = NULL, name = NULL, framework = NULL, \
-     function_name = NULL, function_id = NULL, parent_name = NULL, parent_id = NULL, \
-     seconds_between_calls = NULL, text_value = NULL, step_parent_id = NULL, body = NULL \
+const PACK: &str = "UPDATE steps SET packed = $4, event_timestamp = NULL, uuid = NULL, name = NULL, \
+     framework = NULL, function_name = NULL, function_id = NULL, parent_name = NULL, \
+     parent_id = NULL, prompt_tokens = NULL, completion_tokens = NULL, total_tokens = NULL, \
+     seconds_between_calls = NULL, text_value = NULL, span_event_timestamp = NULL, \
+     step_parent_id = NULL, cached_tokens = NULL, body = NULL \
      WHERE run_id = $1 AND request_number = $2 AND seq = $3";
 
 /// Packs every step stored in the old columns; returns how many it packed.

@@ -304,7 +304,7 @@ async fn append_in<B: Backend>(
         }
     }
     let version = if stored > 0 || created > 0 {
-        runs::after_batch::<B>(&mut **tx, id, batch, &plan, created, stored).await?
+        runs::after_batch::<B>(&mut **tx, id, batch, &plan, created, &stored_seqs).await?
     } else {
         version
     };

@@ -63,24 +63,6 @@ macro_rules! update_after_batch {
 }
 pub(crate) use update_after_batch;
 
-/// [`super::Backend::RECOUNT_SUMMARY`] around an engine's sum of `total_tokens` held within 64
-/// bits.
-macro_rules! recount_summary {
-    (tokens: $tokens:literal) => {
-        concat!(
-            "UPDATE runs SET ",
-            "first_event_at = (SELECT MIN(event_timestamp) FROM steps WHERE run_id = $1), ",
-            "last_event_at = (SELECT MAX(event_timestamp) FROM steps WHERE run_id = $1), ",
-            "llm_calls = (SELECT COUNT(*) FROM steps WHERE run_id = $1 AND event_type = $2), ",
-            "llm_tokens = (SELECT ",
-            $tokens,
-            " FROM steps WHERE run_id = $1 AND event_type = $2) ",
-            "WHERE id = $1"
-        )
-    };
-}
-pub(crate) use recount_summary;
-
 /// [`super::Backend::UPDATE_RUN`] around an engine's new `updated_at` (from `$5`) and its test
 /// of the precondition `$6`.
 macro_rules! update_run {
@@ -202,11 +184,11 @@ pub(crate) const SELECT_REQUEST_ITEMS: &str = "SELECT request_number, external_i
 pub(crate) const SELECT_REQUEST_NUMBERS: &str =
     "SELECT request_number FROM requests WHERE run_id = $1 ORDER BY request_number";
 
-/// The profiler columns of a step, in the order `columns::step_columns` reads them.
+/// A step's request, its place in the request and its packed columns and body, in the order
+/// `columns::STEP_COLUMNS` names them.
 macro_rules! step_columns {
     () => {
-        "SELECT request_number, event_type, event_timestamp, span_event_timestamp, prompt_tokens, \
-         completion_tokens, total_tokens, cached_tokens, packed FROM steps "
+        "SELECT request_number, seq, packed FROM steps "
     };
 }
 
@@ -217,30 +199,17 @@ macro_rules! in_window {
     };
 }
 
-/// The profiler columns of every step of a run, in frame order.
-pub(crate) const SELECT_STEP_COLUMNS: &str = concat!(
-    step_columns!(),
-    "WHERE run_id = $1 ORDER BY request_number, seq"
-);
+/// Every step of a run, by request: the order of the steps' primary key, so no sort is needed;
+/// the reader puts each request's steps in `seq` order (see `steps::SeqOrder`).
+pub(crate) const SELECT_STEPS: &str =
+    concat!(step_columns!(), "WHERE run_id = $1 ORDER BY request_number");
 
-/// [`SELECT_STEP_COLUMNS`] of a window's requests.
-pub(crate) const SELECT_WINDOW_STEP_COLUMNS: &str = concat!(
+/// [`SELECT_STEPS`] of a window's requests.
+pub(crate) const SELECT_WINDOW_STEPS: &str = concat!(
     step_columns!(),
     "WHERE run_id = $1 AND request_number IN (SELECT request_number FROM requests WHERE ",
     in_window!(),
-    ") ORDER BY request_number, seq"
-);
-
-/// The packed step (and in it the rendered body) of every step of a run, in file order.
-pub(crate) const SELECT_STEP_BODIES: &str =
-    "SELECT request_number, packed FROM steps WHERE run_id = $1 ORDER BY request_number, seq";
-
-/// [`SELECT_STEP_BODIES`] of a window's requests.
-pub(crate) const SELECT_WINDOW_STEP_BODIES: &str = concat!(
-    "SELECT request_number, packed FROM steps WHERE run_id = $1 AND request_number IN ",
-    "(SELECT request_number FROM requests WHERE ",
-    in_window!(),
-    ") ORDER BY request_number, seq"
+    ") ORDER BY request_number"
 );
 
 /// [`SELECT_REQUESTS`] of a window.
@@ -307,16 +276,15 @@ pub(crate) fn add_request_figures(rows: usize) -> String {
 }
 
 /// The columns of a multi-row step insert, in the order `backend::insert_steps_by_rows` binds them.
-pub(crate) const INSERT_STEPS: &str = "INSERT INTO steps (run_id, request_number, seq, event_type, event_timestamp, \
-     prompt_tokens, completion_tokens, total_tokens, span_event_timestamp, cached_tokens, content_hash, occurrence, \
-     packed) VALUES ";
+pub(crate) const INSERT_STEPS: &str = "INSERT INTO steps (run_id, request_number, seq, event_type, content_hash, \
+     occurrence, packed) VALUES ";
 
 /// Rows per multi-row `INSERT`: a few hundred keeps each statement well under both engines'
 /// parameter limits (SQLite's 32,766, PostgreSQL's 65,535).
 pub(crate) const ROWS_PER_INSERT: usize = 500;
 
 /// Parameters per row of [`INSERT_STEPS`].
-pub(crate) const STEP_PARAMS: usize = 13;
+pub(crate) const STEP_PARAMS: usize = 7;
 
 /// `(${first}, ..., ${first + n - 1})`, `rows` times, comma separated: the VALUES of a multi-row
 /// insert.

@@ -49,8 +49,7 @@ const SELECT_RANGE: &str = "SELECT minute, kind, name, count, prompt_tokens, com
 /// What a rollup reads of a step.
 macro_rules! end_step_columns {
     () => {
-        "SELECT event_type, event_timestamp, span_event_timestamp, packed, prompt_tokens, \
-         completion_tokens, total_tokens, cached_tokens FROM steps"
+        "SELECT packed FROM steps"
     };
 }
 
@@ -72,26 +71,19 @@ pub(super) struct EndSteps {
 
 impl EndSteps {
     fn add<B: Backend>(&mut self, row: &B::Row, dicts: &Dictionaries) -> Result<(), StoreError> {
-        let r = Rec::<B>(row);
-        let Some(event_type) = EventType::from_code(r.col(0)?) else {
-            return Ok(());
-        };
-        // The name is packed with the step's other text (see `store::packed`).
-        let packed = Unpacked::of(&r.col::<Vec<u8>>(3)?, dicts)?;
-        let name = packed.name()?;
-        let total: i64 = r.col(6)?;
-        if event_type == EventType::LlmEnd {
+        let c = Unpacked::of(&Rec::<B>(row).col::<Vec<u8>>(0)?, dicts)?.columns()?;
+        if c.event_type == EventType::LlmEnd {
             self.llm_calls += 1;
-            self.llm_tokens = self.llm_tokens.saturating_add(total);
+            self.llm_tokens = self.llm_tokens.saturating_add(c.total_tokens);
         }
         self.delta.step(&crate::rollup::StepFacts {
-            event_type,
-            event_timestamp: r.col(1)?,
-            span_event_timestamp: r.col(2)?,
-            name,
-            prompt_tokens: r.col(4)?,
-            completion_tokens: r.col(5)?,
-            cached_tokens: r.col::<Option<i64>>(7)?.unwrap_or(0),
+            event_type: c.event_type,
+            event_timestamp: c.event_timestamp,
+            span_event_timestamp: c.span_event_timestamp,
+            name: c.name.as_deref(),
+            prompt_tokens: c.prompt_tokens,
+            completion_tokens: c.completion_tokens,
+            cached_tokens: c.cached_tokens,
         });
         Ok(())
     }

@@ -200,23 +200,22 @@ pub(super) async fn lock<B: Backend>(
     Ok((r.col(0)?, r.col(1)?))
 }
 
-/// Counts what a batch stored into the run, raises its version, and notes what the stored steps
-/// now hold. A batch that was partly stored already (a retry) cannot add its own summary
-/// figures, which the run holds in part: the run's are recounted from its steps instead.
+/// Counts what a batch stored into the run (the steps of sequence numbers `stored`, which the
+/// insert returned: a retry stores only those it did not store before), raises its version, and
+/// notes what the stored steps now hold.
 pub(super) async fn after_batch<B: Backend>(
     conn: &mut B::Connection,
     id: Uuid,
     batch: &PreparedBatch,
     plan: &BatchPlan<'_>,
     created: u64,
-    stored: u64,
+    stored: &[i64],
 ) -> Result<i64, StoreError> {
-    let added = plan.added_summary(i64::try_from(stored).unwrap_or(i64::MAX));
-    let sum = added.unwrap_or_default();
+    let sum = plan.added_summary(stored);
     let row = sqlx::query(B::UPDATE_AFTER_BATCH)
         .arg(id)
         .arg(i32::try_from(created).unwrap_or(i32::MAX))
-        .arg(i64::try_from(stored).unwrap_or(i64::MAX))
+        .arg(i64::try_from(stored.len()).unwrap_or(i64::MAX))
         .time(Some(OffsetDateTime::now_utc()))
         .arg(batch.nat_schema)
         .arg(batch.non_end_steps)
@@ -230,13 +229,6 @@ pub(super) async fn after_batch<B: Backend>(
         .await?
         .ok_or(StoreError::RunNotFound(id))?;
     let version: i64 = Rec::<B>(&row).col(0)?;
-    if added.is_none() {
-        sqlx::query(B::RECOUNT_SUMMARY)
-            .arg(id)
-            .arg(crate::trace::EventType::LlmEnd.code())
-            .execute(B::on(conn))
-            .await?;
-    }
     Ok(version)
 }
 

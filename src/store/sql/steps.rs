@@ -276,13 +276,20 @@ pub(super) async fn load<B: Backend>(
     let mut rows = over::<B>(
         run,
         window,
-        queries::SELECT_STEP_COLUMNS,
-        queries::SELECT_WINDOW_STEP_COLUMNS,
+        queries::SELECT_STEPS,
+        queries::SELECT_WINDOW_STEPS,
     )
     .fetch(B::on(&mut **tx));
+    let mut order = SeqOrder::default();
     while let Some(row) = rows.try_next().await? {
-        let n = Rec::<B>(&row).col::<i32>(columns::REQUEST_NUMBER)?;
-        frame.step(i64::from(n), columns::step_columns::<B>(&row, dicts)?);
+        let (n, seq, packed) = columns::step_row::<B>(&row)?;
+        let step = Unpacked::of(&packed, dicts)?.columns()?;
+        if let Some((n, steps)) = order.push(n, seq, step) {
+            steps.into_iter().for_each(|s| frame.step(n, s));
+        }
+    }
+    if let Some((n, steps)) = order.finish() {
+        steps.into_iter().for_each(|s| frame.step(n, s));
     }
     Ok(LoadedRun {
         version,
@@ -323,14 +330,25 @@ pub(super) async fn load_steps<B: Backend>(
     let mut rows = over::<B>(
         run,
         window,
-        queries::SELECT_STEP_BODIES,
-        queries::SELECT_WINDOW_STEP_BODIES,
+        queries::SELECT_STEPS,
+        queries::SELECT_WINDOW_STEPS,
     )
     .fetch(B::on(&mut **tx));
+    let mut order = SeqOrder::default();
+    let mut add = |n: i64, packed: Vec<Vec<u8>>| -> Result<(), StoreError> {
+        for p in packed {
+            steps.step(n, Unpacked::of(&p, dicts)?.body()?)?;
+        }
+        Ok(())
+    };
     while let Some(row) = rows.try_next().await? {
-        let r = Rec::<B>(&row);
-        let packed = Unpacked::of(&r.col::<Vec<u8>>(1)?, dicts)?;
-        steps.step(i64::from(r.col::<i32>(0)?), packed.body()?)?;
+        let (n, seq, packed) = columns::step_row::<B>(&row)?;
+        if let Some((n, packed)) = order.push(n, seq, packed) {
+            add(n, packed)?;
+        }
+    }
+    if let Some((n, packed)) = order.finish() {
+        add(n, packed)?;
     }
     Ok(LoadedSteps {
         version,
@@ -375,16 +393,29 @@ pub(super) async fn stream_requests<B: Backend>(
             let mut rows = over::<B>(
                 run,
                 &window,
-                queries::SELECT_STEP_BODIES,
-                queries::SELECT_WINDOW_STEP_BODIES,
+                queries::SELECT_STEPS,
+                queries::SELECT_WINDOW_STEPS,
             )
             .fetch(B::on(&mut *tx));
-            while let Some(row) = rows.try_next().await.map_err(StoreError::from)? {
-                let r = Rec::<B>(&row);
-                let n = i64::from(r.col::<i32>(0)?);
-                let packed = Unpacked::of(&r.col::<Vec<u8>>(1)?, &dicts)?;
-                if let Some(chunk) = out.step(n, packed.body()?)? {
-                    yield chunk;
+            let mut order = SeqOrder::default();
+            loop {
+                let row = rows.try_next().await.map_err(StoreError::from)?;
+                let request = match &row {
+                    Some(row) => {
+                        let (n, seq, packed) = columns::step_row::<B>(row)?;
+                        order.push(n, seq, packed)
+                    }
+                    None => order.take(),
+                };
+                if let Some((n, packed)) = request {
+                    for p in packed {
+                        if let Some(chunk) = out.step(n, Unpacked::of(&p, &dicts)?.body()?)? {
+                            yield chunk;
+                        }
+                    }
+                }
+                if row.is_none() {
+                    break;
                 }
             }
         }
@@ -393,4 +424,71 @@ pub(super) async fn stream_requests<B: Backend>(
         yield rest;
     };
     Ok(stream.boxed())
+}
+
+/// Puts each request's steps back in the order they were sent. Rows come by request through the
+/// steps' primary key, whose order within a request is their content's, not their `seq`: each
+/// request's rows are held until the next request begins, then given back sorted. One request is
+/// held at a time (its packed steps, or the columns the frame keeps anyway).
+pub(super) struct SeqOrder<T> {
+    request: Option<i64>,
+    rows: Vec<(i64, T)>,
+}
+
+impl<T> Default for SeqOrder<T> {
+    fn default() -> Self {
+        SeqOrder {
+            request: None,
+            rows: Vec::new(),
+        }
+    }
+}
+
+impl<T> SeqOrder<T> {
+    /// Takes a row; when it begins a new request, gives back the previous request's rows.
+    pub(super) fn push(&mut self, request: i64, seq: i64, row: T) -> Option<(i64, Vec<T>)> {
+        let done = match self.request {
+            Some(r) if r != request => self.take(),
+            _ => None,
+        };
+        self.request = Some(request);
+        self.rows.push((seq, row));
+        done
+    }
+
+    /// The held request's rows, in `seq` order.
+    pub(super) fn take(&mut self) -> Option<(i64, Vec<T>)> {
+        let request = self.request.take()?;
+        let mut rows = std::mem::take(&mut self.rows);
+        rows.sort_by_key(|(seq, _)| *seq);
+        Some((request, rows.into_iter().map(|(_, row)| row).collect()))
+    }
+
+    /// The last request's rows, in `seq` order.
+    pub(super) fn finish(mut self) -> Option<(i64, Vec<T>)> {
+        self.take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SeqOrder;
+
+    #[test]
+    fn each_request_comes_back_in_seq_order() {
+        let mut order = SeqOrder::default();
+        let mut out = Vec::new();
+        for (request, seq, row) in [
+            (1, 30, "c"),
+            (1, 10, "a"),
+            (1, 20, "b"),
+            (4, 7, "y"),
+            (4, 2, "x"),
+        ] {
+            out.extend(order.push(request, seq, row));
+        }
+        out.extend(order.finish());
+        assert_eq!(out, vec![(1, vec!["a", "b", "c"]), (4, vec!["x", "y"])]);
+        assert_eq!(SeqOrder::<()>::default().finish(), None);
+    }
 }
