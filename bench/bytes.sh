@@ -75,7 +75,7 @@ SQL
     gunzip -c "tests/fixtures/cases/$case/input.json.gz" 2>/dev/null > "$work/$case.json" \
       || cp "tests/fixtures/cases/$case/input.json" "$work/$case.json"
   done
-  for _ in 1 2 3; do
+  for _ in 1 2 3 4; do
     for case in realnat_react_12 realnat_tools_10 realnat_direct_8 realnat_default_filter_10; do post "$work/$case.json"; done
   done
   await_dictionary

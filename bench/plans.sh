@@ -44,8 +44,8 @@ explain() {
   echo '```'
   echo "-- GET /v1/runs?limit=50"
   psql "$url" -qAt -c "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, SUMMARY ON) SELECT id FROM runs ORDER BY created_at DESC, id DESC LIMIT 51"
-  echo "-- loading one run's steps (the frame behind every output)"
-  psql "$url" -qAt -c "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, SUMMARY ON) SELECT request_number, event_type, event_timestamp, uuid, text_value FROM steps WHERE run_id = '$probe' ORDER BY request_number, seq"
+  echo "-- loading one run's steps (the frame behind every output; sorts off, as in the server's reads)"
+  psql "$url" -qAt -c "SET enable_sort = off" -c "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, SUMMARY ON) SELECT request_number, seq, packed FROM steps WHERE run_id = '$probe' ORDER BY request_number"
   echo '```'
 }
 

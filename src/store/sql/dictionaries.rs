@@ -11,8 +11,9 @@ use uuid::Uuid;
 /// Runs a trainer samples from, the most recently updated first.
 const SAMPLED_RUNS: i64 = 8;
 
-/// Steps a trainer samples from each run, its newest: a few thousand steps in all are plenty
-/// for a 64 KiB dictionary, and take a second or two of one core to train on.
+/// Steps a trainer samples from each run, those of its newest requests (read backwards through
+/// the primary key, no sort): a few thousand steps in all are plenty for a 64 KiB dictionary, and
+/// take a second or two of one core to train on.
 const SAMPLED_STEPS: i64 = 500;
 
 /// Reads the dictionaries stored since the newest that `known` holds: one indexed query that
@@ -71,7 +72,7 @@ pub(super) async fn train_if_due<B: Backend>(
     let mut samples = Vec::new();
     for run in runs {
         let rows = sqlx::query(
-            "SELECT packed FROM steps WHERE run_id = $1 ORDER BY request_number DESC, seq DESC LIMIT $2",
+            "SELECT packed FROM steps WHERE run_id = $1 ORDER BY request_number DESC LIMIT $2",
         )
         .arg(run)
         .arg(SAMPLED_STEPS)

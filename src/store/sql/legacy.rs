@@ -18,44 +18,57 @@ use uuid::Uuid;
 /// Steps packed per transaction.
 const CHUNK: i64 = 1000;
 
-/// The old columns of the next unpacked steps after key `($1, $2, $3)`, in key order.
+/// The old columns of the next unpacked steps after identity `($1, $2, $3, $4)`, in the order
+/// of the identity's index (the steps' only one since the migration).
 fn select_unpacked<B: Backend>() -> String {
     format!(
         "SELECT run_id, request_number, seq, event_type, event_timestamp, uuid, name, framework, \
          function_name, function_id, parent_name, parent_id, prompt_tokens, completion_tokens, \
          total_tokens, seconds_between_calls, text_value, span_event_timestamp, step_parent_id, \
-         cached_tokens, body FROM steps WHERE packed IS NULL AND (run_id, request_number, seq) > \
-         ($1, $2, $3) ORDER BY run_id, request_number, seq LIMIT {CHUNK}{}",
+         cached_tokens, body, content_hash, occurrence FROM steps WHERE packed IS NULL AND \
+         (run_id, request_number, content_hash, occurrence) > ($1, $2, $3, $4) \
+         ORDER BY run_id, request_number, content_hash, occurrence LIMIT {CHUNK}{}",
         B::SKIP_LOCKED
     )
 }
 
+/// Packs the step of identity `($1, $2, $3, $5)` as `$4`, emptying its old columns.
 const PACK: &str = "UPDATE steps SET packed = $4, event_timestamp = NULL, uuid = NULL, name = NULL, \
      framework = NULL, function_name = NULL, function_id = NULL, parent_name = NULL, \
      parent_id = NULL, prompt_tokens = NULL, completion_tokens = NULL, total_tokens = NULL, \
      seconds_between_calls = NULL, text_value = NULL, span_event_timestamp = NULL, \
      step_parent_id = NULL, cached_tokens = NULL, body = NULL \
-     WHERE run_id = $1 AND request_number = $2 AND seq = $3";
+     WHERE run_id = $1 AND request_number = $2 AND content_hash = $3 AND occurrence = $5";
+
+/// Where the identity columns sit in a row of [`select_unpacked`].
+const CONTENT_HASH: usize = 21;
+const OCCURRENCE: usize = 22;
 
 /// Packs every step stored in the old columns; returns how many it packed.
 pub(super) async fn pack_all<B: Backend>(pool: &Pool<B>) -> Result<u64, StoreError> {
     let select = select_unpacked::<B>();
-    // Before every key: run ids are 16 bytes, compared bytewise by both engines.
-    let mut after = (Uuid::nil(), i32::MIN, i64::MIN);
+    // Before every identity: run ids and content hashes are compared bytewise by both engines.
+    let mut after = (Uuid::nil(), i32::MIN, Vec::<u8>::new(), i32::MIN);
     let mut packed = 0u64;
     loop {
         let mut tx = B::begin_write(pool).await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(select.as_str()))
             .arg(after.0)
             .arg(after.1)
-            .arg(after.2)
+            .arg(&after.2[..])
+            .arg(after.3)
             .fetch_all(B::on(&mut *tx))
             .await?;
         let Some(last) = rows.last() else {
             return Ok(packed);
         };
         let r = Rec::<B>(last);
-        after = (r.col(0)?, r.col(1)?, r.col(2)?);
+        after = (
+            r.col(0)?,
+            r.col(1)?,
+            r.col(CONTENT_HASH)?,
+            r.col(OCCURRENCE)?,
+        );
         for row in &rows {
             let r = Rec::<B>(row);
             let (columns, body) = old_columns::<B>(row)?;
@@ -64,8 +77,9 @@ pub(super) async fn pack_all<B: Backend>(pool: &Pool<B>) -> Result<u64, StoreErr
             sqlx::query(PACK)
                 .arg(r.col::<Uuid>(0)?)
                 .arg(r.col::<i32>(1)?)
-                .arg(r.col::<i64>(2)?)
+                .arg(&r.col::<Vec<u8>>(CONTENT_HASH)?[..])
                 .arg(&value[..])
+                .arg(r.col::<i32>(OCCURRENCE)?)
                 .execute(B::on(&mut *tx))
                 .await?;
         }
