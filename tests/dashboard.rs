@@ -54,7 +54,7 @@ on_both_backends!(run_list_figures_survive_retries, |backend| async move {
         after
     );
 
-    // Half new, half stored before: the recount path.
+    // Half new, half stored before: only the new half counts.
     let mut end = step("LLM_END", 9.0, "b");
     end["payload"]["usage_info"] =
         json!({"token_usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}});
@@ -360,7 +360,7 @@ on_both_backends!(run_list_tokens_stay_within_64_bits, |backend| async move {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let view = app.get(&format!("/v1/runs/{id}")).await.json();
     assert_eq!(view["summary"]["llm_tokens"], max);
-    // Another batch adds to the clamped sum; a partial retry recounts it.
+    // Another batch adds to the clamped sum; a partial retry adds only what it stored.
     let second = json!([{"request_number": 1, "intermediate_steps": [end("c", 3.0, max)]}]);
     let r = app.post_json(&steps, second.to_string()).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());

@@ -22,6 +22,11 @@ ALTER TABLE steps ADD CONSTRAINT steps_identity PRIMARY KEY USING INDEX steps_id
 -- Already compressed: PostgreSQL's own compression of a long value would only cost time.
 ALTER TABLE steps ALTER COLUMN packed SET STORAGE EXTERNAL;
 
+-- The steps still to pack, for the pass each server makes at start: empty once they are packed,
+-- so that the pass finds nothing at once instead of reading the whole table.
+CREATE INDEX steps_unpacked ON steps (run_id, request_number, content_hash, occurrence)
+    WHERE packed IS NULL;
+
 -- Dictionaries trained on this database's own steps (src/store/packed.rs, "Trained
 -- dictionaries"): a packed step names the one it was compressed with, so a dictionary, once
 -- stored, never changes and is never deleted. Not per run: every run of a deployment shares its

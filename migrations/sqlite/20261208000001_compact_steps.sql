@@ -48,6 +48,11 @@ DROP TABLE steps;
 ALTER TABLE steps_compact RENAME TO steps;
 CREATE UNIQUE INDEX steps_identity ON steps (run_id, request_number, content_hash, occurrence);
 
+-- The steps still to pack, for the pass each server makes at start: empty once they are packed,
+-- so that the pass finds nothing at once instead of reading the whole table.
+CREATE INDEX steps_unpacked ON steps (run_id, request_number, content_hash, occurrence)
+    WHERE packed IS NULL;
+
 -- Dictionaries trained on this database's own steps (src/store/packed.rs, "Trained
 -- dictionaries"): a packed step names the one it was compressed with, so a dictionary, once
 -- stored, never changes and is never deleted.

@@ -26,7 +26,7 @@ pub enum RequestKey {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PreparedStep {
     pub columns: StepColumns,
-    /// The step's text columns and its body, the step as the combined requests file shows it
+    /// The step's profiler columns and its body, the step as the combined requests file shows it
     /// (see `trace::render_step`), compressed together (see [`super::packed`]).
     pub packed: Vec<u8>,
     /// The body's length in bytes: what an export parsing the step reads.

@@ -1,13 +1,13 @@
 //! Compact steps: the part of a stored step that only Rust reads, in one compressed value.
 //!
 //! A step's rendered body (its JSON as the combined requests file shows it) is most of what a
-//! step weighs, and the profiler's text columns (UUIDs, names, ancestry, the LLM text) repeat
-//! pieces of it. Stored as separate columns they cost a step about 1,750 bytes of PostgreSQL
-//! (BENCHMARKS.md, "Where a step's bytes go"). Packed together, text columns first and the body
-//! after them, one zstd frame holds both: the body's copies of the column texts become short
-//! back-references, and a dictionary trained on real steps supplies the JSON keys and the shape
-//! every step shares, so even a lone step compresses well. What SQL itself filters or sums
-//! (event type, times, tokens) stays in plain columns.
+//! step weighs, and the profiler's columns (UUIDs, names, ancestry, the LLM text, times, tokens)
+//! repeat pieces of it. Stored as separate columns they cost a step about 1,750 bytes of
+//! PostgreSQL (BENCHMARKS.md, "Past one machine"). Packed together, the columns first and the
+//! body after them, one zstd frame holds both: the body's copies of the column values become
+//! short back-references, and a dictionary trained on real steps supplies the JSON keys and the
+//! shape every step shares, so even a lone step compresses well. A row keeps in plain columns
+//! only its key, its event type (which the rollups filter on) and its identity.
 //!
 //! The value is one format byte, then (for a trained dictionary) the dictionary's id as a
 //! postcard varint, then a zstd frame whose content is the postcard encoding of [`Head`]
@@ -66,15 +66,18 @@ pub struct Dictionary {
     decoder: DecoderDictionary<'static>,
 }
 
-static BUILTIN_DICTIONARY: LazyLock<Dictionary> = LazyLock::new(|| Dictionary::new(0, BUILTIN));
+static BUILTIN_DICTIONARY: LazyLock<Dictionary> = LazyLock::new(|| {
+    Dictionary::new(0, BUILTIN).expect("the built-in dictionary was made by zstd's trainer")
+});
 
 impl Dictionary {
-    fn new(id: u32, bytes: &[u8]) -> Dictionary {
-        Dictionary {
+    /// A dictionary from its stored bytes; `None` when zstd cannot load them.
+    fn new(id: u32, bytes: &[u8]) -> Option<Dictionary> {
+        Some(Dictionary {
             id,
-            encoder: EncoderDictionary::copy(bytes, LEVEL),
-            decoder: DecoderDictionary::copy(bytes),
-        }
+            encoder: EncoderDictionary::try_copy(bytes, LEVEL).ok()?,
+            decoder: DecoderDictionary::try_copy(bytes).ok()?,
+        })
     }
 
     /// The dictionary built into the binary.
@@ -129,11 +132,32 @@ impl Dictionaries {
     }
 
     /// Adds dictionary `id` as stored; one already known is left as it is.
-    pub fn add(&self, id: u32, bytes: &[u8]) {
+    pub fn add(&self, id: u32, bytes: &[u8]) -> Result<(), StoreError> {
         let mut known = self.known.write().unwrap_or_else(|e| e.into_inner());
-        known
-            .entry(id)
-            .or_insert_with(|| Box::leak(Box::new(Dictionary::new(id, bytes))));
+        if let std::collections::btree_map::Entry::Vacant(slot) = known.entry(id) {
+            let dictionary = Dictionary::new(id, bytes).ok_or_else(|| {
+                StoreError::Corrupt(format!("stored step dictionary {id} does not load"))
+            })?;
+            slot.insert(Box::leak(Box::new(dictionary)));
+        }
+        Ok(())
+    }
+
+    /// Forgets the trained dictionaries above `id`: the database no longer has them (it was
+    /// restored, or failed over to a standby that had not received them), so new steps must not
+    /// name them. Values packed with them meanwhile are unreadable, which is why this is logged.
+    pub(crate) fn forget_above(&self, id: u32) {
+        let mut known = self.known.write().unwrap_or_else(|e| e.into_inner());
+        let Some(above) = id.checked_add(1) else {
+            return;
+        };
+        let lost = known.split_off(&above);
+        if !lost.is_empty() {
+            tracing::error!(
+                lost = ?lost.keys().collect::<Vec<_>>(),
+                "step dictionaries this server used are no longer stored; new steps use older ones"
+            );
+        }
     }
 }
 
@@ -241,7 +265,7 @@ pub fn raw(columns: &StepColumns, body: &str) -> Vec<u8> {
     out
 }
 
-/// A step's text columns and body, compressed for storage with `dictionary`.
+/// A step's profiler columns and body, compressed for storage with `dictionary`.
 pub fn pack(columns: &StepColumns, body: &str, dictionary: &'static Dictionary) -> Vec<u8> {
     let content = raw(columns, body);
     let frame = COMPRESSOR.with(|cell| {
@@ -467,12 +491,21 @@ mod tests {
             .collect();
         let trained = train(&samples).unwrap();
         let mine = Dictionaries::default();
-        mine.add(3, &trained);
+        mine.add(3, &trained).unwrap();
         assert_eq!(mine.newest().id(), 3);
         let body = "{\"prompt\": \"a long system prompt xx\", \"n\": 7}";
         let packed = pack(&c, body, mine.newest());
         assert_eq!(packed[..2], [FORMAT_TRAINED, 3]);
         assert_eq!(Unpacked::of(&packed, &mine).unwrap().body().unwrap(), body);
+        // A database that lost dictionary 3 (restored, failed over) has new steps packed with
+        // the newest it still has.
+        let restored = Dictionaries::default();
+        restored.add(3, &trained).unwrap();
+        restored.forget_above(2);
+        assert_eq!(restored.newest().id(), 0);
+        assert!(
+            restored.add(4, b"not a dictionary at all").is_err() || restored.newest().id() == 4
+        );
         // A store that has not read dictionary 3 cannot read the value, and says why.
         match Unpacked::of(&packed, &Dictionaries::default()) {
             Err(StoreError::Corrupt(why)) => assert!(why.contains("dictionary 3"), "{why}"),

@@ -31,7 +31,13 @@ pub(crate) fn json_text(text: String, name: &str) -> Result<Value, StoreError> {
 /// out in a profile of a cold load (BENCHMARKS.md#third-session-2026-11-30).
 pub(crate) fn step_row<B: Backend>(row: &B::Row) -> Result<(i64, i64, Vec<u8>), StoreError> {
     let r = Rec::<B>(row);
-    Ok((i64::from(r.col::<i32>(0)?), r.col(1)?, r.col(2)?))
+    let packed = r.col::<Option<Vec<u8>>>(2)?.ok_or_else(|| {
+        StoreError::Corrupt(
+            "a step is not packed: a server older than compact steps stored it after this one              started (docs/storage.md, \"Upgrading\"); restarting a server packs it"
+                .into(),
+        )
+    })?;
+    Ok((i64::from(r.col::<i32>(0)?), r.col(1)?, packed))
 }
 
 /// A run's stored price table (NULL for runs stored before prices: none).

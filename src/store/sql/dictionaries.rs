@@ -16,6 +16,13 @@ const SAMPLED_RUNS: i64 = 8;
 /// take a second or two of one core to train on.
 const SAMPLED_STEPS: i64 = 500;
 
+/// The bytes of one step a trainer keeps (the start of its profiler columns and body): a step
+/// with a long prompt or output adds no more than this to the trainer's memory.
+const MAX_SAMPLE: usize = 16 * 1024;
+
+/// The bytes a trainer samples in all: zstd's advice is about a hundred times the dictionary.
+const MAX_SAMPLES: usize = 100 * packed::MAX_DICTIONARY;
+
 /// Reads the dictionaries stored since the newest that `known` holds: one indexed query that
 /// finds nothing but when a dictionary was trained (rare), so every read can afford it first.
 pub(super) async fn refresh<B: Backend>(
@@ -31,7 +38,7 @@ pub(super) async fn refresh<B: Backend>(
         let r = Rec::<B>(&row);
         let id = u32::try_from(r.col::<i32>(0)?)
             .map_err(|_| StoreError::Corrupt("a step dictionary's id is out of range".into()))?;
-        known.add(id, &r.col::<Vec<u8>>(1)?);
+        known.add(id, &r.col::<Vec<u8>>(1)?)?;
     }
     Ok(())
 }
@@ -57,7 +64,9 @@ pub(super) async fn train_if_due<B: Backend>(
     let last = r
         .col::<Option<i64>>(1)?
         .map(|n| u64::try_from(n).unwrap_or(0));
-    let next = r.col::<i32>(2)?.saturating_add(1);
+    let stored = u32::try_from(r.col::<i32>(2)?).unwrap_or(0);
+    let next = i64::from(stored) + 1;
+    known.forget_above(stored);
     if !schedule.due(steps, last) || steps < known.retry_at() {
         return Ok(None);
     }
@@ -69,8 +78,8 @@ pub(super) async fn train_if_due<B: Backend>(
             .iter()
             .map(|row| Rec::<B>(row).col::<Uuid>(0))
             .collect::<Result<_, _>>()?;
-    let mut samples = Vec::new();
-    for run in runs {
+    let (mut samples, mut taken) = (Vec::new(), 0usize);
+    'runs: for run in runs {
         let rows = sqlx::query(
             "SELECT packed FROM steps WHERE run_id = $1 ORDER BY request_number DESC LIMIT $2",
         )
@@ -79,8 +88,18 @@ pub(super) async fn train_if_due<B: Backend>(
         .fetch_all(B::on(&mut conn))
         .await?;
         for row in rows {
-            let packed = Rec::<B>(&row).col::<Vec<u8>>(0)?;
-            samples.push(Unpacked::of(&packed, known)?.content().to_vec());
+            let packed = Rec::<B>(&row).col::<Option<Vec<u8>>>(0)?;
+            // A step packed with a dictionary stored since the refresh above, or not packed yet,
+            // is left out rather than failing the training.
+            let Some(step) = packed.and_then(|p| Unpacked::of(&p, known).ok()) else {
+                continue;
+            };
+            let content = step.content();
+            samples.push(content[..content.len().min(MAX_SAMPLE)].to_vec());
+            taken += samples.last().map_or(0, Vec::len);
+            if taken >= MAX_SAMPLES {
+                break 'runs;
+            }
         }
     }
     let trained = tokio::task::spawn_blocking(move || packed::train(&samples))
@@ -99,7 +118,7 @@ pub(super) async fn train_if_due<B: Backend>(
         "INSERT INTO step_dictionaries (id, created_at, trained_on, dictionary) \
          VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
     )
-    .arg(next)
+    .arg(i32::try_from(next).unwrap_or(i32::MAX))
     .time(Some(OffsetDateTime::now_utc()))
     .arg(i64::try_from(steps).unwrap_or(i64::MAX))
     .arg(&dictionary[..])

@@ -19,8 +19,9 @@ use uuid::Uuid;
 const CHUNK: i64 = 1000;
 
 /// The old columns of the next unpacked steps after identity `($1, $2, $3, $4)`, in the order
-/// of the identity's index (the steps' only one since the migration).
-fn select_unpacked<B: Backend>() -> String {
+/// of the partial index `steps_unpacked`; with `skip_locked`, passing over rows another server
+/// is packing.
+fn select_unpacked<B: Backend>(skip_locked: bool) -> String {
     format!(
         "SELECT run_id, request_number, seq, event_type, event_timestamp, uuid, name, framework, \
          function_name, function_id, parent_name, parent_id, prompt_tokens, completion_tokens, \
@@ -28,7 +29,11 @@ fn select_unpacked<B: Backend>() -> String {
          cached_tokens, body, content_hash, occurrence FROM steps WHERE packed IS NULL AND \
          (run_id, request_number, content_hash, occurrence) > ($1, $2, $3, $4) \
          ORDER BY run_id, request_number, content_hash, occurrence LIMIT {CHUNK}{}",
-        B::SKIP_LOCKED
+        if skip_locked {
+            B::SKIP_LOCKED
+        } else {
+            B::FOR_UPDATE
+        }
     )
 }
 
@@ -44,9 +49,15 @@ const PACK: &str = "UPDATE steps SET packed = $4, event_timestamp = NULL, uuid =
 const CONTENT_HASH: usize = 21;
 const OCCURRENCE: usize = 22;
 
-/// Packs every step stored in the old columns; returns how many it packed.
+/// Packs every step stored in the old columns; returns how many it packed. A first pass skips
+/// the rows other servers are packing; a second waits for them, so that none is left when this
+/// server reports ready, even if the other server stopped midway.
 pub(super) async fn pack_all<B: Backend>(pool: &Pool<B>) -> Result<u64, StoreError> {
-    let select = select_unpacked::<B>();
+    Ok(pass::<B>(pool, true).await? + pass::<B>(pool, false).await?)
+}
+
+async fn pass<B: Backend>(pool: &Pool<B>, skip_locked: bool) -> Result<u64, StoreError> {
+    let select = select_unpacked::<B>(skip_locked);
     // Before every identity: run ids and content hashes are compared bytewise by both engines.
     let mut after = (Uuid::nil(), i32::MIN, Vec::<u8>::new(), i32::MIN);
     let mut packed = 0u64;
@@ -71,7 +82,15 @@ pub(super) async fn pack_all<B: Backend>(pool: &Pool<B>) -> Result<u64, StoreErr
         );
         for row in &rows {
             let r = Rec::<B>(row);
-            let (columns, body) = old_columns::<B>(row)?;
+            let (columns, body) = match old_columns::<B>(row) {
+                Ok(old) => old,
+                Err(e) => {
+                    // One unreadable old row makes its run unreadable, as it did before; it
+                    // must not keep every other run from being served.
+                    tracing::error!(error = %e, run = %r.col::<Uuid>(0)?, "cannot pack a stored step; left as it is");
+                    continue;
+                }
+            };
             // A database packed here is one just upgraded: it has no trained dictionary yet.
             let value = packed::pack(&columns, &body, packed::Dictionary::builtin());
             sqlx::query(PACK)
@@ -82,9 +101,9 @@ pub(super) async fn pack_all<B: Backend>(pool: &Pool<B>) -> Result<u64, StoreErr
                 .arg(r.col::<i32>(OCCURRENCE)?)
                 .execute(B::on(&mut *tx))
                 .await?;
+            packed += 1;
         }
         tx.commit().await?;
-        packed += rows.len() as u64;
         tracing::info!(steps = packed, "packed steps stored before compact steps");
     }
 }

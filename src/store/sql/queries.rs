@@ -185,7 +185,7 @@ pub(crate) const SELECT_REQUEST_NUMBERS: &str =
     "SELECT request_number FROM requests WHERE run_id = $1 ORDER BY request_number";
 
 /// A step's request, its place in the request and its packed columns and body, in the order
-/// `columns::STEP_COLUMNS` names them.
+/// `columns::step_row` reads them.
 macro_rules! step_columns {
     () => {
         "SELECT request_number, seq, packed FROM steps "
