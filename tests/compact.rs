@@ -266,6 +266,43 @@ on_both_backends!(
     }
 );
 
+/// Runs posted one after another append at the right edge of the steps' primary key (run ids
+/// are UUID v7 and each batch is inserted in key order), so its leaf pages split at the 90%
+/// fillfactor: an entry is about 60 bytes, and pages split in half would make it about 110.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_written_one_after_another_fill_the_primary_key() {
+    require_postgres!();
+    let db = PgTestDb::create().await;
+    let store = Arc::new(PgStore::connect(&db.url).await.unwrap());
+    let app = TestApp::on_store(Backend::Postgres, store, None, Options::default());
+    let mut runs = Vec::new();
+    for _ in 0..10 {
+        runs.push(post_case(&app, HELD_OUT).await);
+    }
+    for id in &runs {
+        let id = uuid::Uuid::parse_str(id).unwrap();
+        assert_eq!(id.get_version_num(), 7, "{id}");
+    }
+    assert!(runs.is_sorted(), "run ids out of creation order: {runs:?}");
+
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    sqlx::query("VACUUM ANALYZE steps")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (bytes, entries): (i64, i64) =
+        sqlx::query_as("SELECT pg_relation_size('steps_identity'), (SELECT COUNT(*) FROM steps)")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(entries > 7000, "{entries} steps");
+    let per_entry = bytes as f64 / entries as f64;
+    assert!(
+        per_entry < 80.0,
+        "the primary key takes {per_entry:.1} bytes an entry ({bytes} bytes, {entries} steps)"
+    );
+}
+
 async fn post_case(app: &TestApp, case: &str) -> String {
     let dir = fixtures().join("cases").join(case);
     let id = app

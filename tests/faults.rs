@@ -272,8 +272,24 @@ async fn stored_steps(url: &str, run: &str) -> (i64, i64) {
     (counted, recorded)
 }
 
-/// Waits until the server's batch INSERT is executing in PostgreSQL, so that a signal sent next
-/// lands in the middle of the batch's transaction.
+/// A transaction that holds a lock on `steps` which every INSERT into it waits for: a batch's
+/// transaction stops at its steps and stays there, whatever the machine's speed, until
+/// [`release`] (a batch that may finish before a poll sees it would make the tests below race).
+async fn hold_step_inserts(db: &PgTestDb) -> sqlx::PgConnection {
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::raw_sql("BEGIN; LOCK TABLE steps IN SHARE MODE")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn
+}
+
+async fn release(mut held: sqlx::PgConnection) {
+    sqlx::raw_sql("ROLLBACK").execute(&mut held).await.unwrap();
+}
+
+/// Waits until the server's batch INSERT is executing (or waiting, see [`hold_step_inserts`])
+/// in PostgreSQL, so that a signal sent next lands in the middle of the batch's transaction.
 async fn wait_for_insert_in_flight(db: &PgTestDb) {
     let mut conn = sqlx::PgConnection::connect(&common::app::admin_url())
         .await
@@ -301,6 +317,7 @@ async fn sigterm_during_ingest_finishes_the_batch() {
     let run = new_run(&client, &server.base).await;
     let (body, n) = big_batch(500, "term");
     let url = format!("{}/v1/runs/{run}/steps", server.base);
+    let held = hold_step_inserts(&db).await;
     let post = tokio::spawn({
         let client = client.clone();
         async move {
@@ -314,6 +331,7 @@ async fn sigterm_during_ingest_finishes_the_batch() {
     });
     wait_for_insert_in_flight(&db).await;
     server.signal("-TERM");
+    release(held).await;
     // The batch was in its transaction when the signal came: it is finished and acknowledged.
     let resp = post
         .await
@@ -338,6 +356,7 @@ async fn kill_9_mid_batch_leaves_no_partial_batch() {
     let run = new_run(&client, &server.base).await;
     let (body, n) = big_batch(500, "kill");
     let url = format!("{}/v1/runs/{run}/steps", server.base);
+    let held = hold_step_inserts(&db).await;
     let post = tokio::spawn({
         let client = client.clone();
         async move {
@@ -354,6 +373,7 @@ async fn kill_9_mid_batch_leaves_no_partial_batch() {
     let acknowledged = matches!(post.await.unwrap(), Ok(r) if r.status() == 200);
     assert!(!acknowledged, "a killed server acknowledged the batch");
     drop(server);
+    release(held).await;
     // PostgreSQL rolls the dead connection's transaction back; wait for its backend to go.
     let mut conn = sqlx::PgConnection::connect(&common::app::admin_url())
         .await
