@@ -477,7 +477,7 @@ impl PreparedBatch {
         }
         // In the primary key's order, so each insert lands right of the one before: with
         // time-ordered run ids (`SqlStore::create_run`) the index's pages fill before they
-        // split. Arrival order within a request left them a few percent emptier (tests/compact.rs).
+        // split. Arrival order left them a few percent emptier (BENCHMARKS.md, "Compact steps").
         steps.sort_unstable_by_key(|s| (s.number, s.step.content_hash, s.occurrence));
         Ok(BatchPlan {
             requests: requests.into_values().collect(),
